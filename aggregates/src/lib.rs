@@ -1,0 +1,16 @@
+//! The pure domain of the Flowlytix Subscription Server.
+//!
+//! Nothing in this crate performs I/O, reads the clock or draws random numbers: time, ids and
+//! key hashes arrive inside commands, so every rule is testable as given/when/then.
+
+pub mod admin;
+pub mod license_key;
+pub mod subscription;
+pub mod values;
+
+pub use admin::{AdminCommand, AdminError, AdminEvent, AdminUser};
+pub use subscription::{
+    DeactivationReason, DeviceDetails, NewSubscription, Status, Subscription, SubscriptionAction,
+    SubscriptionCommand, SubscriptionError, SubscriptionEvent,
+};
+pub use values::{AdminId, DeviceId, Email, Plan, Role, Sha256Hex, SubscriptionId, ValueError};

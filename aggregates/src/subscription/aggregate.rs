@@ -1,0 +1,739 @@
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::commands::{DetailsChange, DeviceDetails, NewSubscription, PeriodChange};
+use super::{
+    DeactivationReason, Status, SubscriptionAction, SubscriptionCommand, SubscriptionError,
+    SubscriptionEvent,
+};
+use crate::values::{DeviceId, Email, Plan, Sha256Hex, SubscriptionId};
+
+/// Upper bound on `max_devices`, so a typo cannot make a limit meaningless.
+pub const MAX_DEVICE_LIMIT: u32 = 10_000;
+/// Upper bound on free-text fields (names, reasons, platform strings).
+pub const MAX_TEXT_LEN: usize = 256;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    state: Option<SubscriptionState>,
+}
+
+/// Everything known about a subscription that exists (or existed: see `deleted_at`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionState {
+    pub id: SubscriptionId,
+    pub customer_email: Email,
+    pub customer_name: String,
+    pub organization: Option<String>,
+    pub plan: Plan,
+    /// The stored status; see [`Subscription::status_at`] for the one in force.
+    pub status: Status,
+    pub starts_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub trial_ends_at: Option<DateTime<Utc>>,
+    pub max_devices: u32,
+    pub features: Vec<String>,
+    pub metadata: Map<String, Value>,
+    /// Set by `LicenseKeyIssued`, which always directly follows `SubscriptionCreated`.
+    pub license_key: Option<LicenseKeyState>,
+    /// Every device ever activated, in activation order; inactive ones stay for history.
+    pub devices: Vec<Device>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LicenseKeyState {
+    pub key_hash: Sha256Hex,
+    pub key_prefix: String,
+    pub issued_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    pub id: DeviceId,
+    pub fingerprint_hash: Sha256Hex,
+    pub name: Option<String>,
+    pub platform: Option<String>,
+    pub os_version: Option<String>,
+    pub app_version: Option<String>,
+    pub hostname: Option<String>,
+    pub notes: Option<String>,
+    pub active: bool,
+    pub activated_at: DateTime<Utc>,
+    pub deactivated_at: Option<DateTime<Utc>>,
+    pub deactivation_reason: Option<DeactivationReason>,
+    /// Last time the device obtained a license token.
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+impl Subscription {
+    /// The subscription's state, unless it was never created. Deleted ones are included.
+    pub fn state(&self) -> Option<&SubscriptionState> {
+        self.state.as_ref()
+    }
+
+    /// The subscription's state if it exists and is not deleted.
+    pub fn live(&self) -> Option<&SubscriptionState> {
+        self.state.as_ref().filter(|s| s.deleted_at.is_none())
+    }
+
+    /// The status in force at `now`: a usable subscription whose period or trial has run
+    /// out is `expired`.
+    pub fn status_at(&self, now: DateTime<Utc>) -> Option<Status> {
+        self.state.as_ref().map(|s| s.status_at(now))
+    }
+}
+
+impl SubscriptionState {
+    pub fn status_at(&self, now: DateTime<Utc>) -> Status {
+        let usable = matches!(
+            self.status,
+            Status::Trialing | Status::Active | Status::PastDue
+        );
+        let period_over = self.expires_at.is_some_and(|end| end <= now);
+        let trial_over =
+            self.status == Status::Trialing && self.trial_ends_at.is_some_and(|end| end <= now);
+        if usable && (period_over || trial_over) {
+            Status::Expired
+        } else {
+            self.status
+        }
+    }
+
+    pub fn active_devices(&self) -> impl Iterator<Item = &Device> {
+        self.devices.iter().filter(|d| d.active)
+    }
+
+    pub fn active_device_count(&self) -> u32 {
+        self.active_devices().count() as u32
+    }
+
+    pub fn device(&self, id: DeviceId) -> Option<&Device> {
+        self.devices.iter().find(|d| d.id == id)
+    }
+
+    pub fn active_device_with_fingerprint(&self, fingerprint: &Sha256Hex) -> Option<&Device> {
+        self.active_devices()
+            .find(|d| &d.fingerprint_hash == fingerprint)
+    }
+
+    /// Activation, validation and tokens work while trialing, active and past_due: past_due
+    /// is a grace period in which the customer's apps keep working while payment is sorted.
+    pub fn ensure_usable(&self, now: DateTime<Utc>) -> Result<(), SubscriptionError> {
+        match self.status_at(now) {
+            Status::Trialing | Status::Active | Status::PastDue => Ok(()),
+            Status::Suspended => Err(SubscriptionError::LicenseSuspended),
+            Status::Canceled => Err(SubscriptionError::LicenseCanceled),
+            Status::Expired => Err(SubscriptionError::LicenseExpired),
+        }
+    }
+
+    fn ensure_not_canceled(&self) -> Result<(), SubscriptionError> {
+        if self.status == Status::Canceled {
+            Err(SubscriptionError::Canceled)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn active_device(&self, id: DeviceId) -> Result<&Device, SubscriptionError> {
+        let device = self
+            .device(id)
+            .ok_or(SubscriptionError::DeviceNotFound(id))?;
+        if device.active {
+            Ok(device)
+        } else {
+            Err(SubscriptionError::DeviceNotActive(id))
+        }
+    }
+
+    fn transition(&self, to: Status, allowed_from: &[Status]) -> Result<Status, SubscriptionError> {
+        if allowed_from.contains(&self.status) {
+            Ok(self.status)
+        } else {
+            Err(SubscriptionError::InvalidStatusTransition {
+                from: self.status,
+                to,
+            })
+        }
+    }
+}
+
+impl Aggregate for Subscription {
+    const TYPE: &'static str = "Subscription";
+    type Command = SubscriptionCommand;
+    type Event = SubscriptionEvent;
+    type Error = SubscriptionError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: SubscriptionCommand,
+        _services: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), SubscriptionError> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: SubscriptionEvent) {
+        use SubscriptionEvent::*;
+        if let SubscriptionCreated {
+            subscription_id,
+            customer_email,
+            customer_name,
+            organization,
+            plan,
+            status,
+            starts_at,
+            expires_at,
+            trial_ends_at,
+            max_devices,
+            features,
+            metadata,
+            at,
+        } = event
+        {
+            self.state = Some(SubscriptionState {
+                id: subscription_id,
+                customer_email,
+                customer_name,
+                organization,
+                plan,
+                status,
+                starts_at,
+                expires_at,
+                trial_ends_at,
+                max_devices,
+                features,
+                metadata,
+                license_key: None,
+                devices: Vec::new(),
+                created_at: at,
+                updated_at: at,
+                deleted_at: None,
+            });
+            return;
+        }
+        let Some(state) = self.state.as_mut() else {
+            return; // no event but SubscriptionCreated can come first
+        };
+        state.updated_at = event.at();
+        match event {
+            SubscriptionCreated { .. } => {}
+            SubscriptionPlanChanged { plan, .. } => state.plan = plan,
+            SubscriptionDeviceLimitChanged { max_devices, .. } => state.max_devices = max_devices,
+            SubscriptionPeriodChanged {
+                starts_at,
+                expires_at,
+                trial_ends_at,
+                ..
+            } => {
+                state.starts_at = starts_at;
+                state.expires_at = expires_at;
+                state.trial_ends_at = trial_ends_at;
+            }
+            SubscriptionDetailsUpdated {
+                customer_email,
+                customer_name,
+                organization,
+                features,
+                metadata,
+                ..
+            } => {
+                if let Some(email) = customer_email {
+                    state.customer_email = email;
+                }
+                if let Some(name) = customer_name {
+                    state.customer_name = name;
+                }
+                if let Some(organization) = organization {
+                    state.organization = organization;
+                }
+                if let Some(features) = features {
+                    state.features = features;
+                }
+                if let Some(metadata) = metadata {
+                    state.metadata = metadata;
+                }
+            }
+            SubscriptionSuspended { .. } => state.status = Status::Suspended,
+            SubscriptionResumed { .. } => state.status = Status::Active,
+            SubscriptionMarkedPastDue { .. } => state.status = Status::PastDue,
+            SubscriptionCanceled { .. } => state.status = Status::Canceled,
+            SubscriptionDeleted { at } => state.deleted_at = Some(at),
+            LicenseKeyIssued {
+                key_hash,
+                key_prefix,
+                at,
+            }
+            | LicenseKeyRegenerated {
+                key_hash,
+                key_prefix,
+                at,
+                ..
+            } => {
+                state.license_key = Some(LicenseKeyState {
+                    key_hash,
+                    key_prefix,
+                    issued_at: at,
+                });
+            }
+            DeviceActivated {
+                device_id,
+                fingerprint_hash,
+                name,
+                platform,
+                os_version,
+                app_version,
+                hostname,
+                at,
+                ..
+            } => {
+                let notes = state.device(device_id).and_then(|d| d.notes.clone());
+                state.devices.retain(|d| d.id != device_id);
+                state.devices.push(Device {
+                    id: device_id,
+                    fingerprint_hash,
+                    name,
+                    platform,
+                    os_version,
+                    app_version,
+                    hostname,
+                    notes,
+                    active: true,
+                    activated_at: at,
+                    deactivated_at: None,
+                    deactivation_reason: None,
+                    last_seen_at: Some(at),
+                });
+            }
+            DeviceDeactivated {
+                device_id,
+                reason,
+                at,
+                ..
+            } => {
+                if let Some(device) = state.devices.iter_mut().find(|d| d.id == device_id) {
+                    device.active = false;
+                    device.deactivated_at = Some(at);
+                    device.deactivation_reason = Some(reason);
+                }
+            }
+            DeviceUpdated {
+                device_id,
+                name,
+                notes,
+                ..
+            } => {
+                if let Some(device) = state.devices.iter_mut().find(|d| d.id == device_id) {
+                    if name.is_some() {
+                        device.name = name;
+                    }
+                    if notes.is_some() {
+                        device.notes = notes;
+                    }
+                }
+            }
+            LicenseTokenIssued { device_id, at, .. } => {
+                if let Some(device) = state.devices.iter_mut().find(|d| d.id == device_id) {
+                    device.last_seen_at = Some(at);
+                }
+            }
+        }
+    }
+}
+
+impl Subscription {
+    /// The decision half of `handle`: which events a command produces, or why it is refused.
+    /// An empty list means the command changes nothing (it is idempotent).
+    pub fn decide(
+        &self,
+        command: SubscriptionCommand,
+    ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
+        let SubscriptionCommand { at, action } = command;
+        if let SubscriptionAction::CreateSubscription(new) = action {
+            return match self.state {
+                Some(_) => Err(SubscriptionError::AlreadyExists),
+                None => create(new, at),
+            };
+        }
+        let state = self.state.as_ref().ok_or(SubscriptionError::NotFound)?;
+        if state.deleted_at.is_some() {
+            return Err(SubscriptionError::Deleted);
+        }
+        use SubscriptionAction::*;
+        use SubscriptionEvent as E;
+        Ok(match action {
+            CreateSubscription(_) => unreachable!("handled above"),
+            ChangePlan { plan } => {
+                state.ensure_not_canceled()?;
+                if plan == state.plan {
+                    vec![]
+                } else {
+                    vec![E::SubscriptionPlanChanged {
+                        previous_plan: state.plan.clone(),
+                        plan,
+                        at,
+                    }]
+                }
+            }
+            ChangeDeviceLimit {
+                max_devices,
+                deactivate_device_ids,
+            } => change_device_limit(state, max_devices, deactivate_device_ids, at)?,
+            ChangePeriod(period) => change_period(state, period, at)?,
+            UpdateDetails(change) => update_details(state, change, at)?,
+            SuspendSubscription { reason } => {
+                check_optional_text(reason.as_deref())?;
+                let previous_status = state.transition(
+                    Status::Suspended,
+                    &[Status::Trialing, Status::Active, Status::PastDue],
+                )?;
+                vec![E::SubscriptionSuspended {
+                    previous_status,
+                    reason,
+                    at,
+                }]
+            }
+            ResumeSubscription => {
+                let previous_status = state.transition(
+                    Status::Active,
+                    &[Status::Suspended, Status::PastDue, Status::Trialing],
+                )?;
+                vec![E::SubscriptionResumed {
+                    previous_status,
+                    at,
+                }]
+            }
+            MarkPastDue => {
+                let previous_status =
+                    state.transition(Status::PastDue, &[Status::Active, Status::Trialing])?;
+                vec![E::SubscriptionMarkedPastDue {
+                    previous_status,
+                    at,
+                }]
+            }
+            CancelSubscription { reason } => {
+                check_optional_text(reason.as_deref())?;
+                let previous_status = state.transition(
+                    Status::Canceled,
+                    &[
+                        Status::Trialing,
+                        Status::Active,
+                        Status::PastDue,
+                        Status::Suspended,
+                    ],
+                )?;
+                vec![E::SubscriptionCanceled {
+                    previous_status,
+                    reason,
+                    at,
+                }]
+            }
+            DeleteSubscription => vec![E::SubscriptionDeleted { at }],
+            RegenerateLicenseKey {
+                key_hash,
+                key_prefix,
+            } => vec![E::LicenseKeyRegenerated {
+                previous_key_hash: state.license_key.as_ref().map(|k| k.key_hash.clone()),
+                key_hash,
+                key_prefix,
+                at,
+            }],
+            VerifyLicenseKey { key_hash } => {
+                if state
+                    .license_key
+                    .as_ref()
+                    .is_some_and(|k| k.key_hash == key_hash)
+                {
+                    vec![]
+                } else {
+                    return Err(SubscriptionError::LicenseKeyMismatch);
+                }
+            }
+            ActivateDevice(device) => activate_device(state, device, at)?,
+            DeactivateDevice { device_id, reason } => {
+                state.active_device(device_id)?;
+                vec![E::DeviceDeactivated {
+                    device_id,
+                    reason,
+                    active_devices: state.active_device_count() - 1,
+                    at,
+                }]
+            }
+            UpdateDevice {
+                device_id,
+                name,
+                notes,
+            } => {
+                let device = state
+                    .device(device_id)
+                    .ok_or(SubscriptionError::DeviceNotFound(device_id))?;
+                check_optional_text(name.as_deref())?;
+                check_optional_text(notes.as_deref())?;
+                let name = name.filter(|n| Some(n) != device.name.as_ref());
+                let notes = notes.filter(|n| Some(n) != device.notes.as_ref());
+                if name.is_none() && notes.is_none() {
+                    vec![]
+                } else {
+                    vec![E::DeviceUpdated {
+                        device_id,
+                        name,
+                        notes,
+                        at,
+                    }]
+                }
+            }
+            IssueLicenseToken {
+                fingerprint_hash,
+                token_id,
+                expires_at,
+            } => {
+                state.ensure_usable(at)?;
+                let device = state
+                    .active_device_with_fingerprint(&fingerprint_hash)
+                    .ok_or(SubscriptionError::DeviceNotActivated)?;
+                // A token never outlives the license it stands for.
+                let expires_at = state
+                    .expires_at
+                    .map_or(expires_at, |end| end.min(expires_at));
+                // While trialing, the license ends with the trial (see `status_at`).
+                let expires_at = match state.trial_ends_at {
+                    Some(end) if state.status == Status::Trialing => end.min(expires_at),
+                    _ => expires_at,
+                };
+                vec![E::LicenseTokenIssued {
+                    device_id: device.id,
+                    token_id,
+                    expires_at,
+                    at,
+                }]
+            }
+        })
+    }
+}
+
+fn create(
+    new: NewSubscription,
+    at: DateTime<Utc>,
+) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
+    check_device_limit(new.max_devices)?;
+    check_period(new.starts_at, new.expires_at, new.trial_ends_at)?;
+    check_text(&new.customer_name)?;
+    check_optional_text(new.organization.as_deref())?;
+    let status = if new.trial_ends_at.is_some() {
+        Status::Trialing
+    } else {
+        Status::Active
+    };
+    Ok(vec![
+        SubscriptionEvent::SubscriptionCreated {
+            subscription_id: new.subscription_id,
+            customer_email: new.customer_email,
+            customer_name: new.customer_name,
+            organization: new.organization,
+            plan: new.plan,
+            status,
+            starts_at: new.starts_at,
+            expires_at: new.expires_at,
+            trial_ends_at: new.trial_ends_at,
+            max_devices: new.max_devices,
+            features: new.features,
+            metadata: new.metadata,
+            at,
+        },
+        SubscriptionEvent::LicenseKeyIssued {
+            key_hash: new.key_hash,
+            key_prefix: new.key_prefix,
+            at,
+        },
+    ])
+}
+
+fn change_device_limit(
+    state: &SubscriptionState,
+    max_devices: u32,
+    mut deactivate_device_ids: Vec<DeviceId>,
+    at: DateTime<Utc>,
+) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
+    state.ensure_not_canceled()?;
+    check_device_limit(max_devices)?;
+    deactivate_device_ids.sort();
+    deactivate_device_ids.dedup();
+    for id in &deactivate_device_ids {
+        state.active_device(*id)?;
+    }
+    let active = state.active_device_count();
+    let remaining = active - deactivate_device_ids.len() as u32;
+    if remaining > max_devices {
+        return Err(SubscriptionError::DeviceLimitBelowActiveCount {
+            active,
+            requested: max_devices,
+            must_deactivate: active - max_devices,
+        });
+    }
+    let mut events: Vec<SubscriptionEvent> = deactivate_device_ids
+        .into_iter()
+        .zip((remaining..active).rev())
+        .map(
+            |(device_id, active_devices)| SubscriptionEvent::DeviceDeactivated {
+                device_id,
+                reason: DeactivationReason::LimitReduced,
+                active_devices,
+                at,
+            },
+        )
+        .collect();
+    if max_devices != state.max_devices {
+        events.push(SubscriptionEvent::SubscriptionDeviceLimitChanged {
+            previous_max_devices: state.max_devices,
+            max_devices,
+            at,
+        });
+    }
+    Ok(events)
+}
+
+fn change_period(
+    state: &SubscriptionState,
+    period: PeriodChange,
+    at: DateTime<Utc>,
+) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
+    state.ensure_not_canceled()?;
+    check_period(period.starts_at, period.expires_at, period.trial_ends_at)?;
+    let unchanged = period.starts_at == state.starts_at
+        && period.expires_at == state.expires_at
+        && period.trial_ends_at == state.trial_ends_at;
+    if unchanged {
+        return Ok(vec![]);
+    }
+    Ok(vec![SubscriptionEvent::SubscriptionPeriodChanged {
+        starts_at: period.starts_at,
+        expires_at: period.expires_at,
+        trial_ends_at: period.trial_ends_at,
+        at,
+    }])
+}
+
+fn update_details(
+    state: &SubscriptionState,
+    change: DetailsChange,
+    at: DateTime<Utc>,
+) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
+    if let Some(name) = &change.customer_name {
+        check_text(name)?;
+    }
+    if let Some(organization) = &change.organization {
+        check_optional_text(organization.as_deref())?;
+    }
+    let customer_email = change.customer_email.filter(|v| v != &state.customer_email);
+    let customer_name = change.customer_name.filter(|v| v != &state.customer_name);
+    let organization = change.organization.filter(|v| v != &state.organization);
+    let features = change.features.filter(|v| v != &state.features);
+    let metadata = change.metadata.filter(|v| v != &state.metadata);
+    let nothing_changed = customer_email.is_none()
+        && customer_name.is_none()
+        && organization.is_none()
+        && features.is_none()
+        && metadata.is_none();
+    if nothing_changed {
+        return Ok(vec![]);
+    }
+    Ok(vec![SubscriptionEvent::SubscriptionDetailsUpdated {
+        customer_email,
+        customer_name,
+        organization,
+        features,
+        metadata,
+        at,
+    }])
+}
+
+fn activate_device(
+    state: &SubscriptionState,
+    device: DeviceDetails,
+    at: DateTime<Utc>,
+) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
+    state.ensure_usable(at)?;
+    if state
+        .active_device_with_fingerprint(&device.fingerprint_hash)
+        .is_some()
+    {
+        return Ok(vec![]);
+    }
+    let active = state.active_device_count();
+    if active >= state.max_devices {
+        return Err(SubscriptionError::DeviceLimitReached {
+            max_devices: state.max_devices,
+        });
+    }
+    for text in [
+        &device.name,
+        &device.platform,
+        &device.os_version,
+        &device.app_version,
+        &device.hostname,
+    ] {
+        check_optional_text(text.as_deref())?;
+    }
+    // A fingerprint seen before is the same device coming back: it keeps its id and history.
+    let device_id = state
+        .devices
+        .iter()
+        .find(|d| d.fingerprint_hash == device.fingerprint_hash)
+        .map_or(device.device_id, |d| d.id);
+    Ok(vec![SubscriptionEvent::DeviceActivated {
+        device_id,
+        fingerprint_hash: device.fingerprint_hash,
+        name: device.name,
+        platform: device.platform,
+        os_version: device.os_version,
+        app_version: device.app_version,
+        hostname: device.hostname,
+        active_devices: active + 1,
+        at,
+    }])
+}
+
+fn check_device_limit(max_devices: u32) -> Result<(), SubscriptionError> {
+    if (1..=MAX_DEVICE_LIMIT).contains(&max_devices) {
+        Ok(())
+    } else {
+        Err(SubscriptionError::InvalidDeviceLimit {
+            max: MAX_DEVICE_LIMIT,
+        })
+    }
+}
+
+fn check_period(
+    starts_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    trial_ends_at: Option<DateTime<Utc>>,
+) -> Result<(), SubscriptionError> {
+    let after_start = |end: Option<DateTime<Utc>>| end.is_none_or(|end| end > starts_at);
+    if after_start(expires_at) && after_start(trial_ends_at) {
+        Ok(())
+    } else {
+        Err(SubscriptionError::InvalidPeriod)
+    }
+}
+
+fn check_text(text: &str) -> Result<(), SubscriptionError> {
+    if text.trim().is_empty() || text.chars().count() > MAX_TEXT_LEN {
+        Err(SubscriptionError::InvalidText)
+    } else {
+        Ok(())
+    }
+}
+
+fn check_optional_text(text: Option<&str>) -> Result<(), SubscriptionError> {
+    text.map_or(Ok(()), check_text)
+}

@@ -1,0 +1,122 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::DeactivationReason;
+use crate::values::{DeviceId, Email, Plan, Sha256Hex, SubscriptionId};
+
+/// A command for one subscription. `at` is the instant the command is handled, supplied by
+/// the caller because the aggregate reads no clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionCommand {
+    pub at: DateTime<Utc>,
+    pub action: SubscriptionAction,
+}
+
+impl SubscriptionCommand {
+    pub fn new(at: DateTime<Utc>, action: SubscriptionAction) -> Self {
+        Self { at, action }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SubscriptionAction {
+    /// Creates the subscription and issues its first license key.
+    CreateSubscription(NewSubscription),
+    ChangePlan {
+        plan: Plan,
+    },
+    /// Lowering below the active device count requires naming the devices to deactivate.
+    ChangeDeviceLimit {
+        max_devices: u32,
+        deactivate_device_ids: Vec<DeviceId>,
+    },
+    ChangePeriod(PeriodChange),
+    UpdateDetails(DetailsChange),
+    SuspendSubscription {
+        reason: Option<String>,
+    },
+    /// Back to `active` from `suspended`, `past_due` or `trialing` (a converted trial).
+    ResumeSubscription,
+    MarkPastDue,
+    CancelSubscription {
+        reason: Option<String>,
+    },
+    DeleteSubscription,
+    RegenerateLicenseKey {
+        key_hash: Sha256Hex,
+        key_prefix: String,
+    },
+    /// Emits nothing; refuses with `LicenseKeyMismatch` unless `key_hash` is the current
+    /// key. Put first in a command list, it makes a client's key the condition of the rest.
+    VerifyLicenseKey {
+        key_hash: Sha256Hex,
+    },
+    ActivateDevice(DeviceDetails),
+    DeactivateDevice {
+        device_id: DeviceId,
+        reason: DeactivationReason,
+    },
+    UpdateDevice {
+        device_id: DeviceId,
+        name: Option<String>,
+        notes: Option<String>,
+    },
+    /// Names the device by fingerprint so that activation and its first token can be one
+    /// atomic command list, whatever id the activation gave the device.
+    IssueLicenseToken {
+        fingerprint_hash: Sha256Hex,
+        token_id: Uuid,
+        expires_at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewSubscription {
+    pub subscription_id: SubscriptionId,
+    pub customer_email: Email,
+    pub customer_name: String,
+    pub organization: Option<String>,
+    pub plan: Plan,
+    pub starts_at: DateTime<Utc>,
+    /// `None` for a perpetual license.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When set, the subscription starts `trialing` until then.
+    pub trial_ends_at: Option<DateTime<Utc>>,
+    pub max_devices: u32,
+    pub features: Vec<String>,
+    pub metadata: Map<String, Value>,
+    pub key_hash: Sha256Hex,
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeriodChange {
+    pub starts_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub trial_ends_at: Option<DateTime<Utc>>,
+}
+
+/// Only the fields that are `Some` change. `organization: Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DetailsChange {
+    pub customer_email: Option<Email>,
+    pub customer_name: Option<String>,
+    pub organization: Option<Option<String>>,
+    pub features: Option<Vec<String>>,
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// What a client app tells about the device it activates. The device id is proposed by the
+/// caller; re-activating a known fingerprint keeps the device's original id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceDetails {
+    pub device_id: DeviceId,
+    pub fingerprint_hash: Sha256Hex,
+    pub name: Option<String>,
+    pub platform: Option<String>,
+    pub os_version: Option<String>,
+    pub app_version: Option<String>,
+    pub hostname: Option<String>,
+}

@@ -1,0 +1,45 @@
+use super::Status;
+use crate::values::DeviceId;
+
+/// Why a subscription refused a command. Each variant maps to one stable API error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscriptionError {
+    #[error("the subscription does not exist")]
+    NotFound,
+    #[error("the subscription already exists")]
+    AlreadyExists,
+    #[error("the subscription was deleted")]
+    Deleted,
+    #[error("the license key is not this subscription's current key")]
+    LicenseKeyMismatch,
+    #[error("max_devices must be between 1 and {max}")]
+    InvalidDeviceLimit { max: u32 },
+    #[error("expires_at must be after starts_at, and trial_ends_at after starts_at")]
+    InvalidPeriod,
+    #[error("a subscription cannot go from {from:?} to {to:?}")]
+    InvalidStatusTransition { from: Status, to: Status },
+    #[error("the subscription is canceled and cannot be changed")]
+    Canceled,
+    #[error("the license is suspended")]
+    LicenseSuspended,
+    #[error("the license has expired")]
+    LicenseExpired,
+    #[error("the license is canceled")]
+    LicenseCanceled,
+    #[error("all {max_devices} device slots are in use")]
+    DeviceLimitReached { max_devices: u32 },
+    #[error("{active} devices are active; name {must_deactivate} of them to deactivate to go down to {requested}")]
+    DeviceLimitBelowActiveCount {
+        active: u32,
+        requested: u32,
+        must_deactivate: u32,
+    },
+    #[error("device {0} does not belong to this subscription")]
+    DeviceNotFound(DeviceId),
+    #[error("no active device has this fingerprint")]
+    DeviceNotActivated,
+    #[error("device {0} is not active")]
+    DeviceNotActive(DeviceId),
+    #[error("a text field is too long or empty")]
+    InvalidText,
+}

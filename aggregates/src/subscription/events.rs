@@ -1,0 +1,179 @@
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::Status;
+use crate::values::{DeviceId, Email, Plan, Sha256Hex, SubscriptionId};
+
+/// Every change to a subscription. Events are kept forever and never hold a secret: license
+/// keys and device fingerprints appear only as SHA-256 hashes. Each carries `at`, the domain
+/// time of the change, and the values projections need (such as `active_devices`), so that
+/// read models copy rather than recompute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SubscriptionEvent {
+    SubscriptionCreated {
+        subscription_id: SubscriptionId,
+        customer_email: Email,
+        customer_name: String,
+        organization: Option<String>,
+        plan: Plan,
+        status: Status,
+        starts_at: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+        trial_ends_at: Option<DateTime<Utc>>,
+        max_devices: u32,
+        features: Vec<String>,
+        metadata: Map<String, Value>,
+        at: DateTime<Utc>,
+    },
+    SubscriptionPlanChanged {
+        previous_plan: Plan,
+        plan: Plan,
+        at: DateTime<Utc>,
+    },
+    SubscriptionDeviceLimitChanged {
+        previous_max_devices: u32,
+        max_devices: u32,
+        at: DateTime<Utc>,
+    },
+    SubscriptionPeriodChanged {
+        starts_at: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+        trial_ends_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    SubscriptionDetailsUpdated {
+        customer_email: Option<Email>,
+        customer_name: Option<String>,
+        organization: Option<Option<String>>,
+        features: Option<Vec<String>>,
+        metadata: Option<Map<String, Value>>,
+        at: DateTime<Utc>,
+    },
+    SubscriptionSuspended {
+        previous_status: Status,
+        reason: Option<String>,
+        at: DateTime<Utc>,
+    },
+    SubscriptionResumed {
+        previous_status: Status,
+        at: DateTime<Utc>,
+    },
+    SubscriptionMarkedPastDue {
+        previous_status: Status,
+        at: DateTime<Utc>,
+    },
+    SubscriptionCanceled {
+        previous_status: Status,
+        reason: Option<String>,
+        at: DateTime<Utc>,
+    },
+    SubscriptionDeleted {
+        at: DateTime<Utc>,
+    },
+    LicenseKeyIssued {
+        key_hash: Sha256Hex,
+        key_prefix: String,
+        at: DateTime<Utc>,
+    },
+    LicenseKeyRegenerated {
+        previous_key_hash: Option<Sha256Hex>,
+        key_hash: Sha256Hex,
+        key_prefix: String,
+        at: DateTime<Utc>,
+    },
+    DeviceActivated {
+        device_id: DeviceId,
+        fingerprint_hash: Sha256Hex,
+        name: Option<String>,
+        platform: Option<String>,
+        os_version: Option<String>,
+        app_version: Option<String>,
+        hostname: Option<String>,
+        active_devices: u32,
+        at: DateTime<Utc>,
+    },
+    DeviceDeactivated {
+        device_id: DeviceId,
+        reason: DeactivationReason,
+        active_devices: u32,
+        at: DateTime<Utc>,
+    },
+    DeviceUpdated {
+        device_id: DeviceId,
+        name: Option<String>,
+        notes: Option<String>,
+        at: DateTime<Utc>,
+    },
+    LicenseTokenIssued {
+        device_id: DeviceId,
+        token_id: Uuid,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeactivationReason {
+    Client,
+    Admin,
+    LimitReduced,
+    HeartbeatExpired,
+}
+
+impl SubscriptionEvent {
+    /// The domain time of the change.
+    pub fn at(&self) -> DateTime<Utc> {
+        use SubscriptionEvent::*;
+        match self {
+            SubscriptionCreated { at, .. }
+            | SubscriptionPlanChanged { at, .. }
+            | SubscriptionDeviceLimitChanged { at, .. }
+            | SubscriptionPeriodChanged { at, .. }
+            | SubscriptionDetailsUpdated { at, .. }
+            | SubscriptionSuspended { at, .. }
+            | SubscriptionResumed { at, .. }
+            | SubscriptionMarkedPastDue { at, .. }
+            | SubscriptionCanceled { at, .. }
+            | SubscriptionDeleted { at }
+            | LicenseKeyIssued { at, .. }
+            | LicenseKeyRegenerated { at, .. }
+            | DeviceActivated { at, .. }
+            | DeviceDeactivated { at, .. }
+            | DeviceUpdated { at, .. }
+            | LicenseTokenIssued { at, .. } => *at,
+        }
+    }
+}
+
+impl DomainEvent for SubscriptionEvent {
+    fn event_type(&self) -> String {
+        use SubscriptionEvent::*;
+        let name = match self {
+            SubscriptionCreated { .. } => "SubscriptionCreated",
+            SubscriptionPlanChanged { .. } => "SubscriptionPlanChanged",
+            SubscriptionDeviceLimitChanged { .. } => "SubscriptionDeviceLimitChanged",
+            SubscriptionPeriodChanged { .. } => "SubscriptionPeriodChanged",
+            SubscriptionDetailsUpdated { .. } => "SubscriptionDetailsUpdated",
+            SubscriptionSuspended { .. } => "SubscriptionSuspended",
+            SubscriptionResumed { .. } => "SubscriptionResumed",
+            SubscriptionMarkedPastDue { .. } => "SubscriptionMarkedPastDue",
+            SubscriptionCanceled { .. } => "SubscriptionCanceled",
+            SubscriptionDeleted { .. } => "SubscriptionDeleted",
+            LicenseKeyIssued { .. } => "LicenseKeyIssued",
+            LicenseKeyRegenerated { .. } => "LicenseKeyRegenerated",
+            DeviceActivated { .. } => "DeviceActivated",
+            DeviceDeactivated { .. } => "DeviceDeactivated",
+            DeviceUpdated { .. } => "DeviceUpdated",
+            LicenseTokenIssued { .. } => "LicenseTokenIssued",
+        };
+        name.to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}

@@ -1,0 +1,46 @@
+//! The `Subscription` aggregate: a customer's plan, period, status, license key and device
+//! activations. One aggregate, because activating a device must respect the current status
+//! and device limit atomically.
+
+mod aggregate;
+mod commands;
+mod error;
+mod events;
+#[cfg(test)]
+mod tests;
+
+pub use aggregate::{Device, LicenseKeyState, Subscription, SubscriptionState};
+pub use commands::{
+    DetailsChange, DeviceDetails, NewSubscription, PeriodChange, SubscriptionAction,
+    SubscriptionCommand,
+};
+pub use error::SubscriptionError;
+pub use events::{DeactivationReason, SubscriptionEvent};
+
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle status. `expired` is never stored by an event: it is what an otherwise usable
+/// subscription becomes once its period or trial has run out (see [`Subscription::status_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Trialing,
+    Active,
+    PastDue,
+    Suspended,
+    Canceled,
+    Expired,
+}
+
+impl Status {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Trialing => "trialing",
+            Status::Active => "active",
+            Status::PastDue => "past_due",
+            Status::Suspended => "suspended",
+            Status::Canceled => "canceled",
+            Status::Expired => "expired",
+        }
+    }
+}

@@ -1,0 +1,1660 @@
+//! Given/when/then tests of the `Subscription` aggregate: one test per rule.
+#![allow(clippy::unwrap_used)]
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use cqrs_es::test::{AggregateTestExecutor, TestFramework};
+use cqrs_es::Aggregate;
+use serde_json::{json, Map};
+use uuid::Uuid;
+
+use super::aggregate::{MAX_DEVICE_LIMIT, MAX_TEXT_LEN};
+use super::{
+    DeactivationReason, DetailsChange, DeviceDetails, NewSubscription, PeriodChange, Status,
+    Subscription, SubscriptionAction, SubscriptionCommand, SubscriptionError, SubscriptionEvent,
+};
+use crate::values::{DeviceId, Email, Plan, Sha256Hex, SubscriptionId};
+
+use SubscriptionAction as A;
+use SubscriptionError as Error;
+use SubscriptionEvent as E;
+
+// ---------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------
+
+/// Creation time of every fixture subscription.
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap()
+}
+
+/// `n` days after `t0()`.
+fn day(n: i64) -> DateTime<Utc> {
+    t0() + Duration::days(n)
+}
+
+/// When commands are handled unless a test says otherwise: within the period and the trial.
+fn now() -> DateTime<Utc> {
+    day(1)
+}
+
+/// End of the fixture subscription's period.
+fn period_end() -> DateTime<Utc> {
+    day(365)
+}
+
+/// End of the fixture trial.
+fn trial_end() -> DateTime<Utc> {
+    day(14)
+}
+
+const LAPTOP: u128 = 1;
+const DESKTOP: u128 = 2;
+const PHONE: u128 = 3;
+const UNKNOWN: u128 = 99;
+
+fn device_id(n: u128) -> DeviceId {
+    DeviceId(Uuid::from_u128(0xd0_0000 + n))
+}
+
+fn fingerprint(n: u128) -> Sha256Hex {
+    Sha256Hex::parse(&format!("{:064x}", 0xf0_0000 + n)).unwrap()
+}
+
+fn key_hash(n: u128) -> Sha256Hex {
+    Sha256Hex::parse(&format!("{:064x}", 0xa0_0000 + n)).unwrap()
+}
+
+fn plan(slug: &str) -> Plan {
+    Plan::parse(slug).unwrap()
+}
+
+fn email(raw: &str) -> Email {
+    Email::parse(raw).unwrap()
+}
+
+fn new_subscription() -> NewSubscription {
+    NewSubscription {
+        subscription_id: SubscriptionId(Uuid::from_u128(1)),
+        customer_email: email("ann@example.com"),
+        customer_name: "Ann Example".to_owned(),
+        organization: Some("Example Ltd".to_owned()),
+        plan: plan("pro"),
+        starts_at: t0(),
+        expires_at: Some(period_end()),
+        trial_ends_at: None,
+        max_devices: 2,
+        features: vec!["reports".to_owned()],
+        metadata: Map::new(),
+        key_hash: key_hash(1),
+        key_prefix: "FLX-AB12C".to_owned(),
+    }
+}
+
+/// The events `create` must emit for `new` at `t0()`.
+fn creation_events(new: NewSubscription, status: Status) -> Vec<SubscriptionEvent> {
+    vec![
+        E::SubscriptionCreated {
+            subscription_id: new.subscription_id,
+            customer_email: new.customer_email,
+            customer_name: new.customer_name,
+            organization: new.organization,
+            plan: new.plan,
+            status,
+            starts_at: new.starts_at,
+            expires_at: new.expires_at,
+            trial_ends_at: new.trial_ends_at,
+            max_devices: new.max_devices,
+            features: new.features,
+            metadata: new.metadata,
+            at: t0(),
+        },
+        E::LicenseKeyIssued {
+            key_hash: new.key_hash,
+            key_prefix: new.key_prefix,
+            at: t0(),
+        },
+    ]
+}
+
+/// An active subscription (2 devices, period ending `period_end()`) with its key issued.
+fn created() -> Vec<SubscriptionEvent> {
+    creation_events(new_subscription(), Status::Active)
+}
+
+/// A trialing subscription whose trial ends at `trial_end()`.
+fn created_trialing() -> Vec<SubscriptionEvent> {
+    let new = NewSubscription {
+        trial_ends_at: Some(trial_end()),
+        ..new_subscription()
+    };
+    creation_events(new, Status::Trialing)
+}
+
+/// `created()` plus more events.
+fn created_and(more: Vec<SubscriptionEvent>) -> Vec<SubscriptionEvent> {
+    let mut events = created();
+    events.extend(more);
+    events
+}
+
+/// A device (id and fingerprint numbered `n`) activated at `t0()`, leaving `active_devices`.
+fn activated(n: u128, active_devices: u32) -> SubscriptionEvent {
+    activated_at(n, active_devices, t0())
+}
+
+fn activated_at(n: u128, active_devices: u32, at: DateTime<Utc>) -> SubscriptionEvent {
+    E::DeviceActivated {
+        device_id: device_id(n),
+        fingerprint_hash: fingerprint(n),
+        name: None,
+        platform: None,
+        os_version: None,
+        app_version: None,
+        hostname: None,
+        active_devices,
+        at,
+    }
+}
+
+fn deactivated(n: u128, reason: DeactivationReason, active_devices: u32) -> SubscriptionEvent {
+    E::DeviceDeactivated {
+        device_id: device_id(n),
+        reason,
+        active_devices,
+        at: t0(),
+    }
+}
+
+fn suspended() -> SubscriptionEvent {
+    E::SubscriptionSuspended {
+        previous_status: Status::Active,
+        reason: None,
+        at: t0(),
+    }
+}
+
+fn past_due() -> SubscriptionEvent {
+    E::SubscriptionMarkedPastDue {
+        previous_status: Status::Active,
+        at: t0(),
+    }
+}
+
+fn canceled() -> SubscriptionEvent {
+    E::SubscriptionCanceled {
+        previous_status: Status::Active,
+        reason: None,
+        at: t0(),
+    }
+}
+
+fn deleted() -> SubscriptionEvent {
+    E::SubscriptionDeleted { at: t0() }
+}
+
+/// The test framework given these past events.
+fn given(events: Vec<SubscriptionEvent>) -> AggregateTestExecutor<Subscription> {
+    TestFramework::<Subscription>::with(()).given(events)
+}
+
+/// A command handled at `now()`.
+fn cmd(action: SubscriptionAction) -> SubscriptionCommand {
+    SubscriptionCommand::new(now(), action)
+}
+
+/// A command handled at `at`.
+fn cmd_at(at: DateTime<Utc>, action: SubscriptionAction) -> SubscriptionCommand {
+    SubscriptionCommand::new(at, action)
+}
+
+fn create(new: NewSubscription) -> SubscriptionCommand {
+    cmd_at(t0(), A::CreateSubscription(new))
+}
+
+/// Activation of the device numbered `n`, proposing id `n` and fingerprint `n`.
+fn activate(n: u128) -> SubscriptionAction {
+    activate_as(n, n)
+}
+
+/// Activation of the device with fingerprint `fp`, proposing the id numbered `id`.
+fn activate_as(id: u128, fp: u128) -> SubscriptionAction {
+    A::ActivateDevice(DeviceDetails {
+        device_id: device_id(id),
+        fingerprint_hash: fingerprint(fp),
+        name: None,
+        platform: None,
+        os_version: None,
+        app_version: None,
+        hostname: None,
+    })
+}
+
+fn change_limit(max_devices: u32, deactivate: &[u128]) -> SubscriptionAction {
+    A::ChangeDeviceLimit {
+        max_devices,
+        deactivate_device_ids: deactivate.iter().map(|n| device_id(*n)).collect(),
+    }
+}
+
+fn change_period(
+    starts_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    trial_ends_at: Option<DateTime<Utc>>,
+) -> SubscriptionAction {
+    A::ChangePeriod(PeriodChange {
+        starts_at,
+        expires_at,
+        trial_ends_at,
+    })
+}
+
+/// A token request from the device with fingerprint `fp`, for a week from `now()`.
+fn issue_token(fp: u128) -> SubscriptionAction {
+    issue_token_until(fp, now() + Duration::days(7))
+}
+
+fn issue_token_until(fp: u128, expires_at: DateTime<Utc>) -> SubscriptionAction {
+    A::IssueLicenseToken {
+        fingerprint_hash: fingerprint(fp),
+        token_id: Uuid::from_u128(0x70c3),
+        expires_at,
+    }
+}
+
+/// The token issued to the device numbered `n`.
+fn token_issued(n: u128, expires_at: DateTime<Utc>, at: DateTime<Utc>) -> SubscriptionEvent {
+    E::LicenseTokenIssued {
+        device_id: device_id(n),
+        token_id: Uuid::from_u128(0x70c3),
+        expires_at,
+        at,
+    }
+}
+
+/// One of every command kind but `CreateSubscription`.
+fn every_non_create_action() -> Vec<SubscriptionAction> {
+    vec![
+        A::ChangePlan {
+            plan: plan("enterprise"),
+        },
+        change_limit(5, &[]),
+        change_period(t0(), Some(day(730)), None),
+        A::UpdateDetails(DetailsChange {
+            customer_name: Some("Bob".to_owned()),
+            ..DetailsChange::default()
+        }),
+        A::SuspendSubscription { reason: None },
+        A::ResumeSubscription,
+        A::MarkPastDue,
+        A::CancelSubscription { reason: None },
+        A::DeleteSubscription,
+        A::RegenerateLicenseKey {
+            key_hash: key_hash(2),
+            key_prefix: "FLX-ZZ99Z".to_owned(),
+        },
+        activate(LAPTOP),
+        A::DeactivateDevice {
+            device_id: device_id(LAPTOP),
+            reason: DeactivationReason::Admin,
+        },
+        A::UpdateDevice {
+            device_id: device_id(LAPTOP),
+            name: Some("Work".to_owned()),
+            notes: None,
+        },
+        issue_token(LAPTOP),
+    ]
+}
+
+/// An aggregate rebuilt from events, for `status_at` checks.
+fn aggregate(events: Vec<SubscriptionEvent>) -> Subscription {
+    let mut subscription = Subscription::default();
+    for event in events {
+        subscription.apply(event);
+    }
+    subscription
+}
+
+fn too_long_text() -> String {
+    "x".repeat(MAX_TEXT_LEN + 1)
+}
+
+// ---------------------------------------------------------------------------------------
+// Create
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn create_emits_subscription_created_active_and_license_key_issued() {
+    TestFramework::<Subscription>::with(())
+        .given_no_previous_events()
+        .when(create(new_subscription()))
+        .then_expect_events(vec![
+            E::SubscriptionCreated {
+                subscription_id: SubscriptionId(Uuid::from_u128(1)),
+                customer_email: email("ann@example.com"),
+                customer_name: "Ann Example".to_owned(),
+                organization: Some("Example Ltd".to_owned()),
+                plan: plan("pro"),
+                status: Status::Active,
+                starts_at: t0(),
+                expires_at: Some(period_end()),
+                trial_ends_at: None,
+                max_devices: 2,
+                features: vec!["reports".to_owned()],
+                metadata: Map::new(),
+                at: t0(),
+            },
+            E::LicenseKeyIssued {
+                key_hash: key_hash(1),
+                key_prefix: "FLX-AB12C".to_owned(),
+                at: t0(),
+            },
+        ]);
+}
+
+#[test]
+fn create_with_a_trial_starts_trialing() {
+    let new = NewSubscription {
+        trial_ends_at: Some(trial_end()),
+        ..new_subscription()
+    };
+    given(vec![])
+        .when(create(new.clone()))
+        .then_expect_events(creation_events(new, Status::Trialing));
+}
+
+#[test]
+fn create_a_perpetual_license_without_expiry() {
+    let new = NewSubscription {
+        expires_at: None,
+        ..new_subscription()
+    };
+    given(vec![])
+        .when(create(new.clone()))
+        .then_expect_events(creation_events(new, Status::Active));
+}
+
+#[test]
+fn create_twice_is_already_exists() {
+    given(created())
+        .when(create(new_subscription()))
+        .then_expect_error(Error::AlreadyExists);
+}
+
+#[test]
+fn create_over_a_deleted_subscription_is_already_exists() {
+    given(created_and(vec![deleted()]))
+        .when(create(new_subscription()))
+        .then_expect_error(Error::AlreadyExists);
+}
+
+#[test]
+fn create_with_zero_devices_is_invalid_device_limit() {
+    let new = NewSubscription {
+        max_devices: 0,
+        ..new_subscription()
+    };
+    given(vec![])
+        .when(create(new))
+        .then_expect_error(Error::InvalidDeviceLimit {
+            max: MAX_DEVICE_LIMIT,
+        });
+}
+
+#[test]
+fn create_above_max_device_limit_is_invalid_device_limit() {
+    let new = NewSubscription {
+        max_devices: MAX_DEVICE_LIMIT + 1,
+        ..new_subscription()
+    };
+    given(vec![])
+        .when(create(new))
+        .then_expect_error(Error::InvalidDeviceLimit {
+            max: MAX_DEVICE_LIMIT,
+        });
+}
+
+#[test]
+fn create_accepts_device_limits_from_one_to_max() {
+    for max_devices in [1, MAX_DEVICE_LIMIT] {
+        let new = NewSubscription {
+            max_devices,
+            ..new_subscription()
+        };
+        given(vec![])
+            .when(create(new.clone()))
+            .then_expect_events(creation_events(new, Status::Active));
+    }
+}
+
+#[test]
+fn create_expiring_at_or_before_start_is_invalid_period() {
+    for expires_at in [t0(), day(-1)] {
+        let new = NewSubscription {
+            expires_at: Some(expires_at),
+            ..new_subscription()
+        };
+        given(vec![])
+            .when(create(new))
+            .then_expect_error(Error::InvalidPeriod);
+    }
+}
+
+#[test]
+fn create_with_trial_ending_at_or_before_start_is_invalid_period() {
+    for trial_ends_at in [t0(), day(-1)] {
+        let new = NewSubscription {
+            trial_ends_at: Some(trial_ends_at),
+            ..new_subscription()
+        };
+        given(vec![])
+            .when(create(new))
+            .then_expect_error(Error::InvalidPeriod);
+    }
+}
+
+#[test]
+fn create_with_empty_customer_name_is_invalid_text() {
+    for name in ["", "   "] {
+        let new = NewSubscription {
+            customer_name: name.to_owned(),
+            ..new_subscription()
+        };
+        given(vec![])
+            .when(create(new))
+            .then_expect_error(Error::InvalidText);
+    }
+}
+
+#[test]
+fn create_with_too_long_customer_name_is_invalid_text() {
+    let new = NewSubscription {
+        customer_name: too_long_text(),
+        ..new_subscription()
+    };
+    given(vec![])
+        .when(create(new))
+        .then_expect_error(Error::InvalidText);
+}
+
+#[test]
+fn create_accepts_a_customer_name_of_max_length() {
+    let new = NewSubscription {
+        customer_name: "x".repeat(MAX_TEXT_LEN),
+        ..new_subscription()
+    };
+    given(vec![])
+        .when(create(new.clone()))
+        .then_expect_events(creation_events(new, Status::Active));
+}
+
+#[test]
+fn create_with_empty_organization_is_invalid_text() {
+    let new = NewSubscription {
+        organization: Some(String::new()),
+        ..new_subscription()
+    };
+    given(vec![])
+        .when(create(new))
+        .then_expect_error(Error::InvalidText);
+}
+
+// ---------------------------------------------------------------------------------------
+// Existence and deletion
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn every_command_on_a_never_created_subscription_is_not_found() {
+    for action in every_non_create_action() {
+        TestFramework::<Subscription>::with(())
+            .given_no_previous_events()
+            .when(cmd(action))
+            .then_expect_error(Error::NotFound);
+    }
+}
+
+#[test]
+fn every_command_on_a_deleted_subscription_is_deleted() {
+    for action in every_non_create_action() {
+        given(created_and(vec![activated(LAPTOP, 1), deleted()]))
+            .when(cmd(action))
+            .then_expect_error(Error::Deleted);
+    }
+}
+
+#[test]
+fn delete_emits_subscription_deleted() {
+    given(created())
+        .when(cmd(A::DeleteSubscription))
+        .then_expect_events(vec![E::SubscriptionDeleted { at: now() }]);
+}
+
+#[test]
+fn a_canceled_subscription_can_be_deleted() {
+    given(created_and(vec![canceled()]))
+        .when(cmd(A::DeleteSubscription))
+        .then_expect_events(vec![E::SubscriptionDeleted { at: now() }]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Device activation
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn activation_is_allowed_while_trialing() {
+    given(created_trialing())
+        .when(cmd(activate(LAPTOP)))
+        .then_expect_events(vec![activated_at(LAPTOP, 1, now())]);
+}
+
+#[test]
+fn activation_is_allowed_while_active() {
+    given(created())
+        .when(cmd(activate(LAPTOP)))
+        .then_expect_events(vec![activated_at(LAPTOP, 1, now())]);
+}
+
+#[test]
+fn activation_is_allowed_while_past_due_as_a_grace_period() {
+    given(created_and(vec![past_due()]))
+        .when(cmd(activate(LAPTOP)))
+        .then_expect_events(vec![activated_at(LAPTOP, 1, now())]);
+}
+
+#[test]
+fn activation_of_a_suspended_license_is_license_suspended() {
+    given(created_and(vec![suspended()]))
+        .when(cmd(activate(LAPTOP)))
+        .then_expect_error(Error::LicenseSuspended);
+}
+
+#[test]
+fn activation_of_a_canceled_license_is_license_canceled() {
+    given(created_and(vec![canceled()]))
+        .when(cmd(activate(LAPTOP)))
+        .then_expect_error(Error::LicenseCanceled);
+}
+
+#[test]
+fn activation_once_expires_at_is_reached_is_license_expired() {
+    for at in [period_end(), period_end() + Duration::days(30)] {
+        given(created())
+            .when(cmd_at(at, activate(LAPTOP)))
+            .then_expect_error(Error::LicenseExpired);
+    }
+}
+
+#[test]
+fn activation_just_before_expires_at_is_allowed() {
+    let at = period_end() - Duration::seconds(1);
+    given(created())
+        .when(cmd_at(at, activate(LAPTOP)))
+        .then_expect_events(vec![activated_at(LAPTOP, 1, at)]);
+}
+
+#[test]
+fn activation_after_the_trial_ended_is_license_expired() {
+    given(created_trialing())
+        .when(cmd_at(trial_end(), activate(LAPTOP)))
+        .then_expect_error(Error::LicenseExpired);
+}
+
+#[test]
+fn activation_past_due_after_expiry_is_license_expired() {
+    given(created_and(vec![past_due()]))
+        .when(cmd_at(period_end(), activate(LAPTOP)))
+        .then_expect_error(Error::LicenseExpired);
+}
+
+#[test]
+fn activation_counts_the_active_devices() {
+    given(created_and(vec![activated(LAPTOP, 1)]))
+        .when(cmd(activate(DESKTOP)))
+        .then_expect_events(vec![activated_at(DESKTOP, 2, now())]);
+}
+
+#[test]
+fn activation_beyond_max_devices_is_device_limit_reached() {
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        activated(DESKTOP, 2),
+    ]))
+    .when(cmd(activate(PHONE)))
+    .then_expect_error(Error::DeviceLimitReached { max_devices: 2 });
+}
+
+#[test]
+fn reactivating_an_active_fingerprint_emits_no_events() {
+    given(created_and(vec![activated(LAPTOP, 1)]))
+        .when(cmd(activate_as(UNKNOWN, LAPTOP)))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn reactivating_an_active_fingerprint_at_the_device_limit_emits_no_events() {
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        activated(DESKTOP, 2),
+    ]))
+    .when(cmd(activate(LAPTOP)))
+    .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_deactivated_fingerprint_reactivates_with_its_original_device_id() {
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        deactivated(LAPTOP, DeactivationReason::Client, 0),
+    ]))
+    .when(cmd(activate_as(UNKNOWN, LAPTOP)))
+    .then_expect_events(vec![activated_at(LAPTOP, 1, now())]);
+}
+
+#[test]
+fn a_deactivated_device_frees_its_slot() {
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        activated(DESKTOP, 2),
+        deactivated(LAPTOP, DeactivationReason::Admin, 1),
+    ]))
+    .when(cmd(activate(PHONE)))
+    .then_expect_events(vec![activated_at(PHONE, 2, now())]);
+}
+
+#[test]
+fn activation_with_a_too_long_device_name_is_invalid_text() {
+    let action = A::ActivateDevice(DeviceDetails {
+        device_id: device_id(LAPTOP),
+        fingerprint_hash: fingerprint(LAPTOP),
+        name: Some(too_long_text()),
+        platform: None,
+        os_version: None,
+        app_version: None,
+        hostname: None,
+    });
+    given(created())
+        .when(cmd(action))
+        .then_expect_error(Error::InvalidText);
+}
+
+#[test]
+fn activation_carries_the_device_details() {
+    let details = DeviceDetails {
+        device_id: device_id(LAPTOP),
+        fingerprint_hash: fingerprint(LAPTOP),
+        name: Some("Ann's laptop".to_owned()),
+        platform: Some("linux".to_owned()),
+        os_version: Some("6.8".to_owned()),
+        app_version: Some("2.1.0".to_owned()),
+        hostname: Some("ann-laptop".to_owned()),
+    };
+    given(created())
+        .when(cmd(A::ActivateDevice(details.clone())))
+        .then_expect_events(vec![E::DeviceActivated {
+            device_id: details.device_id,
+            fingerprint_hash: details.fingerprint_hash,
+            name: details.name,
+            platform: details.platform,
+            os_version: details.os_version,
+            app_version: details.app_version,
+            hostname: details.hostname,
+            active_devices: 1,
+            at: now(),
+        }]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Device limit
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn raising_the_device_limit_emits_limit_changed() {
+    given(created_and(vec![activated(LAPTOP, 1)]))
+        .when(cmd(change_limit(5, &[])))
+        .then_expect_events(vec![E::SubscriptionDeviceLimitChanged {
+            previous_max_devices: 2,
+            max_devices: 5,
+            at: now(),
+        }]);
+}
+
+#[test]
+fn lowering_the_device_limit_down_to_the_active_count_is_allowed() {
+    given(created_and(vec![activated(LAPTOP, 1)]))
+        .when(cmd(change_limit(1, &[])))
+        .then_expect_events(vec![E::SubscriptionDeviceLimitChanged {
+            previous_max_devices: 2,
+            max_devices: 1,
+            at: now(),
+        }]);
+}
+
+#[test]
+fn lowering_the_device_limit_below_the_active_count_is_refused() {
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        activated(DESKTOP, 2),
+    ]))
+    .when(cmd(change_limit(1, &[])))
+    .then_expect_error(Error::DeviceLimitBelowActiveCount {
+        active: 2,
+        requested: 1,
+        must_deactivate: 1,
+    });
+}
+
+#[test]
+fn lowering_the_device_limit_naming_too_few_devices_is_refused() {
+    let events = created_and(vec![
+        E::SubscriptionDeviceLimitChanged {
+            previous_max_devices: 2,
+            max_devices: 3,
+            at: t0(),
+        },
+        activated(LAPTOP, 1),
+        activated(DESKTOP, 2),
+        activated(PHONE, 3),
+    ]);
+    given(events)
+        .when(cmd(change_limit(1, &[LAPTOP])))
+        .then_expect_error(Error::DeviceLimitBelowActiveCount {
+            active: 3,
+            requested: 1,
+            must_deactivate: 2,
+        });
+}
+
+#[test]
+fn lowering_the_device_limit_naming_enough_devices_deactivates_them_first() {
+    let events = created_and(vec![
+        E::SubscriptionDeviceLimitChanged {
+            previous_max_devices: 2,
+            max_devices: 3,
+            at: t0(),
+        },
+        activated(LAPTOP, 1),
+        activated(DESKTOP, 2),
+        activated(PHONE, 3),
+    ]);
+    given(events)
+        .when(cmd(change_limit(1, &[LAPTOP, DESKTOP])))
+        .then_expect_events(vec![
+            E::DeviceDeactivated {
+                device_id: device_id(LAPTOP),
+                reason: DeactivationReason::LimitReduced,
+                active_devices: 2,
+                at: now(),
+            },
+            E::DeviceDeactivated {
+                device_id: device_id(DESKTOP),
+                reason: DeactivationReason::LimitReduced,
+                active_devices: 1,
+                at: now(),
+            },
+            E::SubscriptionDeviceLimitChanged {
+                previous_max_devices: 3,
+                max_devices: 1,
+                at: now(),
+            },
+        ]);
+}
+
+#[test]
+fn naming_a_device_twice_when_lowering_the_limit_deactivates_it_once() {
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        activated(DESKTOP, 2),
+    ]))
+    .when(cmd(change_limit(1, &[LAPTOP, LAPTOP])))
+    .then_expect_events(vec![
+        E::DeviceDeactivated {
+            device_id: device_id(LAPTOP),
+            reason: DeactivationReason::LimitReduced,
+            active_devices: 1,
+            at: now(),
+        },
+        E::SubscriptionDeviceLimitChanged {
+            previous_max_devices: 2,
+            max_devices: 1,
+            at: now(),
+        },
+    ]);
+}
+
+#[test]
+fn changing_the_device_limit_naming_an_unknown_device_is_device_not_found() {
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        activated(DESKTOP, 2),
+    ]))
+    .when(cmd(change_limit(1, &[UNKNOWN])))
+    .then_expect_error(Error::DeviceNotFound(device_id(UNKNOWN)));
+}
+
+#[test]
+fn changing_the_device_limit_naming_an_inactive_device_is_device_not_active() {
+    let events = created_and(vec![
+        activated(LAPTOP, 1),
+        activated(DESKTOP, 2),
+        deactivated(LAPTOP, DeactivationReason::Client, 1),
+    ]);
+    given(events)
+        .when(cmd(change_limit(1, &[LAPTOP])))
+        .then_expect_error(Error::DeviceNotActive(device_id(LAPTOP)));
+}
+
+#[test]
+fn the_same_device_limit_without_devices_emits_no_events() {
+    given(created_and(vec![activated(LAPTOP, 1)]))
+        .when(cmd(change_limit(2, &[])))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn an_out_of_range_device_limit_is_invalid_device_limit() {
+    for max_devices in [0, MAX_DEVICE_LIMIT + 1] {
+        given(created())
+            .when(cmd(change_limit(max_devices, &[])))
+            .then_expect_error(Error::InvalidDeviceLimit {
+                max: MAX_DEVICE_LIMIT,
+            });
+    }
+}
+
+#[test]
+fn changing_the_device_limit_of_a_canceled_subscription_is_canceled() {
+    given(created_and(vec![canceled()]))
+        .when(cmd(change_limit(5, &[])))
+        .then_expect_error(Error::Canceled);
+}
+
+// ---------------------------------------------------------------------------------------
+// Plan, period and details
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn change_plan_emits_plan_changed() {
+    given(created())
+        .when(cmd(A::ChangePlan {
+            plan: plan("enterprise"),
+        }))
+        .then_expect_events(vec![E::SubscriptionPlanChanged {
+            previous_plan: plan("pro"),
+            plan: plan("enterprise"),
+            at: now(),
+        }]);
+}
+
+#[test]
+fn change_to_the_same_plan_emits_no_events() {
+    given(created())
+        .when(cmd(A::ChangePlan { plan: plan("pro") }))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn change_plan_of_a_canceled_subscription_is_canceled() {
+    given(created_and(vec![canceled()]))
+        .when(cmd(A::ChangePlan {
+            plan: plan("enterprise"),
+        }))
+        .then_expect_error(Error::Canceled);
+}
+
+#[test]
+fn change_period_emits_period_changed() {
+    given(created())
+        .when(cmd(change_period(t0(), Some(day(730)), None)))
+        .then_expect_events(vec![E::SubscriptionPeriodChanged {
+            starts_at: t0(),
+            expires_at: Some(day(730)),
+            trial_ends_at: None,
+            at: now(),
+        }]);
+}
+
+#[test]
+fn an_unchanged_period_emits_no_events() {
+    given(created())
+        .when(cmd(change_period(t0(), Some(period_end()), None)))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_period_expiring_at_or_before_its_start_is_invalid_period() {
+    for expires_at in [t0(), day(-1)] {
+        given(created())
+            .when(cmd(change_period(t0(), Some(expires_at), None)))
+            .then_expect_error(Error::InvalidPeriod);
+    }
+}
+
+#[test]
+fn a_period_whose_trial_ends_at_or_before_its_start_is_invalid_period() {
+    given(created_trialing())
+        .when(cmd(change_period(t0(), Some(period_end()), Some(t0()))))
+        .then_expect_error(Error::InvalidPeriod);
+}
+
+#[test]
+fn change_period_of_a_canceled_subscription_is_canceled() {
+    given(created_and(vec![canceled()]))
+        .when(cmd(change_period(t0(), Some(day(730)), None)))
+        .then_expect_error(Error::Canceled);
+}
+
+#[test]
+fn an_expired_subscription_can_be_renewed() {
+    let at = day(400);
+    given(created())
+        .when(cmd_at(at, change_period(t0(), Some(day(730)), None)))
+        .then_expect_events(vec![E::SubscriptionPeriodChanged {
+            starts_at: t0(),
+            expires_at: Some(day(730)),
+            trial_ends_at: None,
+            at,
+        }]);
+}
+
+#[test]
+fn renewing_an_expired_subscription_makes_activation_work_again() {
+    let at = day(400);
+    given(created())
+        .when(cmd_at(at, activate(LAPTOP)))
+        .then_expect_error(Error::LicenseExpired);
+    let renewal = E::SubscriptionPeriodChanged {
+        starts_at: t0(),
+        expires_at: Some(day(730)),
+        trial_ends_at: None,
+        at,
+    };
+    given(created_and(vec![renewal]))
+        .when(cmd_at(at, activate(LAPTOP)))
+        .then_expect_events(vec![activated_at(LAPTOP, 1, at)]);
+}
+
+#[test]
+fn update_details_emits_only_the_changed_fields() {
+    let change = DetailsChange {
+        customer_email: Some(email("ann@example.com")), // unchanged
+        customer_name: Some("Ann Other".to_owned()),
+        organization: Some(Some("Example Ltd".to_owned())), // unchanged
+        features: Some(vec!["reports".to_owned(), "export".to_owned()]),
+        metadata: None,
+    };
+    given(created())
+        .when(cmd(A::UpdateDetails(change)))
+        .then_expect_events(vec![E::SubscriptionDetailsUpdated {
+            customer_email: None,
+            customer_name: Some("Ann Other".to_owned()),
+            organization: None,
+            features: Some(vec!["reports".to_owned(), "export".to_owned()]),
+            metadata: None,
+            at: now(),
+        }]);
+}
+
+#[test]
+fn update_details_can_clear_the_organization_and_set_metadata() {
+    let mut metadata = Map::new();
+    metadata.insert("crm_id".to_owned(), json!("C-42"));
+    let change = DetailsChange {
+        organization: Some(None),
+        metadata: Some(metadata.clone()),
+        ..DetailsChange::default()
+    };
+    given(created())
+        .when(cmd(A::UpdateDetails(change)))
+        .then_expect_events(vec![E::SubscriptionDetailsUpdated {
+            customer_email: None,
+            customer_name: None,
+            organization: Some(None),
+            features: None,
+            metadata: Some(metadata),
+            at: now(),
+        }]);
+}
+
+#[test]
+fn update_details_with_nothing_changed_emits_no_events() {
+    for change in [
+        DetailsChange::default(),
+        DetailsChange {
+            customer_email: Some(email("ann@example.com")),
+            customer_name: Some("Ann Example".to_owned()),
+            organization: Some(Some("Example Ltd".to_owned())),
+            features: Some(vec!["reports".to_owned()]),
+            metadata: Some(Map::new()),
+        },
+    ] {
+        given(created())
+            .when(cmd(A::UpdateDetails(change)))
+            .then_expect_events(vec![]);
+    }
+}
+
+#[test]
+fn update_details_with_an_empty_or_too_long_name_is_invalid_text() {
+    for name in [String::new(), too_long_text()] {
+        let change = DetailsChange {
+            customer_name: Some(name),
+            ..DetailsChange::default()
+        };
+        given(created())
+            .when(cmd(A::UpdateDetails(change)))
+            .then_expect_error(Error::InvalidText);
+    }
+}
+
+#[test]
+fn update_details_with_an_empty_organization_is_invalid_text() {
+    let change = DetailsChange {
+        organization: Some(Some(" ".to_owned())),
+        ..DetailsChange::default()
+    };
+    given(created())
+        .when(cmd(A::UpdateDetails(change)))
+        .then_expect_error(Error::InvalidText);
+}
+
+// ---------------------------------------------------------------------------------------
+// Status transitions
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn suspend_an_active_subscription() {
+    given(created())
+        .when(cmd(A::SuspendSubscription {
+            reason: Some("chargeback".to_owned()),
+        }))
+        .then_expect_events(vec![E::SubscriptionSuspended {
+            previous_status: Status::Active,
+            reason: Some("chargeback".to_owned()),
+            at: now(),
+        }]);
+}
+
+#[test]
+fn suspend_a_trialing_subscription() {
+    given(created_trialing())
+        .when(cmd(A::SuspendSubscription { reason: None }))
+        .then_expect_events(vec![E::SubscriptionSuspended {
+            previous_status: Status::Trialing,
+            reason: None,
+            at: now(),
+        }]);
+}
+
+#[test]
+fn suspend_a_past_due_subscription() {
+    given(created_and(vec![past_due()]))
+        .when(cmd(A::SuspendSubscription { reason: None }))
+        .then_expect_events(vec![E::SubscriptionSuspended {
+            previous_status: Status::PastDue,
+            reason: None,
+            at: now(),
+        }]);
+}
+
+#[test]
+fn suspend_a_suspended_subscription_is_invalid_status_transition() {
+    given(created_and(vec![suspended()]))
+        .when(cmd(A::SuspendSubscription { reason: None }))
+        .then_expect_error(Error::InvalidStatusTransition {
+            from: Status::Suspended,
+            to: Status::Suspended,
+        });
+}
+
+#[test]
+fn suspend_a_canceled_subscription_is_invalid_status_transition() {
+    given(created_and(vec![canceled()]))
+        .when(cmd(A::SuspendSubscription { reason: None }))
+        .then_expect_error(Error::InvalidStatusTransition {
+            from: Status::Canceled,
+            to: Status::Suspended,
+        });
+}
+
+#[test]
+fn suspend_with_a_too_long_reason_is_invalid_text() {
+    given(created())
+        .when(cmd(A::SuspendSubscription {
+            reason: Some(too_long_text()),
+        }))
+        .then_expect_error(Error::InvalidText);
+}
+
+#[test]
+fn resume_a_suspended_subscription() {
+    given(created_and(vec![suspended()]))
+        .when(cmd(A::ResumeSubscription))
+        .then_expect_events(vec![E::SubscriptionResumed {
+            previous_status: Status::Suspended,
+            at: now(),
+        }]);
+}
+
+#[test]
+fn resume_a_past_due_subscription() {
+    given(created_and(vec![past_due()]))
+        .when(cmd(A::ResumeSubscription))
+        .then_expect_events(vec![E::SubscriptionResumed {
+            previous_status: Status::PastDue,
+            at: now(),
+        }]);
+}
+
+#[test]
+fn resume_a_trialing_subscription_converts_the_trial() {
+    given(created_trialing())
+        .when(cmd(A::ResumeSubscription))
+        .then_expect_events(vec![E::SubscriptionResumed {
+            previous_status: Status::Trialing,
+            at: now(),
+        }]);
+}
+
+#[test]
+fn resume_an_active_subscription_is_invalid_status_transition() {
+    given(created())
+        .when(cmd(A::ResumeSubscription))
+        .then_expect_error(Error::InvalidStatusTransition {
+            from: Status::Active,
+            to: Status::Active,
+        });
+}
+
+#[test]
+fn resume_a_canceled_subscription_is_invalid_status_transition() {
+    given(created_and(vec![canceled()]))
+        .when(cmd(A::ResumeSubscription))
+        .then_expect_error(Error::InvalidStatusTransition {
+            from: Status::Canceled,
+            to: Status::Active,
+        });
+}
+
+#[test]
+fn mark_past_due_an_active_subscription() {
+    given(created())
+        .when(cmd(A::MarkPastDue))
+        .then_expect_events(vec![E::SubscriptionMarkedPastDue {
+            previous_status: Status::Active,
+            at: now(),
+        }]);
+}
+
+#[test]
+fn mark_past_due_a_trialing_subscription() {
+    given(created_trialing())
+        .when(cmd(A::MarkPastDue))
+        .then_expect_events(vec![E::SubscriptionMarkedPastDue {
+            previous_status: Status::Trialing,
+            at: now(),
+        }]);
+}
+
+#[test]
+fn mark_past_due_a_past_due_subscription_is_invalid_status_transition() {
+    given(created_and(vec![past_due()]))
+        .when(cmd(A::MarkPastDue))
+        .then_expect_error(Error::InvalidStatusTransition {
+            from: Status::PastDue,
+            to: Status::PastDue,
+        });
+}
+
+#[test]
+fn mark_past_due_a_suspended_subscription_is_invalid_status_transition() {
+    given(created_and(vec![suspended()]))
+        .when(cmd(A::MarkPastDue))
+        .then_expect_error(Error::InvalidStatusTransition {
+            from: Status::Suspended,
+            to: Status::PastDue,
+        });
+}
+
+#[test]
+fn mark_past_due_a_canceled_subscription_is_invalid_status_transition() {
+    given(created_and(vec![canceled()]))
+        .when(cmd(A::MarkPastDue))
+        .then_expect_error(Error::InvalidStatusTransition {
+            from: Status::Canceled,
+            to: Status::PastDue,
+        });
+}
+
+#[test]
+fn cancel_an_active_subscription() {
+    given(created())
+        .when(cmd(A::CancelSubscription {
+            reason: Some("customer request".to_owned()),
+        }))
+        .then_expect_events(vec![E::SubscriptionCanceled {
+            previous_status: Status::Active,
+            reason: Some("customer request".to_owned()),
+            at: now(),
+        }]);
+}
+
+#[test]
+fn cancel_a_suspended_subscription() {
+    given(created_and(vec![suspended()]))
+        .when(cmd(A::CancelSubscription { reason: None }))
+        .then_expect_events(vec![E::SubscriptionCanceled {
+            previous_status: Status::Suspended,
+            reason: None,
+            at: now(),
+        }]);
+}
+
+#[test]
+fn cancel_a_canceled_subscription_is_invalid_status_transition() {
+    given(created_and(vec![canceled()]))
+        .when(cmd(A::CancelSubscription { reason: None }))
+        .then_expect_error(Error::InvalidStatusTransition {
+            from: Status::Canceled,
+            to: Status::Canceled,
+        });
+}
+
+#[test]
+fn cancel_with_an_empty_reason_is_invalid_text() {
+    given(created())
+        .when(cmd(A::CancelSubscription {
+            reason: Some(String::new()),
+        }))
+        .then_expect_error(Error::InvalidText);
+}
+
+// ---------------------------------------------------------------------------------------
+// License key
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn regenerate_license_key_carries_the_previous_and_the_new_hash() {
+    given(created())
+        .when(cmd(A::RegenerateLicenseKey {
+            key_hash: key_hash(2),
+            key_prefix: "FLX-ZZ99Z".to_owned(),
+        }))
+        .then_expect_events(vec![E::LicenseKeyRegenerated {
+            previous_key_hash: Some(key_hash(1)),
+            key_hash: key_hash(2),
+            key_prefix: "FLX-ZZ99Z".to_owned(),
+            at: now(),
+        }]);
+}
+
+#[test]
+fn regenerating_again_replaces_the_regenerated_key() {
+    let first = E::LicenseKeyRegenerated {
+        previous_key_hash: Some(key_hash(1)),
+        key_hash: key_hash(2),
+        key_prefix: "FLX-ZZ99Z".to_owned(),
+        at: t0(),
+    };
+    given(created_and(vec![first]))
+        .when(cmd(A::RegenerateLicenseKey {
+            key_hash: key_hash(3),
+            key_prefix: "FLX-YY88Y".to_owned(),
+        }))
+        .then_expect_events(vec![E::LicenseKeyRegenerated {
+            previous_key_hash: Some(key_hash(2)),
+            key_hash: key_hash(3),
+            key_prefix: "FLX-YY88Y".to_owned(),
+            at: now(),
+        }]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Device deactivation, update and license tokens
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn deactivate_an_active_device_emits_deactivated_with_the_remaining_count() {
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        activated(DESKTOP, 2),
+    ]))
+    .when(cmd(A::DeactivateDevice {
+        device_id: device_id(LAPTOP),
+        reason: DeactivationReason::Client,
+    }))
+    .then_expect_events(vec![E::DeviceDeactivated {
+        device_id: device_id(LAPTOP),
+        reason: DeactivationReason::Client,
+        active_devices: 1,
+        at: now(),
+    }]);
+}
+
+#[test]
+fn deactivate_an_unknown_device_is_device_not_found() {
+    given(created_and(vec![activated(LAPTOP, 1)]))
+        .when(cmd(A::DeactivateDevice {
+            device_id: device_id(UNKNOWN),
+            reason: DeactivationReason::Admin,
+        }))
+        .then_expect_error(Error::DeviceNotFound(device_id(UNKNOWN)));
+}
+
+#[test]
+fn deactivate_an_inactive_device_is_device_not_active() {
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        deactivated(LAPTOP, DeactivationReason::Client, 0),
+    ]))
+    .when(cmd(A::DeactivateDevice {
+        device_id: device_id(LAPTOP),
+        reason: DeactivationReason::Admin,
+    }))
+    .then_expect_error(Error::DeviceNotActive(device_id(LAPTOP)));
+}
+
+#[test]
+fn update_device_emits_only_the_changed_fields() {
+    let named = E::DeviceUpdated {
+        device_id: device_id(LAPTOP),
+        name: Some("Work".to_owned()),
+        notes: None,
+        at: t0(),
+    };
+    given(created_and(vec![activated(LAPTOP, 1), named]))
+        .when(cmd(A::UpdateDevice {
+            device_id: device_id(LAPTOP),
+            name: Some("Work".to_owned()),
+            notes: Some("replaced in March".to_owned()),
+        }))
+        .then_expect_events(vec![E::DeviceUpdated {
+            device_id: device_id(LAPTOP),
+            name: None,
+            notes: Some("replaced in March".to_owned()),
+            at: now(),
+        }]);
+}
+
+#[test]
+fn update_device_without_changes_emits_no_events() {
+    let named = E::DeviceUpdated {
+        device_id: device_id(LAPTOP),
+        name: Some("Work".to_owned()),
+        notes: Some("desk 4".to_owned()),
+        at: t0(),
+    };
+    for (name, notes) in [(None, None), (Some("Work"), Some("desk 4"))] {
+        given(created_and(vec![activated(LAPTOP, 1), named.clone()]))
+            .when(cmd(A::UpdateDevice {
+                device_id: device_id(LAPTOP),
+                name: name.map(str::to_owned),
+                notes: notes.map(str::to_owned),
+            }))
+            .then_expect_events(vec![]);
+    }
+}
+
+#[test]
+fn update_an_inactive_device_is_allowed() {
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        deactivated(LAPTOP, DeactivationReason::Client, 0),
+    ]))
+    .when(cmd(A::UpdateDevice {
+        device_id: device_id(LAPTOP),
+        name: None,
+        notes: Some("returned".to_owned()),
+    }))
+    .then_expect_events(vec![E::DeviceUpdated {
+        device_id: device_id(LAPTOP),
+        name: None,
+        notes: Some("returned".to_owned()),
+        at: now(),
+    }]);
+}
+
+#[test]
+fn update_an_unknown_device_is_device_not_found() {
+    given(created())
+        .when(cmd(A::UpdateDevice {
+            device_id: device_id(UNKNOWN),
+            name: Some("Work".to_owned()),
+            notes: None,
+        }))
+        .then_expect_error(Error::DeviceNotFound(device_id(UNKNOWN)));
+}
+
+#[test]
+fn update_device_with_an_empty_or_too_long_text_is_invalid_text() {
+    for (name, notes) in [(Some(String::new()), None), (None, Some(too_long_text()))] {
+        given(created_and(vec![activated(LAPTOP, 1)]))
+            .when(cmd(A::UpdateDevice {
+                device_id: device_id(LAPTOP),
+                name,
+                notes,
+            }))
+            .then_expect_error(Error::InvalidText);
+    }
+}
+
+#[test]
+fn issue_license_token_for_an_active_device() {
+    given(created_and(vec![activated(LAPTOP, 1)]))
+        .when(cmd(issue_token(LAPTOP)))
+        .then_expect_events(vec![token_issued(LAPTOP, now() + Duration::days(7), now())]);
+}
+
+#[test]
+fn issue_license_token_names_the_device_its_fingerprint_activated() {
+    // The laptop came back under a new proposed id but kept its original one.
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        deactivated(LAPTOP, DeactivationReason::Client, 0),
+        activated(LAPTOP, 1),
+    ]))
+    .when(cmd(issue_token(LAPTOP)))
+    .then_expect_events(vec![token_issued(LAPTOP, now() + Duration::days(7), now())]);
+}
+
+#[test]
+fn issue_license_token_while_trialing_is_allowed() {
+    let mut events = created_trialing();
+    events.push(activated(LAPTOP, 1));
+    given(events)
+        .when(cmd(issue_token(LAPTOP)))
+        .then_expect_events(vec![token_issued(LAPTOP, now() + Duration::days(7), now())]);
+}
+
+#[test]
+fn issue_license_token_while_past_due_is_allowed() {
+    given(created_and(vec![activated(LAPTOP, 1), past_due()]))
+        .when(cmd(issue_token(LAPTOP)))
+        .then_expect_events(vec![token_issued(LAPTOP, now() + Duration::days(7), now())]);
+}
+
+#[test]
+fn a_license_token_never_outlives_the_license() {
+    given(created_and(vec![activated(LAPTOP, 1)]))
+        .when(cmd(issue_token_until(
+            LAPTOP,
+            period_end() + Duration::days(30),
+        )))
+        .then_expect_events(vec![token_issued(LAPTOP, period_end(), now())]);
+}
+
+#[test]
+fn a_license_token_issued_during_a_trial_never_outlives_the_trial() {
+    let mut events = created_trialing();
+    events.push(activated(LAPTOP, 1));
+    given(events)
+        .when(cmd(issue_token_until(
+            LAPTOP,
+            trial_end() + Duration::days(7),
+        )))
+        .then_expect_events(vec![token_issued(LAPTOP, trial_end(), now())]);
+}
+
+#[test]
+fn a_license_token_of_a_converted_trial_is_not_capped_by_the_trial() {
+    let mut events = created_trialing();
+    events.push(activated(LAPTOP, 1));
+    events.push(E::SubscriptionResumed {
+        previous_status: Status::Trialing,
+        at: t0(),
+    });
+    given(events)
+        .when(cmd(issue_token_until(
+            LAPTOP,
+            trial_end() + Duration::days(7),
+        )))
+        .then_expect_events(vec![token_issued(
+            LAPTOP,
+            trial_end() + Duration::days(7),
+            now(),
+        )]);
+}
+
+#[test]
+fn a_license_token_of_a_perpetual_license_keeps_its_requested_expiry() {
+    let new = NewSubscription {
+        expires_at: None,
+        ..new_subscription()
+    };
+    let mut events = creation_events(new, Status::Active);
+    events.push(activated(LAPTOP, 1));
+    given(events)
+        .when(cmd(issue_token_until(LAPTOP, day(1000))))
+        .then_expect_events(vec![token_issued(LAPTOP, day(1000), now())]);
+}
+
+#[test]
+fn issue_license_token_for_a_deactivated_fingerprint_is_device_not_activated() {
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        deactivated(LAPTOP, DeactivationReason::Client, 0),
+    ]))
+    .when(cmd(issue_token(LAPTOP)))
+    .then_expect_error(Error::DeviceNotActivated);
+}
+
+#[test]
+fn issue_license_token_for_an_unknown_fingerprint_is_device_not_activated() {
+    given(created_and(vec![activated(LAPTOP, 1)]))
+        .when(cmd(issue_token(UNKNOWN)))
+        .then_expect_error(Error::DeviceNotActivated);
+}
+
+#[test]
+fn issue_license_token_for_a_suspended_license_is_license_suspended() {
+    given(created_and(vec![activated(LAPTOP, 1), suspended()]))
+        .when(cmd(issue_token(LAPTOP)))
+        .then_expect_error(Error::LicenseSuspended);
+}
+
+#[test]
+fn issue_license_token_for_a_canceled_license_is_license_canceled() {
+    given(created_and(vec![activated(LAPTOP, 1), canceled()]))
+        .when(cmd(issue_token(LAPTOP)))
+        .then_expect_error(Error::LicenseCanceled);
+}
+
+#[test]
+fn issue_license_token_for_an_expired_license_is_license_expired() {
+    given(created_and(vec![activated(LAPTOP, 1)]))
+        .when(cmd_at(period_end(), issue_token(LAPTOP)))
+        .then_expect_error(Error::LicenseExpired);
+}
+
+#[test]
+fn issue_license_token_after_the_trial_ended_is_license_expired() {
+    let mut events = created_trialing();
+    events.push(activated(LAPTOP, 1));
+    given(events)
+        .when(cmd_at(trial_end(), issue_token(LAPTOP)))
+        .then_expect_error(Error::LicenseExpired);
+}
+
+// ---------------------------------------------------------------------------------------
+// Derived status
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn status_at_is_none_before_creation() {
+    assert_eq!(Subscription::default().status_at(t0()), None);
+}
+
+#[test]
+fn status_at_is_expired_once_expires_at_is_reached() {
+    let subscription = aggregate(created());
+    assert_eq!(
+        subscription.status_at(period_end() - Duration::seconds(1)),
+        Some(Status::Active)
+    );
+    assert_eq!(subscription.status_at(period_end()), Some(Status::Expired));
+}
+
+#[test]
+fn status_at_is_expired_once_the_trial_ends() {
+    let subscription = aggregate(created_trialing());
+    assert_eq!(
+        subscription.status_at(trial_end() - Duration::seconds(1)),
+        Some(Status::Trialing)
+    );
+    assert_eq!(subscription.status_at(trial_end()), Some(Status::Expired));
+}
+
+#[test]
+fn status_at_of_a_past_due_subscription_is_expired_after_its_period() {
+    let subscription = aggregate(created_and(vec![past_due()]));
+    assert_eq!(subscription.status_at(now()), Some(Status::PastDue));
+    assert_eq!(subscription.status_at(period_end()), Some(Status::Expired));
+}
+
+#[test]
+fn status_at_of_a_converted_trial_ignores_the_trial_end() {
+    let resumed = E::SubscriptionResumed {
+        previous_status: Status::Trialing,
+        at: t0(),
+    };
+    let mut events = created_trialing();
+    events.push(resumed);
+    assert_eq!(
+        aggregate(events).status_at(trial_end()),
+        Some(Status::Active)
+    );
+}
+
+#[test]
+fn status_at_keeps_suspended_and_canceled_after_expiry() {
+    assert_eq!(
+        aggregate(created_and(vec![suspended()])).status_at(day(400)),
+        Some(Status::Suspended)
+    );
+    assert_eq!(
+        aggregate(created_and(vec![canceled()])).status_at(day(400)),
+        Some(Status::Canceled)
+    );
+}
+
+#[test]
+fn status_at_of_a_perpetual_license_never_expires() {
+    let new = NewSubscription {
+        expires_at: None,
+        ..new_subscription()
+    };
+    let subscription = aggregate(creation_events(new, Status::Active));
+    assert_eq!(subscription.status_at(day(100_000)), Some(Status::Active));
+}
+
+#[test]
+fn status_at_after_a_renewal_follows_the_new_period() {
+    let renewal = E::SubscriptionPeriodChanged {
+        starts_at: t0(),
+        expires_at: Some(day(730)),
+        trial_ends_at: None,
+        at: day(400),
+    };
+    let subscription = aggregate(created_and(vec![renewal]));
+    assert_eq!(subscription.status_at(day(400)), Some(Status::Active));
+    assert_eq!(subscription.status_at(day(730)), Some(Status::Expired));
+}

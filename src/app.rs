@@ -1,0 +1,190 @@
+//! The application: everything a request handler needs, built once at start-up.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use flowlytix_aggregates::{AdminCommand, AdminId, AdminUser, Email, Role, Subscription};
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+
+use crate::auth::AdminAuth;
+use crate::config::Config;
+use crate::keys::{JwtKeys, KeyError};
+use crate::licensing::token::LicenseTokens;
+use crate::store::{self, EventMetadata, ExecuteError, Executor, Lookup};
+
+pub type SharedApp = Arc<App>;
+
+pub struct App {
+    pub config: Config,
+    pub pool: PgPool,
+    pub subscriptions: Executor<Subscription>,
+    pub admins: Executor<AdminUser>,
+    pub lookup: Lookup,
+    pub license_tokens: LicenseTokens,
+    pub admin_auth: AdminAuth,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("DATABASE_URL is not set; this build needs PostgreSQL (e.g. postgres://postgres@127.0.0.1:5432/flowlytix)")]
+    NoDatabase,
+    #[error("cannot connect to the database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("cannot create the first admin: {0}")]
+    Bootstrap(String),
+    #[error("cannot serve: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl App {
+    /// Connects, migrates, loads keys and makes sure an admin exists.
+    pub async fn start(config: Config) -> Result<SharedApp, StartError> {
+        config.check_production_safety()?;
+        let url = config.database_url.as_ref().ok_or(StartError::NoDatabase)?;
+        let pool = store::connect(url.expose_secret(), config.database_echo).await?;
+        store::migrate(&pool).await?;
+        let license_keys = JwtKeys::load_or_generate(
+            &config.private_key_path,
+            &config.public_key_path,
+            config.is_production(),
+        )?;
+        tracing::info!(kid = %license_keys.kid, public_key = %config.public_key_path.display(), "license signing key loaded");
+        let admin_keys = match &config.secret_key {
+            Some(secret) => JwtKeys::derive_from_secret(
+                "flowlytix admin access token v1",
+                secret.expose_secret().as_bytes(),
+            ),
+            None => {
+                tracing::warn!(
+                    "SECRET_KEY is not set: admin sessions end when the server restarts"
+                );
+                JwtKeys::derive_from_secret(
+                    "flowlytix admin access token v1",
+                    &crate::crypto::random_bytes::<32>(),
+                )
+            }
+        };
+        let app = Arc::new(App {
+            subscriptions: Executor::new(pool.clone()),
+            admins: Executor::new(pool.clone()),
+            lookup: Lookup::new(pool.clone()),
+            license_tokens: LicenseTokens::new(
+                Arc::new(license_keys),
+                config.license_token_issuer.clone(),
+                config.license_token_ttl,
+            ),
+            admin_auth: AdminAuth::new(
+                admin_keys,
+                config.license_token_issuer.clone(),
+                config.access_token_ttl,
+                config.refresh_token_ttl,
+                pool.clone(),
+            ),
+            pool,
+            config,
+        });
+        app.bootstrap_first_admin().await?;
+        Ok(app)
+    }
+
+    /// Creates the admin named by `ADMIN_EMAIL`/`ADMIN_PASSWORD` when no admin exists yet.
+    async fn bootstrap_first_admin(&self) -> Result<(), StartError> {
+        let any_admin: bool = sqlx::query_scalar(
+            "select exists (select 1 from events where aggregate_type = 'AdminUser' and event_type = 'AdminCreated')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if any_admin {
+            return Ok(());
+        }
+        let (Some(email), Some(password)) = (&self.config.admin_email, &self.config.admin_password)
+        else {
+            tracing::warn!("no admin exists: set ADMIN_EMAIL and ADMIN_PASSWORD, or run `flowlytix admin create`");
+            return Ok(());
+        };
+        match self
+            .create_admin(
+                email,
+                password.expose_secret(),
+                Role::Admin,
+                EventMetadata::system(Utc::now()),
+            )
+            .await
+        {
+            Ok(id) => {
+                tracing::info!(admin_id = %id, email = %email, "created the first admin from ADMIN_EMAIL");
+                Ok(())
+            }
+            // Another instance starting at the same moment created it first.
+            Err(CreateAdminError::Exists) => Ok(()),
+            Err(e) => Err(StartError::Bootstrap(e.to_string())),
+        }
+    }
+
+    pub async fn create_admin(
+        &self,
+        email: &str,
+        password: &str,
+        role: Role,
+        metadata: EventMetadata,
+    ) -> Result<AdminId, CreateAdminError> {
+        let email = Email::parse(email).map_err(|e| CreateAdminError::Invalid(e.to_string()))?;
+        check_password_strength(password).map_err(CreateAdminError::Invalid)?;
+        let password = password.to_owned();
+        let password_hash =
+            tokio::task::spawn_blocking(move || crate::crypto::hash_password(&password))
+                .await
+                .map_err(|e| CreateAdminError::Store(e.to_string()))?
+                .map_err(|e| CreateAdminError::Store(e.to_string()))?;
+        let admin_id = AdminId::for_email(&email);
+        let command = AdminCommand::CreateAdmin {
+            admin_id,
+            email,
+            password_hash,
+            role,
+            at: Utc::now(),
+        };
+        match self
+            .admins
+            .execute(&admin_id.to_string(), vec![command], metadata, None)
+            .await
+        {
+            Ok(_) => Ok(admin_id),
+            Err(ExecuteError::Domain(flowlytix_aggregates::AdminError::AlreadyExists))
+            | Err(ExecuteError::Conflict) => Err(CreateAdminError::Exists),
+            Err(e) => Err(CreateAdminError::Store(e.to_string())),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateAdminError {
+    #[error("an admin with this email already exists")]
+    Exists,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Store(String),
+}
+
+pub const MIN_PASSWORD_LEN: usize = 10;
+
+pub fn check_password_strength(password: &str) -> Result<(), String> {
+    let length = password.chars().count();
+    if length < MIN_PASSWORD_LEN {
+        Err(format!(
+            "the password must be at least {MIN_PASSWORD_LEN} characters"
+        ))
+    } else if length > 1024 {
+        Err("the password must be at most 1024 characters".into())
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,356 @@
+//! Configuration from the environment (and `.env`), with the seed's variable names.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} has an invalid value: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("refusing to start with ENVIRONMENT=production: {0}")]
+    UnsafeForProduction(String),
+}
+
+/// Values that the seed's sample `.env` files shipped: never acceptable in production.
+const WELL_KNOWN_SECRETS: &[&str] = &[
+    "change-me",
+    "changeme",
+    "secret",
+    "your-secret-key",
+    "your-secret-key-here",
+    "your-secret-key-change-in-production",
+    "dev-secret-key",
+];
+const MIN_PRODUCTION_SECRET_LEN: usize = 32;
+
+/// Everything the server reads from its environment. `Debug` prints secrets as `[REDACTED]`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub app_name: String,
+    pub debug: bool,
+    pub environment: String,
+    pub version: String,
+    pub host: IpAddr,
+    pub port: u16,
+    /// `None` runs the server on the embedded store (not yet available: see README).
+    pub database_url: Option<SecretString>,
+    pub database_echo: bool,
+    pub nats_url: Option<String>,
+    /// Signs admin access tokens. `None` means a random key per process (development only).
+    pub secret_key: Option<SecretString>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub private_key_path: PathBuf,
+    pub public_key_path: PathBuf,
+    pub allowed_origins: Vec<String>,
+    pub admin_email: Option<String>,
+    pub admin_password: Option<SecretString>,
+    pub rate_limit_per_minute: u32,
+    pub license_token_ttl: Duration,
+    pub license_token_issuer: String,
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    /// Reads `.env` (if present) and then the process environment, which wins.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds a config from any name → value lookup, so tests need not touch the process env.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let config = Self {
+            app_name: var("APP_NAME").unwrap_or_else(|| "Flowlytix Subscription Server".into()),
+            debug: parse_bool("DEBUG", var("DEBUG"), false)?,
+            environment: var("ENVIRONMENT").unwrap_or_else(|| "development".into()),
+            version: var("VERSION").unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
+            host: parse("HOST", var("HOST"), IpAddr::from([0, 0, 0, 0]))?,
+            port: parse("PORT", var("PORT"), 8000)?,
+            database_url: var("DATABASE_URL").map(SecretString::from),
+            database_echo: parse_bool("DATABASE_ECHO", var("DATABASE_ECHO"), false)?,
+            nats_url: var("NATS_URL"),
+            secret_key: var("SECRET_KEY").map(SecretString::from),
+            access_token_ttl: minutes(
+                "ACCESS_TOKEN_EXPIRE_MINUTES",
+                var("ACCESS_TOKEN_EXPIRE_MINUTES"),
+                30,
+            )?,
+            refresh_token_ttl: minutes(
+                "REFRESH_TOKEN_EXPIRE_DAYS",
+                var("REFRESH_TOKEN_EXPIRE_DAYS"),
+                7,
+            )? * (24 * 60),
+            private_key_path: var("PRIVATE_KEY_PATH")
+                .unwrap_or_else(|| "keys/license_private.pem".into())
+                .into(),
+            public_key_path: var("PUBLIC_KEY_PATH")
+                .unwrap_or_else(|| "keys/license_public.pem".into())
+                .into(),
+            allowed_origins: var("ALLOWED_ORIGINS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|o| o.trim().to_owned())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            admin_email: var("ADMIN_EMAIL"),
+            admin_password: var("ADMIN_PASSWORD").map(SecretString::from),
+            rate_limit_per_minute: parse(
+                "RATE_LIMIT_PER_MINUTE",
+                var("RATE_LIMIT_PER_MINUTE"),
+                100,
+            )?,
+            license_token_ttl: parse_duration("LICENSE_TOKEN_TTL", var("LICENSE_TOKEN_TTL"))?,
+            license_token_issuer: var("LICENSE_TOKEN_ISSUER").unwrap_or_else(|| "flowlytix".into()),
+            max_body_bytes: parse("MAX_BODY_BYTES", var("MAX_BODY_BYTES"), 64 * 1024)?,
+        };
+        if let Some(algorithm) = var("ALGORITHM").filter(|a| a != "EdDSA") {
+            // The seed signed admin tokens with HS256; this server signs every token with
+            // Ed25519, so an old `.env` is accepted but its ALGORITHM has no effect.
+            tracing::warn!(%algorithm, "ALGORITHM is ignored: tokens are always EdDSA (Ed25519)");
+        }
+        for ignored in ["RELOAD", "REDIS_URL", "ENABLE_NOTIFICATIONS"] {
+            if var(ignored).is_some() {
+                tracing::info!(
+                    name = ignored,
+                    "setting accepted for compatibility; it has no effect yet"
+                );
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment.eq_ignore_ascii_case("production")
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+
+    /// The checks `ENVIRONMENT=production` insists on before the server may start. Key file
+    /// permissions are checked where the keys are loaded.
+    pub fn check_production_safety(&self) -> Result<(), ConfigError> {
+        if !self.is_production() {
+            return Ok(());
+        }
+        if self.debug {
+            return Err(ConfigError::UnsafeForProduction(
+                "DEBUG must be false".into(),
+            ));
+        }
+        match &self.secret_key {
+            None => Err(ConfigError::UnsafeForProduction(
+                "SECRET_KEY must be set".into(),
+            )),
+            Some(secret) => {
+                let secret = secret.expose_secret();
+                if WELL_KNOWN_SECRETS
+                    .iter()
+                    .any(|known| secret.eq_ignore_ascii_case(known))
+                {
+                    Err(ConfigError::UnsafeForProduction(
+                        "SECRET_KEY is a default value; generate one with `openssl rand -hex 32`"
+                            .into(),
+                    ))
+                } else if secret.len() < MIN_PRODUCTION_SECRET_LEN {
+                    Err(ConfigError::UnsafeForProduction(format!(
+                        "SECRET_KEY must be at least {MIN_PRODUCTION_SECRET_LEN} characters"
+                    )))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    name: &'static str,
+    value: Option<String>,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match value {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid {
+            name,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn parse_bool(
+    name: &'static str,
+    value: Option<String>,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some("0" | "false" | "no" | "off") => Ok(false),
+        Some(other) => Err(ConfigError::Invalid {
+            name,
+            reason: format!("{other:?} is not a boolean"),
+        }),
+    }
+}
+
+fn minutes(
+    name: &'static str,
+    value: Option<String>,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    let n: u64 = parse(name, value, default)?;
+    if n == 0 {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: "must be positive".into(),
+        });
+    }
+    Ok(Duration::from_secs(n * 60))
+}
+
+/// `LICENSE_TOKEN_TTL`: seconds, or a number with `s`, `m`, `h` or `d`. Default 7 days: how
+/// long a client app keeps working offline on its last token.
+fn parse_duration(name: &'static str, value: Option<String>) -> Result<Duration, ConfigError> {
+    let Some(value) = value else {
+        return Ok(Duration::from_secs(7 * 24 * 3600));
+    };
+    let (digits, unit) = match value.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => value.split_at(i),
+        None => (value.as_str(), "s"),
+    };
+    let multiplier = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: "use seconds or a suffix s, m, h, d".into(),
+            })
+        }
+    };
+    let n: u64 = digits.parse().map_err(|_| ConfigError::Invalid {
+        name,
+        reason: format!("{value:?} is not a duration"),
+    })?;
+    if n == 0 {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: "must be positive".into(),
+        });
+    }
+    Ok(Duration::from_secs(n * multiplier))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.port, 8000);
+        assert_eq!(c.access_token_ttl, Duration::from_secs(30 * 60));
+        assert_eq!(c.refresh_token_ttl, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(c.rate_limit_per_minute, 100);
+        assert_eq!(c.license_token_ttl, Duration::from_secs(7 * 24 * 3600));
+        assert!(
+            c.check_production_safety().is_ok(),
+            "development has no production checks"
+        );
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(
+            config(&[("LICENSE_TOKEN_TTL", "90m")])
+                .unwrap()
+                .license_token_ttl,
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            config(&[("LICENSE_TOKEN_TTL", "120")])
+                .unwrap()
+                .license_token_ttl,
+            Duration::from_secs(120)
+        );
+        assert!(config(&[("LICENSE_TOKEN_TTL", "7w")]).is_err());
+        assert!(config(&[("PORT", "eighty")]).is_err());
+        assert!(config(&[("DEBUG", "maybe")]).is_err());
+    }
+
+    #[test]
+    fn production_refuses_unsafe_settings_and_says_which() {
+        let strong = "a".repeat(40);
+        let cases = [
+            (
+                vec![
+                    ("ENVIRONMENT", "production"),
+                    ("SECRET_KEY", strong.as_str()),
+                    ("DEBUG", "true"),
+                ],
+                "DEBUG",
+            ),
+            (
+                vec![("ENVIRONMENT", "production")],
+                "SECRET_KEY must be set",
+            ),
+            (
+                vec![("ENVIRONMENT", "production"), ("SECRET_KEY", "change-me")],
+                "default value",
+            ),
+            (
+                vec![("ENVIRONMENT", "production"), ("SECRET_KEY", "short")],
+                "at least 32",
+            ),
+        ];
+        for (vars, expected) in cases {
+            let err = config(&vars)
+                .unwrap()
+                .check_production_safety()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{err} should mention {expected}");
+        }
+        let ok = config(&[("ENVIRONMENT", "production"), ("SECRET_KEY", &strong)]).unwrap();
+        assert!(ok.check_production_safety().is_ok());
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let c = config(&[
+            ("SECRET_KEY", "super-secret-value-123"),
+            ("ADMIN_PASSWORD", "hunter2hunter2"),
+        ])
+        .unwrap();
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("super-secret-value-123"));
+        assert!(!printed.contains("hunter2hunter2"));
+    }
+}

@@ -1,0 +1,64 @@
+//! Who may call an admin endpoint, as extractors: a handler's signature says it.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use flowlytix_aggregates::Role;
+
+use super::error::ApiError;
+use crate::app::SharedApp;
+use crate::auth::{AdminSession, AuthError};
+
+/// Any signed-in admin user, `admin` or `auditor`: for reads.
+pub struct RequireReader(pub AdminSession);
+
+/// A signed-in user with the `admin` role: for writes. Auditors get 403.
+pub struct RequireAdmin(pub AdminSession);
+
+async fn session(parts: &Parts, app: &SharedApp) -> Result<AdminSession, ApiError> {
+    let bearer = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "UNAUTHENTICATED",
+                "send an access token: Authorization: Bearer <token>",
+            )
+        })?;
+    app.admin_auth
+        .authenticate(bearer)
+        .await
+        .map_err(|e| match e {
+            AuthError::Store(cause) => ApiError::unavailable(cause),
+            _ => ApiError::unauthorized(
+                "INVALID_ACCESS_TOKEN",
+                "the access token is invalid, expired or revoked",
+            ),
+        })
+}
+
+impl FromRequestParts<SharedApp> for RequireReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &SharedApp) -> Result<Self, ApiError> {
+        session(parts, app).await.map(Self)
+    }
+}
+
+impl FromRequestParts<SharedApp> for RequireAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &SharedApp) -> Result<Self, ApiError> {
+        let session = session(parts, app).await?;
+        if session.role != Role::Admin {
+            return Err(ApiError::forbidden(
+                "this action needs the admin role; auditors may only read",
+            ));
+        }
+        Ok(Self(session))
+    }
+}

@@ -1,0 +1,126 @@
+//! `/api/v1/devices/{id}`: admins see, annotate and deactivate single devices.
+
+use axum::extract::State;
+use axum::Json;
+use chrono::Utc;
+use flowlytix_aggregates::{
+    DeactivationReason, DeviceId, SubscriptionAction, SubscriptionCommand, SubscriptionId,
+};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::access::{RequireAdmin, RequireReader};
+use super::error::{ApiError, Problem};
+use super::extract::{ApiJson, ApiPath, RequestContext};
+use super::views::DeviceView;
+use crate::app::SharedApp;
+use crate::store::EventMetadata;
+
+pub fn router() -> OpenApiRouter<SharedApp> {
+    OpenApiRouter::new().routes(routes!(get_device, update_device, deactivate_device))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDeviceRequest {
+    pub name: Option<String>,
+    pub notes: Option<String>,
+}
+
+fn device_not_found() -> ApiError {
+    ApiError::not_found("DEVICE_NOT_FOUND", "no such device")
+}
+
+async fn subscription_of(app: &SharedApp, device: DeviceId) -> Result<SubscriptionId, ApiError> {
+    app.lookup
+        .subscription_by_device(device)
+        .await?
+        .ok_or_else(device_not_found)
+}
+
+/// Runs one device command and answers with the device as it is afterwards.
+async fn device_command(
+    app: &SharedApp,
+    device_id: DeviceId,
+    action: SubscriptionAction,
+    metadata: EventMetadata,
+) -> Result<Json<DeviceView>, ApiError> {
+    let subscription_id = subscription_of(app, device_id).await?;
+    let command = SubscriptionCommand::new(Utc::now(), action);
+    let committed = app
+        .subscriptions
+        .execute(&subscription_id.to_string(), vec![command], metadata, None)
+        .await?;
+    let state = committed.aggregate.live().ok_or_else(device_not_found)?;
+    let device = state.device(device_id).ok_or_else(device_not_found)?;
+    let mut view = DeviceView::new(state, device);
+    view.position = Some(committed.position);
+    Ok(Json(view))
+}
+
+/// One device, active or not, of a subscription that is not deleted.
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), responses((status = 200, body = DeviceView), (status = 404, body = Problem)))]
+async fn get_device(
+    State(app): State<SharedApp>,
+    RequireReader(_reader): RequireReader,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<DeviceView>, ApiError> {
+    let device_id = DeviceId(id);
+    let subscription_id = subscription_of(&app, device_id).await?;
+    let (subscription, _) = app.subscriptions.load(&subscription_id.to_string()).await?;
+    let state = subscription.live().ok_or_else(device_not_found)?;
+    let device = state.device(device_id).ok_or_else(device_not_found)?;
+    Ok(Json(DeviceView::new(state, device)))
+}
+
+/// Rename a device or note something about it.
+#[utoipa::path(put, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = UpdateDeviceRequest,
+    responses((status = 200, body = DeviceView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn update_device(
+    State(app): State<SharedApp>,
+    RequireAdmin(admin): RequireAdmin,
+    context: RequestContext,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<UpdateDeviceRequest>,
+) -> Result<Json<DeviceView>, ApiError> {
+    let action = SubscriptionAction::UpdateDevice {
+        device_id: DeviceId(id),
+        name: body.name,
+        notes: body.notes,
+    };
+    device_command(
+        &app,
+        DeviceId(id),
+        action,
+        context.metadata(admin.admin_id.to_string()),
+    )
+    .await
+}
+
+/// Deactivate a device, freeing its slot. Its tokens stop validating online at once.
+#[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = DeviceView), (status = 404, body = Problem), (status = 409, body = Problem, description = "DEVICE_NOT_ACTIVE")))]
+async fn deactivate_device(
+    State(app): State<SharedApp>,
+    RequireAdmin(admin): RequireAdmin,
+    context: RequestContext,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<DeviceView>, ApiError> {
+    let action = SubscriptionAction::DeactivateDevice {
+        device_id: DeviceId(id),
+        reason: DeactivationReason::Admin,
+    };
+    device_command(
+        &app,
+        DeviceId(id),
+        action,
+        context.metadata(admin.admin_id.to_string()),
+    )
+    .await
+}

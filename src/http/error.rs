@@ -1,0 +1,228 @@
+//! One error type for the HTTP layer: every failure becomes `application/problem+json` with a
+//! stable `code`. Internal causes are logged, never sent.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use flowlytix_aggregates::{AdminError, SubscriptionError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::ExecuteError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    /// Logged with the response; never part of it.
+    internal: Option<String>,
+}
+
+/// RFC 9457 problem details, plus the stable machine-readable `code`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub code: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            internal: None,
+        }
+    }
+
+    pub fn validation(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+            detail,
+        )
+    }
+
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, detail)
+    }
+
+    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", detail)
+    }
+
+    /// A failure that is ours, not the caller's: the cause goes to the log only.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "INTERNAL_ERROR",
+            detail: "the server could not complete the request; it has been logged".into(),
+            internal: Some(cause.to_string()),
+        }
+    }
+
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "SERVICE_UNAVAILABLE",
+            detail: "a backing service is unavailable; try again shortly".into(),
+            internal: Some(cause.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Some(cause) = &self.internal {
+            tracing::error!(code = self.code, status = self.status.as_u16(), %cause, "request failed");
+        }
+        let problem = Problem {
+            kind: format!("urn:flowlytix:problem:{}", self.code.to_ascii_lowercase()),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            code: self.code.to_owned(),
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let detail = rejection.body_text();
+        match rejection {
+            JsonRejection::JsonDataError(_) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY", detail)
+            }
+            JsonRejection::JsonSyntaxError(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "MALFORMED_JSON", detail)
+            }
+            JsonRejection::MissingJsonContentType(_) => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "send the body as JSON with Content-Type: application/json",
+            ),
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PAYLOAD_TOO_LARGE",
+                    "the request body is too large",
+                )
+            }
+            other => Self::new(other.status(), "BAD_REQUEST", other.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_PATH",
+            rejection.body_text(),
+        )
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_QUERY",
+            rejection.body_text(),
+        )
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                Self::unavailable(error)
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<SubscriptionError> for ApiError {
+    fn from(error: SubscriptionError) -> Self {
+        use SubscriptionError as E;
+        let detail = error.to_string();
+        let (status, code) = match error {
+            E::NotFound => (StatusCode::NOT_FOUND, "SUBSCRIPTION_NOT_FOUND"),
+            E::AlreadyExists => (StatusCode::CONFLICT, "SUBSCRIPTION_EXISTS"),
+            E::Deleted => (StatusCode::GONE, "SUBSCRIPTION_DELETED"),
+            E::LicenseKeyMismatch => (StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND"),
+            E::InvalidDeviceLimit { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_DEVICE_LIMIT")
+            }
+            E::InvalidPeriod => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_PERIOD"),
+            E::InvalidText => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_TEXT"),
+            E::InvalidStatusTransition { .. } => {
+                (StatusCode::CONFLICT, "INVALID_STATUS_TRANSITION")
+            }
+            E::Canceled => (StatusCode::CONFLICT, "SUBSCRIPTION_CANCELED"),
+            E::LicenseSuspended => (StatusCode::FORBIDDEN, "LICENSE_SUSPENDED"),
+            E::LicenseExpired => (StatusCode::FORBIDDEN, "LICENSE_EXPIRED"),
+            E::LicenseCanceled => (StatusCode::FORBIDDEN, "LICENSE_CANCELED"),
+            E::DeviceLimitReached { .. } => (StatusCode::CONFLICT, "DEVICE_LIMIT_REACHED"),
+            E::DeviceLimitBelowActiveCount { .. } => {
+                (StatusCode::CONFLICT, "DEVICE_LIMIT_BELOW_ACTIVE_COUNT")
+            }
+            E::DeviceNotFound(_) => (StatusCode::NOT_FOUND, "DEVICE_NOT_FOUND"),
+            E::DeviceNotActive(_) => (StatusCode::CONFLICT, "DEVICE_NOT_ACTIVE"),
+            E::DeviceNotActivated => (StatusCode::NOT_FOUND, "DEVICE_NOT_ACTIVATED"),
+        };
+        Self::new(status, code, detail)
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(error: AdminError) -> Self {
+        let detail = error.to_string();
+        match error {
+            AdminError::AlreadyExists => Self::new(StatusCode::CONFLICT, "ADMIN_EXISTS", detail),
+            AdminError::NotFound => Self::not_found("ADMIN_NOT_FOUND", detail),
+            AdminError::Disabled => Self::new(StatusCode::CONFLICT, "ADMIN_DISABLED", detail),
+            AdminError::InvalidPasswordHash => Self::internal(detail),
+        }
+    }
+}
+
+impl<E> From<ExecuteError<E>> for ApiError
+where
+    E: std::error::Error + Into<ApiError>,
+{
+    fn from(error: ExecuteError<E>) -> Self {
+        match error {
+            ExecuteError::Domain(e) => e.into(),
+            ExecuteError::VersionMismatch { expected, actual } => Self::new(
+                StatusCode::CONFLICT,
+                "VERSION_CONFLICT",
+                format!("If-Match named version {expected} but the subscription is at version {actual}; reload and retry"),
+            ),
+            ExecuteError::Conflict => Self::new(
+                StatusCode::CONFLICT,
+                "CONCURRENT_MODIFICATION",
+                "the resource was changed concurrently; retry the request",
+            ),
+            ExecuteError::Store(cause) => Self::internal(cause),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The HTTP API: one router per resource, merged here with the layers every request passes.
+
+pub mod access;
+mod auth;
+mod devices;
+mod docs;
+pub mod error;
+pub mod extract;
+mod health;
+mod licensing;
+mod subscriptions;
+pub mod views;
+
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode};
+use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::app::SharedApp;
+use error::ApiError;
+
+pub fn router(app: SharedApp) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+        .merge(auth::router())
+        .merge(licensing::router())
+        .merge(subscriptions::router())
+        .merge(devices::router())
+        .merge(health::router())
+        .split_for_parts();
+    let request_id = HeaderName::from_static(extract::REQUEST_ID_HEADER);
+    api.merge(docs::router(openapi))
+        .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such endpoint") })
+        .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
+        .layer(cors(&app.config.allowed_origins))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            // The path only: query strings and bodies may carry credentials.
+            let request_id = request.headers().get(extract::REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(app)
+}
+
+fn cors(allowed_origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::CONTENT_TYPE,
+            axum::http::header::IF_MATCH,
+        ])
+}

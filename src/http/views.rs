@@ -1,0 +1,162 @@
+//! JSON representations of aggregate state (field names are part of the public contract).
+
+use chrono::{DateTime, Utc};
+use flowlytix_aggregates::subscription::{Device, SubscriptionState};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionView {
+    pub id: Uuid,
+    pub customer_email: String,
+    pub customer_name: String,
+    pub organization: Option<String>,
+    pub plan: String,
+    /// trialing, active, past_due, suspended, canceled or expired (as of now).
+    pub status: String,
+    pub max_devices: u32,
+    pub active_devices: u32,
+    pub features: Vec<String>,
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    pub starts_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub trial_ends_at: Option<DateTime<Utc>>,
+    pub license_key_prefix: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The aggregate version: send it back in `If-Match` to update safely.
+    pub version: u64,
+    pub devices: Vec<DeviceView>,
+    /// The full license key: present only in the responses to create and regenerate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_key: Option<String>,
+    /// The event-log position this state reached (on command responses).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
+}
+
+impl SubscriptionView {
+    pub fn new(state: &SubscriptionState, version: u64, now: DateTime<Utc>) -> Self {
+        Self {
+            id: state.id.as_uuid(),
+            customer_email: state.customer_email.to_string(),
+            customer_name: state.customer_name.clone(),
+            organization: state.organization.clone(),
+            plan: state.plan.as_str().to_owned(),
+            status: state.status_at(now).as_str().to_owned(),
+            max_devices: state.max_devices,
+            active_devices: state.active_device_count(),
+            features: state.features.clone(),
+            metadata: state.metadata.clone(),
+            starts_at: state.starts_at,
+            expires_at: state.expires_at,
+            trial_ends_at: state.trial_ends_at,
+            license_key_prefix: state.license_key.as_ref().map(|k| k.key_prefix.clone()),
+            created_at: state.created_at,
+            updated_at: state.updated_at,
+            version,
+            devices: state
+                .devices
+                .iter()
+                .map(|d| DeviceView::new(state, d))
+                .collect(),
+            license_key: None,
+            position: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceView {
+    pub id: Uuid,
+    pub subscription_id: Uuid,
+    /// SHA-256 of the fingerprint the app sent; the fingerprint itself is not kept.
+    pub fingerprint_hash: String,
+    pub name: Option<String>,
+    pub platform: Option<String>,
+    pub os_version: Option<String>,
+    pub app_version: Option<String>,
+    pub hostname: Option<String>,
+    pub notes: Option<String>,
+    /// `active` or `inactive`.
+    pub status: &'static str,
+    pub activated_at: DateTime<Utc>,
+    pub deactivated_at: Option<DateTime<Utc>>,
+    /// client, admin, limit_reduced or heartbeat_expired.
+    #[schema(value_type = Option<String>)]
+    pub deactivation_reason: Option<flowlytix_aggregates::DeactivationReason>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
+}
+
+impl DeviceView {
+    pub fn new(subscription: &SubscriptionState, device: &Device) -> Self {
+        Self {
+            id: device.id.as_uuid(),
+            subscription_id: subscription.id.as_uuid(),
+            fingerprint_hash: device.fingerprint_hash.as_str().to_owned(),
+            name: device.name.clone(),
+            platform: device.platform.clone(),
+            os_version: device.os_version.clone(),
+            app_version: device.app_version.clone(),
+            hostname: device.hostname.clone(),
+            notes: device.notes.clone(),
+            status: if device.active { "active" } else { "inactive" },
+            activated_at: device.activated_at,
+            deactivated_at: device.deactivated_at,
+            deactivation_reason: device.deactivation_reason,
+            last_seen_at: device.last_seen_at,
+            position: None,
+        }
+    }
+}
+
+/// What a client app learns about its license.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LicenseView {
+    pub subscription_id: Uuid,
+    pub status: String,
+    pub plan: String,
+    pub features: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub max_devices: u32,
+}
+
+impl LicenseView {
+    pub fn new(state: &SubscriptionState, now: DateTime<Utc>) -> Self {
+        Self {
+            subscription_id: state.id.as_uuid(),
+            status: state.status_at(now).as_str().to_owned(),
+            plan: state.plan.as_str().to_owned(),
+            features: state.features.clone(),
+            expires_at: state.expires_at,
+            max_devices: state.max_devices,
+        }
+    }
+}
+
+/// What a client app learns about its device.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientDeviceView {
+    pub id: Uuid,
+    pub name: Option<String>,
+    pub platform: Option<String>,
+    pub activated_at: DateTime<Utc>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+impl ClientDeviceView {
+    pub fn new(device: &Device) -> Self {
+        Self {
+            id: device.id.as_uuid(),
+            name: device.name.clone(),
+            platform: device.platform.clone(),
+            activated_at: device.activated_at,
+            last_seen_at: device.last_seen_at,
+        }
+    }
+}

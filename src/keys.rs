@@ -1,0 +1,235 @@
+//! Ed25519 signing keys for JWTs: the license key pair kept on disk (generated on first run)
+//! and the admin-token key derived from `SECRET_KEY`.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::SigningKey;
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use sha2::{Digest, Sha256};
+
+use crate::crypto::random_bytes;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read or write key file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("key file {path} is not an Ed25519 PKCS#8 PEM key")]
+    Malformed { path: PathBuf },
+    #[error("public key {path} does not match the private key")]
+    Mismatch { path: PathBuf },
+    #[error(
+        "private key {path} is readable by other users (mode {mode:o}); run `chmod 600 {path}`"
+    )]
+    ReadableByOthers { path: PathBuf, mode: u32 },
+}
+
+/// One Ed25519 key pair ready for signing and verifying JWTs, with its JWK identity.
+pub struct JwtKeys {
+    pub encoding: EncodingKey,
+    pub decoding: DecodingKey,
+    /// RFC 7638 JWK thumbprint: stable for the key, changes when the key changes.
+    pub kid: String,
+    /// Raw public key, base64url: the JWK's `x`.
+    pub public_x: String,
+    pub public_pem: String,
+}
+
+impl JwtKeys {
+    pub fn from_signing_key(signing_key: &SigningKey) -> Self {
+        #[allow(clippy::expect_used)]
+        let private_pem = signing_key
+            .to_pkcs8_pem(LineEnding::LF)
+            .expect("an Ed25519 key always encodes as PKCS#8");
+        #[allow(clippy::expect_used)]
+        let public_pem = signing_key
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .expect("an Ed25519 public key always encodes as SPKI");
+        let public_x = URL_SAFE_NO_PAD.encode(signing_key.verifying_key().as_bytes());
+        let thumbprint_input = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{public_x}"}}"#);
+        let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(thumbprint_input.as_bytes()));
+        #[allow(clippy::expect_used)]
+        let encoding = EncodingKey::from_ed_pem(private_pem.as_bytes())
+            .expect("jsonwebtoken reads the PKCS#8 it was given");
+        #[allow(clippy::expect_used)]
+        let decoding = DecodingKey::from_ed_components(&public_x)
+            .expect("jsonwebtoken reads a base64url public key");
+        Self {
+            encoding,
+            decoding,
+            kid,
+            public_x,
+            public_pem,
+        }
+    }
+
+    /// A key derived from a secret, for tokens only this server (and its siblings sharing
+    /// the secret) verifies. The label keeps the derived key apart from any other use.
+    pub fn derive_from_secret(label: &str, secret: &[u8]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(label.as_bytes());
+        hasher.update([0]);
+        hasher.update(secret);
+        let seed: [u8; 32] = hasher.finalize().into();
+        Self::from_signing_key(&SigningKey::from_bytes(&seed))
+    }
+
+    /// The JSON Web Key Set that client apps fetch to verify license tokens offline.
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({
+            "keys": [{
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "alg": "EdDSA",
+                "use": "sig",
+                "kid": self.kid,
+                "x": self.public_x,
+            }]
+        })
+    }
+
+    /// Loads the license key pair, generating it on first run: private key 0600, public 0644.
+    /// With `strict_permissions`, a private key readable by group or others is refused.
+    pub fn load_or_generate(
+        private_path: &Path,
+        public_path: &Path,
+        strict_permissions: bool,
+    ) -> Result<Self, KeyError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| KeyError::Io { path, source }
+        };
+        let signing_key = if private_path.exists() {
+            let mode = fs::metadata(private_path)
+                .map_err(io(private_path))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                let error = KeyError::ReadableByOthers {
+                    path: private_path.to_owned(),
+                    mode: mode & 0o777,
+                };
+                if strict_permissions {
+                    return Err(error);
+                }
+                tracing::warn!("{error}");
+            }
+            let pem = fs::read_to_string(private_path).map_err(io(private_path))?;
+            SigningKey::from_pkcs8_pem(&pem).map_err(|_| KeyError::Malformed {
+                path: private_path.to_owned(),
+            })?
+        } else {
+            let signing_key = SigningKey::from_bytes(&random_bytes::<32>());
+            #[allow(clippy::expect_used)]
+            let pem = signing_key
+                .to_pkcs8_pem(LineEnding::LF)
+                .expect("PKCS#8 encoding");
+            write_new_file(private_path, pem.as_bytes(), 0o600).map_err(io(private_path))?;
+            tracing::info!(path = %private_path.display(), "generated the license signing key");
+            signing_key
+        };
+        let keys = Self::from_signing_key(&signing_key);
+        if public_path.exists() {
+            let on_disk = fs::read_to_string(public_path).map_err(io(public_path))?;
+            if on_disk.trim() != keys.public_pem.trim() {
+                return Err(KeyError::Mismatch {
+                    path: public_path.to_owned(),
+                });
+            }
+        } else {
+            write_new_file(public_path, keys.public_pem.as_bytes(), 0o644)
+                .map_err(io(public_path))?;
+        }
+        Ok(keys)
+    }
+}
+
+fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir)?;
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    file.write_all(contents)?;
+    // The umask may have removed bits from `mode` (never added any): set it exactly.
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn temp_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("flowlytix-keys-{}", uuid::Uuid::new_v4()));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn keys_are_generated_with_modes_and_reused() {
+        let dir = temp_dir();
+        let (private, public) = (dir.join("k/private.pem"), dir.join("k/public.pem"));
+        let first = JwtKeys::load_or_generate(&private, &public, true).unwrap();
+        assert_eq!(
+            fs::metadata(&private).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::metadata(&public).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        let second = JwtKeys::load_or_generate(&private, &public, true).unwrap();
+        assert_eq!(first.kid, second.kid);
+        assert!(first.public_pem.starts_with("-----BEGIN PUBLIC KEY-----"));
+    }
+
+    #[test]
+    fn a_private_key_readable_by_others_is_refused_when_strict() {
+        let dir = temp_dir();
+        let (private, public) = (dir.join("private.pem"), dir.join("public.pem"));
+        JwtKeys::load_or_generate(&private, &public, true).unwrap();
+        fs::set_permissions(&private, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = JwtKeys::load_or_generate(&private, &public, true)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, KeyError::ReadableByOthers { mode: 0o644, .. }),
+            "{err}"
+        );
+        assert!(JwtKeys::load_or_generate(&private, &public, false).is_ok());
+    }
+
+    #[test]
+    fn a_foreign_public_key_is_refused() {
+        let dir = temp_dir();
+        let other = temp_dir();
+        JwtKeys::load_or_generate(&other.join("a"), &other.join("b"), true).unwrap();
+        fs::copy(other.join("b"), dir.join("public.pem")).unwrap();
+        let err =
+            JwtKeys::load_or_generate(&dir.join("private.pem"), &dir.join("public.pem"), true);
+        assert!(matches!(err, Err(KeyError::Mismatch { .. })));
+    }
+
+    #[test]
+    fn derived_keys_depend_on_label_and_secret() {
+        let a = JwtKeys::derive_from_secret("admin", b"s1");
+        assert_eq!(a.kid, JwtKeys::derive_from_secret("admin", b"s1").kid);
+        assert_ne!(a.kid, JwtKeys::derive_from_secret("admin", b"s2").kid);
+        assert_ne!(a.kid, JwtKeys::derive_from_secret("other", b"s1").kid);
+    }
+}

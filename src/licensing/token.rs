@@ -1,0 +1,128 @@
+//! License tokens: EdDSA JWTs that client apps verify offline with the server's public key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use flowlytix_aggregates::subscription::{Device, SubscriptionState};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::keys::JwtKeys;
+
+pub const LICENSE_AUDIENCE: &str = "flowlytix-license";
+
+/// The claims of a license token. `sub` is the device id, `sid` the subscription id and `fpr`
+/// the SHA-256 of the device fingerprint, so an app can check the token is its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LicenseClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: Uuid,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub jti: Uuid,
+    pub sid: Uuid,
+    pub fpr: String,
+    pub plan: String,
+    pub features: Vec<String>,
+    pub max_devices: u32,
+    pub license_expires_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is not a valid license token")]
+    Invalid,
+    #[error("the token has expired")]
+    Expired,
+}
+
+#[derive(Clone)]
+pub struct LicenseTokens {
+    keys: Arc<JwtKeys>,
+    issuer: String,
+    ttl: Duration,
+}
+
+impl LicenseTokens {
+    pub fn new(keys: Arc<JwtKeys>, issuer: String, ttl: Duration) -> Self {
+        Self { keys, issuer, ttl }
+    }
+
+    pub fn keys(&self) -> &JwtKeys {
+        &self.keys
+    }
+
+    /// The expiry to request for a token issued at `now`; the aggregate caps it at the
+    /// license's own expiry.
+    pub fn requested_expiry(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::days(7))
+    }
+
+    pub fn sign(
+        &self,
+        subscription: &SubscriptionState,
+        device: &Device,
+        token_id: Uuid,
+        issued_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let claims = LicenseClaims {
+            iss: self.issuer.clone(),
+            aud: LICENSE_AUDIENCE.into(),
+            sub: device.id.as_uuid(),
+            iat: issued_at.timestamp(),
+            nbf: issued_at.timestamp(),
+            exp: expires_at.timestamp(),
+            jti: token_id,
+            sid: subscription.id.as_uuid(),
+            fpr: device.fingerprint_hash.as_str().to_owned(),
+            plan: subscription.plan.as_str().to_owned(),
+            features: subscription.features.clone(),
+            max_devices: subscription.max_devices,
+            license_expires_at: subscription
+                .expires_at
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.keys.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.keys.encoding)
+    }
+
+    /// Verifies signature, key id, audience, issuer and time claims. Only EdDSA is accepted:
+    /// `alg: none` and HMAC tokens made with the public key fail here.
+    pub fn verify(&self, token: &str) -> Result<LicenseClaims, TokenError> {
+        verify_jwt(token, &self.keys, LICENSE_AUDIENCE, &self.issuer)
+    }
+}
+
+/// Shared by license and admin tokens: strict EdDSA verification against one key.
+pub fn verify_jwt<T: serde::de::DeserializeOwned>(
+    token: &str,
+    keys: &JwtKeys,
+    audience: &str,
+    issuer: &str,
+) -> Result<T, TokenError> {
+    if token.len() > 8 * 1024 {
+        return Err(TokenError::Invalid);
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+    if header.alg != Algorithm::EdDSA || header.kid.as_deref() != Some(keys.kid.as_str()) {
+        return Err(TokenError::Invalid);
+    }
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.leeway = 0;
+    validation.validate_nbf = true;
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&[issuer]);
+    validation.set_required_spec_claims(&["exp", "nbf", "iat", "sub", "aud", "iss"]);
+    match jsonwebtoken::decode::<T>(token, &keys.decoding, &validation) {
+        Ok(data) => Ok(data.claims),
+        Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(TokenError::Expired),
+        Err(_) => Err(TokenError::Invalid),
+    }
+}
