@@ -1,0 +1,15 @@
+//! Integration tests: the real server on a random port, a real PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod admin_auth;
+mod bad_input;
+mod concurrency;
+mod devices;
+mod docs;
+mod end_to_end;
+mod license_tokens;
+mod secrets;
+mod subscriptions;
