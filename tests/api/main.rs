@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[allow(dead_code)] // each test module uses its own part of the helpers
 mod helpers;
 
 mod admin_auth;
