@@ -133,6 +133,7 @@ fn check_symbol(body: &[u8]) -> u8 {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn key(seed: u8) -> LicenseKey {

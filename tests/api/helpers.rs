@@ -191,3 +191,22 @@ pub async fn assert_problem(response: Response, status: StatusCode, code: &str) 
     assert_eq!(body["status"], status.as_u16());
     body
 }
+
+/// Sends a request that must be refused with the given problem, and asserts that it wrote
+/// no event. Returns the problem body.
+pub async fn assert_refused(app: &TestApp, request: RequestBuilder, status: StatusCode, code: &str) -> Value {
+    let before = app.event_count().await;
+    let response = request.send().await.expect("request");
+    let body = assert_problem(response, status, code).await;
+    assert_eq!(app.event_count().await, before, "a refused request ({status} {code}) wrote events");
+    body
+}
+
+/// How many events of one type the events table holds.
+pub async fn count_events_of_type(pool: &PgPool, event_type: &str) -> i64 {
+    sqlx::query_scalar("select count(*) from events where event_type = $1")
+        .bind(event_type)
+        .fetch_one(pool)
+        .await
+        .expect("count events by type")
+}
