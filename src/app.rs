@@ -7,7 +7,16 @@ use flowlytix_aggregates::{AdminCommand, AdminId, AdminUser, Email, Role, Subscr
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 
+use flowlytix_aggregates::{SubscriptionCommand, SubscriptionError};
+use flowlytix_projections::all_projectors;
+use tokio::sync::watch;
+
 use crate::auth::AdminAuth;
+use crate::bus::jetstream::{run_projector, JetStreamSettings};
+use crate::bus::{EventBus, InProcessBus, JetStreamBus};
+use crate::publisher::{Publisher, PublisherStatus};
+use crate::store::Committed;
+use crate::validation::{LicenseCache, LicenseSnapshot};
 use crate::config::Config;
 use crate::keys::{JwtKeys, KeyError};
 use crate::licensing::token::LicenseTokens;
@@ -23,6 +32,12 @@ pub struct App {
     pub lookup: Lookup,
     pub license_tokens: LicenseTokens,
     pub admin_auth: AdminAuth,
+    pub licenses: LicenseCache,
+    pub bus: Arc<dyn EventBus>,
+    /// Set when NATS is configured: for stream information in `/health`.
+    pub jetstream: Option<JetStreamBus>,
+    pub publisher_status: Arc<PublisherStatus>,
+    shutdown: watch::Sender<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +86,28 @@ impl App {
                 )
             }
         };
+        let jetstream = match &config.nats_url {
+            Some(url) => Some(
+                JetStreamBus::connect(JetStreamSettings {
+                    url: url.clone(),
+                    stream: config.nats_stream.clone(),
+                    subject_prefix: config.nats_subject_prefix.clone(),
+                })
+                .await
+                .map_err(|e| StartError::Bootstrap(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let bus: Arc<dyn EventBus> = match &jetstream {
+            Some(jetstream) => Arc::new(jetstream.clone()),
+            None => Arc::new(InProcessBus::new(pool.clone())),
+        };
         let app = Arc::new(App {
+            licenses: LicenseCache::new(pool.clone()),
+            bus,
+            jetstream,
+            publisher_status: Arc::default(),
+            shutdown: watch::channel(false).0,
             subscriptions: Executor::new(pool.clone()),
             admins: Executor::new(pool.clone()),
             lookup: Lookup::new(pool.clone()),
@@ -91,7 +127,50 @@ impl App {
             config,
         });
         app.bootstrap_first_admin().await?;
+        app.start_background_tasks().await;
         Ok(app)
+    }
+
+    /// The publisher, and with NATS one consumer task per projector. Without NATS the
+    /// publisher projects in-process.
+    async fn start_background_tasks(&self) {
+        let publisher = Publisher::new(self.pool.clone(), self.bus.clone(), self.publisher_status.clone());
+        tokio::spawn(publisher.run(self.shutdown.subscribe()));
+        if let Some(jetstream) = &self.jetstream {
+            if let Err(error) = jetstream.ensure_stream().await {
+                tracing::warn!(%error, "NATS is not reachable yet; commands work, read models will catch up");
+            }
+            for projector in all_projectors() {
+                tokio::spawn(run_projector(
+                    jetstream.clone(),
+                    self.pool.clone(),
+                    Arc::from(projector),
+                    self.shutdown.subscribe(),
+                ));
+            }
+        }
+    }
+
+    /// Stops the publisher and projectors of this instance (its HTTP server is stopped by
+    /// its own shutdown signal).
+    pub fn stop_background_tasks(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Runs subscription commands and lets validation on this instance see the result at
+    /// once, ahead of the read model.
+    pub async fn execute_subscription(
+        &self,
+        id: &str,
+        commands: Vec<SubscriptionCommand>,
+        metadata: EventMetadata,
+        expected_version: Option<u64>,
+    ) -> Result<Committed<Subscription>, ExecuteError<SubscriptionError>> {
+        let committed = self.subscriptions.execute(id, commands, metadata, expected_version).await?;
+        if let Some(state) = committed.aggregate.state() {
+            self.licenses.remember(LicenseSnapshot::from_state(state, committed.version));
+        }
+        Ok(committed)
     }
 
     /// Creates the admin named by `ADMIN_EMAIL`/`ADMIN_PASSWORD` when no admin exists yet.

@@ -38,7 +38,11 @@ pub struct Config {
     /// `None` runs the server on the embedded store (not yet available: see README).
     pub database_url: Option<SecretString>,
     pub database_echo: bool,
+    /// `None` runs the in-process bus: events go straight from the publisher to the
+    /// projectors (one instance only).
     pub nats_url: Option<String>,
+    pub nats_stream: String,
+    pub nats_subject_prefix: String,
     /// Signs admin access tokens. `None` means a random key per process (development only).
     pub secret_key: Option<SecretString>,
     pub access_token_ttl: Duration,
@@ -78,6 +82,8 @@ impl Config {
             database_url: var("DATABASE_URL").map(SecretString::from),
             database_echo: parse_bool("DATABASE_ECHO", var("DATABASE_ECHO"), false)?,
             nats_url: var("NATS_URL"),
+            nats_stream: var("NATS_STREAM").unwrap_or_else(|| "FLOWLYTIX_EVENTS".into()),
+            nats_subject_prefix: var("NATS_SUBJECT_PREFIX").unwrap_or_else(|| "flowlytix.events".into()),
             secret_key: var("SECRET_KEY").map(SecretString::from),
             access_token_ttl: minutes(
                 "ACCESS_TOKEN_EXPIRE_MINUTES",

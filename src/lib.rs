@@ -3,14 +3,17 @@
 
 pub mod app;
 pub mod auth;
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod http;
 pub mod keys;
 pub mod licensing;
+pub mod publisher;
 pub mod store;
 pub mod telemetry;
+pub mod validation;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -50,9 +50,7 @@ async fn device_command(
 ) -> Result<Json<DeviceView>, ApiError> {
     let subscription_id = subscription_of(app, device_id).await?;
     let command = SubscriptionCommand::new(Utc::now(), action);
-    let committed = app
-        .subscriptions
-        .execute(&subscription_id.to_string(), vec![command], metadata, None)
+    let committed = app.execute_subscription(&subscription_id.to_string(), vec![command], metadata, None)
         .await?;
     let state = committed.aggregate.live().ok_or_else(device_not_found)?;
     let device = state.device(device_id).ok_or_else(device_not_found)?;

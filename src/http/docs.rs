@@ -2,6 +2,8 @@
 //! ReDoc at `/redoc`. Nothing is fetched from the internet: Swagger UI is vendored by
 //! utoipa-swagger-ui, ReDoc's script is vendored under `assets/redoc/`.
 
+use std::sync::LazyLock;
+
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
@@ -9,7 +11,7 @@ use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::OpenApi as OpenApiDocument;
 use utoipa::{Modify, OpenApi};
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::app::SharedApp;
 
@@ -44,7 +46,13 @@ impl Modify for BearerAuth {
     }
 }
 
-const REDOC_SCRIPT: &str = include_str!("../../assets/redoc/redoc.standalone.js");
+/// ReDoc's side menu shows Redocly's logo as `<img src="https://cdn.redoc.ly/...">`, a request
+/// to the internet on every page view. It becomes an empty `data:` URL, which fails to load
+/// without any request; ReDoc then hides the image (the "API docs by Redocly" link stays).
+static REDOC_SCRIPT: LazyLock<String> = LazyLock::new(|| {
+    include_str!("../../assets/redoc/redoc.standalone.js")
+        .replace("https://cdn.redoc.ly/redoc/logo-mini.svg", "data:,")
+});
 const REDOC_PAGE: &str = r#"<!DOCTYPE html>
 <html>
   <head>
@@ -60,7 +68,13 @@ const REDOC_PAGE: &str = r#"<!DOCTYPE html>
 
 pub fn router(openapi: OpenApiDocument) -> Router<SharedApp> {
     Router::new()
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        // No online validator: Swagger UI's default badge sends the document's URL to
+        // validator.swagger.io whenever the server is not reached as localhost.
+        .merge(
+            SwaggerUi::new("/docs")
+                .url("/openapi.json", openapi)
+                .config(SwaggerConfig::default().validator_url("none")),
+        )
         .route("/redoc", get(|| async { Html(REDOC_PAGE) }))
         .route(
             "/redoc/redoc.standalone.js",
@@ -70,7 +84,7 @@ pub fn router(openapi: OpenApiDocument) -> Router<SharedApp> {
                         (header::CONTENT_TYPE, "application/javascript"),
                         (header::CACHE_CONTROL, "public, max-age=86400"),
                     ],
-                    REDOC_SCRIPT,
+                    REDOC_SCRIPT.as_str(),
                 )
                     .into_response()
             }),

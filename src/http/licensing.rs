@@ -7,7 +7,6 @@ use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::license_key::LicenseKey;
-use flowlytix_aggregates::subscription::SubscriptionState;
 use flowlytix_aggregates::{
     DeactivationReason, DeviceDetails, DeviceId, Sha256Hex, Status, Subscription,
     SubscriptionAction, SubscriptionCommand, SubscriptionError, SubscriptionEvent, SubscriptionId,
@@ -23,6 +22,7 @@ use super::extract::{ApiJson, RequestContext};
 use super::views::{ClientDeviceView, LicenseView};
 use crate::app::SharedApp;
 use crate::crypto::sha256_hex;
+use crate::validation::LicenseSnapshot;
 use crate::licensing::token::{LicenseClaims, TokenError};
 use crate::store::{Committed, ExecuteError};
 
@@ -238,9 +238,7 @@ async fn activate(
             expires_at: app.license_tokens.requested_expiry(now),
         },
     ];
-    let committed = app
-        .subscriptions
-        .execute(
+    let committed = app.execute_subscription(
             &subscription_id.to_string(),
             commands
                 .into_iter()
@@ -267,103 +265,81 @@ async fn validate(
 ) -> Result<Json<ValidationResult>, ApiError> {
     let fingerprint_hash = fingerprint_hash(&body.fingerprint)?;
     let now = Utc::now();
-    let (subscription_id, device_id) = match (&body.license_key, &body.token) {
+    let not_found = || Json(ValidationResult::invalid("NOT_FOUND", "no license matches"));
+    let (license, device_id) = match (&body.license_key, &body.token) {
         (Some(raw_key), None) => {
-            let key = parse_key(raw_key)?;
-            match subscription_for_key(&app, &key).await {
-                Ok((id, key_hash)) => (id, Err(key_hash)),
-                Err(_) => {
-                    return Ok(Json(ValidationResult::invalid(
-                        "NOT_FOUND",
-                        "no license matches this key",
-                    )))
-                }
+            let key_hash = sha256_hex(parse_key(raw_key)?.expose());
+            match app.licenses.by_key(&key_hash).await? {
+                Some(license) => (license, None),
+                None => return Ok(not_found()),
             }
         }
-        (None, Some(token)) => match app.license_tokens.verify(token) {
-            Ok(claims) if claims.fpr != fingerprint_hash.as_str() => {
+        (None, Some(token)) => {
+            let claims = match app.license_tokens.verify(token) {
+                Ok(claims) => claims,
+                Err(TokenError::Expired) => {
+                    return Ok(Json(ValidationResult::invalid("TOKEN_EXPIRED", "the token has expired")))
+                }
+                Err(TokenError::Invalid) => {
+                    return Ok(Json(ValidationResult::invalid(
+                        "TOKEN_INVALID",
+                        "the token is not a valid license token",
+                    )))
+                }
+            };
+            if claims.fpr != fingerprint_hash.as_str() {
                 return Ok(Json(ValidationResult::invalid(
                     "FINGERPRINT_MISMATCH",
                     "the token was issued to another device",
-                )))
+                )));
             }
-            Ok(claims) => (SubscriptionId(claims.sid), Ok(DeviceId(claims.sub))),
-            Err(TokenError::Expired) => {
-                return Ok(Json(ValidationResult::invalid(
-                    "TOKEN_EXPIRED",
-                    "the token has expired",
-                )))
+            match app.licenses.by_subscription(SubscriptionId(claims.sid)).await? {
+                Some(license) => (license, Some(DeviceId(claims.sub))),
+                None => return Ok(not_found()),
             }
-            Err(TokenError::Invalid) => {
-                return Ok(Json(ValidationResult::invalid(
-                    "TOKEN_INVALID",
-                    "the token is not a valid license token",
-                )))
-            }
-        },
-        _ => {
-            return Err(ApiError::validation(
-                "send exactly one of license_key and token",
-            ))
         }
+        _ => return Err(ApiError::validation("send exactly one of license_key and token")),
     };
-    let (subscription, _) = app.subscriptions.load(&subscription_id.to_string()).await?;
-    let Some(state) = subscription.live() else {
-        return Ok(Json(ValidationResult::invalid(
-            "NOT_FOUND",
-            "no license matches",
-        )));
-    };
-    if let Err(key_hash) = &device_id {
-        if state.license_key.as_ref().map(|k| &k.key_hash) != Some(key_hash) {
-            return Ok(Json(ValidationResult::invalid(
-                "NOT_FOUND",
-                "no license matches this key",
-            )));
-        }
+    if license.deleted {
+        return Ok(not_found());
     }
-    Ok(Json(judge(state, &fingerprint_hash, device_id.ok(), now)))
+    Ok(Json(judge(&license, &fingerprint_hash, device_id, now)))
 }
 
-/// The verdict on a live subscription for one device (found by fingerprint, and by id when
-/// a token named it).
+/// The verdict on a live license for one device (found by fingerprint, and by id when a
+/// token named it).
 fn judge(
-    state: &SubscriptionState,
+    license: &LicenseSnapshot,
     fingerprint: &Sha256Hex,
     device_id: Option<DeviceId>,
     now: DateTime<Utc>,
 ) -> ValidationResult {
-    let license = Some(LicenseView::new(state, now));
-    let (code, detail) = match state.status_at(now) {
+    let view = Some(LicenseView::from_snapshot(license, now));
+    let (code, detail) = match license.status_at(now) {
         Status::Suspended => ("SUSPENDED", "the license is suspended"),
         Status::Expired => ("EXPIRED", "the license has expired"),
         Status::Canceled => ("CANCELED", "the license is canceled"),
         Status::Trialing | Status::Active | Status::PastDue => {
-            let device = state
-                .active_device_with_fingerprint(fingerprint)
-                .filter(|d| device_id.is_none_or(|id| d.id == id));
+            let device = license
+                .active_devices
+                .iter()
+                .find(|d| &d.fingerprint_hash == fingerprint && device_id.is_none_or(|id| d.id == id));
             return match device {
                 Some(device) => ValidationResult {
                     valid: true,
                     code: "VALID",
                     detail: "the license is valid on this device".into(),
-                    license,
-                    device: Some(ClientDeviceView::new(device)),
+                    license: view,
+                    device: Some(ClientDeviceView::from_active(device)),
                 },
                 None => ValidationResult {
-                    license,
-                    ..ValidationResult::invalid(
-                        "DEVICE_NOT_ACTIVATED",
-                        "this device is not activated",
-                    )
+                    license: view,
+                    ..ValidationResult::invalid("DEVICE_NOT_ACTIVATED", "this device is not activated")
                 },
             };
         }
     };
-    ValidationResult {
-        license,
-        ..ValidationResult::invalid(code, detail)
-    }
+    ValidationResult { license: view, ..ValidationResult::invalid(code, detail) }
 }
 
 /// Exchange a valid license token for a fresh one while the license is still valid.
@@ -392,9 +368,7 @@ async fn refresh(
             expires_at: app.license_tokens.requested_expiry(now),
         },
     );
-    let committed = app
-        .subscriptions
-        .execute(
+    let committed = app.execute_subscription(
             &claims.sid.to_string(),
             vec![command],
             context.metadata(format!("license:{}", claims.sid)),
@@ -458,9 +432,7 @@ async fn deactivate(
         }])
         .map(|a| SubscriptionCommand::new(now, a))
         .collect();
-    match app
-        .subscriptions
-        .execute(
+    match app.execute_subscription(
             &id,
             commands,
             context.metadata(format!("license:{subscription_id}")),

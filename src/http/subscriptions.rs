@@ -24,7 +24,10 @@ use super::extract::{ApiJson, ApiPath, RequestContext};
 use super::views::SubscriptionView;
 use crate::app::SharedApp;
 use crate::crypto::{new_license_key, sha256_hex};
-use crate::store::{aggregate_history, Committed, EventFilter, StoredEvent};
+use flowlytix_projections::log::aggregate_history;
+use flowlytix_projections::EventRecord;
+
+use crate::store::Committed;
 
 pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new()
@@ -119,7 +122,7 @@ pub struct DeletedResponse {
 
 #[derive(Serialize, ToSchema)]
 pub struct HistoryResponse {
-    pub items: Vec<StoredEvent>,
+    pub items: Vec<EventRecord>,
 }
 
 fn parse_email(raw: &str) -> Result<Email, ApiError> {
@@ -220,9 +223,7 @@ async fn create_subscription(
         key_prefix: key.display_prefix(),
     };
     let command = SubscriptionCommand::new(now, SubscriptionAction::CreateSubscription(new));
-    let committed = app
-        .subscriptions
-        .execute(
+    let committed = app.execute_subscription(
             &subscription_id.to_string(),
             vec![command],
             context.metadata(admin.admin_id.to_string()),
@@ -284,9 +285,7 @@ async fn update_subscription(
         .into_iter()
         .map(|a| SubscriptionCommand::new(now, a))
         .collect();
-    let committed = app
-        .subscriptions
-        .execute(
+    let committed = app.execute_subscription(
             &id.to_string(),
             commands,
             context.metadata(admin.admin_id.to_string()),
@@ -376,9 +375,7 @@ async fn delete_subscription(
 ) -> Result<Json<DeletedResponse>, ApiError> {
     let expected_version = if_match_version(&headers)?;
     let command = SubscriptionCommand::new(Utc::now(), SubscriptionAction::DeleteSubscription);
-    let committed = app
-        .subscriptions
-        .execute(
+    let committed = app.execute_subscription(
             &id.to_string(),
             vec![command],
             context.metadata(admin.admin_id.to_string()),
@@ -413,9 +410,7 @@ async fn regenerate_license_key(
             key_prefix: key.display_prefix(),
         },
     );
-    let committed = app
-        .subscriptions
-        .execute(
+    let committed = app.execute_subscription(
             &id.to_string(),
             vec![command],
             context.metadata(admin.admin_id.to_string()),
@@ -438,13 +433,7 @@ async fn subscription_events(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<HistoryResponse>, ApiError> {
     let id = id.to_string();
-    let items = aggregate_history(
-        &app.pool,
-        EventFilter {
-            aggregate_type: "Subscription",
-            aggregate_id: &id,
-        },
-    )
+    let items = aggregate_history(&app.pool, "Subscription", &id)
     .await?;
     if items.is_empty() {
         return Err(ApiError::not_found(

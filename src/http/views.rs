@@ -7,6 +7,8 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::validation::{ActiveDevice, LicenseSnapshot};
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SubscriptionView {
     pub id: Uuid,
@@ -127,6 +129,17 @@ pub struct LicenseView {
 }
 
 impl LicenseView {
+    pub fn from_snapshot(license: &LicenseSnapshot, now: DateTime<Utc>) -> Self {
+        Self {
+            subscription_id: license.subscription_id.as_uuid(),
+            status: license.status_at(now).as_str().to_owned(),
+            plan: license.plan.clone(),
+            features: license.features.clone(),
+            expires_at: license.expires_at,
+            max_devices: license.max_devices,
+        }
+    }
+
     pub fn new(state: &SubscriptionState, now: DateTime<Utc>) -> Self {
         Self {
             subscription_id: state.id.as_uuid(),
@@ -150,6 +163,16 @@ pub struct ClientDeviceView {
 }
 
 impl ClientDeviceView {
+    pub fn from_active(device: &ActiveDevice) -> Self {
+        Self {
+            id: device.id.as_uuid(),
+            name: device.name.clone(),
+            platform: device.platform.clone(),
+            activated_at: device.activated_at,
+            last_seen_at: device.last_seen_at,
+        }
+    }
+
     pub fn new(device: &Device) -> Self {
         Self {
             id: device.id.as_uuid(),

@@ -1,11 +1,9 @@
 //! The event store (PostgreSQL via postgres-es) and the queries that read it directly.
 
 mod executor;
-mod history;
 mod lookup;
 
 pub use executor::{Committed, EventMetadata, ExecuteError, Executor};
-pub use history::{aggregate_history, EventFilter, StoredEvent};
 pub use lookup::Lookup;
 
 use std::time::Duration;

@@ -210,3 +210,30 @@ pub async fn count_events_of_type(pool: &PgPool, event_type: &str) -> i64 {
         .await
         .expect("count events by type")
 }
+
+impl TestApp {
+    /// The URL of this app's database, so that another instance can share it.
+    pub async fn database_url(&self) -> String {
+        let name: String = sqlx::query_scalar("select current_database()").fetch_one(&self.pool).await.expect("database name");
+        let server = server_url();
+        let base = server.rsplit_once('/').map_or(server.as_str(), |(base, _)| base).to_owned();
+        format!("{base}/{name}")
+    }
+
+    /// Starts a second server on this app's database and signing keys (a second instance
+    /// behind the same load balancer); returns its base URL. Admin tokens work on both.
+    pub async fn spawn_second_instance(&self) -> String {
+        spawn_instance(&self.database_url().await, &self.key_dir).await
+    }
+}
+
+/// Starts a server on an existing database and key directory; returns its base URL.
+pub async fn spawn_instance(database_url: &str, key_dir: &std::path::Path) -> String {
+    capture_logs();
+    let config = test_config(database_url, key_dir, &[]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a random port");
+    let address = format!("http://{}", listener.local_addr().expect("local address"));
+    let app = flowlytix_server::App::start(config).await.expect("the second instance starts");
+    tokio::spawn(flowlytix_server::serve_app(app, listener, std::future::pending()));
+    address
+}

@@ -91,18 +91,7 @@ impl Subscription {
 
 impl SubscriptionState {
     pub fn status_at(&self, now: DateTime<Utc>) -> Status {
-        let usable = matches!(
-            self.status,
-            Status::Trialing | Status::Active | Status::PastDue
-        );
-        let period_over = self.expires_at.is_some_and(|end| end <= now);
-        let trial_over =
-            self.status == Status::Trialing && self.trial_ends_at.is_some_and(|end| end <= now);
-        if usable && (period_over || trial_over) {
-            Status::Expired
-        } else {
-            self.status
-        }
+        effective_status(self.status, self.expires_at, self.trial_ends_at, now)
     }
 
     pub fn active_devices(&self) -> impl Iterator<Item = &Device> {
@@ -161,6 +150,24 @@ impl SubscriptionState {
                 to,
             })
         }
+    }
+}
+
+/// The status in force at `now`: a usable subscription whose period (or, while trialing,
+/// whose trial) has run out is `expired`. Read models apply the same rule through this.
+pub fn effective_status(
+    stored: Status,
+    expires_at: Option<DateTime<Utc>>,
+    trial_ends_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Status {
+    let usable = matches!(stored, Status::Trialing | Status::Active | Status::PastDue);
+    let period_over = expires_at.is_some_and(|end| end <= now);
+    let trial_over = stored == Status::Trialing && trial_ends_at.is_some_and(|end| end <= now);
+    if usable && (period_over || trial_over) {
+        Status::Expired
+    } else {
+        stored
     }
 }
 

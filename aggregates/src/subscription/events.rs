@@ -47,6 +47,13 @@ pub enum SubscriptionEvent {
     SubscriptionDetailsUpdated {
         customer_email: Option<Email>,
         customer_name: Option<String>,
+        /// `None` (key absent): unchanged; `Some(None)` (`null`): cleared. Plain serde would
+        /// write both as `null` and read `null` back as `None`, losing a clear on reload.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "null_is_some"
+        )]
         organization: Option<Option<String>>,
         features: Option<Vec<String>>,
         metadata: Option<Map<String, Value>>,
@@ -113,6 +120,16 @@ pub enum SubscriptionEvent {
         expires_at: DateTime<Utc>,
         at: DateTime<Utc>,
     },
+}
+
+/// Reads a present field as `Some`, so that `null` is `Some(None)` (with `default`, an
+/// absent field stays `None`).
+fn null_is_some<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

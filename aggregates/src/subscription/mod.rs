@@ -9,7 +9,7 @@ mod events;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{Device, LicenseKeyState, Subscription, SubscriptionState};
+pub use aggregate::{effective_status, Device, LicenseKeyState, Subscription, SubscriptionState};
 pub use commands::{
     DetailsChange, DeviceDetails, NewSubscription, PeriodChange, SubscriptionAction,
     SubscriptionCommand,

@@ -1016,6 +1016,24 @@ fn update_details_can_clear_the_organization_and_set_metadata() {
 }
 
 #[test]
+fn details_updated_round_trips_through_json_telling_cleared_from_unchanged() {
+    // Events are stored as JSON and re-read on every load: a cleared organization must not
+    // come back as "unchanged".
+    for organization in [None, Some(None), Some(Some("New Org".to_owned()))] {
+        let event = E::SubscriptionDetailsUpdated {
+            customer_email: None,
+            customer_name: Some("Ann".to_owned()),
+            organization,
+            features: None,
+            metadata: None,
+            at: now(),
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(serde_json::from_value::<E>(json).unwrap(), event);
+    }
+}
+
+#[test]
 fn update_details_with_nothing_changed_emits_no_events() {
     for change in [
         DetailsChange::default(),

@@ -1,0 +1,98 @@
+use std::future::Future;
+use std::pin::Pin;
+
+use sqlx::PgConnection;
+
+use crate::log::EventRecord;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("event {0} has a payload this projector cannot read: {1}")]
+    BadPayload(String, serde_json::Error),
+}
+
+/// What became of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// Already applied (a redelivery or a re-publication).
+    Skipped,
+    /// An earlier event of the same aggregate has not been applied yet; retry later.
+    Gap,
+}
+
+pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ProjectionError>> + Send + 'a>>;
+
+/// Turns events into read-model rows. `apply` runs inside the transaction that also records
+/// the version, so it must only write through `db`.
+pub trait Projector: Send + Sync {
+    /// Names the durable consumer and the checkpoint.
+    fn name(&self) -> &'static str;
+    /// Tables this projector owns, emptied by a replay.
+    fn tables(&self) -> &'static [&'static str];
+    fn apply<'a>(&'a self, db: &'a mut PgConnection, event: &'a EventRecord) -> ApplyFuture<'a>;
+}
+
+/// Applies `event` exactly once and in per-aggregate order, within the caller's transaction.
+/// `stream_sequence` is the bus's sequence number, recorded for lag reporting.
+pub async fn project(
+    db: &mut PgConnection,
+    projector: &dyn Projector,
+    event: &EventRecord,
+    stream_sequence: Option<u64>,
+) -> Result<Outcome, ProjectionError> {
+    let applied: Option<i64> = sqlx::query_scalar(
+        "select version from projection_versions
+         where projector = $1 and aggregate_type = $2 and aggregate_id = $3
+         for update",
+    )
+    .bind(projector.name())
+    .bind(&event.aggregate_type)
+    .bind(&event.aggregate_id)
+    .fetch_optional(&mut *db)
+    .await?;
+    let applied = applied.unwrap_or(0);
+    if event.sequence <= applied {
+        return Ok(Outcome::Skipped);
+    }
+    if event.sequence > applied + 1 {
+        return Ok(Outcome::Gap);
+    }
+    // The insert of a first event conflicts with a concurrent one on the primary key, so
+    // two instances can never both apply it.
+    sqlx::query(
+        "insert into projection_versions (projector, aggregate_type, aggregate_id, version)
+         values ($1, $2, $3, $4)
+         on conflict (projector, aggregate_type, aggregate_id) do update set version = excluded.version",
+    )
+    .bind(projector.name())
+    .bind(&event.aggregate_type)
+    .bind(&event.aggregate_id)
+    .bind(event.sequence)
+    .execute(&mut *db)
+    .await?;
+    projector.apply(db, event).await?;
+    sqlx::query(
+        "insert into projector_checkpoints (projector, stream_sequence, events_applied, updated_at)
+         values ($1, $2, 1, now())
+         on conflict (projector) do update set
+             stream_sequence = greatest(projector_checkpoints.stream_sequence, excluded.stream_sequence),
+             events_applied = projector_checkpoints.events_applied + 1,
+             updated_at = now()",
+    )
+    .bind(projector.name())
+    .bind(stream_sequence.map_or(0, |s| s as i64))
+    .execute(&mut *db)
+    .await?;
+    Ok(Outcome::Applied)
+}
+
+/// Empties every read model and the projectors' bookkeeping, for a replay.
+pub async fn reset_read_models(db: &mut PgConnection, projectors: &[Box<dyn Projector>]) -> Result<(), sqlx::Error> {
+    let mut tables: Vec<&str> = projectors.iter().flat_map(|p| p.tables().iter().copied()).collect();
+    tables.extend(["projection_versions", "projector_checkpoints"]);
+    sqlx::query(&format!("truncate {}", tables.join(", "))).execute(&mut *db).await?;
+    Ok(())
+}
