@@ -24,6 +24,14 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Rebuild every read model from the event store alone, in commit order. Run it while
+    /// no server is writing.
+    Replay,
+    /// The event log.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Manage admin users.
     Admin {
         #[command(subcommand)]
@@ -46,6 +54,12 @@ pub enum AdminCommand {
         #[arg(long, value_enum, default_value_t = RoleArg::Admin)]
         role: RoleArg,
     },
+}
+
+#[derive(Subcommand)]
+pub enum EventsCommand {
+    /// Write every event, in commit order, as JSON lines to standard output.
+    Export,
 }
 
 #[derive(Subcommand)]
@@ -76,11 +90,21 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), StartError> {
             crate::serve(config, listener, shutdown_signal()).await
         }
         Command::Migrate => {
-            let url = config.database_url.as_ref().ok_or(StartError::NoDatabase)?;
-            let pool = store::connect(url.expose_secret(), config.database_echo).await?;
-            store::migrate(&pool).await?;
+            connect(&config).await?;
             tracing::info!("migrations applied");
             Ok(())
+        }
+        Command::Replay => {
+            let pool = connect(&config).await?;
+            let replayed = flowlytix_projections::replay::replay(&pool)
+                .await
+                .map_err(|e| StartError::Bootstrap(format!("replay failed: {e}")))?;
+            tracing::info!(events = replayed, "read models rebuilt from the event store");
+            Ok(())
+        }
+        Command::Events { command: EventsCommand::Export } => {
+            let pool = connect(&config).await?;
+            export_events(&pool).await
         }
         Command::Admin {
             command: AdminCommand::Create { email, role },
@@ -118,6 +142,32 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), StartError> {
             Ok(())
         }
     }
+}
+
+/// A migrated pool, for the commands that work on the database without serving.
+async fn connect(config: &Config) -> Result<sqlx::PgPool, StartError> {
+    let url = config.database_url.as_ref().ok_or(StartError::NoDatabase)?;
+    let pool = store::connect(url.expose_secret(), config.database_echo).await?;
+    store::migrate(&pool).await?;
+    Ok(pool)
+}
+
+async fn export_events(pool: &sqlx::PgPool) -> Result<(), StartError> {
+    use std::io::Write;
+    use flowlytix_projections::log::{events_after, LogCursor};
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut cursor = LogCursor::default();
+    loop {
+        let batch = events_after(pool, cursor, 1000).await?;
+        let Some((last, _)) = batch.last() else { break };
+        cursor = *last;
+        for (_, event) in &batch {
+            serde_json::to_writer(&mut out, event).map_err(std::io::Error::from)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 async fn shutdown_signal() {

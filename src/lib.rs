@@ -11,6 +11,7 @@ pub mod http;
 pub mod keys;
 pub mod licensing;
 pub mod publisher;
+pub mod read;
 pub mod store;
 pub mod telemetry;
 pub mod validation;

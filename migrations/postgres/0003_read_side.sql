@@ -97,3 +97,15 @@ $$;
 
 create trigger events_notify after insert on events
     for each statement execute function events_notify();
+
+-- The status in force now, as the aggregate's `effective_status` computes it: a usable
+-- subscription whose period (or, while trialing, whose trial) has run out is expired.
+create function rm_effective_status(status text, expires_at timestamptz, trial_ends_at timestamptz)
+returns text language sql stable as $$
+    select case
+        when status in ('trialing', 'active', 'past_due')
+             and (expires_at <= now() or (status = 'trialing' and trial_ends_at <= now()))
+        then 'expired'
+        else status
+    end
+$$;

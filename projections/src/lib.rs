@@ -8,6 +8,7 @@
 pub mod analytics;
 pub mod log;
 mod projector;
+pub mod replay;
 pub mod subscriptions;
 
 pub use log::{EventRecord, LogCursor};

@@ -56,12 +56,17 @@ impl From<EventRow> for EventRecord {
     fn from(row: EventRow) -> Self {
         // postgres-es stores the serde form of the event enum, `{"<EventType>": {fields}}`;
         // readers want the fields.
-        let payload = match row.payload {
+        let mut payload = match row.payload {
             Value::Object(mut wrapper) if wrapper.len() == 1 && wrapper.contains_key(&row.event_type) => {
                 wrapper.remove(&row.event_type).unwrap_or(Value::Null)
             }
             other => other,
         };
+        // An admin's argon2 hash is for login alone: auditors, the bus and exports get a
+        // placeholder.
+        if let Some(hash) = payload.get_mut("password_hash") {
+            *hash = Value::String(REDACTED.into());
+        }
         Self {
             position: row.global_position,
             aggregate_type: row.aggregate_type,
@@ -75,6 +80,8 @@ impl From<EventRow> for EventRecord {
         }
     }
 }
+
+pub const REDACTED: &str = "[redacted]";
 
 const COLUMNS: &str = "global_position, aggregate_type, aggregate_id, sequence, event_type, \
                        event_version, payload, metadata, recorded_at";

@@ -11,6 +11,8 @@ pub enum ProjectionError {
     Database(#[from] sqlx::Error),
     #[error("event {0} has a payload this projector cannot read: {1}")]
     BadPayload(String, serde_json::Error),
+    #[error("event {0} came before its predecessor")]
+    Gap(String),
 }
 
 /// What became of one event.
@@ -89,10 +91,11 @@ pub async fn project(
     Ok(Outcome::Applied)
 }
 
-/// Empties every read model and the projectors' bookkeeping, for a replay.
+/// Empties every read model and the per-aggregate versions, for a replay. The checkpoints
+/// keep their bus positions, which remain true.
 pub async fn reset_read_models(db: &mut PgConnection, projectors: &[Box<dyn Projector>]) -> Result<(), sqlx::Error> {
     let mut tables: Vec<&str> = projectors.iter().flat_map(|p| p.tables().iter().copied()).collect();
-    tables.extend(["projection_versions", "projector_checkpoints"]);
+    tables.push("projection_versions");
     sqlx::query(&format!("truncate {}", tables.join(", "))).execute(&mut *db).await?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `/api/v1/devices/{id}`: admins see, annotate and deactivate single devices.
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use flowlytix_aggregates::{
@@ -14,13 +15,18 @@ use uuid::Uuid;
 
 use super::access::{RequireAdmin, RequireReader};
 use super::error::{ApiError, Problem};
-use super::extract::{ApiJson, ApiPath, RequestContext};
-use super::views::DeviceView;
+use super::extract::{with_consistency, ApiJson, ApiPath, ApiQuery, RequestContext};
+use super::views::{DeviceView, Page};
 use crate::app::SharedApp;
+use crate::read;
+use crate::read::consistency::wait_for_position;
+use crate::read::devices::DeviceFilter;
 use crate::store::EventMetadata;
 
 pub fn router() -> OpenApiRouter<SharedApp> {
-    OpenApiRouter::new().routes(routes!(get_device, update_device, deactivate_device))
+    OpenApiRouter::new()
+        .routes(routes!(list_devices))
+        .routes(routes!(get_device, update_device, deactivate_device))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -58,6 +64,27 @@ async fn device_command(
     view.position = Some(committed.position);
     Ok(Json(view))
 }
+
+/// List devices (from the read model), filtered and paged. With `min_position`, waits (up
+/// to 5 s) until the list includes that write.
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", security(("bearer" = [])),
+    params(DeviceFilter), responses((status = 200, body = DevicePage), (status = 400, body = Problem)))]
+async fn list_devices(
+    State(app): State<SharedApp>,
+    RequireReader(_reader): RequireReader,
+    ApiQuery(filter): ApiQuery<DeviceFilter>,
+) -> Result<Response, ApiError> {
+    let consistent = match filter.min_position {
+        Some(position) => wait_for_position(&app.pool, "subscriptions", position).await?,
+        None => true,
+    };
+    let (rows, total) = read::devices::list(&app.pool, &filter).await?;
+    let paging = read::Paging { page: filter.page, per_page: filter.per_page };
+    let page = DevicePage { items: rows.into_iter().map(DeviceView::from).collect(), total, page: paging.page(), per_page: paging.per_page() };
+    Ok(with_consistency(Json(page).into_response(), consistent))
+}
+
+pub type DevicePage = Page<DeviceView>;
 
 /// One device, active or not, of a subscription that is not deleted.
 #[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])),

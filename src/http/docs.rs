@@ -24,6 +24,8 @@ use crate::app::SharedApp;
         (name = "auth", description = "Admin sign-in"),
         (name = "subscriptions", description = "Admin: subscriptions and their history"),
         (name = "devices", description = "Admin: device activations"),
+        (name = "analytics", description = "Admin: counts now and per day"),
+        (name = "events", description = "Auditors: the global event feed"),
         (name = "ops", description = "Health"),
     )
 )]

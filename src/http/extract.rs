@@ -119,3 +119,12 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
         Ok(Self::from_headers(&parts.headers, peer))
     }
 }
+
+/// Marks a read answered before the read models reached the requested `min_position`.
+pub const CONSISTENCY_HEADER: &str = "x-read-model-consistent";
+
+pub fn with_consistency(mut response: axum::response::Response, consistent: bool) -> axum::response::Response {
+    let value = if consistent { "true" } else { "false" };
+    response.headers_mut().insert(CONSISTENCY_HEADER, axum::http::HeaderValue::from_static(value));
+    response
+}

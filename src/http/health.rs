@@ -1,4 +1,6 @@
-//! `GET /health`: is the server able to serve, and what does it depend on.
+//! `GET /health`: the database, the bus, the publisher and each projector's lag.
+
+use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -16,34 +18,94 @@ pub fn router() -> OpenApiRouter<SharedApp> {
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    /// `ok` or `unavailable`.
+    /// `ok`; `degraded` when the bus is down or events wait to be published (commands still
+    /// work); `unavailable` when the database does not answer.
     pub status: &'static str,
     pub version: String,
     /// `ok` or `unavailable`.
     pub database: &'static str,
+    pub bus: BusHealth,
+    pub publisher: PublisherHealth,
+    pub projectors: Vec<ProjectorHealth>,
 }
 
-/// Health of the server and its database. 503 when the database does not answer.
+#[derive(Serialize, ToSchema)]
+pub struct BusHealth {
+    /// `nats` or `in-process`.
+    pub kind: &'static str,
+    /// `ok` or `unavailable`.
+    pub status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PublisherHealth {
+    /// Whether this instance holds the publisher lock.
+    pub leader: bool,
+    /// Committed events not yet published (as last measured by this instance as leader).
+    pub backlog: i64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProjectorHealth {
+    pub name: String,
+    /// Events in the log that this projector has not applied yet.
+    pub lag: i64,
+    pub events_applied: i64,
+}
+
+/// Health of the server and what it depends on. 503 only when the database does not answer.
 #[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn health(State(app): State<SharedApp>) -> (StatusCode, Json<Health>) {
-    let database_ok = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        sqlx::query_scalar::<_, i32>("select 1").fetch_one(&app.pool),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
-    let status = if database_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    let projectors = tokio::time::timeout(std::time::Duration::from_secs(2), projector_lag(&app)).await;
+    let (database_ok, projectors) = match projectors {
+        Ok(Ok(projectors)) => (true, projectors),
+        _ => (false, vec![]),
     };
-    let word = if database_ok { "ok" } else { "unavailable" };
+    let bus_ok = app.bus.is_connected();
+    let status = &app.publisher_status;
+    let last_error = status.last_error.lock().ok().and_then(|e| e.clone());
+    let lagging = projectors.iter().any(|p| p.lag > 0);
+    let word = match (database_ok, bus_ok && last_error.is_none() && !lagging) {
+        (false, _) => "unavailable",
+        (true, false) => "degraded",
+        (true, true) => "ok",
+    };
+    let code = if database_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (
-        status,
+        code,
         Json(Health {
             status: word,
             version: app.config.version.clone(),
-            database: word,
+            database: if database_ok { "ok" } else { "unavailable" },
+            bus: BusHealth { kind: app.bus.name(), status: if bus_ok { "ok" } else { "unavailable" } },
+            publisher: PublisherHealth {
+                leader: status.leader.load(Ordering::Relaxed),
+                backlog: status.backlog.load(Ordering::Relaxed),
+                last_error,
+            },
+            projectors,
         }),
     )
+}
+
+/// Lag = events in the log minus events the projector has seen, whatever their type: each
+/// projector records every event it is given, including those it ignores.
+async fn projector_lag(app: &SharedApp) -> Result<Vec<ProjectorHealth>, sqlx::Error> {
+    let total: i64 = sqlx::query_scalar("select count(*) from events").fetch_one(&app.pool).await?;
+    let mut result = Vec::new();
+    for projector in flowlytix_projections::all_projectors() {
+        let applied: Option<i64> =
+            sqlx::query_scalar("select coalesce(sum(version), 0)::bigint from projection_versions where projector = $1")
+                .bind(projector.name())
+                .fetch_optional(&app.pool)
+                .await?;
+        let applied = applied.unwrap_or(0);
+        result.push(ProjectorHealth {
+            name: projector.name().to_owned(),
+            lag: (total - applied).max(0),
+            events_applied: applied,
+        });
+    }
+    Ok(result)
 }

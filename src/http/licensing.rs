@@ -417,9 +417,15 @@ async fn deactivate(
     let (subscription, _) = app.subscriptions.load(&id).await?;
     let device_not_activated =
         || ApiError::not_found("DEVICE_NOT_ACTIVATED", "this device is not activated");
-    let device_id = subscription
-        .live()
-        .ok_or_else(license_not_found)?
+    let state = subscription.live().ok_or_else(license_not_found)?;
+    // A superseded key still names its subscription in the log: refuse it as unknown before
+    // saying anything about the devices.
+    if let Some(SubscriptionAction::VerifyLicenseKey { key_hash }) = &key_check {
+        if state.license_key.as_ref().map(|k| &k.key_hash) != Some(key_hash) {
+            return Err(license_not_found());
+        }
+    }
+    let device_id = state
         .active_device_with_fingerprint(&fingerprint_hash)
         .ok_or_else(device_not_activated)?
         .id;

@@ -1,9 +1,11 @@
 //! The HTTP API: one router per resource, merged here with the layers every request passes.
 
 pub mod access;
+mod analytics;
 mod auth;
 mod devices;
 mod docs;
+mod events;
 pub mod error;
 pub mod extract;
 mod health;
@@ -33,6 +35,8 @@ pub fn router(app: SharedApp) -> Router {
         .merge(licensing::router())
         .merge(subscriptions::router())
         .merge(devices::router())
+        .merge(analytics::router())
+        .merge(events::router())
         .merge(health::router())
         .split_for_parts();
     let request_id = HeaderName::from_static(extract::REQUEST_ID_HEADER);

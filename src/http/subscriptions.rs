@@ -13,16 +13,20 @@ use flowlytix_aggregates::{
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
+use cqrs_es::Aggregate;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::access::{RequireAdmin, RequireReader};
 use super::error::{ApiError, Problem};
-use super::extract::{ApiJson, ApiPath, RequestContext};
-use super::views::SubscriptionView;
+use super::extract::{with_consistency, ApiJson, ApiPath, ApiQuery, RequestContext};
+use super::views::{Page, SubscriptionView};
 use crate::app::SharedApp;
+use crate::read;
+use crate::read::consistency::wait_for_position;
+use crate::read::subscriptions::SubscriptionFilter;
 use crate::crypto::{new_license_key, sha256_hex};
 use flowlytix_projections::log::aggregate_history;
 use flowlytix_projections::EventRecord;
@@ -31,7 +35,7 @@ use crate::store::Committed;
 
 pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new()
-        .routes(routes!(create_subscription))
+        .routes(routes!(create_subscription, list_subscriptions))
         .routes(routes!(
             get_subscription,
             update_subscription,
@@ -241,24 +245,70 @@ async fn create_subscription(
 }
 
 /// Get one subscription with its devices, straight from its events (consistent right after
-/// a write).
+/// a write). With `as_of`, the state it had at that instant, rebuilt from its history.
 #[utoipa::path(get, path = "/api/v1/subscriptions/{id}", tag = "subscriptions", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path), AsOf),
     responses((status = 200, body = SubscriptionView), (status = 404, body = Problem)))]
 async fn get_subscription(
     State(app): State<SharedApp>,
     RequireReader(_reader): RequireReader,
     ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(AsOf { as_of }): ApiQuery<AsOf>,
 ) -> Result<Response, ApiError> {
-    let (subscription, version) = app.subscriptions.load(&id.to_string()).await?;
-    let state = subscription
-        .live()
-        .ok_or_else(|| ApiError::not_found("SUBSCRIPTION_NOT_FOUND", "no such subscription"))?;
-    Ok(subscription_response(
-        StatusCode::OK,
-        SubscriptionView::new(state, version, Utc::now()),
-    ))
+    let not_found = || ApiError::not_found("SUBSCRIPTION_NOT_FOUND", "no such subscription");
+    let (subscription, version, now) = match as_of {
+        None => {
+            let (subscription, version) = app.subscriptions.load(&id.to_string()).await?;
+            (subscription, version, Utc::now())
+        }
+        Some(instant) => {
+            let mut subscription = Subscription::default();
+            let mut version = 0;
+            for envelope in app.subscriptions.load_events(&id.to_string()).await? {
+                if envelope.payload.at() > instant {
+                    break;
+                }
+                subscription.apply(envelope.payload);
+                version = envelope.sequence as u64;
+            }
+            (subscription, version, instant)
+        }
+    };
+    let state = subscription.live().ok_or_else(not_found)?;
+    Ok(subscription_response(StatusCode::OK, SubscriptionView::new(state, version, now)))
 }
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AsOf {
+    /// An RFC 3339 instant: answer with the state at that time.
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+/// List subscriptions (from the read model), filtered, sorted and paged. With
+/// `min_position`, waits (up to 5 s) until the list includes that write.
+#[utoipa::path(get, path = "/api/v1/subscriptions", tag = "subscriptions", security(("bearer" = [])),
+    params(SubscriptionFilter),
+    responses((status = 200, body = SubscriptionPage), (status = 400, body = Problem)))]
+async fn list_subscriptions(
+    State(app): State<SharedApp>,
+    RequireReader(_reader): RequireReader,
+    ApiQuery(filter): ApiQuery<SubscriptionFilter>,
+) -> Result<Response, ApiError> {
+    if !read::subscriptions::valid_sort(filter.sort.as_deref()) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_QUERY", "unknown sort column"));
+    }
+    let consistent = match filter.min_position {
+        Some(position) => wait_for_position(&app.pool, "subscriptions", position).await?,
+        None => true,
+    };
+    let (rows, total) = read::subscriptions::list(&app.pool, &filter).await?;
+    let paging = read::Paging { page: filter.page, per_page: filter.per_page };
+    let page = SubscriptionPage { items: rows.into_iter().map(SubscriptionView::from).collect(), total, page: paging.page(), per_page: paging.per_page() };
+    Ok(with_consistency(Json(page).into_response(), consistent))
+}
+
+pub type SubscriptionPage = Page<SubscriptionView>;
 
 /// Change plan, device limit, period, status or details, atomically. Send `If-Match` with
 /// the version you read to be refused (409 VERSION_CONFLICT) if it changed meanwhile.

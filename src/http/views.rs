@@ -7,6 +7,8 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::read::devices::DeviceRow;
+use crate::read::subscriptions::SubscriptionRow;
 use crate::validation::{ActiveDevice, LicenseSnapshot};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -31,7 +33,9 @@ pub struct SubscriptionView {
     pub updated_at: DateTime<Utc>,
     /// The aggregate version: send it back in `If-Match` to update safely.
     pub version: u64,
-    pub devices: Vec<DeviceView>,
+    /// On single-subscription responses only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<DeviceView>>,
     /// The full license key: present only in the responses to create and regenerate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub license_key: Option<String>,
@@ -60,11 +64,34 @@ impl SubscriptionView {
             created_at: state.created_at,
             updated_at: state.updated_at,
             version,
-            devices: state
-                .devices
-                .iter()
-                .map(|d| DeviceView::new(state, d))
-                .collect(),
+            devices: Some(state.devices.iter().map(|d| DeviceView::new(state, d)).collect()),
+            license_key: None,
+            position: None,
+        }
+    }
+}
+
+impl From<SubscriptionRow> for SubscriptionView {
+    fn from(row: SubscriptionRow) -> Self {
+        Self {
+            id: row.id,
+            customer_email: row.customer_email,
+            customer_name: row.customer_name,
+            organization: row.organization,
+            plan: row.plan,
+            status: row.status,
+            max_devices: row.max_devices.max(0) as u32,
+            active_devices: row.active_devices.max(0) as u32,
+            features: row.features.0,
+            metadata: row.metadata.0,
+            starts_at: row.starts_at,
+            expires_at: row.expires_at,
+            trial_ends_at: row.trial_ends_at,
+            license_key_prefix: row.license_key_prefix,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            version: row.version.max(0) as u64,
+            devices: None,
             license_key: None,
             position: None,
         }
@@ -88,8 +115,7 @@ pub struct DeviceView {
     pub activated_at: DateTime<Utc>,
     pub deactivated_at: Option<DateTime<Utc>>,
     /// client, admin, limit_reduced or heartbeat_expired.
-    #[schema(value_type = Option<String>)]
-    pub deactivation_reason: Option<flowlytix_aggregates::DeactivationReason>,
+    pub deactivation_reason: Option<String>,
     pub last_seen_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<i64>,
@@ -110,11 +136,45 @@ impl DeviceView {
             status: if device.active { "active" } else { "inactive" },
             activated_at: device.activated_at,
             deactivated_at: device.deactivated_at,
-            deactivation_reason: device.deactivation_reason,
+            deactivation_reason: device
+                .deactivation_reason
+                .and_then(|r| serde_json::to_value(r).ok())
+                .and_then(|v| v.as_str().map(str::to_owned)),
             last_seen_at: device.last_seen_at,
             position: None,
         }
     }
+}
+
+impl From<DeviceRow> for DeviceView {
+    fn from(row: DeviceRow) -> Self {
+        Self {
+            id: row.id,
+            subscription_id: row.subscription_id,
+            fingerprint_hash: row.fingerprint_hash,
+            name: row.name,
+            platform: row.platform,
+            os_version: row.os_version,
+            app_version: row.app_version,
+            hostname: row.hostname,
+            notes: row.notes,
+            status: if row.status == "active" { "active" } else { "inactive" },
+            activated_at: row.activated_at,
+            deactivated_at: row.deactivated_at,
+            deactivation_reason: row.deactivation_reason,
+            last_seen_at: row.last_seen_at,
+            position: None,
+        }
+    }
+}
+
+/// A page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    pub page: u32,
+    pub per_page: u32,
 }
 
 /// What a client app learns about its license.

@@ -8,7 +8,12 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_app, TestApp};
 
 /// Activates `fingerprint` against the server at `address`; returns (status, body).
-async fn activate_at(client: &Client, address: &str, key: &str, fingerprint: &str) -> (StatusCode, Value) {
+async fn activate_at(
+    client: &Client,
+    address: &str,
+    key: &str,
+    fingerprint: &str,
+) -> (StatusCode, Value) {
     let response = client
         .post(format!("{address}/api/v1/licensing/activate"))
         .json(&json!({"license_key": key, "device": {"fingerprint": fingerprint, "platform": "linux"}}))
@@ -16,7 +21,12 @@ async fn activate_at(client: &Client, address: &str, key: &str, fingerprint: &st
         .await
         .expect("activate request");
     let status = response.status();
-    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let body: Value = response.json().await.expect("activate body");
     if !status.is_success() {
         assert_eq!(content_type, "application/problem+json", "{status} {body}");
@@ -41,12 +51,23 @@ async fn stored_events(app: &TestApp, id: &str) -> Vec<(i64, String)> {
 async fn assert_contiguous_and_count_activations(app: &TestApp, id: &str) -> usize {
     let events = stored_events(app, id).await;
     let sequences: Vec<i64> = events.iter().map(|(s, _)| *s).collect();
-    assert_eq!(sequences, (1..=events.len() as i64).collect::<Vec<_>>(), "sequences have no gap");
-    events.iter().filter(|(_, t)| t == "DeviceActivated").count()
+    assert_eq!(
+        sequences,
+        (1..=events.len() as i64).collect::<Vec<_>>(),
+        "sequences have no gap"
+    );
+    events
+        .iter()
+        .filter(|(_, t)| t == "DeviceActivated")
+        .count()
 }
 
 async fn active_devices(app: &TestApp, id: &str) -> Value {
-    let response = app.admin(Method::GET, &format!("/api/v1/subscriptions/{id}")).send().await.unwrap();
+    let response = app
+        .admin(Method::GET, &format!("/api/v1/subscriptions/{id}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     response.json::<Value>().await.unwrap()["active_devices"].clone()
 }
@@ -62,22 +83,43 @@ async fn twenty_parallel_activations_on_a_five_device_license_admit_exactly_five
         let client = app.client.clone();
         let address = app.address.clone();
         let key = key.clone();
-        tokio::spawn(async move { activate_at(&client, &address, &key, &format!("parallel-fp-{i}")).await })
+        tokio::spawn(async move {
+            activate_at(&client, &address, &key, &format!("parallel-fp-{i}")).await
+        })
     });
-    let results: Vec<(StatusCode, Value)> = join_all(tasks).await.into_iter().map(|r| r.expect("task")).collect();
+    let results: Vec<(StatusCode, Value)> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
 
-    let created: Vec<&Value> = results.iter().filter(|(s, _)| *s == StatusCode::CREATED).map(|(_, b)| b).collect();
-    let refused: Vec<&Value> = results.iter().filter(|(s, _)| *s == StatusCode::CONFLICT).map(|(_, b)| b).collect();
+    let created: Vec<&Value> = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .map(|(_, b)| b)
+        .collect();
+    let refused: Vec<&Value> = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CONFLICT)
+        .map(|(_, b)| b)
+        .collect();
     assert_eq!(created.len(), 5, "{results:?}");
     assert_eq!(refused.len(), 15, "{results:?}");
     for problem in &refused {
         assert_eq!(problem["code"], "DEVICE_LIMIT_REACHED", "{problem}");
         assert_eq!(problem["status"], 409);
     }
-    let mut device_ids: Vec<&str> = created.iter().map(|b| b["device_id"].as_str().unwrap()).collect();
+    let mut device_ids: Vec<&str> = created
+        .iter()
+        .map(|b| b["device_id"].as_str().unwrap())
+        .collect();
     device_ids.sort_unstable();
     device_ids.dedup();
-    assert_eq!(device_ids.len(), 5, "each admitted fingerprint is its own device");
+    assert_eq!(
+        device_ids.len(),
+        5,
+        "each admitted fingerprint is its own device"
+    );
 
     assert_eq!(active_devices(&app, id).await, 5);
     assert_eq!(assert_contiguous_and_count_activations(&app, id).await, 5);
@@ -96,10 +138,20 @@ async fn parallel_activations_of_one_fingerprint_make_one_device() {
         let key = key.clone();
         tokio::spawn(async move { activate_at(&client, &address, &key, "the-same-machine").await })
     });
-    let results: Vec<(StatusCode, Value)> = join_all(tasks).await.into_iter().map(|r| r.expect("task")).collect();
-    assert!(results.iter().all(|(s, _)| *s == StatusCode::CREATED), "{results:?}");
+    let results: Vec<(StatusCode, Value)> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
+    assert!(
+        results.iter().all(|(s, _)| *s == StatusCode::CREATED),
+        "{results:?}"
+    );
     let first = &results[0].1["device_id"];
-    assert!(results.iter().all(|(_, b)| &b["device_id"] == first), "one device id for one fingerprint");
+    assert!(
+        results.iter().all(|(_, b)| &b["device_id"] == first),
+        "one device id for one fingerprint"
+    );
 
     assert_eq!(active_devices(&app, id).await, 1);
     assert_eq!(assert_contiguous_and_count_activations(&app, id).await, 1);
@@ -123,17 +175,42 @@ async fn two_concurrent_puts_with_the_same_if_match_give_one_200_and_one_version
             (status, response.json::<Value>().await.expect("put body"))
         })
     });
-    let results: Vec<(StatusCode, Value)> = join_all(puts).await.into_iter().map(|r| r.expect("task")).collect();
-    let ok: Vec<&Value> = results.iter().filter(|(s, _)| *s == StatusCode::OK).map(|(_, b)| b).collect();
-    let conflicts: Vec<&Value> = results.iter().filter(|(s, _)| *s == StatusCode::CONFLICT).map(|(_, b)| b).collect();
+    let results: Vec<(StatusCode, Value)> = join_all(puts)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
+    let ok: Vec<&Value> = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .map(|(_, b)| b)
+        .collect();
+    let conflicts: Vec<&Value> = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CONFLICT)
+        .map(|(_, b)| b)
+        .collect();
     assert_eq!((ok.len(), conflicts.len()), (1, 1), "{results:?}");
     assert_eq!(conflicts[0]["code"], "VERSION_CONFLICT");
     assert_eq!(ok[0]["version"], version + 1);
 
     // Exactly one plan change was written, and it is the one the 200 reported.
     let events = stored_events(&app, &id).await;
-    assert_eq!(events.iter().filter(|(_, t)| t == "SubscriptionPlanChanged").count(), 1);
-    let current: Value = app.admin(Method::GET, &format!("/api/v1/subscriptions/{id}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|(_, t)| t == "SubscriptionPlanChanged")
+            .count(),
+        1
+    );
+    let current: Value = app
+        .admin(Method::GET, &format!("/api/v1/subscriptions/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(current["plan"], ok[0]["plan"]);
     assert_eq!(current["version"], version + 1);
 }
@@ -148,19 +225,34 @@ async fn activations_split_across_two_instances_on_one_database_admit_exactly_th
 
     let tasks = (0..20).map(|i| {
         let client = app.client.clone();
-        let address = if i % 2 == 0 { app.address.clone() } else { second.clone() };
+        let address = if i % 2 == 0 {
+            app.address.clone()
+        } else {
+            second.clone()
+        };
         let key = key.clone();
-        tokio::spawn(async move { activate_at(&client, &address, &key, &format!("two-instances-fp-{i}")).await })
+        tokio::spawn(async move {
+            activate_at(&client, &address, &key, &format!("two-instances-fp-{i}")).await
+        })
     });
-    let results: Vec<(StatusCode, Value)> = join_all(tasks).await.into_iter().map(|r| r.expect("task")).collect();
+    let results: Vec<(StatusCode, Value)> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
 
-    eprintln!("CODES {:?}", results.iter().map(|(s, b)| (s.as_u16(), b["code"].as_str().unwrap_or("").to_owned())).collect::<Vec<_>>());
-    let created = results.iter().filter(|(s, _)| *s == StatusCode::CREATED).count();
+    let created = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
     assert_eq!(created, 5, "{results:?}");
     for (status, body) in results.iter().filter(|(s, _)| *s != StatusCode::CREATED) {
         assert_eq!(*status, StatusCode::CONFLICT, "never a 500: {body}");
         let code = body["code"].as_str().unwrap();
-        assert!(code == "DEVICE_LIMIT_REACHED" || code == "CONCURRENT_MODIFICATION", "{body}");
+        assert!(
+            code == "DEVICE_LIMIT_REACHED" || code == "CONCURRENT_MODIFICATION",
+            "{body}"
+        );
     }
 
     assert_eq!(active_devices(&app, id).await, 5);
@@ -188,12 +280,26 @@ async fn puts_with_the_same_if_match_on_two_instances_give_one_200_and_one_versi
             (status, response.json::<Value>().await.expect("put body"))
         })
     });
-    let results: Vec<(StatusCode, Value)> = join_all(puts).await.into_iter().map(|r| r.expect("task")).collect();
+    let results: Vec<(StatusCode, Value)> = join_all(puts)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
     let ok = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
-    let conflicts: Vec<&Value> = results.iter().filter(|(s, _)| *s == StatusCode::CONFLICT).map(|(_, b)| b).collect();
+    let conflicts: Vec<&Value> = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CONFLICT)
+        .map(|(_, b)| b)
+        .collect();
     assert_eq!((ok, conflicts.len()), (1, 1), "{results:?}");
     assert_eq!(conflicts[0]["code"], "VERSION_CONFLICT", "{}", conflicts[0]);
 
     let events = stored_events(&app, &id).await;
-    assert_eq!(events.iter().filter(|(_, t)| t == "SubscriptionDeviceLimitChanged").count(), 1);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|(_, t)| t == "SubscriptionDeviceLimitChanged")
+            .count(),
+        1
+    );
 }

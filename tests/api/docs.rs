@@ -18,7 +18,10 @@ fn external_urls(text: &str, own_address: &str) -> Vec<String> {
                 .take_while(|c| !c.is_whitespace() && !"\"'`)<>,;".contains(*c))
                 .collect();
             let is_own = url.starts_with(own_address)
-                && url[own_address.len()..].chars().next().is_none_or(|c| c == '/');
+                && url[own_address.len()..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| c == '/');
             if !is_own {
                 found.push(url);
             }
@@ -33,11 +36,28 @@ fn external_urls(text: &str, own_address: &str) -> Vec<String> {
 fn external_resources(script: &str, own_address: &str) -> Vec<String> {
     let compact: String = script.chars().filter(|c| !c.is_whitespace()).collect();
     let mut found = Vec::new();
-    for context in ["src:\"", "src:'", "src=\"", "src='", "src=\\\"", "url(", "url(\"", "url('", "@import\"", "@import'", "fetch(\"", "fetch('"] {
+    for context in [
+        "src:\"",
+        "src:'",
+        "src=\"",
+        "src='",
+        "src=\\\"",
+        "url(",
+        "url(\"",
+        "url('",
+        "@import\"",
+        "@import'",
+        "fetch(\"",
+        "fetch('",
+    ] {
         for (start, _) in compact.match_indices(context) {
             let rest = &compact[start + context.len()..];
             if rest.starts_with("http://") || rest.starts_with("https://") {
-                found.extend(external_urls(&rest[..rest.len().min(300)], own_address).into_iter().take(1));
+                found.extend(
+                    external_urls(&rest[..rest.len().min(300)], own_address)
+                        .into_iter()
+                        .take(1),
+                );
             }
         }
     }
@@ -65,13 +85,21 @@ fn resolve(page_path: &str, reference: &str) -> String {
         return reference.to_owned();
     }
     let directory = &page_path[..=page_path.rfind('/').unwrap_or(0)];
-    format!("{directory}{}", reference.strip_prefix("./").unwrap_or(reference))
+    format!(
+        "{directory}{}",
+        reference.strip_prefix("./").unwrap_or(reference)
+    )
 }
 
 async fn get_text(app: &TestApp, path: &str) -> (StatusCode, String, String) {
     let response = app.anon(Method::GET, path).send().await.expect("get");
     let status = response.status();
-    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     (status, content_type, response.text().await.expect("body"))
 }
 
@@ -80,16 +108,32 @@ async fn get_text(app: &TestApp, path: &str) -> (StatusCode, String, String) {
 async fn page_and_assets(app: &TestApp, path: &str) -> (String, Vec<(String, String)>) {
     let (status, content_type, html) = get_text(app, path).await;
     assert_eq!(status, StatusCode::OK, "{path}");
-    assert!(content_type.starts_with("text/html"), "{path}: {content_type}");
+    assert!(
+        content_type.starts_with("text/html"),
+        "{path}: {content_type}"
+    );
     let external = external_urls(&html, &app.address);
-    assert!(external.is_empty(), "{path} names other hosts: {external:?}");
+    assert!(
+        external.is_empty(),
+        "{path} names other hosts: {external:?}"
+    );
 
     let mut assets = Vec::new();
-    for reference in attribute_values(&html, "src").into_iter().chain(attribute_values(&html, "href")) {
-        assert!(!reference.starts_with("//"), "{path}: protocol-relative {reference}");
+    for reference in attribute_values(&html, "src")
+        .into_iter()
+        .chain(attribute_values(&html, "href"))
+    {
+        assert!(
+            !reference.starts_with("//"),
+            "{path}: protocol-relative {reference}"
+        );
         let asset = resolve(path, &reference);
         let (status, _, body) = get_text(app, &asset).await;
-        assert_eq!(status, StatusCode::OK, "{path} references {reference}, served at {asset}");
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{path} references {reference}, served at {asset}"
+        );
         assets.push((asset, body));
     }
     (html, assets)
@@ -102,7 +146,12 @@ async fn openapi_json_lists_exactly_the_routes_the_server_has() {
     assert_eq!(response.status(), StatusCode::OK);
     let document: Value = response.json().await.unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
-    let paths: BTreeSet<&str> = document["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    let paths: BTreeSet<&str> = document["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     let expected: BTreeSet<&str> = [
         "/api/v1/auth/login",
         "/api/v1/auth/refresh",
@@ -117,7 +166,12 @@ async fn openapi_json_lists_exactly_the_routes_the_server_has() {
         "/api/v1/subscriptions/{id}",
         "/api/v1/subscriptions/{id}/license-key",
         "/api/v1/subscriptions/{id}/events",
+        "/api/v1/devices",
         "/api/v1/devices/{id}",
+        "/api/v1/analytics/dashboard",
+        "/api/v1/analytics/subscriptions",
+        "/api/v1/analytics/devices",
+        "/api/v1/events",
         "/health",
     ]
     .into();
@@ -131,7 +185,10 @@ async fn openapi_json_lists_exactly_the_routes_the_server_has() {
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let response = app.anon(method.clone(), &concrete).send().await.unwrap();
             let body: String = response.text().await.unwrap();
-            assert!(!body.contains("\"code\":\"NOT_FOUND\""), "{method} {concrete} is documented but not routed");
+            assert!(
+                !body.contains("\"code\":\"NOT_FOUND\""),
+                "{method} {concrete} is documented but not routed"
+            );
         }
     }
 }
@@ -139,28 +196,52 @@ async fn openapi_json_lists_exactly_the_routes_the_server_has() {
 #[tokio::test]
 async fn swagger_ui_is_served_locally_with_no_url_to_another_host() {
     let app = spawn_app().await;
-    let redirect = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let response = redirect.get(app.url("/docs")).send().await.unwrap();
-    assert!(response.status().is_redirection(), "/docs sends the browser to /docs/");
+    assert!(
+        response.status().is_redirection(),
+        "/docs sends the browser to /docs/"
+    );
 
     let (html, assets) = page_and_assets(&app, "/docs/").await;
     assert!(html.contains("swagger-ui"), "{html}");
-    let scripts: Vec<String> = attribute_values(&html, "src").iter().map(|s| resolve("/docs/", s)).collect();
+    let scripts: Vec<String> = attribute_values(&html, "src")
+        .iter()
+        .map(|s| resolve("/docs/", s))
+        .collect();
     assert!(!scripts.is_empty(), "Swagger UI has scripts: {html}");
     for (path, body) in &assets {
         let resources = external_resources(body, &app.address);
-        assert!(resources.is_empty(), "{path} loads from other hosts: {resources:?}");
+        assert!(
+            resources.is_empty(),
+            "{path} loads from other hosts: {resources:?}"
+        );
     }
 
     // The configuration script: it points at our document and turns off the online
     // validator (whose badge would send the document's URL to validator.swagger.io).
-    let (initializer_path, initializer) = assets.iter().find(|(p, _)| p.ends_with("swagger-initializer.js")).expect("Swagger UI's configuration script");
+    let (initializer_path, initializer) = assets
+        .iter()
+        .find(|(p, _)| p.ends_with("swagger-initializer.js"))
+        .expect("Swagger UI's configuration script");
     let external = external_urls(initializer, &app.address);
-    assert!(external.is_empty(), "{initializer_path} names other hosts: {external:?}");
+    assert!(
+        external.is_empty(),
+        "{initializer_path} names other hosts: {external:?}"
+    );
     assert!(initializer.contains("/openapi.json"), "{initializer}");
     let compact: String = initializer.chars().filter(|c| !c.is_whitespace()).collect();
-    assert!(compact.contains("\"validatorUrl\":\"none\""), "the online validator is off: {initializer}");
-    let bundle = assets.iter().find(|(p, _)| p.ends_with("swagger-ui-bundle.js")).expect("the Swagger UI bundle");
+    assert!(
+        compact.contains("\"validatorUrl\":\"none\""),
+        "the online validator is off: {initializer}"
+    );
+    let bundle = assets
+        .iter()
+        .find(|(p, _)| p.ends_with("swagger-ui-bundle.js"))
+        .expect("the Swagger UI bundle");
     assert!(bundle.1.len() > 100_000, "the bundle is served whole");
 }
 
@@ -169,16 +250,33 @@ async fn redoc_is_served_locally_with_its_script_and_no_url_to_another_host() {
     let app = spawn_app().await;
     let (html, assets) = page_and_assets(&app, "/redoc").await;
     assert!(html.contains("/openapi.json"), "{html}");
-    let script = assets.iter().find(|(p, _)| p == "/redoc/redoc.standalone.js").expect("the page loads /redoc/redoc.standalone.js");
+    let script = assets
+        .iter()
+        .find(|(p, _)| p == "/redoc/redoc.standalone.js")
+        .expect("the page loads /redoc/redoc.standalone.js");
 
-    let response = app.anon(Method::GET, "/redoc/redoc.standalone.js").send().await.unwrap();
+    let response = app
+        .anon(Method::GET, "/redoc/redoc.standalone.js")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(content_type.contains("javascript"), "{content_type}");
-    assert!(script.1.len() > 500_000, "the whole ReDoc bundle: {} bytes", script.1.len());
+    assert!(
+        script.1.len() > 500_000,
+        "the whole ReDoc bundle: {} bytes",
+        script.1.len()
+    );
     assert!(script.1.contains("Redoc"), "it is ReDoc");
     let resources = external_resources(&script.1, &app.address);
-    assert!(resources.is_empty(), "ReDoc loads from other hosts: {resources:?}");
+    assert!(
+        resources.is_empty(),
+        "ReDoc loads from other hosts: {resources:?}"
+    );
 }
 
 #[tokio::test]

@@ -468,3 +468,36 @@ async fn activation_with_an_unknown_key_is_404_license_not_found() {
     assert_problem(app.activate(unknown.expose(), FINGERPRINT).await, StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND").await;
     assert_eq!(app.event_count().await, before);
 }
+
+#[tokio::test]
+async fn a_superseded_license_key_is_license_not_found_everywhere() {
+    let a = activated().await;
+    let app = &a.app;
+    let old_key = a.subscription["license_key"].as_str().unwrap();
+    let id = a.subscription["id"].as_str().unwrap();
+    let response = app
+        .admin(Method::POST, &format!("/api/v1/subscriptions/{id}/license-key"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let new_key = response.json::<Value>().await.unwrap()["license_key"].as_str().unwrap().to_owned();
+
+    // The old key is unknown to every licensing endpoint, whichever fingerprint is sent: it
+    // must not reveal that it once named a subscription, nor which devices are active.
+    for fingerprint in [FINGERPRINT, "machine-never-seen"] {
+        let before = app.event_count().await;
+        assert_problem(app.activate(old_key, fingerprint).await, StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND").await;
+        assert_eq!(app.event_count().await, before);
+        let verdict = app.validate(json!({"license_key": old_key, "fingerprint": fingerprint})).await;
+        assert_eq!(verdict["code"], "NOT_FOUND", "{verdict}");
+        assert!(verdict["license"].is_null(), "{verdict}");
+        let request = app
+            .anon(Method::POST, "/api/v1/licensing/deactivate")
+            .json(&json!({"license_key": old_key, "fingerprint": fingerprint}));
+        assert_refused(app, request, StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND").await;
+    }
+    // The device stays activated, and the new key works for it.
+    let verdict = app.validate(json!({"license_key": new_key, "fingerprint": FINGERPRINT})).await;
+    assert_eq!(verdict["code"], "VALID", "{verdict}");
+}

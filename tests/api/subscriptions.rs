@@ -17,13 +17,19 @@ fn is_license_key(key: &str) -> bool {
     let symbol = |c: char| c.is_ascii_digit() || (c.is_ascii_uppercase() && !"ILOU".contains(c));
     groups.len() == 8
         && groups[0] == "FLX"
-        && groups[1..7].iter().all(|g| g.len() == 5 && g.chars().all(symbol))
+        && groups[1..7]
+            .iter()
+            .all(|g| g.len() == 5 && g.chars().all(symbol))
         && groups[7].len() == 1
         && groups[7].chars().all(symbol)
 }
 
 async fn put(app: &TestApp, id: &str, body: Value) -> Response {
-    app.admin(Method::PUT, &format!("/api/v1/subscriptions/{id}")).json(&body).send().await.expect("put")
+    app.admin(Method::PUT, &format!("/api/v1/subscriptions/{id}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("put")
 }
 
 async fn put_ok(app: &TestApp, id: &str, body: Value) -> Value {
@@ -35,7 +41,10 @@ async fn put_ok(app: &TestApp, id: &str, body: Value) -> Value {
 }
 
 async fn get(app: &TestApp, id: &str) -> Response {
-    app.admin(Method::GET, &format!("/api/v1/subscriptions/{id}")).send().await.expect("get")
+    app.admin(Method::GET, &format!("/api/v1/subscriptions/{id}"))
+        .send()
+        .await
+        .expect("get")
 }
 
 async fn get_ok(app: &TestApp, id: &str) -> Value {
@@ -45,10 +54,19 @@ async fn get_ok(app: &TestApp, id: &str) -> Value {
 }
 
 async fn history_types(app: &TestApp, id: &str) -> Vec<String> {
-    let response = app.admin(Method::GET, &format!("/api/v1/subscriptions/{id}/events")).send().await.unwrap();
+    let response = app
+        .admin(Method::GET, &format!("/api/v1/subscriptions/{id}/events"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let history: Value = response.json().await.unwrap();
-    history["items"].as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap().to_owned()).collect()
+    history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 async fn activated_device_id(app: &TestApp, key: &str, fingerprint: &str) -> String {
@@ -104,7 +122,10 @@ async fn create_returns_201_with_location_the_key_once_its_prefix_version_2_and_
     assert_eq!(body["customer_email"], "bob@example.com");
     assert_eq!(body["features"], json!(["export"]));
     assert_eq!(body["metadata"], json!({"crm_id": "C-42"}));
-    assert_eq!(history_types(&app, id).await, ["SubscriptionCreated", "LicenseKeyIssued"]);
+    assert_eq!(
+        history_types(&app, id).await,
+        ["SubscriptionCreated", "LicenseKeyIssued"]
+    );
 }
 
 #[tokio::test]
@@ -117,7 +138,10 @@ async fn get_by_id_returns_the_same_subscription_without_the_key_and_its_version
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["etag"], "\"2\"");
     let body: Value = response.json().await.unwrap();
-    assert!(body.get("license_key").is_none(), "the key is never shown again: {body}");
+    assert!(
+        body.get("license_key").is_none(),
+        "the key is never shown again: {body}"
+    );
     assert!(!body.to_string().contains(key_of(&created)));
     for field in [
         "id",
@@ -155,10 +179,24 @@ async fn get_by_id_returns_the_same_subscription_without_the_key_and_its_version
 async fn get_unknown_subscription_is_404_subscription_not_found() {
     let app = crate::helpers::spawn_app().await;
     let id = uuid::Uuid::new_v4();
-    assert_problem(get(&app, &id.to_string()).await, StatusCode::NOT_FOUND, "SUBSCRIPTION_NOT_FOUND").await;
-    let response = app.admin(Method::GET, &format!("/api/v1/subscriptions/{id}/events")).send().await.unwrap();
+    assert_problem(
+        get(&app, &id.to_string()).await,
+        StatusCode::NOT_FOUND,
+        "SUBSCRIPTION_NOT_FOUND",
+    )
+    .await;
+    let response = app
+        .admin(Method::GET, &format!("/api/v1/subscriptions/{id}/events"))
+        .send()
+        .await
+        .unwrap();
     assert_problem(response, StatusCode::NOT_FOUND, "SUBSCRIPTION_NOT_FOUND").await;
-    assert_problem(put(&app, &id.to_string(), json!({"plan": "team"})).await, StatusCode::NOT_FOUND, "SUBSCRIPTION_NOT_FOUND").await;
+    assert_problem(
+        put(&app, &id.to_string(), json!({"plan": "team"})).await,
+        StatusCode::NOT_FOUND,
+        "SUBSCRIPTION_NOT_FOUND",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -194,7 +232,14 @@ async fn put_changes_plan_device_limit_period_and_details_in_one_request_one_ver
     assert!(body.get("license_key").is_none());
 
     let current = get_ok(&app, id).await;
-    for field in ["plan", "max_devices", "expires_at", "customer_name", "organization", "version"] {
+    for field in [
+        "plan",
+        "max_devices",
+        "expires_at",
+        "customer_name",
+        "organization",
+        "version",
+    ] {
         assert_eq!(current[field], body[field], "{field}");
     }
     assert_eq!(
@@ -210,7 +255,12 @@ async fn put_changes_plan_device_limit_period_and_details_in_one_request_one_ver
     );
 
     // The same values again change nothing and bump nothing.
-    let again = put_ok(&app, id, json!({"plan": "enterprise", "max_devices": 10, "expires_at": expires_at})).await;
+    let again = put_ok(
+        &app,
+        id,
+        json!({"plan": "enterprise", "max_devices": 10, "expires_at": expires_at}),
+    )
+    .await;
     assert_eq!(again["version"], 6);
 }
 
@@ -230,10 +280,20 @@ async fn put_with_a_stale_if_match_is_409_version_conflict_and_writes_nothing() 
         .await
         .unwrap();
     let problem = assert_problem(stale, StatusCode::CONFLICT, "VERSION_CONFLICT").await;
-    assert!(problem["detail"].as_str().unwrap().contains('3'), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains('3'),
+        "{problem}"
+    );
     assert_eq!(app.event_count().await, before, "nothing written");
     let current = get_ok(&app, id).await;
-    assert_eq!((current["plan"].as_str(), current["max_devices"].as_u64(), current["status"].as_str()), (Some("team"), Some(2), Some("active")));
+    assert_eq!(
+        (
+            current["plan"].as_str(),
+            current["max_devices"].as_u64(),
+            current["status"].as_str()
+        ),
+        (Some("team"), Some(2), Some("active"))
+    );
 
     // The current version is accepted, in any of the forms an ETag comes in.
     for (if_match, plan) in [("\"3\"", "enterprise"), ("W/\"4\"", "pro"), ("5", "team")] {
@@ -247,13 +307,19 @@ async fn put_with_a_stale_if_match_is_409_version_conflict_and_writes_nothing() 
         assert_eq!(response.status(), StatusCode::OK, "If-Match {if_match}");
     }
     // A stale DELETE is refused the same way.
-    let response = app.admin(Method::DELETE, &format!("/api/v1/subscriptions/{id}")).header("If-Match", "\"2\"").send().await.unwrap();
+    let response = app
+        .admin(Method::DELETE, &format!("/api/v1/subscriptions/{id}"))
+        .header("If-Match", "\"2\"")
+        .send()
+        .await
+        .unwrap();
     assert_problem(response, StatusCode::CONFLICT, "VERSION_CONFLICT").await;
     assert_eq!(get(&app, id).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
-async fn lowering_max_devices_below_the_active_count_is_409_unless_devices_are_deactivated_with_it() {
+async fn lowering_max_devices_below_the_active_count_is_409_unless_devices_are_deactivated_with_it()
+{
     let app = crate::helpers::spawn_app().await;
     let created = app.subscription_with_devices(3).await;
     let id = id_of(&created);
@@ -263,28 +329,68 @@ async fn lowering_max_devices_below_the_active_count_is_409_unless_devices_are_d
     let third = activated_device_id(&app, key, "fp-3").await;
 
     let before = app.event_count().await;
-    let problem = assert_problem(put(&app, id, json!({"max_devices": 1})).await, StatusCode::CONFLICT, "DEVICE_LIMIT_BELOW_ACTIVE_COUNT").await;
+    let problem = assert_problem(
+        put(&app, id, json!({"max_devices": 1})).await,
+        StatusCode::CONFLICT,
+        "DEVICE_LIMIT_BELOW_ACTIVE_COUNT",
+    )
+    .await;
     assert!(!problem["detail"].as_str().unwrap().is_empty());
     // Deactivating one is not enough for a limit of one.
-    let not_enough = put(&app, id, json!({"max_devices": 1, "deactivate_device_ids": [first]})).await;
-    assert_problem(not_enough, StatusCode::CONFLICT, "DEVICE_LIMIT_BELOW_ACTIVE_COUNT").await;
+    let not_enough = put(
+        &app,
+        id,
+        json!({"max_devices": 1, "deactivate_device_ids": [first]}),
+    )
+    .await;
+    assert_problem(
+        not_enough,
+        StatusCode::CONFLICT,
+        "DEVICE_LIMIT_BELOW_ACTIVE_COUNT",
+    )
+    .await;
     assert_eq!(app.event_count().await, before, "nothing written");
 
-    let body = put_ok(&app, id, json!({"max_devices": 1, "deactivate_device_ids": [first, second]})).await;
+    let body = put_ok(
+        &app,
+        id,
+        json!({"max_devices": 1, "deactivate_device_ids": [first, second]}),
+    )
+    .await;
     assert_eq!(body["max_devices"], 1);
     assert_eq!(body["active_devices"], 1);
     let status_of = |device: &str| {
-        body["devices"].as_array().unwrap().iter().find(|d| d["id"] == device).map(|d| (d["status"].clone(), d["deactivation_reason"].clone()))
+        body["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == device)
+            .map(|d| (d["status"].clone(), d["deactivation_reason"].clone()))
     };
-    assert_eq!(status_of(&first), Some((json!("inactive"), json!("limit_reduced"))));
-    assert_eq!(status_of(&second), Some((json!("inactive"), json!("limit_reduced"))));
+    assert_eq!(
+        status_of(&first),
+        Some((json!("inactive"), json!("limit_reduced")))
+    );
+    assert_eq!(
+        status_of(&second),
+        Some((json!("inactive"), json!("limit_reduced")))
+    );
     assert_eq!(status_of(&third), Some((json!("active"), Value::Null)));
 
-    let gone = app.validate(json!({"license_key": key, "fingerprint": "fp-1"})).await;
+    let gone = app
+        .validate(json!({"license_key": key, "fingerprint": "fp-1"}))
+        .await;
     assert_eq!(gone["code"], "DEVICE_NOT_ACTIVATED");
-    let kept = app.validate(json!({"license_key": key, "fingerprint": "fp-3"})).await;
+    let kept = app
+        .validate(json!({"license_key": key, "fingerprint": "fp-3"}))
+        .await;
     assert_eq!(kept["code"], "VALID");
-    assert_problem(app.activate(key, "fp-4").await, StatusCode::CONFLICT, "DEVICE_LIMIT_REACHED").await;
+    assert_problem(
+        app.activate(key, "fp-4").await,
+        StatusCode::CONFLICT,
+        "DEVICE_LIMIT_REACHED",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -295,21 +401,48 @@ async fn status_transitions_suspend_resume_and_cancel() {
     let key = key_of(&created);
     activated_device_id(&app, key, "fp-status").await;
 
-    let suspended = put_ok(&app, id, json!({"status": "suspended", "reason": "chargeback"})).await;
+    let suspended = put_ok(
+        &app,
+        id,
+        json!({"status": "suspended", "reason": "chargeback"}),
+    )
+    .await;
     assert_eq!(suspended["status"], "suspended");
-    assert_problem(app.activate(key, "fp-other").await, StatusCode::FORBIDDEN, "LICENSE_SUSPENDED").await;
-    assert_eq!(app.validate(json!({"license_key": key, "fingerprint": "fp-status"})).await["code"], "SUSPENDED");
+    assert_problem(
+        app.activate(key, "fp-other").await,
+        StatusCode::FORBIDDEN,
+        "LICENSE_SUSPENDED",
+    )
+    .await;
+    assert_eq!(
+        app.validate(json!({"license_key": key, "fingerprint": "fp-status"}))
+            .await["code"],
+        "SUSPENDED"
+    );
 
     let resumed = put_ok(&app, id, json!({"status": "active"})).await;
     assert_eq!(resumed["status"], "active");
-    assert_eq!(app.validate(json!({"license_key": key, "fingerprint": "fp-status"})).await["code"], "VALID");
+    assert_eq!(
+        app.validate(json!({"license_key": key, "fingerprint": "fp-status"}))
+            .await["code"],
+        "VALID"
+    );
 
-    let canceled = put_ok(&app, id, json!({"status": "canceled", "reason": "customer left"})).await;
+    let canceled = put_ok(
+        &app,
+        id,
+        json!({"status": "canceled", "reason": "customer left"}),
+    )
+    .await;
     assert_eq!(canceled["status"], "canceled");
     assert_eq!(get_ok(&app, id).await["status"], "canceled");
     assert_eq!(
         history_types(&app, id).await[4..],
-        ["SubscriptionSuspended", "SubscriptionResumed", "SubscriptionCanceled"]
+        [
+            "SubscriptionSuspended",
+            "SubscriptionResumed",
+            "SubscriptionCanceled"
+        ]
     );
 }
 
@@ -318,7 +451,12 @@ async fn resuming_an_active_subscription_is_409_invalid_status_transition() {
     let app = crate::helpers::spawn_app().await;
     let id = id_of(&app.subscription_with_devices(1).await).to_owned();
     let before = app.event_count().await;
-    assert_problem(put(&app, &id, json!({"status": "active"})).await, StatusCode::CONFLICT, "INVALID_STATUS_TRANSITION").await;
+    assert_problem(
+        put(&app, &id, json!({"status": "active"})).await,
+        StatusCode::CONFLICT,
+        "INVALID_STATUS_TRANSITION",
+    )
+    .await;
     assert_eq!(app.event_count().await, before);
 }
 
@@ -328,9 +466,24 @@ async fn canceling_a_canceled_subscription_is_409_and_it_cannot_be_resumed() {
     let id = id_of(&app.subscription_with_devices(1).await).to_owned();
     put_ok(&app, &id, json!({"status": "canceled"})).await;
     let before = app.event_count().await;
-    assert_problem(put(&app, &id, json!({"status": "canceled"})).await, StatusCode::CONFLICT, "INVALID_STATUS_TRANSITION").await;
-    assert_problem(put(&app, &id, json!({"status": "active"})).await, StatusCode::CONFLICT, "INVALID_STATUS_TRANSITION").await;
-    assert_problem(put(&app, &id, json!({"status": "suspended"})).await, StatusCode::CONFLICT, "INVALID_STATUS_TRANSITION").await;
+    assert_problem(
+        put(&app, &id, json!({"status": "canceled"})).await,
+        StatusCode::CONFLICT,
+        "INVALID_STATUS_TRANSITION",
+    )
+    .await;
+    assert_problem(
+        put(&app, &id, json!({"status": "active"})).await,
+        StatusCode::CONFLICT,
+        "INVALID_STATUS_TRANSITION",
+    )
+    .await;
+    assert_problem(
+        put(&app, &id, json!({"status": "suspended"})).await,
+        StatusCode::CONFLICT,
+        "INVALID_STATUS_TRANSITION",
+    )
+    .await;
     assert_eq!(app.event_count().await, before);
 }
 
@@ -350,16 +503,31 @@ async fn an_expired_subscription_refuses_activation_403_license_expired_and_vali
         .await;
     assert_eq!(created["status"], "expired");
     let key = key_of(&created);
-    assert_problem(app.activate(key, "fp-late").await, StatusCode::FORBIDDEN, "LICENSE_EXPIRED").await;
-    let verdict = app.validate(json!({"license_key": key, "fingerprint": "fp-late"})).await;
+    assert_problem(
+        app.activate(key, "fp-late").await,
+        StatusCode::FORBIDDEN,
+        "LICENSE_EXPIRED",
+    )
+    .await;
+    let verdict = app
+        .validate(json!({"license_key": key, "fingerprint": "fp-late"}))
+        .await;
     assert_eq!(verdict["valid"], false);
     assert_eq!(verdict["code"], "EXPIRED");
     assert_eq!(verdict["license"]["status"], "expired");
 
     // A renewal brings it back.
-    let renewed = put_ok(&app, id_of(&created), json!({"expires_at": rfc3339(now + Duration::days(30))})).await;
+    let renewed = put_ok(
+        &app,
+        id_of(&created),
+        json!({"expires_at": rfc3339(now + Duration::days(30))}),
+    )
+    .await;
     assert_eq!(renewed["status"], "active");
-    assert_eq!(app.activate(key, "fp-late").await.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.activate(key, "fp-late").await.status(),
+        StatusCode::CREATED
+    );
 }
 
 #[tokio::test]
@@ -370,9 +538,21 @@ async fn a_canceled_subscription_refuses_activation_403_license_canceled_and_val
     activated_device_id(&app, key, "fp-before").await;
     put_ok(&app, id_of(&created), json!({"status": "canceled"})).await;
 
-    assert_problem(app.activate(key, "fp-after").await, StatusCode::FORBIDDEN, "LICENSE_CANCELED").await;
-    assert_problem(app.activate(key, "fp-before").await, StatusCode::FORBIDDEN, "LICENSE_CANCELED").await;
-    let verdict = app.validate(json!({"license_key": key, "fingerprint": "fp-before"})).await;
+    assert_problem(
+        app.activate(key, "fp-after").await,
+        StatusCode::FORBIDDEN,
+        "LICENSE_CANCELED",
+    )
+    .await;
+    assert_problem(
+        app.activate(key, "fp-before").await,
+        StatusCode::FORBIDDEN,
+        "LICENSE_CANCELED",
+    )
+    .await;
+    let verdict = app
+        .validate(json!({"license_key": key, "fingerprint": "fp-before"}))
+        .await;
     assert_eq!(verdict["valid"], false);
     assert_eq!(verdict["code"], "CANCELED");
 }
@@ -389,12 +569,17 @@ async fn a_past_due_subscription_still_activates_and_validates_in_its_grace_peri
     assert_eq!(response.status(), StatusCode::CREATED);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["license"]["status"], "past_due");
-    let verdict = app.validate(json!({"license_key": key, "fingerprint": "fp-grace"})).await;
+    let verdict = app
+        .validate(json!({"license_key": key, "fingerprint": "fp-grace"}))
+        .await;
     assert_eq!(verdict["valid"], true);
     assert_eq!(verdict["code"], "VALID");
 
     // Paid: back to active.
-    assert_eq!(put_ok(&app, id_of(&created), json!({"status": "active"})).await["status"], "active");
+    assert_eq!(
+        put_ok(&app, id_of(&created), json!({"status": "active"})).await["status"],
+        "active"
+    );
 }
 
 #[tokio::test]
@@ -418,9 +603,13 @@ async fn a_trial_ending_in_the_future_shows_status_trialing_and_activates() {
     assert_eq!(response.status(), StatusCode::CREATED);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["license"]["status"], "trialing");
-    let token_expires_at = chrono::DateTime::parse_from_rfc3339(body["token_expires_at"].as_str().unwrap()).unwrap();
+    let token_expires_at =
+        chrono::DateTime::parse_from_rfc3339(body["token_expires_at"].as_str().unwrap()).unwrap();
     let trial_end = chrono::DateTime::parse_from_rfc3339(&trial_ends_at).unwrap();
-    assert!(token_expires_at <= trial_end, "a trial's token ends with the trial at the latest");
+    assert!(
+        token_expires_at <= trial_end,
+        "a trial's token ends with the trial at the latest"
+    );
 }
 
 #[tokio::test]
@@ -431,7 +620,11 @@ async fn a_deleted_subscription_is_gone_for_everyone_but_its_history_remains() {
     let key = key_of(&created);
     activated_device_id(&app, key, "fp-doomed").await;
 
-    let response = app.admin(Method::DELETE, &format!("/api/v1/subscriptions/{id}")).send().await.unwrap();
+    let response = app
+        .admin(Method::DELETE, &format!("/api/v1/subscriptions/{id}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["deleted"], true);
@@ -439,14 +632,31 @@ async fn a_deleted_subscription_is_gone_for_everyone_but_its_history_remains() {
     assert_eq!(body["version"], 5);
     assert!(body["position"].as_i64().unwrap() > 0);
 
-    assert_problem(get(&app, id).await, StatusCode::NOT_FOUND, "SUBSCRIPTION_NOT_FOUND").await;
+    assert_problem(
+        get(&app, id).await,
+        StatusCode::NOT_FOUND,
+        "SUBSCRIPTION_NOT_FOUND",
+    )
+    .await;
     for fingerprint in ["fp-doomed", "fp-new"] {
-        let verdict = app.validate(json!({"license_key": key, "fingerprint": fingerprint})).await;
+        let verdict = app
+            .validate(json!({"license_key": key, "fingerprint": fingerprint}))
+            .await;
         assert_eq!(verdict["valid"], false);
         assert_eq!(verdict["code"], "NOT_FOUND");
     }
-    assert_problem(app.activate(key, "fp-doomed").await, StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND").await;
-    assert_problem(app.activate(key, "fp-new").await, StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND").await;
+    assert_problem(
+        app.activate(key, "fp-doomed").await,
+        StatusCode::NOT_FOUND,
+        "LICENSE_NOT_FOUND",
+    )
+    .await;
+    assert_problem(
+        app.activate(key, "fp-new").await,
+        StatusCode::NOT_FOUND,
+        "LICENSE_NOT_FOUND",
+    )
+    .await;
     for body in [
         json!({"plan": "team"}),
         json!({"max_devices": 9}),
@@ -454,14 +664,36 @@ async fn a_deleted_subscription_is_gone_for_everyone_but_its_history_remains() {
         json!({"status": "canceled"}),
         json!({"customer_name": "Ghost"}),
     ] {
-        assert_problem(put(&app, id, body).await, StatusCode::NOT_FOUND, "SUBSCRIPTION_NOT_FOUND").await;
+        assert_problem(
+            put(&app, id, body).await,
+            StatusCode::NOT_FOUND,
+            "SUBSCRIPTION_NOT_FOUND",
+        )
+        .await;
     }
-    let regenerate = app.admin(Method::POST, &format!("/api/v1/subscriptions/{id}/license-key")).send().await.unwrap();
-    assert!(regenerate.status().is_client_error(), "{}", regenerate.status());
+    let regenerate = app
+        .admin(
+            Method::POST,
+            &format!("/api/v1/subscriptions/{id}/license-key"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        regenerate.status().is_client_error(),
+        "{}",
+        regenerate.status()
+    );
 
     let types = history_types(&app, id).await;
-    assert_eq!(types.first().map(String::as_str), Some("SubscriptionCreated"));
-    assert_eq!(types.last().map(String::as_str), Some("SubscriptionDeleted"));
+    assert_eq!(
+        types.first().map(String::as_str),
+        Some("SubscriptionCreated")
+    );
+    assert_eq!(
+        types.last().map(String::as_str),
+        Some("SubscriptionDeleted")
+    );
     assert_eq!(types.len(), 5);
 }
 
@@ -473,7 +705,14 @@ async fn regenerating_the_key_shows_a_new_key_once_retires_the_old_one_and_keeps
     let old_key = key_of(&created);
     let device = activated_device_id(&app, old_key, "fp-kept").await;
 
-    let response = app.admin(Method::POST, &format!("/api/v1/subscriptions/{id}/license-key")).send().await.unwrap();
+    let response = app
+        .admin(
+            Method::POST,
+            &format!("/api/v1/subscriptions/{id}/license-key"),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     let new_key = key_of(&body).to_owned();
@@ -485,9 +724,21 @@ async fn regenerating_the_key_shows_a_new_key_once_retires_the_old_one_and_keeps
     assert!(later.get("license_key").is_none(), "shown once");
     assert_eq!(later["license_key_prefix"], body["license_key_prefix"]);
 
-    assert_problem(app.activate(old_key, "fp-kept").await, StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND").await;
-    assert_problem(app.activate(old_key, "fp-other").await, StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND").await;
-    let verdict = app.validate(json!({"license_key": old_key, "fingerprint": "fp-kept"})).await;
+    assert_problem(
+        app.activate(old_key, "fp-kept").await,
+        StatusCode::NOT_FOUND,
+        "LICENSE_NOT_FOUND",
+    )
+    .await;
+    assert_problem(
+        app.activate(old_key, "fp-other").await,
+        StatusCode::NOT_FOUND,
+        "LICENSE_NOT_FOUND",
+    )
+    .await;
+    let verdict = app
+        .validate(json!({"license_key": old_key, "fingerprint": "fp-kept"}))
+        .await;
     assert_eq!(verdict["code"], "NOT_FOUND");
     let response = app
         .anon(Method::POST, "/api/v1/licensing/deactivate")
@@ -498,12 +749,24 @@ async fn regenerating_the_key_shows_a_new_key_once_retires_the_old_one_and_keeps
     assert_problem(response, StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND").await;
 
     // The device stays activated under the new key, and the new key activates more.
-    let verdict = app.validate(json!({"license_key": new_key, "fingerprint": "fp-kept"})).await;
+    let verdict = app
+        .validate(json!({"license_key": new_key, "fingerprint": "fp-kept"}))
+        .await;
     assert_eq!(verdict["code"], "VALID");
     assert_eq!(verdict["device"]["id"], device);
-    let again: Value = app.activate(&new_key, "fp-kept").await.json().await.unwrap();
+    let again: Value = app
+        .activate(&new_key, "fp-kept")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(again["device_id"], device, "same device, fresh token");
-    assert_eq!(app.activate(&new_key, "fp-second").await.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.activate(&new_key, "fp-second").await.status(),
+        StatusCode::CREATED
+    );
     assert_eq!(get_ok(&app, id).await["active_devices"], 2);
-    assert!(history_types(&app, id).await.contains(&"LicenseKeyRegenerated".to_owned()));
+    assert!(history_types(&app, id)
+        .await
+        .contains(&"LicenseKeyRegenerated".to_owned()));
 }

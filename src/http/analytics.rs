@@ -1,0 +1,138 @@
+//! `/api/v1/analytics`: the dashboard and its two halves, from the read models.
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{NaiveDate, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::access::RequireReader;
+use super::error::{ApiError, Problem};
+use super::extract::ApiQuery;
+use crate::app::SharedApp;
+use crate::read::analytics::{self as queries, Counts, DailyCounts, DeviceColumn, Range};
+
+pub fn router() -> OpenApiRouter<SharedApp> {
+    OpenApiRouter::new()
+        .routes(routes!(dashboard))
+        .routes(routes!(subscription_analytics))
+        .routes(routes!(device_analytics))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Dashboard {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub subscriptions_total: i64,
+    pub active_devices_total: i64,
+    #[schema(value_type = Object)]
+    pub subscriptions_by_status: Counts,
+    #[schema(value_type = Object)]
+    pub subscriptions_by_plan: Counts,
+    #[schema(value_type = Object)]
+    pub active_devices_by_platform: Counts,
+    /// Per day: activations, deactivations, subscriptions_created, subscriptions_canceled,
+    /// subscriptions_expired.
+    pub daily: Vec<DailyCounts>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionAnalytics {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    #[schema(value_type = Object)]
+    pub by_status: Counts,
+    #[schema(value_type = Object)]
+    pub by_plan: Counts,
+    /// Per day: subscriptions_created, subscriptions_canceled, subscriptions_expired.
+    pub daily: Vec<DailyCounts>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeviceAnalytics {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    #[schema(value_type = Object)]
+    pub by_status: Counts,
+    /// Active devices.
+    #[schema(value_type = Object)]
+    pub by_platform: Counts,
+    /// Active devices.
+    #[schema(value_type = Object)]
+    pub by_app_version: Counts,
+    /// Per day: activations, deactivations.
+    pub daily: Vec<DailyCounts>,
+}
+
+fn days(range: &Range) -> Result<(NaiveDate, NaiveDate), ApiError> {
+    range.days(Utc::now().date_naive()).map_err(ApiError::validation)
+}
+
+/// Counts now, and day by day over `from`..`to` (default: the last 30 days).
+#[utoipa::path(get, path = "/api/v1/analytics/dashboard", tag = "analytics", security(("bearer" = [])),
+    params(Range), responses((status = 200, body = Dashboard), (status = 422, body = Problem)))]
+async fn dashboard(
+    State(app): State<SharedApp>,
+    RequireReader(_reader): RequireReader,
+    ApiQuery(range): ApiQuery<Range>,
+) -> Result<Json<Dashboard>, ApiError> {
+    let (from, to) = days(&range)?;
+    let by_status = queries::subscriptions_by_status(&app.pool).await?;
+    let by_platform = queries::active_devices_by(&app.pool, DeviceColumn::Platform).await?;
+    Ok(Json(Dashboard {
+        from,
+        to,
+        subscriptions_total: by_status.values().sum(),
+        active_devices_total: by_platform.values().sum(),
+        subscriptions_by_status: by_status,
+        subscriptions_by_plan: queries::subscriptions_by_plan(&app.pool).await?,
+        active_devices_by_platform: by_platform,
+        daily: queries::daily(
+            &app.pool,
+            &["activations", "deactivations", "subscriptions_created", "subscriptions_canceled", "subscriptions_expired"],
+            from,
+            to,
+        )
+        .await?,
+    }))
+}
+
+/// Subscriptions by status and plan now; created, canceled and expired per day.
+#[utoipa::path(get, path = "/api/v1/analytics/subscriptions", tag = "analytics", security(("bearer" = [])),
+    params(Range), responses((status = 200, body = SubscriptionAnalytics), (status = 422, body = Problem)))]
+async fn subscription_analytics(
+    State(app): State<SharedApp>,
+    RequireReader(_reader): RequireReader,
+    ApiQuery(range): ApiQuery<Range>,
+) -> Result<Json<SubscriptionAnalytics>, ApiError> {
+    let (from, to) = days(&range)?;
+    Ok(Json(SubscriptionAnalytics {
+        from,
+        to,
+        by_status: queries::subscriptions_by_status(&app.pool).await?,
+        by_plan: queries::subscriptions_by_plan(&app.pool).await?,
+        daily: queries::daily(&app.pool, &["subscriptions_created", "subscriptions_canceled", "subscriptions_expired"], from, to)
+            .await?,
+    }))
+}
+
+/// Devices by status, platform and app version now; activations and deactivations per day.
+#[utoipa::path(get, path = "/api/v1/analytics/devices", tag = "analytics", security(("bearer" = [])),
+    params(Range), responses((status = 200, body = DeviceAnalytics), (status = 422, body = Problem)))]
+async fn device_analytics(
+    State(app): State<SharedApp>,
+    RequireReader(_reader): RequireReader,
+    ApiQuery(range): ApiQuery<Range>,
+) -> Result<Json<DeviceAnalytics>, ApiError> {
+    let (from, to) = days(&range)?;
+    Ok(Json(DeviceAnalytics {
+        from,
+        to,
+        by_status: queries::devices_by_status(&app.pool).await?,
+        by_platform: queries::active_devices_by(&app.pool, DeviceColumn::Platform).await?,
+        by_app_version: queries::active_devices_by(&app.pool, DeviceColumn::AppVersion).await?,
+        daily: queries::daily(&app.pool, &["activations", "deactivations"], from, to).await?,
+    }))
+}

@@ -1,0 +1,83 @@
+//! The device list, from `rm_devices`.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use super::{like_pattern, Paging};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceFilter {
+    pub subscription_id: Option<Uuid>,
+    /// `active` or `inactive`.
+    pub status: Option<String>,
+    pub platform: Option<String>,
+    /// Matches name, hostname or app version (case-insensitive substring).
+    pub q: Option<String>,
+    pub page: Option<u32>,
+    pub per_page: Option<u32>,
+    /// Wait until the read models include the event at this position.
+    pub min_position: Option<i64>,
+}
+
+#[derive(Debug, FromRow)]
+pub struct DeviceRow {
+    pub id: Uuid,
+    pub subscription_id: Uuid,
+    pub fingerprint_hash: String,
+    pub name: Option<String>,
+    pub platform: Option<String>,
+    pub os_version: Option<String>,
+    pub app_version: Option<String>,
+    pub hostname: Option<String>,
+    pub notes: Option<String>,
+    pub status: String,
+    pub activated_at: DateTime<Utc>,
+    pub deactivated_at: Option<DateTime<Utc>>,
+    pub deactivation_reason: Option<String>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+fn push_filters(query: &mut QueryBuilder<'_, Postgres>, filter: &DeviceFilter) {
+    query.push(" where not subscription_deleted");
+    if let Some(id) = filter.subscription_id {
+        query.push(" and subscription_id = ").push_bind(id);
+    }
+    if let Some(status) = &filter.status {
+        query.push(" and status = ").push_bind(status.clone());
+    }
+    if let Some(platform) = &filter.platform {
+        query.push(" and platform = ").push_bind(platform.clone());
+    }
+    if let Some(q) = filter.q.as_deref().filter(|q| !q.is_empty()) {
+        let pattern = like_pattern(q);
+        query
+            .push(" and (name ilike ")
+            .push_bind(pattern.clone())
+            .push(" or hostname ilike ")
+            .push_bind(pattern.clone())
+            .push(" or app_version ilike ")
+            .push_bind(pattern)
+            .push(")");
+    }
+}
+
+pub async fn list(pool: &PgPool, filter: &DeviceFilter) -> Result<(Vec<DeviceRow>, i64), sqlx::Error> {
+    let paging = Paging { page: filter.page, per_page: filter.per_page };
+    let mut count = QueryBuilder::new("select count(*) from rm_devices");
+    push_filters(&mut count, filter);
+    let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
+    let mut select = QueryBuilder::new(
+        "select id, subscription_id, fingerprint_hash, name, platform, os_version, app_version,
+                hostname, notes, status, activated_at, deactivated_at, deactivation_reason, last_seen_at
+         from rm_devices",
+    );
+    push_filters(&mut select, filter);
+    select.push(" order by activated_at desc, id desc limit ").push_bind(i64::from(paging.per_page()));
+    select.push(" offset ").push_bind(paging.offset());
+    let rows = select.build_query_as().fetch_all(pool).await?;
+    Ok((rows, total))
+}

@@ -1,0 +1,41 @@
+//! Queries over the read models (lists, analytics) and the event log (the global feed), and
+//! the bounded wait that lets a caller read what it just wrote.
+
+pub mod analytics;
+pub mod consistency;
+pub mod devices;
+pub mod feed;
+pub mod subscriptions;
+
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+pub const MAX_PER_PAGE: u32 = 200;
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct Paging {
+    /// From 1.
+    pub page: Option<u32>,
+    /// 1 to 200; default 20.
+    pub per_page: Option<u32>,
+}
+
+impl Paging {
+    pub fn page(&self) -> u32 {
+        self.page.unwrap_or(1).max(1)
+    }
+
+    pub fn per_page(&self) -> u32 {
+        self.per_page.unwrap_or(20).clamp(1, MAX_PER_PAGE)
+    }
+
+    pub fn offset(&self) -> i64 {
+        i64::from(self.page() - 1) * i64::from(self.per_page())
+    }
+}
+
+/// `%q%` for ILIKE, with the pattern characters in `q` taken literally.
+pub fn like_pattern(q: &str) -> String {
+    let escaped = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}

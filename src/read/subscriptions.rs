@@ -1,0 +1,111 @@
+//! The subscription list, from `rm_subscriptions`.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sqlx::types::Json;
+use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use super::{like_pattern, Paging};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionFilter {
+    /// trialing, active, past_due, suspended, canceled or expired (as of now).
+    pub status: Option<String>,
+    pub plan: Option<String>,
+    /// Matches email, name or organization (case-insensitive substring).
+    pub q: Option<String>,
+    /// Only subscriptions whose period ends before this instant.
+    pub expiring_before: Option<DateTime<Utc>>,
+    /// created_at, updated_at, expires_at, customer_email or plan; prefix `-` for descending.
+    /// Default `-created_at`.
+    pub sort: Option<String>,
+    pub page: Option<u32>,
+    pub per_page: Option<u32>,
+    /// Wait until the read models include the event at this position.
+    pub min_position: Option<i64>,
+}
+
+#[derive(Debug, FromRow)]
+pub struct SubscriptionRow {
+    pub id: Uuid,
+    pub customer_email: String,
+    pub customer_name: String,
+    pub organization: Option<String>,
+    pub plan: String,
+    pub status: String,
+    pub max_devices: i32,
+    pub active_devices: i32,
+    pub features: Json<Vec<String>>,
+    pub metadata: Json<serde_json::Map<String, serde_json::Value>>,
+    pub starts_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub trial_ends_at: Option<DateTime<Utc>>,
+    pub license_key_prefix: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+const SORTS: [&str; 5] = ["created_at", "updated_at", "expires_at", "customer_email", "plan"];
+
+/// The sort column and direction, from a whitelist (the text reaches SQL).
+fn order_by(sort: Option<&str>) -> Option<String> {
+    let sort = sort.unwrap_or("-created_at");
+    let (column, direction) = match sort.strip_prefix('-') {
+        Some(column) => (column, "desc"),
+        None => (sort, "asc"),
+    };
+    SORTS.contains(&column).then(|| format!("{column} {direction} nulls last, id {direction}"))
+}
+
+pub fn valid_sort(sort: Option<&str>) -> bool {
+    order_by(sort).is_some()
+}
+
+fn push_filters(query: &mut QueryBuilder<'_, Postgres>, filter: &SubscriptionFilter) {
+    query.push(" where deleted_at is null");
+    if let Some(status) = &filter.status {
+        query.push(" and rm_effective_status(status, expires_at, trial_ends_at) = ").push_bind(status.clone());
+    }
+    if let Some(plan) = &filter.plan {
+        query.push(" and plan = ").push_bind(plan.clone());
+    }
+    if let Some(q) = filter.q.as_deref().filter(|q| !q.is_empty()) {
+        let pattern = like_pattern(q);
+        query
+            .push(" and (customer_email ilike ")
+            .push_bind(pattern.clone())
+            .push(" or customer_name ilike ")
+            .push_bind(pattern.clone())
+            .push(" or organization ilike ")
+            .push_bind(pattern)
+            .push(")");
+    }
+    if let Some(before) = filter.expiring_before {
+        query.push(" and expires_at < ").push_bind(before);
+    }
+}
+
+pub async fn list(pool: &PgPool, filter: &SubscriptionFilter) -> Result<(Vec<SubscriptionRow>, i64), sqlx::Error> {
+    let paging = Paging { page: filter.page, per_page: filter.per_page };
+    let mut count = QueryBuilder::new("select count(*) from rm_subscriptions");
+    push_filters(&mut count, filter);
+    let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
+    let mut select = QueryBuilder::new(
+        "select id, customer_email, customer_name, organization, plan,
+                rm_effective_status(status, expires_at, trial_ends_at) as status, max_devices,
+                active_devices, features, metadata, starts_at, expires_at, trial_ends_at,
+                license_key_prefix, created_at, updated_at, version
+         from rm_subscriptions",
+    );
+    push_filters(&mut select, filter);
+    let order = order_by(filter.sort.as_deref()).unwrap_or_else(|| "created_at desc, id desc".into());
+    select.push(format!(" order by {order}"));
+    select.push(" limit ").push_bind(i64::from(paging.per_page()));
+    select.push(" offset ").push_bind(paging.offset());
+    let rows = select.build_query_as().fetch_all(pool).await?;
+    Ok((rows, total))
+}
