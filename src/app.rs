@@ -5,7 +5,6 @@ use std::sync::Arc;
 use chrono::Utc;
 use flowlytix_aggregates::{AdminCommand, AdminId, AdminUser, Email, Role, Subscription};
 use secrecy::ExposeSecret;
-use sqlx::PgPool;
 
 use flowlytix_aggregates::{SubscriptionCommand, SubscriptionError};
 use flowlytix_projections::all_projectors;
@@ -20,13 +19,14 @@ use crate::validation::{LicenseCache, LicenseSnapshot};
 use crate::config::Config;
 use crate::keys::{JwtKeys, KeyError};
 use crate::licensing::token::LicenseTokens;
-use crate::store::{self, EventMetadata, ExecuteError, Executor, Lookup};
+use crate::store::{self, Db, EventMetadata, ExecuteError, Executor, Lookup};
+use flowlytix_projections::with_db;
 
 pub type SharedApp = Arc<App>;
 
 pub struct App {
     pub config: Config,
-    pub pool: PgPool,
+    pub db: Db,
     pub subscriptions: Executor<Subscription>,
     pub admins: Executor<AdminUser>,
     pub lookup: Lookup,
@@ -44,8 +44,6 @@ pub struct App {
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("DATABASE_URL is not set; this build needs PostgreSQL (e.g. postgres://postgres@127.0.0.1:5432/flowlytix)")]
-    NoDatabase,
     #[error("cannot connect to the database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
@@ -62,9 +60,13 @@ impl App {
     /// Connects, migrates, loads keys and makes sure an admin exists.
     pub async fn start(config: Config) -> Result<SharedApp, StartError> {
         config.check_production_safety()?;
-        let url = config.database_url.as_ref().ok_or(StartError::NoDatabase)?;
-        let pool = store::connect(url.expose_secret(), config.database_echo).await?;
-        store::migrate(&pool).await?;
+        let url = config.database_url.as_ref().map_or(store::DEFAULT_SQLITE_URL, |u| u.expose_secret());
+        let db = store::connect(url, config.database_echo).await?;
+        store::migrate(&db).await?;
+        match &db {
+            Db::Sqlite(_) => tracing::info!(database = %url, "using the embedded SQLite store"),
+            Db::Postgres(_) => tracing::info!("using PostgreSQL"),
+        }
         let license_keys = JwtKeys::load_or_generate(
             &config.private_key_path,
             &config.public_key_path,
@@ -100,17 +102,17 @@ impl App {
         };
         let bus: Arc<dyn EventBus> = match &jetstream {
             Some(jetstream) => Arc::new(jetstream.clone()),
-            None => Arc::new(InProcessBus::new(pool.clone())),
+            None => Arc::new(InProcessBus::new(db.clone())),
         };
         let app = Arc::new(App {
-            licenses: LicenseCache::new(pool.clone()),
+            licenses: LicenseCache::new(db.clone()),
             bus,
             jetstream,
             publisher_status: Arc::default(),
             shutdown: watch::channel(false).0,
-            subscriptions: Executor::new(pool.clone()),
-            admins: Executor::new(pool.clone()),
-            lookup: Lookup::new(pool.clone()),
+            subscriptions: Executor::new(db.clone()),
+            admins: Executor::new(db.clone()),
+            lookup: Lookup::new(db.clone()),
             license_tokens: LicenseTokens::new(
                 Arc::new(license_keys),
                 config.license_token_issuer.clone(),
@@ -121,9 +123,9 @@ impl App {
                 config.license_token_issuer.clone(),
                 config.access_token_ttl,
                 config.refresh_token_ttl,
-                pool.clone(),
+                db.clone(),
             ),
-            pool,
+            db,
             config,
         });
         app.bootstrap_first_admin().await?;
@@ -134,7 +136,7 @@ impl App {
     /// The publisher, and with NATS one consumer task per projector. Without NATS the
     /// publisher projects in-process.
     async fn start_background_tasks(&self) {
-        let publisher = Publisher::new(self.pool.clone(), self.bus.clone(), self.publisher_status.clone());
+        let publisher = Publisher::new(self.db.clone(), self.bus.clone(), self.publisher_status.clone());
         tokio::spawn(publisher.run(self.shutdown.subscribe()));
         if let Some(jetstream) = &self.jetstream {
             if let Err(error) = jetstream.ensure_stream().await {
@@ -143,7 +145,7 @@ impl App {
             for projector in all_projectors() {
                 tokio::spawn(run_projector(
                     jetstream.clone(),
-                    self.pool.clone(),
+                    self.db.clone(),
                     Arc::from(projector),
                     self.shutdown.subscribe(),
                 ));
@@ -175,30 +177,42 @@ impl App {
 
     /// Creates the admin named by `ADMIN_EMAIL`/`ADMIN_PASSWORD` when no admin exists yet.
     async fn bootstrap_first_admin(&self) -> Result<(), StartError> {
-        let any_admin: bool = sqlx::query_scalar(
-            "select exists (select 1 from events where aggregate_type = 'AdminUser' and event_type = 'AdminCreated')",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let any_admin: bool = with_db!(&self.db, pool => {
+            sqlx::query_scalar(
+                "select exists (select 1 from events where aggregate_type = 'AdminUser' and event_type = 'AdminCreated')",
+            )
+            .fetch_one(pool)
+            .await?
+        });
         if any_admin {
             return Ok(());
         }
-        let (Some(email), Some(password)) = (&self.config.admin_email, &self.config.admin_password)
-        else {
-            tracing::warn!("no admin exists: set ADMIN_EMAIL and ADMIN_PASSWORD, or run `flowlytix admin create`");
-            return Ok(());
+        let email = self.config.admin_email.clone().unwrap_or_else(|| DEFAULT_ADMIN_EMAIL.to_owned());
+        let (password, generated) = match &self.config.admin_password {
+            Some(password) => (password.expose_secret().to_owned(), false),
+            None if self.config.is_production() => {
+                tracing::warn!("no admin exists: set ADMIN_EMAIL and ADMIN_PASSWORD, or run `flowlytix admin create`");
+                return Ok(());
+            }
+            None => (crate::crypto::random_token(), true),
         };
-        match self
-            .create_admin(
-                email,
-                password.expose_secret(),
-                Role::Admin,
-                EventMetadata::system(Utc::now()),
-            )
-            .await
-        {
+        match self.create_admin(&email, &password, Role::Admin, EventMetadata::system(Utc::now())).await {
+            Ok(id) if generated => {
+                tracing::info!(admin_id = %id, %email, "created the first admin with a generated password");
+                // Shown on the terminal once, never logged: it exists nowhere else.
+                #[allow(clippy::print_stdout)]
+                {
+                    println!();
+                    println!("  First admin created. Sign in with:");
+                    println!("    email:    {email}");
+                    println!("    password: {password}");
+                    println!("  This password is shown once and never again; change it or keep it safe.");
+                    println!();
+                }
+                Ok(())
+            }
             Ok(id) => {
-                tracing::info!(admin_id = %id, email = %email, "created the first admin from ADMIN_EMAIL");
+                tracing::info!(admin_id = %id, %email, "created the first admin from ADMIN_EMAIL/ADMIN_PASSWORD");
                 Ok(())
             }
             // Another instance starting at the same moment created it first.
@@ -254,6 +268,9 @@ pub enum CreateAdminError {
 }
 
 pub const MIN_PASSWORD_LEN: usize = 10;
+
+/// The first admin's email when `ADMIN_EMAIL` is not set.
+pub const DEFAULT_ADMIN_EMAIL: &str = "admin@flowlytix.local";
 
 pub fn check_password_strength(password: &str) -> Result<(), String> {
     let length = password.chars().count();

@@ -145,20 +145,21 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), StartError> {
 }
 
 /// A migrated pool, for the commands that work on the database without serving.
-async fn connect(config: &Config) -> Result<sqlx::PgPool, StartError> {
-    let url = config.database_url.as_ref().ok_or(StartError::NoDatabase)?;
-    let pool = store::connect(url.expose_secret(), config.database_echo).await?;
-    store::migrate(&pool).await?;
-    Ok(pool)
+async fn connect(config: &Config) -> Result<store::Db, StartError> {
+    let url = config.database_url.as_ref().map_or(store::DEFAULT_SQLITE_URL, |u| u.expose_secret());
+    let db = store::connect(url, config.database_echo).await?;
+    store::migrate(&db).await?;
+    Ok(db)
 }
 
-async fn export_events(pool: &sqlx::PgPool) -> Result<(), StartError> {
+async fn export_events(db: &store::Db) -> Result<(), StartError> {
     use std::io::Write;
     use flowlytix_projections::log::{events_after, LogCursor};
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut cursor = LogCursor::default();
+    let mut connection = db.acquire().await?;
     loop {
-        let batch = events_after(pool, cursor, 1000).await?;
+        let batch = events_after(connection.conn(), cursor, 1000).await?;
         let Some((last, _)) = batch.last() else { break };
         cursor = *last;
         for (_, event) in &batch {

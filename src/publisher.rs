@@ -1,25 +1,29 @@
 //! The publisher: tails the event log in commit order and hands each committed event to the
-//! bus, then advances its checkpoint. One instance publishes at a time (a PostgreSQL
+//! bus, then advances its checkpoint. On PostgreSQL one instance publishes at a time (an
 //! advisory lock held by its connection); if that instance dies, its connection closes, the
-//! lock is released and another instance takes over from the stored checkpoint.
+//! lock is released and another instance takes over from the stored checkpoint. An embedded
+//! (SQLite) server is alone by construction and always publishes.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use flowlytix_projections::log::{events_after, LogCursor};
+use flowlytix_projections::{with_conn, Conn, Db};
 use sqlx::postgres::PgListener;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgPool};
 use tokio::sync::watch;
 
 use crate::bus::EventBus;
 
 /// Any fixed number: the advisory lock that elects the publishing instance.
-const PUBLISHER_LOCK: i64 = 0x666c_6f77_7075_62;
+const PUBLISHER_LOCK: i64 = 0x0066_6c6f_7770_7562;
 const BATCH: i64 = 500;
 /// How often the publisher looks for events even without a notification, and how often a
 /// follower tries to take the lock.
 const POLL: Duration = Duration::from_millis(250);
+const SQLITE_POLL: Duration = Duration::from_millis(50);
 const FOLLOWER_RETRY: Duration = Duration::from_millis(500);
 
 /// What `/health` shows of the publisher.
@@ -32,14 +36,14 @@ pub struct PublisherStatus {
 }
 
 pub struct Publisher {
-    pool: PgPool,
+    db: Db,
     bus: Arc<dyn EventBus>,
     status: Arc<PublisherStatus>,
 }
 
 impl Publisher {
-    pub fn new(pool: PgPool, bus: Arc<dyn EventBus>, status: Arc<PublisherStatus>) -> Self {
-        Self { pool, bus, status }
+    pub fn new(db: Db, bus: Arc<dyn EventBus>, status: Arc<PublisherStatus>) -> Self {
+        Self { db, bus, status }
     }
 
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
@@ -49,12 +53,9 @@ impl Publisher {
                 _ = shutdown.changed() => break,
             };
             self.status.leader.store(false, Ordering::Relaxed);
-            match led {
-                Ok(()) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "publisher stopped; will try again");
-                    self.set_error(Some(error));
-                }
+            if let Err(error) = led {
+                tracing::warn!(%error, "publisher stopped; will try again");
+                self.set_error(Some(error));
             }
             tokio::select! {
                 _ = tokio::time::sleep(FOLLOWER_RETRY) => {}
@@ -65,8 +66,19 @@ impl Publisher {
 
     /// Returns `Ok` when another instance holds the lock, `Err` when leadership was lost.
     async fn lead_if_elected(&self) -> Result<(), String> {
+        match &self.db {
+            Db::Postgres(pool) => self.lead_on_postgres(pool).await,
+            Db::Sqlite(pool) => {
+                let mut connection = pool.acquire().await.map_err(|e| e.to_string())?;
+                self.status.leader.store(true, Ordering::Relaxed);
+                self.publish_while_leader(Conn::Sqlite(&mut connection), None).await
+            }
+        }
+    }
+
+    async fn lead_on_postgres(&self, pool: &PgPool) -> Result<(), String> {
         let text = |e: sqlx::Error| e.to_string();
-        let mut lock_connection = self.pool.acquire().await.map_err(text)?.detach();
+        let mut lock_connection = pool.acquire().await.map_err(text)?.detach();
         let elected: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
             .bind(PUBLISHER_LOCK)
             .fetch_one(&mut lock_connection)
@@ -78,72 +90,76 @@ impl Publisher {
         }
         self.status.leader.store(true, Ordering::Relaxed);
         tracing::info!("this instance is now the event publisher");
-        let mut listener = PgListener::connect_with(&self.pool).await.map_err(text)?;
+        let mut listener = PgListener::connect_with(pool).await.map_err(text)?;
         listener.listen("flowlytix_events").await.map_err(text)?;
-        let result = self.publish_while_leader(&mut lock_connection, &mut listener).await;
+        let result = self.publish_while_leader(Conn::Postgres(&mut lock_connection), Some(&mut listener)).await;
         let _ = lock_connection.close().await;
         result
     }
 
-    async fn publish_while_leader(
-        &self,
-        db: &mut PgConnection,
-        listener: &mut PgListener,
-    ) -> Result<(), String> {
+    async fn publish_while_leader(&self, mut db: Conn<'_>, mut listener: Option<&mut PgListener>) -> Result<(), String> {
         let text = |e: sqlx::Error| e.to_string();
+        let dialect = db.dialect();
+        let sql = dialect.pick(
+            "select tx_id::text, global_position from publisher_checkpoint where id = 1",
+            "select tx_id, global_position from publisher_checkpoint where id = 1",
+        );
         let (tx_id, position): (String, i64) =
-            sqlx::query_as("select tx_id::text, global_position from publisher_checkpoint where id = 1")
-                .fetch_one(&mut *db)
-                .await
-                .map_err(text)?;
+            with_conn!(db.reborrow(), c => sqlx::query_as(sql).fetch_one(&mut *c).await).map_err(text)?;
         let mut cursor = LogCursor { tx_id: tx_id.parse().unwrap_or(0), position };
         let mut backoff = Duration::from_millis(100);
         loop {
-            let batch = events_after(&mut *db, cursor, BATCH).await.map_err(text)?;
+            let batch = events_after(db.reborrow(), cursor, BATCH).await.map_err(text)?;
             if batch.is_empty() {
-                self.measure_backlog(db, cursor).await.map_err(text)?;
+                self.measure_backlog(db.reborrow(), cursor).await.map_err(text)?;
                 // Woken by a commit's notification, or by the poll interval: a transaction
                 // below the horizon may become visible without a notification of its own.
-                let _ = tokio::time::timeout(POLL, listener.recv()).await;
+                match listener.as_deref_mut() {
+                    Some(listener) => {
+                        let _ = tokio::time::timeout(POLL, listener.recv()).await;
+                    }
+                    None => tokio::time::sleep(SQLITE_POLL).await,
+                }
                 continue;
             }
             let events: Vec<_> = batch.iter().map(|(_, event)| event.clone()).collect();
-            match self.bus.publish(&events).await {
-                Ok(()) => {
-                    backoff = Duration::from_millis(100);
-                    self.set_error(None);
-                }
-                Err(error) => {
-                    // Nothing advances: the same batch goes again once the bus is back.
-                    self.set_error(Some(error.to_string()));
-                    tracing::warn!(%error, "publishing failed; retrying");
-                    self.measure_backlog(db, cursor).await.map_err(text)?;
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    continue;
-                }
+            if let Err(error) = self.bus.publish(&events).await {
+                // Nothing advances: the same batch goes again once the bus is back.
+                self.set_error(Some(error.to_string()));
+                tracing::warn!(%error, "publishing failed; retrying");
+                self.measure_backlog(db.reborrow(), cursor).await.map_err(text)?;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
             }
+            backoff = Duration::from_millis(100);
+            self.set_error(None);
             cursor = batch.last().map_or(cursor, |(c, _)| *c);
-            sqlx::query(
-                "update publisher_checkpoint set tx_id = $1::text::xid8, global_position = $2, updated_at = now()
-                 where id = 1",
-            )
-            .bind(cursor.tx_id.to_string())
-            .bind(cursor.position)
-            .execute(&mut *db)
-            .await
+            let sql = dialect.pick(
+                "update publisher_checkpoint set tx_id = $1::text::xid8, global_position = $2, updated_at = $3 where id = 1",
+                "update publisher_checkpoint set tx_id = $1, global_position = $2, updated_at = $3 where id = 1",
+            );
+            with_conn!(db.reborrow(), c => {
+                sqlx::query(sql)
+                    .bind(cursor.tx_id.to_string())
+                    .bind(cursor.position)
+                    .bind(Utc::now())
+                    .execute(&mut *c)
+                    .await
+                    .map(|_| ())
+            })
             .map_err(text)?;
         }
     }
 
-    async fn measure_backlog(&self, db: &mut PgConnection, cursor: LogCursor) -> Result<(), sqlx::Error> {
-        let backlog: i64 = sqlx::query_scalar(
+    async fn measure_backlog(&self, db: Conn<'_>, cursor: LogCursor) -> Result<(), sqlx::Error> {
+        let sql = db.dialect().pick(
             "select count(*) from events where (tx_id, global_position) > ($1::text::xid8, $2)",
-        )
-        .bind(cursor.tx_id.to_string())
-        .bind(cursor.position)
-        .fetch_one(db)
-        .await?;
+            "select count(*) from events where global_position > $2",
+        );
+        let backlog: i64 = with_conn!(db, c => {
+            sqlx::query_scalar(sql).bind(cursor.tx_id.to_string()).bind(cursor.position).fetch_one(&mut *c).await?
+        });
         self.status.backlog.store(backlog, Ordering::Relaxed);
         Ok(())
     }

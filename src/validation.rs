@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::subscription::{effective_status, SubscriptionState};
 use flowlytix_aggregates::{DeviceId, Sha256Hex, Status, SubscriptionId};
-use sqlx::{FromRow, PgPool};
+use flowlytix_projections::{with_db, Db};
+use sqlx::types::Json;
+use sqlx::FromRow;
 use uuid::Uuid;
 
 /// How long a cached license is trusted without looking at the read model again.
@@ -83,14 +85,14 @@ struct Cached {
 }
 
 pub struct LicenseCache {
-    pool: PgPool,
+    db: Db,
     by_subscription: RwLock<HashMap<SubscriptionId, Cached>>,
     by_key: RwLock<HashMap<Sha256Hex, SubscriptionId>>,
 }
 
 impl LicenseCache {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool, by_subscription: RwLock::default(), by_key: RwLock::default() }
+    pub fn new(db: Db) -> Self {
+        Self { db, by_subscription: RwLock::default(), by_key: RwLock::default() }
     }
 
     /// Records what this instance just committed. An older snapshot never replaces a newer.
@@ -132,10 +134,12 @@ impl LicenseCache {
                 return Ok(Some(snapshot));
             }
         }
-        let id: Option<Uuid> = sqlx::query_scalar("select id from rm_subscriptions where license_key_hash = $1")
-            .bind(key_hash.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let id: Option<Uuid> = with_db!(&self.db, pool => {
+            sqlx::query_scalar("select id from rm_subscriptions where license_key_hash = $1")
+                .bind(key_hash.as_str())
+                .fetch_optional(pool)
+                .await?
+        });
         match id {
             Some(id) => Ok(self.load(SubscriptionId(id)).await?.filter(|s| s.key_hash.as_ref() == Some(key_hash))),
             None => Ok(None),
@@ -151,7 +155,7 @@ impl LicenseCache {
 
     /// Reads the license read model, keeping a newer snapshot this instance already has.
     async fn load(&self, id: SubscriptionId) -> Result<Option<Arc<LicenseSnapshot>>, sqlx::Error> {
-        let Some(snapshot) = read_snapshot(&self.pool, id).await? else {
+        let Some(snapshot) = read_snapshot(&self.db, id).await? else {
             return Ok(None);
         };
         let version = snapshot.version;
@@ -175,7 +179,7 @@ struct SubscriptionRow {
     license_key_hash: Option<String>,
     status: String,
     plan: String,
-    features: sqlx::types::Json<Vec<String>>,
+    features: Json<Vec<String>>,
     max_devices: i32,
     expires_at: Option<DateTime<Utc>>,
     trial_ends_at: Option<DateTime<Utc>>,
@@ -192,25 +196,28 @@ struct DeviceRow {
     last_seen_at: Option<DateTime<Utc>>,
 }
 
-async fn read_snapshot(pool: &PgPool, id: SubscriptionId) -> Result<Option<LicenseSnapshot>, sqlx::Error> {
-    let row: Option<SubscriptionRow> = sqlx::query_as(
-        "select id, version, license_key_hash, status, plan, features, max_devices, expires_at,
-                trial_ends_at, deleted_at
-         from rm_subscriptions where id = $1",
-    )
-    .bind(id.as_uuid())
-    .fetch_optional(pool)
-    .await?;
+async fn read_snapshot(db: &Db, id: SubscriptionId) -> Result<Option<LicenseSnapshot>, sqlx::Error> {
+    let (row, devices): (Option<SubscriptionRow>, Vec<DeviceRow>) = with_db!(db, pool => {
+        let row = sqlx::query_as(
+            "select id, version, license_key_hash, status, plan, features, max_devices, expires_at,
+                    trial_ends_at, deleted_at
+             from rm_subscriptions where id = $1",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(pool)
+        .await?;
+        let devices = sqlx::query_as(
+            "select id, fingerprint_hash, name, platform, activated_at, last_seen_at
+             from rm_devices where subscription_id = $1 and status = 'active'",
+        )
+        .bind(id.as_uuid())
+        .fetch_all(pool)
+        .await?;
+        (row, devices)
+    });
     let Some(row) = row else {
         return Ok(None);
     };
-    let devices: Vec<DeviceRow> = sqlx::query_as(
-        "select id, fingerprint_hash, name, platform, activated_at, last_seen_at
-         from rm_devices where subscription_id = $1 and status = 'active'",
-    )
-    .bind(id.as_uuid())
-    .fetch_all(pool)
-    .await?;
     let status = serde_json::from_value(serde_json::Value::String(row.status)).unwrap_or(Status::Suspended);
     Ok(Some(LicenseSnapshot {
         subscription_id: SubscriptionId(row.id),

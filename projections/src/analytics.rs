@@ -3,7 +3,8 @@
 //! models, so they need no table of their own.
 
 use flowlytix_aggregates::SubscriptionEvent;
-use sqlx::PgConnection;
+use crate::db::Conn;
+use crate::with_conn;
 
 use crate::log::EventRecord;
 use crate::projector::{ApplyFuture, ProjectionError, Projector};
@@ -21,7 +22,7 @@ impl Projector for AnalyticsProjector {
         &["rm_daily_counts"]
     }
 
-    fn apply<'a>(&'a self, db: &'a mut PgConnection, event: &'a EventRecord) -> ApplyFuture<'a> {
+    fn apply<'a>(&'a self, db: Conn<'a>, event: &'a EventRecord) -> ApplyFuture<'a> {
         Box::pin(async move {
             let metric = match event.event_type.as_str() {
                 "DeviceActivated" => "activations",
@@ -32,14 +33,16 @@ impl Projector for AnalyticsProjector {
             };
             let typed: SubscriptionEvent = serde_json::from_value(event.tagged_payload())
                 .map_err(|e| ProjectionError::BadPayload(event.message_id(), e))?;
-            sqlx::query(
-                "insert into rm_daily_counts (day, metric, value) values (($1 at time zone 'utc')::date, $2, 1)
-                 on conflict (day, metric) do update set value = rm_daily_counts.value + 1",
-            )
-            .bind(typed.at())
-            .bind(metric)
-            .execute(db)
-            .await?;
+            with_conn!(db, c => {
+                sqlx::query(
+                    "insert into rm_daily_counts (day, metric, value) values ($1, $2, 1)
+                     on conflict (day, metric) do update set value = rm_daily_counts.value + 1",
+                )
+                .bind(typed.at().date_naive())
+                .bind(metric)
+                .execute(&mut *c)
+                .await?;
+            });
             Ok(())
         })
     }

@@ -6,11 +6,13 @@
 //! the version and the checkpoint commit together in the caller's transaction.
 
 pub mod analytics;
+pub mod db;
 pub mod log;
 mod projector;
 pub mod replay;
 pub mod subscriptions;
 
+pub use db::{Conn, Db, Dialect, Tx};
 pub use log::{EventRecord, LogCursor};
 pub use projector::{project, reset_read_models, Outcome, ProjectionError, Projector};
 

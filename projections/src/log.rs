@@ -1,17 +1,22 @@
-//! Reading the event log: one aggregate's history, the global feed in commit order, and the
-//! record shape that the publisher puts on the bus and projectors consume.
+//! Reading the event log: one aggregate's history, the log in commit order, and the record
+//! shape that the publisher puts on the bus and projectors consume.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::{FromRow, PgExecutor};
+use sqlx::types::Json;
+use sqlx::FromRow;
 use utoipa::ToSchema;
+
+use crate::db::{Conn, Dialect};
+use crate::with_conn;
 
 /// An event as the log holds it. This is also the body of every message published to
 /// JetStream, so its field names are a contract for other consumers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EventRecord {
-    /// Position in the global event log (assigned at insert; see `feed` for commit order).
+    /// Position in the global event log (assigned at insert; see `events_after` for commit
+    /// order).
     pub position: i64,
     pub aggregate_type: String,
     pub aggregate_id: String,
@@ -39,24 +44,33 @@ impl EventRecord {
     }
 }
 
+pub const REDACTED: &str = "[redacted]";
+
 #[derive(FromRow)]
 struct EventRow {
+    tx_id: String,
     global_position: i64,
     aggregate_type: String,
     aggregate_id: String,
     sequence: i64,
     event_type: String,
     event_version: String,
-    payload: Value,
-    metadata: Value,
+    payload: Json<Value>,
+    metadata: Json<Value>,
     recorded_at: DateTime<Utc>,
+}
+
+impl EventRow {
+    fn cursor(&self) -> LogCursor {
+        LogCursor { tx_id: self.tx_id.parse().unwrap_or(0), position: self.global_position }
+    }
 }
 
 impl From<EventRow> for EventRecord {
     fn from(row: EventRow) -> Self {
-        // postgres-es stores the serde form of the event enum, `{"<EventType>": {fields}}`;
+        // The stores keep the serde form of the event enum, `{"<EventType>": {fields}}`;
         // readers want the fields.
-        let mut payload = match row.payload {
+        let mut payload = match row.payload.0 {
             Value::Object(mut wrapper) if wrapper.len() == 1 && wrapper.contains_key(&row.event_type) => {
                 wrapper.remove(&row.event_type).unwrap_or(Value::Null)
             }
@@ -75,36 +89,42 @@ impl From<EventRow> for EventRecord {
             event_type: row.event_type,
             event_version: row.event_version,
             payload,
-            metadata: row.metadata,
+            metadata: row.metadata.0,
             recorded_at: row.recorded_at,
         }
     }
 }
 
-pub const REDACTED: &str = "[redacted]";
-
-const COLUMNS: &str = "global_position, aggregate_type, aggregate_id, sequence, event_type, \
-                       event_version, payload, metadata, recorded_at";
+/// The columns of an event row; SQLite has no transaction ids (its single writer makes
+/// positions commit-ordered), so it reports 0.
+fn columns(dialect: Dialect) -> &'static str {
+    dialect.pick(
+        "tx_id::text as tx_id, global_position, aggregate_type, aggregate_id, sequence, event_type, \
+         event_version, payload, metadata, recorded_at",
+        "'0' as tx_id, global_position, aggregate_type, aggregate_id, sequence, event_type, \
+         event_version, payload, metadata, recorded_at",
+    )
+}
 
 /// One aggregate's history, in order.
 pub async fn aggregate_history(
-    db: impl PgExecutor<'_>,
+    conn: Conn<'_>,
     aggregate_type: &str,
     aggregate_id: &str,
 ) -> Result<Vec<EventRecord>, sqlx::Error> {
-    let rows: Vec<EventRow> = sqlx::query_as(&format!(
-        "select {COLUMNS} from events where aggregate_type = $1 and aggregate_id = $2 order by sequence"
-    ))
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .fetch_all(db)
-    .await?;
+    let sql = format!(
+        "select {} from events where aggregate_type = $1 and aggregate_id = $2 order by sequence",
+        columns(conn.dialect())
+    );
+    let rows: Vec<EventRow> = with_conn!(conn, c => {
+        sqlx::query_as(&sql).bind(aggregate_type).bind(aggregate_id).fetch_all(&mut *c).await?
+    });
     Ok(rows.into_iter().map(EventRecord::from).collect())
 }
 
-/// A point in commit order: the writing transaction's id and the event's position. Events
-/// are read in `(tx_id, global_position)` order and only below the oldest transaction still
-/// running, so a transaction that commits late is never skipped.
+/// A point in commit order. On PostgreSQL, events are read in `(tx_id, global_position)`
+/// order and only below the oldest transaction still running, so a transaction that commits
+/// late is never skipped. On SQLite, `tx_id` is 0 and the position alone is commit order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LogCursor {
     pub tx_id: u64,
@@ -113,43 +133,37 @@ pub struct LogCursor {
 
 /// Up to `limit` committed events after `cursor`, in commit order, with the cursor of each.
 pub async fn events_after(
-    db: impl PgExecutor<'_>,
+    conn: Conn<'_>,
     cursor: LogCursor,
     limit: i64,
 ) -> Result<Vec<(LogCursor, EventRecord)>, sqlx::Error> {
-    #[derive(FromRow)]
-    struct Row {
-        tx_id: String,
-        #[sqlx(flatten)]
-        event: EventRow,
-    }
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "select tx_id::text as tx_id, {COLUMNS} from events
-         where (tx_id, global_position) > ($1::text::xid8, $2)
+    let dialect = conn.dialect();
+    let filter = dialect.pick(
+        "where (tx_id, global_position) > ($1::text::xid8, $2)
            and tx_id < pg_snapshot_xmin(pg_current_snapshot())
-         order by tx_id, global_position
-         limit $3"
-    ))
-    .bind(cursor.tx_id.to_string())
-    .bind(cursor.position)
-    .bind(limit)
-    .fetch_all(db)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let cursor = LogCursor { tx_id: row.tx_id.parse().unwrap_or(0), position: row.event.global_position };
-            (cursor, EventRecord::from(row.event))
-        })
-        .collect())
+         order by tx_id, global_position",
+        "where global_position > $2 order by global_position",
+    );
+    let sql = format!("select {} from events {filter} limit $3", columns(dialect));
+    let rows: Vec<EventRow> = with_conn!(conn, c => {
+        sqlx::query_as(&sql)
+            .bind(cursor.tx_id.to_string())
+            .bind(cursor.position)
+            .bind(limit)
+            .fetch_all(&mut *c)
+            .await?
+    });
+    Ok(rows.into_iter().map(|row| (row.cursor(), EventRecord::from(row))).collect())
 }
 
 /// The commit-order cursor of the event at `position`, if there is one.
-pub async fn cursor_at(db: impl PgExecutor<'_>, position: i64) -> Result<Option<LogCursor>, sqlx::Error> {
-    let row: Option<(String, i64)> =
-        sqlx::query_as("select tx_id::text, global_position from events where global_position = $1")
-            .bind(position)
-            .fetch_optional(db)
-            .await?;
+pub async fn cursor_at(conn: Conn<'_>, position: i64) -> Result<Option<LogCursor>, sqlx::Error> {
+    let sql = conn.dialect().pick(
+        "select tx_id::text, global_position from events where global_position = $1",
+        "select '0', global_position from events where global_position = $1",
+    );
+    let row: Option<(String, i64)> = with_conn!(conn, c => {
+        sqlx::query_as(sql).bind(position).fetch_optional(&mut *c).await?
+    });
     Ok(row.map(|(tx_id, position)| LogCursor { tx_id: tx_id.parse().unwrap_or(0), position }))
 }

@@ -1,9 +1,11 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use sqlx::PgConnection;
+use chrono::Utc;
 
+use crate::db::Conn;
 use crate::log::EventRecord;
+use crate::with_conn;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -34,27 +36,31 @@ pub trait Projector: Send + Sync {
     fn name(&self) -> &'static str;
     /// Tables this projector owns, emptied by a replay.
     fn tables(&self) -> &'static [&'static str];
-    fn apply<'a>(&'a self, db: &'a mut PgConnection, event: &'a EventRecord) -> ApplyFuture<'a>;
+    fn apply<'a>(&'a self, db: Conn<'a>, event: &'a EventRecord) -> ApplyFuture<'a>;
 }
 
 /// Applies `event` exactly once and in per-aggregate order, within the caller's transaction.
 /// `stream_sequence` is the bus's sequence number, recorded for lag reporting.
 pub async fn project(
-    db: &mut PgConnection,
+    mut db: Conn<'_>,
     projector: &dyn Projector,
     event: &EventRecord,
     stream_sequence: Option<u64>,
 ) -> Result<Outcome, ProjectionError> {
-    let applied: Option<i64> = sqlx::query_scalar(
+    // SQLite transactions here hold the database's single write lock from their start.
+    let lock = db.dialect().pick(" for update", "");
+    let sql = format!(
         "select version from projection_versions
-         where projector = $1 and aggregate_type = $2 and aggregate_id = $3
-         for update",
-    )
-    .bind(projector.name())
-    .bind(&event.aggregate_type)
-    .bind(&event.aggregate_id)
-    .fetch_optional(&mut *db)
-    .await?;
+         where projector = $1 and aggregate_type = $2 and aggregate_id = $3{lock}"
+    );
+    let applied: Option<i64> = with_conn!(db.reborrow(), c => {
+        sqlx::query_scalar(&sql)
+            .bind(projector.name())
+            .bind(&event.aggregate_type)
+            .bind(&event.aggregate_id)
+            .fetch_optional(&mut *c)
+            .await?
+    });
     let applied = applied.unwrap_or(0);
     if event.sequence <= applied {
         return Ok(Outcome::Skipped);
@@ -64,38 +70,49 @@ pub async fn project(
     }
     // The insert of a first event conflicts with a concurrent one on the primary key, so
     // two instances can never both apply it.
-    sqlx::query(
-        "insert into projection_versions (projector, aggregate_type, aggregate_id, version)
-         values ($1, $2, $3, $4)
-         on conflict (projector, aggregate_type, aggregate_id) do update set version = excluded.version",
-    )
-    .bind(projector.name())
-    .bind(&event.aggregate_type)
-    .bind(&event.aggregate_id)
-    .bind(event.sequence)
-    .execute(&mut *db)
-    .await?;
-    projector.apply(db, event).await?;
-    sqlx::query(
+    with_conn!(db.reborrow(), c => {
+        sqlx::query(
+            "insert into projection_versions (projector, aggregate_type, aggregate_id, version)
+             values ($1, $2, $3, $4)
+             on conflict (projector, aggregate_type, aggregate_id) do update set version = excluded.version",
+        )
+        .bind(projector.name())
+        .bind(&event.aggregate_type)
+        .bind(&event.aggregate_id)
+        .bind(event.sequence)
+        .execute(&mut *c)
+        .await?;
+    });
+    projector.apply(db.reborrow(), event).await?;
+    let max = db.dialect().pick("greatest", "max");
+    let sql = format!(
         "insert into projector_checkpoints (projector, stream_sequence, events_applied, updated_at)
-         values ($1, $2, 1, now())
+         values ($1, $2, 1, $3)
          on conflict (projector) do update set
-             stream_sequence = greatest(projector_checkpoints.stream_sequence, excluded.stream_sequence),
+             stream_sequence = {max}(projector_checkpoints.stream_sequence, excluded.stream_sequence),
              events_applied = projector_checkpoints.events_applied + 1,
-             updated_at = now()",
-    )
-    .bind(projector.name())
-    .bind(stream_sequence.map_or(0, |s| s as i64))
-    .execute(&mut *db)
-    .await?;
+             updated_at = excluded.updated_at"
+    );
+    with_conn!(db, c => {
+        sqlx::query(&sql)
+            .bind(projector.name())
+            .bind(stream_sequence.map_or(0, |s| s as i64))
+            .bind(Utc::now())
+            .execute(&mut *c)
+            .await?;
+    });
     Ok(Outcome::Applied)
 }
 
 /// Empties every read model and the per-aggregate versions, for a replay. The checkpoints
 /// keep their bus positions, which remain true.
-pub async fn reset_read_models(db: &mut PgConnection, projectors: &[Box<dyn Projector>]) -> Result<(), sqlx::Error> {
+pub async fn reset_read_models(mut db: Conn<'_>, projectors: &[Box<dyn Projector>]) -> Result<(), sqlx::Error> {
     let mut tables: Vec<&str> = projectors.iter().flat_map(|p| p.tables().iter().copied()).collect();
     tables.push("projection_versions");
-    sqlx::query(&format!("truncate {}", tables.join(", "))).execute(&mut *db).await?;
+    for table in tables {
+        with_conn!(db.reborrow(), c => {
+            sqlx::query(&format!("delete from {table}")).execute(&mut *c).await?;
+        });
+    }
     Ok(())
 }

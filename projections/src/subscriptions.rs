@@ -4,13 +4,23 @@
 use cqrs_es::Aggregate;
 use flowlytix_aggregates::{Subscription, SubscriptionEvent};
 use sqlx::types::Json;
-use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::db::Conn;
 use crate::log::EventRecord;
 use crate::projector::{ApplyFuture, ProjectionError, Projector};
+use crate::with_conn;
 
 pub struct SubscriptionsProjector;
+
+/// Runs one statement on whichever backend `db` is.
+macro_rules! run {
+    ($db:expr, $query:expr) => {
+        with_conn!($db.reborrow(), c => {
+            $query.execute(&mut *c).await?;
+        })
+    };
+}
 
 impl Projector for SubscriptionsProjector {
     fn name(&self) -> &'static str {
@@ -21,7 +31,7 @@ impl Projector for SubscriptionsProjector {
         &["rm_subscriptions", "rm_devices"]
     }
 
-    fn apply<'a>(&'a self, db: &'a mut PgConnection, event: &'a EventRecord) -> ApplyFuture<'a> {
+    fn apply<'a>(&'a self, db: Conn<'a>, event: &'a EventRecord) -> ApplyFuture<'a> {
         Box::pin(async move {
             if event.aggregate_type != Subscription::TYPE {
                 return Ok(());
@@ -34,7 +44,7 @@ impl Projector for SubscriptionsProjector {
     }
 }
 
-async fn apply(db: &mut PgConnection, id: Uuid, version: i64, event: SubscriptionEvent) -> Result<(), sqlx::Error> {
+async fn apply(mut db: Conn<'_>, id: Uuid, version: i64, event: SubscriptionEvent) -> Result<(), sqlx::Error> {
     use SubscriptionEvent::*;
     let at = event.at();
     if let SubscriptionCreated {
@@ -52,98 +62,106 @@ async fn apply(db: &mut PgConnection, id: Uuid, version: i64, event: Subscriptio
         ..
     } = event
     {
-        sqlx::query(
-            "insert into rm_subscriptions (id, customer_email, customer_name, organization, plan, status,
-                 max_devices, features, metadata, starts_at, expires_at, trial_ends_at, created_at,
-                 updated_at, version)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)",
-        )
-        .bind(id)
-        .bind(customer_email.as_str())
-        .bind(customer_name)
-        .bind(organization)
-        .bind(plan.as_str())
-        .bind(status.as_str())
-        .bind(max_devices as i32)
-        .bind(Json(features))
-        .bind(Json(metadata))
-        .bind(starts_at)
-        .bind(expires_at)
-        .bind(trial_ends_at)
-        .bind(at)
-        .bind(version)
-        .execute(&mut *db)
-        .await?;
+        run!(
+            db,
+            sqlx::query(
+                "insert into rm_subscriptions (id, customer_email, customer_name, organization, plan, status,
+                     max_devices, features, metadata, starts_at, expires_at, trial_ends_at, created_at,
+                     updated_at, version)
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)",
+            )
+            .bind(id)
+            .bind(customer_email.as_str())
+            .bind(&customer_name)
+            .bind(&organization)
+            .bind(plan.as_str())
+            .bind(status.as_str())
+            .bind(max_devices as i32)
+            .bind(Json(&features))
+            .bind(Json(&metadata))
+            .bind(starts_at)
+            .bind(expires_at)
+            .bind(trial_ends_at)
+            .bind(at)
+            .bind(version)
+        );
         return Ok(());
     }
     // Every later event moves the row's version and updated_at.
-    sqlx::query("update rm_subscriptions set version = $2, updated_at = $3 where id = $1")
-        .bind(id)
-        .bind(version)
-        .bind(at)
-        .execute(&mut *db)
-        .await?;
-    let update = |sql: &'static str| sqlx::query(sql).bind(id);
+    run!(
+        db,
+        sqlx::query("update rm_subscriptions set version = $2, updated_at = $3 where id = $1")
+            .bind(id)
+            .bind(version)
+            .bind(at)
+    );
     match event {
         SubscriptionCreated { .. } => {}
         SubscriptionPlanChanged { plan, .. } => {
-            update("update rm_subscriptions set plan = $2 where id = $1").bind(plan.as_str()).execute(&mut *db).await?;
+            run!(db, sqlx::query("update rm_subscriptions set plan = $2 where id = $1").bind(id).bind(plan.as_str()));
         }
         SubscriptionDeviceLimitChanged { max_devices, .. } => {
-            update("update rm_subscriptions set max_devices = $2 where id = $1")
-                .bind(max_devices as i32)
-                .execute(&mut *db)
-                .await?;
+            run!(
+                db,
+                sqlx::query("update rm_subscriptions set max_devices = $2 where id = $1").bind(id).bind(max_devices as i32)
+            );
         }
         SubscriptionPeriodChanged { starts_at, expires_at, trial_ends_at, .. } => {
-            update("update rm_subscriptions set starts_at = $2, expires_at = $3, trial_ends_at = $4 where id = $1")
+            run!(
+                db,
+                sqlx::query(
+                    "update rm_subscriptions set starts_at = $2, expires_at = $3, trial_ends_at = $4 where id = $1"
+                )
+                .bind(id)
                 .bind(starts_at)
                 .bind(expires_at)
                 .bind(trial_ends_at)
-                .execute(&mut *db)
-                .await?;
+            );
         }
         SubscriptionDetailsUpdated { customer_email, customer_name, organization, features, metadata, .. } => {
-            update(
-                "update rm_subscriptions set
-                     customer_email = coalesce($2, customer_email),
-                     customer_name = coalesce($3, customer_name),
-                     organization = case when $4 then $5 else organization end,
-                     features = coalesce($6, features),
-                     metadata = coalesce($7, metadata)
-                 where id = $1",
-            )
-            .bind(customer_email.map(String::from))
-            .bind(customer_name)
-            .bind(organization.is_some())
-            .bind(organization.flatten())
-            .bind(features.map(Json))
-            .bind(metadata.map(Json))
-            .execute(&mut *db)
-            .await?;
+            run!(
+                db,
+                sqlx::query(
+                    "update rm_subscriptions set
+                         customer_email = coalesce($2, customer_email),
+                         customer_name = coalesce($3, customer_name),
+                         organization = case when $4 then $5 else organization end,
+                         features = coalesce($6, features),
+                         metadata = coalesce($7, metadata)
+                     where id = $1",
+                )
+                .bind(id)
+                .bind(customer_email.as_ref().map(|e| e.as_str()))
+                .bind(&customer_name)
+                .bind(organization.is_some())
+                .bind(organization.as_ref().and_then(|o| o.as_deref()))
+                .bind(features.as_ref().map(Json))
+                .bind(metadata.as_ref().map(Json))
+            );
         }
         SubscriptionSuspended { .. } => set_status(db, id, "suspended").await?,
         SubscriptionResumed { .. } => set_status(db, id, "active").await?,
         SubscriptionMarkedPastDue { .. } => set_status(db, id, "past_due").await?,
         SubscriptionCanceled { .. } => {
-            update("update rm_subscriptions set status = 'canceled', canceled_at = $2 where id = $1")
-                .bind(at)
-                .execute(&mut *db)
-                .await?;
+            run!(
+                db,
+                sqlx::query("update rm_subscriptions set status = 'canceled', canceled_at = $2 where id = $1")
+                    .bind(id)
+                    .bind(at)
+            );
         }
         SubscriptionDeleted { .. } => {
-            update("update rm_subscriptions set deleted_at = $2 where id = $1").bind(at).execute(&mut *db).await?;
-            sqlx::query("update rm_devices set subscription_deleted = true where subscription_id = $1")
-                .bind(id)
-                .execute(&mut *db)
-                .await?;
+            run!(db, sqlx::query("update rm_subscriptions set deleted_at = $2 where id = $1").bind(id).bind(at));
+            run!(db, sqlx::query("update rm_devices set subscription_deleted = true where subscription_id = $1").bind(id));
         }
         LicenseKeyIssued { key_hash, key_prefix, .. } | LicenseKeyRegenerated { key_hash, key_prefix, .. } => {
-            update("update rm_subscriptions set license_key_hash = $2, license_key_prefix = $3 where id = $1")
-                .bind(key_hash.as_str())
-                .bind(key_prefix)
-                .execute(&mut *db)
-                .await?;
+            run!(
+                db,
+                sqlx::query("update rm_subscriptions set license_key_hash = $2, license_key_prefix = $3 where id = $1")
+                    .bind(id)
+                    .bind(key_hash.as_str())
+                    .bind(&key_prefix)
+            );
         }
         DeviceActivated {
             device_id,
@@ -157,71 +175,69 @@ async fn apply(db: &mut PgConnection, id: Uuid, version: i64, event: Subscriptio
             ..
         } => {
             // A returning device keeps its row (and notes).
-            sqlx::query(
-                "insert into rm_devices (id, subscription_id, fingerprint_hash, name, platform, os_version,
-                     app_version, hostname, status, activated_at, last_seen_at)
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $9)
-                 on conflict (id) do update set
-                     name = excluded.name, platform = excluded.platform, os_version = excluded.os_version,
-                     app_version = excluded.app_version, hostname = excluded.hostname, status = 'active',
-                     activated_at = excluded.activated_at, last_seen_at = excluded.last_seen_at,
-                     deactivated_at = null, deactivation_reason = null",
-            )
-            .bind(device_id.as_uuid())
-            .bind(id)
-            .bind(fingerprint_hash.as_str())
-            .bind(name)
-            .bind(platform)
-            .bind(os_version)
-            .bind(app_version)
-            .bind(hostname)
-            .bind(at)
-            .execute(&mut *db)
-            .await?;
+            run!(
+                db,
+                sqlx::query(
+                    "insert into rm_devices (id, subscription_id, fingerprint_hash, name, platform, os_version,
+                         app_version, hostname, status, activated_at, last_seen_at)
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $9)
+                     on conflict (id) do update set
+                         name = excluded.name, platform = excluded.platform, os_version = excluded.os_version,
+                         app_version = excluded.app_version, hostname = excluded.hostname, status = 'active',
+                         activated_at = excluded.activated_at, last_seen_at = excluded.last_seen_at,
+                         deactivated_at = null, deactivation_reason = null",
+                )
+                .bind(device_id.as_uuid())
+                .bind(id)
+                .bind(fingerprint_hash.as_str())
+                .bind(&name)
+                .bind(&platform)
+                .bind(&os_version)
+                .bind(&app_version)
+                .bind(&hostname)
+                .bind(at)
+            );
             set_active_devices(db, id, active_devices).await?;
         }
         DeviceDeactivated { device_id, reason, active_devices, .. } => {
             let reason = serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned));
-            sqlx::query(
-                "update rm_devices set status = 'inactive', deactivated_at = $2, deactivation_reason = $3
-                 where id = $1",
-            )
-            .bind(device_id.as_uuid())
-            .bind(at)
-            .bind(reason)
-            .execute(&mut *db)
-            .await?;
+            run!(
+                db,
+                sqlx::query(
+                    "update rm_devices set status = 'inactive', deactivated_at = $2, deactivation_reason = $3
+                     where id = $1",
+                )
+                .bind(device_id.as_uuid())
+                .bind(at)
+                .bind(&reason)
+            );
             set_active_devices(db, id, active_devices).await?;
         }
         DeviceUpdated { device_id, name, notes, .. } => {
-            sqlx::query("update rm_devices set name = coalesce($2, name), notes = coalesce($3, notes) where id = $1")
-                .bind(device_id.as_uuid())
-                .bind(name)
-                .bind(notes)
-                .execute(&mut *db)
-                .await?;
+            run!(
+                db,
+                sqlx::query("update rm_devices set name = coalesce($2, name), notes = coalesce($3, notes) where id = $1")
+                    .bind(device_id.as_uuid())
+                    .bind(&name)
+                    .bind(&notes)
+            );
         }
         LicenseTokenIssued { device_id, .. } => {
-            sqlx::query("update rm_devices set last_seen_at = $2 where id = $1")
-                .bind(device_id.as_uuid())
-                .bind(at)
-                .execute(&mut *db)
-                .await?;
+            run!(
+                db,
+                sqlx::query("update rm_devices set last_seen_at = $2 where id = $1").bind(device_id.as_uuid()).bind(at)
+            );
         }
     }
     Ok(())
 }
 
-async fn set_status(db: &mut PgConnection, id: Uuid, status: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("update rm_subscriptions set status = $2 where id = $1").bind(id).bind(status).execute(db).await?;
+async fn set_status(mut db: Conn<'_>, id: Uuid, status: &str) -> Result<(), sqlx::Error> {
+    run!(db, sqlx::query("update rm_subscriptions set status = $2 where id = $1").bind(id).bind(status));
     Ok(())
 }
 
-async fn set_active_devices(db: &mut PgConnection, id: Uuid, active: u32) -> Result<(), sqlx::Error> {
-    sqlx::query("update rm_subscriptions set active_devices = $2 where id = $1")
-        .bind(id)
-        .bind(active as i32)
-        .execute(db)
-        .await?;
+async fn set_active_devices(mut db: Conn<'_>, id: Uuid, active: u32) -> Result<(), sqlx::Error> {
+    run!(db, sqlx::query("update rm_subscriptions set active_devices = $2 where id = $1").bind(id).bind(active as i32));
     Ok(())
 }

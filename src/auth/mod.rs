@@ -11,7 +11,7 @@ use flowlytix_aggregates::admin::AdminState;
 use flowlytix_aggregates::{AdminId, AdminUser, Email, Role};
 use jsonwebtoken::{Algorithm, Header};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use flowlytix_projections::Db;
 use uuid::Uuid;
 
 pub use sessions::{RefreshError, Sessions};
@@ -92,7 +92,7 @@ impl AdminAuth {
         issuer: String,
         access_ttl: Duration,
         refresh_ttl: Duration,
-        pool: PgPool,
+        db: Db,
     ) -> Self {
         #[allow(clippy::expect_used)]
         let decoy_hash = crypto::hash_password(&crypto::random_token())
@@ -101,7 +101,7 @@ impl AdminAuth {
             keys,
             issuer,
             access_ttl,
-            sessions: Sessions::new(pool, refresh_ttl),
+            sessions: Sessions::new(db, refresh_ttl),
             decoy_hash,
         }
     }

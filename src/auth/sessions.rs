@@ -1,7 +1,8 @@
 use std::time::Duration;
 
+use chrono::Utc;
 use flowlytix_aggregates::AdminId;
-use sqlx::PgPool;
+use flowlytix_projections::{with_conn, with_db, Db};
 use uuid::Uuid;
 
 use crate::crypto::{random_token, sha256_hex};
@@ -23,30 +24,37 @@ pub struct Rotated {
 /// Refresh-token families in `admin_sessions` / `admin_refresh_tokens`. Only SHA-256 hashes
 /// of the tokens are stored.
 pub struct Sessions {
-    pool: PgPool,
+    db: Db,
     ttl: Duration,
 }
 
 impl Sessions {
-    pub fn new(pool: PgPool, ttl: Duration) -> Self {
-        Self { pool, ttl }
+    pub fn new(db: Db, ttl: Duration) -> Self {
+        Self { db, ttl }
     }
 
     /// Opens a session and returns its id and first refresh token.
     pub async fn start(&self, admin_id: AdminId) -> Result<(Uuid, String), sqlx::Error> {
         let session_id = Uuid::new_v4();
         let token = random_token();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "insert into admin_sessions (id, admin_id, expires_at)
-             values ($1, $2, now() + make_interval(secs => $3))",
-        )
-        .bind(session_id)
-        .bind(admin_id.as_uuid())
-        .bind(self.ttl.as_secs() as f64)
-        .execute(&mut *tx)
-        .await?;
-        insert_token(&mut tx, session_id, &token).await?;
+        let now = Utc::now();
+        let expires_at = now + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::days(7));
+        let mut tx = self.db.begin().await?;
+        with_conn!(tx.conn(), c => {
+            sqlx::query("insert into admin_sessions (id, admin_id, created_at, expires_at) values ($1, $2, $3, $4)")
+                .bind(session_id)
+                .bind(admin_id.as_uuid())
+                .bind(now)
+                .bind(expires_at)
+                .execute(&mut *c)
+                .await?;
+            sqlx::query("insert into admin_refresh_tokens (token_hash, session_id, issued_at) values ($1, $2, $3)")
+                .bind(sha256_hex(&token).as_str())
+                .bind(session_id)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+        });
         tx.commit().await?;
         Ok((session_id, token))
     }
@@ -55,91 +63,98 @@ impl Sessions {
     /// second time means it leaked: the whole session is revoked.
     pub async fn rotate(&self, token: &str) -> Result<Rotated, super::AuthError> {
         let hash = sha256_hex(token);
-        let mut tx = self.pool.begin().await?;
-        // Marking the token used and reading its session happen in one statement, so two
+        let now = Utc::now();
+        let refresh_token = random_token();
+        let mut tx = self.db.begin().await?;
+        // Marking the token used and checking its session happen in one statement, so two
         // concurrent refreshes with one token cannot both succeed.
-        let claimed: Option<(Uuid, Uuid)> = sqlx::query_as(
-            "update admin_refresh_tokens t set used_at = now()
-             from admin_sessions s
-             where t.token_hash = $1 and t.used_at is null and s.id = t.session_id
-               and s.revoked_at is null and s.expires_at > now()
-             returning s.id, s.admin_id",
-        )
-        .bind(hash.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((session_id, admin_id)) = claimed else {
-            let reused: Option<Uuid> = sqlx::query_scalar(
-                "select session_id from admin_refresh_tokens where token_hash = $1 and used_at is not null",
+        let outcome: Result<(Uuid, Uuid), Option<Uuid>> = with_conn!(tx.conn(), c => {
+            let claimed: Option<Uuid> = sqlx::query_scalar(
+                "update admin_refresh_tokens as t set used_at = $2
+                 from admin_sessions as s
+                 where t.token_hash = $1 and t.used_at is null and s.id = t.session_id
+                   and s.revoked_at is null and s.expires_at > $2
+                 returning t.session_id",
             )
             .bind(hash.as_str())
-            .fetch_optional(&mut *tx)
+            .bind(now)
+            .fetch_optional(&mut *c)
             .await?;
-            tx.rollback().await?;
-            return match reused {
+            match claimed {
                 Some(session_id) => {
-                    self.revoke(session_id, "refresh_token_reused").await?;
-                    tracing::warn!(%session_id, "refresh token reuse: session revoked");
-                    Err(RefreshError::Reused.into())
+                    let admin_id: Uuid = sqlx::query_scalar("select admin_id from admin_sessions where id = $1")
+                        .bind(session_id)
+                        .fetch_one(&mut *c)
+                        .await?;
+                    sqlx::query("insert into admin_refresh_tokens (token_hash, session_id, issued_at) values ($1, $2, $3)")
+                        .bind(sha256_hex(&refresh_token).as_str())
+                        .bind(session_id)
+                        .bind(now)
+                        .execute(&mut *c)
+                        .await?;
+                    Ok((session_id, admin_id))
                 }
-                None => Err(RefreshError::Invalid.into()),
-            };
-        };
-        let refresh_token = random_token();
-        insert_token(&mut tx, session_id, &refresh_token).await?;
+                None => Err(sqlx::query_scalar(
+                    "select session_id from admin_refresh_tokens where token_hash = $1 and used_at is not null",
+                )
+                .bind(hash.as_str())
+                .fetch_optional(&mut *c)
+                .await?),
+            }
+        });
         tx.commit().await?;
-        Ok(Rotated {
-            admin_id: AdminId(admin_id),
-            session_id,
-            refresh_token,
-        })
+        match outcome {
+            Ok((session_id, admin_id)) => Ok(Rotated { admin_id: AdminId(admin_id), session_id, refresh_token }),
+            Err(Some(session_id)) => {
+                self.revoke(session_id, "refresh_token_reused").await?;
+                tracing::warn!(%session_id, "refresh token reuse: session revoked");
+                Err(RefreshError::Reused.into())
+            }
+            Err(None) => Err(RefreshError::Invalid.into()),
+        }
     }
 
     pub async fn revoke(&self, session_id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "update admin_sessions set revoked_at = now(), revoked_reason = $2
-             where id = $1 and revoked_at is null",
-        )
-        .bind(session_id)
-        .bind(reason)
-        .execute(&self.pool)
-        .await?;
+        with_db!(&self.db, pool => {
+            sqlx::query(
+                "update admin_sessions set revoked_at = $3, revoked_reason = $2
+                 where id = $1 and revoked_at is null",
+            )
+            .bind(session_id)
+            .bind(reason)
+            .bind(Utc::now())
+            .execute(pool)
+            .await?;
+        });
         Ok(())
     }
 
     /// Ends every session of an admin (after a password or role change, or disabling).
     pub async fn revoke_all(&self, admin_id: AdminId, reason: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "update admin_sessions set revoked_at = now(), revoked_reason = $2
-             where admin_id = $1 and revoked_at is null",
-        )
-        .bind(admin_id.as_uuid())
-        .bind(reason)
-        .execute(&self.pool)
-        .await?;
+        with_db!(&self.db, pool => {
+            sqlx::query(
+                "update admin_sessions set revoked_at = $3, revoked_reason = $2
+                 where admin_id = $1 and revoked_at is null",
+            )
+            .bind(admin_id.as_uuid())
+            .bind(reason)
+            .bind(Utc::now())
+            .execute(pool)
+            .await?;
+        });
         Ok(())
     }
 
     pub async fn is_open(&self, session_id: Uuid) -> Result<bool, sqlx::Error> {
-        let open: Option<bool> = sqlx::query_scalar(
-            "select revoked_at is null and expires_at > now() from admin_sessions where id = $1",
-        )
-        .bind(session_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let open: Option<bool> = with_db!(&self.db, pool => {
+            sqlx::query_scalar(
+                "select revoked_at is null and expires_at > $2 from admin_sessions where id = $1",
+            )
+            .bind(session_id)
+            .bind(Utc::now())
+            .fetch_optional(pool)
+            .await?
+        });
         Ok(open.unwrap_or(false))
     }
-}
-
-async fn insert_token(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    session_id: Uuid,
-    token: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("insert into admin_refresh_tokens (token_hash, session_id) values ($1, $2)")
-        .bind(sha256_hex(token).as_str())
-        .bind(session_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }

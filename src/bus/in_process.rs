@@ -1,18 +1,18 @@
 use flowlytix_projections::{all_projectors, project, EventRecord, Outcome, Projector};
-use sqlx::PgPool;
+use flowlytix_projections::Db;
 
 use super::{BusError, EventBus, PublishFuture};
 
 /// The bus of a single instance without NATS: publishing an event is projecting it. The
 /// publisher calls this in commit order, so events never arrive out of order.
 pub struct InProcessBus {
-    pool: PgPool,
+    db: Db,
     projectors: Vec<Box<dyn Projector>>,
 }
 
 impl InProcessBus {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool, projectors: all_projectors() }
+    pub fn new(db: Db) -> Self {
+        Self { db, projectors: all_projectors() }
     }
 }
 
@@ -20,10 +20,10 @@ impl EventBus for InProcessBus {
     fn publish<'a>(&'a self, events: &'a [EventRecord]) -> PublishFuture<'a> {
         Box::pin(async move {
             let failed = |e: &dyn std::fmt::Display| BusError::Projection(e.to_string());
-            let mut tx = self.pool.begin().await.map_err(|e| failed(&e))?;
+            let mut tx = self.db.begin().await.map_err(|e| failed(&e))?;
             for event in events {
                 for projector in &self.projectors {
-                    if project(&mut tx, projector.as_ref(), event, None).await.map_err(|e| failed(&e))? == Outcome::Gap {
+                    if project(tx.conn(), projector.as_ref(), event, None).await.map_err(|e| failed(&e))? == Outcome::Gap {
                         return Err(BusError::Projection(format!("gap before {}", event.message_id())));
                     }
                 }

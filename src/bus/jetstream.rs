@@ -12,7 +12,7 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use flowlytix_projections::{project, EventRecord, Outcome, Projector};
 use futures::StreamExt;
-use sqlx::PgPool;
+use flowlytix_projections::Db;
 use tokio::sync::watch;
 
 use super::{BusError, EventBus, PublishFuture};
@@ -119,14 +119,14 @@ impl EventBus for JetStreamBus {
 /// is ahead of a missing predecessor is negatively acknowledged, to come back later.
 pub async fn run_projector(
     bus: JetStreamBus,
-    pool: PgPool,
+    db: Db,
     projector: Arc<dyn Projector>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = format!("projector-{}", projector.name());
     while !*shutdown.borrow() {
         let consumed = tokio::select! {
-            result = consume(&bus, &pool, projector.as_ref(), &name) => result,
+            result = consume(&bus, &db, projector.as_ref(), &name) => result,
             _ = shutdown.changed() => return,
         };
         if let Err(error) = consumed {
@@ -139,7 +139,7 @@ pub async fn run_projector(
     }
 }
 
-async fn consume(bus: &JetStreamBus, pool: &PgPool, projector: &dyn Projector, name: &str) -> Result<(), String> {
+async fn consume(bus: &JetStreamBus, db: &Db, projector: &dyn Projector, name: &str) -> Result<(), String> {
     let stream = bus.ensure_stream().await.map_err(|e| e.to_string())?;
     let consumer: jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(
@@ -168,8 +168,8 @@ async fn consume(bus: &JetStreamBus, pool: &PgPool, projector: &dyn Projector, n
             }
         };
         let outcome = async {
-            let mut tx = pool.begin().await?;
-            let outcome = project(&mut tx, projector, &record, sequence).await?;
+            let mut tx = db.begin().await?;
+            let outcome = project(tx.conn(), projector, &record, sequence).await?;
             if outcome == Outcome::Applied {
                 tx.commit().await?;
             }

@@ -79,18 +79,18 @@ async fn dashboard(
     ApiQuery(range): ApiQuery<Range>,
 ) -> Result<Json<Dashboard>, ApiError> {
     let (from, to) = days(&range)?;
-    let by_status = queries::subscriptions_by_status(&app.pool).await?;
-    let by_platform = queries::active_devices_by(&app.pool, DeviceColumn::Platform).await?;
+    let by_status = queries::subscriptions_by_status(&app.db).await?;
+    let by_platform = queries::active_devices_by(&app.db, DeviceColumn::Platform).await?;
     Ok(Json(Dashboard {
         from,
         to,
         subscriptions_total: by_status.values().sum(),
         active_devices_total: by_platform.values().sum(),
         subscriptions_by_status: by_status,
-        subscriptions_by_plan: queries::subscriptions_by_plan(&app.pool).await?,
+        subscriptions_by_plan: queries::subscriptions_by_plan(&app.db).await?,
         active_devices_by_platform: by_platform,
         daily: queries::daily(
-            &app.pool,
+            &app.db,
             &["activations", "deactivations", "subscriptions_created", "subscriptions_canceled", "subscriptions_expired"],
             from,
             to,
@@ -111,9 +111,9 @@ async fn subscription_analytics(
     Ok(Json(SubscriptionAnalytics {
         from,
         to,
-        by_status: queries::subscriptions_by_status(&app.pool).await?,
-        by_plan: queries::subscriptions_by_plan(&app.pool).await?,
-        daily: queries::daily(&app.pool, &["subscriptions_created", "subscriptions_canceled", "subscriptions_expired"], from, to)
+        by_status: queries::subscriptions_by_status(&app.db).await?,
+        by_plan: queries::subscriptions_by_plan(&app.db).await?,
+        daily: queries::daily(&app.db, &["subscriptions_created", "subscriptions_canceled", "subscriptions_expired"], from, to)
             .await?,
     }))
 }
@@ -130,9 +130,9 @@ async fn device_analytics(
     Ok(Json(DeviceAnalytics {
         from,
         to,
-        by_status: queries::devices_by_status(&app.pool).await?,
-        by_platform: queries::active_devices_by(&app.pool, DeviceColumn::Platform).await?,
-        by_app_version: queries::active_devices_by(&app.pool, DeviceColumn::AppVersion).await?,
-        daily: queries::daily(&app.pool, &["activations", "deactivations"], from, to).await?,
+        by_status: queries::devices_by_status(&app.db).await?,
+        by_platform: queries::active_devices_by(&app.db, DeviceColumn::Platform).await?,
+        by_app_version: queries::active_devices_by(&app.db, DeviceColumn::AppVersion).await?,
+        daily: queries::daily(&app.db, &["activations", "deactivations"], from, to).await?,
     }))
 }

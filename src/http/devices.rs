@@ -75,10 +75,10 @@ async fn list_devices(
     ApiQuery(filter): ApiQuery<DeviceFilter>,
 ) -> Result<Response, ApiError> {
     let consistent = match filter.min_position {
-        Some(position) => wait_for_position(&app.pool, "subscriptions", position).await?,
+        Some(position) => wait_for_position(&app.db, "subscriptions", position).await?,
         None => true,
     };
-    let (rows, total) = read::devices::list(&app.pool, &filter).await?;
+    let (rows, total) = read::devices::list(&app.db, &filter).await?;
     let paging = read::Paging { page: filter.page, per_page: filter.per_page };
     let page = DevicePage { items: rows.into_iter().map(DeviceView::from).collect(), total, page: paging.page(), per_page: paging.per_page() };
     Ok(with_consistency(Json(page).into_response(), consistent))

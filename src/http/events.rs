@@ -34,7 +34,7 @@ async fn event_feed(
     RequireReader(_reader): RequireReader,
     ApiQuery(query): ApiQuery<FeedQuery>,
 ) -> Result<Json<FeedPage>, ApiError> {
-    match feed::page(&app.pool, &query).await {
+    match feed::page(&app.db, &query).await {
         Ok((items, next_after)) => Ok(Json(FeedPage { items, next_after })),
         Err(FeedError::UnknownCursor) => {
             Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_CURSOR", "`after` is not the position of an event"))

@@ -10,6 +10,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use flowlytix_projections::with_db;
+
 use crate::app::SharedApp;
 
 pub fn router() -> OpenApiRouter<SharedApp> {
@@ -92,15 +94,18 @@ async fn health(State(app): State<SharedApp>) -> (StatusCode, Json<Health>) {
 /// Lag = events in the log minus events the projector has seen, whatever their type: each
 /// projector records every event it is given, including those it ignores.
 async fn projector_lag(app: &SharedApp) -> Result<Vec<ProjectorHealth>, sqlx::Error> {
-    let total: i64 = sqlx::query_scalar("select count(*) from events").fetch_one(&app.pool).await?;
+    let total: i64 =
+        with_db!(&app.db, pool => sqlx::query_scalar("select count(*) from events").fetch_one(pool).await?);
     let mut result = Vec::new();
     for projector in flowlytix_projections::all_projectors() {
-        let applied: Option<i64> =
-            sqlx::query_scalar("select coalesce(sum(version), 0)::bigint from projection_versions where projector = $1")
+        // Summed in Rust: PostgreSQL's sum(bigint) is numeric, SQLite's an integer.
+        let versions: Vec<i64> = with_db!(&app.db, pool => {
+            sqlx::query_scalar("select version from projection_versions where projector = $1")
                 .bind(projector.name())
-                .fetch_optional(&app.pool)
-                .await?;
-        let applied = applied.unwrap_or(0);
+                .fetch_all(pool)
+                .await?
+        });
+        let applied: i64 = versions.iter().sum();
         result.push(ProjectorHealth {
             name: projector.name().to_owned(),
             lag: (total - applied).max(0),

@@ -299,10 +299,10 @@ async fn list_subscriptions(
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_QUERY", "unknown sort column"));
     }
     let consistent = match filter.min_position {
-        Some(position) => wait_for_position(&app.pool, "subscriptions", position).await?,
+        Some(position) => wait_for_position(&app.db, "subscriptions", position).await?,
         None => true,
     };
-    let (rows, total) = read::subscriptions::list(&app.pool, &filter).await?;
+    let (rows, total) = read::subscriptions::list(&app.db, &filter).await?;
     let paging = read::Paging { page: filter.page, per_page: filter.per_page };
     let page = SubscriptionPage { items: rows.into_iter().map(SubscriptionView::from).collect(), total, page: paging.page(), per_page: paging.per_page() };
     Ok(with_consistency(Json(page).into_response(), consistent))
@@ -483,7 +483,8 @@ async fn subscription_events(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<HistoryResponse>, ApiError> {
     let id = id.to_string();
-    let items = aggregate_history(&app.pool, "Subscription", &id)
+    let mut connection = app.db.acquire().await?;
+    let items = aggregate_history(connection.conn(), "Subscription", &id)
     .await?;
     if items.is_empty() {
         return Err(ApiError::not_found(

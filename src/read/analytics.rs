@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use flowlytix_projections::{with_db, Db};
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -44,35 +44,41 @@ pub struct DailyCounts {
 
 pub type Counts = BTreeMap<String, i64>;
 
-/// Counts of rows grouped by an expression over a read-model table (fixed SQL only).
-async fn grouped(pool: &PgPool, sql: &str) -> Result<Counts, sqlx::Error> {
-    let rows: Vec<(Option<String>, i64)> = sqlx::query_as(sql).fetch_all(pool).await?;
+/// Counts of rows grouped by an expression over a read-model table (fixed SQL only); `$1`
+/// is bound to now.
+async fn grouped(db: &Db, sql: &str) -> Result<Counts, sqlx::Error> {
+    let now = Utc::now();
+    let rows: Vec<(Option<String>, i64)> =
+        with_db!(db, pool => sqlx::query_as(sql).bind(now).fetch_all(pool).await?);
     Ok(rows.into_iter().map(|(k, n)| (k.unwrap_or_else(|| "unknown".into()), n)).collect())
 }
 
-pub async fn subscriptions_by_status(pool: &PgPool) -> Result<Counts, sqlx::Error> {
-    grouped(
-        pool,
-        "select rm_effective_status(status, expires_at, trial_ends_at), count(*) from rm_subscriptions
-         where deleted_at is null group by 1",
-    )
-    .await
-}
+/// The aggregate's `effective_status` in SQL, with `$1` as now.
+const EFFECTIVE_STATUS: &str = "case when status in ('trialing', 'active', 'past_due') \
+     and (expires_at <= $1 or (status = 'trialing' and trial_ends_at <= $1)) then 'expired' else status end";
 
-pub async fn subscriptions_by_plan(pool: &PgPool) -> Result<Counts, sqlx::Error> {
-    grouped(pool, "select plan, count(*) from rm_subscriptions where deleted_at is null group by 1").await
-}
-
-pub async fn active_devices_by(pool: &PgPool, column: DeviceColumn) -> Result<Counts, sqlx::Error> {
+pub async fn subscriptions_by_status(db: &Db) -> Result<Counts, sqlx::Error> {
     let sql = format!(
-        "select {}, count(*) from rm_devices where status = 'active' and not subscription_deleted group by 1",
+        "select {EFFECTIVE_STATUS}, count(*) from rm_subscriptions where deleted_at is null group by 1"
+    );
+    grouped(db, &sql).await
+}
+
+pub async fn subscriptions_by_plan(db: &Db) -> Result<Counts, sqlx::Error> {
+    grouped(db, "select plan, count(*) from rm_subscriptions where deleted_at is null and $1 is not null group by 1").await
+}
+
+pub async fn active_devices_by(db: &Db, column: DeviceColumn) -> Result<Counts, sqlx::Error> {
+    let sql = format!(
+        "select {}, count(*) from rm_devices
+         where status = 'active' and not subscription_deleted and $1 is not null group by 1",
         column.as_sql()
     );
-    grouped(pool, &sql).await
+    grouped(db, &sql).await
 }
 
-pub async fn devices_by_status(pool: &PgPool) -> Result<Counts, sqlx::Error> {
-    grouped(pool, "select status, count(*) from rm_devices where not subscription_deleted group by 1").await
+pub async fn devices_by_status(db: &Db) -> Result<Counts, sqlx::Error> {
+    grouped(db, "select status, count(*) from rm_devices where not subscription_deleted and $1 is not null group by 1").await
 }
 
 #[derive(Clone, Copy)]
@@ -92,43 +98,44 @@ impl DeviceColumn {
 
 /// Daily counts of `metrics` from `from` to `to` inclusive. `subscriptions_expired` counts
 /// subscriptions (not canceled, not deleted) whose period ended that day.
-pub async fn daily(pool: &PgPool, metrics: &[&str], from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyCounts>, sqlx::Error> {
+pub async fn daily(db: &Db, metrics: &[&str], from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyCounts>, sqlx::Error> {
     let mut days: BTreeMap<NaiveDate, Counts> = BTreeMap::new();
     let mut day = from;
     while day <= to {
         days.insert(day, metrics.iter().map(|m| ((*m).to_owned(), 0)).collect());
         day += Duration::days(1);
     }
-    let metric_names: Vec<String> = metrics.iter().map(|m| (*m).to_owned()).collect();
-    let rows: Vec<(NaiveDate, String, i64)> = sqlx::query_as(
-        "select day, metric, value from rm_daily_counts where day between $1 and $2 and metric = any($3)",
-    )
-    .bind(from)
-    .bind(to)
-    .bind(&metric_names)
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(NaiveDate, String, i64)> = with_db!(db, pool => {
+        sqlx::query_as("select day, metric, value from rm_daily_counts where day >= $1 and day <= $2")
+            .bind(from)
+            .bind(to)
+            .fetch_all(pool)
+            .await?
+    });
     for (day, metric, value) in rows {
-        if let Some(counts) = days.get_mut(&day) {
+        if let Some(counts) = days.get_mut(&day).filter(|_| metrics.contains(&metric.as_str())) {
             counts.insert(metric, value);
         }
     }
     if metrics.contains(&"subscriptions_expired") {
         let now: DateTime<Utc> = Utc::now();
-        let expired: Vec<(NaiveDate, i64)> = sqlx::query_as(
-            "select (expires_at at time zone 'utc')::date, count(*) from rm_subscriptions
-             where deleted_at is null and status <> 'canceled' and expires_at <= $3
-               and (expires_at at time zone 'utc')::date between $1 and $2
-             group by 1",
-        )
-        .bind(from)
-        .bind(to)
-        .bind(now)
-        .fetch_all(pool)
-        .await?;
-        for (day, value) in expired {
-            if let Some(counts) = days.get_mut(&day) {
-                counts.insert("subscriptions_expired".into(), value);
+        let start = from.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+        let end = (to + Duration::days(1)).and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+        let ended: Vec<(DateTime<Utc>,)> = with_db!(db, pool => {
+            sqlx::query_as(
+                "select expires_at from rm_subscriptions
+                 where deleted_at is null and status <> 'canceled' and expires_at <= $3
+                   and expires_at >= $1 and expires_at < $2",
+            )
+            .bind(start)
+            .bind(end)
+            .bind(now)
+            .fetch_all(pool)
+            .await?
+        });
+        for (expires_at,) in ended {
+            if let Some(count) = days.get_mut(&expires_at.date_naive()).and_then(|c| c.get_mut("subscriptions_expired")) {
+                *count += 1;
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sqlx::PgPool;
+use flowlytix_projections::{with_db, Db};
 use tokio::time::Instant;
 
 const MAX_WAIT: Duration = Duration::from_secs(5);
@@ -12,26 +12,29 @@ const POLL: Duration = Duration::from_millis(20);
 
 /// True once `projector` has applied the event at `position` (immediately for an unknown
 /// position); false if the bound ran out first.
-pub async fn wait_for_position(pool: &PgPool, projector: &str, position: i64) -> Result<bool, sqlx::Error> {
-    let event: Option<(String, String, i64)> =
+pub async fn wait_for_position(db: &Db, projector: &str, position: i64) -> Result<bool, sqlx::Error> {
+    let event: Option<(String, String, i64)> = with_db!(db, pool => {
         sqlx::query_as("select aggregate_type, aggregate_id, sequence from events where global_position = $1")
             .bind(position)
             .fetch_optional(pool)
-            .await?;
+            .await?
+    });
     let Some((aggregate_type, aggregate_id, sequence)) = event else {
         return Ok(true);
     };
     let deadline = Instant::now() + MAX_WAIT;
     loop {
-        let applied: Option<i64> = sqlx::query_scalar(
-            "select version from projection_versions
-             where projector = $1 and aggregate_type = $2 and aggregate_id = $3",
-        )
-        .bind(projector)
-        .bind(&aggregate_type)
-        .bind(&aggregate_id)
-        .fetch_optional(pool)
-        .await?;
+        let applied: Option<i64> = with_db!(db, pool => {
+            sqlx::query_scalar(
+                "select version from projection_versions
+                 where projector = $1 and aggregate_type = $2 and aggregate_id = $3",
+            )
+            .bind(projector)
+            .bind(&aggregate_type)
+            .bind(&aggregate_id)
+            .fetch_optional(pool)
+            .await?
+        });
         if applied.is_some_and(|v| v >= sequence) {
             return Ok(true);
         }

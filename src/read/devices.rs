@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
+use flowlytix_projections::{with_db, Db};
+use sqlx::{FromRow, QueryBuilder};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
@@ -41,43 +42,49 @@ pub struct DeviceRow {
     pub last_seen_at: Option<DateTime<Utc>>,
 }
 
-fn push_filters(query: &mut QueryBuilder<'_, Postgres>, filter: &DeviceFilter) {
-    query.push(" where not subscription_deleted");
-    if let Some(id) = filter.subscription_id {
-        query.push(" and subscription_id = ").push_bind(id);
-    }
-    if let Some(status) = &filter.status {
-        query.push(" and status = ").push_bind(status.clone());
-    }
-    if let Some(platform) = &filter.platform {
-        query.push(" and platform = ").push_bind(platform.clone());
-    }
-    if let Some(q) = filter.q.as_deref().filter(|q| !q.is_empty()) {
-        let pattern = like_pattern(q);
-        query
-            .push(" and (name ilike ")
-            .push_bind(pattern.clone())
-            .push(" or hostname ilike ")
-            .push_bind(pattern.clone())
-            .push(" or app_version ilike ")
-            .push_bind(pattern)
-            .push(")");
-    }
+/// Appends the WHERE clause for `$filter` (a macro so that it serves both backends).
+macro_rules! push_filters {
+    ($query:expr, $filter:expr) => {{
+        let filter: &DeviceFilter = $filter;
+        $query.push(" where not subscription_deleted");
+        if let Some(id) = filter.subscription_id {
+            $query.push(" and subscription_id = ").push_bind(id);
+        }
+        if let Some(status) = &filter.status {
+            $query.push(" and status = ").push_bind(status.clone());
+        }
+        if let Some(platform) = &filter.platform {
+            $query.push(" and platform = ").push_bind(platform.clone());
+        }
+        if let Some(q) = filter.q.as_deref().filter(|q| !q.is_empty()) {
+            let pattern = like_pattern(q);
+            $query
+                .push(" and (lower(name) like ")
+                .push_bind(pattern.clone())
+                .push(" escape '\\' or lower(hostname) like ")
+                .push_bind(pattern.clone())
+                .push(" escape '\\' or lower(app_version) like ")
+                .push_bind(pattern)
+                .push(" escape '\\')");
+        }
+    }};
 }
 
-pub async fn list(pool: &PgPool, filter: &DeviceFilter) -> Result<(Vec<DeviceRow>, i64), sqlx::Error> {
+pub async fn list(db: &Db, filter: &DeviceFilter) -> Result<(Vec<DeviceRow>, i64), sqlx::Error> {
     let paging = Paging { page: filter.page, per_page: filter.per_page };
-    let mut count = QueryBuilder::new("select count(*) from rm_devices");
-    push_filters(&mut count, filter);
-    let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
-    let mut select = QueryBuilder::new(
-        "select id, subscription_id, fingerprint_hash, name, platform, os_version, app_version,
-                hostname, notes, status, activated_at, deactivated_at, deactivation_reason, last_seen_at
-         from rm_devices",
-    );
-    push_filters(&mut select, filter);
-    select.push(" order by activated_at desc, id desc limit ").push_bind(i64::from(paging.per_page()));
-    select.push(" offset ").push_bind(paging.offset());
-    let rows = select.build_query_as().fetch_all(pool).await?;
-    Ok((rows, total))
+    with_db!(db, pool => {
+        let mut count = QueryBuilder::new("select count(*) from rm_devices");
+        push_filters!(count, filter);
+        let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
+        let mut select = QueryBuilder::new(
+            "select id, subscription_id, fingerprint_hash, name, platform, os_version, app_version,
+                    hostname, notes, status, activated_at, deactivated_at, deactivation_reason, last_seen_at
+             from rm_devices",
+        );
+        push_filters!(select, filter);
+        select.push(" order by activated_at desc, id desc limit ").push_bind(i64::from(paging.per_page()));
+        select.push(" offset ").push_bind(paging.offset());
+        let rows = select.build_query_as().fetch_all(pool).await?;
+        Ok((rows, total))
+    })
 }

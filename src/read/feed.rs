@@ -3,7 +3,7 @@
 use flowlytix_projections::log::{cursor_at, events_after, LogCursor};
 use flowlytix_projections::EventRecord;
 use serde::Deserialize;
-use sqlx::PgPool;
+use flowlytix_projections::Db;
 use utoipa::IntoParams;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -31,17 +31,18 @@ impl From<sqlx::Error> for FeedError {
 
 /// A page of the feed and the cursor for the next one. Filtering happens after reading in
 /// commit order, so a page may hold fewer than `limit` items while more follow.
-pub async fn page(pool: &PgPool, query: &FeedQuery) -> Result<(Vec<EventRecord>, Option<i64>), FeedError> {
+pub async fn page(db: &Db, query: &FeedQuery) -> Result<(Vec<EventRecord>, Option<i64>), FeedError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
+    let mut connection = db.acquire().await?;
     let mut cursor = match query.after {
         None | Some(0) => LogCursor::default(),
-        Some(position) => cursor_at(pool, position).await?.ok_or(FeedError::UnknownCursor)?,
+        Some(position) => cursor_at(connection.conn(), position).await?.ok_or(FeedError::UnknownCursor)?,
     };
     let mut items = Vec::new();
     // Read a bounded number of raw batches so a rare filter cannot make one request scan
     // the whole log.
     for _ in 0..10 {
-        let batch = events_after(pool, cursor, limit).await?;
+        let batch = events_after(connection.conn(), cursor, limit).await?;
         let exhausted = (batch.len() as i64) < limit;
         for (event_cursor, event) in batch {
             cursor = event_cursor;

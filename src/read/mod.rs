@@ -34,8 +34,23 @@ impl Paging {
     }
 }
 
-/// `%q%` for ILIKE, with the pattern characters in `q` taken literally.
+/// `%q%`, lowercased, for `lower(column) like $n escape '\'`, with the pattern characters
+/// in `q` taken literally. (PostgreSQL's ILIKE does not exist in SQLite.)
 pub fn like_pattern(q: &str) -> String {
-    let escaped = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let escaped = q.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
     format!("%{escaped}%")
+}
+
+/// Appends the status in force at `now` (the aggregate's `effective_status`, in SQL) to a
+/// query being built: a usable subscription whose period or trial has ended is expired.
+#[macro_export]
+macro_rules! push_effective_status {
+    ($query:expr, $now:expr) => {
+        $query
+            .push("(case when status in ('trialing', 'active', 'past_due') and (expires_at <= ")
+            .push_bind($now)
+            .push(" or (status = 'trialing' and trial_ends_at <= ")
+            .push_bind($now)
+            .push(")) then 'expired' else status end)")
+    };
 }

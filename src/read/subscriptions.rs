@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sqlx::types::Json;
-use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
+use flowlytix_projections::{with_db, Db};
+use sqlx::{FromRow, QueryBuilder};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
@@ -65,47 +66,59 @@ pub fn valid_sort(sort: Option<&str>) -> bool {
     order_by(sort).is_some()
 }
 
-fn push_filters(query: &mut QueryBuilder<'_, Postgres>, filter: &SubscriptionFilter) {
-    query.push(" where deleted_at is null");
-    if let Some(status) = &filter.status {
-        query.push(" and rm_effective_status(status, expires_at, trial_ends_at) = ").push_bind(status.clone());
-    }
-    if let Some(plan) = &filter.plan {
-        query.push(" and plan = ").push_bind(plan.clone());
-    }
-    if let Some(q) = filter.q.as_deref().filter(|q| !q.is_empty()) {
-        let pattern = like_pattern(q);
-        query
-            .push(" and (customer_email ilike ")
-            .push_bind(pattern.clone())
-            .push(" or customer_name ilike ")
-            .push_bind(pattern.clone())
-            .push(" or organization ilike ")
-            .push_bind(pattern)
-            .push(")");
-    }
-    if let Some(before) = filter.expiring_before {
-        query.push(" and expires_at < ").push_bind(before);
-    }
+/// Appends the WHERE clause for `$filter` to `$query` (a macro so that it serves the query
+/// builders of both backends).
+macro_rules! push_filters {
+    ($query:expr, $filter:expr, $now:expr) => {{
+        let filter: &SubscriptionFilter = $filter;
+        $query.push(" where deleted_at is null");
+        if let Some(status) = &filter.status {
+            $query.push(" and ");
+            crate::push_effective_status!($query, $now);
+            $query.push(" = ").push_bind(status.clone());
+        }
+        if let Some(plan) = &filter.plan {
+            $query.push(" and plan = ").push_bind(plan.clone());
+        }
+        if let Some(q) = filter.q.as_deref().filter(|q| !q.is_empty()) {
+            let pattern = like_pattern(q);
+            $query
+                .push(" and (lower(customer_email) like ")
+                .push_bind(pattern.clone())
+                .push(" escape '\\' or lower(customer_name) like ")
+                .push_bind(pattern.clone())
+                .push(" escape '\\' or lower(organization) like ")
+                .push_bind(pattern)
+                .push(" escape '\\')");
+        }
+        if let Some(before) = filter.expiring_before {
+            $query.push(" and expires_at < ").push_bind(before);
+        }
+    }};
 }
 
-pub async fn list(pool: &PgPool, filter: &SubscriptionFilter) -> Result<(Vec<SubscriptionRow>, i64), sqlx::Error> {
+pub async fn list(db: &Db, filter: &SubscriptionFilter) -> Result<(Vec<SubscriptionRow>, i64), sqlx::Error> {
     let paging = Paging { page: filter.page, per_page: filter.per_page };
-    let mut count = QueryBuilder::new("select count(*) from rm_subscriptions");
-    push_filters(&mut count, filter);
-    let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
-    let mut select = QueryBuilder::new(
-        "select id, customer_email, customer_name, organization, plan,
-                rm_effective_status(status, expires_at, trial_ends_at) as status, max_devices,
-                active_devices, features, metadata, starts_at, expires_at, trial_ends_at,
-                license_key_prefix, created_at, updated_at, version
-         from rm_subscriptions",
-    );
-    push_filters(&mut select, filter);
+    let now = Utc::now();
     let order = order_by(filter.sort.as_deref()).unwrap_or_else(|| "created_at desc, id desc".into());
-    select.push(format!(" order by {order}"));
-    select.push(" limit ").push_bind(i64::from(paging.per_page()));
-    select.push(" offset ").push_bind(paging.offset());
-    let rows = select.build_query_as().fetch_all(pool).await?;
-    Ok((rows, total))
+    with_db!(db, pool => {
+        let mut count = QueryBuilder::new("select count(*) from rm_subscriptions");
+        push_filters!(count, filter, now);
+        let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
+        let mut select = QueryBuilder::new(
+            "select id, customer_email, customer_name, organization, plan, ",
+        );
+        crate::push_effective_status!(select, now);
+        select.push(
+            " as status, max_devices, active_devices, features, metadata, starts_at, expires_at,
+                trial_ends_at, license_key_prefix, created_at, updated_at, version
+             from rm_subscriptions",
+        );
+        push_filters!(select, filter, now);
+        select.push(format!(" order by {order}"));
+        select.push(" limit ").push_bind(i64::from(paging.per_page()));
+        select.push(" offset ").push_bind(paging.offset());
+        let rows = select.build_query_as().fetch_all(pool).await?;
+        Ok((rows, total))
+    })
 }

@@ -7,8 +7,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
+use flowlytix_projections::{with_db, Db};
 use postgres_es::PostgresEventRepository;
-use sqlx::PgPool;
+use sqlite_es::SqliteEventRepository;
 use tokio::sync::Mutex;
 
 /// Conflicting appends are retried this many times (with jitter) before answering 409.
@@ -80,9 +81,24 @@ pub struct Committed<A: Aggregate> {
 /// not used because it returns neither the new state nor the sequence reached, and it does
 /// not retry conflicts.
 pub struct Executor<A: Aggregate> {
-    store: PersistedEventStore<PostgresEventRepository, A>,
-    pool: PgPool,
+    store: Store<A>,
+    db: Db,
     locks: Arc<Vec<Mutex<()>>>,
+}
+
+/// cqrs-es's persisted store on either backend; both give the same contexts and envelopes.
+enum Store<A: Aggregate> {
+    Postgres(PersistedEventStore<PostgresEventRepository, A>),
+    Sqlite(PersistedEventStore<SqliteEventRepository, A>),
+}
+
+macro_rules! with_store {
+    ($store:expr, $s:ident => $body:expr) => {
+        match $store {
+            Store::Postgres($s) => $body,
+            Store::Sqlite($s) => $body,
+        }
+    };
 }
 
 impl<A> Executor<A>
@@ -90,18 +106,25 @@ where
     A: Aggregate<Services = ()> + Clone + 'static,
     A::Command: Clone,
 {
-    pub fn new(pool: PgPool) -> Self {
-        let repo = PostgresEventRepository::new(pool.clone());
+    pub fn new(db: Db) -> Self {
+        let store = match &db {
+            Db::Postgres(pool) => {
+                Store::Postgres(PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone())))
+            }
+            Db::Sqlite(pool) => {
+                Store::Sqlite(PersistedEventStore::new_event_store(SqliteEventRepository::new(pool.clone())))
+            }
+        };
         Self {
-            store: PersistedEventStore::new_event_store(repo),
-            pool,
+            store,
+            db,
             locks: Arc::new((0..LOCK_STRIPES).map(|_| Mutex::new(())).collect()),
         }
     }
 
     /// The aggregate's current state and version (0 if it has no events).
     pub async fn load(&self, id: &str) -> Result<(A, u64), ExecuteError<A::Error>> {
-        let context = self.store.load_aggregate(id).await.map_err(store_error)?;
+        let context = with_store!(&self.store, s => s.load_aggregate(id).await).map_err(store_error)?;
         Ok((context.aggregate, context.current_sequence as u64))
     }
 
@@ -110,7 +133,7 @@ where
         &self,
         id: &str,
     ) -> Result<Vec<EventEnvelope<A>>, ExecuteError<A::Error>> {
-        self.store.load_events(id).await.map_err(store_error)
+        with_store!(&self.store, s => s.load_events(id).await).map_err(store_error)
     }
 
     /// Runs `commands` in order against one aggregate and appends all their events in one
@@ -125,7 +148,7 @@ where
         let _guard = self.lock_for(id).lock().await;
         let metadata = metadata.into_map();
         for attempt in 1..=MAX_ATTEMPTS {
-            let mut context = self.store.load_aggregate(id).await.map_err(store_error)?;
+            let mut context = with_store!(&self.store, s => s.load_aggregate(id).await).map_err(store_error)?;
             let version = context.current_sequence as u64;
             if let Some(expected) = expected_version.filter(|e| *e != version) {
                 return Err(ExecuteError::VersionMismatch {
@@ -152,11 +175,8 @@ where
                     events: vec![],
                 });
             }
-            match self
-                .store
-                .commit(new_events, context, metadata.clone())
-                .await
-            {
+            let committed = with_store!(&self.store, s => s.commit(new_events, context, metadata.clone()).await);
+            match committed.map_err(sqlite_conflict) {
                 Ok(events) => {
                     let version = events.last().map_or(version, |e| e.sequence as u64);
                     let position = self.position_of(id).await?;
@@ -182,15 +202,17 @@ where
 
     /// The global position of the aggregate's latest event (0 when it has none).
     async fn position_of(&self, id: &str) -> Result<i64, ExecuteError<A::Error>> {
-        let position: Option<i64> = sqlx::query_scalar(
-            "select global_position from events
-             where aggregate_type = $1 and aggregate_id = $2
-             order by sequence desc limit 1",
-        )
-        .bind(A::TYPE)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
+        let position: Option<i64> = with_db!(&self.db, pool => {
+            sqlx::query_scalar(
+                "select global_position from events
+                 where aggregate_type = $1 and aggregate_id = $2
+                 order by sequence desc limit 1",
+            )
+            .bind(A::TYPE)
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+        })
         .map_err(|e| ExecuteError::Store(e.to_string()))?;
         Ok(position.unwrap_or(0))
     }
@@ -199,6 +221,17 @@ where
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         id.hash(&mut hasher);
         &self.locks[(hasher.finish() as usize) % LOCK_STRIPES]
+    }
+}
+
+/// sqlite-es reports only primary-key violations as conflicts; the events table's key is its
+/// position, so a concurrent append shows as a unique-constraint violation instead.
+fn sqlite_conflict<E: std::error::Error>(error: AggregateError<E>) -> AggregateError<E> {
+    match error {
+        AggregateError::UnexpectedError(e) if e.to_string().contains("UNIQUE constraint failed: events.") => {
+            AggregateError::AggregateConflict
+        }
+        other => other,
     }
 }
 

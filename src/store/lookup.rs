@@ -1,5 +1,5 @@
 use flowlytix_aggregates::{DeviceId, Sha256Hex, SubscriptionId};
-use sqlx::PgPool;
+use flowlytix_projections::{with_db, Db};
 use uuid::Uuid;
 
 /// Finds the subscription behind a license key hash or a device id, straight from the event
@@ -7,47 +7,41 @@ use uuid::Uuid;
 /// caller still checks the loaded aggregate: a regenerated key's old hash stays in the log.
 #[derive(Clone)]
 pub struct Lookup {
-    pool: PgPool,
+    db: Db,
 }
 
 impl Lookup {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(db: Db) -> Self {
+        Self { db }
     }
 
-    pub async fn subscription_by_key_hash(
-        &self,
-        hash: &Sha256Hex,
-    ) -> Result<Option<SubscriptionId>, sqlx::Error> {
-        let id: Option<String> = sqlx::query_scalar(
-            "select aggregate_id from events
-             where event_type in ('LicenseKeyIssued', 'LicenseKeyRegenerated')
-               and (payload -> event_type ->> 'key_hash') = $1
-             order by global_position desc limit 1",
-        )
-        .bind(hash.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(id
-            .and_then(|id| Uuid::parse_str(&id).ok())
-            .map(SubscriptionId))
+    pub async fn subscription_by_key_hash(&self, hash: &Sha256Hex) -> Result<Option<SubscriptionId>, sqlx::Error> {
+        let id: Option<String> = with_db!(&self.db, pool => {
+            sqlx::query_scalar(
+                "select aggregate_id from events
+                 where event_type in ('LicenseKeyIssued', 'LicenseKeyRegenerated')
+                   and (payload -> event_type ->> 'key_hash') = $1
+                 order by global_position desc limit 1",
+            )
+            .bind(hash.as_str())
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(id.and_then(|id| Uuid::parse_str(&id).ok()).map(SubscriptionId))
     }
 
-    pub async fn subscription_by_device(
-        &self,
-        device: DeviceId,
-    ) -> Result<Option<SubscriptionId>, sqlx::Error> {
-        let id: Option<String> = sqlx::query_scalar(
-            "select aggregate_id from events
-             where event_type = 'DeviceActivated'
-               and (payload -> event_type ->> 'device_id') = $1
-             limit 1",
-        )
-        .bind(device.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(id
-            .and_then(|id| Uuid::parse_str(&id).ok())
-            .map(SubscriptionId))
+    pub async fn subscription_by_device(&self, device: DeviceId) -> Result<Option<SubscriptionId>, sqlx::Error> {
+        let id: Option<String> = with_db!(&self.db, pool => {
+            sqlx::query_scalar(
+                "select aggregate_id from events
+                 where event_type = 'DeviceActivated'
+                   and (payload -> event_type ->> 'device_id') = $1
+                 limit 1",
+            )
+            .bind(device.to_string())
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(id.and_then(|id| Uuid::parse_str(&id).ok()).map(SubscriptionId))
     }
 }

@@ -1,32 +1,62 @@
-//! The event store (PostgreSQL via postgres-es) and the queries that read it directly.
+//! The event store (PostgreSQL via postgres-es, or SQLite via sqlite-es) and the queries
+//! that read it directly.
 
 mod executor;
 mod lookup;
 
 pub use executor::{Committed, EventMetadata, ExecuteError, Executor};
+pub use flowlytix_projections::Db;
 pub use lookup::Lookup;
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::ConnectOptions;
 
 pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-pub async fn connect(url: &str, echo_sql: bool) -> Result<PgPool, sqlx::Error> {
-    let mut options: PgConnectOptions = url.parse()?;
-    options = if echo_sql {
-        options.log_statements(tracing::log::LevelFilter::Info)
-    } else {
-        options.log_statements(tracing::log::LevelFilter::Trace)
-    };
-    PgPoolOptions::new()
+/// The embedded store when `DATABASE_URL` is unset.
+pub const DEFAULT_SQLITE_URL: &str = "sqlite://data/flowlytix.db";
+
+/// Connects to PostgreSQL (`postgres://…`) or SQLite (`sqlite://path`), creating the SQLite
+/// file and its directory if needed.
+pub async fn connect(url: &str, echo_sql: bool) -> Result<Db, sqlx::Error> {
+    let level = if echo_sql { tracing::log::LevelFilter::Info } else { tracing::log::LevelFilter::Trace };
+    if url.starts_with("sqlite:") {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            // WAL lets readers work while the one writer writes; FULL makes every
+            // acknowledged commit survive a power cut, not only a crash.
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .log_statements(level);
+        if let Some(dir) = std::path::Path::new(options.get_filename()).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        return Ok(Db::Sqlite(pool));
+    }
+    let options = PgConnectOptions::from_str(url)?.log_statements(level);
+    let pool = PgPoolOptions::new()
         .max_connections(20)
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
-        .await
+        .await?;
+    Ok(Db::Postgres(pool))
 }
 
-pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    POSTGRES_MIGRATIONS.run(pool).await
+pub async fn migrate(db: &Db) -> Result<(), sqlx::migrate::MigrateError> {
+    match db {
+        Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+        Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+    }
 }
