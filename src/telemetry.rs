@@ -1,4 +1,5 @@
-//! Logging: `RUST_LOG` decides what is written; `DEBUG=true` raises the default level.
+//! Logging, to standard error: `RUST_LOG` decides what is written; `DEBUG=true` raises the
+//! default level.
 
 use tracing_subscriber::EnvFilter;
 
@@ -12,5 +13,8 @@ pub fn init(debug: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        // Standard error: standard output is for what a command produces (`events export`
+        // writes JSON lines there, and a log line among them would corrupt the export).
+        .with_writer(std::io::stderr)
         .try_init();
 }

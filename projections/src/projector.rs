@@ -61,6 +61,7 @@ pub async fn project(
             .fetch_optional(&mut *c)
             .await?
     });
+    let has_row = applied.is_some();
     let applied = applied.unwrap_or(0);
     if event.sequence <= applied {
         return Ok(Outcome::Skipped);
@@ -68,21 +69,44 @@ pub async fn project(
     if event.sequence > applied + 1 {
         return Ok(Outcome::Gap);
     }
-    // The insert of a first event conflicts with a concurrent one on the primary key, so
-    // two instances can never both apply it.
-    with_conn!(db.reborrow(), c => {
-        sqlx::query(
-            "insert into projection_versions (projector, aggregate_type, aggregate_id, version)
-             values ($1, $2, $3, $4)
-             on conflict (projector, aggregate_type, aggregate_id) do update set version = excluded.version",
-        )
-        .bind(projector.name())
-        .bind(&event.aggregate_type)
-        .bind(&event.aggregate_id)
-        .bind(event.sequence)
-        .execute(&mut *c)
-        .await?;
-    });
+    if has_row {
+        // The row is locked (`for update` above; SQLite's writer lock): a concurrent
+        // delivery waits, then sees this version and skips.
+        with_conn!(db.reborrow(), c => {
+            sqlx::query(
+                "update projection_versions set version = $4
+                 where projector = $1 and aggregate_type = $2 and aggregate_id = $3",
+            )
+            .bind(projector.name())
+            .bind(&event.aggregate_type)
+            .bind(&event.aggregate_id)
+            .bind(event.sequence)
+            .execute(&mut *c)
+            .await?;
+        });
+    } else {
+        // A first event has no row to lock: the insert of a concurrent delivery of it
+        // conflicts on the primary key and waits for ours. Whichever commits first applied
+        // it; the other finds the row there and skips, so two deliveries never both apply
+        // it (`on conflict do update` would let the second apply it again).
+        let inserted = with_conn!(db.reborrow(), c => {
+            sqlx::query(
+                "insert into projection_versions (projector, aggregate_type, aggregate_id, version)
+                 values ($1, $2, $3, $4)
+                 on conflict (projector, aggregate_type, aggregate_id) do nothing",
+            )
+            .bind(projector.name())
+            .bind(&event.aggregate_type)
+            .bind(&event.aggregate_id)
+            .bind(event.sequence)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        if inserted == 0 {
+            return Ok(Outcome::Skipped);
+        }
+    }
     projector.apply(db.reborrow(), event).await?;
     let max = db.dialect().pick("greatest", "max");
     let sql = format!(
@@ -105,7 +129,8 @@ pub async fn project(
 }
 
 /// Empties every read model and the per-aggregate versions, for a replay. The checkpoints
-/// keep their bus positions, which remain true.
+/// keep their bus positions, which remain true; their applied counters start again from 0,
+/// since the replay applies every event again.
 pub async fn reset_read_models(mut db: Conn<'_>, projectors: &[Box<dyn Projector>]) -> Result<(), sqlx::Error> {
     let mut tables: Vec<&str> = projectors.iter().flat_map(|p| p.tables().iter().copied()).collect();
     tables.push("projection_versions");
@@ -114,5 +139,8 @@ pub async fn reset_read_models(mut db: Conn<'_>, projectors: &[Box<dyn Projector
             sqlx::query(&format!("delete from {table}")).execute(&mut *c).await?;
         });
     }
+    with_conn!(db, c => {
+        sqlx::query("update projector_checkpoints set events_applied = 0").execute(&mut *c).await?;
+    });
     Ok(())
 }
