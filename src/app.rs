@@ -73,21 +73,16 @@ impl App {
             config.is_production(),
         )?;
         tracing::info!(kid = %license_keys.kid, public_key = %config.public_key_path.display(), "license signing key loaded");
-        let admin_keys = match &config.secret_key {
-            Some(secret) => JwtKeys::derive_from_secret(
-                "flowlytix admin access token v1",
-                secret.expose_secret().as_bytes(),
-            ),
+        let admin_secret: Vec<u8> = match &config.secret_key {
+            Some(secret) => secret.expose_secret().as_bytes().to_vec(),
+            // Development without SECRET_KEY: a random secret kept beside the signing key,
+            // so that sign-ins survive a restart. (Production refuses to start without one.)
             None => {
-                tracing::warn!(
-                    "SECRET_KEY is not set: admin sessions end when the server restarts"
-                );
-                JwtKeys::derive_from_secret(
-                    "flowlytix admin access token v1",
-                    &crate::crypto::random_bytes::<32>(),
-                )
+                let path = config.private_key_path.with_file_name("admin_token_secret");
+                crate::keys::load_or_create_secret(&path)?
             }
         };
+        let admin_keys = JwtKeys::derive_from_secret("flowlytix admin access token v1", &admin_secret);
         let jetstream = match &config.nats_url {
             Some(url) => Some(
                 JetStreamBus::connect(JetStreamSettings {

@@ -154,6 +154,22 @@ impl JwtKeys {
     }
 }
 
+/// A 256-bit secret read from `path`, or generated there (mode 0600) on first use.
+pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
+    let io = |source| KeyError::Io { path: path.to_owned(), source };
+    if path.exists() {
+        let secret = fs::read(path).map_err(io)?;
+        if secret.len() < 32 {
+            return Err(KeyError::Malformed { path: path.to_owned() });
+        }
+        return Ok(secret);
+    }
+    let secret = random_bytes::<32>().to_vec();
+    write_new_file(path, &secret, 0o600).map_err(io)?;
+    tracing::info!(path = %path.display(), "generated the admin token secret (set SECRET_KEY to choose one)");
+    Ok(secret)
+}
+
 fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir)?;
