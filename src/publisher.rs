@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::bus::EventBus;
 
 /// Any fixed number: the advisory lock that elects the publishing instance.
-const PUBLISHER_LOCK: i64 = 0x666c_6f77_7075_62;
+const PUBLISHER_LOCK: i64 = 0x0066_6c6f_7770_7562;
 const BATCH: i64 = 500;
 /// How often the publisher looks for events even without a notification, and how often a
 /// follower tries to take the lock.

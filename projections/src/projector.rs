@@ -55,6 +55,7 @@ pub async fn project(
     .bind(&event.aggregate_id)
     .fetch_optional(&mut *db)
     .await?;
+    let has_row = applied.is_some();
     let applied = applied.unwrap_or(0);
     if event.sequence <= applied {
         return Ok(Outcome::Skipped);
@@ -62,19 +63,40 @@ pub async fn project(
     if event.sequence > applied + 1 {
         return Ok(Outcome::Gap);
     }
-    // The insert of a first event conflicts with a concurrent one on the primary key, so
-    // two instances can never both apply it.
-    sqlx::query(
-        "insert into projection_versions (projector, aggregate_type, aggregate_id, version)
-         values ($1, $2, $3, $4)
-         on conflict (projector, aggregate_type, aggregate_id) do update set version = excluded.version",
-    )
-    .bind(projector.name())
-    .bind(&event.aggregate_type)
-    .bind(&event.aggregate_id)
-    .bind(event.sequence)
-    .execute(&mut *db)
-    .await?;
+    if has_row {
+        // The row is locked (`for update` above): a concurrent delivery waits, then sees
+        // this version and skips.
+        sqlx::query(
+            "update projection_versions set version = $4
+             where projector = $1 and aggregate_type = $2 and aggregate_id = $3",
+        )
+        .bind(projector.name())
+        .bind(&event.aggregate_type)
+        .bind(&event.aggregate_id)
+        .bind(event.sequence)
+        .execute(&mut *db)
+        .await?;
+    } else {
+        // A first event has no row to lock: the insert of a concurrent delivery of it
+        // conflicts on the primary key and waits for ours. Whichever commits first applied
+        // it; the other finds the row there and skips, so two deliveries never both apply
+        // it (`on conflict do update` would let the second apply it again).
+        let inserted = sqlx::query(
+            "insert into projection_versions (projector, aggregate_type, aggregate_id, version)
+             values ($1, $2, $3, $4)
+             on conflict (projector, aggregate_type, aggregate_id) do nothing",
+        )
+        .bind(projector.name())
+        .bind(&event.aggregate_type)
+        .bind(&event.aggregate_id)
+        .bind(event.sequence)
+        .execute(&mut *db)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(Outcome::Skipped);
+        }
+    }
     projector.apply(db, event).await?;
     sqlx::query(
         "insert into projector_checkpoints (projector, stream_sequence, events_applied, updated_at)
@@ -92,10 +114,22 @@ pub async fn project(
 }
 
 /// Empties every read model and the per-aggregate versions, for a replay. The checkpoints
-/// keep their bus positions, which remain true.
-pub async fn reset_read_models(db: &mut PgConnection, projectors: &[Box<dyn Projector>]) -> Result<(), sqlx::Error> {
-    let mut tables: Vec<&str> = projectors.iter().flat_map(|p| p.tables().iter().copied()).collect();
+/// keep their bus positions, which remain true; their applied counters start again from 0,
+/// since the replay applies every event again.
+pub async fn reset_read_models(
+    db: &mut PgConnection,
+    projectors: &[Box<dyn Projector>],
+) -> Result<(), sqlx::Error> {
+    let mut tables: Vec<&str> = projectors
+        .iter()
+        .flat_map(|p| p.tables().iter().copied())
+        .collect();
     tables.push("projection_versions");
-    sqlx::query(&format!("truncate {}", tables.join(", "))).execute(&mut *db).await?;
+    sqlx::query(&format!("truncate {}", tables.join(", ")))
+        .execute(&mut *db)
+        .await?;
+    sqlx::query("update projector_checkpoints set events_applied = 0")
+        .execute(&mut *db)
+        .await?;
     Ok(())
 }
