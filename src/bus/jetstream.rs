@@ -21,6 +21,13 @@ use super::{BusError, EventBus, PublishFuture};
 /// publisher failover, so a new leader's re-publication of an in-flight batch is dropped.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(15 * 60);
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a message handed to a projector may stay unacknowledged before JetStream hands
+/// it out again. When an instance dies, the messages its projectors had pulled come back
+/// only after this, and later events of the same aggregates wait behind them (gaps): it
+/// bounds how stale the read models get after a crash. Projecting one event takes
+/// milliseconds, so this leaves a wide margin for a pulled batch waiting its turn; a
+/// redelivery while the first delivery is still being projected is skipped by `project`.
+const ACK_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct JetStreamSettings {
@@ -147,7 +154,7 @@ async fn consume(bus: &JetStreamBus, db: &Db, projector: &dyn Projector, name: &
             pull::Config {
                 durable_name: Some(name.to_owned()),
                 ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
+                ack_wait: ACK_WAIT,
                 filter_subject: format!("{}.>", bus.settings.subject_prefix),
                 ..Default::default()
             },

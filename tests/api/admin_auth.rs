@@ -9,7 +9,9 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, assert_refused, spawn_app, TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
+use crate::helpers::{
+    assert_problem, assert_refused, spawn_app, TestApp, ADMIN_EMAIL, ADMIN_PASSWORD,
+};
 
 const AUDITOR_EMAIL: &str = "aud@x.test";
 const AUDITOR_PASSWORD: &str = "long-enough-password";
@@ -37,21 +39,33 @@ async fn refreshed(app: &TestApp, refresh_token: &str) -> Value {
 }
 
 fn text<'a>(body: &'a Value, field: &str) -> &'a str {
-    body[field].as_str().unwrap_or_else(|| panic!("{field} in {body}"))
+    body[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} in {body}"))
 }
 
 /// A read that needs a signed-in admin or auditor.
 fn read_with(app: &TestApp, subscription_id: &str, access_token: &str) -> RequestBuilder {
-    app.anon(Method::GET, &format!("/api/v1/subscriptions/{subscription_id}")).bearer_auth(access_token)
+    app.anon(
+        Method::GET,
+        &format!("/api/v1/subscriptions/{subscription_id}"),
+    )
+    .bearer_auth(access_token)
 }
 
 async fn assert_access_works(app: &TestApp, subscription_id: &str, access_token: &str) {
-    let response = read_with(app, subscription_id, access_token).send().await.unwrap();
+    let response = read_with(app, subscription_id, access_token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
 
 async fn assert_access_refused(app: &TestApp, subscription_id: &str, access_token: &str) {
-    let response = read_with(app, subscription_id, access_token).send().await.unwrap();
+    let response = read_with(app, subscription_id, access_token)
+        .send()
+        .await
+        .unwrap();
     assert_problem(response, StatusCode::UNAUTHORIZED, "INVALID_ACCESS_TOKEN").await;
 }
 
@@ -76,7 +90,10 @@ async fn login_with_an_unknown_email_or_a_wrong_password_fails_identically() {
         bodies.push(body);
     }
     for body in &bodies[1..] {
-        assert_eq!(body, &bodies[0], "login failures must not tell which part was wrong");
+        assert_eq!(
+            body, &bodies[0],
+            "login failures must not tell which part was wrong"
+        );
     }
     // The email is matched case-insensitively, the password exactly.
     let upper_email = login_response(&app, &ADMIN_EMAIL.to_uppercase(), ADMIN_PASSWORD).await;
@@ -93,7 +110,8 @@ async fn login_with_an_unknown_email_takes_about_as_long_as_with_a_wrong_passwor
     for i in 0..7 {
         // Interleaved, so that load from other tests hits both alike.
         let start = Instant::now();
-        let response = login_response(&app, &format!("nobody{i}@flowlytix.test"), ADMIN_PASSWORD).await;
+        let response =
+            login_response(&app, &format!("nobody{i}@flowlytix.test"), ADMIN_PASSWORD).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         response.bytes().await.unwrap();
         unknown.push(start.elapsed());
@@ -104,6 +122,7 @@ async fn login_with_an_unknown_email_takes_about_as_long_as_with_a_wrong_passwor
         wrong.push(start.elapsed());
     }
     let (unknown, wrong) = (median(unknown), median(wrong));
+    eprintln!("median login failure: unknown email {unknown:?}, wrong password {wrong:?}");
     assert!(
         unknown * 3 > wrong && wrong * 3 > unknown,
         "median login time for an unknown email {unknown:?} vs a wrong password {wrong:?}: \
@@ -194,13 +213,23 @@ async fn logout_ends_the_session_its_access_and_refresh_tokens_stop_working() {
     let access = text(&session, "access_token");
     assert_access_works(&app, id, access).await;
 
-    let response = app.anon(Method::POST, "/api/v1/auth/logout").bearer_auth(access).send().await.unwrap();
+    let response = app
+        .anon(Method::POST, "/api/v1/auth/logout")
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
 
     assert_access_refused(&app, id, access).await;
     let response = refresh_response(&app, text(&session, "refresh_token")).await;
     assert_problem(response, StatusCode::UNAUTHORIZED, "INVALID_REFRESH_TOKEN").await;
-    let response = app.anon(Method::POST, "/api/v1/auth/logout").bearer_auth(access).send().await.unwrap();
+    let response = app
+        .anon(Method::POST, "/api/v1/auth/logout")
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
     assert_problem(response, StatusCode::UNAUTHORIZED, "INVALID_ACCESS_TOKEN").await;
     // Only that session ended.
     assert_access_works(&app, id, &app.admin_token).await;
@@ -209,18 +238,47 @@ async fn logout_ends_the_session_its_access_and_refresh_tokens_stop_working() {
 /// Every admin endpoint, with a body where it takes one.
 fn admin_endpoints(subscription_id: &str, device_id: &str) -> Vec<(Method, String, Option<Value>)> {
     vec![
-        (Method::GET, format!("/api/v1/subscriptions/{subscription_id}"), None),
-        (Method::GET, format!("/api/v1/subscriptions/{subscription_id}/events"), None),
+        (
+            Method::GET,
+            format!("/api/v1/subscriptions/{subscription_id}"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/subscriptions/{subscription_id}/events"),
+            None,
+        ),
         (Method::GET, format!("/api/v1/devices/{device_id}"), None),
         (
             Method::POST,
             "/api/v1/subscriptions".into(),
-            Some(json!({"customer_email": "eve@example.com", "customer_name": "Eve", "plan": "pro", "max_devices": 5})),
+            Some(json!({
+                "customer_email": "eve@example.com",
+                "customer_name": "Eve",
+                "plan": "pro",
+                "max_devices": 5,
+            })),
         ),
-        (Method::PUT, format!("/api/v1/subscriptions/{subscription_id}"), Some(json!({"plan": "enterprise"}))),
-        (Method::DELETE, format!("/api/v1/subscriptions/{subscription_id}"), None),
-        (Method::POST, format!("/api/v1/subscriptions/{subscription_id}/license-key"), None),
-        (Method::PUT, format!("/api/v1/devices/{device_id}"), Some(json!({"name": "renamed"}))),
+        (
+            Method::PUT,
+            format!("/api/v1/subscriptions/{subscription_id}"),
+            Some(json!({"plan": "enterprise"})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/subscriptions/{subscription_id}"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/subscriptions/{subscription_id}/license-key"),
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/devices/{device_id}"),
+            Some(json!({"name": "renamed"})),
+        ),
         (Method::DELETE, format!("/api/v1/devices/{device_id}"), None),
         (Method::POST, "/api/v1/auth/logout".into(), None),
     ]
@@ -236,7 +294,9 @@ fn with_body(request: RequestBuilder, body: &Option<Value>) -> RequestBuilder {
 /// A subscription with one active device; returns (subscription, device id).
 async fn subscription_with_device(app: &TestApp) -> (Value, String) {
     let subscription = app.subscription_with_devices(2).await;
-    let response = app.activate(text(&subscription, "license_key"), "fp-1").await;
+    let response = app
+        .activate(text(&subscription, "license_key"), "fp-1")
+        .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let activated: Value = response.json().await.unwrap();
     (subscription, text(&activated, "device_id").to_owned())
@@ -252,8 +312,14 @@ async fn admin_endpoints_without_a_valid_access_token_are_401() {
         // No credentials at all, or not a Bearer token.
         let request = with_body(app.anon(method.clone(), path), body);
         assert_refused(&app, request, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
-        for authorization in [format!("Basic {}", "cm9vdDpwdw=="), "Bearer".into(), "Bearer   ".into(), app.admin_token.clone()] {
-            let request = with_body(app.anon(method.clone(), path), body).header("authorization", authorization);
+        for authorization in [
+            format!("Basic {}", "cm9vdDpwdw=="),
+            "Bearer".into(),
+            "Bearer   ".into(),
+            app.admin_token.clone(),
+        ] {
+            let request = with_body(app.anon(method.clone(), path), body)
+                .header("authorization", authorization);
             assert_refused(&app, request, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
         }
         // Something that is not an access token.
@@ -265,11 +331,20 @@ async fn admin_endpoints_without_a_valid_access_token_are_401() {
         ];
         for token in garbage {
             let request = with_body(app.anon(method.clone(), path).bearer_auth(token), body);
-            assert_refused(&app, request, StatusCode::UNAUTHORIZED, "INVALID_ACCESS_TOKEN").await;
+            assert_refused(
+                &app,
+                request,
+                StatusCode::UNAUTHORIZED,
+                "INVALID_ACCESS_TOKEN",
+            )
+            .await;
         }
     }
     // Unknown random ids are still 401 first, not 404: authentication comes before lookup.
-    let request = app.anon(Method::GET, &format!("/api/v1/subscriptions/{}", Uuid::new_v4()));
+    let request = app.anon(
+        Method::GET,
+        &format!("/api/v1/subscriptions/{}", Uuid::new_v4()),
+    );
     assert_refused(&app, request, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
     // Nothing changed.
     let current: Value = app
@@ -288,7 +363,12 @@ async fn admin_endpoints_without_a_valid_access_token_are_401() {
 async fn an_auditor_can_read_but_every_write_is_403_forbidden_and_writes_nothing() {
     let app = spawn_app().await;
     app.server
-        .create_admin(AUDITOR_EMAIL, AUDITOR_PASSWORD, Role::Auditor, EventMetadata::system(Utc::now()))
+        .create_admin(
+            AUDITOR_EMAIL,
+            AUDITOR_PASSWORD,
+            Role::Auditor,
+            EventMetadata::system(Utc::now()),
+        )
         .await
         .expect("create the auditor");
     let (subscription, device_id) = subscription_with_device(&app).await;
@@ -298,11 +378,19 @@ async fn an_auditor_can_read_but_every_write_is_403_forbidden_and_writes_nothing
     let token = text(&auditor, "access_token");
 
     // Reads work.
-    let response = app.anon(Method::GET, &format!("/api/v1/subscriptions/{id}")).bearer_auth(token).send().await.unwrap();
+    let response = app
+        .anon(Method::GET, &format!("/api/v1/subscriptions/{id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let read: Value = response.json().await.unwrap();
     assert_eq!(read["id"], subscription["id"]);
-    assert!(read.get("license_key").is_none(), "the key is never shown again: {read}");
+    assert!(
+        read.get("license_key").is_none(),
+        "the key is never shown again: {read}"
+    );
     let response = app
         .anon(Method::GET, &format!("/api/v1/subscriptions/{id}/events"))
         .bearer_auth(token)
@@ -312,7 +400,12 @@ async fn an_auditor_can_read_but_every_write_is_403_forbidden_and_writes_nothing
     assert_eq!(response.status(), StatusCode::OK);
     let history: Value = response.json().await.unwrap();
     assert!(history["items"].as_array().unwrap().len() >= 3, "{history}");
-    let response = app.anon(Method::GET, &format!("/api/v1/devices/{device_id}")).bearer_auth(token).send().await.unwrap();
+    let response = app
+        .anon(Method::GET, &format!("/api/v1/devices/{device_id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
     // Every write is forbidden, and writes nothing.
@@ -328,7 +421,10 @@ async fn an_auditor_can_read_but_every_write_is_403_forbidden_and_writes_nothing
     }
     // Forbidden even on ids that do not exist, and for a request that would otherwise be 422.
     let request = app
-        .anon(Method::DELETE, &format!("/api/v1/subscriptions/{}", Uuid::new_v4()))
+        .anon(
+            Method::DELETE,
+            &format!("/api/v1/subscriptions/{}", Uuid::new_v4()),
+        )
         .bearer_auth(token);
     assert_refused(&app, request, StatusCode::FORBIDDEN, "FORBIDDEN").await;
     let request = app
@@ -349,10 +445,19 @@ async fn an_auditor_can_read_but_every_write_is_403_forbidden_and_writes_nothing
     assert_eq!(after["version"], read["version"]);
     assert_eq!(after["plan"], "pro");
     assert_eq!(after["devices"][0]["name"], read["devices"][0]["name"]);
-    assert_eq!(app.validate(json!({"license_key": key, "fingerprint": "fp-1"})).await["code"], "VALID");
+    assert_eq!(
+        app.validate(json!({"license_key": key, "fingerprint": "fp-1"}))
+            .await["code"],
+        "VALID"
+    );
 
     // An auditor may log out.
-    let response = app.anon(Method::POST, "/api/v1/auth/logout").bearer_auth(token).send().await.unwrap();
+    let response = app
+        .anon(Method::POST, "/api/v1/auth/logout")
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
 }
 
@@ -366,10 +471,14 @@ async fn admin_tokens_and_license_tokens_are_not_interchangeable() {
     let license_token = text(&activated, "token");
 
     // An admin access token is no license token.
-    let verdict = app.validate(json!({"token": app.admin_token, "fingerprint": "fp-1"})).await;
+    let verdict = app
+        .validate(json!({"token": app.admin_token, "fingerprint": "fp-1"}))
+        .await;
     assert_eq!(verdict["valid"], false);
     assert_eq!(verdict["code"], "TOKEN_INVALID", "{verdict}");
-    let request = app.anon(Method::POST, "/api/v1/licensing/refresh").json(&json!({"token": app.admin_token}));
+    let request = app
+        .anon(Method::POST, "/api/v1/licensing/refresh")
+        .json(&json!({"token": app.admin_token}));
     assert_refused(&app, request, StatusCode::UNAUTHORIZED, "TOKEN_INVALID").await;
     let request = app
         .anon(Method::POST, "/api/v1/licensing/deactivate")
@@ -379,14 +488,26 @@ async fn admin_tokens_and_license_tokens_are_not_interchangeable() {
     // A license token is no admin access token, on reads and writes alike.
     for (method, path, body) in admin_endpoints(id, text(&activated, "device_id")) {
         let request = with_body(app.anon(method, &path).bearer_auth(license_token), &body);
-        assert_refused(&app, request, StatusCode::UNAUTHORIZED, "INVALID_ACCESS_TOKEN").await;
+        assert_refused(
+            &app,
+            request,
+            StatusCode::UNAUTHORIZED,
+            "INVALID_ACCESS_TOKEN",
+        )
+        .await;
     }
     // Nor is a refresh token.
     let session = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let request = app
         .anon(Method::GET, &format!("/api/v1/subscriptions/{id}"))
         .bearer_auth(text(&session, "refresh_token"));
-    assert_refused(&app, request, StatusCode::UNAUTHORIZED, "INVALID_ACCESS_TOKEN").await;
+    assert_refused(
+        &app,
+        request,
+        StatusCode::UNAUTHORIZED,
+        "INVALID_ACCESS_TOKEN",
+    )
+    .await;
     // And an access token is no refresh token.
     let response = refresh_response(&app, text(&session, "access_token")).await;
     assert_problem(response, StatusCode::UNAUTHORIZED, "INVALID_REFRESH_TOKEN").await;

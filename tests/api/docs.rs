@@ -173,6 +173,7 @@ async fn openapi_json_lists_exactly_the_routes_the_server_has() {
         "/api/v1/analytics/devices",
         "/api/v1/events",
         "/health",
+        "/livez",
     ]
     .into();
     assert_eq!(paths, expected);

@@ -237,3 +237,435 @@ pub async fn spawn_instance(database_url: &str, key_dir: &std::path::Path) -> St
     tokio::spawn(flowlytix_server::serve_app(app, listener, std::future::pending()));
     address
 }
+
+// ---------------------------------------------------------------------------------------
+// The read side on a real NATS JetStream: apps with their own stream, a second instance on
+// the same database and stream, waiting for the read models to converge, private
+// nats-servers that a test may stop, and the real server binary as a child process that a
+// test may SIGKILL.
+
+/// The NATS every test shares (`TEST_NATS_URL`, default `nats://127.0.0.1:4222`).
+pub fn nats_url() -> String {
+    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// A NATS URL with a stream name and subject prefix of its own, so that tests sharing one
+/// NATS never see each other's events.
+#[derive(Clone, Debug)]
+pub struct NatsNames {
+    pub url: String,
+    pub stream: String,
+    pub subject_prefix: String,
+}
+
+impl NatsNames {
+    pub fn unique(url: &str) -> Self {
+        let id = Uuid::new_v4().simple().to_string();
+        Self {
+            url: url.to_owned(),
+            stream: format!("FLOWLYTIX_TEST_{id}"),
+            subject_prefix: format!("flowlytix-test.{id}"),
+        }
+    }
+
+    /// NATS_URL, NATS_STREAM and NATS_SUBJECT_PREFIX.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("NATS_URL".into(), self.url.clone()),
+            ("NATS_STREAM".into(), self.stream.clone()),
+            ("NATS_SUBJECT_PREFIX".into(), self.subject_prefix.clone()),
+        ]
+    }
+
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        let client = async_nats::connect(self.url.as_str())
+            .await
+            .expect("connect to NATS");
+        async_nats::jetstream::new(client)
+    }
+
+    /// The stream's state (messages, last sequence).
+    pub async fn stream_state(&self) -> async_nats::jetstream::stream::State {
+        let mut stream = self
+            .jetstream()
+            .await
+            .get_stream(&self.stream)
+            .await
+            .expect("the test stream exists");
+        stream.info().await.expect("stream info").state.clone()
+    }
+
+    /// Best effort: removes the stream once a test is done with it.
+    pub async fn delete_stream(&self) {
+        if let Ok(Ok(client)) = tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            async_nats::connect(self.url.as_str()),
+        )
+        .await
+        {
+            let _ = async_nats::jetstream::new(client)
+                .delete_stream(&self.stream)
+                .await;
+        }
+    }
+}
+
+/// An app on NATS JetStream (its own stream), and the names of that stream.
+pub struct NatsTestApp {
+    pub app: TestApp,
+    pub nats: NatsNames,
+}
+
+impl std::ops::Deref for NatsTestApp {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
+impl NatsTestApp {
+    /// Stops this app's publisher and projectors and deletes its stream.
+    pub async fn teardown(&self) {
+        self.app.server.stop_background_tasks();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        self.nats.delete_stream().await;
+    }
+}
+
+/// Like `spawn_app`, with the read side on the shared NATS (`TEST_NATS_URL`).
+pub async fn spawn_app_on_nats() -> NatsTestApp {
+    spawn_app_on_nats_at(&nats_url()).await
+}
+
+/// Like `spawn_app`, with the read side on the NATS at `url` and a stream of its own.
+pub async fn spawn_app_on_nats_at(url: &str) -> NatsTestApp {
+    let nats = NatsNames::unique(url);
+    let env = nats.env();
+    let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let app = spawn_app_with(&extra).await;
+    NatsTestApp { app, nats }
+}
+
+/// Another in-process instance on an existing database, key directory and NATS stream,
+/// signed in as the bootstrap admin.
+pub async fn spawn_nats_instance(
+    database_url: &str,
+    key_dir: &std::path::Path,
+    nats: &NatsNames,
+) -> TestApp {
+    capture_logs();
+    let env = nats.env();
+    let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let config = test_config(database_url, key_dir, &extra);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a random port");
+    let address = format!("http://{}", listener.local_addr().expect("local address"));
+    let server = flowlytix_server::App::start(config)
+        .await
+        .expect("the instance starts");
+    tokio::spawn(flowlytix_server::serve_app(
+        server.clone(),
+        listener,
+        std::future::pending(),
+    ));
+    let pool = PgPool::connect(database_url)
+        .await
+        .expect("connect to the test database");
+    let client = Client::new();
+    let admin_token = login_at(&client, &address).await;
+    TestApp {
+        address,
+        client,
+        pool,
+        admin_token,
+        key_dir: key_dir.to_owned(),
+        server,
+    }
+}
+
+/// Signs in as the bootstrap admin at `base`; returns the access token.
+pub async fn login_at(client: &Client, base: &str) -> String {
+    let response = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .expect("login request");
+    assert_eq!(response.status(), StatusCode::OK, "login at {base}");
+    let body: Value = response.json().await.expect("login body");
+    body["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_owned()
+}
+
+/// `GET /health` of the server at `base` (any status code).
+pub async fn health_at(client: &Client, base: &str) -> Value {
+    let response = client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .expect("health request");
+    response.json().await.expect("health body")
+}
+
+/// Whether a `/health` body says that the read models have caught up with the log: every
+/// projector's lag is 0 and the publisher's backlog is 0.
+pub fn read_models_converged(health: &Value) -> bool {
+    let projectors = health["projectors"].as_array().cloned().unwrap_or_default();
+    health["database"] == "ok"
+        && !projectors.is_empty()
+        && projectors.iter().all(|p| p["lag"].as_i64() == Some(0))
+        && health["publisher"]["backlog"].as_i64() == Some(0)
+}
+
+/// Polls `/health` at `base` until the read models have converged; panics with the last
+/// answer after `within`. Returns the converged health.
+pub async fn wait_for_read_models_at(
+    client: &Client,
+    base: &str,
+    within: std::time::Duration,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let health = match client.get(format!("{base}/health")).send().await {
+            Ok(response) => response.json::<Value>().await.unwrap_or(Value::Null),
+            Err(error) => json!({"request_error": error.to_string()}),
+        };
+        if read_models_converged(&health) {
+            return health;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("the read models did not converge within {within:?}; last /health: {health}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+impl TestApp {
+    /// Waits (at most 20 s) until every projector has applied every event.
+    pub async fn wait_for_read_models(&self) -> Value {
+        wait_for_read_models_at(
+            &self.client,
+            &self.address,
+            std::time::Duration::from_secs(20),
+        )
+        .await
+    }
+
+    pub async fn health(&self) -> Value {
+        health_at(&self.client, &self.address).await
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind a random port")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
+
+/// A nats-server of the test's own (JetStream on, its own storage directory), which the
+/// test may stop and start again on the same port and directory. Never the shared one.
+pub struct NatsServer {
+    child: Option<tokio::process::Child>,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl NatsServer {
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("flowlytix-test-nats-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("create the NATS storage directory");
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            dir,
+        };
+        server.run().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again) on its port and storage directory; returns once it accepts
+    /// connections.
+    pub async fn run(&mut self) {
+        assert!(self.child.is_none(), "the NATS server is already running");
+        let binary =
+            std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "/usr/sbin/nats-server".into());
+        let log = std::fs::File::create(
+            self.dir
+                .join(format!("nats-{}.log", Uuid::new_v4().simple())),
+        )
+        .expect("create the NATS log");
+        let child = tokio::process::Command::new(binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nats-server did not start on port {}",
+                self.port
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops it the way an operator does (SIGTERM: JetStream flushes its storage), falling
+    /// back to SIGKILL; returns once the process is gone.
+    pub async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Some(pid) = child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        if tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The environment of a server child process: a database, signing keys, the first admin
+/// and optionally a NATS stream. `PORT` and `HOST` are set per start.
+pub fn server_env(
+    database_url: &str,
+    key_dir: &std::path::Path,
+    nats: Option<&NatsNames>,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), database_url.into()),
+        ("ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
+        ("ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
+        (
+            "SECRET_KEY".into(),
+            "test-secret-key-that-is-long-enough-0123456789".into(),
+        ),
+        (
+            "PRIVATE_KEY_PATH".into(),
+            key_dir.join("private.pem").display().to_string(),
+        ),
+        (
+            "PUBLIC_KEY_PATH".into(),
+            key_dir.join("public.pem").display().to_string(),
+        ),
+        ("RUST_LOG".into(), "info".into()),
+    ];
+    if let Some(nats) = nats {
+        env.extend(nats.env());
+    }
+    env
+}
+
+/// The real `flowlytix` binary serving on a port of its own, killed when dropped (also when
+/// the test panics).
+pub struct ServerProcess {
+    child: tokio::process::Child,
+    pub address: String,
+    pub log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts `flowlytix serve` with exactly `env` (plus HOST and PORT) and waits until it
+    /// answers `/livez`.
+    pub async fn start(env: &[(String, String)]) -> Self {
+        let port = free_port();
+        let work_dir =
+            std::env::temp_dir().join(format!("flowlytix-test-server-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&work_dir).expect("create the server's working directory");
+        let log = work_dir.join("server.log");
+        let log_file = std::fs::File::create(&log).expect("create the server log");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowlytix"))
+            .arg("serve")
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            // No `.env` of the workspace: the environment above is the whole configuration.
+            .current_dir(&work_dir)
+            .stdout(log_file.try_clone().expect("clone the log handle"))
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the flowlytix binary");
+        let mut server = Self {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        server.wait_until_live().await;
+        server
+    }
+
+    async fn wait_until_live(&mut self) {
+        let client = Client::new();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the server exited at start-up ({status}); its log:\n{}",
+                    self.log_text()
+                );
+            }
+            let live = client.get(format!("{}/livez", self.address)).send().await;
+            if live.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "the server did not come up within 30 s; its log:\n{}",
+                    self.log_text()
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs. Returns once the process is gone.
+    pub async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}

@@ -47,11 +47,19 @@ async fn activated() -> Activated {
     let response = app.activate(key, FINGERPRINT).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let activation: Value = response.json().await.unwrap();
-    Activated { app, subscription, activation, license_expires_at }
+    Activated {
+        app,
+        subscription,
+        activation,
+        license_expires_at,
+    }
 }
 
 fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn b64_json(value: &Value) -> String {
@@ -65,7 +73,11 @@ fn unverified_claims(token: &str) -> Value {
 }
 
 async fn jwk(app: &TestApp) -> Value {
-    let response = app.anon(Method::GET, "/.well-known/jwks.json").send().await.unwrap();
+    let response = app
+        .anon(Method::GET, "/.well-known/jwks.json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let jwks: Value = response.json().await.unwrap();
     let keys = jwks["keys"].as_array().unwrap();
@@ -74,9 +86,16 @@ async fn jwk(app: &TestApp) -> Value {
 }
 
 async fn public_pem(app: &TestApp) -> String {
-    let response = app.anon(Method::GET, "/api/v1/licensing/public-key").send().await.unwrap();
+    let response = app
+        .anon(Method::GET, "/api/v1/licensing/public-key")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(content_type, "application/x-pem-file");
     response.text().await.unwrap()
 }
@@ -107,7 +126,8 @@ fn sign(header: &Header, claims: &Value, key: &EncodingKey) -> String {
 }
 
 async fn validate_token(app: &TestApp, token: &str, fingerprint: &str) -> Value {
-    app.validate(json!({"token": token, "fingerprint": fingerprint})).await
+    app.validate(json!({"token": token, "fingerprint": fingerprint}))
+        .await
 }
 
 async fn refresh(app: &TestApp, token: &str) -> Response {
@@ -124,8 +144,13 @@ async fn assert_token_refused(app: &TestApp, label: &str, token: &str, code: &st
     let verdict = validate_token(app, token, FINGERPRINT).await;
     assert_eq!(verdict["valid"], false, "{label}: {verdict}");
     assert_eq!(verdict["code"], code, "{label}: {verdict}");
-    assert!(verdict["license"].is_null() && verdict["device"].is_null(), "{label}: {verdict}");
-    let request = app.anon(Method::POST, "/api/v1/licensing/refresh").json(&json!({"token": token}));
+    assert!(
+        verdict["license"].is_null() && verdict["device"].is_null(),
+        "{label}: {verdict}"
+    );
+    let request = app
+        .anon(Method::POST, "/api/v1/licensing/refresh")
+        .json(&json!({"token": token}));
     assert_refused(app, request, StatusCode::UNAUTHORIZED, code).await;
     let request = app
         .anon(Method::POST, "/api/v1/licensing/deactivate")
@@ -144,7 +169,10 @@ async fn a_license_token_verifies_with_the_published_keys_and_carries_every_clai
     assert_eq!(jwk["crv"], "Ed25519");
     assert_eq!(jwk["alg"], "EdDSA");
     assert_eq!(jwk["use"], "sig");
-    assert!(jwk.get("d").is_none(), "the JWKS must not hold the private key: {jwk}");
+    assert!(
+        jwk.get("d").is_none(),
+        "the JWKS must not hold the private key: {jwk}"
+    );
     let kid = jwk["kid"].as_str().unwrap();
     assert!(!kid.is_empty());
 
@@ -153,18 +181,42 @@ async fn a_license_token_verifies_with_the_published_keys_and_carries_every_clai
     assert_eq!(header.kid.as_deref(), Some(kid));
 
     let from_jwk = DecodingKey::from_ed_components(jwk["x"].as_str().unwrap()).unwrap();
-    let claims = jsonwebtoken::decode::<Value>(token, &from_jwk, &client_validation()).unwrap().claims;
+    let claims = jsonwebtoken::decode::<Value>(token, &from_jwk, &client_validation())
+        .unwrap()
+        .claims;
     let from_pem = DecodingKey::from_ed_pem(public_pem(app).await.as_bytes()).unwrap();
-    let via_pem = jsonwebtoken::decode::<Value>(token, &from_pem, &client_validation()).unwrap().claims;
+    let via_pem = jsonwebtoken::decode::<Value>(token, &from_pem, &client_validation())
+        .unwrap()
+        .claims;
     assert_eq!(claims, via_pem);
 
     let now = Utc::now().timestamp();
-    let token_expires_at: DateTime<Utc> = a.activation["token_expires_at"].as_str().unwrap().parse().unwrap();
+    let token_expires_at: DateTime<Utc> = a.activation["token_expires_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let expected_keys = [
-        "iss", "aud", "sub", "iat", "nbf", "exp", "jti", "sid", "fpr", "plan", "features", "max_devices",
+        "iss",
+        "aud",
+        "sub",
+        "iat",
+        "nbf",
+        "exp",
+        "jti",
+        "sid",
+        "fpr",
+        "plan",
+        "features",
+        "max_devices",
         "license_expires_at",
     ];
-    let mut keys: Vec<&str> = claims.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = claims
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort_unstable();
     let mut expected_sorted = expected_keys.to_vec();
     expected_sorted.sort_unstable();
@@ -174,11 +226,20 @@ async fn a_license_token_verifies_with_the_published_keys_and_carries_every_clai
     assert_eq!(claims["aud"], "flowlytix-license");
     assert_eq!(claims["sub"], a.activation["device_id"]);
     let iat = claims["iat"].as_i64().unwrap();
-    assert!((now - iat).abs() <= 60, "iat {iat} is not about now ({now})");
+    assert!(
+        (now - iat).abs() <= 60,
+        "iat {iat} is not about now ({now})"
+    );
     assert_eq!(claims["nbf"].as_i64().unwrap(), iat);
-    assert_eq!(claims["exp"].as_i64().unwrap(), token_expires_at.timestamp());
+    assert_eq!(
+        claims["exp"].as_i64().unwrap(),
+        token_expires_at.timestamp()
+    );
     // The default token lifetime (7 days) is shorter than the license's 30 days.
-    assert!((claims["exp"].as_i64().unwrap() - iat - 7 * 24 * 3600).abs() <= 60, "{claims}");
+    assert!(
+        (claims["exp"].as_i64().unwrap() - iat - 7 * 24 * 3600).abs() <= 60,
+        "{claims}"
+    );
     let jti = Uuid::parse_str(claims["jti"].as_str().unwrap()).unwrap();
     assert!(!jti.is_nil());
     assert_eq!(claims["sid"], a.subscription["id"]);
@@ -187,13 +248,30 @@ async fn a_license_token_verifies_with_the_published_keys_and_carries_every_clai
     assert_eq!(claims["plan"], "pro");
     assert_eq!(claims["features"], json!(["export", "sync"]));
     assert_eq!(claims["max_devices"], 3);
-    let license_expires_at: DateTime<Utc> = claims["license_expires_at"].as_str().unwrap().parse().unwrap();
+    let license_expires_at: DateTime<Utc> = claims["license_expires_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(license_expires_at, a.license_expires_at);
-    assert_eq!(a.activation["license"]["expires_at"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap(), a.license_expires_at);
+    assert_eq!(
+        a.activation["license"]["expires_at"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap(),
+        a.license_expires_at
+    );
 
     // The device row is the token's subject.
     let device: Value = app
-        .admin(Method::GET, &format!("/api/v1/devices/{}", a.activation["device_id"].as_str().unwrap()))
+        .admin(
+            Method::GET,
+            &format!(
+                "/api/v1/devices/{}",
+                a.activation["device_id"].as_str().unwrap()
+            ),
+        )
         .send()
         .await
         .unwrap()
@@ -219,12 +297,21 @@ async fn a_license_token_expiry_is_capped_at_the_license_expiry() {
             "max_devices": 1, "expires_at": license_expires_at,
         }))
         .await;
-    let response = app.activate(subscription["license_key"].as_str().unwrap(), FINGERPRINT).await;
+    let response = app
+        .activate(subscription["license_key"].as_str().unwrap(), FINGERPRINT)
+        .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let activation: Value = response.json().await.unwrap();
     let claims = unverified_claims(activation["token"].as_str().unwrap());
-    assert_eq!(claims["exp"].as_i64().unwrap(), license_expires_at.timestamp());
-    let token_expires_at: DateTime<Utc> = activation["token_expires_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        claims["exp"].as_i64().unwrap(),
+        license_expires_at.timestamp()
+    );
+    let token_expires_at: DateTime<Utc> = activation["token_expires_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(token_expires_at, license_expires_at);
 }
 
@@ -242,14 +329,26 @@ async fn forged_license_tokens_are_token_invalid_on_validate_refresh_and_deactiv
     let alg_none = format!("{}.{}.", b64_json(&none_header), b64_json(&claims));
     // The original signature kept, the header switched to none.
     let signature = token.rsplit('.').next().unwrap();
-    let alg_none_with_signature = format!("{}.{}.{signature}", b64_json(&none_header), b64_json(&claims));
+    let alg_none_with_signature = format!(
+        "{}.{}.{signature}",
+        b64_json(&none_header),
+        b64_json(&claims)
+    );
 
     // HS256 keyed with the public key's PEM: the classic algorithm confusion.
     let pem = public_pem(app).await;
     let mut hs_header = Header::new(Algorithm::HS256);
     hs_header.kid = Some(kid.clone());
-    let hmac_with_public_key = sign(&hs_header, &claims, &EncodingKey::from_secret(pem.as_bytes()));
-    let hmac_with_jwk_x = sign(&hs_header, &claims, &EncodingKey::from_secret(jwk(app).await["x"].as_str().unwrap().as_bytes()));
+    let hmac_with_public_key = sign(
+        &hs_header,
+        &claims,
+        &EncodingKey::from_secret(pem.as_bytes()),
+    );
+    let hmac_with_jwk_x = sign(
+        &hs_header,
+        &claims,
+        &EncodingKey::from_secret(jwk(app).await["x"].as_str().unwrap().as_bytes()),
+    );
 
     // The right claims and the server's kid, signed by another Ed25519 key.
     let other = ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]);
@@ -273,7 +372,12 @@ async fn forged_license_tokens_are_token_invalid_on_validate_refresh_and_deactiv
     let mut other_claims = claims.clone();
     other_claims["plan"] = json!("enterprise");
     let other_signature = sign(&eddsa_header(Some(&kid)), &other_claims, &real_key);
-    let spliced = format!("{}.{}.{}", parts[0], parts[1], other_signature.rsplit('.').next().unwrap());
+    let spliced = format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1],
+        other_signature.rsplit('.').next().unwrap()
+    );
 
     // Signed by the server's key, but not a license token: wrong audience, wrong issuer.
     let mut admin_audience = claims.clone();
@@ -291,14 +395,20 @@ async fn forged_license_tokens_are_token_invalid_on_validate_refresh_and_deactiv
     // Control: the same machinery, with the server's key and kid and the claims unchanged,
     // makes a token the server accepts; so each refusal below is for its one forgery.
     let control = sign(&eddsa_header(Some(&kid)), &claims, &real_key);
-    assert_eq!(validate_token(app, &control, FINGERPRINT).await["code"], "VALID");
+    assert_eq!(
+        validate_token(app, &control, FINGERPRINT).await["code"],
+        "VALID"
+    );
 
     let forged = [
         ("alg none", alg_none),
         ("alg none with the real signature", alg_none_with_signature),
         ("HS256 keyed with the public PEM", hmac_with_public_key),
         ("HS256 keyed with the JWK x", hmac_with_jwk_x),
-        ("another Ed25519 key under the server's kid", foreign_signature),
+        (
+            "another Ed25519 key under the server's kid",
+            foreign_signature,
+        ),
         ("the server's key under another kid", wrong_kid),
         ("the server's key and no kid", no_kid),
         ("plan changed in the payload", tampered_plan),
@@ -345,7 +455,10 @@ async fn a_license_token_presented_for_another_fingerprint_is_fingerprint_mismat
     let app = &a.app;
     let key = a.subscription["license_key"].as_str().unwrap();
     // Another device of the same subscription, activated and valid in its own right.
-    assert_eq!(app.activate(key, "machine-other").await.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.activate(key, "machine-other").await.status(),
+        StatusCode::CREATED
+    );
     let verdict = validate_token(app, a.token(), "machine-other").await;
     assert_eq!(verdict["valid"], false);
     assert_eq!(verdict["code"], "FINGERPRINT_MISMATCH", "{verdict}");
@@ -356,7 +469,9 @@ async fn a_license_token_presented_for_another_fingerprint_is_fingerprint_mismat
         .anon(Method::POST, "/api/v1/licensing/deactivate")
         .json(&json!({"token": a.token(), "fingerprint": "machine-other"}));
     assert_refused(app, request, StatusCode::FORBIDDEN, "FINGERPRINT_MISMATCH").await;
-    let other = app.validate(json!({"license_key": key, "fingerprint": "machine-other"})).await;
+    let other = app
+        .validate(json!({"license_key": key, "fingerprint": "machine-other"}))
+        .await;
     assert_eq!(other["code"], "VALID");
 }
 
@@ -377,19 +492,38 @@ async fn refreshing_a_valid_license_token_issues_a_new_token_and_records_it() {
     assert_ne!(token, a.token());
 
     let from_jwk = DecodingKey::from_ed_components(jwk(app).await["x"].as_str().unwrap()).unwrap();
-    let new = jsonwebtoken::decode::<Value>(token, &from_jwk, &client_validation()).unwrap().claims;
+    let new = jsonwebtoken::decode::<Value>(token, &from_jwk, &client_validation())
+        .unwrap()
+        .claims;
     assert_ne!(new["jti"], old["jti"]);
     Uuid::parse_str(new["jti"].as_str().unwrap()).unwrap();
     assert!(new["iat"].as_i64().unwrap() > old["iat"].as_i64().unwrap());
-    for same in ["sub", "sid", "fpr", "plan", "features", "max_devices", "license_expires_at", "iss", "aud"] {
+    for same in [
+        "sub",
+        "sid",
+        "fpr",
+        "plan",
+        "features",
+        "max_devices",
+        "license_expires_at",
+        "iss",
+        "aud",
+    ] {
         assert_eq!(new[same], old[same], "{same}");
     }
     assert_eq!(refreshed["device_id"], a.activation["device_id"]);
-    let token_expires_at: DateTime<Utc> = refreshed["token_expires_at"].as_str().unwrap().parse().unwrap();
+    let token_expires_at: DateTime<Utc> = refreshed["token_expires_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(new["exp"].as_i64().unwrap(), token_expires_at.timestamp());
 
     // Exactly one new event: the LicenseTokenIssued naming the new token.
-    assert_eq!(count_events_of_type(&app.pool, "LicenseTokenIssued").await, issued_before + 1);
+    assert_eq!(
+        count_events_of_type(&app.pool, "LicenseTokenIssued").await,
+        issued_before + 1
+    );
     assert_eq!(app.event_count().await, events_before + 1);
     let (payload, metadata): (Value, Value) = sqlx::query_as(
         "select payload::jsonb, metadata::jsonb from events where event_type = 'LicenseTokenIssued'
@@ -401,7 +535,10 @@ async fn refreshing_a_valid_license_token_issues_a_new_token_and_records_it() {
     let issued = &payload["LicenseTokenIssued"];
     assert_eq!(issued["token_id"], new["jti"], "{payload}");
     assert_eq!(issued["device_id"], new["sub"], "{payload}");
-    assert_eq!(metadata["actor"], format!("license:{}", a.subscription["id"].as_str().unwrap()));
+    assert_eq!(
+        metadata["actor"],
+        format!("license:{}", a.subscription["id"].as_str().unwrap())
+    );
 
     // The new token is valid, and can itself be refreshed.
     let verdict = validate_token(app, token, FINGERPRINT).await;
@@ -420,7 +557,9 @@ async fn refresh_is_refused_once_the_device_is_deactivated() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let request = app.anon(Method::POST, "/api/v1/licensing/refresh").json(&json!({"token": a.token()}));
+    let request = app
+        .anon(Method::POST, "/api/v1/licensing/refresh")
+        .json(&json!({"token": a.token()}));
     assert_refused(app, request, StatusCode::NOT_FOUND, "DEVICE_NOT_ACTIVATED").await;
     let verdict = validate_token(app, a.token(), FINGERPRINT).await;
     assert_eq!(verdict["valid"], false);
@@ -439,14 +578,30 @@ async fn reactivating_the_same_fingerprint_returns_the_same_device_and_a_fresh_t
     let again: Value = response.json().await.unwrap();
     assert_eq!(again["device_id"], a.activation["device_id"]);
     assert_ne!(again["token"], a.activation["token"]);
-    let (first, second) = (unverified_claims(a.token()), unverified_claims(again["token"].as_str().unwrap()));
+    let (first, second) = (
+        unverified_claims(a.token()),
+        unverified_claims(again["token"].as_str().unwrap()),
+    );
     assert_ne!(first["jti"], second["jti"]);
     assert_eq!(first["sub"], second["sub"]);
 
-    assert_eq!(count_events_of_type(&app.pool, "DeviceActivated").await, 1, "no second DeviceActivated");
-    assert_eq!(count_events_of_type(&app.pool, "LicenseTokenIssued").await, 2);
+    assert_eq!(
+        count_events_of_type(&app.pool, "DeviceActivated").await,
+        1,
+        "no second DeviceActivated"
+    );
+    assert_eq!(
+        count_events_of_type(&app.pool, "LicenseTokenIssued").await,
+        2
+    );
     let subscription: Value = app
-        .admin(Method::GET, &format!("/api/v1/subscriptions/{}", a.subscription["id"].as_str().unwrap()))
+        .admin(
+            Method::GET,
+            &format!(
+                "/api/v1/subscriptions/{}",
+                a.subscription["id"].as_str().unwrap()
+            ),
+        )
         .send()
         .await
         .unwrap()
@@ -456,7 +611,10 @@ async fn reactivating_the_same_fingerprint_returns_the_same_device_and_a_fresh_t
     assert_eq!(subscription["active_devices"], 1);
     assert_eq!(subscription["devices"].as_array().unwrap().len(), 1);
     for token in [a.token(), again["token"].as_str().unwrap()] {
-        assert_eq!(validate_token(app, token, FINGERPRINT).await["code"], "VALID");
+        assert_eq!(
+            validate_token(app, token, FINGERPRINT).await["code"],
+            "VALID"
+        );
     }
 }
 
@@ -465,7 +623,12 @@ async fn activation_with_an_unknown_key_is_404_license_not_found() {
     let app = spawn_app().await;
     let unknown = flowlytix_aggregates::license_key::LicenseKey::from_entropy([9u8; 19]);
     let before = app.event_count().await;
-    assert_problem(app.activate(unknown.expose(), FINGERPRINT).await, StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND").await;
+    assert_problem(
+        app.activate(unknown.expose(), FINGERPRINT).await,
+        StatusCode::NOT_FOUND,
+        "LICENSE_NOT_FOUND",
+    )
+    .await;
     assert_eq!(app.event_count().await, before);
 }
 
@@ -476,20 +639,33 @@ async fn a_superseded_license_key_is_license_not_found_everywhere() {
     let old_key = a.subscription["license_key"].as_str().unwrap();
     let id = a.subscription["id"].as_str().unwrap();
     let response = app
-        .admin(Method::POST, &format!("/api/v1/subscriptions/{id}/license-key"))
+        .admin(
+            Method::POST,
+            &format!("/api/v1/subscriptions/{id}/license-key"),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let new_key = response.json::<Value>().await.unwrap()["license_key"].as_str().unwrap().to_owned();
+    let new_key = response.json::<Value>().await.unwrap()["license_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // The old key is unknown to every licensing endpoint, whichever fingerprint is sent: it
     // must not reveal that it once named a subscription, nor which devices are active.
     for fingerprint in [FINGERPRINT, "machine-never-seen"] {
         let before = app.event_count().await;
-        assert_problem(app.activate(old_key, fingerprint).await, StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND").await;
+        assert_problem(
+            app.activate(old_key, fingerprint).await,
+            StatusCode::NOT_FOUND,
+            "LICENSE_NOT_FOUND",
+        )
+        .await;
         assert_eq!(app.event_count().await, before);
-        let verdict = app.validate(json!({"license_key": old_key, "fingerprint": fingerprint})).await;
+        let verdict = app
+            .validate(json!({"license_key": old_key, "fingerprint": fingerprint}))
+            .await;
         assert_eq!(verdict["code"], "NOT_FOUND", "{verdict}");
         assert!(verdict["license"].is_null(), "{verdict}");
         let request = app
@@ -498,6 +674,8 @@ async fn a_superseded_license_key_is_license_not_found_everywhere() {
         assert_refused(app, request, StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND").await;
     }
     // The device stays activated, and the new key works for it.
-    let verdict = app.validate(json!({"license_key": new_key, "fingerprint": FINGERPRINT})).await;
+    let verdict = app
+        .validate(json!({"license_key": new_key, "fingerprint": FINGERPRINT}))
+        .await;
     assert_eq!(verdict["code"], "VALID", "{verdict}");
 }

@@ -12,5 +12,6 @@ mod devices;
 mod docs;
 mod end_to_end;
 mod license_tokens;
+mod read_side;
 mod secrets;
 mod subscriptions;

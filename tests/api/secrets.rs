@@ -7,14 +7,21 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, captured_logs, spawn_app, TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
+use crate::helpers::{
+    assert_problem, captured_logs, spawn_app, TestApp, ADMIN_EMAIL, ADMIN_PASSWORD,
+};
 
 fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn text<'a>(body: &'a Value, field: &str) -> &'a str {
-    body[field].as_str().unwrap_or_else(|| panic!("{field} in {body}"))
+    body[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} in {body}"))
 }
 
 async fn post(app: &TestApp, path: &str, body: Value, request_id: &str) -> reqwest::Response {
@@ -44,7 +51,10 @@ fn leak_forms(secret: &str) -> Vec<String> {
 fn assert_no_secret(haystack: &str, secrets: &[(&str, String)], place: &str) {
     for (what, secret) in secrets {
         for form in leak_forms(secret) {
-            assert!(!haystack.contains(&form), "{place} contains {what} ({form})");
+            assert!(
+                !haystack.contains(&form),
+                "{place} contains {what} ({form})"
+            );
         }
     }
 }
@@ -62,30 +72,75 @@ async fn no_license_key_password_or_token_is_stored_in_events_or_logs_or_echoed(
 
     // Activate, validate by key, refresh, deactivate by token and by key.
     let device = json!({"fingerprint": "fp-secret-1", "name": "laptop", "platform": "linux"});
-    let response = post(&app, "/api/v1/licensing/activate", json!({"license_key": first_key, "device": device}), &marker).await;
+    let response = post(
+        &app,
+        "/api/v1/licensing/activate",
+        json!({"license_key": first_key, "device": device}),
+        &marker,
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let activated: Value = response.json().await.unwrap();
     let first_token = text(&activated, "token").to_owned();
-    let response = post(&app, "/api/v1/licensing/validate", json!({"license_key": first_key, "fingerprint": "fp-secret-1"}), &marker).await;
+    let response = post(
+        &app,
+        "/api/v1/licensing/validate",
+        json!({"license_key": first_key, "fingerprint": "fp-secret-1"}),
+        &marker,
+    )
+    .await;
     assert_eq!(response.json::<Value>().await.unwrap()["code"], "VALID");
-    let response = post(&app, "/api/v1/licensing/refresh", json!({"token": first_token}), &marker).await;
+    let response = post(
+        &app,
+        "/api/v1/licensing/refresh",
+        json!({"token": first_token}),
+        &marker,
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     let refreshed: Value = response.json().await.unwrap();
     let refreshed_token = text(&refreshed, "token").to_owned();
-    let response = post(&app, "/api/v1/licensing/validate", json!({"token": refreshed_token, "fingerprint": "fp-secret-1"}), &marker).await;
+    let response = post(
+        &app,
+        "/api/v1/licensing/validate",
+        json!({"token": refreshed_token, "fingerprint": "fp-secret-1"}),
+        &marker,
+    )
+    .await;
     assert_eq!(response.json::<Value>().await.unwrap()["code"], "VALID");
-    let response = post(&app, "/api/v1/licensing/deactivate", json!({"token": refreshed_token, "fingerprint": "fp-secret-1"}), &marker).await;
+    let response = post(
+        &app,
+        "/api/v1/licensing/deactivate",
+        json!({"token": refreshed_token, "fingerprint": "fp-secret-1"}),
+        &marker,
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let device = json!({"fingerprint": "fp-secret-2"});
-    let response = post(&app, "/api/v1/licensing/activate", json!({"license_key": first_key, "device": device}), &marker).await;
+    let response = post(
+        &app,
+        "/api/v1/licensing/activate",
+        json!({"license_key": first_key, "device": device}),
+        &marker,
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let second_token = text(&response.json::<Value>().await.unwrap(), "token").to_owned();
-    let response = post(&app, "/api/v1/licensing/deactivate", json!({"license_key": first_key, "fingerprint": "fp-secret-2"}), &marker).await;
+    let response = post(
+        &app,
+        "/api/v1/licensing/deactivate",
+        json!({"license_key": first_key, "fingerprint": "fp-secret-2"}),
+        &marker,
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
 
     // Regenerate: a new key, shown once; the old one stops working.
     let response = app
-        .admin(Method::POST, &format!("/api/v1/subscriptions/{id}/license-key"))
+        .admin(
+            Method::POST,
+            &format!("/api/v1/subscriptions/{id}/license-key"),
+        )
         .header("x-request-id", &marker)
         .send()
         .await
@@ -95,15 +150,38 @@ async fn no_license_key_password_or_token_is_stored_in_events_or_logs_or_echoed(
     let second_key = text(&regenerated, "license_key").to_owned();
     assert_ne!(second_key, first_key);
     let device = json!({"fingerprint": "fp-secret-3"});
-    let response = post(&app, "/api/v1/licensing/activate", json!({"license_key": second_key, "device": device}), &marker).await;
+    let response = post(
+        &app,
+        "/api/v1/licensing/activate",
+        json!({"license_key": second_key, "device": device}),
+        &marker,
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let third_token = text(&response.json::<Value>().await.unwrap(), "token").to_owned();
 
     // The key is never shown again after create and regenerate.
-    let read: Value = app.admin(Method::GET, &format!("/api/v1/subscriptions/{id}")).send().await.unwrap().json().await.unwrap();
-    let history = app.admin(Method::GET, &format!("/api/v1/subscriptions/{id}/events")).send().await.unwrap().text().await.unwrap();
+    let read: Value = app
+        .admin(Method::GET, &format!("/api/v1/subscriptions/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let history = app
+        .admin(Method::GET, &format!("/api/v1/subscriptions/{id}/events"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for key in [&first_key, &second_key] {
-        assert!(!read.to_string().contains(key.as_str()), "GET shows a key: {read}");
+        assert!(
+            !read.to_string().contains(key.as_str()),
+            "GET shows a key: {read}"
+        );
         assert!(!history.contains(key.as_str()), "the history shows a key");
     }
     assert_eq!(read["license_key_prefix"], second_key[..9]);
@@ -111,78 +189,187 @@ async fn no_license_key_password_or_token_is_stored_in_events_or_logs_or_echoed(
     // Error bodies do not echo a key: the old (superseded) key, an unknown well-formed key,
     // a mistyped key.
     let unknown_key = LicenseKey::from_entropy([3u8; 19]).expose().to_owned();
-    let mistyped = format!("{}{}", &second_key[..second_key.len() - 1], if second_key.ends_with('0') { '1' } else { '0' });
+    let mistyped = format!(
+        "{}{}",
+        &second_key[..second_key.len() - 1],
+        if second_key.ends_with('0') { '1' } else { '0' }
+    );
     let mut echoed_candidates = vec![first_key.clone(), unknown_key.clone()];
     for key in [&first_key, &unknown_key] {
         let device = json!({"fingerprint": "fp-secret-4"});
-        let response = post(&app, "/api/v1/licensing/activate", json!({"license_key": key, "device": device}), &marker).await;
+        let response = post(
+            &app,
+            "/api/v1/licensing/activate",
+            json!({"license_key": key, "device": device}),
+            &marker,
+        )
+        .await;
         let problem = assert_problem(response, StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND").await;
-        assert_no_secret(&problem.to_string(), &[("a license key", key.clone())], "a 404 body");
-        let response = post(&app, "/api/v1/licensing/validate", json!({"license_key": key, "fingerprint": "fp-secret-4"}), &marker).await;
+        assert_no_secret(
+            &problem.to_string(),
+            &[("a license key", key.clone())],
+            "a 404 body",
+        );
+        let response = post(
+            &app,
+            "/api/v1/licensing/validate",
+            json!({"license_key": key, "fingerprint": "fp-secret-4"}),
+            &marker,
+        )
+        .await;
         let verdict: Value = response.json().await.unwrap();
         assert_eq!(verdict["code"], "NOT_FOUND");
-        assert_no_secret(&verdict.to_string(), &[("a license key", key.clone())], "a validate body");
-        let response = post(&app, "/api/v1/licensing/deactivate", json!({"license_key": key, "fingerprint": "fp-secret-4"}), &marker).await;
+        assert_no_secret(
+            &verdict.to_string(),
+            &[("a license key", key.clone())],
+            "a validate body",
+        );
+        let response = post(
+            &app,
+            "/api/v1/licensing/deactivate",
+            json!({"license_key": key, "fingerprint": "fp-secret-4"}),
+            &marker,
+        )
+        .await;
         let problem = assert_problem(response, StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND").await;
-        assert_no_secret(&problem.to_string(), &[("a license key", key.clone())], "a 404 body");
+        assert_no_secret(
+            &problem.to_string(),
+            &[("a license key", key.clone())],
+            "a 404 body",
+        );
     }
     let device = json!({"fingerprint": "fp-secret-4"});
-    let response = post(&app, "/api/v1/licensing/activate", json!({"license_key": mistyped, "device": device}), &marker).await;
-    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "LICENSE_KEY_MALFORMED").await;
-    assert!(!problem.to_string().contains(&mistyped[9..]), "a 422 body echoes the key: {problem}");
+    let response = post(
+        &app,
+        "/api/v1/licensing/activate",
+        json!({"license_key": mistyped, "device": device}),
+        &marker,
+    )
+    .await;
+    let problem = assert_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "LICENSE_KEY_MALFORMED",
+    )
+    .await;
+    assert!(
+        !problem.to_string().contains(&mistyped[9..]),
+        "a 422 body echoes the key: {problem}"
+    );
     echoed_candidates.push(mistyped);
 
     // Admin sign-in: a login, a rotation, a failed login with the real password elsewhere.
     let session = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let response = post(&app, "/api/v1/auth/refresh", json!({"refresh_token": text(&session, "refresh_token")}), &marker).await;
+    let response = post(
+        &app,
+        "/api/v1/auth/refresh",
+        json!({"refresh_token": text(&session, "refresh_token")}),
+        &marker,
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     let rotated: Value = response.json().await.unwrap();
-    let response = post(&app, "/api/v1/auth/login", json!({"email": "someone@flowlytix.test", "password": ADMIN_PASSWORD}), &marker).await;
+    let response = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"email": "someone@flowlytix.test", "password": ADMIN_PASSWORD}),
+        &marker,
+    )
+    .await;
     let problem = assert_problem(response, StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS").await;
     assert!(!problem.to_string().contains(ADMIN_PASSWORD));
-    let response = post(&app, "/api/v1/auth/refresh", json!({"refresh_token": text(&session, "refresh_token")}), &marker).await;
+    let response = post(
+        &app,
+        "/api/v1/auth/refresh",
+        json!({"refresh_token": text(&session, "refresh_token")}),
+        &marker,
+    )
+    .await;
     let problem = assert_problem(response, StatusCode::UNAUTHORIZED, "REFRESH_TOKEN_REUSED").await;
-    assert!(!problem.to_string().contains(text(&session, "refresh_token")));
+    assert!(!problem
+        .to_string()
+        .contains(text(&session, "refresh_token")));
 
     let secrets: Vec<(&str, String)> = vec![
         ("the first license key", first_key.clone()),
         ("the regenerated license key", second_key.clone()),
         ("the admin password", ADMIN_PASSWORD.to_owned()),
-        ("the secret key", "test-secret-key-that-is-long-enough-0123456789".to_owned()),
+        (
+            "the secret key",
+            "test-secret-key-that-is-long-enough-0123456789".to_owned(),
+        ),
         ("the first license token", first_token),
         ("the refreshed license token", refreshed_token),
         ("the second device's license token", second_token),
         ("the third device's license token", third_token),
         ("the bootstrap access token", app.admin_token.clone()),
-        ("the access token", text(&session, "access_token").to_owned()),
-        ("the refresh token", text(&session, "refresh_token").to_owned()),
-        ("the rotated access token", text(&rotated, "access_token").to_owned()),
-        ("the rotated refresh token", text(&rotated, "refresh_token").to_owned()),
+        (
+            "the access token",
+            text(&session, "access_token").to_owned(),
+        ),
+        (
+            "the refresh token",
+            text(&session, "refresh_token").to_owned(),
+        ),
+        (
+            "the rotated access token",
+            text(&rotated, "access_token").to_owned(),
+        ),
+        (
+            "the rotated refresh token",
+            text(&rotated, "refresh_token").to_owned(),
+        ),
     ];
 
     // Every event row, payload and metadata.
-    let rows: Vec<(String, String, String)> = sqlx::query_as("select event_type, payload::text, metadata::text from events order by global_position")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "select event_type, payload::text, metadata::text from events order by global_position",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
     assert!(rows.len() >= 10, "{} events", rows.len());
-    let events: String = rows.iter().map(|(t, p, m)| format!("{t} {p} {m}\n")).collect();
+    let events: String = rows
+        .iter()
+        .map(|(t, p, m)| format!("{t} {p} {m}\n"))
+        .collect();
     assert_no_secret(&events, &secrets, "the events table");
     for key in &echoed_candidates {
-        assert!(!events.contains(key.as_str()), "the events table contains a key that was only tried");
+        assert!(
+            !events.contains(key.as_str()),
+            "the events table contains a key that was only tried"
+        );
     }
     // The scan is not vacuous: the events do hold the keys' hashes, and the request metadata.
     for (what, key) in [("first", &first_key), ("regenerated", &second_key)] {
-        assert!(events.contains(&sha256_hex(key)), "the events hold the {what} key's SHA-256");
+        assert!(
+            events.contains(&sha256_hex(key)),
+            "the events hold the {what} key's SHA-256"
+        );
     }
-    let regenerated_event = rows.iter().find(|(t, _, _)| t == "LicenseKeyRegenerated").expect("a LicenseKeyRegenerated event");
-    assert!(regenerated_event.1.contains(&sha256_hex(&first_key)) || regenerated_event.1.contains(&sha256_hex(&second_key)));
-    assert!(events.contains(&sha256_hex("fp-secret-1")), "the events hold fingerprint hashes");
+    let regenerated_event = rows
+        .iter()
+        .find(|(t, _, _)| t == "LicenseKeyRegenerated")
+        .expect("a LicenseKeyRegenerated event");
+    assert!(
+        regenerated_event.1.contains(&sha256_hex(&first_key))
+            || regenerated_event.1.contains(&sha256_hex(&second_key))
+    );
+    assert!(
+        events.contains(&sha256_hex("fp-secret-1")),
+        "the events hold fingerprint hashes"
+    );
     assert!(events.contains(&marker), "the events carry the request id");
-    assert!(events.contains("$argon2id$"), "the admin's password is stored as an argon2id hash");
+    assert!(
+        events.contains("$argon2id$"),
+        "the admin's password is stored as an argon2id hash"
+    );
 
     // Refresh tokens are stored as hashes only.
-    let hashes: Vec<String> = sqlx::query_scalar("select token_hash from admin_refresh_tokens").fetch_all(&app.pool).await.unwrap();
+    let hashes: Vec<String> = sqlx::query_scalar("select token_hash from admin_refresh_tokens")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
     let stored = hashes.join("\n");
     assert_no_secret(&stored, &secrets, "admin_refresh_tokens");
     assert!(stored.contains(&sha256_hex(text(&rotated, "refresh_token"))));
@@ -199,16 +386,25 @@ async fn no_license_key_password_or_token_is_stored_in_events_or_logs_or_echoed(
     }
     assert_no_secret(&dump, &secrets, "the database");
     for key in &echoed_candidates {
-        assert!(!dump.contains(key.as_str()), "the database contains a key that was only tried");
+        assert!(
+            !dump.contains(key.as_str()),
+            "the database contains a key that was only tried"
+        );
     }
 
     // The logs of every server in this test binary.
     let logs = captured_logs();
-    assert!(logs.contains(&marker), "the logs hold this test's requests (request id {marker})");
+    assert!(
+        logs.contains(&marker),
+        "the logs hold this test's requests (request id {marker})"
+    );
     assert!(logs.contains("/api/v1/licensing/activate"));
     assert_no_secret(&logs, &secrets, "the logs");
     for key in &echoed_candidates {
-        assert!(!logs.contains(key.as_str()), "the logs contain a key that was only tried");
+        assert!(
+            !logs.contains(key.as_str()),
+            "the logs contain a key that was only tried"
+        );
     }
 }
 
@@ -221,14 +417,18 @@ async fn database_dump(app: &TestApp) -> String {
     .fetch_all(&app.pool)
     .await
     .unwrap();
-    assert!(tables.iter().any(|t| t == "admin_refresh_tokens"), "{tables:?}");
+    assert!(
+        tables.iter().any(|t| t == "admin_refresh_tokens"),
+        "{tables:?}"
+    );
     let mut dump = String::new();
     for table in tables {
-        let rows: Option<String> =
-            sqlx::query_scalar(&format!(r#"select string_agg(t::text, E'\n') from "{table}" t"#))
-                .fetch_one(&app.pool)
-                .await
-                .unwrap();
+        let rows: Option<String> = sqlx::query_scalar(&format!(
+            r#"select string_agg(t::text, E'\n') from "{table}" t"#
+        ))
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
         dump.push_str(&format!("== {table}\n{}\n", rows.unwrap_or_default()));
     }
     dump
