@@ -74,7 +74,7 @@ impl Sessions {
                  from admin_sessions as s
                  where t.token_hash = $1 and t.used_at is null and s.id = t.session_id
                    and s.revoked_at is null and s.expires_at > $2
-                 returning t.session_id",
+                 returning session_id",
             )
             .bind(hash.as_str())
             .bind(now)

@@ -36,14 +36,16 @@ async fn activate_at(
 
 /// The subscription's events as (sequence, event_type), in sequence order, from the table.
 async fn stored_events(app: &TestApp, id: &str) -> Vec<(i64, String)> {
-    sqlx::query_as(
-        "select sequence, event_type from events
-         where aggregate_type = 'Subscription' and aggregate_id = $1 order by sequence",
-    )
-    .bind(id)
-    .fetch_all(&app.pool)
-    .await
-    .expect("read the events table")
+    flowlytix_projections::with_db!(&app.db, pool => {
+        sqlx::query_as(
+            "select sequence, event_type from events
+             where aggregate_type = 'Subscription' and aggregate_id = $1 order by sequence",
+        )
+        .bind(id)
+        .fetch_all(pool)
+        .await
+        .expect("read the events table")
+    })
 }
 
 /// Asserts the stored sequences are exactly 1..=n and returns how many DeviceActivated rows

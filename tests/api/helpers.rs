@@ -1,5 +1,10 @@
-//! `spawn_app()`: a real server on a random port, on a fresh PostgreSQL database, with a
-//! signed-in admin. Logs of every app in this test binary are captured for secret scans.
+//! `spawn_app()`: a real server on a random port, on a fresh database, with a signed-in
+//! admin. Logs of every app in this test binary are captured for secret scans.
+//!
+//! One suite, two backends: `FLOWLYTIX_TEST_BACKEND=sqlite` (the default: a fresh SQLite
+//! file and the in-process bus) or `postgres` (a fresh PostgreSQL database at
+//! `TEST_DATABASE_URL` and a stream of its own on the NATS at `TEST_NATS_URL`).
+//! `scripts/test` runs both passes.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -9,6 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use flowlytix_server::Config;
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
+use flowlytix_server::store::Db;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -19,11 +25,47 @@ pub const ADMIN_PASSWORD: &str = "correct-horse-battery-staple";
 pub struct TestApp {
     pub address: String,
     pub client: Client,
-    pub pool: PgPool,
+    /// The app's database, for checks in SQL that both backends understand.
+    pub db: Db,
+    pub database_url: String,
+    /// Set on the PostgreSQL backend: for the checks that only make sense there.
+    pg_pool: Option<PgPool>,
+    /// Set on the PostgreSQL backend: the app's own stream on the shared NATS.
+    pub nats_names: Option<NatsNames>,
     pub admin_token: String,
     pub key_dir: PathBuf,
     /// The running application, for what has no HTTP endpoint (such as creating an auditor).
     pub server: flowlytix_server::SharedApp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The backend of this test run (`FLOWLYTIX_TEST_BACKEND`).
+pub fn backend() -> Backend {
+    match std::env::var("FLOWLYTIX_TEST_BACKEND").as_deref() {
+        Ok("postgres") => Backend::Postgres,
+        _ => Backend::Sqlite,
+    }
+}
+
+/// For tests of what only PostgreSQL + NATS have (JetStream, several instances, the xid8
+/// horizon): true, after saying so once, when this run is on SQLite.
+pub fn skip_unless_postgres() -> bool {
+    static SAID: OnceLock<()> = OnceLock::new();
+    if backend() == Backend::Postgres {
+        return false;
+    }
+    SAID.get_or_init(|| {
+        eprintln!(
+            "note: the PostgreSQL + NATS tests (read_side) pass trivially on the SQLite backend; \
+             `scripts/test` runs them with FLOWLYTIX_TEST_BACKEND=postgres"
+        )
+    });
+    true
 }
 
 fn server_url() -> String {
@@ -64,7 +106,19 @@ pub fn captured_logs() -> String {
     String::from_utf8_lossy(&buffer.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
 }
 
-/// Creates an empty database and returns its URL.
+/// Creates an empty database for this run's backend and returns its URL.
+pub async fn fresh_database_url() -> String {
+    match backend() {
+        Backend::Postgres => fresh_database().await,
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join(format!("flowlytix-test-{}", Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&dir).expect("create a temporary directory");
+            format!("sqlite://{}", dir.join("flowlytix.db").display())
+        }
+    }
+}
+
+/// Creates an empty PostgreSQL database and returns its URL.
 pub async fn fresh_database() -> String {
     let name = format!("flowlytix_test_{}", Uuid::new_v4().simple());
     let server = server_url();
@@ -93,27 +147,65 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
 
-/// Starts a server with extra environment settings (e.g. `LICENSE_TOKEN_TTL`).
+/// Starts a server with extra environment settings (e.g. `LICENSE_TOKEN_TTL`). On the
+/// PostgreSQL backend it also gets a stream of its own on the shared NATS.
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
-    capture_logs();
-    let database_url = fresh_database().await;
+    let database_url = fresh_database_url().await;
     let key_dir = std::env::temp_dir().join(format!("flowlytix-test-keys-{}", Uuid::new_v4()));
-    let config = test_config(&database_url, &key_dir, extra);
+    let nats = (backend() == Backend::Postgres && !extra.iter().any(|(k, _)| *k == "NATS_URL"))
+        .then(|| NatsNames::unique(&nats_url()));
+    start_app(&database_url, &key_dir, nats, extra).await
+}
+
+/// Starts an app on an existing database and key directory, signed in as the bootstrap admin.
+pub async fn start_app(
+    database_url: &str,
+    key_dir: &std::path::Path,
+    nats: Option<NatsNames>,
+    extra: &[(&str, &str)],
+) -> TestApp {
+    capture_logs();
+    let nats_env = nats.as_ref().map(NatsNames::env).unwrap_or_default();
+    let mut settings: Vec<(&str, &str)> = nats_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    settings.extend_from_slice(extra);
+    let config = test_config(database_url, key_dir, &settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a random port");
     let address = format!("http://{}", listener.local_addr().expect("local address"));
-    let app = flowlytix_server::App::start(config).await.expect("the server starts");
-    tokio::spawn(flowlytix_server::serve_app(app.clone(), listener, std::future::pending()));
-    let pool = PgPool::connect(&database_url).await.expect("connect to the test database");
+    let server = flowlytix_server::App::start(config).await.expect("the server starts");
+    tokio::spawn(flowlytix_server::serve_app(server.clone(), listener, std::future::pending()));
+    let db = server.db.clone();
+    let pg_pool = match &db {
+        Db::Postgres(pool) => Some(pool.clone()),
+        Db::Sqlite(_) => None,
+    };
     let client = Client::new();
-    let mut app = TestApp { address, client, pool, admin_token: String::new(), key_dir, server: app };
-    app.admin_token = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .expect("admin login gives an access token")
-        .to_owned();
-    app
+    let admin_token = login_at(&client, &address).await;
+    TestApp {
+        address,
+        client,
+        db,
+        database_url: database_url.to_owned(),
+        pg_pool,
+        nats_names: nats,
+        admin_token,
+        key_dir: key_dir.to_owned(),
+        server,
+    }
 }
 
 impl TestApp {
+    /// The PostgreSQL pool, for tests that only run on that backend.
+    pub fn pg(&self) -> &PgPool {
+        self.pg_pool.as_ref().expect("this check needs the PostgreSQL backend")
+    }
+
+    /// A single number from SQL that both backends understand.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        flowlytix_projections::with_db!(&self.db, pool => {
+            sqlx::query_scalar(sql).fetch_one(pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        })
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -177,7 +269,7 @@ impl TestApp {
 
     /// How many rows the events table holds (to prove a refused request wrote nothing).
     pub async fn event_count(&self) -> i64 {
-        sqlx::query_scalar("select count(*) from events").fetch_one(&self.pool).await.expect("count events")
+        self.scalar("select count(*) from events").await
     }
 }
 
@@ -203,39 +295,22 @@ pub async fn assert_refused(app: &TestApp, request: RequestBuilder, status: Stat
 }
 
 /// How many events of one type the events table holds.
-pub async fn count_events_of_type(pool: &PgPool, event_type: &str) -> i64 {
-    sqlx::query_scalar("select count(*) from events where event_type = $1")
-        .bind(event_type)
-        .fetch_one(pool)
-        .await
-        .expect("count events by type")
+pub async fn count_events_of_type(app: &TestApp, event_type: &str) -> i64 {
+    flowlytix_projections::with_db!(&app.db, pool => {
+        sqlx::query_scalar("select count(*) from events where event_type = $1")
+            .bind(event_type)
+            .fetch_one(pool)
+            .await
+            .expect("count events by type")
+    })
 }
 
 impl TestApp {
-    /// The URL of this app's database, so that another instance can share it.
-    pub async fn database_url(&self) -> String {
-        let name: String = sqlx::query_scalar("select current_database()").fetch_one(&self.pool).await.expect("database name");
-        let server = server_url();
-        let base = server.rsplit_once('/').map_or(server.as_str(), |(base, _)| base).to_owned();
-        format!("{base}/{name}")
-    }
-
     /// Starts a second server on this app's database and signing keys (a second instance
     /// behind the same load balancer); returns its base URL. Admin tokens work on both.
     pub async fn spawn_second_instance(&self) -> String {
-        spawn_instance(&self.database_url().await, &self.key_dir).await
+        start_app(&self.database_url, &self.key_dir, self.nats_names.clone(), &[]).await.address
     }
-}
-
-/// Starts a server on an existing database and key directory; returns its base URL.
-pub async fn spawn_instance(database_url: &str, key_dir: &std::path::Path) -> String {
-    capture_logs();
-    let config = test_config(database_url, key_dir, &[]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a random port");
-    let address = format!("http://{}", listener.local_addr().expect("local address"));
-    let app = flowlytix_server::App::start(config).await.expect("the second instance starts");
-    tokio::spawn(flowlytix_server::serve_app(app, listener, std::future::pending()));
-    address
 }
 
 // ---------------------------------------------------------------------------------------
@@ -340,48 +415,16 @@ pub async fn spawn_app_on_nats() -> NatsTestApp {
 /// Like `spawn_app`, with the read side on the NATS at `url` and a stream of its own.
 pub async fn spawn_app_on_nats_at(url: &str) -> NatsTestApp {
     let nats = NatsNames::unique(url);
-    let env = nats.env();
-    let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let app = spawn_app_with(&extra).await;
+    let database_url = fresh_database().await;
+    let key_dir = std::env::temp_dir().join(format!("flowlytix-test-keys-{}", Uuid::new_v4()));
+    let app = start_app(&database_url, &key_dir, Some(nats.clone()), &[]).await;
     NatsTestApp { app, nats }
 }
 
 /// Another in-process instance on an existing database, key directory and NATS stream,
 /// signed in as the bootstrap admin.
-pub async fn spawn_nats_instance(
-    database_url: &str,
-    key_dir: &std::path::Path,
-    nats: &NatsNames,
-) -> TestApp {
-    capture_logs();
-    let env = nats.env();
-    let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let config = test_config(database_url, key_dir, &extra);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a random port");
-    let address = format!("http://{}", listener.local_addr().expect("local address"));
-    let server = flowlytix_server::App::start(config)
-        .await
-        .expect("the instance starts");
-    tokio::spawn(flowlytix_server::serve_app(
-        server.clone(),
-        listener,
-        std::future::pending(),
-    ));
-    let pool = PgPool::connect(database_url)
-        .await
-        .expect("connect to the test database");
-    let client = Client::new();
-    let admin_token = login_at(&client, &address).await;
-    TestApp {
-        address,
-        client,
-        pool,
-        admin_token,
-        key_dir: key_dir.to_owned(),
-        server,
-    }
+pub async fn spawn_nats_instance(database_url: &str, key_dir: &std::path::Path, nats: &NatsNames) -> TestApp {
+    start_app(database_url, key_dir, Some(nats.clone()), &[]).await
 }
 
 /// Signs in as the bootstrap admin at `base`; returns the access token.

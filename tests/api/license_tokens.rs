@@ -7,6 +7,7 @@ use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use reqwest::{Method, Response, StatusCode};
+use sqlx::types::Json;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -480,7 +481,7 @@ async fn refreshing_a_valid_license_token_issues_a_new_token_and_records_it() {
     let a = activated().await;
     let app = &a.app;
     let old = unverified_claims(a.token());
-    let issued_before = count_events_of_type(&app.pool, "LicenseTokenIssued").await;
+    let issued_before = count_events_of_type(&app, "LicenseTokenIssued").await;
     let events_before = app.event_count().await;
 
     // A second apart, so that the new iat is visibly later.
@@ -521,17 +522,19 @@ async fn refreshing_a_valid_license_token_issues_a_new_token_and_records_it() {
 
     // Exactly one new event: the LicenseTokenIssued naming the new token.
     assert_eq!(
-        count_events_of_type(&app.pool, "LicenseTokenIssued").await,
+        count_events_of_type(&app, "LicenseTokenIssued").await,
         issued_before + 1
     );
     assert_eq!(app.event_count().await, events_before + 1);
-    let (payload, metadata): (Value, Value) = sqlx::query_as(
-        "select payload::jsonb, metadata::jsonb from events where event_type = 'LicenseTokenIssued'
-         order by global_position desc limit 1",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
+    let (Json(payload), Json(metadata)): (Json<Value>, Json<Value>) = flowlytix_projections::with_db!(&app.db, pool => {
+        sqlx::query_as(
+            "select payload, metadata from events where event_type = 'LicenseTokenIssued'
+             order by global_position desc limit 1",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    });
     let issued = &payload["LicenseTokenIssued"];
     assert_eq!(issued["token_id"], new["jti"], "{payload}");
     assert_eq!(issued["device_id"], new["sub"], "{payload}");
@@ -571,7 +574,7 @@ async fn reactivating_the_same_fingerprint_returns_the_same_device_and_a_fresh_t
     let a = activated().await;
     let app = &a.app;
     let key = a.subscription["license_key"].as_str().unwrap();
-    assert_eq!(count_events_of_type(&app.pool, "DeviceActivated").await, 1);
+    assert_eq!(count_events_of_type(&app, "DeviceActivated").await, 1);
 
     let response = app.activate(key, FINGERPRINT).await;
     assert_eq!(response.status(), StatusCode::CREATED);
@@ -586,12 +589,12 @@ async fn reactivating_the_same_fingerprint_returns_the_same_device_and_a_fresh_t
     assert_eq!(first["sub"], second["sub"]);
 
     assert_eq!(
-        count_events_of_type(&app.pool, "DeviceActivated").await,
+        count_events_of_type(&app, "DeviceActivated").await,
         1,
         "no second DeviceActivated"
     );
     assert_eq!(
-        count_events_of_type(&app.pool, "LicenseTokenIssued").await,
+        count_events_of_type(&app, "LicenseTokenIssued").await,
         2
     );
     let subscription: Value = app

@@ -21,6 +21,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::helpers::skip_unless_postgres;
 use crate::helpers::{
     fresh_database, health_at, login_at, nats_url, server_env, spawn_app_on_nats,
     spawn_app_on_nats_at, spawn_nats_instance, wait_for_read_models_at, NatsNames, NatsServer,
@@ -431,6 +432,9 @@ async fn run_op(admin: &Admin, id: &str, key: &str, op: &Op) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_hundred_concurrent_commands_reach_every_projector_exactly_once_and_in_order() {
+    if skip_unless_postgres() {
+        return;
+    }
     let app = spawn_app_on_nats().await;
     let admin = Admin::of(&app);
     let subscriptions: Vec<(String, String)> = futures::stream::iter(0..50)
@@ -501,19 +505,19 @@ async fn five_hundred_concurrent_commands_reach_every_projector_exactly_once_and
         converging.elapsed()
     );
     let subscription_events = scalar(
-        &app.pool,
+        app.pg(),
         "select count(*) from events where aggregate_type = 'Subscription'",
     )
     .await;
     // Created + key, 4 × (activated + token), 2 deactivations, 2 plan changes, suspend, resume.
     assert_eq!(subscription_events, 50 * 16);
-    assert_each_event_projected_once(&app.pool).await;
-    assert_analytics_match_events(&app.pool).await;
+    assert_each_event_projected_once(app.pg()).await;
+    assert_analytics_match_events(app.pg()).await;
     assert_eq!(
-        assert_read_models_match_aggregates(&admin, &app.pool).await,
+        assert_read_models_match_aggregates(&admin, app.pg()).await,
         50
     );
-    assert_stream_holds_each_event_once(&app.nats, &app.pool).await;
+    assert_stream_holds_each_event_once(&app.nats, app.pg()).await;
     app.teardown().await;
 }
 
@@ -522,13 +526,16 @@ async fn five_hundred_concurrent_commands_reach_every_projector_exactly_once_and
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_committed_late_is_published_in_commit_order_and_never_skipped() {
+    if skip_unless_postgres() {
+        return;
+    }
     let app = spawn_app_on_nats().await;
     let admin = Admin::of(&app);
     app.wait_for_read_models().await;
     let _turn = HORIZON.lock().await;
 
     // A writer that inserted its event first but has not committed yet.
-    let mut held_connection = PgConnection::connect(&app.database_url().await)
+    let mut held_connection = PgConnection::connect(&app.database_url.clone())
         .await
         .unwrap();
     let mut held = held_connection.begin().await.unwrap();
@@ -576,7 +583,7 @@ async fn an_event_committed_late_is_published_in_commit_order_and_never_skipped(
         "select global_position from events where aggregate_id = any($1) order by global_position",
     )
     .bind(&later)
-    .fetch_all(&app.pool)
+    .fetch_all(app.pg())
     .await
     .unwrap();
     assert_eq!(later_positions.len(), 6);
@@ -587,7 +594,7 @@ async fn an_event_committed_late_is_published_in_commit_order_and_never_skipped(
     let watch = Instant::now();
     let mut saw_backlog = false;
     while watch.elapsed() < Duration::from_millis(1500) {
-        let (checkpoint_tx, _) = publisher_checkpoint(&app.pool).await;
+        let (checkpoint_tx, _) = publisher_checkpoint(app.pg()).await;
         assert!(
             checkpoint_tx < held_tx,
             "the publisher passed a transaction that had not committed"
@@ -595,7 +602,7 @@ async fn an_event_committed_late_is_published_in_commit_order_and_never_skipped(
         let visible: i64 =
             sqlx::query_scalar("select count(*) from rm_subscriptions where id::text = any($1)")
                 .bind(&later)
-                .fetch_one(&app.pool)
+                .fetch_one(app.pg())
                 .await
                 .unwrap();
         assert_eq!(
@@ -619,7 +626,7 @@ async fn an_event_committed_late_is_published_in_commit_order_and_never_skipped(
     let projected: i64 =
         sqlx::query_scalar("select count(*) from rm_subscriptions where id::text = any($1)")
             .bind(&all)
-            .fetch_one(&app.pool)
+            .fetch_one(app.pg())
             .await
             .unwrap();
     assert_eq!(
@@ -628,12 +635,12 @@ async fn an_event_committed_late_is_published_in_commit_order_and_never_skipped(
     );
     let late = admin.get(&format!("/api/v1/subscriptions/{held_id}")).await;
     assert_eq!(late["customer_email"], "late@example.com");
-    assert_each_event_projected_once(&app.pool).await;
-    assert_analytics_match_events(&app.pool).await;
-    assert_read_models_match_aggregates(&admin, &app.pool).await;
-    let (checkpoint_tx, _) = publisher_checkpoint(&app.pool).await;
+    assert_each_event_projected_once(app.pg()).await;
+    assert_analytics_match_events(app.pg()).await;
+    assert_read_models_match_aggregates(&admin, app.pg()).await;
+    let (checkpoint_tx, _) = publisher_checkpoint(app.pg()).await;
     assert!(checkpoint_tx >= held_tx);
-    assert_stream_holds_each_event_once(&app.nats, &app.pool).await;
+    assert_stream_holds_each_event_once(&app.nats, app.pg()).await;
     app.teardown().await;
 }
 
@@ -680,17 +687,20 @@ async fn applied_counters(pool: &PgPool) -> Vec<(String, i64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_delivered_again_under_another_message_id_changes_the_read_model_once() {
+    if skip_unless_postgres() {
+        return;
+    }
     let app = spawn_app_on_nats().await;
     let admin = Admin::of(&app);
     let (id, key) = admin.create_simple(1, "pro", 3).await;
     admin.activate(&key, "redelivered-one", "linux").await;
     admin.activate(&key, "redelivered-two", "windows").await;
     app.wait_for_read_models().await;
-    let before = read_side_dump(&app.pool).await;
-    let counters = applied_counters(&app.pool).await;
+    let before = read_side_dump(app.pg()).await;
+    let counters = applied_counters(app.pg()).await;
     let stream_before = app.nats.stream_state().await;
 
-    let history = flowlytix_projections::log::aggregate_history(flowlytix_projections::Conn::Postgres(&mut *app.pool.acquire().await.unwrap()), "Subscription", &id)
+    let history = flowlytix_projections::log::aggregate_history(flowlytix_projections::Conn::Postgres(&mut *app.pg().acquire().await.unwrap()), "Subscription", &id)
         .await
         .unwrap();
     let jetstream = app.nats.jetstream().await;
@@ -736,17 +746,17 @@ async fn an_event_delivered_again_under_another_message_id_changes_the_read_mode
     app.wait_for_read_models().await;
 
     assert_eq!(
-        read_side_dump(&app.pool).await,
+        read_side_dump(app.pg()).await,
         before,
         "a redelivered event changes nothing"
     );
     assert_eq!(
-        applied_counters(&app.pool).await,
+        applied_counters(app.pg()).await,
         counters,
         "a redelivered event is not counted as applied"
     );
-    assert_each_event_projected_once(&app.pool).await;
-    assert_analytics_match_events(&app.pool).await;
+    assert_each_event_projected_once(app.pg()).await;
+    assert_analytics_match_events(app.pg()).await;
     app.teardown().await;
 }
 
@@ -755,6 +765,9 @@ async fn an_event_delivered_again_under_another_message_id_changes_the_read_mode
 /// projected): exactly one applies it, the other skips it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_simultaneous_deliveries_of_a_first_event_apply_it_once() {
+    if skip_unless_postgres() {
+        return;
+    }
     let database_url = fresh_database().await;
     let pool = PgPool::connect(&database_url).await.unwrap();
     flowlytix_server::store::migrate(&flowlytix_server::store::Db::Postgres(pool.clone())).await.unwrap();
@@ -849,6 +862,9 @@ async fn two_simultaneous_deliveries_of_a_first_event_apply_it_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_succeed_while_nats_is_down_and_the_read_models_catch_up_after() {
+    if skip_unless_postgres() {
+        return;
+    }
     let mut nats = NatsServer::start().await;
     let app = spawn_app_on_nats_at(&nats.url()).await;
     let admin = Admin::of(&app);
@@ -915,7 +931,7 @@ async fn commands_succeed_while_nats_is_down_and_the_read_models_catch_up_after(
     }
     // Still nothing of the outage in the read model.
     assert_eq!(
-        scalar(&app.pool, "select count(*) from rm_subscriptions").await,
+        scalar(app.pg(), "select count(*) from rm_subscriptions").await,
         3
     );
 
@@ -935,13 +951,13 @@ async fn commands_succeed_while_nats_is_down_and_the_read_models_catch_up_after(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_each_event_projected_once(&app.pool).await;
-    assert_analytics_match_events(&app.pool).await;
+    assert_each_event_projected_once(app.pg()).await;
+    assert_analytics_match_events(app.pg()).await;
     assert_eq!(
-        assert_read_models_match_aggregates(&admin, &app.pool).await,
+        assert_read_models_match_aggregates(&admin, app.pg()).await,
         8
     );
-    assert_stream_holds_each_event_once(&app.nats, &app.pool).await;
+    assert_stream_holds_each_event_once(&app.nats, app.pg()).await;
     app.server.stop_background_tasks();
 }
 
@@ -1065,6 +1081,9 @@ async fn assert_acknowledged_writes_projected(pool: &PgPool, acked: &Acknowledge
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_killed_mid_stream_resumes_publishing_without_gap_or_duplicate() {
+    if skip_unless_postgres() {
+        return;
+    }
     let database_url = fresh_database().await;
     let key_dir = std::env::temp_dir().join(format!("flowlytix-test-keys-{}", Uuid::new_v4()));
     let nats = NatsNames::unique(&nats_url());
@@ -1158,6 +1177,9 @@ async fn leaders(client: &Client, servers: &[&str]) -> Vec<bool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn when_the_publishing_instance_dies_another_takes_over_and_nothing_is_lost_or_doubled() {
+    if skip_unless_postgres() {
+        return;
+    }
     let database_url = fresh_database().await;
     let key_dir = std::env::temp_dir().join(format!("flowlytix-test-keys-{}", Uuid::new_v4()));
     let nats = NatsNames::unique(&nats_url());
@@ -1344,19 +1366,22 @@ fn flowlytix(args: &[&str], database_url: &str) -> std::process::Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_rebuilds_the_same_read_models_as_live_projection_and_export_lists_every_event() {
+    if skip_unless_postgres() {
+        return;
+    }
     let app = spawn_app_on_nats().await;
     let admin = Admin::of(&app);
     mixed_workload(&admin).await;
     app.wait_for_read_models().await;
-    assert_each_event_projected_once(&app.pool).await;
-    assert_analytics_match_events(&app.pool).await;
-    assert_read_models_match_aggregates(&admin, &app.pool).await;
-    let live = read_side_dump(&app.pool).await;
+    assert_each_event_projected_once(app.pg()).await;
+    assert_analytics_match_events(app.pg()).await;
+    assert_read_models_match_aggregates(&admin, app.pg()).await;
+    let live = read_side_dump(app.pg()).await;
     assert!(live.iter().all(|(_, rows)| !rows.is_empty()));
 
     app.server.stop_background_tasks();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let database_url = app.database_url().await;
+    let database_url = app.database_url.clone();
     let replay = {
         let _turn = HORIZON.lock().await;
         let mut command = flowlytix(&["replay"], &database_url);
@@ -1370,14 +1395,14 @@ async fn replay_rebuilds_the_same_read_models_as_live_projection_and_export_list
         "replay failed: {}",
         String::from_utf8_lossy(&replay.stderr)
     );
-    let replayed = read_side_dump(&app.pool).await;
+    let replayed = read_side_dump(app.pg()).await;
     for ((table, live_rows), (_, replayed_rows)) in live.iter().zip(&replayed) {
         assert_eq!(
             replayed_rows, live_rows,
             "{table}: replay differs from live projection"
         );
     }
-    assert_each_event_projected_once(&app.pool).await;
+    assert_each_event_projected_once(app.pg()).await;
 
     // The export: one JSON line per event, in commit order; verbose logging must not mix
     // into it.
@@ -1399,11 +1424,11 @@ async fn replay_rebuilds_the_same_read_models_as_live_projection_and_export_list
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"))
         })
         .collect();
-    let events = scalar(&app.pool, "select count(*) from events").await;
+    let events = scalar(app.pg(), "select count(*) from events").await;
     assert_eq!(lines.len() as i64, events, "one line per event");
     let commit_order: Vec<i64> =
         sqlx::query_scalar("select global_position from events order by tx_id, global_position")
-            .fetch_all(&app.pool)
+            .fetch_all(app.pg())
             .await
             .unwrap();
     let exported: Vec<i64> = lines
@@ -1457,6 +1482,9 @@ fn set(values: &[&String]) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models() {
+    if skip_unless_postgres() {
+        return;
+    }
     let app = spawn_app_on_nats().await;
     let admin = Admin::of(&app);
     let now = Utc::now();
@@ -1773,7 +1801,7 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
     }
     let commit_order: Vec<i64> =
         sqlx::query_scalar("select global_position from events order by tx_id, global_position")
-            .fetch_all(&app.pool)
+            .fetch_all(app.pg())
             .await
             .unwrap();
     let positions: Vec<i64> = feed
@@ -1860,7 +1888,7 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
     assert_eq!(totals(&by_device["daily"])["activations"], 5);
 
     // Validation on another instance sees a suspension made through this one within a second.
-    let other = spawn_nats_instance(&app.database_url().await, &app.key_dir, &app.nats).await;
+    let other = spawn_nats_instance(&app.database_url.clone(), &app.key_dir, &app.nats).await;
     let other_admin = Admin::of(&other);
     let valid = other_admin.validate(&key(&bob), "bob-mac").await;
     assert_eq!(valid["code"], "VALID", "{valid}");

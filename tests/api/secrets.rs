@@ -322,12 +322,12 @@ async fn no_license_key_password_or_token_is_stored_in_events_or_logs_or_echoed(
     ];
 
     // Every event row, payload and metadata.
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
+    let sql = app.db.dialect().pick(
         "select event_type, payload::text, metadata::text from events order by global_position",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+        "select event_type, payload, metadata from events order by global_position",
+    );
+    let rows: Vec<(String, String, String)> =
+        flowlytix_projections::with_db!(&app.db, pool => sqlx::query_as(sql).fetch_all(pool).await.unwrap());
     assert!(rows.len() >= 10, "{} events", rows.len());
     let events: String = rows
         .iter()
@@ -366,10 +366,9 @@ async fn no_license_key_password_or_token_is_stored_in_events_or_logs_or_echoed(
     );
 
     // Refresh tokens are stored as hashes only.
-    let hashes: Vec<String> = sqlx::query_scalar("select token_hash from admin_refresh_tokens")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+    let hashes: Vec<String> = flowlytix_projections::with_db!(&app.db, pool => {
+        sqlx::query_scalar("select token_hash from admin_refresh_tokens").fetch_all(pool).await.unwrap()
+    });
     let stored = hashes.join("\n");
     assert_no_secret(&stored, &secrets, "admin_refresh_tokens");
     assert!(stored.contains(&sha256_hex(text(&rotated, "refresh_token"))));
@@ -408,13 +407,24 @@ async fn no_license_key_password_or_token_is_stored_in_events_or_logs_or_echoed(
     }
 }
 
-/// Every row of every table of the test database except the events, as text.
+/// Every row of every table of the test database except the events, as text. On SQLite,
+/// the database files themselves (main file and write-ahead log), which is stricter still.
 async fn database_dump(app: &TestApp) -> String {
+    if let Some(path) = app.database_url.strip_prefix("sqlite://") {
+        let mut dump = String::new();
+        for suffix in ["", "-wal"] {
+            if let Ok(bytes) = std::fs::read(format!("{path}{suffix}")) {
+                dump.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+        assert!(dump.contains("admin_refresh_tokens"), "the dump covers the sessions table");
+        return dump;
+    }
     let tables: Vec<String> = sqlx::query_scalar(
         "select table_name::text from information_schema.tables
          where table_schema = 'public' and table_type = 'BASE TABLE' and table_name <> 'events'",
     )
-    .fetch_all(&app.pool)
+    .fetch_all(app.pg())
     .await
     .unwrap();
     assert!(
@@ -426,7 +436,7 @@ async fn database_dump(app: &TestApp) -> String {
         let rows: Option<String> = sqlx::query_scalar(&format!(
             r#"select string_agg(t::text, E'\n') from "{table}" t"#
         ))
-        .fetch_one(&app.pool)
+        .fetch_one(app.pg())
         .await
         .unwrap();
         dump.push_str(&format!("== {table}\n{}\n", rows.unwrap_or_default()));
