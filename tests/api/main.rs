@@ -10,6 +10,7 @@ mod bad_input;
 mod concurrency;
 mod devices;
 mod docs;
+mod durability;
 mod end_to_end;
 mod license_tokens;
 mod read_side;
