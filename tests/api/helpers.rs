@@ -154,7 +154,32 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let key_dir = std::env::temp_dir().join(format!("flowlytix-test-keys-{}", Uuid::new_v4()));
     let nats = (backend() == Backend::Postgres && !extra.iter().any(|(k, _)| *k == "NATS_URL"))
         .then(|| NatsNames::unique(&nats_url()));
+    if nats.is_some() {
+        remove_streams_of_earlier_runs().await;
+    }
     start_app(&database_url, &key_dir, nats, extra).await
+}
+
+/// Test streams are left on the shared NATS when a run ends; the next run removes them
+/// (once, before its first app starts).
+async fn remove_streams_of_earlier_runs() {
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DONE.get_or_init(|| async {
+        let Ok(Ok(client)) =
+            tokio::time::timeout(std::time::Duration::from_secs(3), async_nats::connect(nats_url().as_str())).await
+        else {
+            return;
+        };
+        let jetstream = async_nats::jetstream::new(client);
+        let names: Vec<String> = {
+            use futures::TryStreamExt;
+            jetstream.stream_names().try_collect().await.unwrap_or_default()
+        };
+        for name in names.into_iter().filter(|n| n.starts_with("FLOWLYTIX_TEST_")) {
+            let _ = jetstream.delete_stream(&name).await;
+        }
+    })
+    .await;
 }
 
 /// Starts an app on an existing database and key directory, signed in as the bootstrap admin.
@@ -414,6 +439,7 @@ pub async fn spawn_app_on_nats() -> NatsTestApp {
 
 /// Like `spawn_app`, with the read side on the NATS at `url` and a stream of its own.
 pub async fn spawn_app_on_nats_at(url: &str) -> NatsTestApp {
+    remove_streams_of_earlier_runs().await;
     let nats = NatsNames::unique(url);
     let database_url = fresh_database().await;
     let key_dir = std::env::temp_dir().join(format!("flowlytix-test-keys-{}", Uuid::new_v4()));
