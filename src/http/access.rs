@@ -20,7 +20,9 @@ async fn session(parts: &Parts, app: &SharedApp) -> Result<AdminSession, ApiErro
         .headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // The scheme name is case-insensitive (RFC 9110).
+        .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")))
+        .map(|(_, token)| token)
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {

@@ -36,7 +36,11 @@ pub async fn connect(url: &str, echo_sql: bool) -> Result<Db, sqlx::Error> {
             .foreign_keys(true)
             .log_statements(level);
         if let Some(dir) = std::path::Path::new(options.get_filename()).parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
+            if !dir.exists() {
+                // The database holds customer data and credential hashes: owner only.
+                std::fs::create_dir_all(dir)?;
+                std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+            }
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)

@@ -512,3 +512,24 @@ async fn admin_tokens_and_license_tokens_are_not_interchangeable() {
     let response = refresh_response(&app, text(&session, "access_token")).await;
     assert_problem(response, StatusCode::UNAUTHORIZED, "INVALID_REFRESH_TOKEN").await;
 }
+
+#[tokio::test]
+async fn the_bearer_scheme_name_is_case_insensitive() {
+    let app = spawn_app().await;
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let response = app
+            .anon(Method::GET, "/api/v1/subscriptions")
+            .header("authorization", format!("{scheme} {}", app.admin_token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{scheme}");
+    }
+    let response = app
+        .anon(Method::GET, "/api/v1/subscriptions")
+        .header("authorization", format!("Basic {}", app.admin_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
