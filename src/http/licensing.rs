@@ -198,7 +198,7 @@ fn token_issued(
         token,
         token_expires_at: expires_at,
         device_id: device_id.as_uuid(),
-        license: LicenseView::new(state, now),
+        license: LicenseView::from_snapshot(&LicenseSnapshot::from_state(state, committed.version), now),
         position: committed.position,
     })
 }

@@ -200,16 +200,6 @@ impl LicenseView {
         }
     }
 
-    pub fn new(state: &SubscriptionState, now: DateTime<Utc>) -> Self {
-        Self {
-            subscription_id: state.id.as_uuid(),
-            status: state.status_at(now).as_str().to_owned(),
-            plan: state.plan.as_str().to_owned(),
-            features: state.features.clone(),
-            expires_at: state.expires_at,
-            max_devices: state.max_devices,
-        }
-    }
 }
 
 /// What a client app learns about its device.
@@ -233,13 +223,4 @@ impl ClientDeviceView {
         }
     }
 
-    pub fn new(device: &Device) -> Self {
-        Self {
-            id: device.id.as_uuid(),
-            name: device.name.clone(),
-            platform: device.platform.clone(),
-            activated_at: device.activated_at,
-            last_seen_at: device.last_seen_at,
-        }
-    }
 }
