@@ -129,9 +129,22 @@ impl LicenseCache {
     /// The license a key names, if it is the subscription's current key.
     pub async fn by_key(&self, key_hash: &Sha256Hex) -> Result<Option<Arc<LicenseSnapshot>>, sqlx::Error> {
         let known = self.by_key.read().ok().and_then(|m| m.get(key_hash).copied());
-        if let Some(snapshot) = known.and_then(|id| self.fresh(id)) {
-            if snapshot.key_hash.as_ref() == Some(key_hash) {
+        if let Some(id) = known {
+            let snapshot = match self.fresh(id) {
+                Some(snapshot) => Some(snapshot),
+                // Stale: we already know which subscription the key named, so reload that
+                // one by id rather than looking the key up again first.
+                None => self.load(id).await?,
+            };
+            if let Some(snapshot) = snapshot.filter(|s| s.key_hash.as_ref() == Some(key_hash)) {
                 return Ok(Some(snapshot));
+            }
+            // The key was replaced (or the subscription is gone): forget the mapping so that
+            // the next request with this key asks the read model directly.
+            if let Ok(mut by_key) = self.by_key.write() {
+                if by_key.get(key_hash) == Some(&id) {
+                    by_key.remove(key_hash);
+                }
             }
         }
         let id: Option<Uuid> = with_db!(&self.db, pool => {
