@@ -48,7 +48,9 @@ pub const REDACTED: &str = "[redacted]";
 
 #[derive(FromRow)]
 struct EventRow {
-    tx_id: String,
+    /// The writing transaction's id as text (sqlx has no xid8 type). Named apart from the
+    /// column so that `order by tx_id` sorts by the xid8, not by this text.
+    tx_text: String,
     global_position: i64,
     aggregate_type: String,
     aggregate_id: String,
@@ -62,7 +64,7 @@ struct EventRow {
 
 impl EventRow {
     fn cursor(&self) -> LogCursor {
-        LogCursor { tx_id: self.tx_id.parse().unwrap_or(0), position: self.global_position }
+        LogCursor { tx_id: self.tx_text.parse().unwrap_or(0), position: self.global_position }
     }
 }
 
@@ -99,9 +101,9 @@ impl From<EventRow> for EventRecord {
 /// positions commit-ordered), so it reports 0.
 fn columns(dialect: Dialect) -> &'static str {
     dialect.pick(
-        "tx_id::text as tx_id, global_position, aggregate_type, aggregate_id, sequence, event_type, \
+        "tx_id::text as tx_text, global_position, aggregate_type, aggregate_id, sequence, event_type, \
          event_version, payload, metadata, recorded_at",
-        "'0' as tx_id, global_position, aggregate_type, aggregate_id, sequence, event_type, \
+        "'0' as tx_text, global_position, aggregate_type, aggregate_id, sequence, event_type, \
          event_version, payload, metadata, recorded_at",
     )
 }
@@ -139,9 +141,9 @@ pub async fn events_after(
 ) -> Result<Vec<(LogCursor, EventRecord)>, sqlx::Error> {
     let dialect = conn.dialect();
     let filter = dialect.pick(
-        "where (tx_id, global_position) > ($1::text::xid8, $2)
-           and tx_id < pg_snapshot_xmin(pg_current_snapshot())
-         order by tx_id, global_position",
+        "where (events.tx_id, global_position) > ($1::text::xid8, $2)
+           and events.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+         order by events.tx_id, global_position",
         "where global_position > $2 order by global_position",
     );
     let sql = format!("select {} from events {filter} limit $3", columns(dialect));

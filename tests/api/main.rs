@@ -12,6 +12,7 @@ mod devices;
 mod docs;
 mod durability;
 mod end_to_end;
+mod event_log;
 mod license_tokens;
 mod read_side;
 mod secrets;
