@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use flowlytix_projections::log::{events_after, LogCursor};
@@ -25,12 +25,16 @@ const BATCH: i64 = 500;
 const POLL: Duration = Duration::from_millis(250);
 const SQLITE_POLL: Duration = Duration::from_millis(50);
 const FOLLOWER_RETRY: Duration = Duration::from_millis(500);
+/// How often an idle publisher counts what it has not published (reported by `/health`,
+/// which shows at most this bound).
+const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 
 /// What `/health` shows of the publisher.
 #[derive(Default)]
 pub struct PublisherStatus {
     pub leader: AtomicBool,
-    /// Events committed but not yet published, as last measured by the leader.
+    /// Events committed but not yet published, as last measured by the leader (counted up
+    /// to 100 000).
     pub backlog: AtomicI64,
     pub last_error: std::sync::Mutex<Option<String>>,
 }
@@ -108,10 +112,15 @@ impl Publisher {
             with_conn!(db.reborrow(), c => sqlx::query_as(sql).fetch_one(&mut *c).await).map_err(text)?;
         let mut cursor = LogCursor { tx_id: tx_id.parse().unwrap_or(0), position };
         let mut backoff = Duration::from_millis(100);
+        let mut backlog_measured = Instant::now() - BACKLOG_EVERY;
         loop {
             let batch = events_after(db.reborrow(), cursor, BATCH).await.map_err(text)?;
             if batch.is_empty() {
-                self.measure_backlog(db.reborrow(), cursor).await.map_err(text)?;
+                // Counting is not free and every commit wakes the loop: at most once a second.
+                if backlog_measured.elapsed() >= BACKLOG_EVERY {
+                    self.measure_backlog(db.reborrow(), cursor).await.map_err(text)?;
+                    backlog_measured = Instant::now();
+                }
                 // Woken by a commit's notification, or by the poll interval: a transaction
                 // below the horizon may become visible without a notification of its own.
                 match listener.as_deref_mut() {
@@ -154,8 +163,9 @@ impl Publisher {
 
     async fn measure_backlog(&self, db: Conn<'_>, cursor: LogCursor) -> Result<(), sqlx::Error> {
         let sql = db.dialect().pick(
-            "select count(*) from events where (tx_id, global_position) > ($1::text::xid8, $2)",
-            "select count(*) from events where global_position > $2",
+            "select count(*) from (select 1 from events where (tx_id, global_position) > ($1::text::xid8, $2)
+             limit 100000) as pending",
+            "select count(*) from (select 1 from events where global_position > $2 limit 100000) as pending",
         );
         let backlog: i64 = with_conn!(db, c => {
             sqlx::query_scalar(sql).bind(cursor.tx_id.to_string()).bind(cursor.position).fetch_one(&mut *c).await?

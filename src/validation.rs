@@ -169,7 +169,9 @@ impl LicenseCache {
     /// Reads the license read model, keeping a newer snapshot this instance already has.
     async fn load(&self, id: SubscriptionId) -> Result<Option<Arc<LicenseSnapshot>>, sqlx::Error> {
         let Some(snapshot) = read_snapshot(&self.db, id).await? else {
-            return Ok(None);
+            // Not projected yet: what this instance itself committed is the best there is.
+            let by_subscription = self.by_subscription.read().unwrap_or_else(|e| e.into_inner());
+            return Ok(by_subscription.get(&id).and_then(|c| c.snapshot.clone()));
         };
         let version = snapshot.version;
         self.remember(snapshot);

@@ -87,3 +87,17 @@ async fn admin_and_client_walk_through_a_license_lifecycle() {
         assert!(item["position"].as_i64().unwrap() > 0);
     }
 }
+
+/// Validation on the instance that made a change answers from that change, even while the
+/// read model has not caught up (here: projection stopped) and past the cache's freshness.
+#[tokio::test]
+async fn validation_right_after_activation_does_not_wait_for_the_read_model() {
+    let app = spawn_app().await;
+    app.server.stop_background_tasks();
+    let subscription = app.subscription_with_devices(2).await;
+    let key = subscription["license_key"].as_str().unwrap();
+    assert_eq!(app.activate(key, "fp-fresh").await.status(), StatusCode::CREATED);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let valid = app.validate(json!({"license_key": key, "fingerprint": "fp-fresh"})).await;
+    assert_eq!(valid["code"], "VALID", "{valid}");
+}
