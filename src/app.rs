@@ -13,13 +13,13 @@ use tokio::sync::watch;
 use crate::auth::AdminAuth;
 use crate::bus::jetstream::{run_projector, JetStreamSettings};
 use crate::bus::{EventBus, InProcessBus, JetStreamBus};
-use crate::publisher::{Publisher, PublisherStatus};
-use crate::store::Committed;
-use crate::validation::{LicenseCache, LicenseSnapshot};
 use crate::config::Config;
 use crate::keys::{JwtKeys, KeyError};
 use crate::licensing::token::LicenseTokens;
+use crate::publisher::{Publisher, PublisherStatus};
+use crate::store::Committed;
 use crate::store::{self, Db, EventMetadata, ExecuteError, Executor, Lookup};
+use crate::validation::{LicenseCache, LicenseSnapshot};
 use flowlytix_projections::with_db;
 
 pub type SharedApp = Arc<App>;
@@ -60,7 +60,10 @@ impl App {
     /// Connects, migrates, loads keys and makes sure an admin exists.
     pub async fn start(config: Config) -> Result<SharedApp, StartError> {
         config.check_production_safety()?;
-        let url = config.database_url.as_ref().map_or(store::DEFAULT_SQLITE_URL, |u| u.expose_secret());
+        let url = config
+            .database_url
+            .as_ref()
+            .map_or(store::DEFAULT_SQLITE_URL, |u| u.expose_secret());
         let db = store::connect(url, config.database_echo).await?;
         store::migrate(&db).await?;
         match &db {
@@ -82,7 +85,8 @@ impl App {
                 crate::keys::load_or_create_secret(&path)?
             }
         };
-        let admin_keys = JwtKeys::derive_from_secret("flowlytix admin access token v1", &admin_secret);
+        let admin_keys =
+            JwtKeys::derive_from_secret("flowlytix admin access token v1", &admin_secret);
         let jetstream = match &config.nats_url {
             Some(url) => Some(
                 JetStreamBus::connect(JetStreamSettings {
@@ -131,7 +135,11 @@ impl App {
     /// The publisher, and with NATS one consumer task per projector. Without NATS the
     /// publisher projects in-process.
     async fn start_background_tasks(&self) {
-        let publisher = Publisher::new(self.db.clone(), self.bus.clone(), self.publisher_status.clone());
+        let publisher = Publisher::new(
+            self.db.clone(),
+            self.bus.clone(),
+            self.publisher_status.clone(),
+        );
         tokio::spawn(publisher.run(self.shutdown.subscribe()));
         if let Some(jetstream) = &self.jetstream {
             if let Err(error) = jetstream.ensure_stream().await {
@@ -163,9 +171,13 @@ impl App {
         metadata: EventMetadata,
         expected_version: Option<u64>,
     ) -> Result<Committed<Subscription>, ExecuteError<SubscriptionError>> {
-        let committed = self.subscriptions.execute(id, commands, metadata, expected_version).await?;
+        let committed = self
+            .subscriptions
+            .execute(id, commands, metadata, expected_version)
+            .await?;
         if let Some(state) = committed.aggregate.state() {
-            self.licenses.remember(LicenseSnapshot::from_state(state, committed.version));
+            self.licenses
+                .remember(LicenseSnapshot::from_state(state, committed.version));
         }
         Ok(committed)
     }
@@ -182,7 +194,11 @@ impl App {
         if any_admin {
             return Ok(());
         }
-        let email = self.config.admin_email.clone().unwrap_or_else(|| DEFAULT_ADMIN_EMAIL.to_owned());
+        let email = self
+            .config
+            .admin_email
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ADMIN_EMAIL.to_owned());
         let (password, generated) = match &self.config.admin_password {
             Some(password) => (password.expose_secret().to_owned(), false),
             None if self.config.is_production() => {
@@ -191,7 +207,15 @@ impl App {
             }
             None => (crate::crypto::random_token(), true),
         };
-        match self.create_admin(&email, &password, Role::Admin, EventMetadata::system(Utc::now())).await {
+        match self
+            .create_admin(
+                &email,
+                &password,
+                Role::Admin,
+                EventMetadata::system(Utc::now()),
+            )
+            .await
+        {
             Ok(id) if generated => {
                 tracing::info!(admin_id = %id, %email, "created the first admin with a generated password");
                 // Shown on the terminal once, never logged: it exists nowhere else.
@@ -201,7 +225,9 @@ impl App {
                     println!("  First admin created. Sign in with:");
                     println!("    email:    {email}");
                     println!("    password: {password}");
-                    println!("  This password is shown once and never again; change it or keep it safe.");
+                    println!(
+                        "  This password is shown once and never again; change it or keep it safe."
+                    );
                     println!();
                 }
                 Ok(())

@@ -99,10 +99,15 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), StartError> {
             let replayed = flowlytix_projections::replay::replay(&pool)
                 .await
                 .map_err(|e| StartError::Bootstrap(format!("replay failed: {e}")))?;
-            tracing::info!(events = replayed, "read models rebuilt from the event store");
+            tracing::info!(
+                events = replayed,
+                "read models rebuilt from the event store"
+            );
             Ok(())
         }
-        Command::Events { command: EventsCommand::Export } => {
+        Command::Events {
+            command: EventsCommand::Export,
+        } => {
             let pool = connect(&config).await?;
             export_events(&pool).await
         }
@@ -146,15 +151,18 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), StartError> {
 
 /// A migrated pool, for the commands that work on the database without serving.
 async fn connect(config: &Config) -> Result<store::Db, StartError> {
-    let url = config.database_url.as_ref().map_or(store::DEFAULT_SQLITE_URL, |u| u.expose_secret());
+    let url = config
+        .database_url
+        .as_ref()
+        .map_or(store::DEFAULT_SQLITE_URL, |u| u.expose_secret());
     let db = store::connect(url, config.database_echo).await?;
     store::migrate(&db).await?;
     Ok(db)
 }
 
 async fn export_events(db: &store::Db) -> Result<(), StartError> {
-    use std::io::Write;
     use flowlytix_projections::log::{events_after, LogCursor};
+    use std::io::Write;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut cursor = LogCursor::default();
     let mut connection = db.acquire().await?;

@@ -83,7 +83,8 @@ impl Config {
             database_echo: parse_bool("DATABASE_ECHO", var("DATABASE_ECHO"), false)?,
             nats_url: var("NATS_URL"),
             nats_stream: var("NATS_STREAM").unwrap_or_else(|| "FLOWLYTIX_EVENTS".into()),
-            nats_subject_prefix: var("NATS_SUBJECT_PREFIX").unwrap_or_else(|| "flowlytix.events".into()),
+            nats_subject_prefix: var("NATS_SUBJECT_PREFIX")
+                .unwrap_or_else(|| "flowlytix.events".into()),
             secret_key: var("SECRET_KEY").map(SecretString::from),
             access_token_ttl: minutes(
                 "ACCESS_TOKEN_EXPIRE_MINUTES",

@@ -156,11 +156,16 @@ impl JwtKeys {
 
 /// A 256-bit secret read from `path`, or generated there (mode 0600) on first use.
 pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
-    let io = |source| KeyError::Io { path: path.to_owned(), source };
+    let io = |source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    };
     if path.exists() {
         let secret = fs::read(path).map_err(io)?;
         if secret.len() < 32 {
-            return Err(KeyError::Malformed { path: path.to_owned() });
+            return Err(KeyError::Malformed {
+                path: path.to_owned(),
+            });
         }
         return Ok(secret);
     }

@@ -75,7 +75,8 @@ impl Publisher {
             Db::Sqlite(pool) => {
                 let mut connection = pool.acquire().await.map_err(|e| e.to_string())?;
                 self.status.leader.store(true, Ordering::Relaxed);
-                self.publish_while_leader(Conn::Sqlite(&mut connection), None).await
+                self.publish_while_leader(Conn::Sqlite(&mut connection), None)
+                    .await
             }
         }
     }
@@ -96,12 +97,18 @@ impl Publisher {
         tracing::info!("this instance is now the event publisher");
         let mut listener = PgListener::connect_with(pool).await.map_err(text)?;
         listener.listen("flowlytix_events").await.map_err(text)?;
-        let result = self.publish_while_leader(Conn::Postgres(&mut lock_connection), Some(&mut listener)).await;
+        let result = self
+            .publish_while_leader(Conn::Postgres(&mut lock_connection), Some(&mut listener))
+            .await;
         let _ = lock_connection.close().await;
         result
     }
 
-    async fn publish_while_leader(&self, mut db: Conn<'_>, mut listener: Option<&mut PgListener>) -> Result<(), String> {
+    async fn publish_while_leader(
+        &self,
+        mut db: Conn<'_>,
+        mut listener: Option<&mut PgListener>,
+    ) -> Result<(), String> {
         let text = |e: sqlx::Error| e.to_string();
         let dialect = db.dialect();
         let sql = dialect.pick(
@@ -109,16 +116,24 @@ impl Publisher {
             "select tx_id, global_position from publisher_checkpoint where id = 1",
         );
         let (tx_id, position): (String, i64) =
-            with_conn!(db.reborrow(), c => sqlx::query_as(sql).fetch_one(&mut *c).await).map_err(text)?;
-        let mut cursor = LogCursor { tx_id: tx_id.parse().unwrap_or(0), position };
+            with_conn!(db.reborrow(), c => sqlx::query_as(sql).fetch_one(&mut *c).await)
+                .map_err(text)?;
+        let mut cursor = LogCursor {
+            tx_id: tx_id.parse().unwrap_or(0),
+            position,
+        };
         let mut backoff = Duration::from_millis(100);
         let mut backlog_measured = Instant::now() - BACKLOG_EVERY;
         loop {
-            let batch = events_after(db.reborrow(), cursor, BATCH).await.map_err(text)?;
+            let batch = events_after(db.reborrow(), cursor, BATCH)
+                .await
+                .map_err(text)?;
             if batch.is_empty() {
                 // Counting is not free and every commit wakes the loop: at most once a second.
                 if backlog_measured.elapsed() >= BACKLOG_EVERY {
-                    self.measure_backlog(db.reborrow(), cursor).await.map_err(text)?;
+                    self.measure_backlog(db.reborrow(), cursor)
+                        .await
+                        .map_err(text)?;
                     backlog_measured = Instant::now();
                 }
                 // Woken by a commit's notification, or by the poll interval: a transaction
@@ -136,7 +151,9 @@ impl Publisher {
                 // Nothing advances: the same batch goes again once the bus is back.
                 self.set_error(Some(error.to_string()));
                 tracing::warn!(%error, "publishing failed; retrying");
-                self.measure_backlog(db.reborrow(), cursor).await.map_err(text)?;
+                self.measure_backlog(db.reborrow(), cursor)
+                    .await
+                    .map_err(text)?;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;

@@ -92,7 +92,11 @@ pub struct LicenseCache {
 
 impl LicenseCache {
     pub fn new(db: Db) -> Self {
-        Self { db, by_subscription: RwLock::default(), by_key: RwLock::default() }
+        Self {
+            db,
+            by_subscription: RwLock::default(),
+            by_key: RwLock::default(),
+        }
     }
 
     /// Records what this instance just committed. An older snapshot never replaces a newer.
@@ -115,7 +119,13 @@ impl LicenseCache {
                 .and_then(|c| c.snapshot.as_ref())
                 .is_none_or(|old| old.version <= snapshot.version);
             if newer {
-                by_subscription.insert(snapshot.subscription_id, Cached { snapshot: Some(snapshot), fetched: Instant::now() });
+                by_subscription.insert(
+                    snapshot.subscription_id,
+                    Cached {
+                        snapshot: Some(snapshot),
+                        fetched: Instant::now(),
+                    },
+                );
             }
         }
     }
@@ -123,12 +133,21 @@ impl LicenseCache {
     fn fresh(&self, id: SubscriptionId) -> Option<Arc<LicenseSnapshot>> {
         let by_subscription = self.by_subscription.read().ok()?;
         let cached = by_subscription.get(&id)?;
-        (cached.fetched.elapsed() < FRESH_FOR).then(|| cached.snapshot.clone()).flatten()
+        (cached.fetched.elapsed() < FRESH_FOR)
+            .then(|| cached.snapshot.clone())
+            .flatten()
     }
 
     /// The license a key names, if it is the subscription's current key.
-    pub async fn by_key(&self, key_hash: &Sha256Hex) -> Result<Option<Arc<LicenseSnapshot>>, sqlx::Error> {
-        let known = self.by_key.read().ok().and_then(|m| m.get(key_hash).copied());
+    pub async fn by_key(
+        &self,
+        key_hash: &Sha256Hex,
+    ) -> Result<Option<Arc<LicenseSnapshot>>, sqlx::Error> {
+        let known = self
+            .by_key
+            .read()
+            .ok()
+            .and_then(|m| m.get(key_hash).copied());
         if let Some(id) = known {
             let snapshot = match self.fresh(id) {
                 Some(snapshot) => Some(snapshot),
@@ -154,12 +173,18 @@ impl LicenseCache {
                 .await?
         });
         match id {
-            Some(id) => Ok(self.load(SubscriptionId(id)).await?.filter(|s| s.key_hash.as_ref() == Some(key_hash))),
+            Some(id) => Ok(self
+                .load(SubscriptionId(id))
+                .await?
+                .filter(|s| s.key_hash.as_ref() == Some(key_hash))),
             None => Ok(None),
         }
     }
 
-    pub async fn by_subscription(&self, id: SubscriptionId) -> Result<Option<Arc<LicenseSnapshot>>, sqlx::Error> {
+    pub async fn by_subscription(
+        &self,
+        id: SubscriptionId,
+    ) -> Result<Option<Arc<LicenseSnapshot>>, sqlx::Error> {
         if let Some(snapshot) = self.fresh(id) {
             return Ok(Some(snapshot));
         }
@@ -170,12 +195,18 @@ impl LicenseCache {
     async fn load(&self, id: SubscriptionId) -> Result<Option<Arc<LicenseSnapshot>>, sqlx::Error> {
         let Some(snapshot) = read_snapshot(&self.db, id).await? else {
             // Not projected yet: what this instance itself committed is the best there is.
-            let by_subscription = self.by_subscription.read().unwrap_or_else(|e| e.into_inner());
+            let by_subscription = self
+                .by_subscription
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
             return Ok(by_subscription.get(&id).and_then(|c| c.snapshot.clone()));
         };
         let version = snapshot.version;
         self.remember(snapshot);
-        let mut by_subscription = self.by_subscription.write().unwrap_or_else(|e| e.into_inner());
+        let mut by_subscription = self
+            .by_subscription
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         let cached = by_subscription.get_mut(&id);
         Ok(cached.and_then(|c| {
             // Our own newer write stays; either way it counts as freshly confirmed.
@@ -211,7 +242,10 @@ struct DeviceRow {
     last_seen_at: Option<DateTime<Utc>>,
 }
 
-async fn read_snapshot(db: &Db, id: SubscriptionId) -> Result<Option<LicenseSnapshot>, sqlx::Error> {
+async fn read_snapshot(
+    db: &Db,
+    id: SubscriptionId,
+) -> Result<Option<LicenseSnapshot>, sqlx::Error> {
     let (row, devices): (Option<SubscriptionRow>, Vec<DeviceRow>) = with_db!(db, pool => {
         let row = sqlx::query_as(
             "select id, version, license_key_hash, status, plan, features, max_devices, expires_at,
@@ -233,7 +267,8 @@ async fn read_snapshot(db: &Db, id: SubscriptionId) -> Result<Option<LicenseSnap
     let Some(row) = row else {
         return Ok(None);
     };
-    let status = serde_json::from_value(serde_json::Value::String(row.status)).unwrap_or(Status::Suspended);
+    let status =
+        serde_json::from_value(serde_json::Value::String(row.status)).unwrap_or(Status::Suspended);
     Ok(Some(LicenseSnapshot {
         subscription_id: SubscriptionId(row.id),
         version: row.version,

@@ -2,16 +2,21 @@
 //! Current counts (by status, plan, platform, app version) are read from the other read
 //! models, so they need no table of their own.
 
-use flowlytix_aggregates::SubscriptionEvent;
 use crate::db::Conn;
 use crate::with_conn;
+use flowlytix_aggregates::SubscriptionEvent;
 
 use crate::log::EventRecord;
 use crate::projector::{ApplyFuture, ProjectionError, Projector};
 
 pub struct AnalyticsProjector;
 
-pub const METRICS: [&str; 4] = ["activations", "deactivations", "subscriptions_created", "subscriptions_canceled"];
+pub const METRICS: [&str; 4] = [
+    "activations",
+    "deactivations",
+    "subscriptions_created",
+    "subscriptions_canceled",
+];
 
 impl Projector for AnalyticsProjector {
     fn name(&self) -> &'static str {

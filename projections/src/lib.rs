@@ -18,5 +18,8 @@ pub use projector::{project, reset_read_models, Outcome, ProjectionError, Projec
 
 /// Every projector this server runs, in a stable order.
 pub fn all_projectors() -> Vec<Box<dyn Projector>> {
-    vec![Box::new(subscriptions::SubscriptionsProjector), Box::new(analytics::AnalyticsProjector)]
+    vec![
+        Box::new(subscriptions::SubscriptionsProjector),
+        Box::new(analytics::AnalyticsProjector),
+    ]
 }

@@ -40,7 +40,10 @@ impl EventRecord {
 
     /// The JetStream de-duplication id: a re-published event is recognised as the same.
     pub fn message_id(&self) -> String {
-        format!("{}:{}:{}", self.aggregate_type, self.aggregate_id, self.sequence)
+        format!(
+            "{}:{}:{}",
+            self.aggregate_type, self.aggregate_id, self.sequence
+        )
     }
 }
 
@@ -64,7 +67,10 @@ struct EventRow {
 
 impl EventRow {
     fn cursor(&self) -> LogCursor {
-        LogCursor { tx_id: self.tx_text.parse().unwrap_or(0), position: self.global_position }
+        LogCursor {
+            tx_id: self.tx_text.parse().unwrap_or(0),
+            position: self.global_position,
+        }
     }
 }
 
@@ -73,7 +79,9 @@ impl From<EventRow> for EventRecord {
         // The stores keep the serde form of the event enum, `{"<EventType>": {fields}}`;
         // readers want the fields.
         let mut payload = match row.payload.0 {
-            Value::Object(mut wrapper) if wrapper.len() == 1 && wrapper.contains_key(&row.event_type) => {
+            Value::Object(mut wrapper)
+                if wrapper.len() == 1 && wrapper.contains_key(&row.event_type) =>
+            {
                 wrapper.remove(&row.event_type).unwrap_or(Value::Null)
             }
             other => other,
@@ -155,7 +163,10 @@ pub async fn events_after(
             .fetch_all(&mut *c)
             .await?
     });
-    Ok(rows.into_iter().map(|row| (row.cursor(), EventRecord::from(row))).collect())
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.cursor(), EventRecord::from(row)))
+        .collect())
 }
 
 /// The commit-order cursor of the event at `position`, if there is one.
@@ -167,5 +178,8 @@ pub async fn cursor_at(conn: Conn<'_>, position: i64) -> Result<Option<LogCursor
     let row: Option<(String, i64)> = with_conn!(conn, c => {
         sqlx::query_as(sql).bind(position).fetch_optional(&mut *c).await?
     });
-    Ok(row.map(|(tx_id, position)| LogCursor { tx_id: tx_id.parse().unwrap_or(0), position }))
+    Ok(row.map(|(tx_id, position)| LogCursor {
+        tx_id: tx_id.parse().unwrap_or(0),
+        position,
+    }))
 }

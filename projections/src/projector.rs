@@ -131,8 +131,14 @@ pub async fn project(
 /// Empties every read model and the per-aggregate versions, for a replay. The checkpoints
 /// keep their bus positions, which remain true; their applied counters start again from 0,
 /// since the replay applies every event again.
-pub async fn reset_read_models(mut db: Conn<'_>, projectors: &[Box<dyn Projector>]) -> Result<(), sqlx::Error> {
-    let mut tables: Vec<&str> = projectors.iter().flat_map(|p| p.tables().iter().copied()).collect();
+pub async fn reset_read_models(
+    mut db: Conn<'_>,
+    projectors: &[Box<dyn Projector>],
+) -> Result<(), sqlx::Error> {
+    let mut tables: Vec<&str> = projectors
+        .iter()
+        .flat_map(|p| p.tables().iter().copied())
+        .collect();
     tables.push("projection_versions");
     for table in tables {
         with_conn!(db.reborrow(), c => {

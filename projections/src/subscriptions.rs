@@ -39,12 +39,19 @@ impl Projector for SubscriptionsProjector {
             let typed: SubscriptionEvent = serde_json::from_value(event.tagged_payload())
                 .map_err(|e| ProjectionError::BadPayload(event.message_id(), e))?;
             let id = Uuid::parse_str(&event.aggregate_id).unwrap_or_default();
-            apply(db, id, event.sequence, typed).await.map_err(ProjectionError::from)
+            apply(db, id, event.sequence, typed)
+                .await
+                .map_err(ProjectionError::from)
         })
     }
 }
 
-async fn apply(mut db: Conn<'_>, id: Uuid, version: i64, event: SubscriptionEvent) -> Result<(), sqlx::Error> {
+async fn apply(
+    mut db: Conn<'_>,
+    id: Uuid,
+    version: i64,
+    event: SubscriptionEvent,
+) -> Result<(), sqlx::Error> {
     use SubscriptionEvent::*;
     let at = event.at();
     if let SubscriptionCreated {
@@ -98,15 +105,27 @@ async fn apply(mut db: Conn<'_>, id: Uuid, version: i64, event: SubscriptionEven
     match event {
         SubscriptionCreated { .. } => {}
         SubscriptionPlanChanged { plan, .. } => {
-            run!(db, sqlx::query("update rm_subscriptions set plan = $2 where id = $1").bind(id).bind(plan.as_str()));
+            run!(
+                db,
+                sqlx::query("update rm_subscriptions set plan = $2 where id = $1")
+                    .bind(id)
+                    .bind(plan.as_str())
+            );
         }
         SubscriptionDeviceLimitChanged { max_devices, .. } => {
             run!(
                 db,
-                sqlx::query("update rm_subscriptions set max_devices = $2 where id = $1").bind(id).bind(max_devices as i32)
+                sqlx::query("update rm_subscriptions set max_devices = $2 where id = $1")
+                    .bind(id)
+                    .bind(max_devices as i32)
             );
         }
-        SubscriptionPeriodChanged { starts_at, expires_at, trial_ends_at, .. } => {
+        SubscriptionPeriodChanged {
+            starts_at,
+            expires_at,
+            trial_ends_at,
+            ..
+        } => {
             run!(
                 db,
                 sqlx::query(
@@ -118,7 +137,14 @@ async fn apply(mut db: Conn<'_>, id: Uuid, version: i64, event: SubscriptionEven
                 .bind(trial_ends_at)
             );
         }
-        SubscriptionDetailsUpdated { customer_email, customer_name, organization, features, metadata, .. } => {
+        SubscriptionDetailsUpdated {
+            customer_email,
+            customer_name,
+            organization,
+            features,
+            metadata,
+            ..
+        } => {
             run!(
                 db,
                 sqlx::query(
@@ -151,10 +177,30 @@ async fn apply(mut db: Conn<'_>, id: Uuid, version: i64, event: SubscriptionEven
             );
         }
         SubscriptionDeleted { .. } => {
-            run!(db, sqlx::query("update rm_subscriptions set deleted_at = $2 where id = $1").bind(id).bind(at));
-            run!(db, sqlx::query("update rm_devices set subscription_deleted = true where subscription_id = $1").bind(id));
+            run!(
+                db,
+                sqlx::query("update rm_subscriptions set deleted_at = $2 where id = $1")
+                    .bind(id)
+                    .bind(at)
+            );
+            run!(
+                db,
+                sqlx::query(
+                    "update rm_devices set subscription_deleted = true where subscription_id = $1"
+                )
+                .bind(id)
+            );
         }
-        LicenseKeyIssued { key_hash, key_prefix, .. } | LicenseKeyRegenerated { key_hash, key_prefix, .. } => {
+        LicenseKeyIssued {
+            key_hash,
+            key_prefix,
+            ..
+        }
+        | LicenseKeyRegenerated {
+            key_hash,
+            key_prefix,
+            ..
+        } => {
             run!(
                 db,
                 sqlx::query("update rm_subscriptions set license_key_hash = $2, license_key_prefix = $3 where id = $1")
@@ -199,8 +245,15 @@ async fn apply(mut db: Conn<'_>, id: Uuid, version: i64, event: SubscriptionEven
             );
             set_active_devices(db, id, active_devices).await?;
         }
-        DeviceDeactivated { device_id, reason, active_devices, .. } => {
-            let reason = serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned));
+        DeviceDeactivated {
+            device_id,
+            reason,
+            active_devices,
+            ..
+        } => {
+            let reason = serde_json::to_value(reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned));
             run!(
                 db,
                 sqlx::query(
@@ -213,7 +266,12 @@ async fn apply(mut db: Conn<'_>, id: Uuid, version: i64, event: SubscriptionEven
             );
             set_active_devices(db, id, active_devices).await?;
         }
-        DeviceUpdated { device_id, name, notes, .. } => {
+        DeviceUpdated {
+            device_id,
+            name,
+            notes,
+            ..
+        } => {
             run!(
                 db,
                 sqlx::query("update rm_devices set name = coalesce($2, name), notes = coalesce($3, notes) where id = $1")
@@ -225,7 +283,9 @@ async fn apply(mut db: Conn<'_>, id: Uuid, version: i64, event: SubscriptionEven
         LicenseTokenIssued { device_id, .. } => {
             run!(
                 db,
-                sqlx::query("update rm_devices set last_seen_at = $2 where id = $1").bind(device_id.as_uuid()).bind(at)
+                sqlx::query("update rm_devices set last_seen_at = $2 where id = $1")
+                    .bind(device_id.as_uuid())
+                    .bind(at)
             );
         }
     }
@@ -233,11 +293,21 @@ async fn apply(mut db: Conn<'_>, id: Uuid, version: i64, event: SubscriptionEven
 }
 
 async fn set_status(mut db: Conn<'_>, id: Uuid, status: &str) -> Result<(), sqlx::Error> {
-    run!(db, sqlx::query("update rm_subscriptions set status = $2 where id = $1").bind(id).bind(status));
+    run!(
+        db,
+        sqlx::query("update rm_subscriptions set status = $2 where id = $1")
+            .bind(id)
+            .bind(status)
+    );
     Ok(())
 }
 
 async fn set_active_devices(mut db: Conn<'_>, id: Uuid, active: u32) -> Result<(), sqlx::Error> {
-    run!(db, sqlx::query("update rm_subscriptions set active_devices = $2 where id = $1").bind(id).bind(active as i32));
+    run!(
+        db,
+        sqlx::query("update rm_subscriptions set active_devices = $2 where id = $1")
+            .bind(id)
+            .bind(active as i32)
+    );
     Ok(())
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 use chrono::Utc;
 use flowlytix_aggregates::admin::AdminState;
 use flowlytix_aggregates::{AdminId, AdminUser, Email, Role};
+use flowlytix_projections::Db;
 use jsonwebtoken::{Algorithm, Header};
 use serde::{Deserialize, Serialize};
-use flowlytix_projections::Db;
 use uuid::Uuid;
 
 pub use sessions::{RefreshError, Sessions};

@@ -38,7 +38,8 @@ impl Sessions {
         let session_id = Uuid::new_v4();
         let token = random_token();
         let now = Utc::now();
-        let expires_at = now + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::days(7));
+        let expires_at =
+            now + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::days(7));
         let mut tx = self.db.begin().await?;
         with_conn!(tx.conn(), c => {
             sqlx::query("insert into admin_sessions (id, admin_id, created_at, expires_at) values ($1, $2, $3, $4)")
@@ -104,7 +105,11 @@ impl Sessions {
         });
         tx.commit().await?;
         match outcome {
-            Ok((session_id, admin_id)) => Ok(Rotated { admin_id: AdminId(admin_id), session_id, refresh_token }),
+            Ok((session_id, admin_id)) => Ok(Rotated {
+                admin_id: AdminId(admin_id),
+                session_id,
+                refresh_token,
+            }),
             Err(Some(session_id)) => {
                 self.revoke(session_id, "refresh_token_reused").await?;
                 tracing::warn!(%session_id, "refresh token reuse: session revoked");

@@ -1,5 +1,5 @@
-use flowlytix_projections::{all_projectors, project, EventRecord, Outcome, Projector};
 use flowlytix_projections::Db;
+use flowlytix_projections::{all_projectors, project, EventRecord, Outcome, Projector};
 
 use super::{BusError, EventBus, PublishFuture};
 
@@ -12,7 +12,10 @@ pub struct InProcessBus {
 
 impl InProcessBus {
     pub fn new(db: Db) -> Self {
-        Self { db, projectors: all_projectors() }
+        Self {
+            db,
+            projectors: all_projectors(),
+        }
     }
 }
 
@@ -23,8 +26,15 @@ impl EventBus for InProcessBus {
             let mut tx = self.db.begin().await.map_err(|e| failed(&e))?;
             for event in events {
                 for projector in &self.projectors {
-                    if project(tx.conn(), projector.as_ref(), event, None).await.map_err(|e| failed(&e))? == Outcome::Gap {
-                        return Err(BusError::Projection(format!("gap before {}", event.message_id())));
+                    if project(tx.conn(), projector.as_ref(), event, None)
+                        .await
+                        .map_err(|e| failed(&e))?
+                        == Outcome::Gap
+                    {
+                        return Err(BusError::Projection(format!(
+                            "gap before {}",
+                            event.message_id()
+                        )));
                     }
                 }
             }

@@ -10,9 +10,9 @@ use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
 use async_nats::jetstream::{self, AckKind, Context};
 use async_nats::HeaderMap;
 use bytes::Bytes;
+use flowlytix_projections::Db;
 use flowlytix_projections::{project, EventRecord, Outcome, Projector};
 use futures::StreamExt;
-use flowlytix_projections::Db;
 use tokio::sync::watch;
 
 use super::{BusError, EventBus, PublishFuture};
@@ -56,7 +56,11 @@ impl JetStreamBus {
             .map_err(|e| BusError::Unavailable(e.to_string()))?;
         let mut context = jetstream::new(client.clone());
         context.set_timeout(ACK_TIMEOUT);
-        Ok(Self { client, context, settings })
+        Ok(Self {
+            client,
+            context,
+            settings,
+        })
     }
 
     pub fn settings(&self) -> &JetStreamSettings {
@@ -80,11 +84,18 @@ impl JetStreamBus {
     /// The stream's last sequence number, for lag reporting.
     pub async fn last_sequence(&self) -> Option<u64> {
         let mut stream = self.context.get_stream(&self.settings.stream).await.ok()?;
-        stream.info().await.ok().map(|info| info.state.last_sequence)
+        stream
+            .info()
+            .await
+            .ok()
+            .map(|info| info.state.last_sequence)
     }
 
     fn subject(&self, event: &EventRecord) -> String {
-        format!("{}.{}.{}", self.settings.subject_prefix, event.aggregate_type, event.event_type)
+        format!(
+            "{}.{}.{}",
+            self.settings.subject_prefix, event.aggregate_type, event.event_type
+        )
     }
 }
 
@@ -95,7 +106,10 @@ impl EventBus for JetStreamBus {
             let mut acks = Vec::with_capacity(events.len());
             for event in events {
                 let mut headers = HeaderMap::new();
-                headers.insert(async_nats::header::NATS_MESSAGE_ID, event.message_id().as_str());
+                headers.insert(
+                    async_nats::header::NATS_MESSAGE_ID,
+                    event.message_id().as_str(),
+                );
                 let body = Bytes::from(serde_json::to_vec(event).map_err(|e| unavailable(&e))?);
                 let ack = self
                     .context
@@ -146,7 +160,12 @@ pub async fn run_projector(
     }
 }
 
-async fn consume(bus: &JetStreamBus, db: &Db, projector: &dyn Projector, name: &str) -> Result<(), String> {
+async fn consume(
+    bus: &JetStreamBus,
+    db: &Db,
+    projector: &dyn Projector,
+    name: &str,
+) -> Result<(), String> {
     let stream = bus.ensure_stream().await.map_err(|e| e.to_string())?;
     let consumer: jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(

@@ -21,7 +21,10 @@ async fn session(parts: &Parts, app: &SharedApp) -> Result<AdminSession, ApiErro
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         // The scheme name is case-insensitive (RFC 9110).
-        .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")))
+        .and_then(|v| {
+            v.split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        })
         .map(|(_, token)| token)
         .map(str::trim)
         .filter(|t| !t.is_empty())

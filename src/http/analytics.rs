@@ -67,7 +67,9 @@ pub struct DeviceAnalytics {
 }
 
 fn days(range: &Range) -> Result<(NaiveDate, NaiveDate), ApiError> {
-    range.days(Utc::now().date_naive()).map_err(ApiError::validation)
+    range
+        .days(Utc::now().date_naive())
+        .map_err(ApiError::validation)
 }
 
 /// Counts now, and day by day over `from`..`to` (default: the last 30 days).
@@ -91,7 +93,13 @@ async fn dashboard(
         active_devices_by_platform: by_platform,
         daily: queries::daily(
             &app.db,
-            &["activations", "deactivations", "subscriptions_created", "subscriptions_canceled", "subscriptions_expired"],
+            &[
+                "activations",
+                "deactivations",
+                "subscriptions_created",
+                "subscriptions_canceled",
+                "subscriptions_expired",
+            ],
             from,
             to,
         )
@@ -113,8 +121,17 @@ async fn subscription_analytics(
         to,
         by_status: queries::subscriptions_by_status(&app.db).await?,
         by_plan: queries::subscriptions_by_plan(&app.db).await?,
-        daily: queries::daily(&app.db, &["subscriptions_created", "subscriptions_canceled", "subscriptions_expired"], from, to)
-            .await?,
+        daily: queries::daily(
+            &app.db,
+            &[
+                "subscriptions_created",
+                "subscriptions_canceled",
+                "subscriptions_expired",
+            ],
+            from,
+            to,
+        )
+        .await?,
     }))
 }
 

@@ -56,7 +56,8 @@ async fn device_command(
 ) -> Result<Json<DeviceView>, ApiError> {
     let subscription_id = subscription_of(app, device_id).await?;
     let command = SubscriptionCommand::new(Utc::now(), action);
-    let committed = app.execute_subscription(&subscription_id.to_string(), vec![command], metadata, None)
+    let committed = app
+        .execute_subscription(&subscription_id.to_string(), vec![command], metadata, None)
         .await?;
     let state = committed.aggregate.live().ok_or_else(device_not_found)?;
     let device = state.device(device_id).ok_or_else(device_not_found)?;
@@ -79,8 +80,16 @@ async fn list_devices(
         None => true,
     };
     let (rows, total) = read::devices::list(&app.db, &filter).await?;
-    let paging = read::Paging { page: filter.page, per_page: filter.per_page };
-    let page = DevicePage { items: rows.into_iter().map(DeviceView::from).collect(), total, page: paging.page(), per_page: paging.per_page() };
+    let paging = read::Paging {
+        page: filter.page,
+        per_page: filter.per_page,
+    };
+    let page = DevicePage {
+        items: rows.into_iter().map(DeviceView::from).collect(),
+        total,
+        page: paging.page(),
+        per_page: paging.per_page(),
+    };
     Ok(with_consistency(Json(page).into_response(), consistent))
 }
 

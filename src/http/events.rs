@@ -36,9 +36,11 @@ async fn event_feed(
 ) -> Result<Json<FeedPage>, ApiError> {
     match feed::page(&app.db, &query).await {
         Ok((items, next_after)) => Ok(Json(FeedPage { items, next_after })),
-        Err(FeedError::UnknownCursor) => {
-            Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_CURSOR", "`after` is not the position of an event"))
-        }
+        Err(FeedError::UnknownCursor) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_CURSOR",
+            "`after` is not the position of an event",
+        )),
         Err(FeedError::Database(error)) => Err(error.into()),
     }
 }

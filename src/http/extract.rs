@@ -7,8 +7,8 @@ use axum::extract::rejection::{JsonRejection, MissingJsonContentType};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use serde::de::{DeserializeOwned, IgnoredAny};
 use chrono::Utc;
+use serde::de::{DeserializeOwned, IgnoredAny};
 
 use super::error::ApiError;
 use crate::store::EventMetadata;
@@ -47,10 +47,18 @@ where
 
 /// `application/json` or any `application/*+json`, as `axum::Json` accepts.
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     essence
         .strip_prefix("application/")
         .is_some_and(|subtype| subtype == "json" || subtype.ends_with("+json"))
@@ -123,8 +131,14 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
 /// Marks a read answered before the read models reached the requested `min_position`.
 pub const CONSISTENCY_HEADER: &str = "x-read-model-consistent";
 
-pub fn with_consistency(mut response: axum::response::Response, consistent: bool) -> axum::response::Response {
+pub fn with_consistency(
+    mut response: axum::response::Response,
+    consistent: bool,
+) -> axum::response::Response {
     let value = if consistent { "true" } else { "false" };
-    response.headers_mut().insert(CONSISTENCY_HEADER, axum::http::HeaderValue::from_static(value));
+    response.headers_mut().insert(
+        CONSISTENCY_HEADER,
+        axum::http::HeaderValue::from_static(value),
+    );
     response
 }

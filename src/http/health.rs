@@ -15,7 +15,9 @@ use flowlytix_projections::with_db;
 use crate::app::SharedApp;
 
 pub fn router() -> OpenApiRouter<SharedApp> {
-    OpenApiRouter::new().routes(routes!(health)).routes(routes!(live))
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(live))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -59,7 +61,8 @@ pub struct ProjectorHealth {
 /// Health of the server and what it depends on. 503 only when the database does not answer.
 #[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn health(State(app): State<SharedApp>) -> (StatusCode, Json<Health>) {
-    let projectors = tokio::time::timeout(std::time::Duration::from_secs(2), projector_lag(&app)).await;
+    let projectors =
+        tokio::time::timeout(std::time::Duration::from_secs(2), projector_lag(&app)).await;
     let (database_ok, projectors) = match projectors {
         Ok(Ok(projectors)) => (true, projectors),
         _ => (false, vec![]),
@@ -73,14 +76,21 @@ async fn health(State(app): State<SharedApp>) -> (StatusCode, Json<Health>) {
         (true, false) => "degraded",
         (true, true) => "ok",
     };
-    let code = if database_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if database_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         code,
         Json(Health {
             status: word,
             version: app.config.version.clone(),
             database: if database_ok { "ok" } else { "unavailable" },
-            bus: BusHealth { kind: app.bus.name(), status: if bus_ok { "ok" } else { "unavailable" } },
+            bus: BusHealth {
+                kind: app.bus.name(),
+                status: if bus_ok { "ok" } else { "unavailable" },
+            },
             publisher: PublisherHealth {
                 leader: status.leader.load(Ordering::Relaxed),
                 backlog: status.backlog.load(Ordering::Relaxed),
@@ -94,8 +104,7 @@ async fn health(State(app): State<SharedApp>) -> (StatusCode, Json<Health>) {
 /// Lag = events in the log minus events the projector has seen, whatever their type: each
 /// projector records every event it is given, including those it ignores.
 async fn projector_lag(app: &SharedApp) -> Result<Vec<ProjectorHealth>, sqlx::Error> {
-    let total: i64 =
-        with_db!(&app.db, pool => sqlx::query_scalar("select count(*) from events").fetch_one(pool).await?);
+    let total: i64 = with_db!(&app.db, pool => sqlx::query_scalar("select count(*) from events").fetch_one(pool).await?);
     let mut result = Vec::new();
     for projector in flowlytix_projections::all_projectors() {
         // Summed in Rust: PostgreSQL's sum(bigint) is numeric, SQLite's an integer.

@@ -22,9 +22,9 @@ use super::extract::{ApiJson, RequestContext};
 use super::views::{ClientDeviceView, LicenseView};
 use crate::app::SharedApp;
 use crate::crypto::sha256_hex;
-use crate::validation::LicenseSnapshot;
 use crate::licensing::token::{LicenseClaims, TokenError};
 use crate::store::{Committed, ExecuteError};
+use crate::validation::LicenseSnapshot;
 
 pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new()
@@ -198,7 +198,10 @@ fn token_issued(
         token,
         token_expires_at: expires_at,
         device_id: device_id.as_uuid(),
-        license: LicenseView::from_snapshot(&LicenseSnapshot::from_state(state, committed.version), now),
+        license: LicenseView::from_snapshot(
+            &LicenseSnapshot::from_state(state, committed.version),
+            now,
+        ),
         position: committed.position,
     })
 }
@@ -238,7 +241,8 @@ async fn activate(
             expires_at: app.license_tokens.requested_expiry(now),
         },
     ];
-    let committed = app.execute_subscription(
+    let committed = app
+        .execute_subscription(
             &subscription_id.to_string(),
             commands
                 .into_iter()
@@ -278,7 +282,10 @@ async fn validate(
             let claims = match app.license_tokens.verify(token) {
                 Ok(claims) => claims,
                 Err(TokenError::Expired) => {
-                    return Ok(Json(ValidationResult::invalid("TOKEN_EXPIRED", "the token has expired")))
+                    return Ok(Json(ValidationResult::invalid(
+                        "TOKEN_EXPIRED",
+                        "the token has expired",
+                    )))
                 }
                 Err(TokenError::Invalid) => {
                     return Ok(Json(ValidationResult::invalid(
@@ -293,12 +300,20 @@ async fn validate(
                     "the token was issued to another device",
                 )));
             }
-            match app.licenses.by_subscription(SubscriptionId(claims.sid)).await? {
+            match app
+                .licenses
+                .by_subscription(SubscriptionId(claims.sid))
+                .await?
+            {
                 Some(license) => (license, Some(DeviceId(claims.sub))),
                 None => return Ok(not_found()),
             }
         }
-        _ => return Err(ApiError::validation("send exactly one of license_key and token")),
+        _ => {
+            return Err(ApiError::validation(
+                "send exactly one of license_key and token",
+            ))
+        }
     };
     if license.deleted {
         return Ok(not_found());
@@ -320,10 +335,9 @@ fn judge(
         Status::Expired => ("EXPIRED", "the license has expired"),
         Status::Canceled => ("CANCELED", "the license is canceled"),
         Status::Trialing | Status::Active | Status::PastDue => {
-            let device = license
-                .active_devices
-                .iter()
-                .find(|d| &d.fingerprint_hash == fingerprint && device_id.is_none_or(|id| d.id == id));
+            let device = license.active_devices.iter().find(|d| {
+                &d.fingerprint_hash == fingerprint && device_id.is_none_or(|id| d.id == id)
+            });
             return match device {
                 Some(device) => ValidationResult {
                     valid: true,
@@ -334,12 +348,18 @@ fn judge(
                 },
                 None => ValidationResult {
                     license: view,
-                    ..ValidationResult::invalid("DEVICE_NOT_ACTIVATED", "this device is not activated")
+                    ..ValidationResult::invalid(
+                        "DEVICE_NOT_ACTIVATED",
+                        "this device is not activated",
+                    )
                 },
             };
         }
     };
-    ValidationResult { license: view, ..ValidationResult::invalid(code, detail) }
+    ValidationResult {
+        license: view,
+        ..ValidationResult::invalid(code, detail)
+    }
 }
 
 /// Exchange a valid license token for a fresh one while the license is still valid.
@@ -368,7 +388,8 @@ async fn refresh(
             expires_at: app.license_tokens.requested_expiry(now),
         },
     );
-    let committed = app.execute_subscription(
+    let committed = app
+        .execute_subscription(
             &claims.sid.to_string(),
             vec![command],
             context.metadata(format!("license:{}", claims.sid)),
@@ -438,7 +459,8 @@ async fn deactivate(
         }])
         .map(|a| SubscriptionCommand::new(now, a))
         .collect();
-    match app.execute_subscription(
+    match app
+        .execute_subscription(
             &id,
             commands,
             context.metadata(format!("license:{subscription_id}")),

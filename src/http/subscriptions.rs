@@ -5,6 +5,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
 use flowlytix_aggregates::subscription::{
     DetailsChange, NewSubscription, PeriodChange, SubscriptionState,
 };
@@ -13,7 +14,6 @@ use flowlytix_aggregates::{
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
-use cqrs_es::Aggregate;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -24,10 +24,10 @@ use super::error::{ApiError, Problem};
 use super::extract::{with_consistency, ApiJson, ApiPath, ApiQuery, RequestContext};
 use super::views::{Page, SubscriptionView};
 use crate::app::SharedApp;
+use crate::crypto::{new_license_key, sha256_hex};
 use crate::read;
 use crate::read::consistency::wait_for_position;
 use crate::read::subscriptions::SubscriptionFilter;
-use crate::crypto::{new_license_key, sha256_hex};
 use flowlytix_projections::log::aggregate_history;
 use flowlytix_projections::EventRecord;
 
@@ -227,7 +227,8 @@ async fn create_subscription(
         key_prefix: key.display_prefix(),
     };
     let command = SubscriptionCommand::new(now, SubscriptionAction::CreateSubscription(new));
-    let committed = app.execute_subscription(
+    let committed = app
+        .execute_subscription(
             &subscription_id.to_string(),
             vec![command],
             context.metadata(admin.admin_id.to_string()),
@@ -275,7 +276,10 @@ async fn get_subscription(
         }
     };
     let state = subscription.live().ok_or_else(not_found)?;
-    Ok(subscription_response(StatusCode::OK, SubscriptionView::new(state, version, now)))
+    Ok(subscription_response(
+        StatusCode::OK,
+        SubscriptionView::new(state, version, now),
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -296,15 +300,27 @@ async fn list_subscriptions(
     ApiQuery(filter): ApiQuery<SubscriptionFilter>,
 ) -> Result<Response, ApiError> {
     if !read::subscriptions::valid_sort(filter.sort.as_deref()) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_QUERY", "unknown sort column"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_QUERY",
+            "unknown sort column",
+        ));
     }
     let consistent = match filter.min_position {
         Some(position) => wait_for_position(&app.db, "subscriptions", position).await?,
         None => true,
     };
     let (rows, total) = read::subscriptions::list(&app.db, &filter).await?;
-    let paging = read::Paging { page: filter.page, per_page: filter.per_page };
-    let page = SubscriptionPage { items: rows.into_iter().map(SubscriptionView::from).collect(), total, page: paging.page(), per_page: paging.per_page() };
+    let paging = read::Paging {
+        page: filter.page,
+        per_page: filter.per_page,
+    };
+    let page = SubscriptionPage {
+        items: rows.into_iter().map(SubscriptionView::from).collect(),
+        total,
+        page: paging.page(),
+        per_page: paging.per_page(),
+    };
     Ok(with_consistency(Json(page).into_response(), consistent))
 }
 
@@ -335,7 +351,8 @@ async fn update_subscription(
         .into_iter()
         .map(|a| SubscriptionCommand::new(now, a))
         .collect();
-    let committed = app.execute_subscription(
+    let committed = app
+        .execute_subscription(
             &id.to_string(),
             commands,
             context.metadata(admin.admin_id.to_string()),
@@ -425,7 +442,8 @@ async fn delete_subscription(
 ) -> Result<Json<DeletedResponse>, ApiError> {
     let expected_version = if_match_version(&headers)?;
     let command = SubscriptionCommand::new(Utc::now(), SubscriptionAction::DeleteSubscription);
-    let committed = app.execute_subscription(
+    let committed = app
+        .execute_subscription(
             &id.to_string(),
             vec![command],
             context.metadata(admin.admin_id.to_string()),
@@ -460,7 +478,8 @@ async fn regenerate_license_key(
             key_prefix: key.display_prefix(),
         },
     );
-    let committed = app.execute_subscription(
+    let committed = app
+        .execute_subscription(
             &id.to_string(),
             vec![command],
             context.metadata(admin.admin_id.to_string()),
@@ -484,8 +503,7 @@ async fn subscription_events(
 ) -> Result<Json<HistoryResponse>, ApiError> {
     let id = id.to_string();
     let mut connection = app.db.acquire().await?;
-    let items = aggregate_history(connection.conn(), "Subscription", &id)
-    .await?;
+    let items = aggregate_history(connection.conn(), "Subscription", &id).await?;
     if items.is_empty() {
         return Err(ApiError::not_found(
             "SUBSCRIPTION_NOT_FOUND",

@@ -64,7 +64,13 @@ impl SubscriptionView {
             created_at: state.created_at,
             updated_at: state.updated_at,
             version,
-            devices: Some(state.devices.iter().map(|d| DeviceView::new(state, d)).collect()),
+            devices: Some(
+                state
+                    .devices
+                    .iter()
+                    .map(|d| DeviceView::new(state, d))
+                    .collect(),
+            ),
             license_key: None,
             position: None,
         }
@@ -158,7 +164,11 @@ impl From<DeviceRow> for DeviceView {
             app_version: row.app_version,
             hostname: row.hostname,
             notes: row.notes,
-            status: if row.status == "active" { "active" } else { "inactive" },
+            status: if row.status == "active" {
+                "active"
+            } else {
+                "inactive"
+            },
             activated_at: row.activated_at,
             deactivated_at: row.deactivated_at,
             deactivation_reason: row.deactivation_reason,
@@ -199,7 +209,6 @@ impl LicenseView {
             max_devices: license.max_devices,
         }
     }
-
 }
 
 /// What a client app learns about its device.
@@ -222,5 +231,4 @@ impl ClientDeviceView {
             last_seen_at: device.last_seen_at,
         }
     }
-
 }

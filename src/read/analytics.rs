@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
 use flowlytix_projections::{with_db, Db};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -50,7 +50,10 @@ async fn grouped(db: &Db, sql: &str) -> Result<Counts, sqlx::Error> {
     let now = Utc::now();
     let rows: Vec<(Option<String>, i64)> =
         with_db!(db, pool => sqlx::query_as(sql).bind(now).fetch_all(pool).await?);
-    Ok(rows.into_iter().map(|(k, n)| (k.unwrap_or_else(|| "unknown".into()), n)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(k, n)| (k.unwrap_or_else(|| "unknown".into()), n))
+        .collect())
 }
 
 /// The aggregate's `effective_status` in SQL, with `$1` as now.
@@ -98,7 +101,12 @@ impl DeviceColumn {
 
 /// Daily counts of `metrics` from `from` to `to` inclusive. `subscriptions_expired` counts
 /// subscriptions (not canceled, not deleted) whose period ended that day.
-pub async fn daily(db: &Db, metrics: &[&str], from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyCounts>, sqlx::Error> {
+pub async fn daily(
+    db: &Db,
+    metrics: &[&str],
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<DailyCounts>, sqlx::Error> {
     let mut days: BTreeMap<NaiveDate, Counts> = BTreeMap::new();
     let mut day = from;
     while day <= to {
@@ -113,14 +121,20 @@ pub async fn daily(db: &Db, metrics: &[&str], from: NaiveDate, to: NaiveDate) ->
             .await?
     });
     for (day, metric, value) in rows {
-        if let Some(counts) = days.get_mut(&day).filter(|_| metrics.contains(&metric.as_str())) {
+        if let Some(counts) = days
+            .get_mut(&day)
+            .filter(|_| metrics.contains(&metric.as_str()))
+        {
             counts.insert(metric, value);
         }
     }
     if metrics.contains(&"subscriptions_expired") {
         let now: DateTime<Utc> = Utc::now();
         let start = from.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-        let end = (to + Duration::days(1)).and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+        let end = (to + Duration::days(1))
+            .and_hms_opt(0, 0, 0)
+            .unwrap_or_default()
+            .and_utc();
         let ended: Vec<(DateTime<Utc>,)> = with_db!(db, pool => {
             sqlx::query_as(
                 "select expires_at from rm_subscriptions
@@ -134,10 +148,16 @@ pub async fn daily(db: &Db, metrics: &[&str], from: NaiveDate, to: NaiveDate) ->
             .await?
         });
         for (expires_at,) in ended {
-            if let Some(count) = days.get_mut(&expires_at.date_naive()).and_then(|c| c.get_mut("subscriptions_expired")) {
+            if let Some(count) = days
+                .get_mut(&expires_at.date_naive())
+                .and_then(|c| c.get_mut("subscriptions_expired"))
+            {
                 *count += 1;
             }
         }
     }
-    Ok(days.into_iter().map(|(day, counts)| DailyCounts { day, counts }).collect())
+    Ok(days
+        .into_iter()
+        .map(|(day, counts)| DailyCounts { day, counts })
+        .collect())
 }

@@ -1,8 +1,8 @@
 //! The device list, from `rm_devices`.
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use flowlytix_projections::{with_db, Db};
+use serde::Deserialize;
 use sqlx::{FromRow, QueryBuilder};
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -71,7 +71,10 @@ macro_rules! push_filters {
 }
 
 pub async fn list(db: &Db, filter: &DeviceFilter) -> Result<(Vec<DeviceRow>, i64), sqlx::Error> {
-    let paging = Paging { page: filter.page, per_page: filter.per_page };
+    let paging = Paging {
+        page: filter.page,
+        per_page: filter.per_page,
+    };
     with_db!(db, pool => {
         let mut count = QueryBuilder::new("select count(*) from rm_devices");
         push_filters!(count, filter);

@@ -1,9 +1,9 @@
 //! The global event feed, in commit order, for auditors and other services.
 
 use flowlytix_projections::log::{cursor_at, events_after, LogCursor};
+use flowlytix_projections::Db;
 use flowlytix_projections::EventRecord;
 use serde::Deserialize;
-use flowlytix_projections::Db;
 use utoipa::IntoParams;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -31,12 +31,17 @@ impl From<sqlx::Error> for FeedError {
 
 /// A page of the feed and the cursor for the next one. Filtering happens after reading in
 /// commit order, so a page may hold fewer than `limit` items while more follow.
-pub async fn page(db: &Db, query: &FeedQuery) -> Result<(Vec<EventRecord>, Option<i64>), FeedError> {
+pub async fn page(
+    db: &Db,
+    query: &FeedQuery,
+) -> Result<(Vec<EventRecord>, Option<i64>), FeedError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
     let mut connection = db.acquire().await?;
     let mut cursor = match query.after {
         None | Some(0) => LogCursor::default(),
-        Some(position) => cursor_at(connection.conn(), position).await?.ok_or(FeedError::UnknownCursor)?,
+        Some(position) => cursor_at(connection.conn(), position)
+            .await?
+            .ok_or(FeedError::UnknownCursor)?,
     };
     let mut items = Vec::new();
     // Read a bounded number of raw batches so a rare filter cannot make one request scan
@@ -46,9 +51,18 @@ pub async fn page(db: &Db, query: &FeedQuery) -> Result<(Vec<EventRecord>, Optio
         let exhausted = (batch.len() as i64) < limit;
         for (event_cursor, event) in batch {
             cursor = event_cursor;
-            let wanted = query.aggregate_type.as_ref().is_none_or(|t| *t == event.aggregate_type)
-                && query.aggregate_id.as_ref().is_none_or(|id| *id == event.aggregate_id)
-                && query.event_type.as_ref().is_none_or(|t| *t == event.event_type);
+            let wanted = query
+                .aggregate_type
+                .as_ref()
+                .is_none_or(|t| *t == event.aggregate_type)
+                && query
+                    .aggregate_id
+                    .as_ref()
+                    .is_none_or(|id| *id == event.aggregate_id)
+                && query
+                    .event_type
+                    .as_ref()
+                    .is_none_or(|t| *t == event.event_type);
             if wanted {
                 items.push(event);
                 if items.len() as i64 == limit {

@@ -37,7 +37,11 @@ impl Paging {
 /// `%q%`, lowercased, for `lower(column) like $n escape '\'`, with the pattern characters
 /// in `q` taken literally. (PostgreSQL's ILIKE does not exist in SQLite.)
 pub fn like_pattern(q: &str) -> String {
-    let escaped = q.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let escaped = q
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
     format!("%{escaped}%")
 }
 

@@ -1,9 +1,9 @@
 //! The subscription list, from `rm_subscriptions`.
 
 use chrono::{DateTime, Utc};
+use flowlytix_projections::{with_db, Db};
 use serde::Deserialize;
 use sqlx::types::Json;
-use flowlytix_projections::{with_db, Db};
 use sqlx::{FromRow, QueryBuilder};
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -50,7 +50,13 @@ pub struct SubscriptionRow {
     pub version: i64,
 }
 
-const SORTS: [&str; 5] = ["created_at", "updated_at", "expires_at", "customer_email", "plan"];
+const SORTS: [&str; 5] = [
+    "created_at",
+    "updated_at",
+    "expires_at",
+    "customer_email",
+    "plan",
+];
 
 /// The sort column and direction, from a whitelist (the text reaches SQL).
 fn order_by(sort: Option<&str>) -> Option<String> {
@@ -59,7 +65,9 @@ fn order_by(sort: Option<&str>) -> Option<String> {
         Some(column) => (column, "desc"),
         None => (sort, "asc"),
     };
-    SORTS.contains(&column).then(|| format!("{column} {direction} nulls last, id {direction}"))
+    SORTS
+        .contains(&column)
+        .then(|| format!("{column} {direction} nulls last, id {direction}"))
 }
 
 pub fn valid_sort(sort: Option<&str>) -> bool {
@@ -97,10 +105,17 @@ macro_rules! push_filters {
     }};
 }
 
-pub async fn list(db: &Db, filter: &SubscriptionFilter) -> Result<(Vec<SubscriptionRow>, i64), sqlx::Error> {
-    let paging = Paging { page: filter.page, per_page: filter.per_page };
+pub async fn list(
+    db: &Db,
+    filter: &SubscriptionFilter,
+) -> Result<(Vec<SubscriptionRow>, i64), sqlx::Error> {
+    let paging = Paging {
+        page: filter.page,
+        per_page: filter.per_page,
+    };
     let now = Utc::now();
-    let order = order_by(filter.sort.as_deref()).unwrap_or_else(|| "created_at desc, id desc".into());
+    let order =
+        order_by(filter.sort.as_deref()).unwrap_or_else(|| "created_at desc, id desc".into());
     with_db!(db, pool => {
         let mut count = QueryBuilder::new("select count(*) from rm_subscriptions");
         push_filters!(count, filter, now);

@@ -108,12 +108,12 @@ where
 {
     pub fn new(db: Db) -> Self {
         let store = match &db {
-            Db::Postgres(pool) => {
-                Store::Postgres(PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone())))
-            }
-            Db::Sqlite(pool) => {
-                Store::Sqlite(PersistedEventStore::new_event_store(SqliteEventRepository::new(pool.clone())))
-            }
+            Db::Postgres(pool) => Store::Postgres(PersistedEventStore::new_event_store(
+                PostgresEventRepository::new(pool.clone()),
+            )),
+            Db::Sqlite(pool) => Store::Sqlite(PersistedEventStore::new_event_store(
+                SqliteEventRepository::new(pool.clone()),
+            )),
         };
         Self {
             store,
@@ -124,7 +124,8 @@ where
 
     /// The aggregate's current state and version (0 if it has no events).
     pub async fn load(&self, id: &str) -> Result<(A, u64), ExecuteError<A::Error>> {
-        let context = with_store!(&self.store, s => s.load_aggregate(id).await).map_err(store_error)?;
+        let context =
+            with_store!(&self.store, s => s.load_aggregate(id).await).map_err(store_error)?;
         Ok((context.aggregate, context.current_sequence as u64))
     }
 
@@ -148,7 +149,8 @@ where
         let _guard = self.lock_for(id).lock().await;
         let metadata = metadata.into_map();
         for attempt in 1..=MAX_ATTEMPTS {
-            let mut context = with_store!(&self.store, s => s.load_aggregate(id).await).map_err(store_error)?;
+            let mut context =
+                with_store!(&self.store, s => s.load_aggregate(id).await).map_err(store_error)?;
             let version = context.current_sequence as u64;
             if let Some(expected) = expected_version.filter(|e| *e != version) {
                 return Err(ExecuteError::VersionMismatch {
@@ -228,7 +230,9 @@ where
 /// position, so a concurrent append shows as a unique-constraint violation instead.
 fn sqlite_conflict<E: std::error::Error>(error: AggregateError<E>) -> AggregateError<E> {
     match error {
-        AggregateError::UnexpectedError(e) if e.to_string().contains("UNIQUE constraint failed: events.") => {
+        AggregateError::UnexpectedError(e)
+            if e.to_string().contains("UNIQUE constraint failed: events.") =>
+        {
             AggregateError::AggregateConflict
         }
         other => other,

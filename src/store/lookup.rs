@@ -15,7 +15,10 @@ impl Lookup {
         Self { db }
     }
 
-    pub async fn subscription_by_key_hash(&self, hash: &Sha256Hex) -> Result<Option<SubscriptionId>, sqlx::Error> {
+    pub async fn subscription_by_key_hash(
+        &self,
+        hash: &Sha256Hex,
+    ) -> Result<Option<SubscriptionId>, sqlx::Error> {
         let id: Option<String> = with_db!(&self.db, pool => {
             sqlx::query_scalar(
                 "select aggregate_id from events
@@ -27,10 +30,15 @@ impl Lookup {
             .fetch_optional(pool)
             .await?
         });
-        Ok(id.and_then(|id| Uuid::parse_str(&id).ok()).map(SubscriptionId))
+        Ok(id
+            .and_then(|id| Uuid::parse_str(&id).ok())
+            .map(SubscriptionId))
     }
 
-    pub async fn subscription_by_device(&self, device: DeviceId) -> Result<Option<SubscriptionId>, sqlx::Error> {
+    pub async fn subscription_by_device(
+        &self,
+        device: DeviceId,
+    ) -> Result<Option<SubscriptionId>, sqlx::Error> {
         let id: Option<String> = with_db!(&self.db, pool => {
             sqlx::query_scalar(
                 "select aggregate_id from events
@@ -42,6 +50,8 @@ impl Lookup {
             .fetch_optional(pool)
             .await?
         });
-        Ok(id.and_then(|id| Uuid::parse_str(&id).ok()).map(SubscriptionId))
+        Ok(id
+            .and_then(|id| Uuid::parse_str(&id).ok())
+            .map(SubscriptionId))
     }
 }

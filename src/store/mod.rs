@@ -24,7 +24,11 @@ pub const DEFAULT_SQLITE_URL: &str = "sqlite://data/flowlytix.db";
 /// Connects to PostgreSQL (`postgres://…`) or SQLite (`sqlite://path`), creating the SQLite
 /// file and its directory if needed.
 pub async fn connect(url: &str, echo_sql: bool) -> Result<Db, sqlx::Error> {
-    let level = if echo_sql { tracing::log::LevelFilter::Info } else { tracing::log::LevelFilter::Trace };
+    let level = if echo_sql {
+        tracing::log::LevelFilter::Info
+    } else {
+        tracing::log::LevelFilter::Trace
+    };
     if url.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -35,7 +39,10 @@ pub async fn connect(url: &str, echo_sql: bool) -> Result<Db, sqlx::Error> {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .log_statements(level);
-        if let Some(dir) = std::path::Path::new(options.get_filename()).parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = std::path::Path::new(options.get_filename())
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
             if !dir.exists() {
                 // The database holds customer data and credential hashes: owner only.
                 std::fs::create_dir_all(dir)?;

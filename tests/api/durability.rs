@@ -12,14 +12,22 @@ use uuid::Uuid;
 use crate::helpers::{login_at, server_env, wait_for_read_models_at, ServerProcess};
 
 fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sigkilled_embedded_server_keeps_every_acknowledged_write_and_catches_up() {
-    let dir = std::env::temp_dir().join(format!("flowlytix-durability-{}", Uuid::new_v4().simple()));
+    let dir =
+        std::env::temp_dir().join(format!("flowlytix-durability-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    let env = server_env(&format!("sqlite://{}", dir.join("flowlytix.db").display()), &dir.join("keys"), None);
+    let env = server_env(
+        &format!("sqlite://{}", dir.join("flowlytix.db").display()),
+        &dir.join("keys"),
+        None,
+    );
     let client = Client::new();
 
     let mut server = ServerProcess::start(&env).await;
@@ -42,8 +50,12 @@ async fn a_sigkilled_embedded_server_keeps_every_acknowledged_write_and_catches_
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut writers = Vec::new();
     for writer in 0..4 {
-        let (client, base, key, acknowledged) =
-            (client.clone(), server.address.clone(), key.clone(), acknowledged.clone());
+        let (client, base, key, acknowledged) = (
+            client.clone(),
+            server.address.clone(),
+            key.clone(),
+            acknowledged.clone(),
+        );
         writers.push(tokio::spawn(async move {
             for n in 0..100_000 {
                 let fingerprint = format!("writer-{writer}-device-{n}");
@@ -57,7 +69,9 @@ async fn a_sigkilled_embedded_server_keeps_every_acknowledged_write_and_catches_
                     Ok(response) if response.status() == StatusCode::CREATED => {
                         acknowledged.lock().unwrap().push(fingerprint);
                     }
-                    Ok(response) => panic!("unexpected answer before the kill: {}", response.status()),
+                    Ok(response) => {
+                        panic!("unexpected answer before the kill: {}", response.status())
+                    }
                     Err(_) => return, // the server is gone
                 }
             }
@@ -92,7 +106,10 @@ async fn a_sigkilled_embedded_server_keeps_every_acknowledged_write_and_catches_
         .map(|d| d["fingerprint_hash"].as_str().unwrap())
         .collect();
     for fingerprint in &acknowledged {
-        assert!(stored.contains(&sha256_hex(fingerprint).as_str()), "acknowledged {fingerprint} was lost");
+        assert!(
+            stored.contains(&sha256_hex(fingerprint).as_str()),
+            "acknowledged {fingerprint} was lost"
+        );
     }
     // A write in flight at the kill may have committed without its answer arriving.
     assert!(stored.len() >= acknowledged.len() && stored.len() <= acknowledged.len() + 4);
@@ -100,7 +117,10 @@ async fn a_sigkilled_embedded_server_keeps_every_acknowledged_write_and_catches_
     // The read models catch up with the log, and agree with it.
     wait_for_read_models_at(&client, &server.address, Duration::from_secs(20)).await;
     let devices: Value = client
-        .get(format!("{}/api/v1/devices?subscription_id={id}&per_page=1", server.address))
+        .get(format!(
+            "{}/api/v1/devices?subscription_id={id}&per_page=1",
+            server.address
+        ))
         .bearer_auth(&token)
         .send()
         .await

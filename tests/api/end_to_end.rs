@@ -12,9 +12,17 @@ async fn admin_and_client_walk_through_a_license_lifecycle() {
     let key = subscription["license_key"].as_str().unwrap();
 
     // Two devices fit, the third does not.
-    assert_eq!(app.activate(key, "fp-one").await.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.activate(key, "fp-one").await.status(),
+        StatusCode::CREATED
+    );
     let second: Value = app.activate(key, "fp-two").await.json().await.unwrap();
-    assert_problem(app.activate(key, "fp-three").await, StatusCode::CONFLICT, "DEVICE_LIMIT_REACHED").await;
+    assert_problem(
+        app.activate(key, "fp-three").await,
+        StatusCode::CONFLICT,
+        "DEVICE_LIMIT_REACHED",
+    )
+    .await;
 
     // The client deactivates the second device; the third now fits.
     let response = app
@@ -24,13 +32,20 @@ async fn admin_and_client_walk_through_a_license_lifecycle() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_eq!(app.activate(key, "fp-three").await.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.activate(key, "fp-three").await.status(),
+        StatusCode::CREATED
+    );
 
-    let valid = app.validate(json!({"license_key": key, "fingerprint": "fp-one"})).await;
+    let valid = app
+        .validate(json!({"license_key": key, "fingerprint": "fp-one"}))
+        .await;
     assert_eq!(valid["valid"], true);
     assert_eq!(valid["code"], "VALID");
     assert_eq!(valid["license"]["plan"], "pro");
-    let unknown = app.validate(json!({"license_key": key, "fingerprint": "fp-unknown"})).await;
+    let unknown = app
+        .validate(json!({"license_key": key, "fingerprint": "fp-unknown"}))
+        .await;
     assert_eq!(unknown["valid"], false);
     assert_eq!(unknown["code"], "DEVICE_NOT_ACTIVATED");
 
@@ -42,7 +57,9 @@ async fn admin_and_client_walk_through_a_license_lifecycle() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let suspended = app.validate(json!({"license_key": key, "fingerprint": "fp-one"})).await;
+    let suspended = app
+        .validate(json!({"license_key": key, "fingerprint": "fp-one"}))
+        .await;
     assert_eq!(suspended["valid"], false);
     assert_eq!(suspended["code"], "SUSPENDED");
 
@@ -56,7 +73,10 @@ async fn admin_and_client_walk_through_a_license_lifecycle() {
         .await
         .unwrap();
     let items = history["items"].as_array().unwrap();
-    let types: Vec<&str> = items.iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    let types: Vec<&str> = items
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
     assert_eq!(
         types,
         [
@@ -72,10 +92,16 @@ async fn admin_and_client_walk_through_a_license_lifecycle() {
             "SubscriptionSuspended",
         ]
     );
-    let sequences: Vec<i64> = items.iter().map(|e| e["sequence"].as_i64().unwrap()).collect();
+    let sequences: Vec<i64> = items
+        .iter()
+        .map(|e| e["sequence"].as_i64().unwrap())
+        .collect();
     assert_eq!(sequences, (1..=10).collect::<Vec<_>>());
     let admin_id = items[0]["metadata"]["actor"].as_str().unwrap();
-    assert!(uuid::Uuid::parse_str(admin_id).is_ok(), "the admin's id: {admin_id}");
+    assert!(
+        uuid::Uuid::parse_str(admin_id).is_ok(),
+        "the admin's id: {admin_id}"
+    );
     assert_eq!(items[2]["metadata"]["actor"], format!("license:{id}"));
     assert_eq!(items[9]["metadata"]["actor"], admin_id);
     assert_eq!(items[9]["payload"]["reason"], "chargeback");
@@ -96,8 +122,13 @@ async fn validation_right_after_activation_does_not_wait_for_the_read_model() {
     app.server.stop_background_tasks();
     let subscription = app.subscription_with_devices(2).await;
     let key = subscription["license_key"].as_str().unwrap();
-    assert_eq!(app.activate(key, "fp-fresh").await.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.activate(key, "fp-fresh").await.status(),
+        StatusCode::CREATED
+    );
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    let valid = app.validate(json!({"license_key": key, "fingerprint": "fp-fresh"})).await;
+    let valid = app
+        .validate(json!({"license_key": key, "fingerprint": "fp-fresh"}))
+        .await;
     assert_eq!(valid["code"], "VALID", "{valid}");
 }

@@ -11,10 +11,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use flowlytix_server::store::Db;
 use flowlytix_server::Config;
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
-use flowlytix_server::store::Db;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -69,7 +69,8 @@ pub fn skip_unless_postgres() -> bool {
 }
 
 fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// Log lines of all servers in this process, for the "no secret in the logs" checks.
@@ -80,7 +81,10 @@ struct CapturedWriter(Arc<Mutex<Vec<u8>>>);
 
 impl Write for CapturedWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -111,7 +115,8 @@ pub async fn fresh_database_url() -> String {
     match backend() {
         Backend::Postgres => fresh_database().await,
         Backend::Sqlite => {
-            let dir = std::env::temp_dir().join(format!("flowlytix-test-{}", Uuid::new_v4().simple()));
+            let dir =
+                std::env::temp_dir().join(format!("flowlytix-test-{}", Uuid::new_v4().simple()));
             std::fs::create_dir_all(&dir).expect("create a temporary directory");
             format!("sqlite://{}", dir.join("flowlytix.db").display())
         }
@@ -122,20 +127,41 @@ pub async fn fresh_database_url() -> String {
 pub async fn fresh_database() -> String {
     let name = format!("flowlytix_test_{}", Uuid::new_v4().simple());
     let server = server_url();
-    let mut connection = PgConnection::connect(&server).await.expect("PostgreSQL must be running (see README)");
-    sqlx::query(&format!("create database {name}")).execute(&mut connection).await.expect("create test database");
-    let base = server.rsplit_once('/').map_or(server.as_str(), |(base, _)| base).to_owned();
+    let mut connection = PgConnection::connect(&server)
+        .await
+        .expect("PostgreSQL must be running (see README)");
+    sqlx::query(&format!("create database {name}"))
+        .execute(&mut connection)
+        .await
+        .expect("create test database");
+    let base = server
+        .rsplit_once('/')
+        .map_or(server.as_str(), |(base, _)| base)
+        .to_owned();
     format!("{base}/{name}")
 }
 
-pub fn test_config(database_url: &str, key_dir: &std::path::Path, extra: &[(&str, &str)]) -> Config {
+pub fn test_config(
+    database_url: &str,
+    key_dir: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> Config {
     let mut vars: HashMap<String, String> = HashMap::from([
         ("DATABASE_URL".into(), database_url.into()),
         ("ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
         ("ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
-        ("SECRET_KEY".into(), "test-secret-key-that-is-long-enough-0123456789".into()),
-        ("PRIVATE_KEY_PATH".into(), key_dir.join("private.pem").display().to_string()),
-        ("PUBLIC_KEY_PATH".into(), key_dir.join("public.pem").display().to_string()),
+        (
+            "SECRET_KEY".into(),
+            "test-secret-key-that-is-long-enough-0123456789".into(),
+        ),
+        (
+            "PRIVATE_KEY_PATH".into(),
+            key_dir.join("private.pem").display().to_string(),
+        ),
+        (
+            "PUBLIC_KEY_PATH".into(),
+            key_dir.join("public.pem").display().to_string(),
+        ),
     ]);
     for (k, v) in extra {
         vars.insert((*k).into(), (*v).into());
@@ -165,17 +191,27 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
 async fn remove_streams_of_earlier_runs() {
     static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     DONE.get_or_init(|| async {
-        let Ok(Ok(client)) =
-            tokio::time::timeout(std::time::Duration::from_secs(3), async_nats::connect(nats_url().as_str())).await
+        let Ok(Ok(client)) = tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            async_nats::connect(nats_url().as_str()),
+        )
+        .await
         else {
             return;
         };
         let jetstream = async_nats::jetstream::new(client);
         let names: Vec<String> = {
             use futures::TryStreamExt;
-            jetstream.stream_names().try_collect().await.unwrap_or_default()
+            jetstream
+                .stream_names()
+                .try_collect()
+                .await
+                .unwrap_or_default()
         };
-        for name in names.into_iter().filter(|n| n.starts_with("FLOWLYTIX_TEST_")) {
+        for name in names
+            .into_iter()
+            .filter(|n| n.starts_with("FLOWLYTIX_TEST_"))
+        {
             let _ = jetstream.delete_stream(&name).await;
         }
     })
@@ -191,13 +227,24 @@ pub async fn start_app(
 ) -> TestApp {
     capture_logs();
     let nats_env = nats.as_ref().map(NatsNames::env).unwrap_or_default();
-    let mut settings: Vec<(&str, &str)> = nats_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut settings: Vec<(&str, &str)> = nats_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     settings.extend_from_slice(extra);
     let config = test_config(database_url, key_dir, &settings);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a random port");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a random port");
     let address = format!("http://{}", listener.local_addr().expect("local address"));
-    let server = flowlytix_server::App::start(config).await.expect("the server starts");
-    tokio::spawn(flowlytix_server::serve_app(server.clone(), listener, std::future::pending()));
+    let server = flowlytix_server::App::start(config)
+        .await
+        .expect("the server starts");
+    tokio::spawn(flowlytix_server::serve_app(
+        server.clone(),
+        listener,
+        std::future::pending(),
+    ));
     let db = server.db.clone();
     let pg_pool = match &db {
         Db::Postgres(pool) => Some(pool.clone()),
@@ -221,7 +268,9 @@ pub async fn start_app(
 impl TestApp {
     /// The PostgreSQL pool, for tests that only run on that backend.
     pub fn pg(&self) -> &PgPool {
-        self.pg_pool.as_ref().expect("this check needs the PostgreSQL backend")
+        self.pg_pool
+            .as_ref()
+            .expect("this check needs the PostgreSQL backend")
     }
 
     /// A single number from SQL that both backends understand.
@@ -258,7 +307,12 @@ impl TestApp {
 
     /// Creates a subscription as the admin; returns the response body (with `license_key`).
     pub async fn create_subscription(&self, body: Value) -> Value {
-        let response = self.admin(reqwest::Method::POST, "/api/v1/subscriptions").json(&body).send().await.expect("create");
+        let response = self
+            .admin(reqwest::Method::POST, "/api/v1/subscriptions")
+            .json(&body)
+            .send()
+            .await
+            .expect("create");
         let status = response.status();
         let body: Value = response.json().await.expect("create body");
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -287,7 +341,12 @@ impl TestApp {
     }
 
     pub async fn validate(&self, body: Value) -> Value {
-        let response = self.anon(reqwest::Method::POST, "/api/v1/licensing/validate").json(&body).send().await.expect("validate");
+        let response = self
+            .anon(reqwest::Method::POST, "/api/v1/licensing/validate")
+            .json(&body)
+            .send()
+            .await
+            .expect("validate");
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.expect("validate body")
     }
@@ -301,7 +360,12 @@ impl TestApp {
 /// Asserts a problem+json response with the given status and code; returns its body.
 pub async fn assert_problem(response: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(response.status(), status, "expected {status} {code}");
-    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     assert_eq!(content_type, "application/problem+json");
     let body: Value = response.json().await.expect("problem body");
     assert_eq!(body["code"], code, "{body}");
@@ -311,11 +375,20 @@ pub async fn assert_problem(response: Response, status: StatusCode, code: &str) 
 
 /// Sends a request that must be refused with the given problem, and asserts that it wrote
 /// no event. Returns the problem body.
-pub async fn assert_refused(app: &TestApp, request: RequestBuilder, status: StatusCode, code: &str) -> Value {
+pub async fn assert_refused(
+    app: &TestApp,
+    request: RequestBuilder,
+    status: StatusCode,
+    code: &str,
+) -> Value {
     let before = app.event_count().await;
     let response = request.send().await.expect("request");
     let body = assert_problem(response, status, code).await;
-    assert_eq!(app.event_count().await, before, "a refused request ({status} {code}) wrote events");
+    assert_eq!(
+        app.event_count().await,
+        before,
+        "a refused request ({status} {code}) wrote events"
+    );
     body
 }
 
@@ -334,7 +407,14 @@ impl TestApp {
     /// Starts a second server on this app's database and signing keys (a second instance
     /// behind the same load balancer); returns its base URL. Admin tokens work on both.
     pub async fn spawn_second_instance(&self) -> String {
-        start_app(&self.database_url, &self.key_dir, self.nats_names.clone(), &[]).await.address
+        start_app(
+            &self.database_url,
+            &self.key_dir,
+            self.nats_names.clone(),
+            &[],
+        )
+        .await
+        .address
     }
 }
 
@@ -449,7 +529,11 @@ pub async fn spawn_app_on_nats_at(url: &str) -> NatsTestApp {
 
 /// Another in-process instance on an existing database, key directory and NATS stream,
 /// signed in as the bootstrap admin.
-pub async fn spawn_nats_instance(database_url: &str, key_dir: &std::path::Path, nats: &NatsNames) -> TestApp {
+pub async fn spawn_nats_instance(
+    database_url: &str,
+    key_dir: &std::path::Path,
+    nats: &NatsNames,
+) -> TestApp {
     start_app(database_url, key_dir, Some(nats.clone()), &[]).await
 }
 

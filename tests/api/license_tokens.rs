@@ -7,9 +7,9 @@ use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use reqwest::{Method, Response, StatusCode};
-use sqlx::types::Json;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::helpers::{assert_problem, assert_refused, count_events_of_type, spawn_app, TestApp};
@@ -481,7 +481,7 @@ async fn refreshing_a_valid_license_token_issues_a_new_token_and_records_it() {
     let a = activated().await;
     let app = &a.app;
     let old = unverified_claims(a.token());
-    let issued_before = count_events_of_type(&app, "LicenseTokenIssued").await;
+    let issued_before = count_events_of_type(app, "LicenseTokenIssued").await;
     let events_before = app.event_count().await;
 
     // A second apart, so that the new iat is visibly later.
@@ -522,7 +522,7 @@ async fn refreshing_a_valid_license_token_issues_a_new_token_and_records_it() {
 
     // Exactly one new event: the LicenseTokenIssued naming the new token.
     assert_eq!(
-        count_events_of_type(&app, "LicenseTokenIssued").await,
+        count_events_of_type(app, "LicenseTokenIssued").await,
         issued_before + 1
     );
     assert_eq!(app.event_count().await, events_before + 1);
@@ -574,7 +574,7 @@ async fn reactivating_the_same_fingerprint_returns_the_same_device_and_a_fresh_t
     let a = activated().await;
     let app = &a.app;
     let key = a.subscription["license_key"].as_str().unwrap();
-    assert_eq!(count_events_of_type(&app, "DeviceActivated").await, 1);
+    assert_eq!(count_events_of_type(app, "DeviceActivated").await, 1);
 
     let response = app.activate(key, FINGERPRINT).await;
     assert_eq!(response.status(), StatusCode::CREATED);
@@ -589,14 +589,11 @@ async fn reactivating_the_same_fingerprint_returns_the_same_device_and_a_fresh_t
     assert_eq!(first["sub"], second["sub"]);
 
     assert_eq!(
-        count_events_of_type(&app, "DeviceActivated").await,
+        count_events_of_type(app, "DeviceActivated").await,
         1,
         "no second DeviceActivated"
     );
-    assert_eq!(
-        count_events_of_type(&app, "LicenseTokenIssued").await,
-        2
-    );
+    assert_eq!(count_events_of_type(app, "LicenseTokenIssued").await, 2);
     let subscription: Value = app
         .admin(
             Method::GET,

@@ -700,9 +700,13 @@ async fn an_event_delivered_again_under_another_message_id_changes_the_read_mode
     let counters = applied_counters(app.pg()).await;
     let stream_before = app.nats.stream_state().await;
 
-    let history = flowlytix_projections::log::aggregate_history(flowlytix_projections::Conn::Postgres(&mut *app.pg().acquire().await.unwrap()), "Subscription", &id)
-        .await
-        .unwrap();
+    let history = flowlytix_projections::log::aggregate_history(
+        flowlytix_projections::Conn::Postgres(&mut app.pg().acquire().await.unwrap()),
+        "Subscription",
+        &id,
+    )
+    .await
+    .unwrap();
     let jetstream = app.nats.jetstream().await;
     let mut last_sequence = 0;
     for event_type in ["SubscriptionCreated", "DeviceActivated"] {
@@ -770,7 +774,9 @@ async fn two_simultaneous_deliveries_of_a_first_event_apply_it_once() {
     }
     let database_url = fresh_database().await;
     let pool = PgPool::connect(&database_url).await.unwrap();
-    flowlytix_server::store::migrate(&flowlytix_server::store::Db::Postgres(pool.clone())).await.unwrap();
+    flowlytix_server::store::migrate(&flowlytix_server::store::Db::Postgres(pool.clone()))
+        .await
+        .unwrap();
     let id = Uuid::new_v4();
     let now = Utc::now();
     let created = SubscriptionEvent::SubscriptionCreated {
@@ -806,16 +812,27 @@ async fn two_simultaneous_deliveries_of_a_first_event_apply_it_once() {
     for projector in projectors {
         let mut first = pool.begin().await.unwrap();
         assert_eq!(
-            project(flowlytix_projections::Conn::Postgres(&mut *first), projector.as_ref(), &record, Some(1))
-                .await
-                .unwrap(),
+            project(
+                flowlytix_projections::Conn::Postgres(&mut first),
+                projector.as_ref(),
+                &record,
+                Some(1)
+            )
+            .await
+            .unwrap(),
             Outcome::Applied
         );
         let second = {
             let (pool, projector, record) = (pool.clone(), projector.clone(), record.clone());
             tokio::spawn(async move {
                 let mut tx = pool.begin().await?;
-                let outcome = project(flowlytix_projections::Conn::Postgres(&mut *tx), projector.as_ref(), &record, Some(2)).await?;
+                let outcome = project(
+                    flowlytix_projections::Conn::Postgres(&mut tx),
+                    projector.as_ref(),
+                    &record,
+                    Some(2),
+                )
+                .await?;
                 if outcome == Outcome::Applied {
                     tx.commit().await?;
                 }

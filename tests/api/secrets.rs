@@ -326,8 +326,7 @@ async fn no_license_key_password_or_token_is_stored_in_events_or_logs_or_echoed(
         "select event_type, payload::text, metadata::text from events order by global_position",
         "select event_type, payload, metadata from events order by global_position",
     );
-    let rows: Vec<(String, String, String)> =
-        flowlytix_projections::with_db!(&app.db, pool => sqlx::query_as(sql).fetch_all(pool).await.unwrap());
+    let rows: Vec<(String, String, String)> = flowlytix_projections::with_db!(&app.db, pool => sqlx::query_as(sql).fetch_all(pool).await.unwrap());
     assert!(rows.len() >= 10, "{} events", rows.len());
     let events: String = rows
         .iter()
@@ -417,7 +416,10 @@ async fn database_dump(app: &TestApp) -> String {
                 dump.push_str(&String::from_utf8_lossy(&bytes));
             }
         }
-        assert!(dump.contains("admin_refresh_tokens"), "the dump covers the sessions table");
+        assert!(
+            dump.contains("admin_refresh_tokens"),
+            "the dump covers the sessions table"
+        );
         return dump;
     }
     let tables: Vec<String> = sqlx::query_scalar(
