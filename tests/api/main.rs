@@ -14,6 +14,7 @@ mod durability;
 mod end_to_end;
 mod event_log;
 mod license_tokens;
+mod read_models;
 mod read_side;
 mod secrets;
 mod subscriptions;
