@@ -10,7 +10,8 @@ use flowlytix_aggregates::subscription::{
     DetailsChange, NewSubscription, PeriodChange, SubscriptionState,
 };
 use flowlytix_aggregates::{
-    DeviceId, Email, Plan, Subscription, SubscriptionAction, SubscriptionCommand, SubscriptionId,
+    DeviceId, Email, Plan, Subscription, SubscriptionAction, SubscriptionCommand,
+    SubscriptionError, SubscriptionId,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
@@ -31,7 +32,7 @@ use crate::read::subscriptions::SubscriptionFilter;
 use flowlytix_projections::log::aggregate_history;
 use flowlytix_projections::EventRecord;
 
-use crate::store::Committed;
+use crate::store::{Committed, ExecuteError};
 
 pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new()
@@ -342,11 +343,7 @@ async fn update_subscription(
 ) -> Result<Response, ApiError> {
     let expected_version = if_match_version(&headers)?;
     let now = Utc::now();
-    let (current, _) = app.subscriptions.load(&id.to_string()).await?;
-    let current = current
-        .live()
-        .ok_or_else(|| ApiError::not_found("SUBSCRIPTION_NOT_FOUND", "no such subscription"))?;
-    let actions = update_actions(body, current)?;
+    let actions = update_actions(body)?;
     let commands = actions
         .into_iter()
         .map(|a| SubscriptionCommand::new(now, a))
@@ -358,7 +355,14 @@ async fn update_subscription(
             context.metadata(admin.admin_id.to_string()),
             expected_version,
         )
-        .await?;
+        .await
+        .map_err(|error| match error {
+            // For an update, a deleted subscription is simply not there.
+            ExecuteError::Domain(SubscriptionError::Deleted) => {
+                ApiError::not_found("SUBSCRIPTION_NOT_FOUND", "no such subscription")
+            }
+            other => other.into(),
+        })?;
     Ok(subscription_response(
         StatusCode::OK,
         committed_view(&committed, now)?,
@@ -366,11 +370,10 @@ async fn update_subscription(
 }
 
 /// Turns a PUT body into commands. Unchanged fields produce no events (the aggregate drops
-/// no-ops); the period fields start from the current period so one can change alone.
-fn update_actions(
-    body: UpdateSubscriptionRequest,
-    current: &SubscriptionState,
-) -> Result<Vec<SubscriptionAction>, ApiError> {
+/// no-ops); fields not sent keep their current values, filled in by the aggregate under
+/// the same lock as the change, so concurrent updates of different fields never undo
+/// each other.
+fn update_actions(body: UpdateSubscriptionRequest) -> Result<Vec<SubscriptionAction>, ApiError> {
     let mut actions = Vec::new();
     let details = DetailsChange {
         customer_email: body
@@ -399,7 +402,7 @@ fn update_actions(
     }
     if body.max_devices.is_some() || !body.deactivate_device_ids.is_empty() {
         actions.push(SubscriptionAction::ChangeDeviceLimit {
-            max_devices: body.max_devices.unwrap_or(current.max_devices),
+            max_devices: body.max_devices,
             deactivate_device_ids: body
                 .deactivate_device_ids
                 .into_iter()
@@ -409,9 +412,9 @@ fn update_actions(
     }
     if body.starts_at.is_some() || body.expires_at.is_some() || body.trial_ends_at.is_some() {
         actions.push(SubscriptionAction::ChangePeriod(PeriodChange {
-            starts_at: body.starts_at.unwrap_or(current.starts_at),
-            expires_at: body.expires_at.unwrap_or(current.expires_at),
-            trial_ends_at: body.trial_ends_at.unwrap_or(current.trial_ends_at),
+            starts_at: body.starts_at,
+            expires_at: body.expires_at,
+            trial_ends_at: body.trial_ends_at,
         }));
     }
     // Status last, so that e.g. a renewal and a resume in one request both apply.

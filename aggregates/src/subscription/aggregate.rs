@@ -567,11 +567,12 @@ fn create(
 
 fn change_device_limit(
     state: &SubscriptionState,
-    max_devices: u32,
+    max_devices: Option<u32>,
     mut deactivate_device_ids: Vec<DeviceId>,
     at: DateTime<Utc>,
 ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
     state.ensure_not_canceled()?;
+    let max_devices = max_devices.unwrap_or(state.max_devices);
     check_device_limit(max_devices)?;
     deactivate_device_ids.sort();
     deactivate_device_ids.dedup();
@@ -615,17 +616,20 @@ fn change_period(
     at: DateTime<Utc>,
 ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
     state.ensure_not_canceled()?;
-    check_period(period.starts_at, period.expires_at, period.trial_ends_at)?;
-    let unchanged = period.starts_at == state.starts_at
-        && period.expires_at == state.expires_at
-        && period.trial_ends_at == state.trial_ends_at;
+    let starts_at = period.starts_at.unwrap_or(state.starts_at);
+    let expires_at = period.expires_at.unwrap_or(state.expires_at);
+    let trial_ends_at = period.trial_ends_at.unwrap_or(state.trial_ends_at);
+    check_period(starts_at, expires_at, trial_ends_at)?;
+    let unchanged = starts_at == state.starts_at
+        && expires_at == state.expires_at
+        && trial_ends_at == state.trial_ends_at;
     if unchanged {
         return Ok(vec![]);
     }
     Ok(vec![SubscriptionEvent::SubscriptionPeriodChanged {
-        starts_at: period.starts_at,
-        expires_at: period.expires_at,
-        trial_ends_at: period.trial_ends_at,
+        starts_at,
+        expires_at,
+        trial_ends_at,
         at,
     }])
 }

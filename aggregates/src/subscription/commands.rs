@@ -28,8 +28,9 @@ pub enum SubscriptionAction {
         plan: Plan,
     },
     /// Lowering below the active device count requires naming the devices to deactivate.
+    /// `None` keeps the current limit (and only deactivates the devices named).
     ChangeDeviceLimit {
-        max_devices: u32,
+        max_devices: Option<u32>,
         deactivate_device_ids: Vec<DeviceId>,
     },
     ChangePeriod(PeriodChange),
@@ -91,11 +92,15 @@ pub struct NewSubscription {
     pub key_prefix: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The fields to change; `None` keeps the current value. The aggregate fills them in, so a
+/// change to one field never overwrites a concurrent change to another.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PeriodChange {
-    pub starts_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub trial_ends_at: Option<DateTime<Utc>>,
+    pub starts_at: Option<DateTime<Utc>>,
+    /// `Some(None)` makes the license perpetual.
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// `Some(None)` removes the trial end.
+    pub trial_ends_at: Option<Option<DateTime<Utc>>>,
 }
 
 /// Only the fields that are `Some` change. `organization: Some(None)` clears it.

@@ -231,7 +231,7 @@ fn activate_as(id: u128, fp: u128) -> SubscriptionAction {
 
 fn change_limit(max_devices: u32, deactivate: &[u128]) -> SubscriptionAction {
     A::ChangeDeviceLimit {
-        max_devices,
+        max_devices: Some(max_devices),
         deactivate_device_ids: deactivate.iter().map(|n| device_id(*n)).collect(),
     }
 }
@@ -242,9 +242,9 @@ fn change_period(
     trial_ends_at: Option<DateTime<Utc>>,
 ) -> SubscriptionAction {
     A::ChangePeriod(PeriodChange {
-        starts_at,
-        expires_at,
-        trial_ends_at,
+        starts_at: Some(starts_at),
+        expires_at: Some(expires_at),
+        trial_ends_at: Some(trial_ends_at),
     })
 }
 
@@ -1675,4 +1675,34 @@ fn status_at_after_a_renewal_follows_the_new_period() {
     let subscription = aggregate(created_and(vec![renewal]));
     assert_eq!(subscription.status_at(day(400)), Some(Status::Active));
     assert_eq!(subscription.status_at(day(730)), Some(Status::Expired));
+}
+
+#[test]
+fn a_period_change_keeps_the_fields_it_does_not_name() {
+    given(created())
+        .when(cmd(A::ChangePeriod(PeriodChange {
+            expires_at: Some(Some(day(400))),
+            ..PeriodChange::default()
+        })))
+        .then_expect_events(vec![E::SubscriptionPeriodChanged {
+            starts_at: t0(),
+            expires_at: Some(day(400)),
+            trial_ends_at: None,
+            at: now(),
+        }]);
+}
+
+#[test]
+fn a_device_limit_change_without_a_limit_keeps_it_and_only_deactivates() {
+    given(created_and(vec![activated(1, 1)]))
+        .when(cmd(A::ChangeDeviceLimit {
+            max_devices: None,
+            deactivate_device_ids: vec![device_id(1)],
+        }))
+        .then_expect_events(vec![E::DeviceDeactivated {
+            device_id: device_id(1),
+            reason: DeactivationReason::LimitReduced,
+            active_devices: 0,
+            at: now(),
+        }]);
 }
