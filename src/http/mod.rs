@@ -17,7 +17,13 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode};
+use axum::response::IntoResponse;
 use axum::Router;
+use governor::clock::QuantaInstant;
+use governor::middleware::NoOpMiddleware;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::PeerIpKeyExtractor;
+use tower_governor::{GovernorError, GovernorLayer};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -30,9 +36,14 @@ use crate::app::SharedApp;
 use error::ApiError;
 
 pub fn router(app: SharedApp) -> Router {
+    // Where credentials are guessed (sign-in, license keys, tokens): limited per client IP.
+    let public = auth::router().merge(licensing::router());
+    let public = match rate_limit(app.config.rate_limit_per_minute) {
+        Some(limit) => public.layer(limit),
+        None => public,
+    };
     let (api, openapi) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
-        .merge(auth::router())
-        .merge(licensing::router())
+        .merge(public)
         .merge(subscriptions::router())
         .merge(devices::router())
         .merge(analytics::router())
@@ -57,6 +68,39 @@ pub fn router(app: SharedApp) -> Router {
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(app)
+}
+
+/// `per_minute` requests a minute per client address (the TCP peer: behind a proxy, limit
+/// there), with bursts up to the same number; 0 turns the limit off.
+fn rate_limit(
+    per_minute: u32,
+) -> Option<GovernorLayer<PeerIpKeyExtractor, NoOpMiddleware<QuantaInstant>, axum::body::Body>> {
+    if per_minute == 0 {
+        return None;
+    }
+    let config = GovernorConfigBuilder::default()
+        .period(Duration::from_millis(60_000 / u64::from(per_minute)).max(Duration::from_millis(1)))
+        .burst_size(per_minute)
+        .key_extractor(PeerIpKeyExtractor)
+        .finish()?;
+    Some(GovernorLayer::new(config).error_handler(|error| {
+        let wait = match &error {
+            GovernorError::TooManyRequests { wait_time, .. } => *wait_time,
+            _ => 1,
+        };
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            format!("too many requests from this address; retry in {wait} s"),
+        )
+        .into_response();
+        if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        response
+    }))
 }
 
 fn cors(allowed_origins: &[String]) -> CorsLayer {

@@ -6,7 +6,7 @@ use reqwest::header::{CONTENT_TYPE, IF_MATCH};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_refused, spawn_app, TestApp};
+use crate::helpers::{assert_problem, assert_refused, spawn_app, TestApp};
 
 /// A well-formed license key that no subscription has.
 fn unknown_key() -> String {
@@ -559,4 +559,38 @@ async fn a_bad_if_match_is_400_invalid_if_match_and_writes_nothing() {
         .unwrap();
     assert_eq!(current["plan"], "pro");
     assert_eq!(current["version"], subscription["version"]);
+}
+
+#[tokio::test]
+async fn the_public_endpoints_are_rate_limited_per_address_with_a_problem_and_retry_after() {
+    let app = crate::helpers::spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "5")]).await;
+    // The login in spawn_app used one of the five.
+    for _ in 0..4 {
+        let answer = app
+            .validate(json!({"license_key": "FLX-00000-00000-00000-00000-00000-00000-0", "fingerprint": "fp"}))
+            .await;
+        assert_eq!(answer["code"], "NOT_FOUND");
+    }
+    let response = app
+        .anon(Method::POST, "/api/v1/licensing/validate")
+        .json(&json!({"license_key": "FLX-00000-00000-00000-00000-00000-00000-0", "fingerprint": "fp"}))
+        .send()
+        .await
+        .unwrap();
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED").await;
+    // Admin endpoints need a token and are not limited this way.
+    for _ in 0..10 {
+        let response = app
+            .admin(Method::GET, "/api/v1/subscriptions")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
 }

@@ -154,6 +154,8 @@ pub fn test_config(
             "SECRET_KEY".into(),
             "test-secret-key-that-is-long-enough-0123456789".into(),
         ),
+        // Tests send bursts from one address; the limit has a test of its own.
+        ("RATE_LIMIT_PER_MINUTE".into(), "0".into()),
         (
             "PRIVATE_KEY_PATH".into(),
             key_dir.join("private.pem").display().to_string(),
@@ -732,6 +734,8 @@ pub fn server_env(
             "SECRET_KEY".into(),
             "test-secret-key-that-is-long-enough-0123456789".into(),
         ),
+        // Tests send bursts from one address; the limit has a test of its own.
+        ("RATE_LIMIT_PER_MINUTE".into(), "0".into()),
         (
             "PRIVATE_KEY_PATH".into(),
             key_dir.join("private.pem").display().to_string(),
