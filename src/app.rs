@@ -52,6 +52,8 @@ pub enum StartError {
     Keys(#[from] KeyError),
     #[error("cannot create the first admin: {0}")]
     Bootstrap(String),
+    #[error("{0}")]
+    AdminAccount(String),
     #[error("cannot serve: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -59,6 +61,16 @@ pub enum StartError {
 impl App {
     /// Connects, migrates, loads keys and makes sure an admin exists.
     pub async fn start(config: Config) -> Result<SharedApp, StartError> {
+        Self::start_as(config, StartMode::Server).await
+    }
+
+    /// For one-off commands (`flowlytix admin …`): the same application, without the
+    /// first-admin bootstrap and without publishing or projecting.
+    pub async fn start_for_maintenance(config: Config) -> Result<SharedApp, StartError> {
+        Self::start_as(config, StartMode::Maintenance).await
+    }
+
+    async fn start_as(config: Config, role: StartMode) -> Result<SharedApp, StartError> {
         config.check_production_safety()?;
         let url = config
             .database_url
@@ -127,8 +139,10 @@ impl App {
             db,
             config,
         });
-        app.bootstrap_first_admin().await?;
-        app.start_background_tasks().await;
+        if role == StartMode::Server {
+            app.bootstrap_first_admin().await?;
+            app.start_background_tasks().await;
+        }
         Ok(app)
     }
 
@@ -237,7 +251,7 @@ impl App {
                 Ok(())
             }
             // Another instance starting at the same moment created it first.
-            Err(CreateAdminError::Exists) => Ok(()),
+            Err(AdminAccountError::Exists) => Ok(()),
             Err(e) => Err(StartError::Bootstrap(e.to_string())),
         }
     }
@@ -248,15 +262,15 @@ impl App {
         password: &str,
         role: Role,
         metadata: EventMetadata,
-    ) -> Result<AdminId, CreateAdminError> {
-        let email = Email::parse(email).map_err(|e| CreateAdminError::Invalid(e.to_string()))?;
-        check_password_strength(password).map_err(CreateAdminError::Invalid)?;
+    ) -> Result<AdminId, AdminAccountError> {
+        let email = Email::parse(email).map_err(|e| AdminAccountError::Invalid(e.to_string()))?;
+        check_password_strength(password).map_err(AdminAccountError::Invalid)?;
         let password = password.to_owned();
         let password_hash =
             tokio::task::spawn_blocking(move || crate::crypto::hash_password(&password))
                 .await
-                .map_err(|e| CreateAdminError::Store(e.to_string()))?
-                .map_err(|e| CreateAdminError::Store(e.to_string()))?;
+                .map_err(|e| AdminAccountError::Store(e.to_string()))?
+                .map_err(|e| AdminAccountError::Store(e.to_string()))?;
         let admin_id = AdminId::for_email(&email);
         let command = AdminCommand::CreateAdmin {
             admin_id,
@@ -272,14 +286,76 @@ impl App {
         {
             Ok(_) => Ok(admin_id),
             Err(ExecuteError::Domain(flowlytix_aggregates::AdminError::AlreadyExists))
-            | Err(ExecuteError::Conflict) => Err(CreateAdminError::Exists),
-            Err(e) => Err(CreateAdminError::Store(e.to_string())),
+            | Err(ExecuteError::Conflict) => Err(AdminAccountError::Exists),
+            Err(e) => Err(AdminAccountError::Store(e.to_string())),
         }
     }
 }
 
+/// What a started application is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StartMode {
+    Server,
+    Maintenance,
+}
+
+/// A change to an existing admin account (from the CLI).
+pub enum AdminChange {
+    Role(Role),
+    Password(String),
+    Disable,
+}
+
+impl App {
+    /// Changes an admin's role or password, or disables the account, and ends all of its
+    /// sessions so that the change takes effect at once.
+    pub async fn change_admin(
+        &self,
+        email: &str,
+        change: AdminChange,
+        metadata: EventMetadata,
+    ) -> Result<AdminId, AdminAccountError> {
+        let email = Email::parse(email).map_err(|e| AdminAccountError::Invalid(e.to_string()))?;
+        let admin_id = AdminId::for_email(&email);
+        let at = Utc::now();
+        let (command, reason) = match change {
+            AdminChange::Role(role) => (AdminCommand::ChangeRole { role, at }, "role_changed"),
+            AdminChange::Password(password) => {
+                check_password_strength(&password).map_err(AdminAccountError::Invalid)?;
+                let password_hash =
+                    tokio::task::spawn_blocking(move || crate::crypto::hash_password(&password))
+                        .await
+                        .map_err(|e| AdminAccountError::Store(e.to_string()))?
+                        .map_err(|e| AdminAccountError::Store(e.to_string()))?;
+                (
+                    AdminCommand::ChangePassword { password_hash, at },
+                    "password_changed",
+                )
+            }
+            AdminChange::Disable => (AdminCommand::DisableAdmin { at }, "admin_disabled"),
+        };
+        match self
+            .admins
+            .execute(&admin_id.to_string(), vec![command], metadata, None)
+            .await
+        {
+            Ok(_) => {}
+            Err(ExecuteError::Domain(error)) => {
+                return Err(AdminAccountError::Invalid(error.to_string()))
+            }
+            Err(error) => return Err(AdminAccountError::Store(error.to_string())),
+        }
+        self.admin_auth
+            .sessions()
+            .revoke_all(admin_id, reason)
+            .await
+            .map_err(|e| AdminAccountError::Store(e.to_string()))?;
+        Ok(admin_id)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
-pub enum CreateAdminError {
+pub enum AdminAccountError {
     #[error("an admin with this email already exists")]
     Exists,
     #[error("{0}")]

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use flowlytix_aggregates::Role;
 use secrecy::ExposeSecret;
 
-use crate::app::StartError;
+use crate::app::{AdminChange, StartError};
 use crate::config::Config;
 use crate::store::{self, EventMetadata};
 
@@ -53,6 +53,23 @@ pub enum AdminCommand {
         email: String,
         #[arg(long, value_enum, default_value_t = RoleArg::Admin)]
         role: RoleArg,
+    },
+    /// Give an admin another role. Their sessions end.
+    SetRole {
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+    /// Set a new password, read from standard input (one line). Their sessions end.
+    SetPassword {
+        #[arg(long)]
+        email: String,
+    },
+    /// Disable an admin for good: no more sign-ins; their sessions end.
+    Disable {
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -111,25 +128,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), StartError> {
             let pool = connect(&config).await?;
             export_events(&pool).await
         }
-        Command::Admin {
-            command: AdminCommand::Create { email, role },
-        } => {
-            let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password)?;
-            let password = password.lines().next().unwrap_or("").to_owned();
-            let app = crate::App::start(config).await?;
-            let id = app
-                .create_admin(
-                    &email,
-                    &password,
-                    role.into(),
-                    EventMetadata::system(Utc::now()),
-                )
-                .await
-                .map_err(|e| StartError::Bootstrap(e.to_string()))?;
-            tracing::info!(admin_id = %id, %email, "admin created");
-            Ok(())
-        }
+        Command::Admin { command } => run_admin_command(command, config).await,
         Command::Keys {
             command: KeysCommand::Show,
         } => {
@@ -147,6 +146,53 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), StartError> {
             Ok(())
         }
     }
+}
+
+async fn run_admin_command(command: AdminCommand, config: Config) -> Result<(), StartError> {
+    let failed = |e: crate::app::AdminAccountError| StartError::AdminAccount(e.to_string());
+    let metadata = EventMetadata::system(Utc::now());
+    let app = crate::App::start_for_maintenance(config).await?;
+    let (id, email) = match command {
+        AdminCommand::Create { email, role } => {
+            let password = read_password_line()?;
+            (
+                app.create_admin(&email, &password, role.into(), metadata)
+                    .await
+                    .map_err(failed)?,
+                email,
+            )
+        }
+        AdminCommand::SetRole { email, role } => (
+            app.change_admin(&email, AdminChange::Role(role.into()), metadata)
+                .await
+                .map_err(failed)?,
+            email,
+        ),
+        AdminCommand::SetPassword { email } => {
+            let password = read_password_line()?;
+            (
+                app.change_admin(&email, AdminChange::Password(password), metadata)
+                    .await
+                    .map_err(failed)?,
+                email,
+            )
+        }
+        AdminCommand::Disable { email } => (
+            app.change_admin(&email, AdminChange::Disable, metadata)
+                .await
+                .map_err(failed)?,
+            email,
+        ),
+    };
+    tracing::info!(admin_id = %id, %email, "admin account updated");
+    Ok(())
+}
+
+/// The first line of standard input: passwords never go on the command line.
+fn read_password_line() -> Result<String, StartError> {
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input)?;
+    Ok(input.lines().next().unwrap_or("").to_owned())
 }
 
 /// A migrated pool, for the commands that work on the database without serving.

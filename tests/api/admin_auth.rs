@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use flowlytix_aggregates::Role;
+use flowlytix_server::app::AdminChange;
 use flowlytix_server::store::EventMetadata;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
@@ -532,4 +533,90 @@ async fn the_bearer_scheme_name_is_case_insensitive() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn changing_an_admin_ends_their_sessions_and_disabling_ends_their_sign_ins() {
+    let app = spawn_app().await;
+    let email = "ops@flowlytix.test";
+    let metadata = || EventMetadata::system(Utc::now());
+    app.server
+        .create_admin(email, "first-password-123", Role::Admin, metadata())
+        .await
+        .unwrap();
+    let session = app.login(email, "first-password-123").await;
+    let token = session["access_token"].as_str().unwrap().to_owned();
+    let reads = |token: String| {
+        let request = app
+            .anon(Method::GET, "/api/v1/subscriptions")
+            .bearer_auth(token);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(reads(token.clone()).await, StatusCode::OK);
+
+    // A new role: the old token (which says "admin") stops working; a new sign-in is an auditor.
+    app.server
+        .change_admin(email, AdminChange::Role(Role::Auditor), metadata())
+        .await
+        .unwrap();
+    assert_eq!(reads(token).await, StatusCode::UNAUTHORIZED);
+    let auditor = app.login(email, "first-password-123").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let write = app
+        .anon(Method::POST, "/api/v1/subscriptions")
+        .bearer_auth(&auditor)
+        .json(&json!({"customer_email": "a@b.co", "customer_name": "A", "plan": "pro", "max_devices": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), StatusCode::FORBIDDEN);
+
+    // A new password: the old one fails, the new one works.
+    app.server
+        .change_admin(
+            email,
+            AdminChange::Password("second-password-456".into()),
+            metadata(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reads(auditor).await, StatusCode::UNAUTHORIZED);
+    let refused = app
+        .anon(Method::POST, "/api/v1/auth/login")
+        .json(&json!({"email": email, "password": "first-password-123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let last = app.login(email, "second-password-456").await;
+
+    // Disabled: the session ends, refresh and sign-in fail.
+    app.server
+        .change_admin(email, AdminChange::Disable, metadata())
+        .await
+        .unwrap();
+    assert_eq!(
+        reads(last["access_token"].as_str().unwrap().to_owned()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let refresh = app
+        .anon(Method::POST, "/api/v1/auth/refresh")
+        .json(&json!({"refresh_token": last["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refresh.status(), StatusCode::UNAUTHORIZED);
+    let disabled = app
+        .anon(Method::POST, "/api/v1/auth/login")
+        .json(&json!({"email": email, "password": "second-password-456"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disabled.status(), StatusCode::UNAUTHORIZED);
+    let history = app
+        .scalar("select count(*) from events where aggregate_type = 'AdminUser'")
+        .await;
+    assert_eq!(history, 5, "root and ops created, role, password, disabled");
 }
