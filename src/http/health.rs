@@ -107,14 +107,15 @@ async fn projector_lag(app: &SharedApp) -> Result<Vec<ProjectorHealth>, sqlx::Er
     let total: i64 = with_db!(&app.db, pool => sqlx::query_scalar("select count(*) from events").fetch_one(pool).await?);
     let mut result = Vec::new();
     for projector in flowlytix_projections::all_projectors() {
-        // Summed in Rust: PostgreSQL's sum(bigint) is numeric, SQLite's an integer.
-        let versions: Vec<i64> = with_db!(&app.db, pool => {
-            sqlx::query_scalar("select version from projection_versions where projector = $1")
-                .bind(projector.name())
-                .fetch_all(pool)
-                .await?
+        // Cast: PostgreSQL's sum(bigint) is numeric, SQLite's an integer.
+        let applied: i64 = with_db!(&app.db, pool => {
+            sqlx::query_scalar(
+                "select cast(coalesce(sum(version), 0) as bigint) from projection_versions where projector = $1",
+            )
+            .bind(projector.name())
+            .fetch_one(pool)
+            .await?
         });
-        let applied: i64 = versions.iter().sum();
         result.push(ProjectorHealth {
             name: projector.name().to_owned(),
             lag: (total - applied).max(0),
