@@ -34,7 +34,7 @@ pub struct App {
     pub admin_auth: AdminAuth,
     pub licenses: LicenseCache,
     pub bus: Arc<dyn EventBus>,
-    /// Set when NATS is configured: for stream information in `/health`.
+    /// Set when NATS is configured: the projectors consume from it.
     pub jetstream: Option<JetStreamBus>,
     pub publisher_status: Arc<PublisherStatus>,
     shutdown: watch::Sender<bool>,

@@ -11,13 +11,6 @@ use crate::projector::{ApplyFuture, ProjectionError, Projector};
 
 pub struct AnalyticsProjector;
 
-pub const METRICS: [&str; 4] = [
-    "activations",
-    "deactivations",
-    "subscriptions_created",
-    "subscriptions_canceled",
-];
-
 impl Projector for AnalyticsProjector {
     fn name(&self) -> &'static str {
         "analytics"

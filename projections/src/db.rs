@@ -111,13 +111,6 @@ impl Db {
             Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("begin immediate").await?),
         })
     }
-
-    pub async fn close(&self) {
-        match self {
-            Db::Postgres(pool) => pool.close().await,
-            Db::Sqlite(pool) => pool.close().await,
-        }
-    }
 }
 
 /// Evaluates `$body` with `$pool` bound to the concrete pool of `$db`.

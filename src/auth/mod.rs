@@ -3,7 +3,6 @@
 
 mod sessions;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -208,5 +207,3 @@ impl AdminAuth {
         })
     }
 }
-
-pub type SharedAdminAuth = Arc<AdminAuth>;

@@ -63,10 +63,6 @@ impl JetStreamBus {
         })
     }
 
-    pub fn settings(&self) -> &JetStreamSettings {
-        &self.settings
-    }
-
     /// Creates the stream if it is missing.
     pub async fn ensure_stream(&self) -> Result<jetstream::stream::Stream, BusError> {
         self.context
@@ -79,16 +75,6 @@ impl JetStreamBus {
             })
             .await
             .map_err(|e| BusError::Unavailable(e.to_string()))
-    }
-
-    /// The stream's last sequence number, for lag reporting.
-    pub async fn last_sequence(&self) -> Option<u64> {
-        let mut stream = self.context.get_stream(&self.settings.stream).await.ok()?;
-        stream
-            .info()
-            .await
-            .ok()
-            .map(|info| info.state.last_sequence)
     }
 
     fn subject(&self, event: &EventRecord) -> String {
