@@ -4,7 +4,7 @@
 mod executor;
 mod lookup;
 
-pub use executor::{Committed, EventMetadata, ExecuteError, Executor};
+pub use executor::{Committed, Dated, EventMetadata, ExecuteError, Executor};
 pub use flowlytix_projections::Db;
 pub use lookup::Lookup;
 
@@ -69,5 +69,59 @@ pub async fn migrate(db: &Db) -> Result<(), sqlx::migrate::MigrateError> {
     match db {
         Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
         Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+
+    /// `backend/version` → SHA-384 hex, from `migrations/CHECKSUMS`.
+    fn recorded() -> BTreeMap<String, String> {
+        include_str!("../../migrations/CHECKSUMS")
+            .lines()
+            .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+            .filter_map(|line| line.split_once(' '))
+            .map(|(key, sum)| (key.to_owned(), sum.trim().to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn landed_migrations_are_never_edited() {
+        let mut recorded = recorded();
+        let mut unrecorded = Vec::new();
+        for (backend, migrator) in [
+            ("postgres", &POSTGRES_MIGRATIONS),
+            ("sqlite", &SQLITE_MIGRATIONS),
+        ] {
+            for migration in migrator.iter() {
+                let key = format!("{backend}/{:04}", migration.version);
+                let actual: String = migration
+                    .checksum
+                    .iter()
+                    .map(|byte| format!("{byte:02x}"))
+                    .collect();
+                match recorded.remove(&key) {
+                    Some(expected) => assert_eq!(
+                        actual, expected,
+                        "migration {key} ({}) changed after it landed: revert it and add a new migration",
+                        migration.description
+                    ),
+                    None => unrecorded.push(format!("{key} {actual}")),
+                }
+            }
+        }
+        assert!(
+            recorded.is_empty(),
+            "landed migrations were removed: {:?}",
+            recorded.keys()
+        );
+        assert!(
+            unrecorded.is_empty(),
+            "record each new migration in migrations/CHECKSUMS once it is final:\n{}",
+            unrecorded.join("\n")
+        );
     }
 }
