@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use flowlytix_aggregates::Role;
 use secrecy::ExposeSecret;
 
-use crate::app::{AdminChange, StartError};
+use crate::app::StartError;
+use crate::auth::accounts::{self, AdminChange};
 use crate::config::Config;
 use crate::store::{self, EventMetadata};
 
@@ -115,7 +116,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), StartError> {
             let pool = connect(&config).await?;
             let replayed = flowlytix_projections::replay::replay(&pool)
                 .await
-                .map_err(|e| StartError::Bootstrap(format!("replay failed: {e}")))?;
+                .map_err(StartError::Replay)?;
             tracing::info!(
                 events = replayed,
                 "read models rebuilt from the event store"
@@ -149,38 +150,30 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), StartError> {
 }
 
 async fn run_admin_command(command: AdminCommand, config: Config) -> Result<(), StartError> {
-    let failed = |e: crate::app::AdminAccountError| StartError::AdminAccount(e.to_string());
     let metadata = EventMetadata::system(Utc::now());
     let app = crate::App::start_for_maintenance(config).await?;
     let (id, email) = match command {
         AdminCommand::Create { email, role } => {
             let password = read_password_line()?;
             (
-                app.create_admin(&email, &password, role.into(), metadata)
-                    .await
-                    .map_err(failed)?,
+                accounts::create_admin(&app, &email, &password, role.into(), metadata).await?,
                 email,
             )
         }
         AdminCommand::SetRole { email, role } => (
-            app.change_admin(&email, AdminChange::Role(role.into()), metadata)
-                .await
-                .map_err(failed)?,
+            accounts::change_admin(&app, &email, AdminChange::Role(role.into()), metadata).await?,
             email,
         ),
         AdminCommand::SetPassword { email } => {
             let password = read_password_line()?;
             (
-                app.change_admin(&email, AdminChange::Password(password), metadata)
-                    .await
-                    .map_err(failed)?,
+                accounts::change_admin(&app, &email, AdminChange::Password(password), metadata)
+                    .await?,
                 email,
             )
         }
         AdminCommand::Disable { email } => (
-            app.change_admin(&email, AdminChange::Disable, metadata)
-                .await
-                .map_err(failed)?,
+            accounts::change_admin(&app, &email, AdminChange::Disable, metadata).await?,
             email,
         ),
     };
@@ -223,6 +216,21 @@ async fn export_events(db: &store::Db) -> Result<(), StartError> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// The generated first admin's password goes to the terminal once, never to the log: it
+/// exists nowhere else.
+pub fn show_generated_admin(email: &str, password: &secrecy::SecretString) {
+    tracing::info!(%email, "created the first admin with a generated password");
+    #[allow(clippy::print_stdout)]
+    {
+        println!();
+        println!("  First admin created. Sign in with:");
+        println!("    email:    {email}");
+        println!("    password: {}", password.expose_secret());
+        println!("  This password is shown once and never again; change it or keep it safe.");
+        println!();
+    }
 }
 
 async fn shutdown_signal() {

@@ -13,8 +13,8 @@ pub mod licensing;
 pub mod publisher;
 pub mod read;
 pub mod store;
+pub mod subscriptions;
 pub mod telemetry;
-pub mod validation;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -59,7 +59,7 @@ impl Publisher {
             self.status.leader.store(false, Ordering::Relaxed);
             if let Err(error) = led {
                 tracing::warn!(%error, "publisher stopped; will try again");
-                self.set_error(Some(error));
+                self.set_error(Some(crate::telemetry::error_chain(&error)));
             }
             tokio::select! {
                 _ = tokio::time::sleep(FOLLOWER_RETRY) => {}
@@ -69,11 +69,11 @@ impl Publisher {
     }
 
     /// Returns `Ok` when another instance holds the lock, `Err` when leadership was lost.
-    async fn lead_if_elected(&self) -> Result<(), String> {
+    async fn lead_if_elected(&self) -> Result<(), sqlx::Error> {
         match &self.db {
             Db::Postgres(pool) => self.lead_on_postgres(pool).await,
             Db::Sqlite(pool) => {
-                let mut connection = pool.acquire().await.map_err(|e| e.to_string())?;
+                let mut connection = pool.acquire().await?;
                 self.status.leader.store(true, Ordering::Relaxed);
                 self.publish_while_leader(Conn::Sqlite(&mut connection), None)
                     .await
@@ -81,22 +81,20 @@ impl Publisher {
         }
     }
 
-    async fn lead_on_postgres(&self, pool: &PgPool) -> Result<(), String> {
-        let text = |e: sqlx::Error| e.to_string();
-        let mut lock_connection = pool.acquire().await.map_err(text)?.detach();
+    async fn lead_on_postgres(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        let mut lock_connection = pool.acquire().await?.detach();
         let elected: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
             .bind(PUBLISHER_LOCK)
             .fetch_one(&mut lock_connection)
-            .await
-            .map_err(text)?;
+            .await?;
         if !elected {
             let _ = lock_connection.close().await;
             return Ok(());
         }
         self.status.leader.store(true, Ordering::Relaxed);
         tracing::info!("this instance is now the event publisher");
-        let mut listener = PgListener::connect_with(pool).await.map_err(text)?;
-        listener.listen("flowlytix_events").await.map_err(text)?;
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen("flowlytix_events").await?;
         let result = self
             .publish_while_leader(Conn::Postgres(&mut lock_connection), Some(&mut listener))
             .await;
@@ -108,16 +106,14 @@ impl Publisher {
         &self,
         mut db: Conn<'_>,
         mut listener: Option<&mut PgListener>,
-    ) -> Result<(), String> {
-        let text = |e: sqlx::Error| e.to_string();
+    ) -> Result<(), sqlx::Error> {
         let dialect = db.dialect();
         let sql = dialect.pick(
             "select tx_id::text, global_position from publisher_checkpoint where id = 1",
             "select tx_id, global_position from publisher_checkpoint where id = 1",
         );
         let (tx_id, position): (String, i64) =
-            with_conn!(db.reborrow(), c => sqlx::query_as(sql).fetch_one(&mut *c).await)
-                .map_err(text)?;
+            with_conn!(db.reborrow(), c => sqlx::query_as(sql).fetch_one(&mut *c).await)?;
         let mut cursor = LogCursor {
             tx_id: tx_id.parse().unwrap_or(0),
             position,
@@ -125,15 +121,11 @@ impl Publisher {
         let mut backoff = Duration::from_millis(100);
         let mut backlog_measured = Instant::now() - BACKLOG_EVERY;
         loop {
-            let batch = events_after(db.reborrow(), cursor, BATCH)
-                .await
-                .map_err(text)?;
+            let batch = events_after(db.reborrow(), cursor, BATCH).await?;
             if batch.is_empty() {
                 // Counting is not free and every commit wakes the loop: at most once a second.
                 if backlog_measured.elapsed() >= BACKLOG_EVERY {
-                    self.measure_backlog(db.reborrow(), cursor)
-                        .await
-                        .map_err(text)?;
+                    self.measure_backlog(db.reborrow(), cursor).await?;
                     backlog_measured = Instant::now();
                 }
                 // Woken by a commit's notification, or by the poll interval: a transaction
@@ -149,11 +141,9 @@ impl Publisher {
             let events: Vec<_> = batch.iter().map(|(_, event)| event.clone()).collect();
             if let Err(error) = self.bus.publish(&events).await {
                 // Nothing advances: the same batch goes again once the bus is back.
-                self.set_error(Some(error.to_string()));
-                tracing::warn!(%error, "publishing failed; retrying");
-                self.measure_backlog(db.reborrow(), cursor)
-                    .await
-                    .map_err(text)?;
+                self.set_error(Some(crate::telemetry::error_chain(&error)));
+                tracing::warn!(error = %crate::telemetry::error_chain(&error), "publishing failed; retrying");
+                self.measure_backlog(db.reborrow(), cursor).await?;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
@@ -173,8 +163,7 @@ impl Publisher {
                     .execute(&mut *c)
                     .await
                     .map(|_| ())
-            })
-            .map_err(text)?;
+            })?;
         }
     }
 

@@ -1,6 +1,7 @@
 //! Admin authentication: argon2id passwords, short-lived EdDSA access tokens and rotating
 //! refresh tokens grouped in sessions (families).
 
+pub mod accounts;
 mod sessions;
 
 use std::time::Duration;

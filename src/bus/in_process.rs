@@ -1,5 +1,7 @@
 use flowlytix_projections::Db;
-use flowlytix_projections::{all_projectors, project, EventRecord, Outcome, Projector};
+use flowlytix_projections::{
+    all_projectors, project, EventRecord, Outcome, ProjectionError, Projector,
+};
 
 use super::{BusError, EventBus, PublishFuture};
 
@@ -22,23 +24,16 @@ impl InProcessBus {
 impl EventBus for InProcessBus {
     fn publish<'a>(&'a self, events: &'a [EventRecord]) -> PublishFuture<'a> {
         Box::pin(async move {
-            let failed = |e: &dyn std::fmt::Display| BusError::Projection(e.to_string());
-            let mut tx = self.db.begin().await.map_err(|e| failed(&e))?;
+            let mut tx = self.db.begin().await.map_err(ProjectionError::from)?;
             for event in events {
                 for projector in &self.projectors {
-                    if project(tx.conn(), projector.as_ref(), event, None)
-                        .await
-                        .map_err(|e| failed(&e))?
-                        == Outcome::Gap
-                    {
-                        return Err(BusError::Projection(format!(
-                            "gap before {}",
-                            event.message_id()
-                        )));
+                    if project(tx.conn(), projector.as_ref(), event, None).await? == Outcome::Gap {
+                        return Err(BusError::Gap(event.message_id()));
                     }
                 }
             }
-            tx.commit().await.map_err(|e| failed(&e))
+            tx.commit().await.map_err(ProjectionError::from)?;
+            Ok(())
         })
     }
 

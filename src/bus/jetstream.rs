@@ -53,7 +53,7 @@ impl JetStreamBus {
             .connection_timeout(Duration::from_secs(2))
             .connect(settings.url.as_str())
             .await
-            .map_err(|e| BusError::Unavailable(e.to_string()))?;
+            .map_err(BusError::unavailable)?;
         let mut context = jetstream::new(client.clone());
         context.set_timeout(ACK_TIMEOUT);
         Ok(Self {
@@ -74,7 +74,7 @@ impl JetStreamBus {
                 ..Default::default()
             })
             .await
-            .map_err(|e| BusError::Unavailable(e.to_string()))
+            .map_err(BusError::unavailable)
     }
 
     fn subject(&self, event: &EventRecord) -> String {
@@ -88,7 +88,6 @@ impl JetStreamBus {
 impl EventBus for JetStreamBus {
     fn publish<'a>(&'a self, events: &'a [EventRecord]) -> PublishFuture<'a> {
         Box::pin(async move {
-            let unavailable = |e: &dyn std::fmt::Display| BusError::Unavailable(e.to_string());
             let mut acks = Vec::with_capacity(events.len());
             for event in events {
                 let mut headers = HeaderMap::new();
@@ -96,17 +95,17 @@ impl EventBus for JetStreamBus {
                     async_nats::header::NATS_MESSAGE_ID,
                     event.message_id().as_str(),
                 );
-                let body = Bytes::from(serde_json::to_vec(event).map_err(|e| unavailable(&e))?);
+                let body = Bytes::from(serde_json::to_vec(event)?);
                 let ack = self
                     .context
                     .publish_with_headers(self.subject(event), headers, body)
                     .await
-                    .map_err(|e| unavailable(&e))?;
+                    .map_err(BusError::unavailable)?;
                 acks.push(ack);
             }
             // Publishing is pipelined; the batch counts only once every ack is in.
             for ack in acks {
-                ack.await.map_err(|e| unavailable(&e))?;
+                ack.await.map_err(BusError::unavailable)?;
             }
             Ok(())
         })
@@ -137,7 +136,7 @@ pub async fn run_projector(
             _ = shutdown.changed() => return,
         };
         if let Err(error) = consumed {
-            tracing::warn!(projector = projector.name(), %error, "projector lost its consumer; retrying");
+            tracing::warn!(projector = projector.name(), error = %crate::telemetry::error_chain(&error), "projector lost its consumer; retrying");
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -151,8 +150,8 @@ async fn consume(
     db: &Db,
     projector: &dyn Projector,
     name: &str,
-) -> Result<(), String> {
-    let stream = bus.ensure_stream().await.map_err(|e| e.to_string())?;
+) -> Result<(), BusError> {
+    let stream = bus.ensure_stream().await?;
     let consumer: jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(
             name,
@@ -165,10 +164,10 @@ async fn consume(
             },
         )
         .await
-        .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+        .map_err(BusError::unavailable)?;
+    let mut messages = consumer.messages().await.map_err(BusError::unavailable)?;
     while let Some(message) = messages.next().await {
-        let message = message.map_err(|e| e.to_string())?;
+        let message = message.map_err(BusError::unavailable)?;
         let sequence = message.info().map(|i| i.stream_sequence).ok();
         let record: EventRecord = match serde_json::from_slice(&message.payload) {
             Ok(record) => record,
@@ -196,7 +195,7 @@ async fn consume(
                 AckKind::Nak(Some(Duration::from_secs(1)))
             }
         };
-        message.ack_with(ack).await.map_err(|e| e.to_string())?;
+        message.ack_with(ack).await.map_err(BusError::Unavailable)?;
     }
     Ok(())
 }

@@ -12,12 +12,25 @@ use flowlytix_projections::EventRecord;
 pub use in_process::InProcessBus;
 pub use jetstream::JetStreamBus;
 
+/// A failure of one of the NATS client's many error types.
+pub type NatsError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error("the bus is unavailable: {0}")]
-    Unavailable(String),
-    #[error("projection failed: {0}")]
-    Projection(String),
+    #[error("NATS is unavailable")]
+    Unavailable(#[source] NatsError),
+    #[error("an event cannot be encoded")]
+    Encode(#[from] serde_json::Error),
+    #[error("projection failed")]
+    Projection(#[from] flowlytix_projections::ProjectionError),
+    #[error("the event {0} arrived before one of its aggregate's earlier events")]
+    Gap(String),
+}
+
+impl BusError {
+    pub(crate) fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Unavailable(Box::new(error))
+    }
 }
 
 pub type PublishFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BusError>> + Send + 'a>>;

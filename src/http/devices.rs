@@ -3,10 +3,7 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::Utc;
-use flowlytix_aggregates::{
-    DeactivationReason, DeviceId, SubscriptionAction, SubscriptionCommand, SubscriptionId,
-};
+use flowlytix_aggregates::DeviceId;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -21,7 +18,7 @@ use crate::app::SharedApp;
 use crate::read;
 use crate::read::consistency::wait_for_position;
 use crate::read::devices::DeviceFilter;
-use crate::store::EventMetadata;
+use crate::subscriptions::{self, DeviceFound};
 
 pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new()
@@ -36,34 +33,11 @@ pub struct UpdateDeviceRequest {
     pub notes: Option<String>,
 }
 
-fn device_not_found() -> ApiError {
-    ApiError::not_found("DEVICE_NOT_FOUND", "no such device")
-}
-
-async fn subscription_of(app: &SharedApp, device: DeviceId) -> Result<SubscriptionId, ApiError> {
-    app.lookup
-        .subscription_by_device(device)
-        .await?
-        .ok_or_else(device_not_found)
-}
-
-/// Runs one device command and answers with the device as it is afterwards.
-async fn device_command(
-    app: &SharedApp,
-    device_id: DeviceId,
-    action: SubscriptionAction,
-    metadata: EventMetadata,
-) -> Result<Json<DeviceView>, ApiError> {
-    let subscription_id = subscription_of(app, device_id).await?;
-    let command = SubscriptionCommand::new(Utc::now(), action);
-    let committed = app
-        .execute_subscription(&subscription_id.to_string(), vec![command], metadata, None)
-        .await?;
-    let state = committed.aggregate.live().ok_or_else(device_not_found)?;
-    let device = state.device(device_id).ok_or_else(device_not_found)?;
-    let mut view = DeviceView::new(state, device);
-    view.position = Some(committed.position);
-    Ok(Json(view))
+/// A device as a response, with the position of the command that produced it.
+fn device_view(found: DeviceFound) -> Json<DeviceView> {
+    let mut view = DeviceView::new(&found.subscription, &found.device);
+    view.position = found.position;
+    Json(view)
 }
 
 /// List devices (from the read model), filtered and paged. With `min_position`, waits (up
@@ -103,12 +77,9 @@ async fn get_device(
     RequireReader(_reader): RequireReader,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<DeviceView>, ApiError> {
-    let device_id = DeviceId(id);
-    let subscription_id = subscription_of(&app, device_id).await?;
-    let (subscription, _) = app.subscriptions.load(&subscription_id.to_string()).await?;
-    let state = subscription.live().ok_or_else(device_not_found)?;
-    let device = state.device(device_id).ok_or_else(device_not_found)?;
-    Ok(Json(DeviceView::new(state, device)))
+    Ok(device_view(
+        subscriptions::device(&app, DeviceId(id)).await?,
+    ))
 }
 
 /// Rename a device or note something about it.
@@ -122,18 +93,10 @@ async fn update_device(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<UpdateDeviceRequest>,
 ) -> Result<Json<DeviceView>, ApiError> {
-    let action = SubscriptionAction::UpdateDevice {
-        device_id: DeviceId(id),
-        name: body.name,
-        notes: body.notes,
-    };
-    device_command(
-        &app,
-        DeviceId(id),
-        action,
-        context.metadata(admin.admin_id.to_string()),
-    )
-    .await
+    let metadata = context.metadata(admin.admin_id.to_string());
+    let found =
+        subscriptions::update_device(&app, DeviceId(id), body.name, body.notes, metadata).await?;
+    Ok(device_view(found))
 }
 
 /// Deactivate a device, freeing its slot. Its tokens stop validating online at once.
@@ -146,15 +109,8 @@ async fn deactivate_device(
     context: RequestContext,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<DeviceView>, ApiError> {
-    let action = SubscriptionAction::DeactivateDevice {
-        device_id: DeviceId(id),
-        reason: DeactivationReason::Admin,
-    };
-    device_command(
-        &app,
-        DeviceId(id),
-        action,
-        context.metadata(admin.admin_id.to_string()),
-    )
-    .await
+    let metadata = context.metadata(admin.admin_id.to_string());
+    Ok(device_view(
+        subscriptions::deactivate_device(&app, DeviceId(id), metadata).await?,
+    ))
 }

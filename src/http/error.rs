@@ -8,7 +8,10 @@ use flowlytix_aggregates::{AdminError, SubscriptionError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::licensing::token::TokenError;
+use crate::licensing::LicensingError;
 use crate::store::ExecuteError;
+use crate::subscriptions::ManageError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -223,6 +226,45 @@ where
                 "the resource was changed concurrently; retry the request",
             ),
             ExecuteError::Store(cause) => Self::internal(cause),
+        }
+    }
+}
+
+impl From<ManageError> for ApiError {
+    fn from(error: ManageError) -> Self {
+        match error {
+            ManageError::Invalid(detail) => Self::validation(detail),
+            ManageError::NotFound => {
+                Self::not_found("SUBSCRIPTION_NOT_FOUND", "no such subscription")
+            }
+            ManageError::DeviceNotFound => Self::not_found("DEVICE_NOT_FOUND", "no such device"),
+            ManageError::Command(error) => error.into(),
+            ManageError::Read(error) => error.into(),
+        }
+    }
+}
+
+impl From<LicensingError> for ApiError {
+    fn from(error: LicensingError) -> Self {
+        let detail = error.to_string();
+        match error {
+            LicensingError::InvalidFingerprint => Self::validation(detail),
+            LicensingError::LicenseNotFound => Self::not_found("LICENSE_NOT_FOUND", detail),
+            LicensingError::DeviceNotActivated => Self::not_found("DEVICE_NOT_ACTIVATED", detail),
+            LicensingError::FingerprintMismatch => {
+                Self::new(StatusCode::FORBIDDEN, "FINGERPRINT_MISMATCH", detail)
+            }
+            LicensingError::Token(TokenError::Invalid) => {
+                Self::unauthorized("TOKEN_INVALID", detail)
+            }
+            LicensingError::Token(TokenError::Expired) => {
+                Self::unauthorized("TOKEN_EXPIRED", detail)
+            }
+            LicensingError::Command(error) => error.into(),
+            LicensingError::Read(error) => error.into(),
+            LicensingError::Signing(_) | LicensingError::TokenNotRecorded(_) => {
+                Self::internal(crate::telemetry::error_chain(&error))
+            }
         }
     }
 }

@@ -10,9 +10,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use flowlytix_projections::with_db;
-
 use crate::app::SharedApp;
+use crate::read;
 
 pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new()
@@ -101,28 +100,18 @@ async fn health(State(app): State<SharedApp>) -> (StatusCode, Json<Health>) {
     )
 }
 
-/// Lag = events in the log minus events the projector has seen, whatever their type: each
-/// projector records every event it is given, including those it ignores.
+/// Lag = events in the log minus events the projector has applied.
 async fn projector_lag(app: &SharedApp) -> Result<Vec<ProjectorHealth>, sqlx::Error> {
-    let total: i64 = with_db!(&app.db, pool => sqlx::query_scalar("select count(*) from events").fetch_one(pool).await?);
-    let mut result = Vec::new();
-    for projector in flowlytix_projections::all_projectors() {
-        // Cast: PostgreSQL's sum(bigint) is numeric, SQLite's an integer.
-        let applied: i64 = with_db!(&app.db, pool => {
-            sqlx::query_scalar(
-                "select cast(coalesce(sum(version), 0) as bigint) from projection_versions where projector = $1",
-            )
-            .bind(projector.name())
-            .fetch_one(pool)
-            .await?
-        });
-        result.push(ProjectorHealth {
-            name: projector.name().to_owned(),
-            lag: (total - applied).max(0),
-            events_applied: applied,
-        });
-    }
-    Ok(result)
+    let total = app.event_count.total(&app.db).await?;
+    Ok(read::progress::projectors(&app.db)
+        .await?
+        .into_iter()
+        .map(|projector| ProjectorHealth {
+            name: projector.name.to_owned(),
+            lag: (total - projector.events_applied).max(0),
+            events_applied: projector.events_applied,
+        })
+        .collect())
 }
 
 /// Liveness: answers without touching anything (the cheapest endpoint; a benchmark's HTTP

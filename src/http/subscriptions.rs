@@ -5,16 +5,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use cqrs_es::Aggregate;
-use flowlytix_aggregates::subscription::{
-    DetailsChange, NewSubscription, PeriodChange, SubscriptionState,
-};
-use flowlytix_aggregates::{
-    DeviceId, Email, Plan, Subscription, SubscriptionAction, SubscriptionCommand,
-    SubscriptionError, SubscriptionId,
-};
-use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Map, Value};
+use flowlytix_aggregates::subscription::SubscriptionState;
+use flowlytix_aggregates::{Subscription, SubscriptionId};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -25,14 +18,14 @@ use super::error::{ApiError, Problem};
 use super::extract::{with_consistency, ApiJson, ApiPath, ApiQuery, RequestContext};
 use super::views::{Page, SubscriptionView};
 use crate::app::SharedApp;
-use crate::crypto::{new_license_key, sha256_hex};
 use crate::read;
 use crate::read::consistency::wait_for_position;
 use crate::read::subscriptions::SubscriptionFilter;
 use flowlytix_projections::log::aggregate_history;
 use flowlytix_projections::EventRecord;
 
-use crate::store::{Committed, ExecuteError};
+use crate::store::Committed;
+use crate::subscriptions::{self, CreateSubscriptionRequest, UpdateSubscriptionRequest};
 
 pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new()
@@ -46,77 +39,6 @@ pub fn router() -> OpenApiRouter<SharedApp> {
         .routes(routes!(subscription_events))
 }
 
-const MAX_FEATURES: usize = 100;
-const MAX_METADATA_BYTES: usize = 16 * 1024;
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateSubscriptionRequest {
-    pub customer_email: String,
-    pub customer_name: String,
-    pub organization: Option<String>,
-    pub plan: String,
-    pub max_devices: u32,
-    /// Defaults to now.
-    pub starts_at: Option<DateTime<Utc>>,
-    /// Omit for a perpetual license.
-    pub expires_at: Option<DateTime<Utc>>,
-    /// When set, the subscription is `trialing` until then.
-    pub trial_ends_at: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub features: Vec<String>,
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub metadata: Map<String, Value>,
-}
-
-/// Every field is optional; only those sent change, all in one atomic step. For
-/// `expires_at`, `trial_ends_at` and `organization`, an explicit `null` clears the value.
-#[derive(Deserialize, ToSchema, Default)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateSubscriptionRequest {
-    pub plan: Option<String>,
-    pub max_devices: Option<u32>,
-    /// Devices to deactivate so that a lower `max_devices` fits.
-    #[serde(default)]
-    pub deactivate_device_ids: Vec<Uuid>,
-    pub starts_at: Option<DateTime<Utc>>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<DateTime<Utc>>)]
-    pub expires_at: Option<Option<DateTime<Utc>>>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<DateTime<Utc>>)]
-    pub trial_ends_at: Option<Option<DateTime<Utc>>>,
-    /// `active` (resume), `suspended`, `past_due` or `canceled`.
-    pub status: Option<StatusChange>,
-    /// Why, for a suspension or cancellation.
-    pub reason: Option<String>,
-    pub customer_email: Option<String>,
-    pub customer_name: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub organization: Option<Option<String>>,
-    pub features: Option<Vec<String>>,
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Map<String, Value>>,
-}
-
-#[derive(Deserialize, ToSchema, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-pub enum StatusChange {
-    Active,
-    Suspended,
-    PastDue,
-    Canceled,
-}
-
-/// Tells "absent" (outer `None`) from "null" (`Some(None)`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct DeletedResponse {
     pub id: Uuid,
@@ -128,34 +50,6 @@ pub struct DeletedResponse {
 #[derive(Serialize, ToSchema)]
 pub struct HistoryResponse {
     pub items: Vec<EventRecord>,
-}
-
-fn parse_email(raw: &str) -> Result<Email, ApiError> {
-    Email::parse(raw).map_err(|e| ApiError::validation(format!("customer_email: {e}")))
-}
-
-fn parse_plan(raw: &str) -> Result<Plan, ApiError> {
-    Plan::parse(raw).map_err(|e| ApiError::validation(format!("plan: {e}")))
-}
-
-fn check_features(features: &[String]) -> Result<(), ApiError> {
-    let valid = features.len() <= MAX_FEATURES && features.iter().all(|f| Plan::parse(f).is_ok());
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::validation(format!(
-            "features: at most {MAX_FEATURES}, each 1 to 64 characters of a-z, 0-9, '-' and '_'"
-        )))
-    }
-}
-
-fn check_metadata(metadata: &Map<String, Value>) -> Result<(), ApiError> {
-    if serde_json::to_vec(metadata).map_or(0, |v| v.len()) > MAX_METADATA_BYTES {
-        return Err(ApiError::validation(format!(
-            "metadata: at most {MAX_METADATA_BYTES} bytes of JSON"
-        )));
-    }
-    Ok(())
 }
 
 /// A version from `If-Match`: `3`, `"3"` or `W/"3"`.
@@ -207,40 +101,14 @@ async fn create_subscription(
     context: RequestContext,
     ApiJson(body): ApiJson<CreateSubscriptionRequest>,
 ) -> Result<Response, ApiError> {
-    check_features(&body.features)?;
-    check_metadata(&body.metadata)?;
-    let now = Utc::now();
-    let key = new_license_key();
-    let subscription_id = SubscriptionId(Uuid::new_v4());
-    let new = NewSubscription {
-        subscription_id,
-        customer_email: parse_email(&body.customer_email)?,
-        customer_name: body.customer_name,
-        organization: body.organization,
-        plan: parse_plan(&body.plan)?,
-        starts_at: body.starts_at.unwrap_or(now),
-        expires_at: body.expires_at,
-        trial_ends_at: body.trial_ends_at,
-        max_devices: body.max_devices,
-        features: body.features,
-        metadata: body.metadata,
-        key_hash: sha256_hex(key.expose()),
-        key_prefix: key.display_prefix(),
-    };
-    let command = SubscriptionCommand::new(now, SubscriptionAction::CreateSubscription(new));
-    let committed = app
-        .execute_subscription(
-            &subscription_id.to_string(),
-            vec![command],
-            context.metadata(admin.admin_id.to_string()),
-            None,
-        )
-        .await?;
-    let mut view = committed_view(&committed, now)?;
-    view.license_key = Some(key.expose().to_owned());
+    let metadata = context.metadata(admin.admin_id.to_string());
+    let now = metadata.occurred_at;
+    let created = subscriptions::create(&app, body, metadata).await?;
+    let mut view = committed_view(&created.committed, now)?;
+    view.license_key = Some(created.license_key.expose().to_owned());
+    let location = format!("/api/v1/subscriptions/{}", view.id);
     let mut response = subscription_response(StatusCode::CREATED, view);
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/subscriptions/{subscription_id}"))
-    {
+    if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
@@ -257,29 +125,14 @@ async fn get_subscription(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(AsOf { as_of }): ApiQuery<AsOf>,
 ) -> Result<Response, ApiError> {
-    let not_found = || ApiError::not_found("SUBSCRIPTION_NOT_FOUND", "no such subscription");
-    let (subscription, version, now) = match as_of {
-        None => {
-            let (subscription, version) = app.subscriptions.load(&id.to_string()).await?;
-            (subscription, version, Utc::now())
-        }
-        Some(instant) => {
-            let mut subscription = Subscription::default();
-            let mut version = 0;
-            for envelope in app.subscriptions.load_events(&id.to_string()).await? {
-                if envelope.payload.at() > instant {
-                    break;
-                }
-                subscription.apply(envelope.payload);
-                version = envelope.sequence as u64;
-            }
-            (subscription, version, instant)
-        }
-    };
-    let state = subscription.live().ok_or_else(not_found)?;
+    let (subscription, version) =
+        subscriptions::subscription(&app, SubscriptionId(id), as_of).await?;
+    let state = subscription
+        .live()
+        .ok_or_else(|| ApiError::internal("a found subscription has no state"))?;
     Ok(subscription_response(
         StatusCode::OK,
-        SubscriptionView::new(state, version, now),
+        SubscriptionView::new(state, version, as_of.unwrap_or_else(Utc::now)),
     ))
 }
 
@@ -342,94 +195,14 @@ async fn update_subscription(
     ApiJson(body): ApiJson<UpdateSubscriptionRequest>,
 ) -> Result<Response, ApiError> {
     let expected_version = if_match_version(&headers)?;
-    let now = Utc::now();
-    let actions = update_actions(body)?;
-    let commands = actions
-        .into_iter()
-        .map(|a| SubscriptionCommand::new(now, a))
-        .collect();
-    let committed = app
-        .execute_subscription(
-            &id.to_string(),
-            commands,
-            context.metadata(admin.admin_id.to_string()),
-            expected_version,
-        )
-        .await
-        .map_err(|error| match error {
-            // For an update, a deleted subscription is simply not there.
-            ExecuteError::Domain(SubscriptionError::Deleted) => {
-                ApiError::not_found("SUBSCRIPTION_NOT_FOUND", "no such subscription")
-            }
-            other => other.into(),
-        })?;
+    let metadata = context.metadata(admin.admin_id.to_string());
+    let now = metadata.occurred_at;
+    let committed =
+        subscriptions::update(&app, SubscriptionId(id), body, expected_version, metadata).await?;
     Ok(subscription_response(
         StatusCode::OK,
         committed_view(&committed, now)?,
     ))
-}
-
-/// Turns a PUT body into commands. Unchanged fields produce no events (the aggregate drops
-/// no-ops); fields not sent keep their current values, filled in by the aggregate under
-/// the same lock as the change, so concurrent updates of different fields never undo
-/// each other.
-fn update_actions(body: UpdateSubscriptionRequest) -> Result<Vec<SubscriptionAction>, ApiError> {
-    let mut actions = Vec::new();
-    let details = DetailsChange {
-        customer_email: body
-            .customer_email
-            .as_deref()
-            .map(parse_email)
-            .transpose()?,
-        customer_name: body.customer_name,
-        organization: body.organization,
-        features: body
-            .features
-            .map(|f| check_features(&f).map(|_| f))
-            .transpose()?,
-        metadata: body
-            .metadata
-            .map(|m| check_metadata(&m).map(|_| m))
-            .transpose()?,
-    };
-    if details != DetailsChange::default() {
-        actions.push(SubscriptionAction::UpdateDetails(details));
-    }
-    if let Some(plan) = body.plan {
-        actions.push(SubscriptionAction::ChangePlan {
-            plan: parse_plan(&plan)?,
-        });
-    }
-    if body.max_devices.is_some() || !body.deactivate_device_ids.is_empty() {
-        actions.push(SubscriptionAction::ChangeDeviceLimit {
-            max_devices: body.max_devices,
-            deactivate_device_ids: body
-                .deactivate_device_ids
-                .into_iter()
-                .map(DeviceId)
-                .collect(),
-        });
-    }
-    if body.starts_at.is_some() || body.expires_at.is_some() || body.trial_ends_at.is_some() {
-        actions.push(SubscriptionAction::ChangePeriod(PeriodChange {
-            starts_at: body.starts_at,
-            expires_at: body.expires_at,
-            trial_ends_at: body.trial_ends_at,
-        }));
-    }
-    // Status last, so that e.g. a renewal and a resume in one request both apply.
-    match body.status {
-        None => {}
-        Some(StatusChange::Active) => actions.push(SubscriptionAction::ResumeSubscription),
-        Some(StatusChange::Suspended) => actions.push(SubscriptionAction::SuspendSubscription {
-            reason: body.reason,
-        }),
-        Some(StatusChange::PastDue) => actions.push(SubscriptionAction::MarkPastDue),
-        Some(StatusChange::Canceled) => actions.push(SubscriptionAction::CancelSubscription {
-            reason: body.reason,
-        }),
-    }
-    Ok(actions)
 }
 
 /// Delete a subscription: it leaves every list and never validates again; its events stay.
@@ -444,15 +217,9 @@ async fn delete_subscription(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<DeletedResponse>, ApiError> {
     let expected_version = if_match_version(&headers)?;
-    let command = SubscriptionCommand::new(Utc::now(), SubscriptionAction::DeleteSubscription);
-    let committed = app
-        .execute_subscription(
-            &id.to_string(),
-            vec![command],
-            context.metadata(admin.admin_id.to_string()),
-            expected_version,
-        )
-        .await?;
+    let metadata = context.metadata(admin.admin_id.to_string());
+    let committed =
+        subscriptions::delete(&app, SubscriptionId(id), expected_version, metadata).await?;
     Ok(Json(DeletedResponse {
         id,
         deleted: true,
@@ -472,25 +239,11 @@ async fn regenerate_license_key(
     context: RequestContext,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
-    let now = Utc::now();
-    let key = new_license_key();
-    let command = SubscriptionCommand::new(
-        now,
-        SubscriptionAction::RegenerateLicenseKey {
-            key_hash: sha256_hex(key.expose()),
-            key_prefix: key.display_prefix(),
-        },
-    );
-    let committed = app
-        .execute_subscription(
-            &id.to_string(),
-            vec![command],
-            context.metadata(admin.admin_id.to_string()),
-            None,
-        )
-        .await?;
-    let mut view = committed_view(&committed, now)?;
-    view.license_key = Some(key.expose().to_owned());
+    let metadata = context.metadata(admin.admin_id.to_string());
+    let now = metadata.occurred_at;
+    let created = subscriptions::regenerate_license_key(&app, SubscriptionId(id), metadata).await?;
+    let mut view = committed_view(&created.committed, now)?;
+    view.license_key = Some(created.license_key.expose().to_owned());
     Ok(subscription_response(StatusCode::OK, view))
 }
 

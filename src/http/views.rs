@@ -7,9 +7,9 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::licensing::{ActiveDevice, LicenseSnapshot};
 use crate::read::devices::DeviceRow;
 use crate::read::subscriptions::SubscriptionRow;
-use crate::validation::{ActiveDevice, LicenseSnapshot};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SubscriptionView {

@@ -1,3 +1,17 @@
-//! Client-app licensing: what a license key or license token proves.
+//! Client-app licensing: what a license key or license token proves. The operations behind
+//! `/api/v1/licensing` live here (the HTTP handlers only parse and respond); the verdict of
+//! a validation is a pure function in `verdict`.
 
+mod cache;
+mod operations;
+mod snapshot;
 pub mod token;
+pub mod verdict;
+
+pub use cache::LicenseCache;
+pub use operations::{
+    activate, deactivate, fingerprint_hash, refresh, validate, Credential, DeviceReport,
+    LicensingError, TokenIssued,
+};
+pub use snapshot::{ActiveDevice, LicenseSnapshot};
+pub use verdict::{ValidationCode, Verdict};

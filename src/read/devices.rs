@@ -24,6 +24,11 @@ pub struct DeviceFilter {
     pub min_position: Option<i64>,
 }
 
+/// The columns of a [`DeviceRow`], in a select list.
+pub const COLUMNS: &str = "id, subscription_id, fingerprint_hash, name, platform, os_version, \
+     app_version, hostname, notes, status, activated_at, deactivated_at, deactivation_reason, \
+     last_seen_at";
+
 #[derive(Debug, FromRow)]
 pub struct DeviceRow {
     pub id: Uuid,
@@ -79,11 +84,7 @@ pub async fn list(db: &Db, filter: &DeviceFilter) -> Result<(Vec<DeviceRow>, i64
         let mut count = QueryBuilder::new("select count(*) from rm_devices");
         push_filters!(count, filter);
         let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
-        let mut select = QueryBuilder::new(
-            "select id, subscription_id, fingerprint_hash, name, platform, os_version, app_version,
-                    hostname, notes, status, activated_at, deactivated_at, deactivation_reason, last_seen_at
-             from rm_devices",
-        );
+        let mut select = QueryBuilder::new(format!("select {COLUMNS} from rm_devices"));
         push_filters!(select, filter);
         select.push(" order by activated_at desc, id desc limit ").push_bind(i64::from(paging.per_page()));
         select.push(" offset ").push_bind(paging.offset());

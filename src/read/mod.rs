@@ -5,6 +5,8 @@ pub mod analytics;
 pub mod consistency;
 pub mod devices;
 pub mod feed;
+pub mod licenses;
+pub mod progress;
 pub mod subscriptions;
 
 use serde::Deserialize;

@@ -45,10 +45,22 @@ pub struct SubscriptionRow {
     pub expires_at: Option<DateTime<Utc>>,
     pub trial_ends_at: Option<DateTime<Utc>>,
     pub license_key_prefix: Option<String>,
+    pub license_key_hash: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
     pub version: i64,
 }
+
+/// The columns of a [`SubscriptionRow`] after `status` (which lists compute as of now).
+const COLUMNS_AFTER_STATUS: &str = "max_devices, active_devices, features, metadata, starts_at, \
+     expires_at, trial_ends_at, license_key_prefix, license_key_hash, created_at, updated_at, \
+     deleted_at, version";
+
+/// The columns of a [`SubscriptionRow`] as stored (the stored status), in a select list.
+pub static COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("id, customer_email, customer_name, organization, plan, status, {COLUMNS_AFTER_STATUS}")
+});
 
 const SORTS: [&str; 5] = [
     "created_at",
@@ -124,11 +136,7 @@ pub async fn list(
             "select id, customer_email, customer_name, organization, plan, ",
         );
         crate::push_effective_status!(select, now);
-        select.push(
-            " as status, max_devices, active_devices, features, metadata, starts_at, expires_at,
-                trial_ends_at, license_key_prefix, created_at, updated_at, version
-             from rm_subscriptions",
-        );
+        select.push(format!(" as status, {COLUMNS_AFTER_STATUS} from rm_subscriptions"));
         push_filters!(select, filter, now);
         select.push(format!(" order by {order}"));
         select.push(" limit ").push_bind(i64::from(paging.per_page()));

@@ -18,6 +18,17 @@ const MAX_ATTEMPTS: u32 = 5;
 /// same-instance contention never reaches the optimistic lock (and never becomes a 409).
 const LOCK_STRIPES: usize = 256;
 
+/// Events that say when they happened (the instant of the command that caused them).
+pub trait Dated {
+    fn at(&self) -> DateTime<Utc>;
+}
+
+impl Dated for flowlytix_aggregates::SubscriptionEvent {
+    fn at(&self) -> DateTime<Utc> {
+        flowlytix_aggregates::SubscriptionEvent::at(self)
+    }
+}
+
 /// Who did it, from where and when: stored with every event.
 #[derive(Debug, Clone)]
 pub struct EventMetadata {
@@ -129,12 +140,27 @@ where
         Ok((context.aggregate, context.current_sequence as u64))
     }
 
-    /// All of the aggregate's events, oldest first.
-    pub async fn load_events(
+    /// The aggregate as it was at `instant` (its events up to then, replayed) and the
+    /// version it had then; version 0 when it did not exist yet.
+    pub async fn load_as_of(
         &self,
         id: &str,
-    ) -> Result<Vec<EventEnvelope<A>>, ExecuteError<A::Error>> {
-        with_store!(&self.store, s => s.load_events(id).await).map_err(store_error)
+        instant: DateTime<Utc>,
+    ) -> Result<(A, u64), ExecuteError<A::Error>>
+    where
+        A::Event: Dated,
+    {
+        let events = with_store!(&self.store, s => s.load_events(id).await).map_err(store_error)?;
+        let mut aggregate = A::default();
+        let mut version = 0;
+        for envelope in events {
+            if envelope.payload.at() > instant {
+                break;
+            }
+            aggregate.apply(envelope.payload);
+            version = envelope.sequence as u64;
+        }
+        Ok((aggregate, version))
     }
 
     /// Runs `commands` in order against one aggregate and appends all their events in one

@@ -35,6 +35,18 @@ impl Lookup {
             .map(SubscriptionId))
     }
 
+    /// Whether any admin account was ever created.
+    pub async fn any_admin_exists(&self) -> Result<bool, sqlx::Error> {
+        with_db!(&self.db, pool => {
+            sqlx::query_scalar(
+                "select exists (select 1 from events
+                 where aggregate_type = 'AdminUser' and event_type = 'AdminCreated')",
+            )
+            .fetch_one(pool)
+            .await
+        })
+    }
+
     pub async fn subscription_by_device(
         &self,
         device: DeviceId,

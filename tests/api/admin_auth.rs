@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use flowlytix_aggregates::Role;
-use flowlytix_server::app::AdminChange;
+use flowlytix_server::auth::accounts::{self, AdminChange};
 use flowlytix_server::store::EventMetadata;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
@@ -363,15 +363,15 @@ async fn admin_endpoints_without_a_valid_access_token_are_401() {
 #[tokio::test]
 async fn an_auditor_can_read_but_every_write_is_403_forbidden_and_writes_nothing() {
     let app = spawn_app().await;
-    app.server
-        .create_admin(
-            AUDITOR_EMAIL,
-            AUDITOR_PASSWORD,
-            Role::Auditor,
-            EventMetadata::system(Utc::now()),
-        )
-        .await
-        .expect("create the auditor");
+    accounts::create_admin(
+        &app.server,
+        AUDITOR_EMAIL,
+        AUDITOR_PASSWORD,
+        Role::Auditor,
+        EventMetadata::system(Utc::now()),
+    )
+    .await
+    .expect("create the auditor");
     let (subscription, device_id) = subscription_with_device(&app).await;
     let id = text(&subscription, "id");
     let key = text(&subscription, "license_key");
@@ -540,10 +540,15 @@ async fn changing_an_admin_ends_their_sessions_and_disabling_ends_their_sign_ins
     let app = spawn_app().await;
     let email = "ops@flowlytix.test";
     let metadata = || EventMetadata::system(Utc::now());
-    app.server
-        .create_admin(email, "first-password-123", Role::Admin, metadata())
-        .await
-        .unwrap();
+    accounts::create_admin(
+        &app.server,
+        email,
+        "first-password-123",
+        Role::Admin,
+        metadata(),
+    )
+    .await
+    .unwrap();
     let session = app.login(email, "first-password-123").await;
     let token = session["access_token"].as_str().unwrap().to_owned();
     let reads = |token: String| {
@@ -555,10 +560,14 @@ async fn changing_an_admin_ends_their_sessions_and_disabling_ends_their_sign_ins
     assert_eq!(reads(token.clone()).await, StatusCode::OK);
 
     // A new role: the old token (which says "admin") stops working; a new sign-in is an auditor.
-    app.server
-        .change_admin(email, AdminChange::Role(Role::Auditor), metadata())
-        .await
-        .unwrap();
+    accounts::change_admin(
+        &app.server,
+        email,
+        AdminChange::Role(Role::Auditor),
+        metadata(),
+    )
+    .await
+    .unwrap();
     assert_eq!(reads(token).await, StatusCode::UNAUTHORIZED);
     let auditor = app.login(email, "first-password-123").await["access_token"]
         .as_str()
@@ -574,14 +583,14 @@ async fn changing_an_admin_ends_their_sessions_and_disabling_ends_their_sign_ins
     assert_eq!(write.status(), StatusCode::FORBIDDEN);
 
     // A new password: the old one fails, the new one works.
-    app.server
-        .change_admin(
-            email,
-            AdminChange::Password("second-password-456".into()),
-            metadata(),
-        )
-        .await
-        .unwrap();
+    accounts::change_admin(
+        &app.server,
+        email,
+        AdminChange::Password("second-password-456".into()),
+        metadata(),
+    )
+    .await
+    .unwrap();
     assert_eq!(reads(auditor).await, StatusCode::UNAUTHORIZED);
     let refused = app
         .anon(Method::POST, "/api/v1/auth/login")
@@ -593,8 +602,7 @@ async fn changing_an_admin_ends_their_sessions_and_disabling_ends_their_sign_ins
     let last = app.login(email, "second-password-456").await;
 
     // Disabled: the session ends, refresh and sign-in fail.
-    app.server
-        .change_admin(email, AdminChange::Disable, metadata())
+    accounts::change_admin(&app.server, email, AdminChange::Disable, metadata())
         .await
         .unwrap();
     assert_eq!(

@@ -476,6 +476,20 @@ impl Subscription {
                     at,
                 }]
             }
+            DeactivateDeviceByFingerprint {
+                fingerprint_hash,
+                reason,
+            } => {
+                let device = state
+                    .active_device_with_fingerprint(&fingerprint_hash)
+                    .ok_or(SubscriptionError::DeviceNotActivated)?;
+                vec![E::DeviceDeactivated {
+                    device_id: device.id,
+                    reason,
+                    active_devices: state.active_device_count() - 1,
+                    at,
+                }]
+            }
             UpdateDevice {
                 device_id,
                 name,

@@ -59,6 +59,12 @@ pub enum SubscriptionAction {
         device_id: DeviceId,
         reason: DeactivationReason,
     },
+    /// A client app giving up its slot: the device is the active one with this fingerprint
+    /// (`DeviceNotActivated` when there is none), so the caller needs no prior read.
+    DeactivateDeviceByFingerprint {
+        fingerprint_hash: Sha256Hex,
+        reason: DeactivationReason,
+    },
     UpdateDevice {
         device_id: DeviceId,
         name: Option<String>,

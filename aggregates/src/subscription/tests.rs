@@ -297,6 +297,10 @@ fn every_non_create_action() -> Vec<SubscriptionAction> {
             device_id: device_id(LAPTOP),
             reason: DeactivationReason::Admin,
         },
+        A::DeactivateDeviceByFingerprint {
+            fingerprint_hash: fingerprint(LAPTOP),
+            reason: DeactivationReason::Client,
+        },
         A::UpdateDevice {
             device_id: device_id(LAPTOP),
             name: Some("Work".to_owned()),
@@ -1369,6 +1373,74 @@ fn deactivate_an_inactive_device_is_device_not_active() {
         reason: DeactivationReason::Admin,
     }))
     .then_expect_error(Error::DeviceNotActive(device_id(LAPTOP)));
+}
+
+#[test]
+fn deactivate_by_fingerprint_deactivates_the_active_device_with_it() {
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        activated(DESKTOP, 2),
+    ]))
+    .when(cmd(A::DeactivateDeviceByFingerprint {
+        fingerprint_hash: fingerprint(DESKTOP),
+        reason: DeactivationReason::Client,
+    }))
+    .then_expect_events(vec![E::DeviceDeactivated {
+        device_id: device_id(DESKTOP),
+        reason: DeactivationReason::Client,
+        active_devices: 1,
+        at: now(),
+    }]);
+}
+
+#[test]
+fn deactivate_by_an_unknown_fingerprint_is_device_not_activated() {
+    given(created_and(vec![activated(LAPTOP, 1)]))
+        .when(cmd(A::DeactivateDeviceByFingerprint {
+            fingerprint_hash: fingerprint(UNKNOWN),
+            reason: DeactivationReason::Client,
+        }))
+        .then_expect_error(Error::DeviceNotActivated);
+}
+
+#[test]
+fn deactivate_by_the_fingerprint_of_an_inactive_device_is_device_not_activated() {
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        deactivated(LAPTOP, DeactivationReason::Admin, 0),
+    ]))
+    .when(cmd(A::DeactivateDeviceByFingerprint {
+        fingerprint_hash: fingerprint(LAPTOP),
+        reason: DeactivationReason::Client,
+    }))
+    .then_expect_error(Error::DeviceNotActivated);
+}
+
+#[test]
+fn a_superseded_key_is_refused_before_anything_is_said_about_devices() {
+    let regenerated = E::LicenseKeyRegenerated {
+        previous_key_hash: Some(key_hash(1)),
+        key_hash: key_hash(2),
+        key_prefix: "FLX-ZZ99Z".to_owned(),
+        at: t0(),
+    };
+    let subscription = aggregate(created_and(vec![activated(LAPTOP, 1), regenerated]));
+    let at = now();
+    let verify_then_deactivate = [
+        A::VerifyLicenseKey {
+            key_hash: key_hash(1),
+        },
+        A::DeactivateDeviceByFingerprint {
+            fingerprint_hash: fingerprint(UNKNOWN),
+            reason: DeactivationReason::Client,
+        },
+    ];
+    let first_refusal = verify_then_deactivate.into_iter().find_map(|action| {
+        subscription
+            .decide(SubscriptionCommand::new(at, action))
+            .err()
+    });
+    assert_eq!(first_refusal, Some(Error::LicenseKeyMismatch));
 }
 
 #[test]

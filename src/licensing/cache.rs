@@ -8,76 +8,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use flowlytix_aggregates::subscription::{effective_status, SubscriptionState};
-use flowlytix_aggregates::{DeviceId, Sha256Hex, Status, SubscriptionId};
-use flowlytix_projections::{with_db, Db};
-use sqlx::types::Json;
-use sqlx::FromRow;
-use uuid::Uuid;
+use flowlytix_aggregates::{Sha256Hex, SubscriptionId};
+use flowlytix_projections::Db;
+
+use super::LicenseSnapshot;
+use crate::read;
 
 /// How long a cached license is trusted without looking at the read model again.
 const FRESH_FOR: Duration = Duration::from_millis(500);
 /// Beyond this many entries the cache starts over rather than growing without bound.
 const MAX_ENTRIES: usize = 100_000;
-
-/// The parts of a subscription that validation needs.
-#[derive(Debug, Clone)]
-pub struct LicenseSnapshot {
-    pub subscription_id: SubscriptionId,
-    pub version: i64,
-    pub key_hash: Option<Sha256Hex>,
-    pub status: Status,
-    pub plan: String,
-    pub features: Vec<String>,
-    pub max_devices: u32,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub trial_ends_at: Option<DateTime<Utc>>,
-    pub deleted: bool,
-    pub active_devices: Vec<ActiveDevice>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ActiveDevice {
-    pub id: DeviceId,
-    pub fingerprint_hash: Sha256Hex,
-    pub name: Option<String>,
-    pub platform: Option<String>,
-    pub activated_at: DateTime<Utc>,
-    pub last_seen_at: Option<DateTime<Utc>>,
-}
-
-impl LicenseSnapshot {
-    pub fn from_state(state: &SubscriptionState, version: u64) -> Self {
-        Self {
-            subscription_id: state.id,
-            version: version as i64,
-            key_hash: state.license_key.as_ref().map(|k| k.key_hash.clone()),
-            status: state.status,
-            plan: state.plan.as_str().to_owned(),
-            features: state.features.clone(),
-            max_devices: state.max_devices,
-            expires_at: state.expires_at,
-            trial_ends_at: state.trial_ends_at,
-            deleted: state.deleted_at.is_some(),
-            active_devices: state
-                .active_devices()
-                .map(|d| ActiveDevice {
-                    id: d.id,
-                    fingerprint_hash: d.fingerprint_hash.clone(),
-                    name: d.name.clone(),
-                    platform: d.platform.clone(),
-                    activated_at: d.activated_at,
-                    last_seen_at: d.last_seen_at,
-                })
-                .collect(),
-        }
-    }
-
-    pub fn status_at(&self, now: DateTime<Utc>) -> Status {
-        effective_status(self.status, self.expires_at, self.trial_ends_at, now)
-    }
-}
 
 struct Cached {
     snapshot: Option<Arc<LicenseSnapshot>>,
@@ -166,15 +106,9 @@ impl LicenseCache {
                 }
             }
         }
-        let id: Option<Uuid> = with_db!(&self.db, pool => {
-            sqlx::query_scalar("select id from rm_subscriptions where license_key_hash = $1")
-                .bind(key_hash.as_str())
-                .fetch_optional(pool)
-                .await?
-        });
-        match id {
+        match read::licenses::subscription_id_by_key_hash(&self.db, key_hash).await? {
             Some(id) => Ok(self
-                .load(SubscriptionId(id))
+                .load(id)
                 .await?
                 .filter(|s| s.key_hash.as_ref() == Some(key_hash))),
             None => Ok(None),
@@ -193,7 +127,7 @@ impl LicenseCache {
 
     /// Reads the license read model, keeping a newer snapshot this instance already has.
     async fn load(&self, id: SubscriptionId) -> Result<Option<Arc<LicenseSnapshot>>, sqlx::Error> {
-        let Some(snapshot) = read_snapshot(&self.db, id).await? else {
+        let Some(snapshot) = read::licenses::license(&self.db, id).await? else {
             // Not projected yet: what this instance itself committed is the best there is.
             let by_subscription = self
                 .by_subscription
@@ -216,82 +150,4 @@ impl LicenseCache {
             c.snapshot.clone()
         }))
     }
-}
-
-#[derive(FromRow)]
-struct SubscriptionRow {
-    id: Uuid,
-    version: i64,
-    license_key_hash: Option<String>,
-    status: String,
-    plan: String,
-    features: Json<Vec<String>>,
-    max_devices: i32,
-    expires_at: Option<DateTime<Utc>>,
-    trial_ends_at: Option<DateTime<Utc>>,
-    deleted_at: Option<DateTime<Utc>>,
-}
-
-#[derive(FromRow)]
-struct DeviceRow {
-    id: Uuid,
-    fingerprint_hash: String,
-    name: Option<String>,
-    platform: Option<String>,
-    activated_at: DateTime<Utc>,
-    last_seen_at: Option<DateTime<Utc>>,
-}
-
-async fn read_snapshot(
-    db: &Db,
-    id: SubscriptionId,
-) -> Result<Option<LicenseSnapshot>, sqlx::Error> {
-    let (row, devices): (Option<SubscriptionRow>, Vec<DeviceRow>) = with_db!(db, pool => {
-        let row = sqlx::query_as(
-            "select id, version, license_key_hash, status, plan, features, max_devices, expires_at,
-                    trial_ends_at, deleted_at
-             from rm_subscriptions where id = $1",
-        )
-        .bind(id.as_uuid())
-        .fetch_optional(pool)
-        .await?;
-        let devices = sqlx::query_as(
-            "select id, fingerprint_hash, name, platform, activated_at, last_seen_at
-             from rm_devices where subscription_id = $1 and status = 'active'",
-        )
-        .bind(id.as_uuid())
-        .fetch_all(pool)
-        .await?;
-        (row, devices)
-    });
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let status =
-        serde_json::from_value(serde_json::Value::String(row.status)).unwrap_or(Status::Suspended);
-    Ok(Some(LicenseSnapshot {
-        subscription_id: SubscriptionId(row.id),
-        version: row.version,
-        key_hash: row.license_key_hash.and_then(|h| Sha256Hex::parse(&h).ok()),
-        status,
-        plan: row.plan,
-        features: row.features.0,
-        max_devices: row.max_devices.max(0) as u32,
-        expires_at: row.expires_at,
-        trial_ends_at: row.trial_ends_at,
-        deleted: row.deleted_at.is_some(),
-        active_devices: devices
-            .into_iter()
-            .filter_map(|d| {
-                Some(ActiveDevice {
-                    id: DeviceId(d.id),
-                    fingerprint_hash: Sha256Hex::parse(&d.fingerprint_hash).ok()?,
-                    name: d.name,
-                    platform: d.platform,
-                    activated_at: d.activated_at,
-                    last_seen_at: d.last_seen_at,
-                })
-            })
-            .collect(),
-    }))
 }

@@ -1,0 +1,176 @@
+//! Admin accounts: creating them, changing role or password, disabling them, and the first
+//! admin at start-up. Every change ends the account's sessions so it takes effect at once.
+
+use chrono::Utc;
+use flowlytix_aggregates::{AdminCommand, AdminError, AdminId, Email, Role};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::app::App;
+use crate::store::{EventMetadata, ExecuteError};
+
+pub const MIN_PASSWORD_LEN: usize = 10;
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// The first admin's email when `ADMIN_EMAIL` is not set.
+pub const DEFAULT_ADMIN_EMAIL: &str = "admin@flowlytix.local";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("an admin with this email already exists")]
+    Exists,
+    #[error("email: {0}")]
+    InvalidEmail(String),
+    #[error("the password must be {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters")]
+    WeakPassword,
+    #[error(transparent)]
+    Refused(#[from] AdminError),
+    #[error("cannot hash the password: {0}")]
+    Hashing(String),
+    #[error("the admin store failed: {0}")]
+    Store(#[source] ExecuteError<AdminError>),
+    #[error("cannot end the admin's sessions")]
+    Sessions(#[source] sqlx::Error),
+    #[error("cannot look for an existing admin")]
+    Lookup(#[source] sqlx::Error),
+}
+
+impl From<ExecuteError<AdminError>> for AccountError {
+    fn from(error: ExecuteError<AdminError>) -> Self {
+        match error {
+            ExecuteError::Domain(AdminError::AlreadyExists) | ExecuteError::Conflict => {
+                Self::Exists
+            }
+            ExecuteError::Domain(refusal) => Self::Refused(refusal),
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// A change to an existing admin account (from the CLI).
+pub enum AdminChange {
+    Role(Role),
+    Password(String),
+    Disable,
+}
+
+/// What start-up did about the first admin.
+pub enum FirstAdmin {
+    /// One existed already (or another instance created it at the same moment).
+    Exists,
+    /// Created from `ADMIN_EMAIL`/`ADMIN_PASSWORD`.
+    FromConfig { email: String },
+    /// Created with a generated password, which exists nowhere else: show it once.
+    Generated {
+        email: String,
+        password: SecretString,
+    },
+    /// None exists and production does not generate passwords.
+    Missing,
+}
+
+pub fn check_password_strength(password: &str) -> Result<(), AccountError> {
+    let length = password.chars().count();
+    if (MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&length) {
+        Ok(())
+    } else {
+        Err(AccountError::WeakPassword)
+    }
+}
+
+async fn hash_password(password: String) -> Result<String, AccountError> {
+    tokio::task::spawn_blocking(move || crate::crypto::hash_password(&password))
+        .await
+        .map_err(|e| AccountError::Hashing(e.to_string()))?
+        .map_err(|e| AccountError::Hashing(e.to_string()))
+}
+
+fn parse_email(email: &str) -> Result<Email, AccountError> {
+    Email::parse(email).map_err(|e| AccountError::InvalidEmail(e.to_string()))
+}
+
+pub async fn create_admin(
+    app: &App,
+    email: &str,
+    password: &str,
+    role: Role,
+    metadata: EventMetadata,
+) -> Result<AdminId, AccountError> {
+    let email = parse_email(email)?;
+    check_password_strength(password)?;
+    let password_hash = hash_password(password.to_owned()).await?;
+    let admin_id = AdminId::for_email(&email);
+    let command = AdminCommand::CreateAdmin {
+        admin_id,
+        email,
+        password_hash,
+        role,
+        at: Utc::now(),
+    };
+    app.admins
+        .execute(&admin_id.to_string(), vec![command], metadata, None)
+        .await?;
+    Ok(admin_id)
+}
+
+/// Changes an admin's role or password, or disables the account, and ends all of its
+/// sessions.
+pub async fn change_admin(
+    app: &App,
+    email: &str,
+    change: AdminChange,
+    metadata: EventMetadata,
+) -> Result<AdminId, AccountError> {
+    let admin_id = AdminId::for_email(&parse_email(email)?);
+    let at = Utc::now();
+    let (command, reason) = match change {
+        AdminChange::Role(role) => (AdminCommand::ChangeRole { role, at }, "role_changed"),
+        AdminChange::Password(password) => {
+            check_password_strength(&password)?;
+            let password_hash = hash_password(password).await?;
+            (
+                AdminCommand::ChangePassword { password_hash, at },
+                "password_changed",
+            )
+        }
+        AdminChange::Disable => (AdminCommand::DisableAdmin { at }, "admin_disabled"),
+    };
+    app.admins
+        .execute(&admin_id.to_string(), vec![command], metadata, None)
+        .await?;
+    app.admin_auth
+        .sessions()
+        .revoke_all(admin_id, reason)
+        .await
+        .map_err(AccountError::Sessions)?;
+    Ok(admin_id)
+}
+
+/// Creates the admin named by `ADMIN_EMAIL`/`ADMIN_PASSWORD` when no admin exists yet; in
+/// development without them, `admin@flowlytix.local` with a generated password.
+pub async fn bootstrap_first_admin(app: &App) -> Result<FirstAdmin, AccountError> {
+    if app
+        .lookup
+        .any_admin_exists()
+        .await
+        .map_err(AccountError::Lookup)?
+    {
+        return Ok(FirstAdmin::Exists);
+    }
+    let email = app
+        .config
+        .admin_email
+        .clone()
+        .unwrap_or_else(|| DEFAULT_ADMIN_EMAIL.to_owned());
+    let (password, generated) = match &app.config.admin_password {
+        Some(password) => (password.clone(), false),
+        None if app.config.is_production() => return Ok(FirstAdmin::Missing),
+        None => (SecretString::from(crate::crypto::random_token()), true),
+    };
+    let metadata = EventMetadata::system(Utc::now());
+    match create_admin(app, &email, password.expose_secret(), Role::Admin, metadata).await {
+        Ok(_) if generated => Ok(FirstAdmin::Generated { email, password }),
+        Ok(_) => Ok(FirstAdmin::FromConfig { email }),
+        Err(AccountError::Exists) => Ok(FirstAdmin::Exists),
+        Err(error) => Err(error),
+    }
+}

@@ -1,0 +1,282 @@
+//! The operations client apps call: activate, validate, refresh, deactivate. Each takes a
+//! parsed request, runs one subscription command list (or reads the license cache), and
+//! returns what the HTTP layer renders.
+
+use chrono::{DateTime, Utc};
+use flowlytix_aggregates::license_key::LicenseKey;
+use flowlytix_aggregates::{
+    DeactivationReason, DeviceDetails, DeviceId, Sha256Hex, Subscription, SubscriptionAction,
+    SubscriptionError, SubscriptionEvent, SubscriptionId,
+};
+use uuid::Uuid;
+
+use super::token::TokenError;
+use super::verdict::{judge, token_claim, DeviceClaim, Verdict};
+use super::LicenseSnapshot;
+use crate::app::App;
+use crate::crypto::sha256_hex;
+use crate::store::{Committed, EventMetadata, ExecuteError};
+
+const MAX_FINGERPRINT_LEN: usize = 512;
+
+/// How a client proves which license it speaks for.
+pub enum Credential {
+    LicenseKey(LicenseKey),
+    Token(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LicensingError {
+    #[error("fingerprint must be 1 to {MAX_FINGERPRINT_LEN} characters")]
+    InvalidFingerprint,
+    /// Unknown, deleted and superseded keys alike: a client learns nothing more.
+    #[error("no license matches this key")]
+    LicenseNotFound,
+    #[error("this device is not activated")]
+    DeviceNotActivated,
+    #[error("the token was issued to another device")]
+    FingerprintMismatch,
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Command(ExecuteError<SubscriptionError>),
+    #[error(transparent)]
+    Read(#[from] sqlx::Error),
+    #[error("cannot sign the license token")]
+    Signing(#[source] jsonwebtoken::errors::Error),
+    #[error("a token command committed without its token: {0}")]
+    TokenNotRecorded(&'static str),
+}
+
+impl From<ExecuteError<SubscriptionError>> for LicensingError {
+    fn from(error: ExecuteError<SubscriptionError>) -> Self {
+        match error {
+            ExecuteError::Domain(
+                SubscriptionError::NotFound
+                | SubscriptionError::Deleted
+                | SubscriptionError::LicenseKeyMismatch,
+            ) => Self::LicenseNotFound,
+            ExecuteError::Domain(SubscriptionError::DeviceNotActivated) => Self::DeviceNotActivated,
+            other => Self::Command(other),
+        }
+    }
+}
+
+/// A signed license token and the license it was issued under.
+pub struct TokenIssued {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    pub device_id: DeviceId,
+    pub license: LicenseSnapshot,
+    pub position: i64,
+}
+
+/// What a device tells about itself on activation (only the fingerprint's hash is kept).
+pub struct DeviceReport {
+    pub fingerprint_hash: Sha256Hex,
+    pub name: Option<String>,
+    pub platform: Option<String>,
+    pub os_version: Option<String>,
+    pub app_version: Option<String>,
+    pub hostname: Option<String>,
+}
+
+/// The stored form of a device fingerprint.
+pub fn fingerprint_hash(raw: &str) -> Result<Sha256Hex, LicensingError> {
+    let raw = raw.trim();
+    if raw.is_empty() || raw.len() > MAX_FINGERPRINT_LEN {
+        return Err(LicensingError::InvalidFingerprint);
+    }
+    Ok(sha256_hex(raw))
+}
+
+fn license_actor(id: SubscriptionId) -> String {
+    format!("license:{id}")
+}
+
+/// Which subscription a license key names, straight from the event log (right the moment a
+/// command commits); the command's `VerifyLicenseKey` then rejects a superseded key.
+async fn subscription_for_key(
+    app: &App,
+    key: &LicenseKey,
+) -> Result<(SubscriptionId, Sha256Hex), LicensingError> {
+    let key_hash = sha256_hex(key.expose());
+    let id = app
+        .lookup
+        .subscription_by_key_hash(&key_hash)
+        .await?
+        .ok_or(LicensingError::LicenseNotFound)?;
+    Ok((id, key_hash))
+}
+
+/// Activates the key on the device and issues its first token, atomically. Re-activating
+/// an active fingerprint keeps the device and issues a fresh token.
+pub async fn activate(
+    app: &App,
+    key: LicenseKey,
+    device: DeviceReport,
+    metadata: EventMetadata,
+) -> Result<TokenIssued, LicensingError> {
+    let fingerprint_hash = device.fingerprint_hash;
+    let (subscription_id, key_hash) = subscription_for_key(app, &key).await?;
+    let now = metadata.occurred_at;
+    let actions = vec![
+        SubscriptionAction::VerifyLicenseKey { key_hash },
+        SubscriptionAction::ActivateDevice(DeviceDetails {
+            device_id: DeviceId(Uuid::new_v4()),
+            fingerprint_hash: fingerprint_hash.clone(),
+            name: device.name,
+            platform: device.platform,
+            os_version: device.os_version,
+            app_version: device.app_version,
+            hostname: device.hostname,
+        }),
+        SubscriptionAction::IssueLicenseToken {
+            fingerprint_hash,
+            token_id: Uuid::new_v4(),
+            expires_at: app.license_tokens.requested_expiry(now),
+        },
+    ];
+    let metadata = EventMetadata {
+        actor: license_actor(subscription_id),
+        ..metadata
+    };
+    let committed = app
+        .subscriptions
+        .run(subscription_id, actions, metadata, None)
+        .await?;
+    sign_issued_token(app, &committed)
+}
+
+/// The verdict on a credential for one device. Only a malformed request is an error.
+pub async fn validate(
+    app: &App,
+    credential: Credential,
+    fingerprint_hash: Sha256Hex,
+    now: DateTime<Utc>,
+) -> Result<Verdict, LicensingError> {
+    let (license, device) = match credential {
+        Credential::LicenseKey(key) => {
+            let key_hash = sha256_hex(key.expose());
+            let device = DeviceClaim {
+                fingerprint_hash,
+                device_id: None,
+            };
+            (app.licenses.by_key(&key_hash).await?, device)
+        }
+        Credential::Token(token) => {
+            let verified = app.license_tokens.verify(&token);
+            let (subscription_id, device) = match token_claim(verified, &fingerprint_hash) {
+                Ok(claim) => claim,
+                Err(code) => return Ok(Verdict::refused(code)),
+            };
+            (app.licenses.by_subscription(subscription_id).await?, device)
+        }
+    };
+    Ok(judge(license.as_deref(), &device, now))
+}
+
+/// A fresh token for the device a valid token names, while the license is usable.
+pub async fn refresh(
+    app: &App,
+    token: &str,
+    metadata: EventMetadata,
+) -> Result<TokenIssued, LicensingError> {
+    let claims = app.license_tokens.verify(token)?;
+    let fingerprint_hash = Sha256Hex::parse(&claims.fpr).map_err(|_| TokenError::Invalid)?;
+    let subscription_id = SubscriptionId(claims.sid);
+    let action = SubscriptionAction::IssueLicenseToken {
+        fingerprint_hash,
+        token_id: Uuid::new_v4(),
+        expires_at: app.license_tokens.requested_expiry(metadata.occurred_at),
+    };
+    let metadata = EventMetadata {
+        actor: license_actor(subscription_id),
+        ..metadata
+    };
+    let committed = app
+        .subscriptions
+        .run(subscription_id, vec![action], metadata, None)
+        .await?;
+    sign_issued_token(app, &committed)
+}
+
+/// Frees the slot of the device with this fingerprint: one command, one load.
+pub async fn deactivate(
+    app: &App,
+    credential: Credential,
+    fingerprint_hash: Sha256Hex,
+    metadata: EventMetadata,
+) -> Result<(), LicensingError> {
+    let (subscription_id, key_check) = match credential {
+        Credential::LicenseKey(key) => {
+            let (id, key_hash) = subscription_for_key(app, &key).await?;
+            (id, Some(SubscriptionAction::VerifyLicenseKey { key_hash }))
+        }
+        Credential::Token(token) => {
+            let claims = app.license_tokens.verify(&token)?;
+            if claims.fpr != fingerprint_hash.as_str() {
+                return Err(LicensingError::FingerprintMismatch);
+            }
+            (SubscriptionId(claims.sid), None)
+        }
+    };
+    // The key check goes first, so a superseded key is refused as unknown before anything
+    // is said about the devices.
+    let actions = key_check
+        .into_iter()
+        .chain([SubscriptionAction::DeactivateDeviceByFingerprint {
+            fingerprint_hash,
+            reason: DeactivationReason::Client,
+        }])
+        .collect();
+    let metadata = EventMetadata {
+        actor: license_actor(subscription_id),
+        ..metadata
+    };
+    app.subscriptions
+        .run(subscription_id, actions, metadata, None)
+        .await?;
+    Ok(())
+}
+
+/// Signs the token recorded by the `LicenseTokenIssued` event of a committed command.
+fn sign_issued_token(
+    app: &App,
+    committed: &Committed<Subscription>,
+) -> Result<TokenIssued, LicensingError> {
+    let state = committed
+        .aggregate
+        .live()
+        .ok_or(LicensingError::LicenseNotFound)?;
+    let (device_id, token_id, expires_at, issued_at) = committed
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match &e.payload {
+            SubscriptionEvent::LicenseTokenIssued {
+                device_id,
+                token_id,
+                expires_at,
+                at,
+            } => Some((*device_id, *token_id, *expires_at, *at)),
+            _ => None,
+        })
+        .ok_or(LicensingError::TokenNotRecorded(
+            "no LicenseTokenIssued event",
+        ))?;
+    let device = state
+        .device(device_id)
+        .ok_or(LicensingError::TokenNotRecorded("the device is unknown"))?;
+    let token = app
+        .license_tokens
+        .sign(state, device, token_id, issued_at, expires_at)
+        .map_err(LicensingError::Signing)?;
+    Ok(TokenIssued {
+        token,
+        expires_at,
+        device_id,
+        license: LicenseSnapshot::from_state(state, committed.version),
+        position: committed.position,
+    })
+}

@@ -1,0 +1,359 @@
+//! The licensing verdict: which code a validation gets, and why. Pure: a function of the
+//! license, the device that asks and the time, so every code is unit-tested here.
+
+use chrono::{DateTime, Utc};
+use flowlytix_aggregates::{DeviceId, Sha256Hex, Status, SubscriptionId};
+
+use super::token::{LicenseClaims, TokenError};
+use super::{ActiveDevice, LicenseSnapshot};
+
+/// The stable codes of `POST /api/v1/licensing/validate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidationCode {
+    Valid,
+    NotFound,
+    Suspended,
+    Expired,
+    Canceled,
+    DeviceNotActivated,
+    FingerprintMismatch,
+    TokenInvalid,
+    TokenExpired,
+}
+
+impl ValidationCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Valid => "VALID",
+            Self::NotFound => "NOT_FOUND",
+            Self::Suspended => "SUSPENDED",
+            Self::Expired => "EXPIRED",
+            Self::Canceled => "CANCELED",
+            Self::DeviceNotActivated => "DEVICE_NOT_ACTIVATED",
+            Self::FingerprintMismatch => "FINGERPRINT_MISMATCH",
+            Self::TokenInvalid => "TOKEN_INVALID",
+            Self::TokenExpired => "TOKEN_EXPIRED",
+        }
+    }
+
+    /// What a human reading the client's log should be told.
+    pub fn detail(self) -> &'static str {
+        match self {
+            Self::Valid => "the license is valid on this device",
+            Self::NotFound => "no license matches",
+            Self::Suspended => "the license is suspended",
+            Self::Expired => "the license has expired",
+            Self::Canceled => "the license is canceled",
+            Self::DeviceNotActivated => "this device is not activated",
+            Self::FingerprintMismatch => "the token was issued to another device",
+            Self::TokenInvalid => "the token is not a valid license token",
+            Self::TokenExpired => "the token has expired",
+        }
+    }
+}
+
+/// The device asking: its fingerprint, and the device id when a token named one.
+#[derive(Debug, Clone)]
+pub struct DeviceClaim {
+    pub fingerprint_hash: Sha256Hex,
+    pub device_id: Option<DeviceId>,
+}
+
+/// A verdict, with the license and device it was reached on (when there is one).
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub code: ValidationCode,
+    pub license: Option<LicenseSnapshot>,
+    pub device: Option<ActiveDevice>,
+}
+
+impl Verdict {
+    pub fn refused(code: ValidationCode) -> Self {
+        Self {
+            code,
+            license: None,
+            device: None,
+        }
+    }
+
+    pub fn is_valid(&self) -> bool {
+        self.code == ValidationCode::Valid
+    }
+}
+
+/// What a presented license token says, before any license is read: the subscription and
+/// device it names, or the code that ends the validation there.
+pub fn token_claim(
+    verified: Result<LicenseClaims, TokenError>,
+    fingerprint_hash: &Sha256Hex,
+) -> Result<(SubscriptionId, DeviceClaim), ValidationCode> {
+    let claims = verified.map_err(|error| match error {
+        TokenError::Expired => ValidationCode::TokenExpired,
+        TokenError::Invalid => ValidationCode::TokenInvalid,
+    })?;
+    if claims.fpr != fingerprint_hash.as_str() {
+        return Err(ValidationCode::FingerprintMismatch);
+    }
+    Ok((
+        SubscriptionId(claims.sid),
+        DeviceClaim {
+            fingerprint_hash: fingerprint_hash.clone(),
+            device_id: Some(DeviceId(claims.sub)),
+        },
+    ))
+}
+
+/// The verdict on a license (absent when nothing matched) for one device at `now`. A
+/// deleted license is not found; an unusable one says why before anything about devices.
+pub fn judge(
+    license: Option<&LicenseSnapshot>,
+    device: &DeviceClaim,
+    now: DateTime<Utc>,
+) -> Verdict {
+    let Some(license) = license.filter(|l| !l.deleted) else {
+        return Verdict::refused(ValidationCode::NotFound);
+    };
+    let code = match license.status_at(now) {
+        Status::Suspended => ValidationCode::Suspended,
+        Status::Expired => ValidationCode::Expired,
+        Status::Canceled => ValidationCode::Canceled,
+        Status::Trialing | Status::Active | Status::PastDue => {
+            let active = license.active_devices.iter().find(|d| {
+                d.fingerprint_hash == device.fingerprint_hash
+                    && device.device_id.is_none_or(|id| d.id == id)
+            });
+            return Verdict {
+                code: if active.is_some() {
+                    ValidationCode::Valid
+                } else {
+                    ValidationCode::DeviceNotActivated
+                },
+                license: Some(license.clone()),
+                device: active.cloned(),
+            };
+        }
+    };
+    Verdict {
+        code,
+        license: Some(license.clone()),
+        device: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-06-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn hash(text: &str) -> Sha256Hex {
+        crate::crypto::sha256_hex(text)
+    }
+
+    fn device(fingerprint: &str) -> ActiveDevice {
+        ActiveDevice {
+            id: DeviceId(Uuid::new_v4()),
+            fingerprint_hash: hash(fingerprint),
+            name: None,
+            platform: None,
+            activated_at: now() - Duration::days(1),
+            last_seen_at: None,
+        }
+    }
+
+    fn license(status: Status, devices: Vec<ActiveDevice>) -> LicenseSnapshot {
+        LicenseSnapshot {
+            subscription_id: SubscriptionId(Uuid::new_v4()),
+            version: 3,
+            key_hash: Some(hash("key")),
+            status,
+            plan: "pro".into(),
+            features: vec![],
+            max_devices: 3,
+            expires_at: None,
+            trial_ends_at: None,
+            deleted: false,
+            active_devices: devices,
+        }
+    }
+
+    fn by_fingerprint(fingerprint: &str) -> DeviceClaim {
+        DeviceClaim {
+            fingerprint_hash: hash(fingerprint),
+            device_id: None,
+        }
+    }
+
+    fn claims(fingerprint: &str) -> LicenseClaims {
+        LicenseClaims {
+            iss: "flowlytix".into(),
+            aud: "flowlytix-license".into(),
+            sub: Uuid::new_v4(),
+            iat: 0,
+            nbf: 0,
+            exp: 0,
+            jti: Uuid::new_v4(),
+            sid: Uuid::new_v4(),
+            fpr: hash(fingerprint).as_str().to_owned(),
+            plan: "pro".into(),
+            features: vec![],
+            max_devices: 3,
+            license_expires_at: None,
+        }
+    }
+
+    #[test]
+    fn an_active_license_with_the_device_activated_is_valid() {
+        let laptop = device("laptop");
+        for status in [Status::Active, Status::Trialing, Status::PastDue] {
+            let license = license(status, vec![laptop.clone()]);
+            let verdict = judge(Some(&license), &by_fingerprint("laptop"), now());
+            assert_eq!(verdict.code, ValidationCode::Valid, "{status:?}");
+            assert!(verdict.is_valid());
+            assert_eq!(verdict.device.map(|d| d.id), Some(laptop.id));
+            assert!(verdict.license.is_some());
+        }
+    }
+
+    #[test]
+    fn no_license_or_a_deleted_one_is_not_found() {
+        let verdict = judge(None, &by_fingerprint("laptop"), now());
+        assert_eq!(verdict.code, ValidationCode::NotFound);
+        assert!(verdict.license.is_none());
+
+        let mut deleted = license(Status::Active, vec![device("laptop")]);
+        deleted.deleted = true;
+        let verdict = judge(Some(&deleted), &by_fingerprint("laptop"), now());
+        assert_eq!(verdict.code, ValidationCode::NotFound);
+        assert!(
+            verdict.license.is_none(),
+            "a deleted license is not described"
+        );
+    }
+
+    #[test]
+    fn an_unusable_license_says_why_even_for_an_activated_device() {
+        for (status, code) in [
+            (Status::Suspended, ValidationCode::Suspended),
+            (Status::Canceled, ValidationCode::Canceled),
+            (Status::Expired, ValidationCode::Expired),
+        ] {
+            let license = license(status, vec![device("laptop")]);
+            let verdict = judge(Some(&license), &by_fingerprint("laptop"), now());
+            assert_eq!(verdict.code, code);
+            assert!(verdict.device.is_none());
+            assert!(verdict.license.is_some(), "the license is described");
+        }
+    }
+
+    #[test]
+    fn a_period_or_trial_that_has_run_out_is_expired() {
+        let mut period_over = license(Status::Active, vec![device("laptop")]);
+        period_over.expires_at = Some(now());
+        assert_eq!(
+            judge(Some(&period_over), &by_fingerprint("laptop"), now()).code,
+            ValidationCode::Expired
+        );
+        let mut trial_over = license(Status::Trialing, vec![device("laptop")]);
+        trial_over.trial_ends_at = Some(now() - Duration::seconds(1));
+        assert_eq!(
+            judge(Some(&trial_over), &by_fingerprint("laptop"), now()).code,
+            ValidationCode::Expired
+        );
+        period_over.expires_at = Some(now() + Duration::seconds(1));
+        assert_eq!(
+            judge(Some(&period_over), &by_fingerprint("laptop"), now()).code,
+            ValidationCode::Valid
+        );
+    }
+
+    #[test]
+    fn an_unknown_fingerprint_is_not_activated() {
+        let license = license(Status::Active, vec![device("laptop")]);
+        let verdict = judge(Some(&license), &by_fingerprint("desktop"), now());
+        assert_eq!(verdict.code, ValidationCode::DeviceNotActivated);
+        assert!(verdict.device.is_none());
+    }
+
+    #[test]
+    fn a_token_for_a_deactivated_device_is_not_activated_even_if_the_fingerprint_returned() {
+        // The fingerprint was activated again under a new id: the old token's device is gone.
+        let license = license(Status::Active, vec![device("laptop")]);
+        let old_token = DeviceClaim {
+            fingerprint_hash: hash("laptop"),
+            device_id: Some(DeviceId(Uuid::new_v4())),
+        };
+        assert_eq!(
+            judge(Some(&license), &old_token, now()).code,
+            ValidationCode::DeviceNotActivated
+        );
+    }
+
+    #[test]
+    fn a_token_names_its_subscription_and_device() {
+        let claims = claims("laptop");
+        let (sid, device) = token_claim(Ok(claims.clone()), &hash("laptop")).unwrap();
+        assert_eq!(sid, SubscriptionId(claims.sid));
+        assert_eq!(device.device_id, Some(DeviceId(claims.sub)));
+        assert_eq!(device.fingerprint_hash, hash("laptop"));
+    }
+
+    #[test]
+    fn a_token_for_another_fingerprint_is_a_mismatch() {
+        assert_eq!(
+            token_claim(Ok(claims("laptop")), &hash("desktop")).unwrap_err(),
+            ValidationCode::FingerprintMismatch
+        );
+    }
+
+    #[test]
+    fn a_bad_or_expired_token_says_so() {
+        assert_eq!(
+            token_claim(Err(TokenError::Invalid), &hash("laptop")).unwrap_err(),
+            ValidationCode::TokenInvalid
+        );
+        assert_eq!(
+            token_claim(Err(TokenError::Expired), &hash("laptop")).unwrap_err(),
+            ValidationCode::TokenExpired
+        );
+    }
+
+    #[test]
+    fn every_code_has_its_contract_name() {
+        let names: Vec<_> = [
+            ValidationCode::Valid,
+            ValidationCode::NotFound,
+            ValidationCode::Suspended,
+            ValidationCode::Expired,
+            ValidationCode::Canceled,
+            ValidationCode::DeviceNotActivated,
+            ValidationCode::FingerprintMismatch,
+            ValidationCode::TokenInvalid,
+            ValidationCode::TokenExpired,
+        ]
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "VALID",
+                "NOT_FOUND",
+                "SUSPENDED",
+                "EXPIRED",
+                "CANCELED",
+                "DEVICE_NOT_ACTIVATED",
+                "FINGERPRINT_MISMATCH",
+                "TOKEN_INVALID",
+                "TOKEN_EXPIRED"
+            ]
+        );
+    }
+}

@@ -1,0 +1,318 @@
+//! What admins do to a subscription: create, update, delete, regenerate its key, and read
+//! it as it is or as it was.
+
+use chrono::{DateTime, Utc};
+use flowlytix_aggregates::license_key::LicenseKey;
+use flowlytix_aggregates::subscription::{DetailsChange, NewSubscription, PeriodChange};
+use flowlytix_aggregates::{
+    DeviceId, Email, Plan, Subscription, SubscriptionAction, SubscriptionError, SubscriptionId,
+};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::crypto::{new_license_key, sha256_hex};
+use crate::store::{Committed, EventMetadata, ExecuteError};
+
+const MAX_FEATURES: usize = 100;
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    /// The input breaks a rule that holds before any command runs (formats, sizes).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no such subscription")]
+    NotFound,
+    #[error("no such device")]
+    DeviceNotFound,
+    #[error(transparent)]
+    Command(#[from] ExecuteError<SubscriptionError>),
+    #[error(transparent)]
+    Read(#[from] sqlx::Error),
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSubscriptionRequest {
+    pub customer_email: String,
+    pub customer_name: String,
+    pub organization: Option<String>,
+    pub plan: String,
+    pub max_devices: u32,
+    /// Defaults to now.
+    pub starts_at: Option<DateTime<Utc>>,
+    /// Omit for a perpetual license.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When set, the subscription is `trialing` until then.
+    pub trial_ends_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub features: Vec<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+}
+
+/// Every field is optional; only those sent change, all in one atomic step. For
+/// `expires_at`, `trial_ends_at` and `organization`, an explicit `null` clears the value.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSubscriptionRequest {
+    pub plan: Option<String>,
+    pub max_devices: Option<u32>,
+    /// Devices to deactivate so that a lower `max_devices` fits.
+    #[serde(default)]
+    pub deactivate_device_ids: Vec<Uuid>,
+    pub starts_at: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub trial_ends_at: Option<Option<DateTime<Utc>>>,
+    /// `active` (resume), `suspended`, `past_due` or `canceled`.
+    pub status: Option<StatusChange>,
+    /// Why, for a suspension or cancellation.
+    pub reason: Option<String>,
+    pub customer_email: Option<String>,
+    pub customer_name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub organization: Option<Option<String>>,
+    pub features: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusChange {
+    Active,
+    Suspended,
+    PastDue,
+    Canceled,
+}
+
+/// Tells "absent" (outer `None`) from "null" (`Some(None)`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A new subscription, and its license key: the only time the full key exists outside the
+/// customer's hands.
+pub struct Created {
+    pub committed: Committed<Subscription>,
+    pub license_key: LicenseKey,
+}
+
+pub async fn create(
+    app: &App,
+    request: CreateSubscriptionRequest,
+    metadata: EventMetadata,
+) -> Result<Created, ManageError> {
+    check_features(&request.features)?;
+    check_metadata(&request.metadata)?;
+    let key = new_license_key();
+    let subscription_id = SubscriptionId(Uuid::new_v4());
+    let new = NewSubscription {
+        subscription_id,
+        customer_email: parse_email(&request.customer_email)?,
+        customer_name: request.customer_name,
+        organization: request.organization,
+        plan: parse_plan(&request.plan)?,
+        starts_at: request.starts_at.unwrap_or(metadata.occurred_at),
+        expires_at: request.expires_at,
+        trial_ends_at: request.trial_ends_at,
+        max_devices: request.max_devices,
+        features: request.features,
+        metadata: request.metadata,
+        key_hash: sha256_hex(key.expose()),
+        key_prefix: key.display_prefix(),
+    };
+    let committed = app
+        .subscriptions
+        .run(
+            subscription_id,
+            vec![SubscriptionAction::CreateSubscription(new)],
+            metadata,
+            None,
+        )
+        .await?;
+    Ok(Created {
+        committed,
+        license_key: key,
+    })
+}
+
+/// Applies a PUT: every change in one atomic step. A deleted subscription is not there.
+pub async fn update(
+    app: &App,
+    id: SubscriptionId,
+    request: UpdateSubscriptionRequest,
+    expected_version: Option<u64>,
+    metadata: EventMetadata,
+) -> Result<Committed<Subscription>, ManageError> {
+    let actions = update_actions(request)?;
+    app.subscriptions
+        .run(id, actions, metadata, expected_version)
+        .await
+        .map_err(|error| match error {
+            ExecuteError::Domain(SubscriptionError::Deleted) => ManageError::NotFound,
+            other => other.into(),
+        })
+}
+
+/// Deletes a subscription: it leaves every list and never validates again; its events stay.
+pub async fn delete(
+    app: &App,
+    id: SubscriptionId,
+    expected_version: Option<u64>,
+    metadata: EventMetadata,
+) -> Result<Committed<Subscription>, ManageError> {
+    Ok(app
+        .subscriptions
+        .run(
+            id,
+            vec![SubscriptionAction::DeleteSubscription],
+            metadata,
+            expected_version,
+        )
+        .await?)
+}
+
+/// Issues a new license key; the old one stops working at once.
+pub async fn regenerate_license_key(
+    app: &App,
+    id: SubscriptionId,
+    metadata: EventMetadata,
+) -> Result<Created, ManageError> {
+    let key = new_license_key();
+    let action = SubscriptionAction::RegenerateLicenseKey {
+        key_hash: sha256_hex(key.expose()),
+        key_prefix: key.display_prefix(),
+    };
+    let committed = app
+        .subscriptions
+        .run(id, vec![action], metadata, None)
+        .await?;
+    Ok(Created {
+        committed,
+        license_key: key,
+    })
+}
+
+/// A live subscription and its version, now or as it was at `as_of`.
+pub async fn subscription(
+    app: &App,
+    id: SubscriptionId,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<(Subscription, u64), ManageError> {
+    let (subscription, version) = match as_of {
+        None => app.subscriptions.load(id).await?,
+        Some(instant) => app.subscriptions.load_as_of(id, instant).await?,
+    };
+    if subscription.live().is_none() {
+        return Err(ManageError::NotFound);
+    }
+    Ok((subscription, version))
+}
+
+fn parse_email(raw: &str) -> Result<Email, ManageError> {
+    Email::parse(raw).map_err(|e| ManageError::Invalid(format!("customer_email: {e}")))
+}
+
+fn parse_plan(raw: &str) -> Result<Plan, ManageError> {
+    Plan::parse(raw).map_err(|e| ManageError::Invalid(format!("plan: {e}")))
+}
+
+fn check_features(features: &[String]) -> Result<(), ManageError> {
+    let valid = features.len() <= MAX_FEATURES && features.iter().all(|f| Plan::parse(f).is_ok());
+    if valid {
+        Ok(())
+    } else {
+        Err(ManageError::Invalid(format!(
+            "features: at most {MAX_FEATURES}, each 1 to 64 characters of a-z, 0-9, '-' and '_'"
+        )))
+    }
+}
+
+fn check_metadata(metadata: &Map<String, Value>) -> Result<(), ManageError> {
+    if serde_json::to_vec(metadata).map_or(0, |v| v.len()) > MAX_METADATA_BYTES {
+        return Err(ManageError::Invalid(format!(
+            "metadata: at most {MAX_METADATA_BYTES} bytes of JSON"
+        )));
+    }
+    Ok(())
+}
+
+/// Turns a PUT body into actions. Unchanged fields produce no events (the aggregate drops
+/// no-ops); fields not sent keep their current values, filled in by the aggregate under
+/// the same lock as the change, so concurrent updates of different fields never undo
+/// each other.
+fn update_actions(
+    request: UpdateSubscriptionRequest,
+) -> Result<Vec<SubscriptionAction>, ManageError> {
+    let mut actions = Vec::new();
+    let details = DetailsChange {
+        customer_email: request
+            .customer_email
+            .as_deref()
+            .map(parse_email)
+            .transpose()?,
+        customer_name: request.customer_name,
+        organization: request.organization,
+        features: request
+            .features
+            .map(|f| check_features(&f).map(|_| f))
+            .transpose()?,
+        metadata: request
+            .metadata
+            .map(|m| check_metadata(&m).map(|_| m))
+            .transpose()?,
+    };
+    if details != DetailsChange::default() {
+        actions.push(SubscriptionAction::UpdateDetails(details));
+    }
+    if let Some(plan) = request.plan {
+        actions.push(SubscriptionAction::ChangePlan {
+            plan: parse_plan(&plan)?,
+        });
+    }
+    if request.max_devices.is_some() || !request.deactivate_device_ids.is_empty() {
+        actions.push(SubscriptionAction::ChangeDeviceLimit {
+            max_devices: request.max_devices,
+            deactivate_device_ids: request
+                .deactivate_device_ids
+                .into_iter()
+                .map(DeviceId)
+                .collect(),
+        });
+    }
+    if request.starts_at.is_some()
+        || request.expires_at.is_some()
+        || request.trial_ends_at.is_some()
+    {
+        actions.push(SubscriptionAction::ChangePeriod(PeriodChange {
+            starts_at: request.starts_at,
+            expires_at: request.expires_at,
+            trial_ends_at: request.trial_ends_at,
+        }));
+    }
+    // Status last, so that e.g. a renewal and a resume in one request both apply.
+    match request.status {
+        None => {}
+        Some(StatusChange::Active) => actions.push(SubscriptionAction::ResumeSubscription),
+        Some(StatusChange::Suspended) => actions.push(SubscriptionAction::SuspendSubscription {
+            reason: request.reason,
+        }),
+        Some(StatusChange::PastDue) => actions.push(SubscriptionAction::MarkPastDue),
+        Some(StatusChange::Canceled) => actions.push(SubscriptionAction::CancelSubscription {
+            reason: request.reason,
+        }),
+    }
+    Ok(actions)
+}

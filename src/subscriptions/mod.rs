@@ -1,0 +1,79 @@
+//! Subscriptions: the one way their commands run, and the admin operations behind
+//! `/api/v1/subscriptions` and `/api/v1/devices` (the HTTP handlers only parse and respond).
+
+mod devices;
+mod manage;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use flowlytix_aggregates::{
+    Subscription, SubscriptionAction, SubscriptionCommand, SubscriptionError, SubscriptionId,
+};
+use flowlytix_projections::Db;
+
+pub use devices::{deactivate_device, device, update_device, DeviceFound};
+pub use manage::{
+    create, delete, regenerate_license_key, subscription, update, CreateSubscriptionRequest,
+    Created, ManageError, StatusChange, UpdateSubscriptionRequest,
+};
+
+use crate::licensing::{LicenseCache, LicenseSnapshot};
+use crate::store::{Committed, EventMetadata, ExecuteError, Executor};
+
+/// Runs subscription commands: every action of a call is stamped with the instant in its
+/// metadata, all of them commit atomically or none, and validation on this instance sees
+/// the result at once, ahead of the read model.
+pub struct SubscriptionCommands {
+    executor: Executor<Subscription>,
+    licenses: Arc<LicenseCache>,
+}
+
+impl SubscriptionCommands {
+    pub fn new(db: Db, licenses: Arc<LicenseCache>) -> Self {
+        Self {
+            executor: Executor::new(db),
+            licenses,
+        }
+    }
+
+    pub async fn run(
+        &self,
+        id: SubscriptionId,
+        actions: Vec<SubscriptionAction>,
+        metadata: EventMetadata,
+        expected_version: Option<u64>,
+    ) -> Result<Committed<Subscription>, ExecuteError<SubscriptionError>> {
+        let at = metadata.occurred_at;
+        let commands = actions
+            .into_iter()
+            .map(|action| SubscriptionCommand::new(at, action))
+            .collect();
+        let committed = self
+            .executor
+            .execute(&id.to_string(), commands, metadata, expected_version)
+            .await?;
+        if let Some(state) = committed.aggregate.state() {
+            self.licenses
+                .remember(LicenseSnapshot::from_state(state, committed.version));
+        }
+        Ok(committed)
+    }
+
+    /// The subscription as it is now, and its version.
+    pub async fn load(
+        &self,
+        id: SubscriptionId,
+    ) -> Result<(Subscription, u64), ExecuteError<SubscriptionError>> {
+        self.executor.load(&id.to_string()).await
+    }
+
+    /// The subscription as it was at `instant`, and the version it had then.
+    pub async fn load_as_of(
+        &self,
+        id: SubscriptionId,
+        instant: DateTime<Utc>,
+    ) -> Result<(Subscription, u64), ExecuteError<SubscriptionError>> {
+        self.executor.load_as_of(&id.to_string(), instant).await
+    }
+}
