@@ -61,19 +61,19 @@ pub enum AuthError {
     InvalidAccessToken,
     #[error(transparent)]
     Refresh(#[from] RefreshError),
-    #[error("storage failure: {0}")]
-    Store(String),
+    #[error("the session store failed")]
+    Database(#[from] sqlx::Error),
+    #[error("the admin store failed")]
+    Store(#[source] ExecuteError<flowlytix_aggregates::AdminError>),
+    #[error("password verification did not finish")]
+    Verification(#[from] tokio::task::JoinError),
+    #[error("cannot sign the access token")]
+    Signing(#[from] jsonwebtoken::errors::Error),
 }
 
-impl From<sqlx::Error> for AuthError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Store(error.to_string())
-    }
-}
-
-impl<E: std::error::Error> From<ExecuteError<E>> for AuthError {
-    fn from(error: ExecuteError<E>) -> Self {
-        Self::Store(error.to_string())
+impl From<ExecuteError<flowlytix_aggregates::AdminError>> for AuthError {
+    fn from(error: ExecuteError<flowlytix_aggregates::AdminError>) -> Self {
+        Self::Store(error)
     }
 }
 
@@ -133,9 +133,7 @@ impl AdminAuth {
             .map_or(self.decoy_hash.clone(), |a| a.password_hash.clone());
         let password = password.to_owned();
         let matches =
-            tokio::task::spawn_blocking(move || crypto::verify_password(&password, &hash))
-                .await
-                .map_err(|e| AuthError::Store(e.to_string()))?;
+            tokio::task::spawn_blocking(move || crypto::verify_password(&password, &hash)).await?;
         match candidate {
             Some(admin) if matches => {
                 let (session_id, refresh_token) = self.sessions.start(admin.id).await?;
@@ -199,8 +197,7 @@ impl AdminAuth {
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.keys.kid.clone());
-        let access_token = jsonwebtoken::encode(&header, &claims, &self.keys.encoding)
-            .map_err(|e| AuthError::Store(e.to_string()))?;
+        let access_token = jsonwebtoken::encode(&header, &claims, &self.keys.encoding)?;
         Ok(TokenPair {
             access_token,
             refresh_token,

@@ -37,8 +37,13 @@ async fn session(parts: &Parts, app: &SharedApp) -> Result<AdminSession, ApiErro
     app.admin_auth
         .authenticate(bearer)
         .await
-        .map_err(|e| match e {
-            AuthError::Store(cause) => ApiError::unavailable(cause),
+        .map_err(|error| match error {
+            AuthError::Database(_) | AuthError::Store(_) => {
+                ApiError::unavailable(crate::telemetry::error_chain(&error))
+            }
+            AuthError::Verification(_) | AuthError::Signing(_) => {
+                ApiError::internal(crate::telemetry::error_chain(&error))
+            }
             _ => ApiError::unauthorized(
                 "INVALID_ACCESS_TOKEN",
                 "the access token is invalid, expired or revoked",

@@ -67,9 +67,7 @@ pub struct DeviceAnalytics {
 }
 
 fn days(range: &Range) -> Result<(NaiveDate, NaiveDate), ApiError> {
-    range
-        .days(Utc::now().date_naive())
-        .map_err(ApiError::validation)
+    Ok(range.days(Utc::now().date_naive())?)
 }
 
 /// Counts now, and day by day over `from`..`to` (default: the last 30 days).

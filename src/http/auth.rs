@@ -69,7 +69,12 @@ fn auth_error(error: AuthError) -> ApiError {
         AuthError::Refresh(RefreshError::Reused) => {
             ApiError::unauthorized("REFRESH_TOKEN_REUSED", error.to_string())
         }
-        AuthError::Store(cause) => ApiError::unavailable(cause),
+        AuthError::Database(_) | AuthError::Store(_) => {
+            ApiError::unavailable(crate::telemetry::error_chain(&error))
+        }
+        AuthError::Verification(_) | AuthError::Signing(_) => {
+            ApiError::internal(crate::telemetry::error_chain(&error))
+        }
     }
 }
 

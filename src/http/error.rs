@@ -225,7 +225,7 @@ where
                 "CONCURRENT_MODIFICATION",
                 "the resource was changed concurrently; retry the request",
             ),
-            ExecuteError::Store(cause) => Self::internal(cause),
+            ExecuteError::Store(cause) => Self::internal(crate::telemetry::error_chain(cause.as_ref())),
         }
     }
 }
@@ -266,5 +266,11 @@ impl From<LicensingError> for ApiError {
                 Self::internal(crate::telemetry::error_chain(&error))
             }
         }
+    }
+}
+
+impl From<crate::read::analytics::RangeError> for ApiError {
+    fn from(error: crate::read::analytics::RangeError) -> Self {
+        Self::validation(error.to_string())
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use flowlytix_projections::{with_db, Db};
 use serde::{Deserialize, Serialize};
+use sqlx::QueryBuilder;
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -19,16 +20,24 @@ pub struct Range {
 
 pub const MAX_RANGE_DAYS: i64 = 366;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    #[error("`from` must not be after `to`")]
+    Reversed,
+    #[error("a range covers at most {MAX_RANGE_DAYS} days")]
+    TooLong,
+}
+
 impl Range {
     /// The inclusive day range, or why it is not acceptable.
-    pub fn days(&self, today: NaiveDate) -> Result<(NaiveDate, NaiveDate), String> {
+    pub fn days(&self, today: NaiveDate) -> Result<(NaiveDate, NaiveDate), RangeError> {
         let to = self.to.unwrap_or(today);
         let from = self.from.unwrap_or(to - Duration::days(29));
         if from > to {
-            return Err("`from` must not be after `to`".into());
+            return Err(RangeError::Reversed);
         }
         if (to - from).num_days() >= MAX_RANGE_DAYS {
-            return Err(format!("a range covers at most {MAX_RANGE_DAYS} days"));
+            return Err(RangeError::TooLong);
         }
         Ok((from, to))
     }
@@ -44,44 +53,54 @@ pub struct DailyCounts {
 
 pub type Counts = BTreeMap<String, i64>;
 
-/// Counts of rows grouped by an expression over a read-model table (fixed SQL only); `$1`
-/// is bound to now.
+/// Counts of rows grouped by an expression over a read-model table (fixed SQL only).
 async fn grouped(db: &Db, sql: &str) -> Result<Counts, sqlx::Error> {
-    let now = Utc::now();
     let rows: Vec<(Option<String>, i64)> =
-        with_db!(db, pool => sqlx::query_as(sql).bind(now).fetch_all(pool).await?);
-    Ok(rows
-        .into_iter()
-        .map(|(k, n)| (k.unwrap_or_else(|| "unknown".into()), n))
-        .collect())
+        with_db!(db, pool => sqlx::query_as(sql).fetch_all(pool).await?);
+    Ok(counts(rows))
 }
 
-/// The aggregate's `effective_status` in SQL, with `$1` as now.
-const EFFECTIVE_STATUS: &str = "case when status in ('trialing', 'active', 'past_due') \
-     and (expires_at <= $1 or (status = 'trialing' and trial_ends_at <= $1)) then 'expired' else status end";
+fn counts(rows: Vec<(Option<String>, i64)>) -> Counts {
+    rows.into_iter()
+        .map(|(k, n)| (k.unwrap_or_else(|| "unknown".into()), n))
+        .collect()
+}
 
+/// Live subscriptions by the status in force now (expired ones included as `expired`).
 pub async fn subscriptions_by_status(db: &Db) -> Result<Counts, sqlx::Error> {
-    let sql = format!(
-        "select {EFFECTIVE_STATUS}, count(*) from rm_subscriptions where deleted_at is null group by 1"
-    );
-    grouped(db, &sql).await
+    let now = Utc::now();
+    let rows: Vec<(Option<String>, i64)> = with_db!(db, pool => {
+        let mut query = QueryBuilder::new("select ");
+        crate::push_effective_status!(query, now);
+        query.push(", count(*) from rm_subscriptions where deleted_at is null group by 1");
+        query.build_query_as().fetch_all(pool).await?
+    });
+    Ok(counts(rows))
 }
 
 pub async fn subscriptions_by_plan(db: &Db) -> Result<Counts, sqlx::Error> {
-    grouped(db, "select plan, count(*) from rm_subscriptions where deleted_at is null and $1 is not null group by 1").await
+    grouped(
+        db,
+        "select plan, count(*) from rm_subscriptions where deleted_at is null group by 1",
+    )
+    .await
 }
 
 pub async fn active_devices_by(db: &Db, column: DeviceColumn) -> Result<Counts, sqlx::Error> {
     let sql = format!(
         "select {}, count(*) from rm_devices
-         where status = 'active' and not subscription_deleted and $1 is not null group by 1",
+         where status = 'active' and not subscription_deleted group by 1",
         column.as_sql()
     );
     grouped(db, &sql).await
 }
 
 pub async fn devices_by_status(db: &Db) -> Result<Counts, sqlx::Error> {
-    grouped(db, "select status, count(*) from rm_devices where not subscription_deleted and $1 is not null group by 1").await
+    grouped(
+        db,
+        "select status, count(*) from rm_devices where not subscription_deleted group by 1",
+    )
+    .await
 }
 
 #[derive(Clone, Copy)]

@@ -9,7 +9,10 @@ pub mod licenses;
 pub mod progress;
 pub mod subscriptions;
 
+use chrono::{DateTime, Utc};
+use flowlytix_projections::{with_db, Db};
 use serde::Deserialize;
+use sqlx::QueryBuilder;
 use utoipa::IntoParams;
 
 pub const MAX_PER_PAGE: u32 = 200;
@@ -49,6 +52,8 @@ pub fn like_pattern(q: &str) -> String {
 
 /// Appends the status in force at `now` (the aggregate's `effective_status`, in SQL) to a
 /// query being built: a usable subscription whose period or trial has ended is expired.
+/// The one SQL rendering of that rule: `effective_status_in_sql` runs it, and a test holds
+/// it to the aggregate's on every combination of status, period and trial.
 #[macro_export]
 macro_rules! push_effective_status {
     ($query:expr, $now:expr) => {
@@ -59,4 +64,28 @@ macro_rules! push_effective_status {
             .push_bind($now)
             .push(")) then 'expired' else status end)")
     };
+}
+
+/// The status `push_effective_status!` computes for one stored status, period end and trial
+/// end at `now`, as the database evaluates it.
+pub async fn effective_status_in_sql(
+    db: &Db,
+    status: &str,
+    expires_at: Option<DateTime<Utc>>,
+    trial_ends_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<String, sqlx::Error> {
+    with_db!(db, pool => {
+        let mut query = QueryBuilder::new("select ");
+        crate::push_effective_status!(query, now);
+        query
+            .push(" from (select ")
+            .push_bind(status.to_owned())
+            .push(" as status, ")
+            .push_bind(expires_at)
+            .push(" as expires_at, ")
+            .push_bind(trial_ends_at)
+            .push(" as trial_ends_at) as subscription");
+        query.build_query_scalar().fetch_one(pool).await
+    })
 }

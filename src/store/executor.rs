@@ -74,8 +74,8 @@ pub enum ExecuteError<E: std::error::Error> {
     VersionMismatch { expected: u64, actual: u64 },
     #[error("the aggregate kept changing concurrently")]
     Conflict,
-    #[error("event store failure: {0}")]
-    Store(String),
+    #[error("the event store failed")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The outcome of a command: the aggregate as it is now, its version (the sequence of its
@@ -241,7 +241,7 @@ where
             .fetch_optional(pool)
             .await
         })
-        .map_err(|e| ExecuteError::Store(e.to_string()))?;
+        .map_err(|e| ExecuteError::Store(Box::new(e)))?;
         Ok(position.unwrap_or(0))
     }
 
@@ -269,6 +269,6 @@ fn store_error<E: std::error::Error>(error: AggregateError<E>) -> ExecuteError<E
     match error {
         AggregateError::UserError(e) => ExecuteError::Domain(e),
         AggregateError::AggregateConflict => ExecuteError::Conflict,
-        other => ExecuteError::Store(other.to_string()),
+        other => ExecuteError::Store(other.to_string().into()),
     }
 }

@@ -11,6 +11,7 @@ mod concurrency;
 mod devices;
 mod docs;
 mod durability;
+mod effective_status;
 mod end_to_end;
 mod event_log;
 mod license_tokens;
