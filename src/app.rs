@@ -15,8 +15,8 @@ use crate::config::Config;
 use crate::keys::{JwtKeys, KeyError};
 use crate::licensing::token::LicenseTokens;
 use crate::licensing::LicenseCache;
-use crate::publisher::{Publisher, PublisherStatus};
 use crate::read::progress::EventCount;
+use crate::store::publisher::{Publisher, PublisherStatus};
 use crate::store::{self, Db, Executor, Lookup};
 use crate::subscriptions::SubscriptionCommands;
 

@@ -10,7 +10,6 @@ pub mod crypto;
 pub mod http;
 pub mod keys;
 pub mod licensing;
-pub mod publisher;
 pub mod read;
 pub mod store;
 pub mod subscriptions;

@@ -3,6 +3,7 @@
 
 mod executor;
 mod lookup;
+pub mod publisher;
 
 pub use executor::{Committed, Dated, EventMetadata, ExecuteError, Executor};
 pub use flowlytix_projections::Db;
