@@ -18,6 +18,9 @@ use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
+mod client;
+pub use client::ApiClient;
+
 pub const ADMIN_EMAIL: &str = "root@flowlytix.test";
 pub const ADMIN_PASSWORD: &str = "correct-horse-battery-staple";
 
@@ -282,18 +285,27 @@ impl TestApp {
         })
     }
 
+    /// A client for this app, signed in as the bootstrap admin.
+    pub fn api(&self) -> ApiClient {
+        ApiClient {
+            client: self.client.clone(),
+            base: self.address.clone(),
+            token: self.admin_token.clone(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.address, path)
+        self.api().url(path)
     }
 
     /// A request with no credentials.
     pub fn anon(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
-        self.client.request(method, self.url(path))
+        self.api().anon(method, path)
     }
 
     /// A request as the bootstrap admin.
     pub fn admin(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
-        self.anon(method, path).bearer_auth(&self.admin_token)
+        self.api().admin(method, path)
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Value {
@@ -309,16 +321,7 @@ impl TestApp {
 
     /// Creates a subscription as the admin; returns the response body (with `license_key`).
     pub async fn create_subscription(&self, body: Value) -> Value {
-        let response = self
-            .admin(reqwest::Method::POST, "/api/v1/subscriptions")
-            .json(&body)
-            .send()
-            .await
-            .expect("create");
-        let status = response.status();
-        let body: Value = response.json().await.expect("create body");
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        body
+        self.api().create(body).await
     }
 
     /// A subscription with `max_devices` and sensible defaults.
@@ -601,16 +604,13 @@ pub async fn wait_for_read_models_at(
 impl TestApp {
     /// Waits (at most 20 s) until every projector has applied every event.
     pub async fn wait_for_read_models(&self) -> Value {
-        wait_for_read_models_at(
-            &self.client,
-            &self.address,
-            std::time::Duration::from_secs(20),
-        )
-        .await
+        self.api()
+            .wait_for_read_models(std::time::Duration::from_secs(20))
+            .await
     }
 
     pub async fn health(&self) -> Value {
-        health_at(&self.client, &self.address).await
+        self.api().health().await
     }
 }
 
