@@ -15,7 +15,7 @@ use flowlytix_projections::analytics::AnalyticsProjector;
 use flowlytix_projections::subscriptions::SubscriptionsProjector;
 use flowlytix_projections::{project, EventRecord, Outcome, Projector};
 use futures::StreamExt;
-use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::time::Instant;
@@ -23,9 +23,8 @@ use uuid::Uuid;
 
 use crate::helpers::skip_unless_postgres;
 use crate::helpers::{
-    fresh_database, health_at, login_at, nats_url, server_env, spawn_app_on_nats,
-    spawn_app_on_nats_at, spawn_nats_instance, wait_for_read_models_at, NatsNames, NatsServer,
-    ServerProcess, TestApp,
+    fresh_database, nats_url, server_env, spawn_app_on_nats, spawn_app_on_nats_at,
+    spawn_nats_instance, ApiClient, NatsNames, NatsServer, ServerProcess,
 };
 
 const PROJECTORS: [&str; 2] = ["subscriptions", "analytics"];
@@ -38,182 +37,6 @@ const CONVERGE_AFTER_CRASH: Duration = Duration::from_secs(30);
 /// is cluster-wide): the tests that hold one, and the test that measures propagation time,
 /// take turns.
 static HORIZON: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-// ---------------------------------------------------------------------------------------
-// An admin client for any server (in-process or child process).
-
-#[derive(Clone)]
-struct Admin {
-    client: Client,
-    base: String,
-    token: String,
-}
-
-impl Admin {
-    fn of(app: &TestApp) -> Self {
-        Self {
-            client: app.client.clone(),
-            base: app.address.clone(),
-            token: app.admin_token.clone(),
-        }
-    }
-
-    async fn login(base: &str) -> Self {
-        let client = Client::new();
-        let token = login_at(&client, base).await;
-        Self {
-            client,
-            base: base.to_owned(),
-            token,
-        }
-    }
-
-    fn at(&self, base: &str) -> Self {
-        Self {
-            base: base.to_owned(),
-            ..self.clone()
-        }
-    }
-
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.client
-            .request(method, format!("{}{}", self.base, path))
-            .bearer_auth(&self.token)
-    }
-
-    fn anon(&self, method: Method, path: &str) -> RequestBuilder {
-        self.client
-            .request(method, format!("{}{}", self.base, path))
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        expect_status(
-            self.request(Method::GET, path).send().await.expect("GET"),
-            StatusCode::OK,
-            path,
-        )
-        .await
-    }
-
-    async fn get_query(&self, path: &str, query: &[(&str, String)]) -> Value {
-        let response = self
-            .request(Method::GET, path)
-            .query(query)
-            .send()
-            .await
-            .expect("GET");
-        expect_status(response, StatusCode::OK, &format!("{path} {query:?}")).await
-    }
-
-    async fn create(&self, body: Value) -> Value {
-        let response = self
-            .request(Method::POST, "/api/v1/subscriptions")
-            .json(&body)
-            .send()
-            .await
-            .expect("create");
-        expect_status(response, StatusCode::CREATED, "create").await
-    }
-
-    /// A subscription with `max_devices`, on `plan`, for a customer numbered `n`.
-    async fn create_simple(&self, n: usize, plan: &str, max_devices: u32) -> (String, String) {
-        let body = self
-            .create(json!({
-                "customer_email": format!("customer{n}@example.com"),
-                "customer_name": format!("Customer {n}"),
-                "organization": format!("Org {n}"),
-                "plan": plan,
-                "max_devices": max_devices,
-                "features": ["export"],
-            }))
-            .await;
-        (
-            body["id"].as_str().unwrap().to_owned(),
-            body["license_key"].as_str().unwrap().to_owned(),
-        )
-    }
-
-    async fn put(&self, id: &str, body: Value) -> Value {
-        let path = format!("/api/v1/subscriptions/{id}");
-        let response = self
-            .request(Method::PUT, &path)
-            .json(&body)
-            .send()
-            .await
-            .expect("PUT");
-        expect_status(response, StatusCode::OK, &format!("PUT {path} {body}")).await
-    }
-
-    async fn activate(&self, key: &str, fingerprint: &str, platform: &str) -> Value {
-        let response = self
-            .anon(Method::POST, "/api/v1/licensing/activate")
-            .json(&json!({"license_key": key, "device": {
-                "fingerprint": fingerprint, "name": format!("device {fingerprint}"),
-                "platform": platform, "app_version": "2.1.0"}}))
-            .send()
-            .await
-            .expect("activate");
-        expect_status(
-            response,
-            StatusCode::CREATED,
-            &format!("activate {fingerprint}"),
-        )
-        .await
-    }
-
-    async fn deactivate(&self, key: &str, fingerprint: &str) {
-        let response = self
-            .anon(Method::POST, "/api/v1/licensing/deactivate")
-            .json(&json!({"license_key": key, "fingerprint": fingerprint}))
-            .send()
-            .await
-            .expect("deactivate");
-        let status = response.status();
-        assert_eq!(
-            status,
-            StatusCode::NO_CONTENT,
-            "deactivate {fingerprint}: {}",
-            response.text().await.unwrap_or_default()
-        );
-    }
-
-    async fn validate(&self, key: &str, fingerprint: &str) -> Value {
-        let response = self
-            .anon(Method::POST, "/api/v1/licensing/validate")
-            .json(&json!({"license_key": key, "fingerprint": fingerprint}))
-            .send()
-            .await
-            .expect("validate");
-        expect_status(response, StatusCode::OK, "validate").await
-    }
-
-    /// Every item of a paged list.
-    async fn list_all(&self, path: &str) -> Vec<Value> {
-        let mut items = Vec::new();
-        for page in 1.. {
-            let body = self
-                .get_query(
-                    path,
-                    &[("per_page", "200".into()), ("page", page.to_string())],
-                )
-                .await;
-            let batch = body["items"].as_array().unwrap().clone();
-            let total = body["total"].as_u64().unwrap() as usize;
-            items.extend(batch.iter().cloned());
-            if batch.is_empty() || items.len() >= total {
-                break;
-            }
-        }
-        items
-    }
-}
-
-async fn expect_status(response: Response, expected: StatusCode, what: &str) -> Value {
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    assert_eq!(status, expected, "{what}: {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
 
 // ---------------------------------------------------------------------------------------
 // What every scenario ends with: the read models agree with the log and the aggregates.
@@ -302,7 +125,7 @@ async fn assert_analytics_match_events(pool: &PgPool) {
 /// The list (read model) says what each aggregate says, for every live subscription in the
 /// log, and `rm_devices` holds exactly each aggregate's active devices. Returns how many
 /// live subscriptions there are.
-async fn assert_read_models_match_aggregates(admin: &Admin, pool: &PgPool) -> usize {
+async fn assert_read_models_match_aggregates(api: &ApiClient, pool: &PgPool) -> usize {
     let live: Vec<String> = sqlx::query_scalar(
         "select distinct aggregate_id from events e where aggregate_type = 'Subscription'
            and not exists (select 1 from events d where d.aggregate_type = 'Subscription'
@@ -312,7 +135,7 @@ async fn assert_read_models_match_aggregates(admin: &Admin, pool: &PgPool) -> us
     .fetch_all(pool)
     .await
     .unwrap();
-    let listed: BTreeMap<String, Value> = admin
+    let listed: BTreeMap<String, Value> = api
         .list_all("/api/v1/subscriptions")
         .await
         .into_iter()
@@ -324,7 +147,7 @@ async fn assert_read_models_match_aggregates(admin: &Admin, pool: &PgPool) -> us
         "the list holds every live subscription, once"
     );
     for (id, item) in &listed {
-        let aggregate = admin.get(&format!("/api/v1/subscriptions/{id}")).await;
+        let aggregate = api.get(&format!("/api/v1/subscriptions/{id}")).await;
         for field in [
             "status",
             "plan",
@@ -410,22 +233,21 @@ enum Op {
     Resume,
 }
 
-async fn run_op(admin: &Admin, id: &str, key: &str, op: &Op) {
+async fn run_op(api: &ApiClient, id: &str, key: &str, op: &Op) {
     match op {
         Op::Activate(fingerprint) => {
-            admin.activate(key, fingerprint, "linux").await;
+            api.activate(key, fingerprint, "linux").await;
         }
-        Op::Deactivate(fingerprint) => admin.deactivate(key, fingerprint).await,
+        Op::Deactivate(fingerprint) => api.deactivate(key, fingerprint).await,
         Op::Plan(plan) => {
-            admin.put(id, json!({"plan": plan})).await;
+            api.put(id, json!({"plan": plan})).await;
         }
         Op::Suspend => {
-            admin
-                .put(id, json!({"status": "suspended", "reason": "load test"}))
+            api.put(id, json!({"status": "suspended", "reason": "load test"}))
                 .await;
         }
         Op::Resume => {
-            admin.put(id, json!({"status": "active"})).await;
+            api.put(id, json!({"status": "active"})).await;
         }
     }
 }
@@ -436,11 +258,11 @@ async fn five_hundred_concurrent_commands_reach_every_projector_exactly_once_and
         return;
     }
     let app = spawn_app_on_nats().await;
-    let admin = Admin::of(&app);
+    let api = app.api();
     let subscriptions: Vec<(String, String)> = futures::stream::iter(0..50)
         .map(|n| {
-            let admin = admin.clone();
-            async move { admin.create_simple(n, "pro", 5).await }
+            let api = api.clone();
+            async move { api.create_simple(n, "pro", 5).await }
         })
         .buffered(16)
         .collect()
@@ -471,7 +293,7 @@ async fn five_hundred_concurrent_commands_reach_every_projector_exactly_once_and
     let tasks: Vec<_> = queues
         .into_iter()
         .map(|task_queues| {
-            let admin = admin.clone();
+            let api = api.clone();
             let subscriptions = subscriptions.clone();
             tokio::spawn(async move {
                 // Round-robin over this task's subscriptions.
@@ -482,7 +304,7 @@ async fn five_hundred_concurrent_commands_reach_every_projector_exactly_once_and
                     for queue in &mut queues {
                         if let Some((s, op)) = queue.pop_front() {
                             let (id, key) = &subscriptions[s];
-                            run_op(&admin, id, key, &op).await;
+                            run_op(&api, id, key, &op).await;
                             done += 1;
                         }
                     }
@@ -499,7 +321,7 @@ async fn five_hundred_concurrent_commands_reach_every_projector_exactly_once_and
     eprintln!("500 commands from 16 tasks took {:?}", started.elapsed());
 
     let converging = Instant::now();
-    wait_for_read_models_at(&app.client, &app.address, CONVERGE).await;
+    app.api().wait_for_read_models(CONVERGE).await;
     eprintln!(
         "read models converged {:?} after the last command",
         converging.elapsed()
@@ -514,7 +336,7 @@ async fn five_hundred_concurrent_commands_reach_every_projector_exactly_once_and
     assert_each_event_projected_once(app.pg()).await;
     assert_analytics_match_events(app.pg()).await;
     assert_eq!(
-        assert_read_models_match_aggregates(&admin, app.pg()).await,
+        assert_read_models_match_aggregates(&api, app.pg()).await,
         50
     );
     assert_stream_holds_each_event_once(&app.nats, app.pg()).await;
@@ -530,7 +352,7 @@ async fn an_event_committed_late_is_published_in_commit_order_and_never_skipped(
         return;
     }
     let app = spawn_app_on_nats().await;
-    let admin = Admin::of(&app);
+    let api = app.api();
     app.wait_for_read_models().await;
     let _turn = HORIZON.lock().await;
 
@@ -576,7 +398,7 @@ async fn an_event_committed_late_is_published_in_commit_order_and_never_skipped(
     // Three writers that start later and commit first.
     let mut later = Vec::new();
     for n in 0..3 {
-        let (id, _) = admin.create_simple(100 + n, "team", 1).await;
+        let (id, _) = api.create_simple(100 + n, "team", 1).await;
         later.push(id);
     }
     let later_positions: Vec<i64> = sqlx::query_scalar(
@@ -633,11 +455,11 @@ async fn an_event_committed_late_is_published_in_commit_order_and_never_skipped(
         projected, 4,
         "the late event and the three after it are all projected"
     );
-    let late = admin.get(&format!("/api/v1/subscriptions/{held_id}")).await;
+    let late = api.get(&format!("/api/v1/subscriptions/{held_id}")).await;
     assert_eq!(late["customer_email"], "late@example.com");
     assert_each_event_projected_once(app.pg()).await;
     assert_analytics_match_events(app.pg()).await;
-    assert_read_models_match_aggregates(&admin, app.pg()).await;
+    assert_read_models_match_aggregates(&api, app.pg()).await;
     let (checkpoint_tx, _) = publisher_checkpoint(app.pg()).await;
     assert!(checkpoint_tx >= held_tx);
     assert_stream_holds_each_event_once(&app.nats, app.pg()).await;
@@ -691,10 +513,10 @@ async fn an_event_delivered_again_under_another_message_id_changes_the_read_mode
         return;
     }
     let app = spawn_app_on_nats().await;
-    let admin = Admin::of(&app);
-    let (id, key) = admin.create_simple(1, "pro", 3).await;
-    admin.activate(&key, "redelivered-one", "linux").await;
-    admin.activate(&key, "redelivered-two", "windows").await;
+    let api = app.api();
+    let (id, key) = api.create_simple(1, "pro", 3).await;
+    api.activate(&key, "redelivered-one", "linux").await;
+    api.activate(&key, "redelivered-two", "windows").await;
     app.wait_for_read_models().await;
     let before = read_side_dump(app.pg()).await;
     let counters = applied_counters(app.pg()).await;
@@ -884,11 +706,11 @@ async fn commands_succeed_while_nats_is_down_and_the_read_models_catch_up_after(
     }
     let mut nats = NatsServer::start().await;
     let app = spawn_app_on_nats_at(&nats.url()).await;
-    let admin = Admin::of(&app);
+    let api = app.api();
     let mut subscriptions = Vec::new();
     for n in 0..3 {
-        let (id, key) = admin.create_simple(n, "pro", 10).await;
-        admin.activate(&key, &format!("before-{n}"), "linux").await;
+        let (id, key) = api.create_simple(n, "pro", 10).await;
+        api.activate(&key, &format!("before-{n}"), "linux").await;
         subscriptions.push((id, key));
     }
     app.wait_for_read_models().await;
@@ -898,16 +720,15 @@ async fn commands_succeed_while_nats_is_down_and_the_read_models_catch_up_after(
     let stopped = Instant::now();
     // Commands keep working without NATS.
     for n in 3..8 {
-        let (id, key) = admin.create_simple(n, "team", 10).await;
+        let (id, key) = api.create_simple(n, "team", 10).await;
         subscriptions.push((id, key));
     }
     for (n, (id, key)) in subscriptions.iter().enumerate() {
-        admin.activate(key, &format!("during-{n}"), "macos").await;
-        admin.put(id, json!({"plan": "enterprise"})).await;
+        api.activate(key, &format!("during-{n}"), "macos").await;
+        api.put(id, json!({"plan": "enterprise"})).await;
     }
-    admin.deactivate(&subscriptions[0].1, "before-0").await;
-    admin
-        .put(&subscriptions[1].0, json!({"status": "suspended"}))
+    api.deactivate(&subscriptions[0].1, "before-0").await;
+    api.put(&subscriptions[1].0, json!({"status": "suspended"}))
         .await;
     eprintln!(
         "{} commands without NATS took {:?}",
@@ -954,7 +775,9 @@ async fn commands_succeed_while_nats_is_down_and_the_read_models_catch_up_after(
 
     nats.run().await;
     let restarted = Instant::now();
-    wait_for_read_models_at(&app.client, &app.address, Duration::from_secs(45)).await;
+    app.api()
+        .wait_for_read_models(Duration::from_secs(45))
+        .await;
     eprintln!(
         "read models converged {:?} after NATS came back",
         restarted.elapsed()
@@ -970,10 +793,7 @@ async fn commands_succeed_while_nats_is_down_and_the_read_models_catch_up_after(
     }
     assert_each_event_projected_once(app.pg()).await;
     assert_analytics_match_events(app.pg()).await;
-    assert_eq!(
-        assert_read_models_match_aggregates(&admin, app.pg()).await,
-        8
-    );
+    assert_eq!(assert_read_models_match_aggregates(&api, app.pg()).await, 8);
     assert_stream_holds_each_event_once(&app.nats, app.pg()).await;
     app.server.stop_background_tasks();
 }
@@ -992,14 +812,14 @@ struct Acknowledged {
 /// Writes until the server stops answering: creates, activations and plan changes, each
 /// recorded once its response arrived. An answer other than success fails the test.
 async fn write_until_refused(
-    admin: Admin,
+    api: ApiClient,
     writer: usize,
     acked: Arc<Mutex<Acknowledged>>,
     count: Arc<AtomicUsize>,
 ) -> Result<(), String> {
     for n in 0.. {
-        let response = admin
-            .request(Method::POST, "/api/v1/subscriptions")
+        let response = api
+            .admin(Method::POST, "/api/v1/subscriptions")
             .json(&json!({"customer_email": format!("w{writer}-{n}@example.com"), "customer_name": "Writer",
                           "plan": "pro", "max_devices": 3}))
             .send()
@@ -1022,7 +842,7 @@ async fn write_until_refused(
             .push((id.clone(), body["version"].as_u64().unwrap()));
         count.fetch_add(1, Ordering::SeqCst);
 
-        let response = admin
+        let response = api
             .anon(Method::POST, "/api/v1/licensing/activate")
             .json(&json!({"license_key": key, "device": {"fingerprint": format!("w{writer}-{n}"), "platform": "linux"}}))
             .send()
@@ -1043,8 +863,8 @@ async fn write_until_refused(
             .push((id.clone(), body["device_id"].as_str().unwrap().to_owned()));
         count.fetch_add(1, Ordering::SeqCst);
 
-        let response = admin
-            .request(Method::PUT, &format!("/api/v1/subscriptions/{id}"))
+        let response = api
+            .admin(Method::PUT, &format!("/api/v1/subscriptions/{id}"))
             .json(&json!({"plan": "team"}))
             .send()
             .await;
@@ -1106,14 +926,14 @@ async fn a_server_killed_mid_stream_resumes_publishing_without_gap_or_duplicate(
     let nats = NatsNames::unique(&nats_url());
     let env = server_env(&database_url, &key_dir, Some(&nats));
     let mut server = ServerProcess::start(&env).await;
-    let admin = Admin::login(&server.address).await;
+    let api = ApiClient::login(&server.address).await;
 
     let acked = Arc::new(Mutex::new(Acknowledged::default()));
     let count = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..4)
         .map(|w| {
             tokio::spawn(write_until_refused(
-                admin.clone(),
+                api.clone(),
                 w,
                 acked.clone(),
                 count.clone(),
@@ -1138,7 +958,7 @@ async fn a_server_killed_mid_stream_resumes_publishing_without_gap_or_duplicate(
     );
 
     let server = ServerProcess::start(&env).await;
-    let admin = admin.at(&server.address);
+    let api = api.at(&server.address);
     // The publisher carries on from its checkpoint: it never goes back.
     let watch = Instant::now();
     while watch.elapsed() < Duration::from_millis(500) {
@@ -1146,13 +966,12 @@ async fn a_server_killed_mid_stream_resumes_publishing_without_gap_or_duplicate(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for n in 0..5 {
-        let (_, key) = admin.create_simple(1000 + n, "starter", 2).await;
-        admin
-            .activate(&key, &format!("after-restart-{n}"), "windows")
+        let (_, key) = api.create_simple(1000 + n, "starter", 2).await;
+        api.activate(&key, &format!("after-restart-{n}"), "windows")
             .await;
     }
     let converging = Instant::now();
-    wait_for_read_models_at(&admin.client, &server.address, CONVERGE_AFTER_CRASH).await;
+    api.wait_for_read_models(CONVERGE_AFTER_CRASH).await;
     eprintln!(
         "read models converged {:?} after the restart's last write",
         converging.elapsed()
@@ -1175,7 +994,7 @@ async fn a_server_killed_mid_stream_resumes_publishing_without_gap_or_duplicate(
         )
         .await
     );
-    assert!(assert_read_models_match_aggregates(&admin, &pool).await >= acked.devices.len() + 5);
+    assert!(assert_read_models_match_aggregates(&api, &pool).await >= acked.devices.len() + 5);
     assert_stream_holds_each_event_once(&nats, &pool).await;
     drop(server);
     nats.delete_stream().await;
@@ -1184,10 +1003,10 @@ async fn a_server_killed_mid_stream_resumes_publishing_without_gap_or_duplicate(
 // ---------------------------------------------------------------------------------------
 // 6. Publisher failover between two instances.
 
-async fn leaders(client: &Client, servers: &[&str]) -> Vec<bool> {
+async fn leaders(api: &ApiClient, servers: &[&str]) -> Vec<bool> {
     let mut result = Vec::new();
     for base in servers {
-        result.push(health_at(client, base).await["publisher"]["leader"] == true);
+        result.push(api.at(base).health().await["publisher"]["leader"] == true);
     }
     result
 }
@@ -1203,7 +1022,7 @@ async fn when_the_publishing_instance_dies_another_takes_over_and_nothing_is_los
     let env = server_env(&database_url, &key_dir, Some(&nats));
     let first = ServerProcess::start(&env).await;
     let second = ServerProcess::start(&env).await;
-    let admin = Admin::login(&first.address).await;
+    let api = ApiClient::login(&first.address).await;
     let mut servers = [Some(first), Some(second)];
     let addresses: Vec<String> = servers
         .iter()
@@ -1214,10 +1033,10 @@ async fn when_the_publishing_instance_dies_another_takes_over_and_nothing_is_los
     // Commands side by side on both instances.
     let results: Vec<(String, String)> = futures::stream::iter(0..20)
         .map(|n| {
-            let admin = admin.at(&addresses[n % 2]);
+            let api = api.at(&addresses[n % 2]);
             async move {
-                let (id, key) = admin.create_simple(n, "pro", 3).await;
-                admin.activate(&key, &format!("side-{n}"), "linux").await;
+                let (id, key) = api.create_simple(n, "pro", 3).await;
+                api.activate(&key, &format!("side-{n}"), "linux").await;
                 (id, key)
             }
         })
@@ -1226,10 +1045,9 @@ async fn when_the_publishing_instance_dies_another_takes_over_and_nothing_is_los
         .await;
     assert_eq!(results.len(), 20);
 
-    let client = Client::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     let leader = loop {
-        let flags = leaders(&client, &[&addresses[0], &addresses[1]]).await;
+        let flags = leaders(&api, &[&addresses[0], &addresses[1]]).await;
         if flags.iter().filter(|l| **l).count() == 1 {
             break flags.iter().position(|l| *l).unwrap();
         }
@@ -1243,7 +1061,7 @@ async fn when_the_publishing_instance_dies_another_takes_over_and_nothing_is_los
     servers[leader].as_mut().unwrap().kill().await;
     let killed = Instant::now();
     loop {
-        if health_at(&client, &addresses[survivor]).await["publisher"]["leader"] == true {
+        if api.at(&addresses[survivor]).health().await["publisher"]["leader"] == true {
             break;
         }
         assert!(
@@ -1257,21 +1075,20 @@ async fn when_the_publishing_instance_dies_another_takes_over_and_nothing_is_los
         killed.elapsed()
     );
 
-    let admin = admin.at(&addresses[survivor]);
+    let api = api.at(&addresses[survivor]);
     for (n, (id, key)) in results.iter().enumerate().take(10) {
-        admin
-            .activate(key, &format!("after-failover-{n}"), "macos")
+        api.activate(key, &format!("after-failover-{n}"), "macos")
             .await;
-        admin.put(id, json!({"plan": "team"})).await;
+        api.put(id, json!({"plan": "team"})).await;
     }
     for n in 20..25 {
-        admin.create_simple(n, "starter", 1).await;
+        api.create_simple(n, "starter", 1).await;
     }
-    wait_for_read_models_at(&client, &addresses[survivor], CONVERGE_AFTER_CRASH).await;
+    api.wait_for_read_models(CONVERGE_AFTER_CRASH).await;
     let pool = PgPool::connect(&database_url).await.unwrap();
     assert_each_event_projected_once(&pool).await;
     assert_analytics_match_events(&pool).await;
-    assert_eq!(assert_read_models_match_aggregates(&admin, &pool).await, 25);
+    assert_eq!(assert_read_models_match_aggregates(&api, &pool).await, 25);
     assert_stream_holds_each_event_once(&nats, &pool).await;
     drop(servers);
     nats.delete_stream().await;
@@ -1283,76 +1100,77 @@ async fn when_the_publishing_instance_dies_another_takes_over_and_nothing_is_los
 /// Creates, activations, deactivations (client and admin), device notes, plan, limit and
 /// period changes, suspension and resumption, cancellation, deletion, a new license key and
 /// a token refresh.
-async fn mixed_workload(admin: &Admin) {
+async fn mixed_workload(api: &ApiClient) {
     let mut subscriptions = Vec::new();
     for (n, plan) in ["pro", "team", "enterprise", "starter", "pro", "team"]
         .into_iter()
         .enumerate()
     {
-        subscriptions.push(admin.create_simple(n, plan, 4).await);
+        subscriptions.push(api.create_simple(n, plan, 4).await);
     }
     let platforms = ["linux", "windows", "macos"];
     let mut devices = Vec::new();
     for (n, (_, key)) in subscriptions.iter().enumerate() {
         for d in 0..3 {
-            let body = admin
+            let body = api
                 .activate(key, &format!("mixed-{n}-{d}"), platforms[(n + d) % 3])
                 .await;
             devices.push((n, d, body));
         }
     }
     let (id0, key0) = &subscriptions[0];
-    admin.deactivate(key0, "mixed-0-0").await;
+    api.deactivate(key0, "mixed-0-0").await;
     let device = devices[4].2["device_id"].as_str().unwrap();
-    let response = admin
-        .request(Method::DELETE, &format!("/api/v1/devices/{device}"))
+    let response = api
+        .admin(Method::DELETE, &format!("/api/v1/devices/{device}"))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let device = devices[5].2["device_id"].as_str().unwrap();
-    let response = admin
-        .request(Method::PUT, &format!("/api/v1/devices/{device}"))
+    let response = api
+        .admin(Method::PUT, &format!("/api/v1/devices/{device}"))
         .json(&json!({"name": "renamed", "notes": "front desk"}))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let token = devices[6].2["token"].as_str().unwrap();
-    let response = admin
+    let response = api
         .anon(Method::POST, "/api/v1/licensing/refresh")
         .json(&json!({"token": token}))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    admin.activate(key0, "mixed-0-0", "linux").await; // a returning device
-    admin
-        .put(id0, json!({"plan": "enterprise", "max_devices": 6}))
+    api.activate(key0, "mixed-0-0", "linux").await; // a returning device
+    api.put(id0, json!({"plan": "enterprise", "max_devices": 6}))
         .await;
     let (id1, _) = &subscriptions[1];
     let expires =
         (Utc::now() + chrono::Duration::days(90)).to_rfc3339_opts(SecondsFormat::Micros, true);
-    admin.put(id1, json!({"expires_at": expires, "customer_name": "Renamed Customer", "organization": null})).await;
+    api.put(
+        id1,
+        json!({"expires_at": expires, "customer_name": "Renamed Customer", "organization": null}),
+    )
+    .await;
     let (id2, _) = &subscriptions[2];
-    admin
-        .put(id2, json!({"status": "suspended", "reason": "audit"}))
+    api.put(id2, json!({"status": "suspended", "reason": "audit"}))
         .await;
-    admin.put(id2, json!({"status": "active"})).await;
+    api.put(id2, json!({"status": "active"})).await;
     let (id3, _) = &subscriptions[3];
-    admin
-        .put(id3, json!({"status": "canceled", "reason": "churn"}))
+    api.put(id3, json!({"status": "canceled", "reason": "churn"}))
         .await;
     let (id4, _) = &subscriptions[4];
-    let response = admin
-        .request(Method::DELETE, &format!("/api/v1/subscriptions/{id4}"))
+    let response = api
+        .admin(Method::DELETE, &format!("/api/v1/subscriptions/{id4}"))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let (id5, _) = &subscriptions[5];
-    let response = admin
-        .request(
+    let response = api
+        .admin(
             Method::POST,
             &format!("/api/v1/subscriptions/{id5}/license-key"),
         )
@@ -1360,13 +1178,12 @@ async fn mixed_workload(admin: &Admin) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    admin
-        .put(
-            id5,
-            json!({"max_devices": 1, "deactivate_device_ids": [
+    api.put(
+        id5,
+        json!({"max_devices": 1, "deactivate_device_ids": [
         devices[15].2["device_id"], devices[16].2["device_id"]]}),
-        )
-        .await;
+    )
+    .await;
 }
 
 fn flowlytix(args: &[&str], database_url: &str) -> std::process::Command {
@@ -1387,12 +1204,12 @@ async fn replay_rebuilds_the_same_read_models_as_live_projection_and_export_list
         return;
     }
     let app = spawn_app_on_nats().await;
-    let admin = Admin::of(&app);
-    mixed_workload(&admin).await;
+    let api = app.api();
+    mixed_workload(&api).await;
     app.wait_for_read_models().await;
     assert_each_event_projected_once(app.pg()).await;
     assert_analytics_match_events(app.pg()).await;
-    assert_read_models_match_aggregates(&admin, app.pg()).await;
+    assert_read_models_match_aggregates(&api, app.pg()).await;
     let live = read_side_dump(app.pg()).await;
     assert!(live.iter().all(|(_, rows)| !rows.is_empty()));
 
@@ -1503,19 +1320,19 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
         return;
     }
     let app = spawn_app_on_nats().await;
-    let admin = Admin::of(&app);
+    let api = app.api();
     let now = Utc::now();
     let at = |days: i64| {
         (now + chrono::Duration::days(days)).to_rfc3339_opts(SecondsFormat::Micros, true)
     };
 
     // min_position: a list right after a create includes it.
-    let created = admin
+    let created = api
         .create(json!({"customer_email": "zed@zulu.example", "customer_name": "Zed", "plan": "pro", "max_devices": 2}))
         .await;
     let zed = created["id"].as_str().unwrap().to_owned();
-    let response = admin
-        .request(Method::GET, "/api/v1/subscriptions")
+    let response = api
+        .admin(Method::GET, "/api/v1/subscriptions")
         .query(&[
             ("q", "zulu".to_owned()),
             ("min_position", created["position"].to_string()),
@@ -1526,14 +1343,14 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
     assert_eq!(response.headers()["x-read-model-consistent"], "true");
     let body: Value = response.json().await.unwrap();
     assert_eq!(ids(&body), set(&[&zed]), "{body}");
-    let activated = admin
+    let activated = api
         .activate(
             created["license_key"].as_str().unwrap(),
             "zed-laptop",
             "linux",
         )
         .await;
-    let body = admin
+    let body = api
         .get_query(
             "/api/v1/devices",
             &[
@@ -1552,11 +1369,11 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
         "starter",
     );
     alice["expires_at"] = json!(at(10));
-    let alice = admin.create(alice).await;
+    let alice = api.create(alice).await;
     let mut bob = subscription("bob@beta.example", "Bob", Some("Beta LLC"), "team");
     bob["expires_at"] = json!(at(40));
-    let bob = admin.create(bob).await;
-    let carol = admin
+    let bob = api.create(bob).await;
+    let carol = api
         .create(subscription(
             "carol@gamma.example",
             "Carol",
@@ -1566,15 +1383,15 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
         .await;
     let mut dave = subscription("dave@delta.example", "Dave", None, "enterprise");
     dave["expires_at"] = json!(at(5));
-    let dave = admin.create(dave).await;
+    let dave = api.create(dave).await;
     let mut erin = subscription("erin@epsilon.example", "Erin", None, "pro");
     erin["starts_at"] = json!(at(-10));
     erin["expires_at"] = json!(at(-1));
-    let erin = admin.create(erin).await;
+    let erin = api.create(erin).await;
     let mut frank = subscription("frank@phi.example", "Frank", None, "pro");
     frank["trial_ends_at"] = json!(at(7));
-    let frank = admin.create(frank).await;
-    let gone = admin
+    let frank = api.create(frank).await;
+    let gone = api
         .create(subscription("gone@deleted.example", "Gone", None, "pro"))
         .await;
     let id = |s: &Value| s["id"].as_str().unwrap().to_owned();
@@ -1590,33 +1407,30 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
     );
 
     // Devices: two on Alice (one later deactivated), one on Bob, one on the deleted one.
-    let alice_linux = admin.activate(&key(&alice), "alice-linux", "linux").await;
-    let alice_windows = admin
-        .activate(&key(&alice), "alice-windows", "windows")
-        .await;
-    let bob_mac = admin.activate(&key(&bob), "bob-mac", "macos").await;
-    admin.activate(&key(&gone), "gone-device", "linux").await;
-    admin.deactivate(&key(&alice), "alice-windows").await;
+    let alice_linux = api.activate(&key(&alice), "alice-linux", "linux").await;
+    let alice_windows = api.activate(&key(&alice), "alice-windows", "windows").await;
+    let bob_mac = api.activate(&key(&bob), "bob-mac", "macos").await;
+    api.activate(&key(&gone), "gone-device", "linux").await;
+    api.deactivate(&key(&alice), "alice-windows").await;
 
     // As of an instant between two changes: Alice's plan before it changed.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let between = Utc::now();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    admin.put(&alice_id, json!({"plan": "pro"})).await;
-    admin
-        .put(
-            &carol_id,
-            json!({"status": "suspended", "reason": "unpaid"}),
-        )
-        .await;
-    admin.put(&dave_id, json!({"status": "canceled"})).await;
-    let response = admin
-        .request(Method::DELETE, &format!("/api/v1/subscriptions/{gone_id}"))
+    api.put(&alice_id, json!({"plan": "pro"})).await;
+    api.put(
+        &carol_id,
+        json!({"status": "suspended", "reason": "unpaid"}),
+    )
+    .await;
+    api.put(&dave_id, json!({"status": "canceled"})).await;
+    let response = api
+        .admin(Method::DELETE, &format!("/api/v1/subscriptions/{gone_id}"))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let then = admin
+    let then = api
         .get_query(
             &format!("/api/v1/subscriptions/{alice_id}"),
             &[(
@@ -1627,7 +1441,7 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
         .await;
     assert_eq!(then["plan"], "starter");
     assert_eq!(then["active_devices"], 1);
-    let history = admin
+    let history = api
         .get(&format!("/api/v1/subscriptions/{alice_id}/events"))
         .await;
     let alice_events = history["items"].as_array().unwrap().len();
@@ -1641,9 +1455,7 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
         "as_of stops before the plan change"
     );
     assert_eq!(
-        admin
-            .get(&format!("/api/v1/subscriptions/{alice_id}"))
-            .await["plan"],
+        api.get(&format!("/api/v1/subscriptions/{alice_id}")).await["plan"],
         "pro"
     );
 
@@ -1651,8 +1463,8 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
 
     // Subscription list filters, sorting and paging.
     let list = |query: Vec<(&'static str, String)>| {
-        let admin = admin.clone();
-        async move { admin.get_query("/api/v1/subscriptions", &query).await }
+        let api = api.clone();
+        async move { api.get_query("/api/v1/subscriptions", &query).await }
     };
     let all = list(vec![]).await;
     assert_eq!(all["total"], 7, "{all}");
@@ -1747,8 +1559,8 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
         json!(frank_id),
         "default sort is newest first"
     );
-    let response = admin
-        .request(Method::GET, "/api/v1/subscriptions?sort=license_key_hash")
+    let response = api
+        .admin(Method::GET, "/api/v1/subscriptions?sort=license_key_hash")
         .send()
         .await
         .unwrap();
@@ -1756,8 +1568,8 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
 
     // Device list filters.
     let devices = |query: Vec<(&'static str, String)>| {
-        let admin = admin.clone();
-        async move { admin.get_query("/api/v1/devices", &query).await }
+        let api = api.clone();
+        async move { api.get_query("/api/v1/devices", &query).await }
     };
     let device_id = |d: &Value| d["device_id"].as_str().unwrap().to_owned();
     let (alice_linux, alice_windows, bob_mac) = (
@@ -1806,7 +1618,7 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
         if let Some(after) = after {
             query.push(("after", after.to_string()));
         }
-        let page = admin.get_query("/api/v1/events", &query).await;
+        let page = api.get_query("/api/v1/events", &query).await;
         let items = page["items"].as_array().unwrap().clone();
         if items.is_empty() {
             break;
@@ -1829,7 +1641,7 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
         positions, commit_order,
         "the feed pages through every event in commit order"
     );
-    let alice_feed = admin
+    let alice_feed = api
         .get_query("/api/v1/events", &[("aggregate_id", alice_id.clone())])
         .await;
     let sequences: Vec<i64> = alice_feed["items"]
@@ -1839,7 +1651,7 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
         .map(|e| e["sequence"].as_i64().unwrap())
         .collect();
     assert_eq!(sequences, (1..=alice_events as i64).collect::<Vec<_>>());
-    let activations_feed = admin
+    let activations_feed = api
         .get_query(
             "/api/v1/events",
             &[("event_type", "DeviceActivated".into())],
@@ -1852,7 +1664,7 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
         .all(|e| e["event_type"] == "DeviceActivated" && e["aggregate_type"] == "Subscription"));
 
     // Analytics.
-    let dashboard = admin.get("/api/v1/analytics/dashboard").await;
+    let dashboard = api.get("/api/v1/analytics/dashboard").await;
     assert_eq!(dashboard["subscriptions_total"], 7, "{dashboard}");
     assert_eq!(
         dashboard["subscriptions_by_status"],
@@ -1885,7 +1697,7 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
     );
     assert_eq!(daily["subscriptions_canceled"], 1);
     assert_eq!(daily["subscriptions_expired"], 1);
-    let by_subscription = admin.get("/api/v1/analytics/subscriptions").await;
+    let by_subscription = api.get("/api/v1/analytics/subscriptions").await;
     assert_eq!(
         by_subscription["by_status"],
         dashboard["subscriptions_by_status"]
@@ -1898,7 +1710,7 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
         totals(&by_subscription["daily"])["subscriptions_created"],
         8
     );
-    let by_device = admin.get("/api/v1/analytics/devices").await;
+    let by_device = api.get("/api/v1/analytics/devices").await;
     assert_eq!(by_device["by_status"], json!({"active": 3, "inactive": 1}));
     assert_eq!(by_device["by_platform"], json!({"linux": 2, "macos": 1}));
     assert_eq!(by_device["by_app_version"], json!({"2.1.0": 3}));
@@ -1906,16 +1718,15 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
 
     // Validation on another instance sees a suspension made through this one within a second.
     let other = spawn_nats_instance(&app.database_url.clone(), &app.key_dir, &app.nats).await;
-    let other_admin = Admin::of(&other);
-    let valid = other_admin.validate(&key(&bob), "bob-mac").await;
+    let other_api = other.api();
+    let valid = other_api.validate(&key(&bob), "bob-mac").await;
     assert_eq!(valid["code"], "VALID", "{valid}");
     let _turn = HORIZON.lock().await;
-    admin
-        .put(&bob_id, json!({"status": "suspended", "reason": "fraud"}))
+    api.put(&bob_id, json!({"status": "suspended", "reason": "fraud"}))
         .await;
     let suspended = Instant::now();
     loop {
-        let verdict = other_admin.validate(&key(&bob), "bob-mac").await;
+        let verdict = other_api.validate(&key(&bob), "bob-mac").await;
         if verdict["code"] == "SUSPENDED" {
             assert_eq!(verdict["valid"], false);
             break;
