@@ -183,16 +183,16 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let database_url = fresh_database_url().await;
     let key_dir = std::env::temp_dir().join(format!("flowlytix-test-keys-{}", Uuid::new_v4()));
-    let nats = (backend() == Backend::Postgres && !extra.iter().any(|(k, _)| *k == "NATS_URL"))
-        .then(|| NatsNames::unique(&nats_url()));
-    if nats.is_some() {
-        remove_streams_of_earlier_runs().await;
-    }
+    let nats = if backend() == Backend::Postgres && !extra.iter().any(|(k, _)| *k == "NATS_URL") {
+        Some(NatsNames::unique(&nats_url()).await)
+    } else {
+        None
+    };
     start_app(&database_url, &key_dir, nats, extra).await
 }
 
 /// Test streams are left on the shared NATS when a run ends; the next run removes them
-/// (once, before its first app starts).
+/// (once, before it names its first stream: see `NatsNames::unique`).
 async fn remove_streams_of_earlier_runs() {
     static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     DONE.get_or_init(|| async {
@@ -444,7 +444,11 @@ pub struct NatsNames {
 }
 
 impl NatsNames {
-    pub fn unique(url: &str) -> Self {
+    /// Names of a stream of its own. The first call of a run first removes the streams that
+    /// earlier runs left on the shared NATS, so that this removal never hits a stream a test
+    /// of this run has started to use (a server child process creates its stream itself).
+    pub async fn unique(url: &str) -> Self {
+        remove_streams_of_earlier_runs().await;
         let id = Uuid::new_v4().simple().to_string();
         Self {
             url: url.to_owned(),
@@ -524,8 +528,7 @@ pub async fn spawn_app_on_nats() -> NatsTestApp {
 
 /// Like `spawn_app`, with the read side on the NATS at `url` and a stream of its own.
 pub async fn spawn_app_on_nats_at(url: &str) -> NatsTestApp {
-    remove_streams_of_earlier_runs().await;
-    let nats = NatsNames::unique(url);
+    let nats = NatsNames::unique(url).await;
     let database_url = fresh_database().await;
     let key_dir = std::env::temp_dir().join(format!("flowlytix-test-keys-{}", Uuid::new_v4()));
     let app = start_app(&database_url, &key_dir, Some(nats.clone()), &[]).await;

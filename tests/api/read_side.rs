@@ -923,7 +923,7 @@ async fn a_server_killed_mid_stream_resumes_publishing_without_gap_or_duplicate(
     }
     let database_url = fresh_database().await;
     let key_dir = std::env::temp_dir().join(format!("flowlytix-test-keys-{}", Uuid::new_v4()));
-    let nats = NatsNames::unique(&nats_url());
+    let nats = NatsNames::unique(&nats_url()).await;
     let env = server_env(&database_url, &key_dir, Some(&nats));
     let mut server = ServerProcess::start(&env).await;
     let api = ApiClient::login(&server.address).await;
@@ -1018,7 +1018,7 @@ async fn when_the_publishing_instance_dies_another_takes_over_and_nothing_is_los
     }
     let database_url = fresh_database().await;
     let key_dir = std::env::temp_dir().join(format!("flowlytix-test-keys-{}", Uuid::new_v4()));
-    let nats = NatsNames::unique(&nats_url());
+    let nats = NatsNames::unique(&nats_url()).await;
     let env = server_env(&database_url, &key_dir, Some(&nats));
     let first = ServerProcess::start(&env).await;
     let second = ServerProcess::start(&env).await;
