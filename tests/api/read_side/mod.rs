@@ -17,8 +17,11 @@ mod replay;
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
+use flowlytix_aggregates::{Email, Plan, Status, SubscriptionEvent, SubscriptionId};
 use serde_json::Value;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::helpers::{ApiClient, NatsNames};
 
@@ -210,4 +213,38 @@ async fn read_side_dump(pool: &PgPool) -> Vec<(&'static str, Vec<String>)> {
         dump.push((table, rows));
     }
     dump
+}
+
+/// Every event's global position, in commit order.
+async fn commit_order(pool: &PgPool) -> Vec<i64> {
+    sqlx::query_scalar("select global_position from events order by tx_id, global_position")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// A new active subscription on the pro plan, as its first event, for tests that write or
+/// project events without a command.
+fn subscription_created(
+    id: Uuid,
+    email: &str,
+    name: &str,
+    max_devices: u32,
+    now: DateTime<Utc>,
+) -> SubscriptionEvent {
+    SubscriptionEvent::SubscriptionCreated {
+        subscription_id: SubscriptionId(id),
+        customer_email: Email::parse(email).unwrap(),
+        customer_name: name.into(),
+        organization: None,
+        plan: Plan::parse("pro").unwrap(),
+        status: Status::Active,
+        starts_at: now,
+        expires_at: None,
+        trial_ends_at: None,
+        max_devices,
+        features: vec![],
+        metadata: serde_json::Map::new(),
+        at: now,
+    }
 }

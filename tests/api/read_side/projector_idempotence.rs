@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use flowlytix_aggregates::{Email, Plan, Status, SubscriptionEvent, SubscriptionId};
 use flowlytix_projections::analytics::AnalyticsProjector;
 use flowlytix_projections::subscriptions::SubscriptionsProjector;
 use flowlytix_projections::{project, EventRecord, Outcome, Projector};
@@ -18,7 +17,7 @@ use crate::helpers::{fresh_database, skip_unless_postgres, spawn_app_on_nats, Na
 
 use super::{
     assert_analytics_match_events, assert_each_event_projected_once, read_side_dump, scalar,
-    PROJECTORS,
+    subscription_created, PROJECTORS,
 };
 
 /// Waits until both projectors' consumers have been handed and have acknowledged every
@@ -153,21 +152,7 @@ async fn two_simultaneous_deliveries_of_a_first_event_apply_it_once() {
         .unwrap();
     let id = Uuid::new_v4();
     let now = Utc::now();
-    let created = SubscriptionEvent::SubscriptionCreated {
-        subscription_id: SubscriptionId(id),
-        customer_email: Email::parse("twice@example.com").unwrap(),
-        customer_name: "Twice".into(),
-        organization: None,
-        plan: Plan::parse("pro").unwrap(),
-        status: Status::Active,
-        starts_at: now,
-        expires_at: None,
-        trial_ends_at: None,
-        max_devices: 1,
-        features: vec![],
-        metadata: serde_json::Map::new(),
-        at: now,
-    };
+    let created = subscription_created(id, "twice@example.com", "Twice", 1, now);
     let record = EventRecord {
         position: 1,
         aggregate_type: "Subscription".into(),

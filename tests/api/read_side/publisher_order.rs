@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use flowlytix_aggregates::{Email, Plan, Status, SubscriptionEvent, SubscriptionId};
 use futures::StreamExt;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
@@ -18,7 +17,7 @@ use crate::helpers::{skip_unless_postgres, spawn_app_on_nats, ApiClient};
 use super::{
     assert_analytics_match_events, assert_each_event_projected_once,
     assert_read_models_match_aggregates, assert_stream_holds_each_event_once, publisher_checkpoint,
-    scalar, HORIZON,
+    scalar, subscription_created, HORIZON,
 };
 
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -165,21 +164,7 @@ async fn an_event_committed_late_is_published_in_commit_order_and_never_skipped(
     let mut held = held_connection.begin().await.unwrap();
     let held_id = Uuid::new_v4();
     let now = Utc::now();
-    let created = SubscriptionEvent::SubscriptionCreated {
-        subscription_id: SubscriptionId(held_id),
-        customer_email: Email::parse("late@example.com").unwrap(),
-        customer_name: "Late Committer".into(),
-        organization: None,
-        plan: Plan::parse("pro").unwrap(),
-        status: Status::Active,
-        starts_at: now,
-        expires_at: None,
-        trial_ends_at: None,
-        max_devices: 2,
-        features: vec![],
-        metadata: serde_json::Map::new(),
-        at: now,
-    };
+    let created = subscription_created(held_id, "late@example.com", "Late Committer", 2, now);
     let payload = serde_json::to_value(&created).unwrap();
     assert!(
         payload.get("SubscriptionCreated").is_some(),

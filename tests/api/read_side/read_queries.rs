@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::helpers::{skip_unless_postgres, spawn_app_on_nats, spawn_nats_instance};
 
-use super::HORIZON;
+use super::{commit_order, HORIZON};
 
 fn ids(items: &Value) -> BTreeSet<String> {
     items["items"]
@@ -340,11 +340,7 @@ async fn lists_feed_history_analytics_and_validation_answer_from_the_read_models
         after = page["next_after"].as_i64();
         feed.extend(items);
     }
-    let commit_order: Vec<i64> =
-        sqlx::query_scalar("select global_position from events order by tx_id, global_position")
-            .fetch_all(app.pg())
-            .await
-            .unwrap();
+    let commit_order = commit_order(app.pg()).await;
     let positions: Vec<i64> = feed
         .iter()
         .map(|e| e["position"].as_i64().unwrap())

@@ -13,7 +13,7 @@ use crate::helpers::{skip_unless_postgres, spawn_app_on_nats, ApiClient};
 
 use super::{
     assert_analytics_match_events, assert_each_event_projected_once,
-    assert_read_models_match_aggregates, read_side_dump, scalar, HORIZON,
+    assert_read_models_match_aggregates, commit_order, read_side_dump, scalar, HORIZON,
 };
 
 /// Creates, activations, deactivations (client and admin), device notes, plan, limit and
@@ -179,11 +179,7 @@ async fn replay_rebuilds_the_same_read_models_as_live_projection_and_export_list
         .collect();
     let events = scalar(app.pg(), "select count(*) from events").await;
     assert_eq!(lines.len() as i64, events, "one line per event");
-    let commit_order: Vec<i64> =
-        sqlx::query_scalar("select global_position from events order by tx_id, global_position")
-            .fetch_all(app.pg())
-            .await
-            .unwrap();
+    let commit_order = commit_order(app.pg()).await;
     let exported: Vec<i64> = lines
         .iter()
         .map(|l| l["position"].as_i64().unwrap())
