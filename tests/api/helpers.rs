@@ -18,6 +18,9 @@ use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
+mod client;
+pub use client::ApiClient;
+
 pub const ADMIN_EMAIL: &str = "root@flowlytix.test";
 pub const ADMIN_PASSWORD: &str = "correct-horse-battery-staple";
 
@@ -180,16 +183,16 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let database_url = fresh_database_url().await;
     let key_dir = std::env::temp_dir().join(format!("flowlytix-test-keys-{}", Uuid::new_v4()));
-    let nats = (backend() == Backend::Postgres && !extra.iter().any(|(k, _)| *k == "NATS_URL"))
-        .then(|| NatsNames::unique(&nats_url()));
-    if nats.is_some() {
-        remove_streams_of_earlier_runs().await;
-    }
+    let nats = if backend() == Backend::Postgres && !extra.iter().any(|(k, _)| *k == "NATS_URL") {
+        Some(NatsNames::unique(&nats_url()).await)
+    } else {
+        None
+    };
     start_app(&database_url, &key_dir, nats, extra).await
 }
 
 /// Test streams are left on the shared NATS when a run ends; the next run removes them
-/// (once, before its first app starts).
+/// (once, before it names its first stream: see `NatsNames::unique`).
 async fn remove_streams_of_earlier_runs() {
     static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     DONE.get_or_init(|| async {
@@ -282,18 +285,27 @@ impl TestApp {
         })
     }
 
+    /// A client for this app, signed in as the bootstrap admin.
+    pub fn api(&self) -> ApiClient {
+        ApiClient {
+            client: self.client.clone(),
+            base: self.address.clone(),
+            token: self.admin_token.clone(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.address, path)
+        self.api().url(path)
     }
 
     /// A request with no credentials.
     pub fn anon(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
-        self.client.request(method, self.url(path))
+        self.api().anon(method, path)
     }
 
     /// A request as the bootstrap admin.
     pub fn admin(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
-        self.anon(method, path).bearer_auth(&self.admin_token)
+        self.api().admin(method, path)
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Value {
@@ -309,16 +321,7 @@ impl TestApp {
 
     /// Creates a subscription as the admin; returns the response body (with `license_key`).
     pub async fn create_subscription(&self, body: Value) -> Value {
-        let response = self
-            .admin(reqwest::Method::POST, "/api/v1/subscriptions")
-            .json(&body)
-            .send()
-            .await
-            .expect("create");
-        let status = response.status();
-        let body: Value = response.json().await.expect("create body");
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        body
+        self.api().create(body).await
     }
 
     /// A subscription with `max_devices` and sensible defaults.
@@ -441,7 +444,11 @@ pub struct NatsNames {
 }
 
 impl NatsNames {
-    pub fn unique(url: &str) -> Self {
+    /// Names of a stream of its own. The first call of a run first removes the streams that
+    /// earlier runs left on the shared NATS, so that this removal never hits a stream a test
+    /// of this run has started to use (a server child process creates its stream itself).
+    pub async fn unique(url: &str) -> Self {
+        remove_streams_of_earlier_runs().await;
         let id = Uuid::new_v4().simple().to_string();
         Self {
             url: url.to_owned(),
@@ -521,8 +528,7 @@ pub async fn spawn_app_on_nats() -> NatsTestApp {
 
 /// Like `spawn_app`, with the read side on the NATS at `url` and a stream of its own.
 pub async fn spawn_app_on_nats_at(url: &str) -> NatsTestApp {
-    remove_streams_of_earlier_runs().await;
-    let nats = NatsNames::unique(url);
+    let nats = NatsNames::unique(url).await;
     let database_url = fresh_database().await;
     let key_dir = std::env::temp_dir().join(format!("flowlytix-test-keys-{}", Uuid::new_v4()));
     let app = start_app(&database_url, &key_dir, Some(nats.clone()), &[]).await;
@@ -601,16 +607,13 @@ pub async fn wait_for_read_models_at(
 impl TestApp {
     /// Waits (at most 20 s) until every projector has applied every event.
     pub async fn wait_for_read_models(&self) -> Value {
-        wait_for_read_models_at(
-            &self.client,
-            &self.address,
-            std::time::Duration::from_secs(20),
-        )
-        .await
+        self.api()
+            .wait_for_read_models(std::time::Duration::from_secs(20))
+            .await
     }
 
     pub async fn health(&self) -> Value {
-        health_at(&self.client, &self.address).await
+        self.api().health().await
     }
 }
 
