@@ -9,10 +9,11 @@ use tokio::sync::watch;
 
 use crate::auth::accounts::{self, AccountError, FirstAdmin};
 use crate::auth::AdminAuth;
-use crate::bus::jetstream::{run_projector, JetStreamSettings};
+use crate::bus::jetstream::{run_projector, BatchSettings, JetStreamSettings};
 use crate::bus::{EventBus, InProcessBus, JetStreamBus};
 use crate::config::Config;
 use crate::keys::{JwtKeys, KeyError};
+use crate::licensing::freshness::follow_license_changes;
 use crate::licensing::token::LicenseTokens;
 use crate::licensing::LicenseCache;
 use crate::read::progress::EventCount;
@@ -107,6 +108,7 @@ impl App {
                     url: url.clone(),
                     stream: config.nats_stream.clone(),
                     subject_prefix: config.nats_subject_prefix.clone(),
+                    store_id: store::notices::store_identity(&db).await?,
                 })
                 .await?,
             ),
@@ -162,13 +164,20 @@ impl App {
 
     /// The publisher, and with NATS one consumer task per projector. Without NATS the
     /// publisher projects in-process.
-    async fn start_background_tasks(&self) {
+    async fn start_background_tasks(self: &Arc<Self>) {
         let publisher = Publisher::new(
             self.db.clone(),
             self.bus.clone(),
             self.publisher_status.clone(),
         );
         tokio::spawn(publisher.run(self.shutdown.subscribe()));
+        if let Db::Postgres(pool) = &self.db {
+            tokio::spawn(follow_license_changes(
+                self.clone(),
+                pool.clone(),
+                self.shutdown.subscribe(),
+            ));
+        }
         if let Some(jetstream) = &self.jetstream {
             if let Err(error) = jetstream.ensure_stream().await {
                 tracing::warn!(error = %crate::telemetry::error_chain(&error), "NATS is not reachable yet; commands work, read models will catch up");
@@ -178,6 +187,10 @@ impl App {
                     jetstream.clone(),
                     self.db.clone(),
                     Arc::from(projector),
+                    BatchSettings {
+                        size: self.config.projection_batch_size,
+                        wait: self.config.projection_batch_wait,
+                    },
                     self.shutdown.subscribe(),
                 ));
             }

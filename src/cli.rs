@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use flowlytix_aggregates::Role;
 use secrecy::ExposeSecret;
 
+use flowlytix_projections::replay::ReplayProgress;
+
 use crate::app::StartError;
 use crate::auth::accounts::{self, AdminChange};
 use crate::config::Config;
@@ -25,8 +27,8 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
-    /// Rebuild every read model from the event store alone, in commit order. Run it while
-    /// no server is writing.
+    /// Rebuild every read model from the event store alone, in commit order, while servers
+    /// keep serving: the rebuild happens in memory and is swapped in atomically.
     Replay,
     /// The event log.
     Events {
@@ -113,12 +115,20 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), StartError> {
             Ok(())
         }
         Command::Replay => {
-            let pool = connect(&config).await?;
-            let replayed = flowlytix_projections::replay::replay(&pool)
+            let db = connect(&config).await?;
+            let display = ReplayDisplay::new();
+            let started = std::time::Instant::now();
+            let report = flowlytix_projections::replay::replay(&db, &|p| display.show(p))
                 .await
                 .map_err(StartError::Replay)?;
+            display.finish();
+            let seconds = started.elapsed().as_secs_f64();
             tracing::info!(
-                events = replayed,
+                events = report.events,
+                caught_up = report.caught_up,
+                parked = report.parked,
+                seconds = format!("{seconds:.1}"),
+                events_per_second = format!("{:.0}", report.events as f64 / seconds.max(1e-6)),
                 "read models rebuilt from the event store"
             );
             Ok(())
@@ -216,6 +226,78 @@ async fn export_events(db: &store::Db) -> Result<(), StartError> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// A replay's progress: a bar with events/s and an ETA on a terminal, log lines otherwise.
+struct ReplayDisplay {
+    bar: Option<indicatif::ProgressBar>,
+    last_log: std::sync::Mutex<std::time::Instant>,
+}
+
+impl ReplayDisplay {
+    fn new() -> Self {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:40}] {human_pos}/{human_len} events, {per_sec}, ETA {eta}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message("folding the log");
+            bar
+        });
+        Self {
+            bar,
+            last_log: std::sync::Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    fn show(&self, progress: ReplayProgress) {
+        match (progress, &self.bar) {
+            (ReplayProgress::Folding { done, total }, Some(bar)) => {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+            (ReplayProgress::Folding { done, total }, None) => {
+                let mut last = self.last_log.lock().unwrap_or_else(|e| e.into_inner());
+                if last.elapsed() >= std::time::Duration::from_secs(2) || done == total {
+                    *last = std::time::Instant::now();
+                    tracing::info!(done, total, "replay: folding the event log");
+                }
+            }
+            (
+                ReplayProgress::Writing {
+                    subscriptions,
+                    devices,
+                },
+                Some(bar),
+            ) => {
+                bar.set_message(format!(
+                    "writing {subscriptions} subscriptions, {devices} devices"
+                ));
+            }
+            (
+                ReplayProgress::Writing {
+                    subscriptions,
+                    devices,
+                },
+                None,
+            ) => {
+                tracing::info!(
+                    subscriptions,
+                    devices,
+                    "replay: swapping the rebuilt read models in"
+                );
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// The generated first admin's password goes to the terminal once, never to the log: it

@@ -56,6 +56,10 @@ pub struct Config {
     pub license_token_ttl: Duration,
     pub license_token_issuer: String,
     pub max_body_bytes: usize,
+    /// Events a projector applies in one transaction, at most (`PROJECTION_BATCH_SIZE`).
+    pub projection_batch_size: usize,
+    /// How long a projector waits for a batch to fill (`PROJECTION_BATCH_WAIT_MS`).
+    pub projection_batch_wait: Duration,
 }
 
 impl Config {
@@ -120,6 +124,17 @@ impl Config {
             license_token_ttl: parse_duration("LICENSE_TOKEN_TTL", var("LICENSE_TOKEN_TTL"))?,
             license_token_issuer: var("LICENSE_TOKEN_ISSUER").unwrap_or_else(|| "flowlytix".into()),
             max_body_bytes: parse("MAX_BODY_BYTES", var("MAX_BODY_BYTES"), 64 * 1024)?,
+            projection_batch_size: parse(
+                "PROJECTION_BATCH_SIZE",
+                var("PROJECTION_BATCH_SIZE"),
+                500_usize,
+            )?
+            .clamp(1, 5000),
+            projection_batch_wait: Duration::from_millis(parse(
+                "PROJECTION_BATCH_WAIT_MS",
+                var("PROJECTION_BATCH_WAIT_MS"),
+                10_u64,
+            )?),
         };
         if let Some(algorithm) = var("ALGORITHM").filter(|a| a != "EdDSA") {
             // The seed signed admin tokens with HS256; this server signs every token with

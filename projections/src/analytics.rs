@@ -2,12 +2,15 @@
 //! Current counts (by status, plan, platform, app version) are read from the other read
 //! models, so they need no table of their own.
 
-use crate::db::Conn;
-use crate::with_conn;
-use flowlytix_aggregates::SubscriptionEvent;
+use std::collections::HashMap;
 
-use crate::log::EventRecord;
-use crate::projector::{ApplyFuture, ProjectionError, Projector};
+use chrono::NaiveDate;
+use flowlytix_aggregates::SubscriptionEvent;
+use sqlx::QueryBuilder;
+
+use crate::db::Conn;
+use crate::projector::{ApplyFuture, Due, Projector};
+use crate::with_conn;
 
 pub struct AnalyticsProjector;
 
@@ -20,28 +23,55 @@ impl Projector for AnalyticsProjector {
         &["rm_daily_counts"]
     }
 
-    fn apply<'a>(&'a self, db: Conn<'a>, event: &'a EventRecord) -> ApplyFuture<'a> {
+    fn apply_batch<'a>(&'a self, db: Conn<'a>, events: &'a [Due<'a>]) -> ApplyFuture<'a> {
         Box::pin(async move {
-            let metric = match event.event_type.as_str() {
-                "DeviceActivated" => "activations",
-                "DeviceDeactivated" => "deactivations",
-                "SubscriptionCreated" => "subscriptions_created",
-                "SubscriptionCanceled" => "subscriptions_canceled",
-                _ => return Ok(()),
-            };
-            let typed: SubscriptionEvent = serde_json::from_value(event.tagged_payload())
-                .map_err(|e| ProjectionError::BadPayload(event.message_id(), e))?;
-            with_conn!(db, c => {
-                sqlx::query(
-                    "insert into rm_daily_counts (day, metric, value) values ($1, $2, 1)
-                     on conflict (day, metric) do update set value = rm_daily_counts.value + 1",
-                )
-                .bind(typed.at().date_naive())
-                .bind(metric)
-                .execute(&mut *c)
-                .await?;
-            });
+            let mut counts = DailyCounts::default();
+            for event in events.iter().filter_map(|due| due.event.as_ref()) {
+                counts.apply(event);
+            }
+            counts.save(db).await?;
             Ok(())
         })
+    }
+}
+
+/// Increments per day and metric, to be added to `rm_daily_counts`.
+#[derive(Debug, Default)]
+pub struct DailyCounts {
+    increments: HashMap<(NaiveDate, &'static str), i64>,
+}
+
+impl DailyCounts {
+    pub fn apply(&mut self, event: &SubscriptionEvent) {
+        use SubscriptionEvent::*;
+        let metric = match event {
+            DeviceActivated { .. } => "activations",
+            DeviceDeactivated { .. } => "deactivations",
+            SubscriptionCreated { .. } => "subscriptions_created",
+            SubscriptionCanceled { .. } => "subscriptions_canceled",
+            _ => return,
+        };
+        *self
+            .increments
+            .entry((event.at().date_naive(), metric))
+            .or_default() += 1;
+    }
+
+    /// Adds the increments to the table, one multi-row upsert per chunk.
+    pub async fn save(self, mut db: Conn<'_>) -> Result<(), sqlx::Error> {
+        let rows: Vec<((NaiveDate, &str), i64)> = self.increments.into_iter().collect();
+        for chunk in rows.chunks(1000) {
+            with_conn!(db.reborrow(), c => {
+                let mut query = QueryBuilder::new("insert into rm_daily_counts (day, metric, value) ");
+                query.push_values(chunk, |mut row, ((day, metric), value)| {
+                    row.push_bind(*day).push_bind(*metric).push_bind(*value);
+                });
+                query.push(
+                    " on conflict (day, metric) do update set value = rm_daily_counts.value + excluded.value",
+                );
+                query.build().execute(&mut *c).await?;
+            });
+        }
+        Ok(())
     }
 }

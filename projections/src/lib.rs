@@ -1,9 +1,10 @@
 //! Read models and the projectors that maintain them.
 //!
-//! A projector turns events into rows. [`project`] wraps every projector in the same
-//! bookkeeping: an event at or below the aggregate's applied version is skipped (redelivery),
-//! one that arrives ahead of a missing predecessor is held back (a gap), and the row changes,
-//! the version and the checkpoint commit together in the caller's transaction.
+//! A projector turns events into rows. [`project_batch`] wraps every projector in the same
+//! bookkeeping, a batch at a time: an event at or below the aggregate's applied version is
+//! skipped (redelivery), one that arrives ahead of a missing predecessor is held back (a
+//! gap), one that cannot be read is parked (`dead_letters`), and the row changes, the
+//! versions and the checkpoint commit together in the caller's transaction.
 
 pub mod analytics;
 pub mod db;
@@ -14,7 +15,10 @@ pub mod subscriptions;
 
 pub use db::{Conn, Db, Dialect, Tx};
 pub use log::{EventRecord, LogCursor};
-pub use projector::{project, reset_read_models, Outcome, ProjectionError, Projector};
+pub use projector::{
+    decode, park, project, project_batch, reset_read_models, Due, Outcome, ProjectionError,
+    Projector,
+};
 
 /// Every projector this server runs, in a stable order.
 pub fn all_projectors() -> Vec<Box<dyn Projector>> {

@@ -4,7 +4,6 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::types::Json;
 use sqlx::FromRow;
 use utoipa::ToSchema;
 
@@ -60,10 +59,21 @@ struct EventRow {
     sequence: i64,
     event_type: String,
     event_version: String,
-    payload: Json<Value>,
-    metadata: Json<Value>,
+    /// As text: a row whose JSON serde cannot read (a number out of its range, say) must
+    /// not stop whoever reads the log; it becomes an unreadable payload instead.
+    payload: String,
+    metadata: String,
     recorded_at: DateTime<Utc>,
 }
+
+/// The JSON of a stored column, or a marker saying why it cannot be read.
+fn parse_stored(text: &str) -> Value {
+    serde_json::from_str(text)
+        .unwrap_or_else(|error| serde_json::json!({ UNREADABLE: error.to_string() }))
+}
+
+/// The key of the object that stands in for a payload or metadata that cannot be read.
+pub const UNREADABLE: &str = "$unreadable";
 
 impl EventRow {
     fn cursor(&self) -> LogCursor {
@@ -78,7 +88,7 @@ impl From<EventRow> for EventRecord {
     fn from(row: EventRow) -> Self {
         // The stores keep the serde form of the event enum, `{"<EventType>": {fields}}`;
         // readers want the fields.
-        let mut payload = match row.payload.0 {
+        let mut payload = match parse_stored(&row.payload) {
             Value::Object(mut wrapper)
                 if wrapper.len() == 1 && wrapper.contains_key(&row.event_type) =>
             {
@@ -99,7 +109,7 @@ impl From<EventRow> for EventRecord {
             event_type: row.event_type,
             event_version: row.event_version,
             payload,
-            metadata: row.metadata.0,
+            metadata: parse_stored(&row.metadata),
             recorded_at: row.recorded_at,
         }
     }
@@ -110,7 +120,7 @@ impl From<EventRow> for EventRecord {
 fn columns(dialect: Dialect) -> &'static str {
     dialect.pick(
         "tx_id::text as tx_text, global_position, aggregate_type, aggregate_id, sequence, event_type, \
-         event_version, payload, metadata, recorded_at",
+         event_version, payload::text as payload, metadata::text as metadata, recorded_at",
         "'0' as tx_text, global_position, aggregate_type, aggregate_id, sequence, event_type, \
          event_version, payload, metadata, recorded_at",
     )

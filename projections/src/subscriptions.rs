@@ -1,26 +1,24 @@
 //! `rm_subscriptions` and `rm_devices`: the lists, the device views and the license lookup
 //! that validation reads. The projector copies what events carry; it decides nothing.
+//!
+//! Rows are folded in memory ([`SubscriptionsModel::apply`]) and written once per batch
+//! with multi-row upserts: a live batch loads the rows it touches first; a replay starts
+//! from nothing and folds the whole log before writing.
 
-use cqrs_es::Aggregate;
-use flowlytix_aggregates::{Subscription, SubscriptionEvent};
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use flowlytix_aggregates::SubscriptionEvent;
+use serde_json::{Map, Value};
 use sqlx::types::Json;
+use sqlx::{FromRow, QueryBuilder};
 use uuid::Uuid;
 
 use crate::db::Conn;
-use crate::log::EventRecord;
-use crate::projector::{ApplyFuture, ProjectionError, Projector};
+use crate::projector::{ApplyFuture, Due, Projector};
 use crate::with_conn;
 
 pub struct SubscriptionsProjector;
-
-/// Runs one statement on whichever backend `db` is.
-macro_rules! run {
-    ($db:expr, $query:expr) => {
-        with_conn!($db.reborrow(), c => {
-            $query.execute(&mut *c).await?;
-        })
-    };
-}
 
 impl Projector for SubscriptionsProjector {
     fn name(&self) -> &'static str {
@@ -31,283 +29,466 @@ impl Projector for SubscriptionsProjector {
         &["rm_subscriptions", "rm_devices"]
     }
 
-    fn apply<'a>(&'a self, db: Conn<'a>, event: &'a EventRecord) -> ApplyFuture<'a> {
+    fn apply_batch<'a>(&'a self, mut db: Conn<'a>, events: &'a [Due<'a>]) -> ApplyFuture<'a> {
         Box::pin(async move {
-            if event.aggregate_type != Subscription::TYPE {
+            let events: Vec<(Uuid, i64, &SubscriptionEvent)> = events
+                .iter()
+                .filter_map(|due| {
+                    let event = due.event.as_ref()?;
+                    let id = Uuid::parse_str(&due.record.aggregate_id).ok()?;
+                    Some((id, due.record.sequence, event))
+                })
+                .collect();
+            if events.is_empty() {
                 return Ok(());
             }
-            let typed: SubscriptionEvent = serde_json::from_value(event.tagged_payload())
-                .map_err(|e| ProjectionError::BadPayload(event.message_id(), e))?;
-            let id = Uuid::parse_str(&event.aggregate_id).unwrap_or_default();
-            apply(db, id, event.sequence, typed)
-                .await
-                .map_err(ProjectionError::from)
+            let mut model = SubscriptionsModel::load_for(db.reborrow(), &events).await?;
+            for (id, version, event) in &events {
+                model.apply(*id, *version, event);
+            }
+            model.save(db).await?;
+            Ok(())
         })
     }
 }
 
-async fn apply(
-    mut db: Conn<'_>,
-    id: Uuid,
-    version: i64,
-    event: SubscriptionEvent,
-) -> Result<(), sqlx::Error> {
-    use SubscriptionEvent::*;
-    let at = event.at();
-    if let SubscriptionCreated {
-        customer_email,
-        customer_name,
-        organization,
-        plan,
-        status,
-        starts_at,
-        expires_at,
-        trial_ends_at,
-        max_devices,
-        features,
-        metadata,
-        ..
-    } = event
-    {
-        run!(
-            db,
-            sqlx::query(
-                "insert into rm_subscriptions (id, customer_email, customer_name, organization, plan, status,
-                     max_devices, features, metadata, starts_at, expires_at, trial_ends_at, created_at,
-                     updated_at, version)
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)",
-            )
-            .bind(id)
-            .bind(customer_email.as_str())
-            .bind(&customer_name)
-            .bind(&organization)
-            .bind(plan.as_str())
-            .bind(status.as_str())
-            .bind(max_devices as i32)
-            .bind(Json(&features))
-            .bind(Json(&metadata))
-            .bind(starts_at)
-            .bind(expires_at)
-            .bind(trial_ends_at)
-            .bind(at)
-            .bind(version)
-        );
-        return Ok(());
+/// A row of `rm_subscriptions`.
+#[derive(Debug, Clone, FromRow)]
+pub struct SubscriptionRecord {
+    pub id: Uuid,
+    pub customer_email: String,
+    pub customer_name: String,
+    pub organization: Option<String>,
+    pub plan: String,
+    pub status: String,
+    pub max_devices: i32,
+    pub active_devices: i32,
+    pub features: Json<Vec<String>>,
+    pub metadata: Json<Map<String, Value>>,
+    pub starts_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub trial_ends_at: Option<DateTime<Utc>>,
+    pub license_key_hash: Option<String>,
+    pub license_key_prefix: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub canceled_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub version: i64,
+}
+
+const SUBSCRIPTION_COLUMNS: &str = "id, customer_email, customer_name, organization, plan, \
+     status, max_devices, active_devices, features, metadata, starts_at, expires_at, \
+     trial_ends_at, license_key_hash, license_key_prefix, created_at, updated_at, canceled_at, \
+     deleted_at, version";
+
+/// A row of `rm_devices`.
+#[derive(Debug, Clone, FromRow)]
+pub struct DeviceRecord {
+    pub id: Uuid,
+    pub subscription_id: Uuid,
+    pub fingerprint_hash: String,
+    pub name: Option<String>,
+    pub platform: Option<String>,
+    pub os_version: Option<String>,
+    pub app_version: Option<String>,
+    pub hostname: Option<String>,
+    pub notes: Option<String>,
+    pub status: String,
+    pub activated_at: DateTime<Utc>,
+    pub deactivated_at: Option<DateTime<Utc>>,
+    pub deactivation_reason: Option<String>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub subscription_deleted: bool,
+}
+
+const DEVICE_COLUMNS: &str = "id, subscription_id, fingerprint_hash, name, platform, \
+     os_version, app_version, hostname, notes, status, activated_at, deactivated_at, \
+     deactivation_reason, last_seen_at, subscription_deleted";
+
+/// Rows per multi-row statement: well under both backends' bound-parameter limits
+/// (PostgreSQL 65,535; SQLite 32,766) at 20 columns.
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// The rows a batch (or a replay) has touched, as they will be written.
+#[derive(Debug, Default)]
+pub struct SubscriptionsModel {
+    subscriptions: HashMap<Uuid, SubscriptionRecord>,
+    devices: HashMap<Uuid, DeviceRecord>,
+    /// Subscriptions deleted here, whose devices not in `devices` must be flagged too.
+    deleted: BTreeSet<Uuid>,
+}
+
+impl SubscriptionsModel {
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.len()
     }
-    // Every later event moves the row's version and updated_at.
-    run!(
-        db,
-        sqlx::query("update rm_subscriptions set version = $2, updated_at = $3 where id = $1")
-            .bind(id)
-            .bind(version)
-            .bind(at)
-    );
-    match event {
-        SubscriptionCreated { .. } => {}
-        SubscriptionPlanChanged { plan, .. } => {
-            run!(
-                db,
-                sqlx::query("update rm_subscriptions set plan = $2 where id = $1")
-                    .bind(id)
-                    .bind(plan.as_str())
-            );
-        }
-        SubscriptionDeviceLimitChanged { max_devices, .. } => {
-            run!(
-                db,
-                sqlx::query("update rm_subscriptions set max_devices = $2 where id = $1")
-                    .bind(id)
-                    .bind(max_devices as i32)
-            );
-        }
-        SubscriptionPeriodChanged {
-            starts_at,
-            expires_at,
-            trial_ends_at,
-            ..
-        } => {
-            run!(
-                db,
-                sqlx::query(
-                    "update rm_subscriptions set starts_at = $2, expires_at = $3, trial_ends_at = $4 where id = $1"
-                )
-                .bind(id)
-                .bind(starts_at)
-                .bind(expires_at)
-                .bind(trial_ends_at)
-            );
-        }
-        SubscriptionDetailsUpdated {
+
+    pub fn device_count(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// The existing rows that `events` touch.
+    async fn load_for(
+        db: Conn<'_>,
+        events: &[(Uuid, i64, &SubscriptionEvent)],
+    ) -> Result<Self, sqlx::Error> {
+        let subscription_ids: BTreeSet<Uuid> = events
+            .iter()
+            .filter(|(_, _, e)| !matches!(e, SubscriptionEvent::SubscriptionCreated { .. }))
+            .map(|(id, _, _)| *id)
+            .collect();
+        let device_ids: BTreeSet<Uuid> =
+            events.iter().filter_map(|(_, _, e)| device_of(e)).collect();
+        let mut model = Self::default();
+        with_conn!(db, c => {
+            if !subscription_ids.is_empty() {
+                let mut query = QueryBuilder::new(format!(
+                    "select {SUBSCRIPTION_COLUMNS} from rm_subscriptions where id in ("
+                ));
+                let mut list = query.separated(", ");
+                for id in &subscription_ids {
+                    list.push_bind(*id);
+                }
+                query.push(")");
+                let rows: Vec<SubscriptionRecord> = query.build_query_as().fetch_all(&mut *c).await?;
+                model.subscriptions.extend(rows.into_iter().map(|r| (r.id, r)));
+            }
+            if !device_ids.is_empty() {
+                let mut query = QueryBuilder::new(format!(
+                    "select {DEVICE_COLUMNS} from rm_devices where id in ("
+                ));
+                let mut list = query.separated(", ");
+                for id in &device_ids {
+                    list.push_bind(*id);
+                }
+                query.push(")");
+                let rows: Vec<DeviceRecord> = query.build_query_as().fetch_all(&mut *c).await?;
+                model.devices.extend(rows.into_iter().map(|r| (r.id, r)));
+            }
+        });
+        Ok(model)
+    }
+
+    /// Folds one event of subscription `id` (its `version`-th) into the rows. An event for
+    /// a row that does not exist changes nothing, as an update of a missing row would not.
+    pub fn apply(&mut self, id: Uuid, version: i64, event: &SubscriptionEvent) {
+        use SubscriptionEvent::*;
+        let at = event.at();
+        if let SubscriptionCreated {
             customer_email,
             customer_name,
             organization,
+            plan,
+            status,
+            starts_at,
+            expires_at,
+            trial_ends_at,
+            max_devices,
             features,
             metadata,
             ..
-        } => {
-            run!(
-                db,
-                sqlx::query(
-                    "update rm_subscriptions set
-                         customer_email = coalesce($2, customer_email),
-                         customer_name = coalesce($3, customer_name),
-                         organization = case when $4 then $5 else organization end,
-                         features = coalesce($6, features),
-                         metadata = coalesce($7, metadata)
-                     where id = $1",
-                )
-                .bind(id)
-                .bind(customer_email.as_ref().map(|e| e.as_str()))
-                .bind(&customer_name)
-                .bind(organization.is_some())
-                .bind(organization.as_ref().and_then(|o| o.as_deref()))
-                .bind(features.as_ref().map(Json))
-                .bind(metadata.as_ref().map(Json))
+        } = event
+        {
+            self.subscriptions.insert(
+                id,
+                SubscriptionRecord {
+                    id,
+                    customer_email: customer_email.as_str().to_owned(),
+                    customer_name: customer_name.clone(),
+                    organization: organization.clone(),
+                    plan: plan.as_str().to_owned(),
+                    status: status.as_str().to_owned(),
+                    max_devices: *max_devices as i32,
+                    active_devices: 0,
+                    features: Json(features.clone()),
+                    metadata: Json(metadata.clone()),
+                    starts_at: *starts_at,
+                    expires_at: *expires_at,
+                    trial_ends_at: *trial_ends_at,
+                    license_key_hash: None,
+                    license_key_prefix: None,
+                    created_at: at,
+                    updated_at: at,
+                    canceled_at: None,
+                    deleted_at: None,
+                    version,
+                },
             );
+            return;
         }
-        SubscriptionSuspended { .. } => set_status(db, id, "suspended").await?,
-        SubscriptionResumed { .. } => set_status(db, id, "active").await?,
-        SubscriptionMarkedPastDue { .. } => set_status(db, id, "past_due").await?,
-        SubscriptionCanceled { .. } => {
-            run!(
-                db,
-                sqlx::query("update rm_subscriptions set status = 'canceled', canceled_at = $2 where id = $1")
-                    .bind(id)
-                    .bind(at)
-            );
-        }
-        SubscriptionDeleted { .. } => {
-            run!(
-                db,
-                sqlx::query("update rm_subscriptions set deleted_at = $2 where id = $1")
-                    .bind(id)
-                    .bind(at)
-            );
-            run!(
-                db,
-                sqlx::query(
-                    "update rm_devices set subscription_deleted = true where subscription_id = $1"
-                )
-                .bind(id)
-            );
-        }
-        LicenseKeyIssued {
-            key_hash,
-            key_prefix,
-            ..
-        }
-        | LicenseKeyRegenerated {
-            key_hash,
-            key_prefix,
-            ..
-        } => {
-            run!(
-                db,
-                sqlx::query("update rm_subscriptions set license_key_hash = $2, license_key_prefix = $3 where id = $1")
-                    .bind(id)
-                    .bind(key_hash.as_str())
-                    .bind(&key_prefix)
-            );
-        }
-        DeviceActivated {
-            device_id,
-            fingerprint_hash,
-            name,
-            platform,
-            os_version,
-            app_version,
-            hostname,
-            active_devices,
-            ..
-        } => {
-            // A returning device keeps its row (and notes).
-            run!(
-                db,
-                sqlx::query(
-                    "insert into rm_devices (id, subscription_id, fingerprint_hash, name, platform, os_version,
-                         app_version, hostname, status, activated_at, last_seen_at)
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $9)
-                     on conflict (id) do update set
-                         name = excluded.name, platform = excluded.platform, os_version = excluded.os_version,
-                         app_version = excluded.app_version, hostname = excluded.hostname, status = 'active',
-                         activated_at = excluded.activated_at, last_seen_at = excluded.last_seen_at,
-                         deactivated_at = null, deactivation_reason = null",
-                )
-                .bind(device_id.as_uuid())
-                .bind(id)
-                .bind(fingerprint_hash.as_str())
-                .bind(&name)
-                .bind(&platform)
-                .bind(&os_version)
-                .bind(&app_version)
-                .bind(&hostname)
-                .bind(at)
-            );
-            set_active_devices(db, id, active_devices).await?;
-        }
-        DeviceDeactivated {
-            device_id,
-            reason,
-            active_devices,
-            ..
-        } => {
-            let reason = serde_json::to_value(reason)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned));
-            run!(
-                db,
-                sqlx::query(
-                    "update rm_devices set status = 'inactive', deactivated_at = $2, deactivation_reason = $3
-                     where id = $1",
-                )
-                .bind(device_id.as_uuid())
-                .bind(at)
-                .bind(&reason)
-            );
-            set_active_devices(db, id, active_devices).await?;
-        }
-        DeviceUpdated {
-            device_id,
-            name,
-            notes,
-            ..
-        } => {
-            run!(
-                db,
-                sqlx::query("update rm_devices set name = coalesce($2, name), notes = coalesce($3, notes) where id = $1")
-                    .bind(device_id.as_uuid())
-                    .bind(&name)
-                    .bind(&notes)
-            );
-        }
-        LicenseTokenIssued { device_id, .. } => {
-            run!(
-                db,
-                sqlx::query("update rm_devices set last_seen_at = $2 where id = $1")
-                    .bind(device_id.as_uuid())
-                    .bind(at)
-            );
+        let Some(row) = self.subscriptions.get_mut(&id) else {
+            return;
+        };
+        // Every later event moves the row's version and updated_at.
+        row.version = version;
+        row.updated_at = at;
+        match event {
+            SubscriptionCreated { .. } => {}
+            SubscriptionPlanChanged { plan, .. } => row.plan = plan.as_str().to_owned(),
+            SubscriptionDeviceLimitChanged { max_devices, .. } => {
+                row.max_devices = *max_devices as i32;
+            }
+            SubscriptionPeriodChanged {
+                starts_at,
+                expires_at,
+                trial_ends_at,
+                ..
+            } => {
+                row.starts_at = *starts_at;
+                row.expires_at = *expires_at;
+                row.trial_ends_at = *trial_ends_at;
+            }
+            SubscriptionDetailsUpdated {
+                customer_email,
+                customer_name,
+                organization,
+                features,
+                metadata,
+                ..
+            } => {
+                if let Some(email) = customer_email {
+                    row.customer_email = email.as_str().to_owned();
+                }
+                if let Some(name) = customer_name {
+                    row.customer_name = name.clone();
+                }
+                if let Some(organization) = organization {
+                    row.organization = organization.clone();
+                }
+                if let Some(features) = features {
+                    row.features = Json(features.clone());
+                }
+                if let Some(metadata) = metadata {
+                    row.metadata = Json(metadata.clone());
+                }
+            }
+            SubscriptionSuspended { .. } => row.status = "suspended".into(),
+            SubscriptionResumed { .. } => row.status = "active".into(),
+            SubscriptionMarkedPastDue { .. } => row.status = "past_due".into(),
+            SubscriptionCanceled { .. } => {
+                row.status = "canceled".into();
+                row.canceled_at = Some(at);
+            }
+            SubscriptionDeleted { .. } => {
+                row.deleted_at = Some(at);
+                self.deleted.insert(id);
+                for device in self.devices.values_mut() {
+                    if device.subscription_id == id {
+                        device.subscription_deleted = true;
+                    }
+                }
+            }
+            LicenseKeyIssued {
+                key_hash,
+                key_prefix,
+                ..
+            }
+            | LicenseKeyRegenerated {
+                key_hash,
+                key_prefix,
+                ..
+            } => {
+                row.license_key_hash = Some(key_hash.as_str().to_owned());
+                row.license_key_prefix = Some(key_prefix.clone());
+            }
+            DeviceActivated {
+                device_id,
+                fingerprint_hash,
+                name,
+                platform,
+                os_version,
+                app_version,
+                hostname,
+                active_devices,
+                ..
+            } => {
+                row.active_devices = *active_devices as i32;
+                let device =
+                    self.devices
+                        .entry(device_id.as_uuid())
+                        .or_insert_with(|| DeviceRecord {
+                            id: device_id.as_uuid(),
+                            subscription_id: id,
+                            fingerprint_hash: fingerprint_hash.as_str().to_owned(),
+                            name: None,
+                            platform: None,
+                            os_version: None,
+                            app_version: None,
+                            hostname: None,
+                            notes: None,
+                            status: "active".into(),
+                            activated_at: at,
+                            deactivated_at: None,
+                            deactivation_reason: None,
+                            last_seen_at: None,
+                            subscription_deleted: false,
+                        });
+                // A returning device keeps its row (and notes).
+                device.name = name.clone();
+                device.platform = platform.clone();
+                device.os_version = os_version.clone();
+                device.app_version = app_version.clone();
+                device.hostname = hostname.clone();
+                device.status = "active".into();
+                device.activated_at = at;
+                device.last_seen_at = Some(at);
+                device.deactivated_at = None;
+                device.deactivation_reason = None;
+            }
+            DeviceDeactivated {
+                device_id,
+                reason,
+                active_devices,
+                ..
+            } => {
+                row.active_devices = *active_devices as i32;
+                if let Some(device) = self.devices.get_mut(&device_id.as_uuid()) {
+                    device.status = "inactive".into();
+                    device.deactivated_at = Some(at);
+                    device.deactivation_reason = serde_json::to_value(reason)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned));
+                }
+            }
+            DeviceUpdated {
+                device_id,
+                name,
+                notes,
+                ..
+            } => {
+                if let Some(device) = self.devices.get_mut(&device_id.as_uuid()) {
+                    if let Some(name) = name {
+                        device.name = Some(name.clone());
+                    }
+                    if let Some(notes) = notes {
+                        device.notes = Some(notes.clone());
+                    }
+                }
+            }
+            LicenseTokenIssued { device_id, .. } => {
+                if let Some(device) = self.devices.get_mut(&device_id.as_uuid()) {
+                    device.last_seen_at = Some(at);
+                }
+            }
         }
     }
+
+    /// Writes every row held, a multi-row upsert per chunk, then flags the devices of
+    /// deleted subscriptions that this model did not hold.
+    pub async fn save(self, mut db: Conn<'_>) -> Result<(), sqlx::Error> {
+        let subscriptions: Vec<SubscriptionRecord> = self.subscriptions.into_values().collect();
+        let devices: Vec<DeviceRecord> = self.devices.into_values().collect();
+        for chunk in subscriptions.chunks(ROWS_PER_STATEMENT) {
+            upsert_subscriptions(db.reborrow(), chunk).await?;
+        }
+        for chunk in devices.chunks(ROWS_PER_STATEMENT) {
+            upsert_devices(db.reborrow(), chunk).await?;
+        }
+        if !self.deleted.is_empty() {
+            with_conn!(db, c => {
+                let mut query = QueryBuilder::new(
+                    "update rm_devices set subscription_deleted = true where subscription_id in (",
+                );
+                let mut list = query.separated(", ");
+                for id in &self.deleted {
+                    list.push_bind(*id);
+                }
+                query.push(")");
+                query.build().execute(&mut *c).await?;
+            });
+        }
+        Ok(())
+    }
+}
+
+fn device_of(event: &SubscriptionEvent) -> Option<Uuid> {
+    use SubscriptionEvent::*;
+    match event {
+        DeviceActivated { device_id, .. }
+        | DeviceDeactivated { device_id, .. }
+        | DeviceUpdated { device_id, .. }
+        | LicenseTokenIssued { device_id, .. } => Some(device_id.as_uuid()),
+        _ => None,
+    }
+}
+
+/// `excluded.column` for every column but the key, for `on conflict do update`.
+fn set_all_but_id(columns: &str) -> String {
+    columns
+        .split(',')
+        .map(str::trim)
+        .filter(|c| *c != "id")
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn upsert_subscriptions(
+    db: Conn<'_>,
+    rows: &[SubscriptionRecord],
+) -> Result<(), sqlx::Error> {
+    let conflict = format!(
+        " on conflict (id) do update set {}",
+        set_all_but_id(SUBSCRIPTION_COLUMNS)
+    );
+    with_conn!(db, c => {
+        let mut query =
+            QueryBuilder::new(format!("insert into rm_subscriptions ({SUBSCRIPTION_COLUMNS}) "));
+        query.push_values(rows, |mut row, r| {
+            row.push_bind(r.id)
+                .push_bind(&r.customer_email)
+                .push_bind(&r.customer_name)
+                .push_bind(&r.organization)
+                .push_bind(&r.plan)
+                .push_bind(&r.status)
+                .push_bind(r.max_devices)
+                .push_bind(r.active_devices)
+                .push_bind(&r.features)
+                .push_bind(&r.metadata)
+                .push_bind(r.starts_at)
+                .push_bind(r.expires_at)
+                .push_bind(r.trial_ends_at)
+                .push_bind(&r.license_key_hash)
+                .push_bind(&r.license_key_prefix)
+                .push_bind(r.created_at)
+                .push_bind(r.updated_at)
+                .push_bind(r.canceled_at)
+                .push_bind(r.deleted_at)
+                .push_bind(r.version);
+        });
+        query.push(&conflict);
+        query.build().execute(&mut *c).await?;
+    });
     Ok(())
 }
 
-async fn set_status(mut db: Conn<'_>, id: Uuid, status: &str) -> Result<(), sqlx::Error> {
-    run!(
-        db,
-        sqlx::query("update rm_subscriptions set status = $2 where id = $1")
-            .bind(id)
-            .bind(status)
+async fn upsert_devices(db: Conn<'_>, rows: &[DeviceRecord]) -> Result<(), sqlx::Error> {
+    let conflict = format!(
+        " on conflict (id) do update set {}",
+        set_all_but_id(DEVICE_COLUMNS)
     );
-    Ok(())
-}
-
-async fn set_active_devices(mut db: Conn<'_>, id: Uuid, active: u32) -> Result<(), sqlx::Error> {
-    run!(
-        db,
-        sqlx::query("update rm_subscriptions set active_devices = $2 where id = $1")
-            .bind(id)
-            .bind(active as i32)
-    );
+    with_conn!(db, c => {
+        let mut query = QueryBuilder::new(format!("insert into rm_devices ({DEVICE_COLUMNS}) "));
+        query.push_values(rows, |mut row, r| {
+            row.push_bind(r.id)
+                .push_bind(r.subscription_id)
+                .push_bind(&r.fingerprint_hash)
+                .push_bind(&r.name)
+                .push_bind(&r.platform)
+                .push_bind(&r.os_version)
+                .push_bind(&r.app_version)
+                .push_bind(&r.hostname)
+                .push_bind(&r.notes)
+                .push_bind(&r.status)
+                .push_bind(r.activated_at)
+                .push_bind(r.deactivated_at)
+                .push_bind(&r.deactivation_reason)
+                .push_bind(r.last_seen_at)
+                .push_bind(r.subscription_deleted);
+        });
+        query.push(&conflict);
+        query.build().execute(&mut *c).await?;
+    });
     Ok(())
 }

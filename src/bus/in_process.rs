@@ -1,15 +1,24 @@
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use flowlytix_projections::Db;
 use flowlytix_projections::{
-    all_projectors, project, EventRecord, Outcome, ProjectionError, Projector,
+    all_projectors, park, project_batch, EventRecord, Outcome, ProjectionError, Projector,
 };
 
 use super::{BusError, EventBus, PublishFuture};
 
-/// The bus of a single instance without NATS: publishing an event is projecting it. The
-/// publisher calls this in commit order, so events never arrive out of order.
+/// Tries after which an event that fails on its own is parked (`dead_letters`).
+const PARK_AFTER: u32 = 5;
+
+/// The bus of a single instance without NATS: publishing a batch is projecting it, in one
+/// transaction for all projectors. The publisher calls this in commit order, so events never
+/// arrive out of order.
 pub struct InProcessBus {
     db: Db,
     projectors: Vec<Box<dyn Projector>>,
+    /// Failed tries of events that failed on their own, by message id.
+    failures: Mutex<HashMap<String, u32>>,
 }
 
 impl InProcessBus {
@@ -17,23 +26,82 @@ impl InProcessBus {
         Self {
             db,
             projectors: all_projectors(),
+            failures: Mutex::default(),
         }
+    }
+
+    async fn project_all(&self, events: &[EventRecord]) -> Result<(), BusError> {
+        let mut tx = self.db.begin().await.map_err(ProjectionError::from)?;
+        for projector in &self.projectors {
+            let outcomes = project_batch(tx.conn(), projector.as_ref(), events, None).await?;
+            if let Some(index) = outcomes.iter().position(|o| *o == Outcome::Gap) {
+                return Err(BusError::Gap(events[index].message_id()));
+            }
+        }
+        tx.commit().await.map_err(ProjectionError::from)?;
+        Ok(())
+    }
+
+    /// One event, projector by projector; after `PARK_AFTER` failed tries it is parked so
+    /// that the events behind it flow.
+    async fn project_alone(&self, event: &EventRecord) -> Result<(), BusError> {
+        for projector in &self.projectors {
+            let tried = async {
+                let mut tx = self.db.begin().await?;
+                let outcomes = project_batch(
+                    tx.conn(),
+                    projector.as_ref(),
+                    std::slice::from_ref(event),
+                    None,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok::<_, ProjectionError>(outcomes)
+            }
+            .await;
+            let error = match tried {
+                Ok(outcomes) if outcomes.contains(&Outcome::Gap) => {
+                    return Err(BusError::Gap(event.message_id()))
+                }
+                Ok(_) => continue,
+                Err(error) => error,
+            };
+            let tries = {
+                let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+                let tries = failures.entry(event.message_id()).or_default();
+                *tries += 1;
+                *tries
+            };
+            if tries < PARK_AFTER {
+                return Err(error.into());
+            }
+            tracing::error!(projector = projector.name(), event = %event.message_id(), %error, "event parked in dead_letters");
+            let mut tx = self.db.begin().await.map_err(ProjectionError::from)?;
+            park(tx.conn(), projector.as_ref(), event, &error.to_string()).await?;
+            tx.commit().await.map_err(ProjectionError::from)?;
+        }
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(&event.message_id());
+        }
+        Ok(())
     }
 }
 
 impl EventBus for InProcessBus {
     fn publish<'a>(&'a self, events: &'a [EventRecord]) -> PublishFuture<'a> {
         Box::pin(async move {
-            let mut tx = self.db.begin().await.map_err(ProjectionError::from)?;
-            for event in events {
-                for projector in &self.projectors {
-                    if project(tx.conn(), projector.as_ref(), event, None).await? == Outcome::Gap {
-                        return Err(BusError::Gap(event.message_id()));
+            match self.project_all(events).await {
+                Ok(()) => Ok(()),
+                // One bad event must not hold the batch back for ever: one at a time.
+                Err(BusError::Projection(error)) => {
+                    tracing::warn!(events = events.len(), %error, "projecting a batch failed; one event at a time");
+                    for event in events {
+                        self.project_alone(event).await?;
                     }
+                    Ok(())
                 }
+                Err(other) => Err(other),
             }
-            tx.commit().await.map_err(ProjectionError::from)?;
-            Ok(())
         })
     }
 

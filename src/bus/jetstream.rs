@@ -11,7 +11,7 @@ use async_nats::jetstream::{self, AckKind, Context};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use flowlytix_projections::Db;
-use flowlytix_projections::{project, EventRecord, Outcome, Projector};
+use flowlytix_projections::{park, project_batch, EventRecord, Outcome, Projector};
 use futures::StreamExt;
 use tokio::sync::watch;
 
@@ -28,19 +28,38 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// milliseconds, so this leaves a wide margin for a pulled batch waiting its turn; a
 /// redelivery while the first delivery is still being projected is skipped by `project`.
 const ACK_WAIT: Duration = Duration::from_secs(10);
+/// Failed tries (on this instance) after which an event that fails on its own is parked
+/// (`dead_letters`). Deliveries are not the measure: an event waiting for its predecessor
+/// is delivered again and again without failing.
+const PARK_AFTER: u32 = 5;
+/// JetStream stops redelivering after this many deliveries: a safety net far above what a
+/// gap needs (it waits at most an `ACK_WAIT` for its predecessor, with growing delays).
+const MAX_DELIVER: i64 = 1000;
+/// The longest a waiting event (gap) is sent back for.
+const MAX_GAP_DELAY: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug)]
 pub struct JetStreamSettings {
     pub url: String,
     pub stream: String,
     pub subject_prefix: String,
+    /// This event store's identity: the stream must carry it, and so does every message.
+    pub store_id: String,
 }
+
+/// The stream's description names the store it belongs to. (A description, not stream
+/// metadata: NATS servers before 2.10 drop metadata.)
+const OWNER_PREFIX: &str = "flowlytix event store ";
+/// The header naming the store a message came from.
+const STORE_HEADER: &str = "Flowlytix-Store";
 
 #[derive(Clone)]
 pub struct JetStreamBus {
     client: async_nats::Client,
     context: Context,
     settings: JetStreamSettings,
+    /// Set once the stream was found to be this store's: checked before the first publish.
+    verified: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl JetStreamBus {
@@ -60,21 +79,48 @@ impl JetStreamBus {
             client,
             context,
             settings,
+            verified: Arc::default(),
         })
     }
 
-    /// Creates the stream if it is missing.
+    /// Creates the stream if it is missing, and makes sure it is this store's: a stream of
+    /// another store (another deployment on the same NATS) is refused, never written to or
+    /// read from. A stream made before streams had owners is claimed.
     pub async fn ensure_stream(&self) -> Result<jetstream::stream::Stream, BusError> {
-        self.context
+        let owner = format!("{OWNER_PREFIX}{}", self.settings.store_id);
+        let stream = self
+            .context
             .get_or_create_stream(StreamConfig {
                 name: self.settings.stream.clone(),
                 subjects: vec![format!("{}.>", self.settings.subject_prefix)],
                 storage: StorageType::File,
                 duplicate_window: DUPLICATE_WINDOW,
+                description: Some(owner.clone()),
                 ..Default::default()
             })
             .await
-            .map_err(BusError::unavailable)
+            .map_err(BusError::unavailable)?;
+        let config = &stream.cached_info().config;
+        match config.description.as_deref() {
+            Some(description) if description == owner => Ok(stream),
+            Some(description) if description.starts_with(OWNER_PREFIX) => {
+                Err(BusError::ForeignStream {
+                    stream: self.settings.stream.clone(),
+                    owner: description[OWNER_PREFIX.len()..].to_owned(),
+                    ours: self.settings.store_id.clone(),
+                })
+            }
+            _ => {
+                tracing::warn!(stream = %self.settings.stream, "the stream names no event store; claiming it for this one");
+                let mut claimed = config.clone();
+                claimed.description = Some(owner);
+                self.context
+                    .update_stream(claimed)
+                    .await
+                    .map_err(BusError::unavailable)?;
+                Ok(stream)
+            }
+        }
     }
 
     fn subject(&self, event: &EventRecord) -> String {
@@ -88,6 +134,9 @@ impl JetStreamBus {
 impl EventBus for JetStreamBus {
     fn publish<'a>(&'a self, events: &'a [EventRecord]) -> PublishFuture<'a> {
         Box::pin(async move {
+            self.verified
+                .get_or_try_init(|| async { self.ensure_stream().await.map(|_| ()) })
+                .await?;
             let mut acks = Vec::with_capacity(events.len());
             for event in events {
                 let mut headers = HeaderMap::new();
@@ -95,6 +144,7 @@ impl EventBus for JetStreamBus {
                     async_nats::header::NATS_MESSAGE_ID,
                     event.message_id().as_str(),
                 );
+                headers.insert(STORE_HEADER, self.settings.store_id.as_str());
                 let body = Bytes::from(serde_json::to_vec(event)?);
                 let ack = self
                     .context
@@ -120,19 +170,28 @@ impl EventBus for JetStreamBus {
     }
 }
 
-/// Feeds one projector from its durable consumer until `shutdown` flips. Each message is
-/// projected in its own transaction and acknowledged only after that commits; an event that
+/// How a projector takes its events: up to `size` at a time, waiting at most `wait` for a
+/// batch to fill once its first event is in.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSettings {
+    pub size: usize,
+    pub wait: Duration,
+}
+
+/// Feeds one projector from its durable consumer until `shutdown` flips. Events are
+/// projected a batch per transaction and acknowledged only after it commits; an event that
 /// is ahead of a missing predecessor is negatively acknowledged, to come back later.
 pub async fn run_projector(
     bus: JetStreamBus,
     db: Db,
     projector: Arc<dyn Projector>,
+    batches: BatchSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = format!("projector-{}", projector.name());
     while !*shutdown.borrow() {
         let consumed = tokio::select! {
-            result = consume(&bus, &db, projector.as_ref(), &name) => result,
+            result = consume(&bus, &db, projector.as_ref(), &name, batches) => result,
             _ = shutdown.changed() => return,
         };
         if let Err(error) = consumed {
@@ -145,11 +204,38 @@ pub async fn run_projector(
     }
 }
 
+/// Failed tries of events that failed on their own, by message id (bounded: an event that
+/// succeeds or is parked leaves; the map starts over if it ever grows large).
+#[derive(Default)]
+struct Failures(std::collections::HashMap<String, u32>);
+
+impl Failures {
+    fn record(&mut self, record: &EventRecord) -> u32 {
+        if self.0.len() > 10_000 {
+            self.0.clear();
+        }
+        let tries = self.0.entry(record.message_id()).or_default();
+        *tries += 1;
+        *tries
+    }
+
+    fn forget(&mut self, record: &EventRecord) {
+        self.0.remove(&record.message_id());
+    }
+}
+
+/// A message and the event it carries.
+struct Delivery {
+    message: jetstream::Message,
+    record: EventRecord,
+}
+
 async fn consume(
     bus: &JetStreamBus,
     db: &Db,
     projector: &dyn Projector,
     name: &str,
+    batches: BatchSettings,
 ) -> Result<(), BusError> {
     let stream = bus.ensure_stream().await?;
     let consumer: jetstream::consumer::PullConsumer = stream
@@ -159,43 +245,188 @@ async fn consume(
                 durable_name: Some(name.to_owned()),
                 ack_policy: AckPolicy::Explicit,
                 ack_wait: ACK_WAIT,
+                // Beyond the tries after which an event is parked: a safety net only.
+                max_deliver: MAX_DELIVER,
                 filter_subject: format!("{}.>", bus.settings.subject_prefix),
                 ..Default::default()
             },
         )
         .await
         .map_err(BusError::unavailable)?;
-    let mut messages = consumer.messages().await.map_err(BusError::unavailable)?;
-    while let Some(message) = messages.next().await {
-        let message = message.map_err(BusError::unavailable)?;
-        let sequence = message.info().map(|i| i.stream_sequence).ok();
-        let record: EventRecord = match serde_json::from_slice(&message.payload) {
-            Ok(record) => record,
-            Err(error) => {
-                // Not ours to read: terminate it rather than redeliver forever.
-                tracing::error!(projector = projector.name(), %error, "unreadable message");
-                let _ = message.ack_with(AckKind::Term).await;
-                continue;
-            }
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(batches.size.max(1))
+        .messages()
+        .await
+        .map_err(BusError::unavailable)?;
+    let mut failures = Failures::default();
+    loop {
+        let Some(first) = messages.next().await else {
+            return Ok(());
         };
-        let outcome = async {
-            let mut tx = db.begin().await?;
-            let outcome = project(tx.conn(), projector, &record, sequence).await?;
-            if outcome == Outcome::Applied {
-                tx.commit().await?;
+        let mut batch = Vec::with_capacity(batches.size);
+        let store_id = bus.settings.store_id.as_str();
+        take(
+            first.map_err(BusError::unavailable)?,
+            projector,
+            store_id,
+            &mut batch,
+        )
+        .await?;
+        let deadline = tokio::time::Instant::now() + batches.wait;
+        while batch.len() < batches.size {
+            match tokio::time::timeout_at(deadline, messages.next()).await {
+                Ok(Some(message)) => {
+                    let message = message.map_err(BusError::unavailable)?;
+                    take(message, projector, store_id, &mut batch).await?;
+                }
+                Ok(None) | Err(_) => break,
             }
-            Ok::<_, flowlytix_projections::ProjectionError>(outcome)
         }
-        .await;
-        let ack = match outcome {
-            Ok(Outcome::Applied | Outcome::Skipped) => AckKind::Ack,
-            Ok(Outcome::Gap) => AckKind::Nak(Some(Duration::from_millis(200))),
-            Err(error) => {
-                tracing::warn!(projector = projector.name(), event = %record.message_id(), %error, "projection failed; will retry");
-                AckKind::Nak(Some(Duration::from_secs(1)))
-            }
-        };
-        message.ack_with(ack).await.map_err(BusError::Unavailable)?;
+        project_deliveries(db, projector, batch, &mut failures).await?;
+    }
+}
+
+/// Adds a message to the batch, or terminates it if it is not an event at all (it would
+/// otherwise be redelivered forever). A message from another store stops the consumer: it
+/// is never applied, and never acknowledged for the store it belongs to.
+async fn take(
+    message: jetstream::Message,
+    projector: &dyn Projector,
+    store_id: &str,
+    batch: &mut Vec<Delivery>,
+) -> Result<(), BusError> {
+    let sender = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(STORE_HEADER))
+        .map(|v| v.as_str().to_owned());
+    if let Some(sender) = sender.filter(|s| s != store_id) {
+        return Err(BusError::ForeignMessage {
+            owner: sender,
+            ours: store_id.to_owned(),
+        });
+    }
+    match serde_json::from_slice::<EventRecord>(&message.payload) {
+        Ok(record) => batch.push(Delivery { message, record }),
+        Err(error) => {
+            tracing::error!(projector = projector.name(), %error, "unreadable message; terminated");
+            let _ = message.ack_with(AckKind::Term).await;
+        }
     }
     Ok(())
+}
+
+/// Projects a batch in one transaction and acknowledges each message by its outcome. If the
+/// batch fails, its events are tried one at a time, so one bad event cannot hold the others
+/// back; an event that still fails after `PARK_AFTER` deliveries is parked.
+async fn project_deliveries(
+    db: &Db,
+    projector: &dyn Projector,
+    batch: Vec<Delivery>,
+    failures: &mut Failures,
+) -> Result<(), BusError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let records: Vec<EventRecord> = batch.iter().map(|d| d.record.clone()).collect();
+    let last_sequence = batch
+        .last()
+        .and_then(|d| d.message.info().ok())
+        .map(|i| i.stream_sequence);
+    match project_in_transaction(db, projector, &records, last_sequence).await {
+        Ok(outcomes) => {
+            for (delivery, outcome) in batch.iter().zip(outcomes) {
+                acknowledge(projector, delivery, outcome).await?;
+            }
+            Ok(())
+        }
+        Err(error) if batch.len() > 1 => {
+            tracing::warn!(projector = projector.name(), events = batch.len(), error = %error, "batch failed; projecting its events one by one");
+            for delivery in &batch {
+                project_alone(db, projector, delivery, failures).await?;
+            }
+            Ok(())
+        }
+        Err(_) => {
+            for delivery in &batch {
+                project_alone(db, projector, delivery, failures).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn project_in_transaction(
+    db: &Db,
+    projector: &dyn Projector,
+    records: &[EventRecord],
+    stream_sequence: Option<u64>,
+) -> Result<Vec<Outcome>, flowlytix_projections::ProjectionError> {
+    let mut tx = db.begin().await?;
+    let outcomes = project_batch(tx.conn(), projector, records, stream_sequence).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+async fn project_alone(
+    db: &Db,
+    projector: &dyn Projector,
+    delivery: &Delivery,
+    failures: &mut Failures,
+) -> Result<(), BusError> {
+    let info = delivery.message.info().ok();
+    let sequence = info.as_ref().map(|i| i.stream_sequence);
+    let records = std::slice::from_ref(&delivery.record);
+    let outcome = match project_in_transaction(db, projector, records, sequence).await {
+        Ok(outcomes) => outcomes.first().copied().unwrap_or(Outcome::Skipped),
+        Err(error) if failures.record(&delivery.record) >= PARK_AFTER => {
+            let mut tx = db
+                .begin()
+                .await
+                .map_err(flowlytix_projections::ProjectionError::from)?;
+            let outcome = park(tx.conn(), projector, &delivery.record, &error.to_string()).await?;
+            tx.commit()
+                .await
+                .map_err(flowlytix_projections::ProjectionError::from)?;
+            failures.forget(&delivery.record);
+            outcome
+        }
+        Err(error) => {
+            tracing::warn!(projector = projector.name(), event = %delivery.record.message_id(), %error, "projection failed; will retry");
+            delivery
+                .message
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await
+                .map_err(BusError::Unavailable)?;
+            return Ok(());
+        }
+    };
+    acknowledge(projector, delivery, outcome).await
+}
+
+async fn acknowledge(
+    projector: &dyn Projector,
+    delivery: &Delivery,
+    outcome: Outcome,
+) -> Result<(), BusError> {
+    let ack = match outcome {
+        Outcome::Applied | Outcome::Skipped => AckKind::Ack,
+        Outcome::Parked => {
+            tracing::error!(projector = projector.name(), event = %delivery.record.message_id(), "event parked in dead_letters");
+            AckKind::Ack
+        }
+        // Back off while the predecessor is missing (it comes back after an ACK_WAIT at
+        // worst), so the wait costs few deliveries.
+        Outcome::Gap => {
+            let delivered = delivery.message.info().map_or(1, |i| i.delivered.max(1));
+            let delay = Duration::from_millis(100).saturating_mul(delivered as u32);
+            AckKind::Nak(Some(delay.min(MAX_GAP_DELAY)))
+        }
+    };
+    delivery
+        .message
+        .ack_with(ack)
+        .await
+        .map_err(BusError::Unavailable)
 }

@@ -25,6 +25,14 @@ pub enum BusError {
     Projection(#[from] flowlytix_projections::ProjectionError),
     #[error("the event {0} arrived before one of its aggregate's earlier events")]
     Gap(String),
+    #[error("the NATS stream {stream} belongs to event store {owner}, not to this one ({ours}): give each deployment its own NATS_STREAM and NATS_SUBJECT_PREFIX")]
+    ForeignStream {
+        stream: String,
+        owner: String,
+        ours: String,
+    },
+    #[error("a message on the stream came from event store {owner}, not from this one ({ours}); it is not projected")]
+    ForeignMessage { owner: String, ours: String },
 }
 
 impl BusError {

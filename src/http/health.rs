@@ -55,6 +55,9 @@ pub struct ProjectorHealth {
     /// Events in the log that this projector has not applied yet.
     pub lag: i64,
     pub events_applied: i64,
+    /// Events it could not read or apply, set aside in `dead_letters` after their retries
+    /// (they stay in the event log and the feed).
+    pub parked: i64,
 }
 
 /// Health of the server and what it depends on. 503 only when the database does not answer.
@@ -110,6 +113,7 @@ async fn projector_lag(app: &SharedApp) -> Result<Vec<ProjectorHealth>, sqlx::Er
             name: projector.name.to_owned(),
             lag: (total - projector.events_applied).max(0),
             events_applied: projector.events_applied,
+            parked: projector.parked,
         })
         .collect())
 }

@@ -70,6 +70,23 @@ impl LicenseCache {
         }
     }
 
+    /// Drops what is cached about one subscription.
+    pub fn forget(&self, id: SubscriptionId) {
+        if let Ok(mut by_subscription) = self.by_subscription.write() {
+            by_subscription.remove(&id);
+        }
+    }
+
+    /// Drops everything cached (after missing change notices).
+    pub fn forget_all(&self) {
+        if let Ok(mut by_subscription) = self.by_subscription.write() {
+            by_subscription.clear();
+        }
+        if let Ok(mut by_key) = self.by_key.write() {
+            by_key.clear();
+        }
+    }
+
     fn fresh(&self, id: SubscriptionId) -> Option<Arc<LicenseSnapshot>> {
         let by_subscription = self.by_subscription.read().ok()?;
         let cached = by_subscription.get(&id)?;

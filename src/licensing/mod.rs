@@ -3,6 +3,7 @@
 //! a validation is a pure function in `verdict`.
 
 mod cache;
+pub mod freshness;
 mod operations;
 mod snapshot;
 pub mod token;

@@ -83,22 +83,34 @@ impl EventCount {
 pub struct ProjectorProgress {
     pub name: &'static str,
     pub events_applied: i64,
+    /// Events it could not apply, set aside in `dead_letters` (counted as handled).
+    pub parked: i64,
 }
 
+/// A projector's name and a number.
+type PerProjector = (String, i64);
+
 pub async fn projectors(db: &Db) -> Result<Vec<ProjectorProgress>, sqlx::Error> {
-    let rows: Vec<(String, i64)> = with_db!(db, pool => {
-        sqlx::query_as("select projector, events_applied from projector_checkpoints")
+    let (rows, parked): (Vec<PerProjector>, Vec<PerProjector>) = with_db!(db, pool => {
+        let rows = sqlx::query_as("select projector, events_applied from projector_checkpoints")
             .fetch_all(pool)
-            .await?
+            .await?;
+        let parked = sqlx::query_as("select projector, count(*) from dead_letters group by projector")
+            .fetch_all(pool)
+            .await?;
+        (rows, parked)
     });
+    let count = |rows: &[(String, i64)], name: &str| {
+        rows.iter()
+            .find(|(projector, _)| projector == name)
+            .map_or(0, |(_, n)| *n)
+    };
     Ok(all_projectors()
         .iter()
         .map(|projector| ProjectorProgress {
             name: projector.name(),
-            events_applied: rows
-                .iter()
-                .find(|(name, _)| name == projector.name())
-                .map_or(0, |(_, applied)| *applied),
+            events_applied: count(&rows, projector.name()),
+            parked: count(&parked, projector.name()),
         })
         .collect())
 }

@@ -3,6 +3,7 @@
 
 mod executor;
 mod lookup;
+pub mod notices;
 pub mod publisher;
 
 pub use executor::{Committed, Dated, EventMetadata, ExecuteError, Executor};

@@ -8,6 +8,7 @@
 //! (each event projected once, analytics and read models agreeing with the log, the stream
 //! holding each event once) and the publisher checkpoint and read-side dumps.
 
+mod cross_instance;
 mod failover;
 mod nats_outage;
 mod projector_idempotence;

@@ -1,0 +1,64 @@
+//! Validation stays fresh on every instance, with or without the bus: a change that can
+//! stop a license validating (suspension, cancellation, deletion, a new key, a deactivated
+//! device, a new period or device limit) is announced by the store as it commits, and each
+//! instance then reads that subscription from the write side into its validation cache,
+//! not waiting for its read model (which lags while NATS or the publisher is down).
+
+use std::time::Duration;
+
+use flowlytix_aggregates::SubscriptionId;
+use sqlx::postgres::PgPool;
+use tokio::sync::watch;
+
+use super::LicenseSnapshot;
+use crate::app::SharedApp;
+use crate::store::notices::LicenseChanges;
+
+/// Follows the store's license notices until `shutdown` flips, reconnecting when the
+/// connection drops.
+pub async fn follow_license_changes(
+    app: SharedApp,
+    pool: PgPool,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    while !*shutdown.borrow() {
+        let followed = tokio::select! {
+            result = follow(&app, &pool) => result,
+            _ = shutdown.changed() => return,
+        };
+        if let Err(error) = followed {
+            tracing::warn!(%error, "lost the license change notices; reconnecting");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn follow(app: &SharedApp, pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut changes = LicenseChanges::listen(pool).await?;
+    // Notices sent while this instance was not listening are lost: what it cached before
+    // may be stale, so it starts over.
+    app.licenses.forget_all();
+    loop {
+        let id = changes.next().await?;
+        refresh(app, id).await;
+    }
+}
+
+/// Reads the subscription from the write side into the cache.
+async fn refresh(app: &SharedApp, id: SubscriptionId) {
+    match app.subscriptions.load(id).await {
+        Ok((subscription, version)) => {
+            if let Some(state) = subscription.state() {
+                app.licenses
+                    .remember(LicenseSnapshot::from_state(state, version));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(subscription = %id, %error, "cannot refresh a changed license; dropping it from the cache");
+            app.licenses.forget(id);
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! What the event store says about itself: its identity, and notices of changes that can
+//! make a license stop validating (PostgreSQL `NOTIFY`, sent by a trigger as the change
+//! commits; see migration 0008).
+
+use flowlytix_aggregates::SubscriptionId;
+use flowlytix_projections::{with_db, Db};
+use sqlx::postgres::{PgListener, PgPool};
+use uuid::Uuid;
+
+const LICENSE_CHANGED: &str = "flowlytix_license_changed";
+
+/// The identity this store got when its schema was made.
+pub async fn store_identity(db: &Db) -> Result<String, sqlx::Error> {
+    with_db!(db, pool => {
+        sqlx::query_scalar::<_, String>("select cast(store_id as text) from store_identity where id = 1")
+            .fetch_one(pool)
+            .await
+    })
+}
+
+/// Notices of license changes, as they commit anywhere.
+pub struct LicenseChanges {
+    listener: PgListener,
+}
+
+impl LicenseChanges {
+    pub async fn listen(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(LICENSE_CHANGED).await?;
+        Ok(Self { listener })
+    }
+
+    /// The next subscription whose license changed. An error means the connection was
+    /// lost: notices sent meanwhile are gone.
+    pub async fn next(&mut self) -> Result<SubscriptionId, sqlx::Error> {
+        loop {
+            let notification = self
+                .listener
+                .try_recv()
+                .await?
+                .ok_or(sqlx::Error::PoolClosed)?;
+            if let Ok(id) = Uuid::parse_str(notification.payload()) {
+                return Ok(SubscriptionId(id));
+            }
+        }
+    }
+}
