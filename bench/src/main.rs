@@ -12,7 +12,7 @@
 //!   model) and a single-row insert into a scratch table (dropped at the end).
 //!
 //! ```sh
-//! cargo run --release --bin bench -- --url http://127.0.0.1:8000 \
+//! cargo run --release -p flowlytix-bench -- --url http://127.0.0.1:8000 \
 //!     --database-url postgres://postgres@127.0.0.1:5432/flowlytix \
 //!     --admin-email admin@example.com --admin-password '...' \
 //!     --subscriptions 200 --devices-per-subscription 3 --concurrency 32 --duration-secs 10
