@@ -8,11 +8,13 @@
 //! - `GET /livez`: the HTTP ceiling (touches nothing);
 //! - `POST /api/v1/licensing/validate` with random seeded (license key, fingerprint) pairs;
 //! - `POST /api/v1/licensing/activate` of new fingerprints on subscriptions made for it;
-//! - the database alone, through sqlx: point selects by key hash (event log and read
-//!   model) and a single-row insert into a scratch table (dropped at the end).
+//! - the database alone: point selects by key hash, through the server's own lookups (the
+//!   event log: `store::Lookup::subscription_by_key_hash`; the read model:
+//!   `read::licenses::subscription_id_by_key_hash`), and a single-row insert into a scratch
+//!   table (dropped at the end) through sqlx.
 //!
 //! ```sh
-//! cargo run --release --bin bench -- --url http://127.0.0.1:8000 \
+//! cargo run --release -p flowlytix-bench -- --url http://127.0.0.1:8000 \
 //!     --database-url postgres://postgres@127.0.0.1:5432/flowlytix \
 //!     --admin-email admin@example.com --admin-password '...' \
 //!     --subscriptions 200 --devices-per-subscription 3 --concurrency 32 --duration-secs 10
@@ -30,7 +32,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::Parser;
 use flowlytix_aggregates::license_key::LicenseKey;
+use flowlytix_aggregates::Sha256Hex;
 use flowlytix_server::crypto::sha256_hex;
+use flowlytix_server::read::licenses::subscription_id_by_key_hash;
+use flowlytix_server::store::{Db, Lookup};
 use futures::StreamExt;
 use reqwest::{Client, StatusCode, Url};
 use serde_json::{json, Value};
@@ -270,7 +275,7 @@ struct Seeded {
     /// Pre-serialized validate bodies, one per seeded (key, fingerprint).
     validate_bodies: Vec<Bytes>,
     /// SHA-256 of each seeded key, as the server stores it.
-    key_hashes: Vec<String>,
+    key_hashes: Vec<Sha256Hex>,
     /// Keys of the subscriptions the activate phase uses: worker `w` owns the entries
     /// `w, w + concurrency, w + 2 * concurrency, ...`.
     activate_keys: Vec<String>,
@@ -300,7 +305,7 @@ async fn seed(bench: &Bench, args: &Args) -> Result<Seeded, BoxError> {
     for result in results {
         let (key, fingerprints) = result?;
         let parsed = LicenseKey::parse(&key).map_err(|e| format!("seeded key: {e}"))?;
-        key_hashes.push(sha256_hex(parsed.expose()).as_str().to_owned());
+        key_hashes.push(sha256_hex(parsed.expose()));
         for fingerprint in fingerprints {
             let body = json!({"license_key": key, "fingerprint": fingerprint});
             validate_bodies.push(Bytes::from(serde_json::to_vec(&body)?));
@@ -706,22 +711,19 @@ async fn measure_all(
 
     let hashes = Arc::new(seeded.key_hashes.clone());
     if wants(PhaseKind::DbSelectEvents) {
-        let db = pool.clone();
+        // The server's own event-log lookup (what validate and activate use to find a key).
+        let lookup = Lookup::new(Db::Postgres(pool.clone()));
         let h = hashes.clone();
         phases.push(
             phase("DB select events by key", &ctx, move |worker, i| {
-                let db = db.clone();
-                let hash = h[pick(h.len(), worker, i)].clone();
+                let lookup = lookup.clone();
+                let h = h.clone();
+                let index = pick(h.len(), worker, i);
                 async move {
-                    let id: Option<String> = sqlx::query_scalar(
-                        "select aggregate_id from events
-                     where event_type in ('LicenseKeyIssued', 'LicenseKeyRegenerated')
-                       and (payload -> event_type ->> 'key_hash') = $1",
-                    )
-                    .bind(hash)
-                    .fetch_optional(&db)
-                    .await
-                    .map_err(|e| format!("database: {e}"))?;
+                    let id = lookup
+                        .subscription_by_key_hash(&h[index])
+                        .await
+                        .map_err(|e| format!("database: {e}"))?;
                     id.map(drop).ok_or_else(|| "key hash not found".to_owned())
                 }
             })
@@ -730,19 +732,17 @@ async fn measure_all(
     }
 
     if wants(PhaseKind::DbSelectRm) {
-        let db = pool.clone();
+        // The server's own read-model lookup.
+        let db = Db::Postgres(pool.clone());
         phases.push(
             phase("DB select rm_subscriptions", &ctx, move |worker, i| {
                 let db = db.clone();
-                let hash = hashes[pick(hashes.len(), worker, i)].clone();
+                let hashes = hashes.clone();
+                let index = pick(hashes.len(), worker, i);
                 async move {
-                    let id: Option<uuid::Uuid> = sqlx::query_scalar(
-                        "select id from rm_subscriptions where license_key_hash = $1",
-                    )
-                    .bind(hash)
-                    .fetch_optional(&db)
-                    .await
-                    .map_err(|e| format!("database: {e}"))?;
+                    let id = subscription_id_by_key_hash(&db, &hashes[index])
+                        .await
+                        .map_err(|e| format!("database: {e}"))?;
                     id.map(drop).ok_or_else(|| "key hash not found".to_owned())
                 }
             })
