@@ -158,14 +158,16 @@ pub async fn replay(
 }
 
 /// Makes projectors of every instance wait until the swap commits, without blocking
-/// readers. (SQLite: the transaction already holds the single write lock; its readers go on
-/// in WAL mode.)
+/// readers. `projection_versions` comes first: it is the first table a projector's
+/// transaction writes, so one that got there earlier finishes before the swap and a later
+/// one waits at its start (any other order can deadlock with a projector midway). (SQLite:
+/// the transaction already holds the single write lock; its readers go on in WAL mode.)
 async fn hold_back_projector_writes(db: Conn<'_>) -> Result<(), sqlx::Error> {
     if db.dialect() == Dialect::Postgres {
         with_conn!(db, c => {
             sqlx::query(
-                "lock table rm_subscriptions, rm_devices, rm_daily_counts, projection_versions,
-                     projector_checkpoints, dead_letters in share row exclusive mode",
+                "lock table projection_versions, rm_subscriptions, rm_devices, rm_daily_counts,
+                     dead_letters, projector_checkpoints in share row exclusive mode",
             )
             .execute(&mut *c)
             .await?;
