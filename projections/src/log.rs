@@ -48,22 +48,24 @@ impl EventRecord {
 
 pub const REDACTED: &str = "[redacted]";
 
+/// An event row as stored: its payload is the serde form of the aggregate's event enum, as
+/// text. Replay decodes typed events straight from it, with no `Value` in between.
 #[derive(FromRow)]
-struct EventRow {
+pub struct StoredEvent {
     /// The writing transaction's id as text (sqlx has no xid8 type). Named apart from the
     /// column so that `order by tx_id` sorts by the xid8, not by this text.
-    tx_text: String,
-    global_position: i64,
-    aggregate_type: String,
-    aggregate_id: String,
-    sequence: i64,
-    event_type: String,
-    event_version: String,
+    pub tx_text: String,
+    pub global_position: i64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
     /// As text: a row whose JSON serde cannot read (a number out of its range, say) must
     /// not stop whoever reads the log; it becomes an unreadable payload instead.
-    payload: String,
-    metadata: String,
-    recorded_at: DateTime<Utc>,
+    pub payload: String,
+    pub metadata: String,
+    pub recorded_at: DateTime<Utc>,
 }
 
 /// The JSON of a stored column, or a marker saying why it cannot be read.
@@ -75,8 +77,8 @@ fn parse_stored(text: &str) -> Value {
 /// The key of the object that stands in for a payload or metadata that cannot be read.
 pub const UNREADABLE: &str = "$unreadable";
 
-impl EventRow {
-    fn cursor(&self) -> LogCursor {
+impl StoredEvent {
+    pub fn cursor(&self) -> LogCursor {
         LogCursor {
             tx_id: self.tx_text.parse().unwrap_or(0),
             position: self.global_position,
@@ -84,8 +86,8 @@ impl EventRow {
     }
 }
 
-impl From<EventRow> for EventRecord {
-    fn from(row: EventRow) -> Self {
+impl From<StoredEvent> for EventRecord {
+    fn from(row: StoredEvent) -> Self {
         // The stores keep the serde form of the event enum, `{"<EventType>": {fields}}`;
         // readers want the fields.
         let mut payload = match parse_stored(&row.payload) {
@@ -136,7 +138,7 @@ pub async fn aggregate_history(
         "select {} from events where aggregate_type = $1 and aggregate_id = $2 order by sequence",
         columns(conn.dialect())
     );
-    let rows: Vec<EventRow> = with_conn!(conn, c => {
+    let rows: Vec<StoredEvent> = with_conn!(conn, c => {
         sqlx::query_as(&sql).bind(aggregate_type).bind(aggregate_id).fetch_all(&mut *c).await?
     });
     Ok(rows.into_iter().map(EventRecord::from).collect())
@@ -157,6 +159,19 @@ pub async fn events_after(
     cursor: LogCursor,
     limit: i64,
 ) -> Result<Vec<(LogCursor, EventRecord)>, sqlx::Error> {
+    Ok(stored_events_after(conn, cursor, limit)
+        .await?
+        .into_iter()
+        .map(|row| (row.cursor(), EventRecord::from(row)))
+        .collect())
+}
+
+/// [`events_after`], as stored.
+pub async fn stored_events_after(
+    conn: Conn<'_>,
+    cursor: LogCursor,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let dialect = conn.dialect();
     let filter = dialect.pick(
         "where (events.tx_id, global_position) > ($1::text::xid8, $2)
@@ -165,7 +180,7 @@ pub async fn events_after(
         "where global_position > $2 order by global_position",
     );
     let sql = format!("select {} from events {filter} limit $3", columns(dialect));
-    let rows: Vec<EventRow> = with_conn!(conn, c => {
+    let rows: Vec<StoredEvent> = with_conn!(conn, c => {
         sqlx::query_as(&sql)
             .bind(cursor.tx_id.to_string())
             .bind(cursor.position)
@@ -173,10 +188,7 @@ pub async fn events_after(
             .fetch_all(&mut *c)
             .await?
     });
-    Ok(rows
-        .into_iter()
-        .map(|row| (row.cursor(), EventRecord::from(row)))
-        .collect())
+    Ok(rows)
 }
 
 /// The commit-order cursor of the event at `position`, if there is one.

@@ -10,13 +10,16 @@
 
 use std::collections::HashMap;
 
+use cqrs_es::Aggregate;
+use flowlytix_aggregates::{Subscription, SubscriptionEvent};
+
 use crate::all_projectors;
 use crate::analytics::DailyCounts;
 use crate::db::{Conn, Db, Dialect};
-use crate::log::{events_after, EventRecord, LogCursor};
+use crate::log::{events_after, stored_events_after, EventRecord, LogCursor, StoredEvent};
 use crate::projector::{
-    decode, project_batch, record_dead_letter, reset_read_models, set_events_applied,
-    write_versions, ProjectionError,
+    project_batch, record_dead_letter, reset_read_models, set_events_applied, write_versions,
+    ProjectionError,
 };
 use crate::subscriptions::SubscriptionsModel;
 use crate::with_conn;
@@ -61,25 +64,32 @@ struct Rebuilt {
 }
 
 impl Rebuilt {
-    fn fold(&mut self, record: EventRecord) -> Result<(), ProjectionError> {
-        let key = (record.aggregate_type.clone(), record.aggregate_id.clone());
-        let version = self.versions.entry(key).or_insert(0);
+    fn fold(&mut self, stored: StoredEvent) -> Result<(), ProjectionError> {
+        let version = self
+            .versions
+            .entry((stored.aggregate_type.clone(), stored.aggregate_id.clone()))
+            .or_insert(0);
         // In commit order every aggregate's events come in sequence: anything else would be
         // a corrupt log.
-        if record.sequence != *version + 1 {
-            return Err(ProjectionError::Gap(record.message_id()));
+        if stored.sequence != *version + 1 {
+            return Err(ProjectionError::Gap(EventRecord::from(stored).message_id()));
         }
-        *version = record.sequence;
+        *version = stored.sequence;
         self.events += 1;
-        match decode(&record) {
-            Ok(Some(event)) => {
-                if let Ok(id) = uuid::Uuid::parse_str(&record.aggregate_id) {
-                    self.subscriptions.apply(id, record.sequence, &event);
+        if stored.aggregate_type != Subscription::TYPE {
+            return Ok(());
+        }
+        // Straight from the stored text to the typed event: the hot path of a replay.
+        match serde_json::from_str::<SubscriptionEvent>(&stored.payload) {
+            Ok(event) => {
+                if let Ok(id) = uuid::Uuid::parse_str(&stored.aggregate_id) {
+                    self.subscriptions.apply(id, stored.sequence, &event);
                 }
                 self.analytics.apply(&event);
             }
-            Ok(None) => {}
-            Err(error) => self.parked.push((record, error.to_string())),
+            Err(error) => self
+                .parked
+                .push((EventRecord::from(stored), error.to_string())),
         }
         Ok(())
     }
@@ -99,11 +109,11 @@ pub async fn replay(
         });
         let total = total.max(0) as u64;
         loop {
-            let batch = events_after(connection.conn(), cursor, READ_BATCH).await?;
-            let Some((last, _)) = batch.last() else { break };
-            cursor = *last;
-            for (_, record) in batch {
-                rebuilt.fold(record)?;
+            let batch = stored_events_after(connection.conn(), cursor, READ_BATCH).await?;
+            let Some(last) = batch.last() else { break };
+            cursor = last.cursor();
+            for stored in batch {
+                rebuilt.fold(stored)?;
             }
             progress(ReplayProgress::Folding {
                 done: rebuilt.events,

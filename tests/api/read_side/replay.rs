@@ -147,7 +147,8 @@ async fn replay_rebuilds_the_same_read_models_as_live_projection_and_export_list
         tokio::spawn(async move {
             for n in 100..130 {
                 let (_, key) = api.create_simple(n, "pro", 2).await;
-                api.activate(&key, &format!("during-replay-{n}"), "linux").await;
+                api.activate(&key, &format!("during-replay-{n}"), "linux")
+                    .await;
             }
         })
     };
@@ -184,7 +185,11 @@ async fn replay_rebuilds_the_same_read_models_as_live_projection_and_export_list
     assert_analytics_match_events(app.pg()).await;
     assert_read_models_match_aggregates(&api, app.pg()).await;
     assert_eq!(
-        scalar(app.pg(), "select count(*) from rm_subscriptions where plan = 'damaged'").await,
+        scalar(
+            app.pg(),
+            "select count(*) from rm_subscriptions where plan = 'damaged'"
+        )
+        .await,
         0
     );
 
