@@ -278,22 +278,26 @@ async fn a_snapshot_that_does_not_decode_is_ignored_and_replaced() {
     for _ in 0..n {
         add(&writer, 2).await;
     }
-    sqlx::query("update snapshots set payload = $1")
-        .bind(json!({"count": "a shape from another version"}).to_string())
-        .execute(pool(&db))
-        .await
-        .unwrap();
-    let cold = Executor::<Counter>::new(db.clone());
-    assert_eq!(
-        cold.load("c").await.unwrap(),
-        (
-            Counter {
-                total: 2 * n,
-                adds: n
-            },
-            n
-        )
+    let expected = (
+        Counter {
+            total: 2 * n,
+            adds: n,
+        },
+        n,
     );
+    for garbled in [
+        json!({"count": "a shape from another version"}).to_string(),
+        "not even JSON".to_owned(),
+    ] {
+        sqlx::query("update snapshots set payload = $1")
+            .bind(garbled)
+            .execute(pool(&db))
+            .await
+            .unwrap();
+        let cold = Executor::<Counter>::new(db.clone());
+        assert_eq!(cold.load("c").await.unwrap(), expected);
+    }
+    let cold = Executor::<Counter>::new(db.clone());
     // The next append replaces it, since no usable snapshot is known.
     add(&cold, 2).await;
     let (last_sequence, payload) = snapshot_row(&db).await.unwrap();

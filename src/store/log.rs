@@ -57,17 +57,18 @@ pub struct NewEvent {
     pub payload: Value,
 }
 
-/// A snapshot row; `payload` is still undecoded, as its shape may be out of date.
+/// A snapshot row; `payload` is still the stored text, which may not even be JSON any more
+/// (SQLite keeps whatever text it is given), let alone this version's state.
 pub struct StoredSnapshot {
     pub last_sequence: u64,
     pub last_position: i64,
-    pub format: i64,
-    pub payload: Value,
+    pub format: i32,
+    pub payload: String,
 }
 
 /// A snapshot to write with an append, of the state its last event leads to.
 pub struct NewSnapshot {
-    pub format: i64,
+    pub format: i32,
     pub payload: Value,
 }
 
@@ -110,7 +111,7 @@ pub async fn latest_snapshot(
 ) -> Result<Option<StoredSnapshot>, StoreError> {
     let snapshot = with_db!(db, pool => {
         let row = sqlx::query(
-            "select last_sequence, last_position, format, payload from snapshots
+            "select last_sequence, last_position, format, cast(payload as text) from snapshots
              where aggregate_type = $1 and aggregate_id = $2",
         )
         .bind(aggregate_type)
@@ -122,7 +123,7 @@ pub async fn latest_snapshot(
                 last_sequence: as_u64(row.try_get::<i64, _>(0)?),
                 last_position: row.try_get(1)?,
                 format: row.try_get(2)?,
-                payload: row.try_get::<Json<Value>, _>(3)?.0,
+                payload: row.try_get(3)?,
             })
         })
         .transpose()?
