@@ -15,6 +15,7 @@ mod effective_status;
 mod end_to_end;
 mod event_log;
 mod license_tokens;
+mod long_history;
 mod read_models;
 mod read_side;
 mod secrets;
