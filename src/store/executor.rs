@@ -1,3 +1,12 @@
+//! Load → decide → append, for any aggregate: the write path every command takes.
+//!
+//! Aggregates stay in a bounded in-memory cache between commands, and the store keeps a
+//! snapshot every [`SNAPSHOT_INTERVAL`](super::snapshot::SNAPSHOT_INTERVAL) events, so
+//! neither a command nor a cold load replays a long history. Correctness never rests on the
+//! cache: it rests on the store refusing an append whose sequence is taken (the unique
+//! (aggregate_type, aggregate_id, sequence)), so any number of instances may share one
+//! database.
+
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -5,18 +14,25 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
-use flowlytix_projections::{with_db, Db};
-use postgres_es::PostgresEventRepository;
-use sqlite_es::SqliteEventRepository;
+use cqrs_es::{Aggregate, DomainEvent, EventEnvelope};
+use flowlytix_projections::Db;
 use tokio::sync::Mutex;
 
-/// Conflicting appends are retried this many times (with jitter) before answering 409.
+use super::cache::{AggregateCache, Loaded};
+use super::log::{self, AppendError, NewEvent, NewSnapshot, StoreError};
+use super::snapshot::{self, SNAPSHOT_FORMAT};
+
+/// Conflicting appends on a state fresh from the store are retried this many times (with
+/// jitter) before answering 409. A conflict caused by a stale cached state is not counted:
+/// it is followed at once by a load from the store, and happens at most once per command.
 const MAX_ATTEMPTS: u32 = 5;
 /// Commands on one aggregate are serialized in-process through one of these locks, so
-/// same-instance contention never reaches the optimistic lock (and never becomes a 409).
+/// same-instance contention never reaches the optimistic lock (and never becomes a 409),
+/// and a cached entry only goes stale through another instance.
 const LOCK_STRIPES: usize = 256;
+/// Aggregates kept in memory per executor (one per aggregate type). A subscription with a
+/// few devices takes a kilobyte or two, so this bounds the cache to some tens of megabytes.
+pub const CACHE_CAPACITY: u64 = 10_000;
 
 /// Events that say when they happened (the instant of the command that caused them).
 pub trait Dated {
@@ -78,6 +94,12 @@ pub enum ExecuteError<E: std::error::Error> {
     Store(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl<E: std::error::Error> From<StoreError> for ExecuteError<E> {
+    fn from(error: StoreError) -> Self {
+        Self::Store(Box::new(error))
+    }
+}
+
 /// The outcome of a command: the aggregate as it is now, its version (the sequence of its
 /// last event) and the event-log position that version reached.
 #[derive(Debug)]
@@ -90,26 +112,12 @@ pub struct Committed<A: Aggregate> {
 
 /// Loads an aggregate, lets it decide, and appends its events. cqrs-es's `CqrsFramework` is
 /// not used because it returns neither the new state nor the sequence reached, and it does
-/// not retry conflicts.
+/// not retry conflicts; its persisted store is not used because it cannot return positions
+/// or load from snapshots of our own (see `log`).
 pub struct Executor<A: Aggregate> {
-    store: Store<A>,
     db: Db,
+    cache: AggregateCache<A>,
     locks: Arc<Vec<Mutex<()>>>,
-}
-
-/// cqrs-es's persisted store on either backend; both give the same contexts and envelopes.
-enum Store<A: Aggregate> {
-    Postgres(PersistedEventStore<PostgresEventRepository, A>),
-    Sqlite(PersistedEventStore<SqliteEventRepository, A>),
-}
-
-macro_rules! with_store {
-    ($store:expr, $s:ident => $body:expr) => {
-        match $store {
-            Store::Postgres($s) => $body,
-            Store::Sqlite($s) => $body,
-        }
-    };
 }
 
 impl<A> Executor<A>
@@ -118,30 +126,25 @@ where
     A::Command: Clone,
 {
     pub fn new(db: Db) -> Self {
-        let store = match &db {
-            Db::Postgres(pool) => Store::Postgres(PersistedEventStore::new_event_store(
-                PostgresEventRepository::new(pool.clone()),
-            )),
-            Db::Sqlite(pool) => Store::Sqlite(PersistedEventStore::new_event_store(
-                SqliteEventRepository::new(pool.clone()),
-            )),
-        };
         Self {
-            store,
             db,
+            cache: AggregateCache::new(CACHE_CAPACITY),
             locks: Arc::new((0..LOCK_STRIPES).map(|_| Mutex::new(())).collect()),
         }
     }
 
-    /// The aggregate's current state and version (0 if it has no events).
+    /// The aggregate's current state and version (0 if it has no events), as the store has
+    /// it now, including what other instances appended: a cached state is served only after
+    /// asking the store for the events after its version (one indexed range read that
+    /// normally finds none), and any it finds are folded in and cached.
     pub async fn load(&self, id: &str) -> Result<(A, u64), ExecuteError<A::Error>> {
-        let context =
-            with_store!(&self.store, s => s.load_aggregate(id).await).map_err(store_error)?;
-        Ok((context.aggregate, context.current_sequence as u64))
+        let current = self.current(id).await?;
+        Ok((current.aggregate.clone(), current.version))
     }
 
     /// The aggregate as it was at `instant` (its events up to then, replayed) and the
-    /// version it had then; version 0 when it did not exist yet.
+    /// version it had then; version 0 when it did not exist yet. Auditors' reads: replayed
+    /// from the log every time, neither cached nor from a snapshot.
     pub async fn load_as_of(
         &self,
         id: &str,
@@ -150,21 +153,22 @@ where
     where
         A::Event: Dated,
     {
-        let events = with_store!(&self.store, s => s.load_events(id).await).map_err(store_error)?;
+        let events = log::events_after::<A::Event>(&self.db, A::TYPE, id, 0).await?;
         let mut aggregate = A::default();
         let mut version = 0;
-        for envelope in events {
-            if envelope.payload.at() > instant {
+        for event in events {
+            if event.payload.at() > instant {
                 break;
             }
-            aggregate.apply(envelope.payload);
-            version = envelope.sequence as u64;
+            aggregate.apply(event.payload);
+            version = event.sequence;
         }
         Ok((aggregate, version))
     }
 
     /// Runs `commands` in order against one aggregate and appends all their events in one
-    /// transaction, or none. With `expected_version`, a stale caller gets `VersionMismatch`.
+    /// statement (or transaction), or none. With `expected_version`, a stale caller gets
+    /// `VersionMismatch`.
     pub async fn execute(
         &self,
         id: &str,
@@ -174,75 +178,189 @@ where
     ) -> Result<Committed<A>, ExecuteError<A::Error>> {
         let _guard = self.lock_for(id).lock().await;
         let metadata = metadata.into_map();
-        for attempt in 1..=MAX_ATTEMPTS {
-            let mut context =
-                with_store!(&self.store, s => s.load_aggregate(id).await).map_err(store_error)?;
-            let version = context.current_sequence as u64;
-            if let Some(expected) = expected_version.filter(|e| *e != version) {
-                return Err(ExecuteError::VersionMismatch {
-                    expected,
-                    actual: version,
-                });
-            }
-            let sink = EventSink::default();
-            for command in commands.iter().cloned() {
-                context
-                    .aggregate
-                    .handle(command, &(), &sink)
-                    .await
-                    .map_err(ExecuteError::Domain)?;
-            }
-            let new_events = sink.collect().await;
-            let aggregate = context.aggregate.clone();
-            if new_events.is_empty() {
-                let position = self.position_of(id).await?;
-                return Ok(Committed {
-                    aggregate,
-                    version,
-                    position,
-                    events: vec![],
-                });
-            }
-            let committed = with_store!(&self.store, s => s.commit(new_events, context, metadata.clone()).await);
-            match committed.map_err(sqlite_conflict) {
-                Ok(events) => {
-                    let version = events.last().map_or(version, |e| e.sequence as u64);
-                    let position = self.position_of(id).await?;
-                    return Ok(Committed {
-                        aggregate,
-                        version,
-                        position,
-                        events,
-                    });
+        let metadata_json = serde_json::to_value(&metadata).map_err(StoreError::from)?;
+        // A cached state may be behind the store (another instance appended); one just
+        // read from the store is current as of that read.
+        let (mut current, mut fresh) = match self.cache.get(id) {
+            Some(cached) => (cached, false),
+            None => (self.load_cold(id).await?, true),
+        };
+        let mut contended = 0;
+        loop {
+            let decided = decide(&current, &commands, expected_version).await;
+            let (aggregate, events) = match decided {
+                Ok((aggregate, events)) if !events.is_empty() => (aggregate, events),
+                // A refusal, a version mismatch or a command with nothing to record is
+                // answered from the state it was decided on, and nothing in the store
+                // would object to a stale one: bring it up to date first, and decide again
+                // if other instances had moved the aggregate on.
+                settled => {
+                    if !fresh {
+                        let caught_up = self.catch_up(id, current.clone()).await?;
+                        fresh = true;
+                        if caught_up.version != current.version {
+                            current = caught_up;
+                            continue;
+                        }
+                    }
+                    return unchanged(settled, &current);
                 }
-                Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
-                    // Another instance appended first: back off a random little while.
-                    let jitter = u64::from(crate::crypto::random_bytes::<1>()[0]) % 20;
-                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt) + jitter))
-                        .await;
+            };
+            match self
+                .append(id, &current, aggregate, events, &metadata, &metadata_json)
+                .await
+            {
+                Ok(committed) => return Ok(committed),
+                Err(AppendError::Conflict) => {
+                    self.cache.forget(id);
+                    if fresh {
+                        // A real race with another writer: back off a random little while.
+                        contended += 1;
+                        if contended >= MAX_ATTEMPTS {
+                            return Err(ExecuteError::Conflict);
+                        }
+                        let jitter = u64::from(crate::crypto::random_bytes::<1>()[0]) % 20;
+                        tokio::time::sleep(Duration::from_millis(5 * contended as u64 + jitter))
+                            .await;
+                    }
+                    // Drop what this instance thought and take the store's word (latest
+                    // snapshot and the events after it).
+                    current = self.load_cold(id).await?;
+                    fresh = true;
                 }
-                Err(AggregateError::AggregateConflict) => return Err(ExecuteError::Conflict),
-                Err(other) => return Err(store_error(other)),
+                Err(AppendError::Store(error)) => {
+                    // Whether the append landed is unknown: keep no belief about it.
+                    self.cache.forget(id);
+                    return Err(error.into());
+                }
             }
         }
-        Err(ExecuteError::Conflict)
     }
 
-    /// The global position of the aggregate's latest event (0 when it has none).
-    async fn position_of(&self, id: &str) -> Result<i64, ExecuteError<A::Error>> {
-        let position: Option<i64> = with_db!(&self.db, pool => {
-            sqlx::query_scalar(
-                "select global_position from events
-                 where aggregate_type = $1 and aggregate_id = $2
-                 order by sequence desc limit 1",
-            )
-            .bind(A::TYPE)
-            .bind(id)
-            .fetch_optional(pool)
-            .await
+    /// Appends the decided events after `base`, with a snapshot when one is due, and
+    /// caches the new state.
+    async fn append(
+        &self,
+        id: &str,
+        base: &Loaded<A>,
+        aggregate: A,
+        events: Vec<A::Event>,
+        metadata: &HashMap<String, String>,
+        metadata_json: &serde_json::Value,
+    ) -> Result<Committed<A>, AppendError> {
+        let first = base.version + 1;
+        let rows = events
+            .iter()
+            .zip(first..)
+            .map(|(event, sequence)| {
+                Ok(NewEvent {
+                    sequence,
+                    event_type: event.event_type(),
+                    event_version: event.event_version(),
+                    payload: serde_json::to_value(event)?,
+                })
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()
+            .map_err(StoreError::from)?;
+        let version = base.version + rows.len() as u64;
+        let snapshot = if snapshot::due(base.snapshot_version, version) {
+            snapshot_of(id, &aggregate)
+        } else {
+            None
+        };
+        let positions = log::append(
+            &self.db,
+            A::TYPE,
+            id,
+            &rows,
+            metadata_json,
+            snapshot.as_ref(),
+        )
+        .await?;
+        let position = positions.last().copied().unwrap_or(base.position);
+        self.cache.remember(
+            id,
+            Arc::new(Loaded {
+                aggregate: aggregate.clone(),
+                version,
+                position,
+                snapshot_version: if snapshot.is_some() {
+                    version
+                } else {
+                    base.snapshot_version
+                },
+            }),
+        );
+        let events = events
+            .into_iter()
+            .zip(first..)
+            .map(|(payload, sequence)| EventEnvelope {
+                aggregate_id: id.to_owned(),
+                sequence: sequence as usize,
+                payload,
+                metadata: metadata.clone(),
+            })
+            .collect();
+        Ok(Committed {
+            aggregate,
+            version,
+            position,
+            events,
         })
-        .map_err(|e| ExecuteError::Store(Box::new(e)))?;
-        Ok(position.unwrap_or(0))
+    }
+
+    /// The aggregate as the store has it now.
+    async fn current(&self, id: &str) -> Result<Arc<Loaded<A>>, StoreError> {
+        match self.cache.get(id) {
+            Some(cached) => self.catch_up(id, cached).await,
+            None => self.load_cold(id).await,
+        }
+    }
+
+    /// `cached` with the events appended after it folded in (and cached).
+    async fn catch_up(
+        &self,
+        id: &str,
+        cached: Arc<Loaded<A>>,
+    ) -> Result<Arc<Loaded<A>>, StoreError> {
+        let newer = log::events_after::<A::Event>(&self.db, A::TYPE, id, cached.version).await?;
+        if newer.is_empty() {
+            return Ok(cached);
+        }
+        let mut loaded = Loaded::clone(&cached);
+        loaded.fold(id, newer)?;
+        let loaded = Arc::new(loaded);
+        self.cache.remember(id, loaded.clone());
+        Ok(loaded)
+    }
+
+    /// The latest usable snapshot and the events after it (all of them without one), cached.
+    async fn load_cold(&self, id: &str) -> Result<Arc<Loaded<A>>, StoreError> {
+        let mut loaded = Loaded::empty();
+        if let Some(stored) = log::latest_snapshot(&self.db, A::TYPE, id).await? {
+            match snapshot::restore::<A>(&stored) {
+                Some(aggregate) => {
+                    loaded = Loaded {
+                        aggregate,
+                        version: stored.last_sequence,
+                        position: stored.last_position,
+                        snapshot_version: stored.last_sequence,
+                    }
+                }
+                // The next append past the interval replaces it (`snapshot_version` is 0).
+                None => tracing::info!(
+                    aggregate_type = A::TYPE,
+                    aggregate_id = id,
+                    version = stored.last_sequence,
+                    "ignoring a snapshot that does not decode to this version's state; replaying the events"
+                ),
+            }
+        }
+        let events = log::events_after::<A::Event>(&self.db, A::TYPE, id, loaded.version).await?;
+        loaded.fold(id, events)?;
+        let loaded = Arc::new(loaded);
+        self.cache.remember(id, loaded.clone());
+        Ok(loaded)
     }
 
     fn lock_for(&self, id: &str) -> &Mutex<()> {
@@ -252,23 +370,61 @@ where
     }
 }
 
-/// sqlite-es reports only primary-key violations as conflicts; the events table's key is its
-/// position, so a concurrent append shows as a unique-constraint violation instead.
-fn sqlite_conflict<E: std::error::Error>(error: AggregateError<E>) -> AggregateError<E> {
-    match error {
-        AggregateError::UnexpectedError(e)
-            if e.to_string().contains("UNIQUE constraint failed: events.") =>
-        {
-            AggregateError::AggregateConflict
-        }
-        other => other,
+/// A command list's verdict: the new state and the events that lead to it, or a refusal.
+type Decision<A> = Result<(A, Vec<<A as Aggregate>::Event>), ExecuteError<<A as Aggregate>::Error>>;
+
+/// Checks the expected version, then lets a copy of the state handle each command in turn.
+async fn decide<A>(
+    current: &Loaded<A>,
+    commands: &[A::Command],
+    expected_version: Option<u64>,
+) -> Decision<A>
+where
+    A: Aggregate<Services = ()> + Clone,
+    A::Command: Clone,
+{
+    if let Some(expected) = expected_version.filter(|e| *e != current.version) {
+        return Err(ExecuteError::VersionMismatch {
+            expected,
+            actual: current.version,
+        });
     }
+    let mut aggregate = current.aggregate.clone();
+    let sink = EventSink::default();
+    for command in commands.iter().cloned() {
+        aggregate
+            .handle(command, &(), &sink)
+            .await
+            .map_err(ExecuteError::Domain)?;
+    }
+    Ok((aggregate, sink.collect().await))
 }
 
-fn store_error<E: std::error::Error>(error: AggregateError<E>) -> ExecuteError<E> {
-    match error {
-        AggregateError::UserError(e) => ExecuteError::Domain(e),
-        AggregateError::AggregateConflict => ExecuteError::Conflict,
-        other => ExecuteError::Store(other.to_string().into()),
+/// The answer to a command that recorded nothing: its refusal, or the state unchanged.
+fn unchanged<A: Aggregate>(
+    decided: Decision<A>,
+    current: &Loaded<A>,
+) -> Result<Committed<A>, ExecuteError<A::Error>> {
+    let (aggregate, _) = decided?;
+    Ok(Committed {
+        aggregate,
+        version: current.version,
+        position: current.position,
+        events: vec![],
+    })
+}
+
+/// The state to store as a snapshot. Failing to encode one costs only speed, so it is
+/// logged and the command goes on without it.
+fn snapshot_of<A: Aggregate>(id: &str, aggregate: &A) -> Option<NewSnapshot> {
+    match serde_json::to_value(aggregate) {
+        Ok(payload) => Some(NewSnapshot {
+            format: SNAPSHOT_FORMAT,
+            payload,
+        }),
+        Err(error) => {
+            tracing::warn!(aggregate_type = A::TYPE, aggregate_id = id, %error, "cannot encode a snapshot");
+            None
+        }
     }
 }

@@ -2,23 +2,39 @@ use flowlytix_aggregates::{DeviceId, Sha256Hex, SubscriptionId};
 use flowlytix_projections::{with_db, Db};
 use uuid::Uuid;
 
+/// Key hashes remembered by [`Lookup::subscription_by_key_hash`]; an entry is a 64-character
+/// hash and an id, a few hundred bytes with the cache's bookkeeping.
+pub const KEY_HASH_CACHE_CAPACITY: u64 = 50_000;
+
 /// Finds the subscription behind a license key hash or a device id, straight from the event
 /// log (through expression indexes), so it is right the moment a command commits. The
 /// caller still checks the loaded aggregate: a regenerated key's old hash stays in the log.
 #[derive(Clone)]
 pub struct Lookup {
     db: Db,
+    /// Key hash → subscription, for found keys only. Kept without expiry because the answer
+    /// never changes: a key is 128 random bits, so its hash names one subscription forever,
+    /// and a superseded or deleted one still names it (the activation's `VerifyLicenseKey`
+    /// is what refuses it, on the aggregate). An unknown hash is not kept: any instance may
+    /// issue that key the next moment.
+    by_key_hash: moka::sync::Cache<Sha256Hex, SubscriptionId>,
 }
 
 impl Lookup {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            by_key_hash: moka::sync::Cache::new(KEY_HASH_CACHE_CAPACITY),
+        }
     }
 
     pub async fn subscription_by_key_hash(
         &self,
         hash: &Sha256Hex,
     ) -> Result<Option<SubscriptionId>, sqlx::Error> {
+        if let Some(id) = self.by_key_hash.get(hash) {
+            return Ok(Some(id));
+        }
         let id: Option<String> = with_db!(&self.db, pool => {
             sqlx::query_scalar(
                 "select aggregate_id from events
@@ -30,9 +46,13 @@ impl Lookup {
             .fetch_optional(pool)
             .await?
         });
-        Ok(id
+        let id = id
             .and_then(|id| Uuid::parse_str(&id).ok())
-            .map(SubscriptionId))
+            .map(SubscriptionId);
+        if let Some(id) = id {
+            self.by_key_hash.insert(hash.clone(), id);
+        }
+        Ok(id)
     }
 
     /// Whether any admin account was ever created.

@@ -1,14 +1,21 @@
-//! The event store (PostgreSQL via postgres-es, or SQLite via sqlite-es) and the queries
-//! that read it directly.
+//! The event store (PostgreSQL, or SQLite when embedded) and the queries that read it
+//! directly: the executor (with its aggregate cache and snapshots), lookups, the publisher.
 
+mod cache;
 mod executor;
+#[cfg(test)]
+mod executor_tests;
+mod log;
 mod lookup;
 pub mod notices;
 pub mod publisher;
+mod snapshot;
 
-pub use executor::{Committed, Dated, EventMetadata, ExecuteError, Executor};
+pub use executor::{Committed, Dated, EventMetadata, ExecuteError, Executor, CACHE_CAPACITY};
 pub use flowlytix_projections::Db;
+pub use log::StoreError;
 pub use lookup::Lookup;
+pub use snapshot::{SNAPSHOT_FORMAT, SNAPSHOT_INTERVAL};
 
 use std::str::FromStr;
 use std::time::Duration;

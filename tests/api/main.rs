@@ -16,6 +16,7 @@ mod end_to_end;
 mod event_log;
 mod license_tokens;
 mod poison;
+mod long_history;
 mod read_models;
 mod read_side;
 mod secrets;

@@ -1,0 +1,252 @@
+//! One aggregate's stream in the event log, in SQL: its events after a version, its latest
+//! snapshot, and appending to it.
+//!
+//! This replaces postgres-es / sqlite-es's repository because the executor needs what they
+//! do not give: each appended event's global position back from the insert itself
+//! (`returning`), the tail of a stream after a snapshot, and snapshots of its own (cqrs-es
+//! 0.5's apply events twice). The rows are the ones those crates write: the same seven
+//! columns, `payload` and `metadata` bound as the same `serde_json::Value`s (the event, and
+//! the metadata map), so the publisher, lookups, feed and projections read them as before;
+//! `global_position`, `tx_id` and `recorded_at` are left to their defaults.
+
+use flowlytix_projections::{with_conn, with_db, Db};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sqlx::types::Json;
+use sqlx::Row;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the event store failed")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot encode an event")]
+    Encode(#[from] serde_json::Error),
+    #[error("the events of {aggregate_id} jump from version {version} to {found}")]
+    Gap {
+        aggregate_id: String,
+        version: u64,
+        found: u64,
+    },
+    #[error("{inserted} rows came back from appending {sent} events")]
+    Unconfirmed { sent: usize, inserted: usize },
+}
+
+/// Why an append did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// One of the sequences is taken: another writer appended first.
+    #[error("another writer appended to the aggregate first")]
+    Conflict,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An event as the log holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent<E> {
+    pub sequence: u64,
+    pub position: i64,
+    pub payload: E,
+}
+
+/// An event about to be appended.
+pub struct NewEvent {
+    pub sequence: u64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+}
+
+/// A snapshot row; `payload` is still the stored text, which may not even be JSON any more
+/// (SQLite keeps whatever text it is given), let alone this version's state.
+pub struct StoredSnapshot {
+    pub last_sequence: u64,
+    pub last_position: i64,
+    pub format: i32,
+    pub payload: String,
+}
+
+/// A snapshot to write with an append, of the state its last event leads to.
+pub struct NewSnapshot {
+    pub format: i32,
+    pub payload: Value,
+}
+
+/// The aggregate's events with a sequence above `after`, in order. Payloads decode straight
+/// into the event type (no intermediate `Value`).
+pub async fn events_after<E: DeserializeOwned>(
+    db: &Db,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    after: u64,
+) -> Result<Vec<StoredEvent<E>>, StoreError> {
+    let events = with_db!(db, pool => {
+        let rows = sqlx::query(
+            "select sequence, global_position, payload from events
+             where aggregate_type = $1 and aggregate_id = $2 and sequence > $3
+             order by sequence",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(as_i64(after))
+        .fetch_all(pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredEvent {
+                    sequence: as_u64(row.try_get::<i64, _>(0)?),
+                    position: row.try_get(1)?,
+                    payload: row.try_get::<Json<E>, _>(2)?.0,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?
+    });
+    Ok(events)
+}
+
+pub async fn latest_snapshot(
+    db: &Db,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Option<StoredSnapshot>, StoreError> {
+    let snapshot = with_db!(db, pool => {
+        let row = sqlx::query(
+            "select last_sequence, last_position, format, cast(payload as text) from snapshots
+             where aggregate_type = $1 and aggregate_id = $2",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_optional(pool)
+        .await?;
+        row.map(|row| {
+            Ok::<_, sqlx::Error>(StoredSnapshot {
+                last_sequence: as_u64(row.try_get::<i64, _>(0)?),
+                last_position: row.try_get(1)?,
+                format: row.try_get(2)?,
+                payload: row.try_get(3)?,
+            })
+        })
+        .transpose()?
+    });
+    Ok(snapshot)
+}
+
+/// Appends `events` (consecutive sequences) and returns their global positions in order.
+/// Without a snapshot this is one `insert … returning` statement, atomic on its own; with
+/// one, the insert and the snapshot share a transaction, so a snapshot never runs ahead of
+/// the events it folds.
+pub async fn append(
+    db: &Db,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    events: &[NewEvent],
+    metadata: &Value,
+    snapshot: Option<&NewSnapshot>,
+) -> Result<Vec<i64>, AppendError> {
+    let positions = match snapshot {
+        None => {
+            let mut connection = db.acquire().await.map_err(classify)?;
+            insert_events(
+                connection.conn(),
+                aggregate_type,
+                aggregate_id,
+                events,
+                metadata,
+            )
+            .await?
+        }
+        Some(snapshot) => {
+            let mut tx = db.begin().await.map_err(classify)?;
+            let positions =
+                insert_events(tx.conn(), aggregate_type, aggregate_id, events, metadata).await?;
+            let (Some(last), Some(&last_position)) = (events.last(), positions.last()) else {
+                return Ok(positions);
+            };
+            with_conn!(tx.conn(), conn => {
+                sqlx::query(
+                    "insert into snapshots
+                         (aggregate_type, aggregate_id, last_sequence, last_position, format, payload)
+                     values ($1, $2, $3, $4, $5, $6)
+                     on conflict (aggregate_type, aggregate_id) do update
+                     set last_sequence = excluded.last_sequence,
+                         last_position = excluded.last_position,
+                         format = excluded.format,
+                         payload = excluded.payload,
+                         taken_at = excluded.taken_at
+                     where snapshots.last_sequence < excluded.last_sequence",
+                )
+                .bind(aggregate_type)
+                .bind(aggregate_id)
+                .bind(as_i64(last.sequence))
+                .bind(last_position)
+                .bind(snapshot.format)
+                .bind(&snapshot.payload)
+                .execute(&mut *conn)
+                .await
+                .map(|_| ())
+            })
+            .map_err(classify)?;
+            tx.commit().await.map_err(classify)?;
+            positions
+        }
+    };
+    Ok(positions)
+}
+
+async fn insert_events(
+    connection: flowlytix_projections::Conn<'_>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    events: &[NewEvent],
+    metadata: &Value,
+) -> Result<Vec<i64>, AppendError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut returned: Vec<(i64, i64)> = with_conn!(connection, conn => {
+        let mut insert = sqlx::QueryBuilder::new(
+            "insert into events
+                 (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) ",
+        );
+        insert.push_values(events, |mut row, event| {
+            row.push_bind(aggregate_type)
+                .push_bind(aggregate_id)
+                .push_bind(as_i64(event.sequence))
+                .push_bind(event.event_type.as_str())
+                .push_bind(event.event_version.as_str())
+                .push_bind(&event.payload)
+                .push_bind(metadata);
+        });
+        // The sequence comes back too: neither backend promises `returning` rows in the
+        // order of the `values`.
+        insert.push(" returning sequence, global_position");
+        insert.build_query_as().fetch_all(&mut *conn).await
+    })
+    .map_err(classify)?;
+    if returned.len() != events.len() {
+        return Err(StoreError::Unconfirmed {
+            sent: events.len(),
+            inserted: returned.len(),
+        }
+        .into());
+    }
+    returned.sort_unstable();
+    Ok(returned.into_iter().map(|(_, position)| position).collect())
+}
+
+/// A taken sequence (the unique key on aggregate type, id and sequence) is a conflict.
+fn classify(error: sqlx::Error) -> AppendError {
+    match &error {
+        sqlx::Error::Database(e) if e.is_unique_violation() => AppendError::Conflict,
+        _ => AppendError::Store(error.into()),
+    }
+}
+
+/// Sequences are stored as signed 64-bit integers; no stream gets near 2^63 events.
+fn as_i64(sequence: u64) -> i64 {
+    i64::try_from(sequence).unwrap_or(i64::MAX)
+}
+
+fn as_u64(sequence: i64) -> u64 {
+    u64::try_from(sequence).unwrap_or(0)
+}
