@@ -13,6 +13,9 @@ use utoipa::openapi::OpenApi as OpenApiDocument;
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
+use serde_json::{json, Value};
+
+use super::storable;
 use crate::app::SharedApp;
 
 #[derive(OpenApi)]
@@ -68,13 +71,13 @@ const REDOC_PAGE: &str = r#"<!DOCTYPE html>
   </body>
 </html>"#;
 
-pub fn router(openapi: OpenApiDocument) -> Router<SharedApp> {
+pub fn router(openapi: Value) -> Router<SharedApp> {
     Router::new()
         // No online validator: Swagger UI's default badge sends the document's URL to
         // validator.swagger.io whenever the server is not reached as localhost.
         .merge(
             SwaggerUi::new("/docs")
-                .url("/openapi.json", openapi)
+                .external_url_unchecked("/openapi.json", openapi)
                 .config(SwaggerConfig::default().validator_url("none")),
         )
         .route("/redoc", get(|| async { Html(REDOC_PAGE) }))
@@ -91,4 +94,248 @@ pub fn router(openapi: OpenApiDocument) -> Router<SharedApp> {
                     .into_response()
             }),
         )
+}
+
+/// The document as the routes describe it, completed with what the layers and extractors
+/// add to every operation: their error answers (all `application/problem+json`), the rate
+/// limit's 429, and the rule that no text may carry NUL. Worked on as JSON: the rules are
+/// about the shape of the document, whatever utoipa types built it.
+pub fn complete(openapi: &OpenApiDocument) -> Value {
+    let mut document = serde_json::to_value(openapi).unwrap_or(Value::Null);
+    complete_json(&mut document);
+    document
+}
+
+/// No NUL, which no store can hold (`storable::check_text`).
+pub const NO_NUL: &str = "^[^\\x00]*$";
+
+fn problem(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    })
+}
+
+fn complete_json(document: &mut Value) {
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in item.iter_mut() {
+            complete_operation(path, method, operation);
+        }
+    }
+    if let Some(schemas) = document
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        for (name, schema) in schemas.iter_mut() {
+            if name.ends_with("Request") || name == "DeviceInfo" {
+                forbid_nul(schema);
+            }
+        }
+        schemas.insert("StorableValue".into(), storable_value_schema());
+    }
+}
+
+fn complete_operation(path: &str, method: &str, operation: &mut Value) {
+    let secured = operation
+        .get("security")
+        .and_then(Value::as_array)
+        .is_some_and(|s| !s.is_empty());
+    let has_body = operation.get("requestBody").is_some();
+    let parameters = operation
+        .get("parameters")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let has_in = |place: &str| parameters.iter().any(|p| p["in"] == place);
+    let writes = method != "get";
+    let mut added: Vec<(&str, Value)> = vec![(
+        "500",
+        problem("INTERNAL_ERROR: the failure is logged; its cause is never sent"),
+    )];
+    let touches_store = !matches!(
+        path,
+        "/livez" | "/health" | "/.well-known/jwks.json" | "/api/v1/licensing/public-key"
+    );
+    if touches_store {
+        added.push((
+            "503",
+            problem("SERVICE_UNAVAILABLE: the database does not answer"),
+        ));
+    }
+    if secured {
+        added.push((
+            "401",
+            problem("UNAUTHENTICATED or INVALID_ACCESS_TOKEN: no valid access token"),
+        ));
+        if writes && path != "/api/v1/auth/logout" {
+            added.push((
+                "403",
+                problem("FORBIDDEN: the admin role is needed; auditors may only read"),
+            ));
+        }
+    }
+    if has_body {
+        added.push(("400", problem("MALFORMED_JSON: the body is not JSON")));
+        added.push(("413", problem("PAYLOAD_TOO_LARGE: over MAX_BODY_BYTES")));
+        added.push((
+            "415",
+            problem("UNSUPPORTED_MEDIA_TYPE: send Content-Type: application/json"),
+        ));
+        added.push((
+            "422",
+            problem("INVALID_BODY (wrong types, unknown fields, values no store can hold: NUL, numbers beyond 64-bit integers or ±1e15, nesting deeper than 10) or VALIDATION_FAILED"),
+        ));
+    }
+    if has_in("path") {
+        added.push(("400", problem("INVALID_PATH: an id is not a UUID")));
+        added.push(("404", problem("not found")));
+    }
+    if has_in("query") {
+        added.push((
+            "400",
+            problem("INVALID_QUERY: a parameter has the wrong type, an unknown value, or NUL"),
+        ));
+    }
+    if path.starts_with("/api/v1/auth/") || path.starts_with("/api/v1/licensing/") {
+        let mut limited = problem("RATE_LIMITED: too many requests from this address");
+        limited["headers"] = json!({"Retry-After": {
+            "description": "Seconds to wait before the next request is accepted (at least 1).",
+            "required": true,
+            "schema": {"type": "integer", "minimum": 1},
+        }});
+        added.push(("429", limited));
+    }
+    let command = path.starts_with("/api/v1/subscriptions")
+        || path.starts_with("/api/v1/devices")
+        || matches!(
+            path,
+            "/api/v1/licensing/activate"
+                | "/api/v1/licensing/refresh"
+                | "/api/v1/licensing/deactivate"
+        );
+    if writes && command {
+        added.push((
+            "409",
+            problem("CONCURRENT_MODIFICATION, VERSION_CONFLICT or a rule of the current state"),
+        ));
+    }
+    if writes
+        && (path.starts_with("/api/v1/subscriptions/{id}")
+            || path.starts_with("/api/v1/devices/{id}"))
+    {
+        added.push((
+            "410",
+            problem(
+                "SUBSCRIPTION_DELETED: the subscription was deleted; its history stays readable",
+            ),
+        ));
+    }
+    let Some(responses) = operation
+        .get_mut("responses")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    // Every answer that is a problem is served as one.
+    for response in responses.values_mut() {
+        let is_problem = response
+            .pointer("/content/application~1json/schema/$ref")
+            .is_some_and(|r| r == "#/components/schemas/Problem");
+        if is_problem {
+            let description = response["description"].as_str().unwrap_or("").to_owned();
+            *response = problem(&description);
+        }
+    }
+    for (status, response) in added {
+        responses.entry(status).or_insert(response);
+    }
+    for response in responses.values_mut() {
+        if response["description"].as_str().is_none_or(str::is_empty) {
+            response["description"] = json!("see the schema");
+        }
+    }
+    if let Some(parameters) = operation
+        .get_mut("parameters")
+        .and_then(Value::as_array_mut)
+    {
+        for parameter in parameters.iter_mut().filter(|p| p["in"] == "query") {
+            if let Some(schema) = parameter.get_mut("schema") {
+                forbid_nul(schema);
+            }
+        }
+    }
+}
+
+/// Adds the NUL-free pattern to every string in `schema` that has no format, enum or
+/// pattern of its own; `metadata`'s values become the storable value schema.
+fn forbid_nul(schema: &mut Value) {
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    let is_string = match object.get("type") {
+        Some(Value::String(t)) => t == "string",
+        Some(Value::Array(types)) => types.iter().any(|t| t == "string"),
+        _ => false,
+    };
+    let constrained = ["format", "enum", "pattern", "$ref"]
+        .iter()
+        .any(|k| object.contains_key(*k));
+    if is_string && !constrained {
+        object.insert("pattern".into(), json!(NO_NUL));
+    }
+    if let Some(properties) = object.get_mut("properties").and_then(Value::as_object_mut) {
+        for (name, property) in properties.iter_mut() {
+            if name == "metadata" {
+                let nullable = property["type"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t == "null"));
+                *property = metadata_schema(nullable);
+            } else {
+                forbid_nul(property);
+            }
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(inner) = object.get_mut(key) {
+            forbid_nul(inner);
+        }
+    }
+    for key in ["oneOf", "anyOf", "allOf"] {
+        if let Some(options) = object.get_mut(key).and_then(Value::as_array_mut) {
+            options.iter_mut().for_each(forbid_nul);
+        }
+    }
+}
+
+fn metadata_schema(nullable: bool) -> Value {
+    json!({
+        "type": if nullable { json!(["object", "null"]) } else { json!("object") },
+        "description": "Free-form JSON kept with the subscription: at most 16 KiB, nesting at most 8 levels, \
+            keys and strings without NUL, numbers 64-bit integers or decimals strictly between -1e15 and 1e15.",
+        "propertyNames": {"pattern": NO_NUL},
+        "additionalProperties": {"$ref": "#/components/schemas/StorableValue"},
+    })
+}
+
+/// Any JSON value that both stores give back unchanged (see `storable`).
+fn storable_value_schema() -> Value {
+    json!({
+        "description": "A JSON value both stores keep exactly.",
+        "anyOf": [
+            {"type": "null"},
+            {"type": "boolean"},
+            {"type": "integer", "minimum": i64::MIN, "maximum": u64::MAX},
+            {"type": "number", "exclusiveMinimum": -storable::MAX_DECIMAL, "exclusiveMaximum": storable::MAX_DECIMAL},
+            {"type": "string", "pattern": NO_NUL},
+            {"type": "array", "items": {"$ref": "#/components/schemas/StorableValue"}},
+            {"type": "object", "propertyNames": {"pattern": NO_NUL},
+             "additionalProperties": {"$ref": "#/components/schemas/StorableValue"}},
+        ],
+    })
 }

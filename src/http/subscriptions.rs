@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::access::{RequireAdmin, RequireReader};
 use super::error::{ApiError, Problem};
 use super::extract::{with_consistency, ApiJson, ApiPath, ApiQuery, RequestContext};
-use super::views::{Page, SubscriptionView};
+use super::views::{SubscriptionPage, SubscriptionView};
 use crate::app::SharedApp;
 use crate::read;
 use crate::read::consistency::wait_for_position;
@@ -137,6 +137,7 @@ async fn get_subscription(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AsOf {
     /// An RFC 3339 instant: answer with the state at that time.
@@ -177,8 +178,6 @@ async fn list_subscriptions(
     };
     Ok(with_consistency(Json(page).into_response(), consistent))
 }
-
-pub type SubscriptionPage = Page<SubscriptionView>;
 
 /// Change plan, device limit, period, status or details, atomically. Send `If-Match` with
 /// the version you read to be refused (409 VERSION_CONFLICT) if it changed meanwhile.

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::{like_pattern, Paging};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceFilter {
     pub subscription_id: Option<Uuid>,

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::{like_pattern, Paging};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionFilter {
     /// trialing, active, past_due, suspended, canceled or expired (as of now).

@@ -148,7 +148,8 @@ pub async fn create(
     })
 }
 
-/// Applies a PUT: every change in one atomic step. A deleted subscription is not there.
+/// Applies a PUT: every change in one atomic step. An unknown subscription is not found and
+/// a deleted one is gone (410), also when the body changes nothing.
 pub async fn update(
     app: &App,
     id: SubscriptionId,
@@ -157,13 +158,19 @@ pub async fn update(
     metadata: EventMetadata,
 ) -> Result<Committed<Subscription>, ManageError> {
     let actions = update_actions(request)?;
-    app.subscriptions
+    let committed = app
+        .subscriptions
         .run(id, actions, metadata, expected_version)
-        .await
-        .map_err(|error| match error {
-            ExecuteError::Domain(SubscriptionError::Deleted) => ManageError::NotFound,
-            other => other.into(),
-        })
+        .await?;
+    // With no action (`{}`), no command reached the aggregate to refuse it; nothing was
+    // written, and the state loaded under the lock says whether it exists.
+    match committed.aggregate.state() {
+        None => Err(ManageError::NotFound),
+        Some(state) if state.deleted_at.is_some() => {
+            Err(ExecuteError::Domain(SubscriptionError::Deleted).into())
+        }
+        Some(_) => Ok(committed),
+    }
 }
 
 /// Deletes a subscription: it leaves every list and never validates again; its events stay.
