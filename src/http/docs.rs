@@ -15,8 +15,11 @@ use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use serde_json::{json, Value};
 
-use super::storable;
+use super::{storable, subscriptions};
 use crate::app::SharedApp;
+use crate::licensing::MAX_FINGERPRINT_LEN;
+use crate::subscriptions::MAX_FEATURES;
+use flowlytix_aggregates::subscription::{MAX_DEVICE_LIMIT, MAX_TEXT_LEN};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -189,7 +192,7 @@ fn complete_operation(path: &str, method: &str, operation: &mut Value) {
         ));
         added.push((
             "422",
-            problem("INVALID_BODY (wrong types, unknown fields, values no store can hold: NUL, numbers beyond 64-bit integers or ±1e15, nesting deeper than 10) or VALIDATION_FAILED"),
+            problem("INVALID_BODY (wrong types, unknown fields, values no store can hold: NUL, numbers beyond 64-bit integers or ±1e15, arrays and objects nested deeper than 10 levels) or VALIDATION_FAILED"),
         ));
     }
     if has_in("path") {
@@ -264,16 +267,134 @@ fn complete_operation(path: &str, method: &str, operation: &mut Value) {
         .get_mut("parameters")
         .and_then(Value::as_array_mut)
     {
-        for parameter in parameters.iter_mut().filter(|p| p["in"] == "query") {
-            if let Some(schema) = parameter.get_mut("schema") {
-                forbid_nul(schema);
+        for parameter in parameters.iter_mut() {
+            let name = parameter["name"].as_str().unwrap_or("").to_owned();
+            let place = parameter_place(parameter).to_owned();
+            let Some(schema) = parameter.get_mut("schema") else {
+                continue;
+            };
+            match place.as_str() {
+                "query" => {
+                    // An optional query parameter is absent, never `null`.
+                    if let Some(object) = schema.as_object_mut() {
+                        if let Some(types) = object.get("type").and_then(Value::as_array) {
+                            let kept: Vec<Value> =
+                                types.iter().filter(|t| *t != "null").cloned().collect();
+                            if kept.len() == 1 {
+                                object.insert("type".into(), kept[0].clone());
+                            }
+                        }
+                    }
+                    if let Some(rules) = query_rules(&name) {
+                        apply_rules(schema, &rules);
+                    }
+                    forbid_nul(schema);
+                }
+                "header" if name.eq_ignore_ascii_case("if-match") => {
+                    *schema = json!({"type": "string", "pattern": subscriptions::IF_MATCH_PATTERN});
+                }
+                _ => {}
             }
         }
     }
 }
 
+/// Characters Rust's `trim` removes (Unicode White_Space), spelled out: regex engines
+/// disagree on what `\s` means.
+const WHITE_SPACE: &str =
+    "\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+
+/// Text that is not blank and has no NUL (the aggregates' `check_text`, and fingerprints).
+fn non_blank() -> String {
+    format!("^[^\\x00]*[^\\x00{WHITE_SPACE}][^\\x00]*$")
+}
+
+/// What the server enforces on a request field, by its name, from the constants the server
+/// checks against.
+fn field_rules(name: &str) -> Option<Value> {
+    let text = json!({"minLength": 1, "maxLength": MAX_TEXT_LEN, "pattern": non_blank()});
+    let slug = json!({"pattern": "^[a-z0-9_-]{1,64}$"});
+    Some(match name {
+        "customer_name" | "organization" | "reason" | "name" | "notes" | "platform"
+        | "os_version" | "app_version" | "hostname" => text,
+        "fingerprint" => {
+            json!({"minLength": 1, "maxLength": MAX_FINGERPRINT_LEN, "pattern": non_blank()})
+        }
+        // The rule `Email::parse` keeps, spelled out as a pattern rather than `format:
+        // email`, whose validators each read a different RFC 5322 subset.
+        "customer_email" => json!({
+            "description": "An email address: one `@`, a domain with a dot inside it, no space or control character; kept trimmed and lowercased.",
+            "maxLength": 254,
+            "pattern": format!("^[{WHITE_SPACE}]*[^@\\x00-\\x1f\\x7f-\\x9f{WHITE_SPACE}]+@[^@.\\x00-\\x1f\\x7f-\\x9f{WHITE_SPACE}][^@\\x00-\\x1f\\x7f-\\x9f{WHITE_SPACE}]*\\.[^@\\x00-\\x1f\\x7f-\\x9f{WHITE_SPACE}]*[^@.\\x00-\\x1f\\x7f-\\x9f{WHITE_SPACE}][{WHITE_SPACE}]*$"),
+        }),
+        "plan" => slug,
+        "features" => {
+            json!({"maxItems": MAX_FEATURES, "items": {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"}})
+        }
+        "max_devices" => json!({"minimum": 1, "maximum": MAX_DEVICE_LIMIT}),
+        "license_key" => json!({"maxLength": 128, "pattern": NO_NUL}),
+        "page" | "per_page" => json!({"minimum": 0, "maximum": u32::MAX}),
+        _ => return None,
+    })
+}
+
+fn parameter_place(parameter: &Value) -> &str {
+    parameter["in"].as_str().unwrap_or("")
+}
+
+/// What the server enforces on a query parameter, by its name.
+fn query_rules(name: &str) -> Option<Value> {
+    Some(match name {
+        "sort" => {
+            let columns = [
+                "created_at",
+                "updated_at",
+                "expires_at",
+                "customer_email",
+                "plan",
+            ];
+            let values: Vec<String> = columns
+                .iter()
+                .flat_map(|c| [c.to_string(), format!("-{c}")])
+                .collect();
+            json!({"enum": values})
+        }
+        "page" | "per_page" => json!({"minimum": 0, "maximum": u32::MAX}),
+        "after" => json!({"minimum": 0}),
+        _ => return None,
+    })
+}
+
+/// Merges `rules` into a property's schema; for a nullable one (`anyOf` with null, or a
+/// type list), into its non-null part.
+fn apply_rules(schema: &mut Value, rules: &Value) {
+    let Some(rules) = rules.as_object() else {
+        return;
+    };
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    for (key, rule) in rules {
+        if key == "items" {
+            if let Some(items) = object.get_mut("items").and_then(Value::as_object_mut) {
+                if let Some(rule) = rule.as_object() {
+                    items.extend(rule.clone());
+                }
+                continue;
+            }
+        }
+        object.insert(key.clone(), rule.clone());
+    }
+    if let Some(format) = object.get("format").and_then(Value::as_str) {
+        // utoipa's int32/int64 formats would bound the range more tightly than the rules.
+        if format.starts_with("int") {
+            object.remove("format");
+        }
+    }
+}
+
 /// Adds the NUL-free pattern to every string in `schema` that has no format, enum or
-/// pattern of its own; `metadata`'s values become the storable value schema.
+/// pattern of its own, the field rules by name, and the storable schema to `metadata`.
 fn forbid_nul(schema: &mut Value) {
     let Some(object) = schema.as_object_mut() else {
         return;
@@ -296,9 +417,12 @@ fn forbid_nul(schema: &mut Value) {
                     .as_array()
                     .is_some_and(|t| t.iter().any(|t| t == "null"));
                 *property = metadata_schema(nullable);
-            } else {
-                forbid_nul(property);
+                continue;
             }
+            if let Some(rules) = field_rules(name) {
+                apply_rules(property, &rules);
+            }
+            forbid_nul(property);
         }
     }
     for key in ["items", "additionalProperties"] {
@@ -316,7 +440,7 @@ fn forbid_nul(schema: &mut Value) {
 fn metadata_schema(nullable: bool) -> Value {
     json!({
         "type": if nullable { json!(["object", "null"]) } else { json!("object") },
-        "description": "Free-form JSON kept with the subscription: at most 16 KiB, nesting at most 8 levels, \
+        "description": "Free-form JSON kept with the subscription: at most 16 KiB, at most 8 levels of objects and arrays below it, \
             keys and strings without NUL, numbers 64-bit integers or decimals strictly between -1e15 and 1e15.",
         "propertyNames": {"pattern": NO_NUL},
         "additionalProperties": {"$ref": "#/components/schemas/StorableValue"},

@@ -139,3 +139,40 @@ fn cors(allowed_origins: &[String]) -> CorsLayer {
             axum::http::header::IF_MATCH,
         ])
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_answers_a_500_problem_and_never_its_message() {
+        let router: Router = Router::new()
+            .route(
+                "/",
+                get(|| async {
+                    let secret: Option<&str> = None;
+                    secret.expect("internal detail");
+                    "unreachable"
+                }),
+            )
+            .layer(CatchPanicLayer::custom(panic_response));
+        let request = Request::builder().uri("/").body(Body::empty()).unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()[axum::http::header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["code"], "INTERNAL_ERROR");
+        assert!(!String::from_utf8_lossy(&body).contains("internal detail"));
+    }
+}

@@ -52,21 +52,33 @@ pub struct HistoryResponse {
     pub items: Vec<EventRecord>,
 }
 
-/// A version from `If-Match`: `3`, `"3"` or `W/"3"`.
+/// A version from `If-Match`: `3`, `"3"` or `W/"3"` (as `IF_MATCH_PATTERN` says).
 fn if_match_version(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
     let text = value.to_str().unwrap_or("").trim();
-    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-    text.parse().map(Some).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_IF_MATCH",
-            "If-Match must be the subscription's version, e.g. \"3\"",
-        )
-    })
+    let digits = text
+        .strip_prefix("W/\"")
+        .or_else(|| text.strip_prefix('"'))
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    let valid = (1..=19).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+    valid
+        .then(|| digits.parse().ok())
+        .flatten()
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_IF_MATCH",
+                "If-Match must be the subscription's version, e.g. \"3\"",
+            )
+        })
 }
+
+/// What `if_match_version` accepts, for the OpenAPI document.
+pub const IF_MATCH_PATTERN: &str = r#"^(W/"[0-9]{1,19}"|"[0-9]{1,19}"|[0-9]{1,19})$"#;
 
 /// A subscription in a response, with its version as the ETag.
 fn subscription_response(status: StatusCode, view: SubscriptionView) -> Response {

@@ -16,8 +16,8 @@ use crate::app::App;
 use crate::crypto::{new_license_key, sha256_hex};
 use crate::store::{Committed, EventMetadata, ExecuteError};
 
-const MAX_FEATURES: usize = 100;
-const MAX_METADATA_BYTES: usize = 16 * 1024;
+pub const MAX_FEATURES: usize = 100;
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManageError {
