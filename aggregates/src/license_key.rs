@@ -338,7 +338,7 @@ mod tests {
         body[4] = 31;
         let key = LicenseKey::parse(&text_of(&body)).unwrap();
         assert!(!key.catches_every_adjacent_swap());
-        assert!(LicenseKey::parse(&text_of(&vec![1u8; BODY_LEN]))
+        assert!(LicenseKey::parse(&text_of(&[1u8; BODY_LEN]))
             .unwrap()
             .catches_every_adjacent_swap());
     }

@@ -155,8 +155,9 @@ mod tests {
             .route(
                 "/",
                 get(|| async {
-                    let secret: Option<&str> = None;
-                    secret.expect("internal detail");
+                    let cause: &str = "internal detail";
+                    std::panic::panic_any(cause.to_owned());
+                    #[allow(unreachable_code)]
                     "unreachable"
                 }),
             )

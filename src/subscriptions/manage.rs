@@ -74,7 +74,7 @@ pub struct UpdateSubscriptionRequest {
     pub trial_ends_at: Option<Option<DateTime<Utc>>>,
     /// `active` (resume), `suspended`, `past_due` or `canceled`.
     pub status: Option<StatusChange>,
-    /// Why, for a suspension or cancellation.
+    /// Why, for a suspension or cancellation (422 with any other change of status, or none).
     pub reason: Option<String>,
     pub customer_email: Option<String>,
     pub customer_name: Option<String>,
@@ -308,6 +308,17 @@ fn update_actions(
             expires_at: request.expires_at,
             trial_ends_at: request.trial_ends_at,
         }));
+    }
+    // A reason is recorded with a suspension or a cancellation; sent with anything else it
+    // would be dropped unseen.
+    let takes_reason = matches!(
+        request.status,
+        Some(StatusChange::Suspended | StatusChange::Canceled)
+    );
+    if request.reason.is_some() && !takes_reason {
+        return Err(ManageError::Invalid(
+            "reason: only with status suspended or canceled".into(),
+        ));
     }
     // Status last, so that e.g. a renewal and a resume in one request both apply.
     match request.status {

@@ -157,6 +157,20 @@ async fn nul_in_any_text_field_is_422_and_writes_nothing() {
         )
         .await;
     }
+    // A reason without a suspension or cancellation would be dropped unseen.
+    for body in [
+        json!({"reason": "why"}),
+        json!({"status": "active", "reason": "x"}),
+    ] {
+        let request = app.admin(Method::PUT, &path).json(&body);
+        assert_refused(
+            &app,
+            request,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
+    }
     let device_path = format!("/api/v1/devices/{device_id}");
     for body in [json!({"name": nul}), json!({"notes": nul})] {
         let request = app.admin(Method::PUT, &device_path).json(&body);
