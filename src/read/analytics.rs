@@ -16,10 +16,31 @@ use utoipa::{IntoParams, ToSchema};
 pub struct Range {
     /// First day (inclusive), default 29 days before `to`; 1970-01-01 to 9999-12-31.
     #[param(value_type = Option<String>, format = Date, pattern = r"^\d{4}-\d{2}-\d{2}$")]
+    #[serde(default, deserialize_with = "iso_day")]
     pub from: Option<NaiveDate>,
     /// Last day (inclusive), default today (UTC); 1970-01-01 to 9999-12-31.
     #[param(value_type = Option<String>, format = Date, pattern = r"^\d{4}-\d{2}-\d{2}$")]
+    #[serde(default, deserialize_with = "iso_day")]
     pub to: Option<NaiveDate>,
+}
+
+/// A day as `YYYY-MM-DD` exactly, as the document's pattern says (chrono alone would also
+/// take signed, longer or unpadded years and months).
+fn iso_day<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let shaped = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    if !shaped {
+        return Err(serde::de::Error::custom("a day is YYYY-MM-DD"));
+    }
+    NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 pub const MAX_RANGE_DAYS: i64 = 366;

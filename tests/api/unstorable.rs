@@ -396,6 +396,15 @@ async fn analytics_days_outside_1970_to_9999_are_422_never_a_panic_or_500() {
             };
             assert_problem(response, status, code).await;
         }
+        // A day is YYYY-MM-DD exactly, as documented (chrono alone also took these).
+        for query in ["to=2024-1-5", "to=%2B2024-01-05", "from=02024-01-05"] {
+            let response = app
+                .admin(Method::GET, &format!("{path}?{query}"))
+                .send()
+                .await
+                .unwrap();
+            assert_problem(response, StatusCode::BAD_REQUEST, "INVALID_QUERY").await;
+        }
         // The ends of the range work, and `from` defaults within it.
         for query in [
             "to=1970-01-05",
