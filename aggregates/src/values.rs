@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -213,6 +214,27 @@ impl Role {
     }
 }
 
+/// The first and last day an instant given to the server may fall on (UTC): four-digit
+/// years after the Unix epoch, which RFC 3339, both stores and every client read alike.
+pub const EARLIEST_DAY: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 1) {
+    Some(day) => day,
+    None => NaiveDate::MIN,
+};
+pub const LATEST_DAY: NaiveDate = match NaiveDate::from_ymd_opt(9999, 12, 31) {
+    Some(day) => day,
+    None => NaiveDate::MAX,
+};
+
+/// Whether `day` lies within [`EARLIEST_DAY`]..=[`LATEST_DAY`].
+pub fn is_supported_day(day: NaiveDate) -> bool {
+    (EARLIEST_DAY..=LATEST_DAY).contains(&day)
+}
+
+/// Whether `instant` falls on a supported day.
+pub fn is_supported_instant(instant: DateTime<Utc>) -> bool {
+    is_supported_day(instant.date_naive())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -250,6 +272,25 @@ mod tests {
         assert!(Sha256Hex::parse(&"ab".repeat(32)).is_ok());
         assert!(Sha256Hex::parse(&"AB".repeat(32)).is_err());
         assert!(Sha256Hex::parse("abc").is_err());
+    }
+
+    #[test]
+    fn supported_instants_are_years_1970_to_9999() {
+        use chrono::TimeZone;
+        assert!(is_supported_instant(
+            Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap()
+        ));
+        assert!(is_supported_instant(
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap()
+        ));
+        assert!(!is_supported_instant(
+            Utc.with_ymd_and_hms(1969, 12, 31, 23, 59, 59).unwrap()
+        ));
+        assert!(!is_supported_instant(
+            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap()
+        ));
+        assert!(!is_supported_day(NaiveDate::MIN));
+        assert!(!is_supported_day(NaiveDate::MAX));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::access::{RequireAdmin, RequireReader};
 use super::error::{ApiError, Problem};
 use super::extract::{with_consistency, ApiJson, ApiPath, ApiQuery, RequestContext};
-use super::views::{DeviceView, Page};
+use super::views::{DevicePage, DeviceView};
 use crate::app::SharedApp;
 use crate::read;
 use crate::read::consistency::wait_for_position;
@@ -66,8 +66,6 @@ async fn list_devices(
     };
     Ok(with_consistency(Json(page).into_response(), consistent))
 }
-
-pub type DevicePage = Page<DeviceView>;
 
 /// One device, active or not, of a subscription that is not deleted.
 #[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])),

@@ -175,7 +175,9 @@ impl From<SubscriptionError> for ApiError {
             E::InvalidDeviceLimit { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_DEVICE_LIMIT")
             }
-            E::InvalidPeriod => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_PERIOD"),
+            E::InvalidPeriod | E::InstantOutOfRange => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_PERIOD")
+            }
             E::InvalidText => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_TEXT"),
             E::InvalidStatusTransition { .. } => {
                 (StatusCode::CONFLICT, "INVALID_STATUS_TRANSITION")

@@ -8,13 +8,15 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use chrono::Utc;
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use super::storable;
 use crate::store::EventMetadata;
 
 /// `Json` whose rejections are problem+json (malformed JSON 400, wrong types or unknown
-/// fields 422, too large 413, wrong content type 415).
+/// fields 422, too large 413, wrong content type 415), and which refuses (422) any value
+/// that the event store could not give back exactly (see [`storable`]).
 pub struct ApiJson<T>(pub T);
 
 impl<T, S> FromRequest<S> for ApiJson<T>
@@ -33,13 +35,20 @@ where
             .map_err(JsonRejection::from)?;
         // Syntax first: serde stops at the first error it meets, so a truncated body whose
         // first key is unknown would otherwise be a 422 "unknown field", not a 400.
-        if let Err(e) = serde_json::from_slice::<IgnoredAny>(&bytes) {
-            return Err(ApiError::new(
+        let parsed = serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| {
+            ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "MALFORMED_JSON",
                 format!("the body is not valid JSON: {e}"),
-            ));
-        }
+            )
+        })?;
+        storable::check_value(&parsed).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "INVALID_BODY",
+                e.to_string(),
+            )
+        })?;
         let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
         Ok(Self(value))
     }
@@ -69,10 +78,25 @@ fn is_json(headers: &HeaderMap) -> bool {
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
 
-/// `Query` whose rejection is a problem+json 400.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+/// `Query` whose rejection is a problem+json 400; a query string carrying what no store can
+/// hold as a filter (NUL) is refused the same way, before it reaches any SQL.
 pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        storable::check_query(parts.uri.query().unwrap_or(""))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_QUERY", e.to_string()))?;
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
+    }
+}
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 const MAX_USER_AGENT_LEN: usize = 256;

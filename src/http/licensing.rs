@@ -70,7 +70,9 @@ pub struct CredentialRequest {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TokenRefreshRequest)]
 pub struct RefreshRequest {
+    /// The license token to exchange.
     pub token: String,
 }
 

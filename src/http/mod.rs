@@ -10,6 +10,7 @@ mod events;
 pub mod extract;
 mod health;
 mod licensing;
+pub mod storable;
 mod subscriptions;
 pub mod views;
 
@@ -24,6 +25,7 @@ use governor::middleware::NoOpMiddleware;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::PeerIpKeyExtractor;
 use tower_governor::{GovernorError, GovernorLayer};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -51,8 +53,16 @@ pub fn router(app: SharedApp) -> Router {
         .merge(health::router())
         .split_for_parts();
     let request_id = HeaderName::from_static(extract::REQUEST_ID_HEADER);
-    api.merge(docs::router(openapi))
+    api.merge(docs::router(docs::complete(&openapi)))
         .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such endpoint") })
+        // After every route is in: axum keeps the `Allow` header on this answer.
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "this endpoint does not accept that method; see the Allow header",
+            )
+        })
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
         .layer(cors(&app.config.allowed_origins))
         .layer(SetResponseHeaderLayer::overriding(
@@ -67,7 +77,19 @@ pub fn router(app: SharedApp) -> Router {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        // The last line of defence: a panic anywhere below answers a logged 500 problem
+        // instead of dropping the connection.
+        .layer(CatchPanicLayer::custom(panic_response))
         .with_state(app)
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    ApiError::internal(format!("panic while handling a request: {message}")).into_response()
 }
 
 /// `per_minute` requests a minute per client address (the TCP peer: behind a proxy, limit
@@ -84,8 +106,10 @@ fn rate_limit(
         .key_extractor(PeerIpKeyExtractor)
         .finish()?;
     Some(GovernorLayer::new(config).error_handler(|error| {
+        // tower_governor rounds the wait down to whole seconds (0 for any wait under one):
+        // one more second is the least wait that is never too short.
         let wait = match &error {
-            GovernorError::TooManyRequests { wait_time, .. } => *wait_time,
+            GovernorError::TooManyRequests { wait_time, .. } => wait_time.saturating_add(1),
             _ => 1,
         };
         let mut response = ApiError::new(
@@ -94,11 +118,9 @@ fn rate_limit(
             format!("too many requests from this address; retry in {wait} s"),
         )
         .into_response();
-        if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, value);
-        }
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(wait));
         response
     }))
 }
@@ -116,4 +138,42 @@ fn cors(allowed_origins: &[String]) -> CorsLayer {
             axum::http::header::CONTENT_TYPE,
             axum::http::header::IF_MATCH,
         ])
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_answers_a_500_problem_and_never_its_message() {
+        let router: Router = Router::new()
+            .route(
+                "/",
+                get(|| async {
+                    let cause: &str = "internal detail";
+                    std::panic::panic_any(cause.to_owned());
+                    #[allow(unreachable_code)]
+                    "unreachable"
+                }),
+            )
+            .layer(CatchPanicLayer::custom(panic_response));
+        let request = Request::builder().uri("/").body(Body::empty()).unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()[axum::http::header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["code"], "INTERNAL_ERROR");
+        assert!(!String::from_utf8_lossy(&body).contains("internal detail"));
+    }
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::access::{RequireAdmin, RequireReader};
 use super::error::{ApiError, Problem};
 use super::extract::{with_consistency, ApiJson, ApiPath, ApiQuery, RequestContext};
-use super::views::{Page, SubscriptionView};
+use super::views::{SubscriptionPage, SubscriptionView};
 use crate::app::SharedApp;
 use crate::read;
 use crate::read::consistency::wait_for_position;
@@ -52,21 +52,33 @@ pub struct HistoryResponse {
     pub items: Vec<EventRecord>,
 }
 
-/// A version from `If-Match`: `3`, `"3"` or `W/"3"`.
+/// A version from `If-Match`: `3`, `"3"` or `W/"3"` (as `IF_MATCH_PATTERN` says).
 fn if_match_version(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
     let text = value.to_str().unwrap_or("").trim();
-    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-    text.parse().map(Some).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_IF_MATCH",
-            "If-Match must be the subscription's version, e.g. \"3\"",
-        )
-    })
+    let digits = text
+        .strip_prefix("W/\"")
+        .or_else(|| text.strip_prefix('"'))
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    let valid = (1..=19).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+    valid
+        .then(|| digits.parse().ok())
+        .flatten()
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_IF_MATCH",
+                "If-Match must be the subscription's version, e.g. \"3\"",
+            )
+        })
 }
+
+/// What `if_match_version` accepts, for the OpenAPI document.
+pub const IF_MATCH_PATTERN: &str = r#"^(W/"[0-9]{1,19}"|"[0-9]{1,19}"|[0-9]{1,19})$"#;
 
 /// A subscription in a response, with its version as the ETag.
 fn subscription_response(status: StatusCode, view: SubscriptionView) -> Response {
@@ -137,6 +149,7 @@ async fn get_subscription(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AsOf {
     /// An RFC 3339 instant: answer with the state at that time.
@@ -177,8 +190,6 @@ async fn list_subscriptions(
     };
     Ok(with_consistency(Json(page).into_response(), consistent))
 }
-
-pub type SubscriptionPage = Page<SubscriptionView>;
 
 /// Change plan, device limit, period, status or details, atomically. Send `If-Match` with
 /// the version you read to be refused (409 VERSION_CONFLICT) if it changed meanwhile.

@@ -178,14 +178,36 @@ impl From<DeviceRow> for DeviceView {
     }
 }
 
-/// A page of a list.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub total: i64,
-    pub page: u32,
-    pub per_page: u32,
+/// A page of a list: one named type per item type, so that each list's document names
+/// its own items (a generic `Page<T>` is one schema in OpenAPI, whose items the last user
+/// decided).
+macro_rules! page {
+    ($(#[$doc:meta])* $name:ident, $item:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Serialize, ToSchema)]
+        pub struct $name {
+            pub items: Vec<$item>,
+            /// How many items match, over all pages.
+            pub total: i64,
+            /// From 1.
+            #[schema(minimum = 1)]
+            pub page: u32,
+            #[schema(minimum = 1, maximum = 200)]
+            pub per_page: u32,
+        }
+    };
 }
+
+page!(
+    /// A page of subscriptions.
+    SubscriptionPage,
+    SubscriptionView
+);
+page!(
+    /// A page of devices.
+    DevicePage,
+    DeviceView
+);
 
 /// What a client app learns about its license.
 #[derive(Debug, Serialize, ToSchema)]

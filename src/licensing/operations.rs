@@ -17,7 +17,7 @@ use crate::app::App;
 use crate::crypto::sha256_hex;
 use crate::store::{Committed, EventMetadata, ExecuteError};
 
-const MAX_FINGERPRINT_LEN: usize = 512;
+pub const MAX_FINGERPRINT_LEN: usize = 512;
 
 /// How a client proves which license it speaks for.
 pub enum Credential {
@@ -83,8 +83,10 @@ pub struct DeviceReport {
 
 /// The stored form of a device fingerprint.
 pub fn fingerprint_hash(raw: &str) -> Result<Sha256Hex, LicensingError> {
+    // The length as sent, in characters (as the OpenAPI document's maxLength counts).
+    let too_long = raw.chars().count() > MAX_FINGERPRINT_LEN;
     let raw = raw.trim();
-    if raw.is_empty() || raw.len() > MAX_FINGERPRINT_LEN {
+    if raw.is_empty() || too_long {
         return Err(LicensingError::InvalidFingerprint);
     }
     Ok(sha256_hex(raw))

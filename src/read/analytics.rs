@@ -4,18 +4,43 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use flowlytix_aggregates::values::{is_supported_day, EARLIEST_DAY};
 use flowlytix_projections::{with_db, Db};
 use serde::{Deserialize, Serialize};
 use sqlx::QueryBuilder;
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Range {
-    /// First day (inclusive), default 29 days before `to`.
+    /// First day (inclusive), default 29 days before `to`; 1970-01-01 to 9999-12-31.
+    #[param(value_type = Option<String>, format = Date, pattern = r"^\d{4}-\d{2}-\d{2}$")]
+    #[serde(default, deserialize_with = "iso_day")]
     pub from: Option<NaiveDate>,
-    /// Last day (inclusive), default today (UTC).
+    /// Last day (inclusive), default today (UTC); 1970-01-01 to 9999-12-31.
+    #[param(value_type = Option<String>, format = Date, pattern = r"^\d{4}-\d{2}-\d{2}$")]
+    #[serde(default, deserialize_with = "iso_day")]
     pub to: Option<NaiveDate>,
+}
+
+/// A day as `YYYY-MM-DD` exactly, as the document's pattern says (chrono alone would also
+/// take signed, longer or unpadded years and months).
+fn iso_day<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let shaped = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    if !shaped {
+        return Err(serde::de::Error::custom("a day is YYYY-MM-DD"));
+    }
+    NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 pub const MAX_RANGE_DAYS: i64 = 366;
@@ -26,13 +51,25 @@ pub enum RangeError {
     Reversed,
     #[error("a range covers at most {MAX_RANGE_DAYS} days")]
     TooLong,
+    #[error("`from` and `to` must lie between 1970-01-01 and 9999-12-31")]
+    OutOfRange,
 }
 
 impl Range {
-    /// The inclusive day range, or why it is not acceptable.
+    /// The inclusive day range, or why it is not acceptable. Every day of an accepted range
+    /// is a supported day, so no date arithmetic on it can overflow.
     pub fn days(&self, today: NaiveDate) -> Result<(NaiveDate, NaiveDate), RangeError> {
         let to = self.to.unwrap_or(today);
-        let from = self.from.unwrap_or(to - Duration::days(29));
+        let from = match self.from {
+            Some(from) => from,
+            None => to
+                .checked_sub_signed(Duration::days(29))
+                .ok_or(RangeError::OutOfRange)?
+                .max(EARLIEST_DAY),
+        };
+        if !is_supported_day(from) || !is_supported_day(to) {
+            return Err(RangeError::OutOfRange);
+        }
         if from > to {
             return Err(RangeError::Reversed);
         }
@@ -127,10 +164,8 @@ pub async fn daily(
     to: NaiveDate,
 ) -> Result<Vec<DailyCounts>, sqlx::Error> {
     let mut days: BTreeMap<NaiveDate, Counts> = BTreeMap::new();
-    let mut day = from;
-    while day <= to {
+    for day in from.iter_days().take_while(|day| *day <= to) {
         days.insert(day, metrics.iter().map(|m| ((*m).to_owned(), 0)).collect());
-        day += Duration::days(1);
     }
     let rows: Vec<(NaiveDate, String, i64)> = with_db!(db, pool => {
         sqlx::query_as("select day, metric, value from rm_daily_counts where day >= $1 and day <= $2")
@@ -150,7 +185,10 @@ pub async fn daily(
     if metrics.contains(&"subscriptions_expired") {
         let now: DateTime<Utc> = Utc::now();
         let start = from.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-        let end = (to + Duration::days(1))
+        // The instant after `to`'s last one (`to` is at most 9999-12-31: no overflow).
+        let end = to
+            .succ_opt()
+            .unwrap_or(to)
             .and_hms_opt(0, 0, 0)
             .unwrap_or_default()
             .and_utc();

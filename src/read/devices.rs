@@ -4,17 +4,18 @@ use chrono::{DateTime, Utc};
 use flowlytix_projections::{with_db, Db};
 use serde::Deserialize;
 use sqlx::{FromRow, QueryBuilder};
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{like_pattern, Paging};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceFilter {
     pub subscription_id: Option<Uuid>,
-    /// `active` or `inactive`.
-    pub status: Option<String>,
+    #[param(inline)]
+    pub status: Option<DeviceStatusFilter>,
     pub platform: Option<String>,
     /// Matches name, hostname or app version (case-insensitive substring).
     pub q: Option<String>,
@@ -22,6 +23,22 @@ pub struct DeviceFilter {
     pub per_page: Option<u32>,
     /// Wait until the read models include the event at this position.
     pub min_position: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatusFilter {
+    Active,
+    Inactive,
+}
+
+impl DeviceStatusFilter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Inactive => "inactive",
+        }
+    }
 }
 
 /// The columns of a [`DeviceRow`], in a select list.
@@ -56,7 +73,7 @@ macro_rules! push_filters {
             $query.push(" and subscription_id = ").push_bind(id);
         }
         if let Some(status) = &filter.status {
-            $query.push(" and status = ").push_bind(status.clone());
+            $query.push(" and status = ").push_bind(status.as_str());
         }
         if let Some(platform) = &filter.platform {
             $query.push(" and platform = ").push_bind(platform.clone());

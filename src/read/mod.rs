@@ -18,6 +18,7 @@ use utoipa::IntoParams;
 pub const MAX_PER_PAGE: u32 = 200;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Paging {
     /// From 1.
     pub page: Option<u32>,

@@ -1,24 +1,32 @@
 //! The subscription list, from `rm_subscriptions`.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveTime, Utc};
+use flowlytix_aggregates::values::{EARLIEST_DAY, LATEST_DAY};
+use flowlytix_aggregates::Plan;
 use flowlytix_projections::{with_db, Db};
 use serde::Deserialize;
 use sqlx::types::Json;
 use sqlx::{FromRow, QueryBuilder};
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{like_pattern, Paging};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionFilter {
-    /// trialing, active, past_due, suspended, canceled or expired (as of now).
-    pub status: Option<String>,
+    /// The status in force now.
+    #[param(inline)]
+    pub status: Option<StatusFilter>,
+    /// A plan slug (a-z, 0-9, `-`, `_`; 1 to 64).
+    #[serde(default, deserialize_with = "plan_slug")]
+    #[param(value_type = Option<String>, pattern = r"^[a-z0-9_-]{1,64}$")]
     pub plan: Option<String>,
     /// Matches email, name or organization (case-insensitive substring).
     pub q: Option<String>,
-    /// Only subscriptions whose period ends before this instant.
+    /// Only subscriptions whose period ends before this instant (instants outside
+    /// 1970–9999 count as the nearest end of that range).
     pub expiring_before: Option<DateTime<Utc>>,
     /// created_at, updated_at, expires_at, customer_email or plan; prefix `-` for descending.
     /// Default `-created_at`.
@@ -27,6 +35,51 @@ pub struct SubscriptionFilter {
     pub per_page: Option<u32>,
     /// Wait until the read models include the event at this position.
     pub min_position: Option<i64>,
+}
+
+/// A status to filter by: one of those a subscription can be in now.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusFilter {
+    Trialing,
+    Active,
+    PastDue,
+    Suspended,
+    Canceled,
+    Expired,
+}
+
+impl StatusFilter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trialing => "trialing",
+            Self::Active => "active",
+            Self::PastDue => "past_due",
+            Self::Suspended => "suspended",
+            Self::Canceled => "canceled",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// A plan filter must be a plan slug: anything else could never match.
+fn plan_slug<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let raw = Option::<String>::deserialize(d)?;
+    match raw {
+        Some(raw) => Plan::parse(&raw)
+            .map(|plan| Some(plan.as_str().to_owned()))
+            .map_err(serde::de::Error::custom),
+        None => Ok(None),
+    }
+}
+
+/// `instant` moved into the supported range (the stores hold nothing outside it).
+fn clamp_instant(instant: DateTime<Utc>) -> DateTime<Utc> {
+    let earliest = EARLIEST_DAY.and_time(NaiveTime::MIN).and_utc();
+    let latest = LATEST_DAY
+        .and_hms_micro_opt(23, 59, 59, 999_999)
+        .map_or(earliest, |t| t.and_utc());
+    instant.clamp(earliest, latest)
 }
 
 #[derive(Debug, FromRow)]
@@ -95,7 +148,7 @@ macro_rules! push_filters {
         if let Some(status) = &filter.status {
             $query.push(" and ");
             crate::push_effective_status!($query, $now);
-            $query.push(" = ").push_bind(status.clone());
+            $query.push(" = ").push_bind(status.as_str());
         }
         if let Some(plan) = &filter.plan {
             $query.push(" and plan = ").push_bind(plan.clone());
@@ -112,7 +165,9 @@ macro_rules! push_filters {
                 .push(" escape '\\')");
         }
         if let Some(before) = filter.expiring_before {
-            $query.push(" and expires_at < ").push_bind(before);
+            $query
+                .push(" and expires_at < ")
+                .push_bind(clamp_instant(before));
         }
     }};
 }

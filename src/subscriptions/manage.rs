@@ -16,8 +16,8 @@ use crate::app::App;
 use crate::crypto::{new_license_key, sha256_hex};
 use crate::store::{Committed, EventMetadata, ExecuteError};
 
-const MAX_FEATURES: usize = 100;
-const MAX_METADATA_BYTES: usize = 16 * 1024;
+pub const MAX_FEATURES: usize = 100;
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManageError {
@@ -74,7 +74,7 @@ pub struct UpdateSubscriptionRequest {
     pub trial_ends_at: Option<Option<DateTime<Utc>>>,
     /// `active` (resume), `suspended`, `past_due` or `canceled`.
     pub status: Option<StatusChange>,
-    /// Why, for a suspension or cancellation.
+    /// Why, for a suspension or cancellation (422 with any other change of status, or none).
     pub reason: Option<String>,
     pub customer_email: Option<String>,
     pub customer_name: Option<String>,
@@ -148,7 +148,8 @@ pub async fn create(
     })
 }
 
-/// Applies a PUT: every change in one atomic step. A deleted subscription is not there.
+/// Applies a PUT: every change in one atomic step. An unknown subscription is not found and
+/// a deleted one is gone (410), also when the body changes nothing.
 pub async fn update(
     app: &App,
     id: SubscriptionId,
@@ -157,13 +158,19 @@ pub async fn update(
     metadata: EventMetadata,
 ) -> Result<Committed<Subscription>, ManageError> {
     let actions = update_actions(request)?;
-    app.subscriptions
+    let committed = app
+        .subscriptions
         .run(id, actions, metadata, expected_version)
-        .await
-        .map_err(|error| match error {
-            ExecuteError::Domain(SubscriptionError::Deleted) => ManageError::NotFound,
-            other => other.into(),
-        })
+        .await?;
+    // With no action (`{}`), no command reached the aggregate to refuse it; nothing was
+    // written, and the state loaded under the lock says whether it exists.
+    match committed.aggregate.state() {
+        None => Err(ManageError::NotFound),
+        Some(state) if state.deleted_at.is_some() => {
+            Err(ExecuteError::Domain(SubscriptionError::Deleted).into())
+        }
+        Some(_) => Ok(committed),
+    }
 }
 
 /// Deletes a subscription: it leaves every list and never validates again; its events stay.
@@ -301,6 +308,17 @@ fn update_actions(
             expires_at: request.expires_at,
             trial_ends_at: request.trial_ends_at,
         }));
+    }
+    // A reason is recorded with a suspension or a cancellation; sent with anything else it
+    // would be dropped unseen.
+    let takes_reason = matches!(
+        request.status,
+        Some(StatusChange::Suspended | StatusChange::Canceled)
+    );
+    if request.reason.is_some() && !takes_reason {
+        return Err(ManageError::Invalid(
+            "reason: only with status suspended or canceled".into(),
+        ));
     }
     // Status last, so that e.g. a renewal and a resume in one request both apply.
     match request.status {

@@ -663,11 +663,14 @@ async fn a_deleted_subscription_is_gone_for_everyone_but_its_history_remains() {
         json!({"status": "active"}),
         json!({"status": "canceled"}),
         json!({"customer_name": "Ghost"}),
+        json!({}),
     ] {
+        // A command on a deleted subscription is 410, as for DELETE and the key (it was 404
+        // here, against the README; issue 9).
         assert_problem(
             put(&app, id, body).await,
-            StatusCode::NOT_FOUND,
-            "SUBSCRIPTION_NOT_FOUND",
+            StatusCode::GONE,
+            "SUBSCRIPTION_DELETED",
         )
         .await;
     }

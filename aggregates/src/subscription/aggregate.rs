@@ -9,7 +9,7 @@ use super::{
     DeactivationReason, Status, SubscriptionAction, SubscriptionCommand, SubscriptionError,
     SubscriptionEvent,
 };
-use crate::values::{DeviceId, Email, Plan, Sha256Hex, SubscriptionId};
+use crate::values::{is_supported_instant, DeviceId, Email, Plan, Sha256Hex, SubscriptionId};
 
 /// Upper bound on `max_devices`, so a typo cannot make a limit meaningless.
 pub const MAX_DEVICE_LIMIT: u32 = 10_000;
@@ -547,6 +547,7 @@ fn create(
     at: DateTime<Utc>,
 ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
     check_device_limit(new.max_devices)?;
+    check_instants(&[Some(new.starts_at), new.expires_at, new.trial_ends_at])?;
     check_period(new.starts_at, new.expires_at, new.trial_ends_at)?;
     check_text(&new.customer_name)?;
     check_optional_text(new.organization.as_deref())?;
@@ -630,6 +631,12 @@ fn change_period(
     at: DateTime<Utc>,
 ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
     state.ensure_not_canceled()?;
+    // Only what this command sets: an old value out of range stays as it was.
+    check_instants(&[
+        period.starts_at,
+        period.expires_at.flatten(),
+        period.trial_ends_at.flatten(),
+    ])?;
     let starts_at = period.starts_at.unwrap_or(state.starts_at);
     let expires_at = period.expires_at.unwrap_or(state.expires_at);
     let trial_ends_at = period.trial_ends_at.unwrap_or(state.trial_ends_at);
@@ -748,6 +755,18 @@ fn check_period(
         Ok(())
     } else {
         Err(SubscriptionError::InvalidPeriod)
+    }
+}
+
+fn check_instants(instants: &[Option<DateTime<Utc>>]) -> Result<(), SubscriptionError> {
+    if instants
+        .iter()
+        .flatten()
+        .all(|at| is_supported_instant(*at))
+    {
+        Ok(())
+    } else {
+        Err(SubscriptionError::InstantOutOfRange)
     }
 }
 

@@ -16,6 +16,10 @@ pub enum SubscriptionError {
     InvalidDeviceLimit { max: u32 },
     #[error("expires_at must be after starts_at, and trial_ends_at after starts_at")]
     InvalidPeriod,
+    #[error(
+        "starts_at, expires_at and trial_ends_at must fall between 1970-01-01 and 9999-12-31 (UTC)"
+    )]
+    InstantOutOfRange,
     #[error("a subscription cannot go from {from:?} to {to:?}")]
     InvalidStatusTransition { from: Status, to: Status },
     #[error("the subscription is canceled and cannot be changed")]

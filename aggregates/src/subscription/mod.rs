@@ -9,7 +9,10 @@ mod events;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{effective_status, Device, LicenseKeyState, Subscription, SubscriptionState};
+pub use aggregate::{
+    effective_status, Device, LicenseKeyState, Subscription, SubscriptionState, MAX_DEVICE_LIMIT,
+    MAX_TEXT_LEN,
+};
 pub use commands::{
     DetailsChange, DeviceDetails, NewSubscription, PeriodChange, SubscriptionAction,
     SubscriptionCommand,

@@ -941,6 +941,51 @@ fn a_period_whose_trial_ends_at_or_before_its_start_is_invalid_period() {
 }
 
 #[test]
+fn create_with_an_instant_outside_1970_to_9999_is_instant_out_of_range() {
+    let before_1970 = Utc.with_ymd_and_hms(1969, 12, 31, 23, 59, 59).unwrap();
+    let after_9999 = Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap();
+    for new in [
+        NewSubscription {
+            starts_at: before_1970,
+            ..new_subscription()
+        },
+        NewSubscription {
+            expires_at: Some(after_9999),
+            ..new_subscription()
+        },
+        NewSubscription {
+            trial_ends_at: Some(after_9999),
+            ..new_subscription()
+        },
+    ] {
+        given(vec![])
+            .when(create(new))
+            .then_expect_error(Error::InstantOutOfRange);
+    }
+}
+
+#[test]
+fn a_period_set_outside_1970_to_9999_is_instant_out_of_range() {
+    let after_9999 = Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap();
+    given(created())
+        .when(cmd(change_period(t0(), Some(after_9999), None)))
+        .then_expect_error(Error::InstantOutOfRange);
+}
+
+#[test]
+fn the_last_supported_instant_is_a_valid_period_end() {
+    let last = Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap();
+    given(created())
+        .when(cmd(change_period(t0(), Some(last), None)))
+        .then_expect_events(vec![E::SubscriptionPeriodChanged {
+            starts_at: t0(),
+            expires_at: Some(last),
+            trial_ends_at: None,
+            at: now(),
+        }]);
+}
+
+#[test]
 fn change_period_of_a_canceled_subscription_is_canceled() {
     given(created_and(vec![canceled()]))
         .when(cmd(change_period(t0(), Some(day(730)), None)))

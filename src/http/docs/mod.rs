@@ -13,7 +13,12 @@ use utoipa::openapi::OpenApi as OpenApiDocument;
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
+use serde_json::Value;
+
 use crate::app::SharedApp;
+
+mod complete;
+pub use complete::complete;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -52,7 +57,7 @@ impl Modify for BearerAuth {
 /// to the internet on every page view. It becomes an empty `data:` URL, which fails to load
 /// without any request; ReDoc then hides the image (the "API docs by Redocly" link stays).
 static REDOC_SCRIPT: LazyLock<String> = LazyLock::new(|| {
-    include_str!("../../assets/redoc/redoc.standalone.js")
+    include_str!("../../../assets/redoc/redoc.standalone.js")
         .replace("https://cdn.redoc.ly/redoc/logo-mini.svg", "data:,")
 });
 const REDOC_PAGE: &str = r#"<!DOCTYPE html>
@@ -68,13 +73,13 @@ const REDOC_PAGE: &str = r#"<!DOCTYPE html>
   </body>
 </html>"#;
 
-pub fn router(openapi: OpenApiDocument) -> Router<SharedApp> {
+pub fn router(openapi: Value) -> Router<SharedApp> {
     Router::new()
         // No online validator: Swagger UI's default badge sends the document's URL to
         // validator.swagger.io whenever the server is not reached as localhost.
         .merge(
             SwaggerUi::new("/docs")
-                .url("/openapi.json", openapi)
+                .external_url_unchecked("/openapi.json", openapi)
                 .config(SwaggerConfig::default().validator_url("none")),
         )
         .route("/redoc", get(|| async { Html(REDOC_PAGE) }))
