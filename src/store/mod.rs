@@ -11,11 +11,11 @@ pub mod notices;
 pub mod publisher;
 mod snapshot;
 
-pub use executor::{Committed, Dated, EventMetadata, ExecuteError, Executor, CACHE_CAPACITY};
+pub use executor::{Committed, Dated, EventMetadata, ExecuteError, Executor};
 pub use flowlytix_projections::Db;
 pub use log::StoreError;
 pub use lookup::Lookup;
-pub use snapshot::{SNAPSHOT_FORMAT, SNAPSHOT_INTERVAL};
+pub use snapshot::SNAPSHOT_INTERVAL;
 
 use std::str::FromStr;
 use std::time::Duration;
