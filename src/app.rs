@@ -127,7 +127,7 @@ impl App {
             publisher_status: Arc::default(),
             event_count: EventCount::default(),
             shutdown: watch::channel(false).0,
-            admins: Executor::new(db.clone()),
+            admins: Executor::without_snapshots(db.clone()),
             lookup: Lookup::new(db.clone()),
             license_tokens: LicenseTokens::new(
                 Arc::new(license_keys),

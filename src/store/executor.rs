@@ -118,6 +118,8 @@ pub struct Executor<A: Aggregate> {
     db: Db,
     cache: AggregateCache<A>,
     locks: Arc<Vec<Mutex<()>>>,
+    /// Whether this aggregate's state may be written to `snapshots`.
+    snapshots: bool,
 }
 
 impl<A> Executor<A>
@@ -130,6 +132,17 @@ where
             db,
             cache: AggregateCache::new(CACHE_CAPACITY),
             locks: Arc::new((0..LOCK_STRIPES).map(|_| Mutex::new(())).collect()),
+            snapshots: true,
+        }
+    }
+
+    /// For aggregates whose state holds a credential (an admin's password hash): it stays in
+    /// `events` alone, the table that only the login path reads, never in `snapshots`. Their
+    /// histories are short, so replaying them costs nothing.
+    pub fn without_snapshots(db: Db) -> Self {
+        Self {
+            snapshots: false,
+            ..Self::new(db)
         }
     }
 
@@ -263,7 +276,7 @@ where
             .collect::<Result<Vec<_>, serde_json::Error>>()
             .map_err(StoreError::from)?;
         let version = base.version + rows.len() as u64;
-        let snapshot = if snapshot::due(base.snapshot_version, version) {
+        let snapshot = if self.snapshots && snapshot::due(base.snapshot_version, version) {
             snapshot_of(id, &aggregate)
         } else {
             None

@@ -239,6 +239,22 @@ async fn snapshot_row(db: &Db) -> Option<(i64, String)> {
 }
 
 #[tokio::test]
+async fn an_executor_without_snapshots_never_writes_one() {
+    let db = store().await;
+    let writer = Executor::<Counter>::without_snapshots(db.clone());
+    let n = SNAPSHOT_INTERVAL + 5;
+    for _ in 0..n {
+        add(&writer, 1).await;
+    }
+    assert_eq!(snapshot_row(&db).await, None);
+    let cold = Executor::<Counter>::without_snapshots(db.clone())
+        .load("c")
+        .await
+        .unwrap();
+    assert_eq!(cold, (Counter { total: n, adds: n }, n));
+}
+
+#[tokio::test]
 async fn snapshots_are_taken_every_interval_and_cold_loads_start_from_them() {
     let db = store().await;
     let writer = Executor::<Counter>::new(db.clone());
