@@ -26,7 +26,7 @@ fn with(mut body: Value, field: &str, value: Value) -> Value {
     body
 }
 
-fn subscription_body() -> Value {
+pub(crate) fn subscription_body() -> Value {
     json!({
         "customer_email": "ann@example.com",
         "customer_name": "Ann Example",
@@ -36,7 +36,7 @@ fn subscription_body() -> Value {
 }
 
 /// A subscription with one activated device ("fp-1"); returns (subscription, device id).
-async fn subscription_with_a_device(app: &TestApp) -> (Value, String) {
+pub(crate) async fn subscription_with_a_device(app: &TestApp) -> (Value, String) {
     let subscription = app.subscription_with_devices(2).await;
     let key = subscription["license_key"].as_str().unwrap();
     let response = app.activate(key, "fp-1").await;
@@ -48,7 +48,7 @@ async fn subscription_with_a_device(app: &TestApp) -> (Value, String) {
     )
 }
 
-fn raw_json(request: reqwest::RequestBuilder, body: &str) -> reqwest::RequestBuilder {
+pub(crate) fn raw_json(request: reqwest::RequestBuilder, body: &str) -> reqwest::RequestBuilder {
     request
         .header(CONTENT_TYPE, "application/json")
         .body(body.to_owned())

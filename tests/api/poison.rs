@@ -34,6 +34,21 @@ async fn insert_raw_event(app: &TestApp, aggregate_id: &str, sequence: i64, payl
     });
 }
 
+/// A new subscription whose third event is a `SubscriptionPlanChanged` with `field` as
+/// written; returns its id.
+async fn poisoned(app: &TestApp, name: &str, field: &str) -> String {
+    let created = app
+        .create_subscription(json!({"customer_email": format!("{name}@example.com"),
+            "customer_name": name, "plan": "pro", "max_devices": 2}))
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let payload = format!(
+        r#"{{"SubscriptionPlanChanged": {{"previous_plan": "pro", {field}, "at": "2026-01-01T00:00:00Z"}}}}"#
+    );
+    insert_raw_event(app, &id, 3, &payload).await;
+    id
+}
+
 async fn listed(app: &TestApp, position: i64) -> Value {
     let response = app
         .admin(
@@ -50,37 +65,11 @@ async fn listed(app: &TestApp, position: i64) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_event_is_parked_and_everything_else_keeps_flowing() {
     let app = spawn_app().await;
-    let broken = app
-        .create_subscription(
-            json!({"customer_email": "broken@example.com", "customer_name": "Broken",
-            "plan": "pro", "max_devices": 2}),
-        )
-        .await;
-    let broken_id = broken["id"].as_str().unwrap().to_owned();
-    // Created + key issued are sequences 1 and 2. The third has a field of the wrong type
-    // (valid JSON, not a valid event); a fourth aggregate gets a number serde_json cannot
-    // read back at all.
-    insert_raw_event(
-        &app,
-        &broken_id,
-        3,
-        r#"{"SubscriptionPlanChanged": {"previous_plan": "pro", "plan": 12, "at": "2026-01-01T00:00:00Z"}}"#,
-    )
-    .await;
-    let unreadable = app
-        .create_subscription(
-            json!({"customer_email": "huge@example.com", "customer_name": "Huge",
-            "plan": "pro", "max_devices": 2}),
-        )
-        .await;
-    let unreadable_id = unreadable["id"].as_str().unwrap().to_owned();
-    insert_raw_event(
-        &app,
-        &unreadable_id,
-        3,
-        r#"{"SubscriptionPlanChanged": {"previous_plan": "pro", "plan": 1e400, "at": "2026-01-01T00:00:00Z"}}"#,
-    )
-    .await;
+    // Created + key issued are sequences 1 and 2. One subscription's third event has a
+    // field of the wrong type (valid JSON, not a valid event); another's holds a number
+    // serde_json cannot read back at all.
+    let broken_id = poisoned(&app, "broken", r#""plan": 12"#).await;
+    poisoned(&app, "huge", r#""plan": 1e400"#).await;
 
     // Written after the poison: it reaches the read models all the same.
     let after = app

@@ -3,39 +3,11 @@
 //! in any text, nesting too deep, list filters no store can hold, instants and analytics
 //! days outside 1970–9999. (Issue 9, points 1 and 3; found by fuzzing and probes.)
 
-use reqwest::header::CONTENT_TYPE;
-use reqwest::{Method, RequestBuilder, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::bad_input::{raw_json, subscription_body, subscription_with_a_device};
 use crate::helpers::{assert_problem, assert_refused, spawn_app, TestApp};
-
-fn raw_json(request: RequestBuilder, body: &str) -> RequestBuilder {
-    request
-        .header(CONTENT_TYPE, "application/json")
-        .body(body.to_owned())
-}
-
-fn subscription_body() -> Value {
-    json!({
-        "customer_email": "ann@example.com",
-        "customer_name": "Ann Example",
-        "plan": "pro",
-        "max_devices": 2,
-    })
-}
-
-/// A subscription with one activated device ("fp-1"): (subscription, device id).
-async fn subscription_with_a_device(app: &TestApp) -> (Value, String) {
-    let subscription = app.subscription_with_devices(2).await;
-    let key = subscription["license_key"].as_str().unwrap();
-    let response = app.activate(key, "fp-1").await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let activated: Value = response.json().await.unwrap();
-    (
-        subscription,
-        activated["device_id"].as_str().unwrap().to_owned(),
-    )
-}
 
 /// Every request of the store still answers after the refusals: the subscription reads back
 /// and the lists and the feed work.
