@@ -1,0 +1,15 @@
+//! What `/proc` tells about processes and this machine (Linux only; elsewhere `None`).
+
+use std::time::Duration;
+
+/// User plus system CPU time of a process, from `/proc/<pid>/stat` (in USER_HZ = 100 ticks).
+pub fn process_cpu(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start with field 3, `state`;
+    // utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
+}

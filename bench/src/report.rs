@@ -1,0 +1,90 @@
+//! What a run found, printed as tables.
+
+use crate::measure::Phase;
+
+pub struct Report {
+    pub phases: Vec<Phase>,
+}
+
+fn us(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
+}
+
+impl Report {
+    pub fn phase(&self, key: &str) -> Option<&Phase> {
+        self.phases.iter().find(|p| p.key == key)
+    }
+
+    pub fn throughput(&self, key: &str) -> f64 {
+        self.phase(key).map_or(0.0, Phase::throughput)
+    }
+
+    /// Throughput of phase `a` over phase `b`; 0 when `b` did not run.
+    pub fn ratio(&self, a: &str, b: &str) -> f64 {
+        let below = self.throughput(b);
+        if below > 0.0 {
+            self.throughput(a) / below
+        } else {
+            0.0
+        }
+    }
+
+    /// The ratios printed and written, as (label, numerator key, denominator key).
+    pub const RATIOS: &'static [(&'static str, &'static str, &'static str)] = &[
+        ("validate / livez", "validate", "livez"),
+        ("activate / livez", "activate", "livez"),
+        (
+            "validate / DB select rm_subscriptions",
+            "validate",
+            "db_select_rm",
+        ),
+        (
+            "validate / DB select events by key",
+            "validate",
+            "db_select_events",
+        ),
+        ("activate / DB insert scratch row", "activate", "db_insert"),
+    ];
+
+    pub fn print(&self) {
+        println!();
+        println!(
+            "{:<28} {:>9} {:>10} {:>9} {:>9} {:>9} {:>7}",
+            "phase", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "errors"
+        );
+        for p in &self.phases {
+            println!(
+                "{:<28} {:>9} {:>10.1} {:>9.3} {:>9.3} {:>9.3} {:>7}",
+                p.name,
+                p.requests(),
+                p.throughput(),
+                p.percentile_ms(0.50),
+                p.percentile_ms(0.99),
+                p.max_ms(),
+                p.errors
+            );
+        }
+        println!();
+        println!(
+            "{:<28} {:>14} {:>14}",
+            "CPU per request (us)", "server", "bench"
+        );
+        for p in &self.phases {
+            println!(
+                "{:<28} {:>14} {:>14}",
+                p.name,
+                us(p.server_cpu_us()),
+                us(p.bench_cpu_us())
+            );
+        }
+        for p in &self.phases {
+            for (kind, n) in &p.error_kinds {
+                println!("  {} error: {kind} x{n}", p.name);
+            }
+        }
+        println!();
+        for (label, a, b) in Self::RATIOS {
+            println!("{label:<44} {:>6.3}", self.ratio(a, b));
+        }
+    }
+}
