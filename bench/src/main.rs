@@ -28,6 +28,7 @@
 
 mod api;
 mod baseline;
+mod lag;
 mod machine;
 mod measure;
 mod phases;
@@ -87,6 +88,13 @@ pub struct Args {
     /// devices over; workers never share one, so activations do not contend.
     #[arg(long, default_value_t = 4)]
     activate_subscriptions_per_worker: usize,
+    /// How often the projection lag is sampled during the activate phase.
+    #[arg(long, default_value_t = 100)]
+    lag_sample_ms: u64,
+    /// How long to wait for the read models to catch up after the activate phase (and
+    /// after seeding) before giving up.
+    #[arg(long, default_value_t = 600)]
+    catch_up_timeout_secs: u64,
     /// Which phases to run, comma-separated (default: all, in this order).
     #[arg(
         long,
@@ -200,9 +208,18 @@ async fn measure_all(ctx: &Ctx<'_>, seeded: &Seeded) -> Result<Report, BoxError>
     if wants(PhaseKind::Validate) {
         phases.push(phases::validate(ctx, seeded).await?);
     }
+    let mut lag = None;
+    let mut catch_up_secs = None;
     if wants(PhaseKind::Activate) {
-        phases.push(phases::activate(ctx, seeded).await?);
+        let activated = phases::activate(ctx, seeded).await?;
+        phases.push(activated.phase);
+        lag = Some(activated.lag);
+        catch_up_secs = activated.catch_up_secs;
     }
     phases::database(ctx, seeded, &mut phases).await?;
-    Ok(Report { phases })
+    Ok(Report {
+        phases,
+        lag,
+        catch_up_secs,
+    })
 }

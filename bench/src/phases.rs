@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use flowlytix_server::read::licenses::subscription_id_by_key_hash;
 use flowlytix_server::store::Lookup;
@@ -10,7 +11,8 @@ use serde_json::json;
 
 use crate::api::activate_body;
 use crate::baseline::Baseline;
-use crate::measure::{contains, finish, phase, pick, problem_code, Ctx, Phase};
+use crate::lag::{catch_up, LagFigures, Newest, Sampler};
+use crate::measure::{contains, finish, measured, phase, pick, prepare, problem_code, Ctx, Phase};
 use crate::seed::Seeded;
 use crate::{BoxError, PhaseKind};
 
@@ -47,7 +49,17 @@ pub async fn validate(ctx: &Ctx<'_>, seeded: &Seeded) -> Result<Phase, BoxError>
     .await
 }
 
-pub async fn activate(ctx: &Ctx<'_>, seeded: &Seeded) -> Result<Phase, BoxError> {
+/// What the activate phase found besides its own figures.
+pub struct Activated {
+    pub phase: Phase,
+    pub lag: LagFigures,
+    /// Seconds from the end of the phase until every projector had caught up.
+    pub catch_up_secs: Option<f64>,
+}
+
+/// New devices on the subscriptions made for it, with the projection lag sampled while it
+/// runs and the catch-up time after it.
+pub async fn activate(ctx: &Ctx<'_>, seeded: &Seeded) -> Result<Activated, BoxError> {
     let client = ctx.bench.client.clone();
     let url = Arc::new(format!("{}/api/v1/licensing/activate", ctx.bench.base));
     let keys = Arc::new(seeded.activate_keys.clone());
@@ -55,7 +67,9 @@ pub async fn activate(ctx: &Ctx<'_>, seeded: &Seeded) -> Result<Phase, BoxError>
     let per_worker = ctx.args.activate_subscriptions_per_worker as u64;
     let sequence = Arc::new(AtomicU64::new(0));
     let run_id = Arc::new(ctx.bench.run_id.clone());
-    phase("POST activate", "activate", ctx, move |worker, i| {
+    let newest = Arc::new(Newest::default());
+    let recorder = newest.clone();
+    let op = move |worker: usize, i: u64| {
         let key = &keys[worker + concurrency * (i % per_worker) as usize];
         let n = sequence.fetch_add(1, Ordering::Relaxed);
         let fingerprint = format!("bench-{run_id}-new-{n}");
@@ -63,9 +77,44 @@ pub async fn activate(ctx: &Ctx<'_>, seeded: &Seeded) -> Result<Phase, BoxError>
             .post(url.as_str())
             .json(&activate_body(key, &fingerprint))
             .send();
-        async move { finish(request.await, StatusCode::CREATED).await.map(drop) }
+        let recorder = recorder.clone();
+        async move {
+            let body = finish(request.await, StatusCode::CREATED).await?;
+            recorder.record(&body, Instant::now());
+            Ok(())
+        }
+    };
+    let (name, key) = ("POST activate", "activate");
+    prepare(name, key, ctx, op.clone()).await?;
+    let sampler = Sampler::start(
+        ctx.bench,
+        newest,
+        Duration::from_millis(ctx.args.lag_sample_ms.max(1)),
+    );
+    let phase = measured(name, key, ctx, op).await?;
+    let ended = Instant::now();
+    let lag = sampler.stop().await;
+    let catch_up_secs = catch_up(
+        ctx.bench,
+        ended,
+        Duration::from_secs(ctx.args.catch_up_timeout_secs),
+    )
+    .await;
+    println!(
+        "  projection lag under load: {} samples, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} gave up, {} failed); caught up {}",
+        lag.samples_us.len(),
+        lag.p50_ms(),
+        lag.p99_ms(),
+        lag.max_ms(),
+        lag.gave_up,
+        lag.errors,
+        catch_up_secs.map_or_else(|| "NOT within the limit".to_owned(), |s| format!("{s:.2} s after the phase")),
+    );
+    Ok(Activated {
+        phase,
+        lag,
+        catch_up_secs,
     })
-    .await
 }
 
 /// The database phases: point selects through the server's own lookups, and an insert.

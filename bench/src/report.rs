@@ -1,9 +1,14 @@
 //! What a run found, printed as tables.
 
+use crate::lag::LagFigures;
 use crate::measure::Phase;
 
 pub struct Report {
     pub phases: Vec<Phase>,
+    /// Projection lag sampled during the activate phase.
+    pub lag: Option<LagFigures>,
+    /// Seconds the read models took to catch up after the activate phase.
+    pub catch_up_secs: Option<f64>,
 }
 
 fn us(value: Option<f64>) -> String {
@@ -85,6 +90,24 @@ impl Report {
         println!();
         for (label, a, b) in Self::RATIOS {
             println!("{label:<44} {:>6.3}", self.ratio(a, b));
+        }
+        if let Some(lag) = &self.lag {
+            println!();
+            println!(
+                "projection lag under load (ms)               p50 {:.1}, p99 {:.1}, max {:.1} ({} samples, {} gave up)",
+                lag.p50_ms(),
+                lag.p99_ms(),
+                lag.max_ms(),
+                lag.samples_us.len(),
+                lag.gave_up
+            );
+            println!(
+                "read models caught up after activate        {}",
+                self.catch_up_secs.map_or_else(
+                    || "not within the limit".to_owned(),
+                    |s| format!("{s:.2} s")
+                )
+            );
         }
     }
 }
