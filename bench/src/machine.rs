@@ -13,3 +13,33 @@ pub fn process_cpu(pid: &str) -> Option<Duration> {
     let stime: u64 = fields.next()?.parse().ok()?;
     Some(Duration::from_millis((utime + stime) * 10))
 }
+
+/// Resident and peak resident memory of a process (`VmRSS`, `VmHWM` in
+/// `/proc/<pid>/status`), in bytes.
+pub fn memory(pid: u32) -> Option<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kb: u64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    };
+    Some(Memory {
+        rss: field("VmRSS:")?,
+        peak: field("VmHWM:")?,
+    })
+}
+
+#[derive(Clone, Copy)]
+pub struct Memory {
+    pub rss: u64,
+    pub peak: u64,
+}
+
+pub fn mb(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}

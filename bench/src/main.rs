@@ -28,6 +28,7 @@
 
 mod api;
 mod baseline;
+mod direct;
 mod lag;
 mod machine;
 mod measure;
@@ -61,6 +62,14 @@ pub struct Args {
     admin_email: String,
     #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true)]
     admin_password: String,
+    /// How the validate set is seeded: `http` (through the API, as clients would) or
+    /// `direct` (the server library's own operations run in this process against the
+    /// database, `--seed-concurrency` at a time: fast enough for 100 000 subscriptions).
+    #[arg(long, value_enum, default_value_t = SeedMode::Http)]
+    seed_mode: SeedMode,
+    /// Subscriptions seeded at once in `--seed-mode direct`.
+    #[arg(long, default_value_t = 64)]
+    seed_concurrency: usize,
     /// Subscriptions to seed for validation.
     #[arg(long, default_value_t = 200)]
     subscriptions: usize,
@@ -113,6 +122,12 @@ pub enum PhaseKind {
     DbSelectEvents,
     DbSelectRm,
     DbInsert,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeedMode {
+    Http,
+    Direct,
 }
 
 #[tokio::main]
@@ -180,22 +195,69 @@ async fn run(args: Args) -> Result<(), BoxError> {
         args.devices_per_subscription
     );
 
-    let started = Instant::now();
-    let licenses = seed::licenses_over_http(&bench, &args).await?;
-    let seeded = seed::seed(&bench, &args, licenses, started.elapsed()).await?;
-
-    let ctx = Ctx {
-        args: &args,
-        bench: &bench,
-        baseline: &baseline,
+    let in_process = match args.seed_mode {
+        SeedMode::Direct => {
+            Some(direct::InProcess::start(&args.database_url, &bench.run_id).await?)
+        }
+        SeedMode::Http => None,
     };
-    let result = measure_all(&ctx, &seeded).await;
+    let result = seed_and_measure(&args, &bench, &baseline, in_process.as_ref()).await;
+    if let Some(in_process) = in_process {
+        in_process.close().await;
+    }
     let dropped = baseline.drop_scratch().await;
     baseline.close().await;
     let report = result?;
     dropped?;
     report.print();
     Ok(())
+}
+
+async fn seed_and_measure(
+    args: &Args,
+    bench: &Bench,
+    baseline: &Baseline,
+    in_process: Option<&direct::InProcess>,
+) -> Result<Report, BoxError> {
+    let started = Instant::now();
+    let licenses = match in_process {
+        Some(in_process) => direct::licenses(&in_process.app, args, &bench.run_id).await?,
+        None => seed::licenses_over_http(bench, args).await?,
+    };
+    let seeded = seed::seed(bench, args, licenses, started.elapsed()).await?;
+    let memory_after_seed = memory_once_caught_up(args, bench).await;
+
+    let ctx = Ctx {
+        args,
+        bench,
+        baseline,
+    };
+    let mut report = measure_all(&ctx, &seeded).await?;
+    report.memory_after_seed = memory_after_seed;
+    report.memory_end = args.server_pid.and_then(machine::memory);
+    Ok(report)
+}
+
+/// The server's memory once the read models hold everything seeded (with `--server-pid`).
+async fn memory_once_caught_up(args: &Args, bench: &Bench) -> Option<machine::Memory> {
+    let pid = args.server_pid?;
+    let started = Instant::now();
+    let caught_up = lag::catch_up(
+        bench,
+        started,
+        Duration::from_secs(args.catch_up_timeout_secs),
+    )
+    .await;
+    let memory = machine::memory(pid);
+    match (caught_up, memory) {
+        (Some(seconds), Some(memory)) => println!(
+            "read models caught up with the seeding {seconds:.1} s after it; server RSS {:.1} MB",
+            machine::mb(memory.rss)
+        ),
+        (None, _) => println!("read models did NOT catch up with the seeding"),
+        (_, None) => println!("cannot read /proc/{pid}/status"),
+    }
+    memory
 }
 
 async fn measure_all(ctx: &Ctx<'_>, seeded: &Seeded) -> Result<Report, BoxError> {
@@ -221,5 +283,7 @@ async fn measure_all(ctx: &Ctx<'_>, seeded: &Seeded) -> Result<Report, BoxError>
         phases,
         lag,
         catch_up_secs,
+        memory_after_seed: None,
+        memory_end: None,
     })
 }

@@ -1,6 +1,7 @@
 //! What a run found, printed as tables.
 
 use crate::lag::LagFigures;
+use crate::machine::{mb, Memory};
 use crate::measure::Phase;
 
 pub struct Report {
@@ -9,6 +10,9 @@ pub struct Report {
     pub lag: Option<LagFigures>,
     /// Seconds the read models took to catch up after the activate phase.
     pub catch_up_secs: Option<f64>,
+    /// The server's memory once the seeding had been projected, and at the end.
+    pub memory_after_seed: Option<Memory>,
+    pub memory_end: Option<Memory>,
 }
 
 fn us(value: Option<f64>) -> String {
@@ -108,6 +112,17 @@ impl Report {
                     |s| format!("{s:.2} s")
                 )
             );
+        }
+        if let Some(after_seed) = self.memory_after_seed {
+            println!();
+            print!(
+                "server RSS after seeding (MB)               {:.1}",
+                mb(after_seed.rss)
+            );
+            match self.memory_end {
+                Some(end) => println!("; at the end {:.1}, peak {:.1}", mb(end.rss), mb(end.peak)),
+                None => println!(),
+            }
         }
     }
 }
