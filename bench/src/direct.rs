@@ -10,13 +10,14 @@ use std::time::Instant;
 
 use chrono::Utc;
 use flowlytix_aggregates::license_key::LicenseKey;
+use flowlytix_aggregates::SubscriptionId;
 use flowlytix_server::licensing::{self, fingerprint_hash, DeviceReport};
 use flowlytix_server::store::EventMetadata;
 use flowlytix_server::subscriptions::{self, CreateSubscriptionRequest};
 use flowlytix_server::{App, Config, SharedApp};
 use futures::StreamExt;
 
-use crate::seed::{fingerprint, SeededLicense};
+use crate::seed::SeededLicense;
 use crate::{Args, BoxError};
 
 /// The server's application, in this process.
@@ -102,7 +103,9 @@ pub async fn licenses(
             .map(|i| {
                 let done = &done;
                 async move {
-                    let license = license(app, run_id, i, devices).await;
+                    let license = license(app, run_id, &format!("s{i}"), devices)
+                        .await
+                        .map(|(key, fingerprints, _)| (key, fingerprints));
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                     if n % tenth == 0 {
                         println!(
@@ -119,17 +122,19 @@ pub async fn licenses(
     results.into_iter().collect()
 }
 
-async fn license(
+/// A subscription made by `subscriptions::create`, with `devices` devices activated:
+/// its key, their fingerprints and its id.
+pub async fn license(
     app: &App,
     run_id: &str,
-    i: usize,
+    label: &str,
     devices: u32,
-) -> Result<SeededLicense, BoxError> {
+) -> Result<(String, Vec<String>, SubscriptionId), BoxError> {
     let created = subscriptions::create(
         app,
         CreateSubscriptionRequest {
-            customer_email: format!("bench-{run_id}-s{i}@example.com"),
-            customer_name: format!("Bench s{i}"),
+            customer_email: format!("bench-{run_id}-{label}@example.com"),
+            customer_name: format!("Bench {label}"),
             organization: None,
             plan: "pro".into(),
             max_devices: devices,
@@ -142,14 +147,20 @@ async fn license(
         metadata(),
     )
     .await?;
+    let id = created
+        .committed
+        .aggregate
+        .state()
+        .map(|state| state.id)
+        .ok_or("a created subscription has no state")?;
     let key = created.license_key.expose().to_owned();
     let mut fingerprints = Vec::with_capacity(devices as usize);
     for d in 0..devices {
-        let fingerprint = fingerprint(run_id, i, d);
+        let fingerprint = format!("bench-{run_id}-{label}-d{d}");
         activate(app, &key, &fingerprint).await?;
         fingerprints.push(fingerprint);
     }
-    Ok((key, fingerprints))
+    Ok((key, fingerprints, id))
 }
 
 /// `licensing::activate`, as `POST /api/v1/licensing/activate` calls it.

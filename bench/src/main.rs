@@ -29,6 +29,7 @@
 mod api;
 mod baseline;
 mod direct;
+mod history;
 mod lag;
 mod machine;
 mod measure;
@@ -104,12 +105,15 @@ pub struct Args {
     /// after seeding) before giving up.
     #[arg(long, default_value_t = 600)]
     catch_up_timeout_secs: u64,
+    /// Events the long-history subscription has before the activate-history phase.
+    #[arg(long, default_value_t = 10_000)]
+    history_events: usize,
     /// Which phases to run, comma-separated (default: all, in this order).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "livez,validate,activate,db-select-events,db-select-rm,db-insert"
+        default_value = "livez,validate,activate,activate-history,db-select-events,db-select-rm,db-insert"
     )]
     phases: Vec<PhaseKind>,
 }
@@ -119,6 +123,9 @@ pub enum PhaseKind {
     Livez,
     Validate,
     Activate,
+    /// Activation on a subscription with `--history-events` prior events, and on a fresh
+    /// one (needs the in-process application, as `--seed-mode direct` does).
+    ActivateHistory,
     DbSelectEvents,
     DbSelectRm,
     DbInsert,
@@ -220,7 +227,7 @@ async fn seed_and_measure(
     in_process: Option<&direct::InProcess>,
 ) -> Result<Report, BoxError> {
     let started = Instant::now();
-    let licenses = match in_process {
+    let licenses = match in_process.filter(|_| args.seed_mode == SeedMode::Direct) {
         Some(in_process) => direct::licenses(&in_process.app, args, &bench.run_id).await?,
         None => seed::licenses_over_http(bench, args).await?,
     };
@@ -232,7 +239,7 @@ async fn seed_and_measure(
         bench,
         baseline,
     };
-    let mut report = measure_all(&ctx, &seeded).await?;
+    let mut report = measure_all(&ctx, &seeded, in_process).await?;
     report.memory_after_seed = memory_after_seed;
     report.memory_end = args.server_pid.and_then(machine::memory);
     Ok(report)
@@ -260,7 +267,11 @@ async fn memory_once_caught_up(args: &Args, bench: &Bench) -> Option<machine::Me
     memory
 }
 
-async fn measure_all(ctx: &Ctx<'_>, seeded: &Seeded) -> Result<Report, BoxError> {
+async fn measure_all(
+    ctx: &Ctx<'_>,
+    seeded: &Seeded,
+    in_process: Option<&direct::InProcess>,
+) -> Result<Report, BoxError> {
     println!("measuring:");
     let wants = |kind: PhaseKind| ctx.args.phases.contains(&kind);
     let mut phases = Vec::new();
@@ -278,6 +289,13 @@ async fn measure_all(ctx: &Ctx<'_>, seeded: &Seeded) -> Result<Report, BoxError>
         lag = Some(activated.lag);
         catch_up_secs = activated.catch_up_secs;
     }
+    let mut long_history_events = None;
+    if let Some(in_process) = in_process.filter(|_| wants(PhaseKind::ActivateHistory)) {
+        let history = history::phases(ctx, &in_process.app, ctx.args.history_events).await?;
+        phases.push(history.fresh);
+        phases.push(history.long);
+        long_history_events = Some(history.long_events);
+    }
     phases::database(ctx, seeded, &mut phases).await?;
     Ok(Report {
         phases,
@@ -285,5 +303,6 @@ async fn measure_all(ctx: &Ctx<'_>, seeded: &Seeded) -> Result<Report, BoxError>
         catch_up_secs,
         memory_after_seed: None,
         memory_end: None,
+        long_history_events,
     })
 }

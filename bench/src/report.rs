@@ -13,6 +13,8 @@ pub struct Report {
     /// The server's memory once the seeding had been projected, and at the end.
     pub memory_after_seed: Option<Memory>,
     pub memory_end: Option<Memory>,
+    /// Events the long-history subscription had when its phase began.
+    pub long_history_events: Option<u64>,
 }
 
 fn us(value: Option<f64>) -> String {
@@ -53,6 +55,12 @@ impl Report {
             "db_select_events",
         ),
         ("activate / DB insert scratch row", "activate", "db_insert"),
+        // Time per activation on a long history over the same on a fresh subscription.
+        (
+            "activate: fresh / long history (x slower)",
+            "activate_fresh_history",
+            "activate_long_history",
+        ),
     ];
 
     pub fn print(&self) {
@@ -94,6 +102,9 @@ impl Report {
         println!();
         for (label, a, b) in Self::RATIOS {
             println!("{label:<44} {:>6.3}", self.ratio(a, b));
+        }
+        if let Some(events) = self.long_history_events {
+            println!("  (the long history had {events} events when its phase began)");
         }
         if let Some(lag) = &self.lag {
             println!();
