@@ -110,6 +110,14 @@ impl Baseline {
         })
     }
 
+    /// Events in the log.
+    pub async fn count_events(&self) -> Result<u64, BoxError> {
+        let count: i64 = flowlytix_projections::with_db!(&self.db, pool => {
+            sqlx::query_scalar("select count(*) from events").fetch_one(pool).await?
+        });
+        Ok(u64::try_from(count)?)
+    }
+
     pub async fn close(&self) {
         flowlytix_projections::with_db!(&self.db, pool => pool.close().await);
     }

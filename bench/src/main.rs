@@ -34,6 +34,7 @@ mod lag;
 mod machine;
 mod measure;
 mod phases;
+mod replay;
 mod report;
 mod seed;
 
@@ -44,7 +45,7 @@ use reqwest::{Client, Url};
 
 use crate::api::Bench;
 use crate::baseline::Baseline;
-use crate::measure::Ctx;
+use crate::measure::{settle, Ctx};
 use crate::report::Report;
 use crate::seed::Seeded;
 
@@ -108,12 +109,18 @@ pub struct Args {
     /// Events the long-history subscription has before the activate-history phase.
     #[arg(long, default_value_t = 10_000)]
     history_events: usize,
+    /// The server binary, for the replay phase (default: `flowlytix` beside this one).
+    #[arg(long)]
+    server_bin: Option<std::path::PathBuf>,
+    /// How long the replay may take before it is stopped and the run fails.
+    #[arg(long, default_value_t = 1800)]
+    replay_timeout_secs: u64,
     /// Which phases to run, comma-separated (default: all, in this order).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "livez,validate,activate,activate-history,db-select-events,db-select-rm,db-insert"
+        default_value = "livez,validate,activate,activate-history,db-select-events,db-select-rm,db-insert,replay"
     )]
     phases: Vec<PhaseKind>,
 }
@@ -129,6 +136,8 @@ pub enum PhaseKind {
     DbSelectEvents,
     DbSelectRm,
     DbInsert,
+    /// `flowlytix replay` on the server's database, while the server runs (last).
+    Replay,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -297,6 +306,21 @@ async fn measure_all(
         long_history_events = Some(history.long_events);
     }
     phases::database(ctx, seeded, &mut phases).await?;
+    let mut replay = None;
+    if wants(PhaseKind::Replay) {
+        settle(ctx, "replay").await;
+        let events = ctx.baseline.count_events().await?;
+        let figures = replay::run(ctx.args, events).await?;
+        println!(
+            "  replay: {} events, {} events/s by its own count, {:.1} s in all",
+            figures.events,
+            figures
+                .events_per_second
+                .map_or_else(|| "?".to_owned(), |r| format!("{r:.0}")),
+            figures.wall_secs
+        );
+        replay = Some(figures);
+    }
     Ok(Report {
         phases,
         lag,
@@ -304,5 +328,6 @@ async fn measure_all(
         memory_after_seed: None,
         memory_end: None,
         long_history_events,
+        replay,
     })
 }

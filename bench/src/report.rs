@@ -3,6 +3,7 @@
 use crate::lag::LagFigures;
 use crate::machine::{mb, Memory};
 use crate::measure::Phase;
+use crate::replay::ReplayFigures;
 
 pub struct Report {
     pub phases: Vec<Phase>,
@@ -15,6 +16,7 @@ pub struct Report {
     pub memory_end: Option<Memory>,
     /// Events the long-history subscription had when its phase began.
     pub long_history_events: Option<u64>,
+    pub replay: Option<ReplayFigures>,
 }
 
 fn us(value: Option<f64>) -> String {
@@ -122,6 +124,18 @@ impl Report {
                     || "not within the limit".to_owned(),
                     |s| format!("{s:.2} s")
                 )
+            );
+        }
+        if let Some(replay) = &self.replay {
+            println!();
+            println!(
+                "flowlytix replay (events/s)                 {} ({} events; {:.0}/s over the whole process, {:.1} s)",
+                replay
+                    .events_per_second
+                    .map_or_else(|| "?".to_owned(), |r| format!("{r:.0}")),
+                replay.events,
+                replay.wall_events_per_second(),
+                replay.wall_secs
             );
         }
         if let Some(after_seed) = self.memory_after_seed {
