@@ -30,6 +30,7 @@ mod api;
 mod baseline;
 mod direct;
 mod history;
+mod json;
 mod lag;
 mod machine;
 mod measure;
@@ -46,7 +47,7 @@ use reqwest::{Client, Url};
 use crate::api::Bench;
 use crate::baseline::Baseline;
 use crate::measure::{settle, Ctx};
-use crate::report::Report;
+use crate::report::{Report, RunInfo};
 use crate::seed::Seeded;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -115,6 +116,9 @@ pub struct Args {
     /// How long the replay may take before it is stopped and the run fails.
     #[arg(long, default_value_t = 1800)]
     replay_timeout_secs: u64,
+    /// Also write every figure, machine-readably, to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
     /// Which phases to run, comma-separated (default: all, in this order).
     #[arg(
         long,
@@ -211,13 +215,38 @@ async fn run(args: Args) -> Result<(), BoxError> {
         args.devices_per_subscription
     );
 
-    let in_process = match args.seed_mode {
-        SeedMode::Direct => {
-            Some(direct::InProcess::start(&args.database_url, &bench.run_id).await?)
-        }
-        SeedMode::Http => None,
+    let run = RunInfo {
+        date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        machine_at_start: machine::facts(),
+        server: serde_json::json!({
+            "url": bench.base,
+            "version": health["version"],
+            "bus": health["bus"]["kind"],
+            "database": if args.database_url.starts_with("sqlite:") { "sqlite" } else { "postgres" },
+        }),
+        settings: serde_json::json!({
+            "concurrency": args.concurrency,
+            "duration_secs": args.duration_secs,
+            "warmup_secs": args.warmup_secs,
+            "subscriptions": args.subscriptions,
+            "devices_per_subscription": args.devices_per_subscription,
+            "seed_mode": format!("{:?}", args.seed_mode).to_lowercase(),
+            "history_events": args.history_events,
+            "lag_sample_ms": args.lag_sample_ms,
+            "phases": args.phases.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>(),
+        }),
+        seed: serde_json::Value::Null,
     };
-    let result = seed_and_measure(&args, &bench, &baseline, in_process.as_ref()).await;
+
+    // The in-process application seeds in direct mode and makes the long history.
+    let in_process = if args.seed_mode == SeedMode::Direct
+        || args.phases.contains(&PhaseKind::ActivateHistory)
+    {
+        Some(direct::InProcess::start(&args.database_url, &bench.run_id).await?)
+    } else {
+        None
+    };
+    let result = seed_and_measure(&args, &bench, &baseline, in_process.as_ref(), run).await;
     if let Some(in_process) = in_process {
         in_process.close().await;
     }
@@ -226,6 +255,12 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let report = result?;
     dropped?;
     report.print();
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&json::render(&report))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("\nwrote {}", path.display());
+    }
     Ok(())
 }
 
@@ -234,13 +269,21 @@ async fn seed_and_measure(
     bench: &Bench,
     baseline: &Baseline,
     in_process: Option<&direct::InProcess>,
+    mut run: RunInfo,
 ) -> Result<Report, BoxError> {
     let started = Instant::now();
     let licenses = match in_process.filter(|_| args.seed_mode == SeedMode::Direct) {
         Some(in_process) => direct::licenses(&in_process.app, args, &bench.run_id).await?,
         None => seed::licenses_over_http(bench, args).await?,
     };
-    let seeded = seed::seed(bench, args, licenses, started.elapsed()).await?;
+    let seeded_in = started.elapsed();
+    run.seed = serde_json::json!({
+        "mode": format!("{:?}", args.seed_mode).to_lowercase(),
+        "subscriptions": licenses.len(),
+        "activations": licenses.iter().map(|(_, f)| f.len()).sum::<usize>(),
+        "seconds": seeded_in.as_secs_f64(),
+    });
+    let seeded = seed::seed(bench, args, licenses, seeded_in).await?;
     let memory_after_seed = memory_once_caught_up(args, bench).await;
 
     let ctx = Ctx {
@@ -248,7 +291,7 @@ async fn seed_and_measure(
         bench,
         baseline,
     };
-    let mut report = measure_all(&ctx, &seeded, in_process).await?;
+    let mut report = measure_all(&ctx, &seeded, in_process, run).await?;
     report.memory_after_seed = memory_after_seed;
     report.memory_end = args.server_pid.and_then(machine::memory);
     Ok(report)
@@ -280,6 +323,7 @@ async fn measure_all(
     ctx: &Ctx<'_>,
     seeded: &Seeded,
     in_process: Option<&direct::InProcess>,
+    run: RunInfo,
 ) -> Result<Report, BoxError> {
     println!("measuring:");
     let wants = |kind: PhaseKind| ctx.args.phases.contains(&kind);
@@ -322,6 +366,7 @@ async fn measure_all(
         replay = Some(figures);
     }
     Ok(Report {
+        run,
         phases,
         lag,
         catch_up_secs,

@@ -5,7 +5,17 @@ use crate::machine::{mb, Memory};
 use crate::measure::Phase;
 use crate::replay::ReplayFigures;
 
+/// What the run was: when, where, against what, with which settings.
+pub struct RunInfo {
+    pub date: String,
+    pub machine_at_start: serde_json::Value,
+    pub server: serde_json::Value,
+    pub settings: serde_json::Value,
+    pub seed: serde_json::Value,
+}
+
 pub struct Report {
+    pub run: RunInfo,
     pub phases: Vec<Phase>,
     /// Projection lag sampled during the activate phase.
     pub lag: Option<LagFigures>,
