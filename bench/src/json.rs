@@ -48,7 +48,11 @@ fn headline(report: &Report) -> Value {
         "activate_p99_ms": activate.map(|p| p.percentile_ms(0.99)),
         "activate_server_cpu_ms": activate.and_then(Phase::server_cpu_us).map(|us| us / 1000.0),
         "catch_up_seconds": report.catch_up_secs,
-        "replay_events_per_second": report.replay.as_ref().and_then(|r| r.events_per_second),
+        "replay_events_per_second": report
+            .replay
+            .as_ref()
+            .and_then(|r| r.as_ref().ok())
+            .and_then(|r| r.events_per_second),
         "validate_over_livez": ratio("validate", "livez"),
         "rss_after_seed_mb": report.memory_after_seed.map(|m| mb(m.rss)),
         "projection_lag_p50_ms": report.lag.as_ref().map(|l| l.p50_ms()),
@@ -81,12 +85,15 @@ pub fn render(report: &Report) -> Value {
             "prior_events": events,
             "fresh_over_long": Some(report.ratio("activate_fresh_history", "activate_long_history")).filter(|r| *r > 0.0),
         })),
-        "replay": report.replay.as_ref().map(|r| json!({
-            "events": r.events,
-            "events_per_second": r.events_per_second,
-            "wall_seconds": r.wall_secs,
-            "wall_events_per_second": r.wall_events_per_second(),
-        })),
+        "replay": report.replay.as_ref().map(|r| match r {
+            Ok(r) => json!({
+                "events": r.events,
+                "events_per_second": r.events_per_second,
+                "wall_seconds": r.wall_secs,
+                "wall_events_per_second": r.wall_events_per_second(),
+            }),
+            Err(error) => json!({"error": error}),
+        }),
         "server_memory_mb": {
             "rss_after_seed": report.memory_after_seed.map(|m| mb(m.rss)),
             "rss_end": report.memory_end.map(|m| mb(m.rss)),

@@ -26,7 +26,8 @@ pub struct Report {
     pub memory_end: Option<Memory>,
     /// Events the long-history subscription had when its phase began.
     pub long_history_events: Option<u64>,
-    pub replay: Option<ReplayFigures>,
+    /// The replay's figures, or why it failed.
+    pub replay: Option<Result<ReplayFigures, String>>,
 }
 
 fn us(value: Option<f64>) -> String {
@@ -136,7 +137,11 @@ impl Report {
                 )
             );
         }
-        if let Some(replay) = &self.replay {
+        if let Some(Err(error)) = &self.replay {
+            println!();
+            println!("flowlytix replay                            FAILED: {error}");
+        }
+        if let Some(Ok(replay)) = &self.replay {
             println!();
             println!(
                 "flowlytix replay (events/s)                 {} ({} events; {:.0}/s over the whole process, {:.1} s)",
