@@ -10,14 +10,19 @@ use std::time::Instant;
 
 use chrono::Utc;
 use flowlytix_aggregates::license_key::LicenseKey;
-use flowlytix_aggregates::SubscriptionId;
+use flowlytix_aggregates::subscription::NewSubscription;
+use flowlytix_aggregates::{
+    DeviceDetails, DeviceId, Email, Plan, SubscriptionAction, SubscriptionId,
+};
+use flowlytix_server::crypto::{new_license_key, sha256_hex};
 use flowlytix_server::licensing::{self, fingerprint_hash, DeviceReport};
 use flowlytix_server::store::EventMetadata;
 use flowlytix_server::subscriptions::{self, CreateSubscriptionRequest};
 use flowlytix_server::{App, Config, SharedApp};
 use futures::StreamExt;
+use uuid::Uuid;
 
-use crate::seed::SeededLicense;
+use crate::seed::{fingerprint, SeededLicense};
 use crate::{Args, BoxError};
 
 /// The server's application, in this process.
@@ -86,9 +91,14 @@ pub fn metadata() -> EventMetadata {
     }
 }
 
-/// Seeds the validate set in-process: each subscription created and each of its devices
-/// activated through the same operations the HTTP handlers call, `--seed-concurrency`
-/// subscriptions at a time.
+/// Seeds the validate set in-process, `--seed-concurrency` subscriptions at a time: each
+/// subscription is one command list run by the server's command runner
+/// (`SubscriptionCommands::run`: load, decide, append), `CreateSubscription` followed by
+/// `ActivateDevice` and `IssueLicenseToken` for each device. The aggregate decides and emits
+/// the same events the create and activate operations give (`SubscriptionCreated`,
+/// `LicenseKeyIssued`, then `DeviceActivated` and `LicenseTokenIssued` per device), in one
+/// transaction instead of one per request: a quarter of the commits and no key lookups,
+/// which is what makes 100 000 subscriptions fit in a few minutes.
 pub async fn licenses(
     app: &App,
     args: &Args,
@@ -103,9 +113,7 @@ pub async fn licenses(
             .map(|i| {
                 let done = &done;
                 async move {
-                    let license = license(app, run_id, &format!("s{i}"), devices)
-                        .await
-                        .map(|(key, fingerprints, _)| (key, fingerprints));
+                    let license = seed_license(app, run_id, i, devices).await;
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                     if n % tenth == 0 {
                         println!(
@@ -120,6 +128,56 @@ pub async fn licenses(
             .collect()
             .await;
     results.into_iter().collect()
+}
+
+/// One seeded subscription with its devices, in one command.
+async fn seed_license(
+    app: &App,
+    run_id: &str,
+    i: usize,
+    devices: u32,
+) -> Result<SeededLicense, BoxError> {
+    let key = new_license_key();
+    let id = SubscriptionId(Uuid::new_v4());
+    let now = Utc::now();
+    let mut actions = Vec::with_capacity(1 + 2 * devices as usize);
+    actions.push(SubscriptionAction::CreateSubscription(NewSubscription {
+        subscription_id: id,
+        customer_email: Email::parse(&format!("bench-{run_id}-s{i}@example.com"))?,
+        customer_name: format!("Bench s{i}"),
+        organization: None,
+        plan: Plan::parse("pro")?,
+        starts_at: now,
+        expires_at: None,
+        trial_ends_at: None,
+        max_devices: devices,
+        features: vec!["export".into(), "sync".into()],
+        metadata: serde_json::Map::new(),
+        key_hash: sha256_hex(key.expose()),
+        key_prefix: key.display_prefix(),
+    }));
+    let mut fingerprints = Vec::with_capacity(devices as usize);
+    for d in 0..devices {
+        let fingerprint = fingerprint(run_id, i, d);
+        let hash = fingerprint_hash(&fingerprint)?;
+        actions.push(SubscriptionAction::ActivateDevice(DeviceDetails {
+            device_id: DeviceId(Uuid::new_v4()),
+            fingerprint_hash: hash.clone(),
+            name: Some(format!("bench {fingerprint}")),
+            platform: Some("linux".into()),
+            os_version: None,
+            app_version: None,
+            hostname: None,
+        }));
+        actions.push(SubscriptionAction::IssueLicenseToken {
+            fingerprint_hash: hash,
+            token_id: Uuid::new_v4(),
+            expires_at: app.license_tokens.requested_expiry(now),
+        });
+        fingerprints.push(fingerprint);
+    }
+    app.subscriptions.run(id, actions, metadata(), None).await?;
+    Ok((key.expose().to_owned(), fingerprints))
 }
 
 /// A subscription made by `subscriptions::create`, with `devices` devices activated:
