@@ -1,0 +1,103 @@
+//! `--json FILE`: every figure of a run, machine-readably.
+
+use serde_json::{json, Map, Value};
+
+use crate::machine::mb;
+use crate::measure::Phase;
+use crate::report::Report;
+
+fn phase(p: &Phase) -> Value {
+    json!({
+        "key": p.key,
+        "name": p.name,
+        "requests": p.requests(),
+        "seconds": p.elapsed.as_secs_f64(),
+        "req_per_s": p.throughput(),
+        "p50_ms": p.percentile_ms(0.50),
+        "p99_ms": p.percentile_ms(0.99),
+        "max_ms": p.max_ms(),
+        "errors": p.errors,
+        "error_kinds": p.error_kinds,
+        "server_cpu_us_per_request": p.server_cpu_us(),
+        "bench_cpu_us_per_request": p.bench_cpu_us(),
+    })
+}
+
+/// Ratio keys: `<numerator>_over_<denominator>`, 0 mapped to null (a phase did not run).
+fn ratios(report: &Report) -> Map<String, Value> {
+    Report::RATIOS
+        .iter()
+        .map(|(_, a, b)| {
+            let ratio = report.ratio(a, b);
+            let value = if ratio > 0.0 {
+                json!(ratio)
+            } else {
+                Value::Null
+            };
+            (format!("{a}_over_{b}"), value)
+        })
+        .collect()
+}
+
+/// The table, figure by figure (null where the run did not measure it).
+fn headline(report: &Report) -> Value {
+    let activate = report.phase("activate");
+    let ratio = |a, b| Some(report.ratio(a, b)).filter(|r| *r > 0.0);
+    json!({
+        "activate_over_db_insert": ratio("activate", "db_insert"),
+        "activate_p99_ms": activate.map(|p| p.percentile_ms(0.99)),
+        "activate_server_cpu_ms": activate.and_then(Phase::server_cpu_us).map(|us| us / 1000.0),
+        "catch_up_seconds": report.catch_up_secs,
+        "replay_events_per_second": report
+            .replay
+            .as_ref()
+            .and_then(|r| r.as_ref().ok())
+            .and_then(|r| r.events_per_second),
+        "validate_over_livez": ratio("validate", "livez"),
+        "rss_after_seed_mb": report.memory_after_seed.map(|m| mb(m.rss)),
+        "projection_lag_p50_ms": report.lag.as_ref().map(|l| l.p50_ms()),
+        "projection_lag_p99_ms": report.lag.as_ref().map(|l| l.p99_ms()),
+        "long_history_over_fresh": ratio("activate_fresh_history", "activate_long_history"),
+    })
+}
+
+pub fn render(report: &Report) -> Value {
+    json!({
+        "date": report.run.date,
+        "machine": report.run.machine_at_start,
+        "load_average_at_end": crate::machine::load_average(),
+        "server": report.run.server,
+        "settings": report.run.settings,
+        "seed": report.run.seed,
+        "figures": headline(report),
+        "phases": report.phases.iter().map(phase).collect::<Vec<_>>(),
+        "ratios": ratios(report),
+        "projection_lag_ms": report.lag.as_ref().map(|l| json!({
+            "samples": l.samples_us.len(),
+            "p50": l.p50_ms(),
+            "p99": l.p99_ms(),
+            "max": l.max_ms(),
+            "gave_up": l.gave_up,
+            "errors": l.errors,
+        })),
+        "catch_up_seconds": report.catch_up_secs,
+        "activate_long_history": report.long_history_events.map(|events| json!({
+            "prior_events": events,
+            "fresh_over_long": Some(report.ratio("activate_fresh_history", "activate_long_history")).filter(|r| *r > 0.0),
+        })),
+        "replay": report.replay.as_ref().map(|r| match r {
+            Ok(r) => json!({
+                "events": r.events,
+                "events_per_second": r.events_per_second,
+                "wall_seconds": r.wall_secs,
+                "wall_events_per_second": r.wall_events_per_second(),
+            }),
+            Err(error) => json!({"error": error}),
+        }),
+        "server_memory_mb": {
+            "rss_after_seed": report.memory_after_seed.map(|m| mb(m.rss)),
+            "rss_end": report.memory_end.map(|m| mb(m.rss)),
+            "peak": report.memory_end.map(|m| mb(m.peak)),
+        },
+    })
+}

@@ -1,0 +1,168 @@
+//! What a run found, printed as tables.
+
+use crate::lag::LagFigures;
+use crate::machine::{mb, Memory};
+use crate::measure::Phase;
+use crate::replay::ReplayFigures;
+
+/// What the run was: when, where, against what, with which settings.
+pub struct RunInfo {
+    pub date: String,
+    pub machine_at_start: serde_json::Value,
+    pub server: serde_json::Value,
+    pub settings: serde_json::Value,
+    pub seed: serde_json::Value,
+}
+
+pub struct Report {
+    pub run: RunInfo,
+    pub phases: Vec<Phase>,
+    /// Projection lag sampled during the activate phase.
+    pub lag: Option<LagFigures>,
+    /// Seconds the read models took to catch up after the activate phase.
+    pub catch_up_secs: Option<f64>,
+    /// The server's memory once the seeding had been projected, and at the end.
+    pub memory_after_seed: Option<Memory>,
+    pub memory_end: Option<Memory>,
+    /// Events the long-history subscription had when its phase began.
+    pub long_history_events: Option<u64>,
+    /// The replay's figures, or why it failed.
+    pub replay: Option<Result<ReplayFigures, String>>,
+}
+
+fn us(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
+}
+
+impl Report {
+    pub fn phase(&self, key: &str) -> Option<&Phase> {
+        self.phases.iter().find(|p| p.key == key)
+    }
+
+    pub fn throughput(&self, key: &str) -> f64 {
+        self.phase(key).map_or(0.0, Phase::throughput)
+    }
+
+    /// Throughput of phase `a` over phase `b`; 0 when `b` did not run.
+    pub fn ratio(&self, a: &str, b: &str) -> f64 {
+        let below = self.throughput(b);
+        if below > 0.0 {
+            self.throughput(a) / below
+        } else {
+            0.0
+        }
+    }
+
+    /// The ratios printed and written, as (label, numerator key, denominator key).
+    pub const RATIOS: &'static [(&'static str, &'static str, &'static str)] = &[
+        ("validate / livez", "validate", "livez"),
+        ("activate / livez", "activate", "livez"),
+        (
+            "validate / DB select rm_subscriptions",
+            "validate",
+            "db_select_rm",
+        ),
+        (
+            "validate / DB select events by key",
+            "validate",
+            "db_select_events",
+        ),
+        ("activate / DB insert scratch row", "activate", "db_insert"),
+        // Time per activation on a long history over the same on a fresh subscription.
+        (
+            "activate: fresh / long history (x slower)",
+            "activate_fresh_history",
+            "activate_long_history",
+        ),
+    ];
+
+    pub fn print(&self) {
+        println!();
+        println!(
+            "{:<28} {:>9} {:>10} {:>9} {:>9} {:>9} {:>7}",
+            "phase", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "errors"
+        );
+        for p in &self.phases {
+            println!(
+                "{:<28} {:>9} {:>10.1} {:>9.3} {:>9.3} {:>9.3} {:>7}",
+                p.name,
+                p.requests(),
+                p.throughput(),
+                p.percentile_ms(0.50),
+                p.percentile_ms(0.99),
+                p.max_ms(),
+                p.errors
+            );
+        }
+        println!();
+        println!(
+            "{:<28} {:>14} {:>14}",
+            "CPU per request (us)", "server", "bench"
+        );
+        for p in &self.phases {
+            println!(
+                "{:<28} {:>14} {:>14}",
+                p.name,
+                us(p.server_cpu_us()),
+                us(p.bench_cpu_us())
+            );
+        }
+        for p in &self.phases {
+            for (kind, n) in &p.error_kinds {
+                println!("  {} error: {kind} x{n}", p.name);
+            }
+        }
+        println!();
+        for (label, a, b) in Self::RATIOS {
+            println!("{label:<44} {:>6.3}", self.ratio(a, b));
+        }
+        if let Some(events) = self.long_history_events {
+            println!("  (the long history had {events} events when its phase began)");
+        }
+        if let Some(lag) = &self.lag {
+            println!();
+            println!(
+                "projection lag under load (ms)               p50 {:.1}, p99 {:.1}, max {:.1} ({} samples, {} gave up)",
+                lag.p50_ms(),
+                lag.p99_ms(),
+                lag.max_ms(),
+                lag.samples_us.len(),
+                lag.gave_up
+            );
+            println!(
+                "read models caught up after activate        {}",
+                self.catch_up_secs.map_or_else(
+                    || "not within the limit".to_owned(),
+                    |s| format!("{s:.2} s")
+                )
+            );
+        }
+        if let Some(Err(error)) = &self.replay {
+            println!();
+            println!("flowlytix replay                            FAILED: {error}");
+        }
+        if let Some(Ok(replay)) = &self.replay {
+            println!();
+            println!(
+                "flowlytix replay (events/s)                 {} ({} events; {:.0}/s over the whole process, {:.1} s)",
+                replay
+                    .events_per_second
+                    .map_or_else(|| "?".to_owned(), |r| format!("{r:.0}")),
+                replay.events,
+                replay.wall_events_per_second(),
+                replay.wall_secs
+            );
+        }
+        if let Some(after_seed) = self.memory_after_seed {
+            println!();
+            print!(
+                "server RSS after seeding (MB)               {:.1}",
+                mb(after_seed.rss)
+            );
+            match self.memory_end {
+                Some(end) => println!("; at the end {:.1}, peak {:.1}", mb(end.rss), mb(end.peak)),
+                None => println!(),
+            }
+        }
+    }
+}
