@@ -203,23 +203,21 @@ async fn lock_versions(
             insert.push(" on conflict do nothing");
             insert.build().execute(&mut *c).await?;
         }
-        let mut select = QueryBuilder::new(
-            "select aggregate_type, aggregate_id, version from projection_versions where projector = ",
-        );
+        // A join against the keys, not `(type, id) in (…)`: SQLite uses the primary key
+        // for a join but scans every row of the projector for a row-value `in` list.
+        let mut select = QueryBuilder::new("with keys (aggregate_type, aggregate_id) as (");
+        select.push_values(keys, |mut row, (aggregate_type, aggregate_id)| {
+            row.push_bind(aggregate_type).push_bind(aggregate_id);
+        });
         select
-            .push_bind(projector)
-            .push(" and (aggregate_type, aggregate_id) in (");
-        let mut separated = select.separated(", ");
-        for (aggregate_type, aggregate_id) in keys {
-            separated.push("(");
-            separated.push_bind_unseparated(aggregate_type);
-            separated.push_unseparated(", ");
-            separated.push_bind_unseparated(aggregate_id);
-            separated.push_unseparated(")");
-        }
-        select.push(")");
+            .push(
+                ") select v.aggregate_type, v.aggregate_id, v.version from keys
+                 join projection_versions v on v.aggregate_type = keys.aggregate_type
+                     and v.aggregate_id = keys.aggregate_id and v.projector = ",
+            )
+            .push_bind(projector);
         if postgres {
-            select.push(" order by aggregate_type, aggregate_id for update");
+            select.push(" order by v.aggregate_type, v.aggregate_id for update of v");
         }
         let rows: Vec<(String, String, i64)> = select.build_query_as().fetch_all(&mut *c).await?;
         for (aggregate_type, aggregate_id, version) in rows {
