@@ -40,6 +40,11 @@ pub struct HistoryPhases {
     pub long: Phase,
     /// Events the long subscription had when its phase began.
     pub long_events: u64,
+    /// Events each subscription had when its phase ended: every re-activation adds one, so
+    /// the fresh one is less fresh by the end of its phase (with a command cost that grows
+    /// with history, the ratio is understated by that much).
+    pub fresh_events_after: u64,
+    pub long_events_after: u64,
 }
 
 /// A subscription with `DEVICES` devices and `prior_events` more events on top.
@@ -131,13 +136,15 @@ pub async fn phases(
         &long,
     )
     .await?;
+    let long_events_after = events_of(app, long.id).await?;
     println!(
-        "  events on the subscription by the end of its phase: fresh {fresh_events}, long {}",
-        events_of(app, long.id).await?
+        "  events on the subscription by the end of its phase: fresh {fresh_events}, long {long_events_after}"
     );
     Ok(HistoryPhases {
         fresh: fresh_phase,
         long: long_phase,
         long_events,
+        fresh_events_after: fresh_events,
+        long_events_after,
     })
 }

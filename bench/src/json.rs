@@ -69,6 +69,7 @@ pub fn render(report: &Report) -> Value {
         "server": report.run.server,
         "settings": report.run.settings,
         "seed": report.run.seed,
+        "seed_catch_up_seconds": report.seed_catch_up_secs,
         "figures": headline(report),
         "phases": report.phases.iter().map(phase).collect::<Vec<_>>(),
         "ratios": ratios(report),
@@ -81,8 +82,10 @@ pub fn render(report: &Report) -> Value {
             "errors": l.errors,
         })),
         "catch_up_seconds": report.catch_up_secs,
-        "activate_long_history": report.long_history_events.map(|events| json!({
-            "prior_events": events,
+        "activate_long_history": report.history_events.as_ref().map(|events| json!({
+            "prior_events": events.long_before,
+            "events_after": events.long_after,
+            "fresh_events_after": events.fresh_after,
             "fresh_over_long": Some(report.ratio("activate_fresh_history", "activate_long_history")).filter(|r| *r > 0.0),
         })),
         "replay": report.replay.as_ref().map(|r| match r {

@@ -1,17 +1,29 @@
 #![allow(clippy::print_stdout)]
 //! Load benchmark for a running Flowlytix server on this machine.
 //!
-//! Seeds subscriptions with activated devices through the admin and licensing APIs, then
-//! measures, each for `--duration-secs` at `--concurrency` workers (after the server has
-//! settled: read models caught up and its database quiet; then a short uncounted warm-up):
+//! Seeds subscriptions with activated devices (through the admin and licensing APIs, or with
+//! `--seed-mode direct` in-process through the server library's own command runner, fast
+//! enough for 100 000 subscriptions), then measures, each for `--duration-secs` at
+//! `--concurrency` workers (after the server has settled: read models caught up and, on
+//! PostgreSQL, its database quiet; then a short uncounted warm-up):
 //!
 //! - `GET /livez`: the HTTP ceiling (touches nothing);
 //! - `POST /api/v1/licensing/validate` with random seeded (license key, fingerprint) pairs;
-//! - `POST /api/v1/licensing/activate` of new fingerprints on subscriptions made for it;
+//! - `POST /api/v1/licensing/activate` of new fingerprints on subscriptions made for it,
+//!   with the projection lag sampled meanwhile and the read models' catch-up time after it
+//!   (`lag`);
+//! - `activate-history`: re-activation on a subscription with `--history-events` prior
+//!   events against the same on a fresh one (`history`);
 //! - the database alone: point selects by key hash, through the server's own lookups (the
 //!   event log: `store::Lookup::subscription_by_key_hash`; the read model:
 //!   `read::licenses::subscription_id_by_key_hash`), and a single-row insert into a scratch
-//!   table (dropped at the end) through sqlx.
+//!   table (dropped at the end) through sqlx;
+//! - `replay`: the server binary's `flowlytix replay` on the same database, online (`replay`).
+//!
+//! With `--server-pid` it adds the server's CPU time per request and its memory (RSS once
+//! the seeding is projected, and at the end). `--json FILE` writes every figure, with the
+//! date and the machine. `scripts/bench` runs all of it on both backends from fresh
+//! databases.
 //!
 //! The database is the server's: PostgreSQL (`postgres://…`) or its embedded SQLite file
 //! (`sqlite://path`).
@@ -47,7 +59,7 @@ use reqwest::{Client, Url};
 use crate::api::Bench;
 use crate::baseline::Baseline;
 use crate::measure::{settle, Ctx};
-use crate::report::{Report, RunInfo};
+use crate::report::{HistoryEvents, Report, RunInfo};
 use crate::seed::Seeded;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -76,6 +88,10 @@ pub struct Args {
     /// Subscriptions to seed for validation.
     #[arg(long, default_value_t = 200)]
     subscriptions: usize,
+    /// Validate only the first this many seeded subscriptions (0: all of them). Few keys are
+    /// served from the server's short-lived license cache; many mostly from its read model.
+    #[arg(long, default_value_t = 0)]
+    validate_subscriptions: usize,
     /// Devices activated on each seeded subscription.
     #[arg(long, default_value_t = 3)]
     devices_per_subscription: u32,
@@ -232,6 +248,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
             "devices_per_subscription": args.devices_per_subscription,
             "seed_mode": format!("{:?}", args.seed_mode).to_lowercase(),
             "history_events": args.history_events,
+            "validate_subscriptions": args.validate_subscriptions,
             "lag_sample_ms": args.lag_sample_ms,
             "phases": args.phases.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>(),
         }),
@@ -284,7 +301,8 @@ async fn seed_and_measure(
         "seconds": seeded_in.as_secs_f64(),
     });
     let seeded = seed::seed(bench, args, licenses, seeded_in).await?;
-    let memory_after_seed = memory_once_caught_up(args, bench).await;
+    let (seed_catch_up_secs, memory_after_seed) =
+        after_seeding(args, bench, started + seeded_in).await;
 
     let ctx = Ctx {
         args,
@@ -293,30 +311,33 @@ async fn seed_and_measure(
     };
     let mut report = measure_all(&ctx, &seeded, in_process, run).await?;
     report.memory_after_seed = memory_after_seed;
+    report.seed_catch_up_secs = seed_catch_up_secs;
     report.memory_end = args.server_pid.and_then(machine::memory);
     Ok(report)
 }
 
-/// The server's memory once the read models hold everything seeded (with `--server-pid`).
-async fn memory_once_caught_up(args: &Args, bench: &Bench) -> Option<machine::Memory> {
-    let pid = args.server_pid?;
-    let started = Instant::now();
+/// Waits until the read models hold everything seeded: the seconds that took after the
+/// seeding ended, and the server's memory then (with `--server-pid`).
+async fn after_seeding(
+    args: &Args,
+    bench: &Bench,
+    seed_ended: Instant,
+) -> (Option<f64>, Option<machine::Memory>) {
     let caught_up = lag::catch_up(
         bench,
-        started,
+        seed_ended,
         Duration::from_secs(args.catch_up_timeout_secs),
     )
     .await;
-    let memory = machine::memory(pid);
-    match (caught_up, memory) {
-        (Some(seconds), Some(memory)) => println!(
-            "read models caught up with the seeding {seconds:.1} s after it; server RSS {:.1} MB",
-            machine::mb(memory.rss)
-        ),
-        (None, _) => println!("read models did NOT catch up with the seeding"),
-        (_, None) => println!("cannot read /proc/{pid}/status"),
+    match caught_up {
+        Some(seconds) => println!("read models caught up with the seeding {seconds:.1} s after it"),
+        None => println!("read models did NOT catch up with the seeding"),
     }
-    memory
+    let memory = args.server_pid.and_then(machine::memory);
+    if let Some(memory) = memory {
+        println!("server RSS {:.1} MB", machine::mb(memory.rss));
+    }
+    (caught_up, memory)
 }
 
 async fn measure_all(
@@ -342,12 +363,16 @@ async fn measure_all(
         lag = Some(activated.lag);
         catch_up_secs = activated.catch_up_secs;
     }
-    let mut long_history_events = None;
+    let mut history_events = None;
     if let Some(in_process) = in_process.filter(|_| wants(PhaseKind::ActivateHistory)) {
         let history = history::phases(ctx, &in_process.app, ctx.args.history_events).await?;
         phases.push(history.fresh);
         phases.push(history.long);
-        long_history_events = Some(history.long_events);
+        history_events = Some(HistoryEvents {
+            long_before: history.long_events,
+            long_after: history.long_events_after,
+            fresh_after: history.fresh_events_after,
+        });
     }
     phases::database(ctx, seeded, &mut phases).await?;
     let mut replay = None;
@@ -379,8 +404,9 @@ async fn measure_all(
         lag,
         catch_up_secs,
         memory_after_seed: None,
+        seed_catch_up_secs: None,
         memory_end: None,
-        long_history_events,
+        history_events,
         replay,
     })
 }

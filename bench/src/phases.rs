@@ -29,7 +29,15 @@ pub async fn livez(ctx: &Ctx<'_>) -> Result<Phase, BoxError> {
 pub async fn validate(ctx: &Ctx<'_>, seeded: &Seeded) -> Result<Phase, BoxError> {
     let client = ctx.bench.client.clone();
     let url = Arc::new(format!("{}/api/v1/licensing/validate", ctx.bench.base));
-    let bodies = Arc::new(seeded.validate_bodies.clone());
+    // Bodies come a subscription's devices at a time, in seeding order.
+    let all = &seeded.validate_bodies;
+    let limit = match ctx.args.validate_subscriptions {
+        0 => all.len(),
+        n => all
+            .len()
+            .min(n * ctx.args.devices_per_subscription as usize),
+    };
+    let bodies = Arc::new(all[..limit].to_vec());
     phase("POST validate", "validate", ctx, move |worker, i| {
         let body = bodies[pick(bodies.len(), worker, i)].clone();
         let request = client

@@ -14,6 +14,15 @@ pub struct RunInfo {
     pub seed: serde_json::Value,
 }
 
+/// Events on the activate-history phases' subscriptions.
+pub struct HistoryEvents {
+    /// The long history, when its phase began.
+    pub long_before: u64,
+    pub long_after: u64,
+    /// The fresh subscription, when its phase ended.
+    pub fresh_after: u64,
+}
+
 pub struct Report {
     pub run: RunInfo,
     pub phases: Vec<Phase>,
@@ -24,8 +33,9 @@ pub struct Report {
     /// The server's memory once the seeding had been projected, and at the end.
     pub memory_after_seed: Option<Memory>,
     pub memory_end: Option<Memory>,
-    /// Events the long-history subscription had when its phase began.
-    pub long_history_events: Option<u64>,
+    /// Seconds the read models took to catch up after the seeding ended.
+    pub seed_catch_up_secs: Option<f64>,
+    pub history_events: Option<HistoryEvents>,
     /// The replay's figures, or why it failed.
     pub replay: Option<Result<ReplayFigures, String>>,
 }
@@ -116,8 +126,11 @@ impl Report {
         for (label, a, b) in Self::RATIOS {
             println!("{label:<44} {:>6.3}", self.ratio(a, b));
         }
-        if let Some(events) = self.long_history_events {
-            println!("  (the long history had {events} events when its phase began)");
+        if let Some(events) = &self.history_events {
+            println!(
+                "  (events: long history {} -> {}, fresh subscription -> {} by the end of their phases)",
+                events.long_before, events.long_after, events.fresh_after
+            );
         }
         if let Some(lag) = &self.lag {
             println!();
