@@ -8,6 +8,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::watch;
 
 use crate::auth::accounts::{self, AccountError, FirstAdmin};
+use crate::auth::browser_sessions::BrowserSessions;
 use crate::auth::AdminAuth;
 use crate::bus::jetstream::{run_projector, BatchSettings, JetStreamSettings};
 use crate::bus::{EventBus, InProcessBus, JetStreamBus};
@@ -31,6 +32,8 @@ pub struct App {
     pub lookup: Lookup,
     pub license_tokens: LicenseTokens,
     pub admin_auth: AdminAuth,
+    /// The admin panel's sessions (cookies), riding on `admin_auth`'s.
+    pub browser_sessions: BrowserSessions,
     pub licenses: Arc<LicenseCache>,
     pub bus: Arc<dyn EventBus>,
     /// Set when NATS is configured: the projectors consume from it.
@@ -134,6 +137,7 @@ impl App {
                 config.license_token_issuer.clone(),
                 config.license_token_ttl,
             ),
+            browser_sessions: BrowserSessions::new(db.clone(), config.access_token_ttl),
             admin_auth: AdminAuth::new(
                 admin_keys,
                 config.license_token_issuer.clone(),

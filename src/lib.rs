@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod http;
 pub mod keys;
 pub mod licensing;
+pub mod panel;
 pub mod read;
 pub mod store;
 pub mod subscriptions;

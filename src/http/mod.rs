@@ -54,6 +54,7 @@ pub fn router(app: SharedApp) -> Router {
         .split_for_parts();
     let request_id = HeaderName::from_static(extract::REQUEST_ID_HEADER);
     api.merge(docs::router(docs::complete(&openapi)))
+        .merge(crate::panel::router(&app))
         .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such endpoint") })
         // After every route is in: axum keeps the `Allow` header on this answer.
         .method_not_allowed_fallback(|| async {
@@ -94,7 +95,7 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::respo
 
 /// `per_minute` requests a minute per client address (the TCP peer: behind a proxy, limit
 /// there), with bursts up to the same number; 0 turns the limit off.
-fn rate_limit(
+pub(crate) fn rate_limit(
     per_minute: u32,
 ) -> Option<GovernorLayer<PeerIpKeyExtractor, NoOpMiddleware<QuantaInstant>, axum::body::Body>> {
     if per_minute == 0 {

@@ -1,0 +1,387 @@
+//! `/admin/subscriptions`: the list (search, filters, sort, paging), its CSV export, and the
+//! new-subscription form whose answer shows the full license key once.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use flowlytix_aggregates::Plan;
+use serde::Deserialize;
+
+use super::error::PanelError;
+use super::forms;
+use super::layout::Layout;
+use super::session::{Reader, WriteForm, Writer};
+use crate::app::SharedApp;
+use crate::http::extract::RequestContext;
+use crate::read;
+use crate::read::consistency::wait_for_position;
+use crate::read::subscriptions::{StatusFilter, SubscriptionFilter, SubscriptionRow};
+use crate::subscriptions::{self as operations, CreateSubscriptionRequest};
+
+const PER_PAGE: u32 = 25;
+/// The most rows one CSV export holds.
+const EXPORT_LIMIT: u32 = 10_000;
+
+pub const STATUSES: [&str; 6] = [
+    "trialing",
+    "active",
+    "past_due",
+    "suspended",
+    "canceled",
+    "expired",
+];
+
+const SORTS: [(&str, &str); 6] = [
+    ("-created_at", "Newest first"),
+    ("created_at", "Oldest first"),
+    ("expires_at", "Expiring first"),
+    ("customer_email", "Customer email"),
+    ("plan", "Plan"),
+    ("-updated_at", "Recently changed"),
+];
+
+/// The list's query string, as text: a value that is not a filter is ignored, not a 400.
+#[derive(Deserialize, Default, Clone)]
+pub struct ListQuery {
+    #[serde(default)]
+    pub q: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub plan: String,
+    #[serde(default)]
+    pub sort: String,
+    pub page: Option<u32>,
+    /// After the admin's own write: wait until the list shows it.
+    pub min_position: Option<i64>,
+}
+
+impl ListQuery {
+    fn filter(&self, page: u32, per_page: u32) -> SubscriptionFilter {
+        let status: Option<StatusFilter> =
+            serde_json::from_value(serde_json::Value::String(self.status.clone())).ok();
+        SubscriptionFilter {
+            status,
+            plan: Plan::parse(self.plan.trim())
+                .ok()
+                .map(|p| p.as_str().to_owned()),
+            q: forms::optional(&self.q),
+            expiring_before: None,
+            sort: SORTS
+                .iter()
+                .any(|(s, _)| *s == self.sort)
+                .then(|| self.sort.clone()),
+            page: Some(page),
+            per_page: Some(per_page),
+            min_position: None,
+        }
+    }
+
+    /// This query at another page, as a URL query string.
+    fn at_page(&self, page: u32) -> String {
+        let pairs = [
+            ("q", self.q.clone()),
+            ("status", self.status.clone()),
+            ("plan", self.plan.clone()),
+            ("sort", self.sort.clone()),
+            ("page", page.to_string()),
+        ];
+        let present: Vec<&(&str, String)> = pairs.iter().filter(|(_, v)| !v.is_empty()).collect();
+        serde_urlencoded::to_string(present).unwrap_or_default()
+    }
+}
+
+pub struct Row {
+    pub id: String,
+    pub customer_email: String,
+    pub customer_name: String,
+    pub organization: String,
+    pub plan: String,
+    pub status: String,
+    pub devices: String,
+    pub expires_at: String,
+    pub created_at: String,
+}
+
+impl From<&SubscriptionRow> for Row {
+    fn from(row: &SubscriptionRow) -> Self {
+        Self {
+            id: row.id.to_string(),
+            customer_email: row.customer_email.clone(),
+            customer_name: row.customer_name.clone(),
+            organization: row.organization.clone().unwrap_or_default(),
+            plan: row.plan.clone(),
+            status: row.status.clone(),
+            devices: format!("{} / {}", row.active_devices, row.max_devices),
+            expires_at: row
+                .expires_at
+                .map_or("never".into(), |t| t.format("%Y-%m-%d").to_string()),
+            created_at: row.created_at.format("%Y-%m-%d").to_string(),
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "panel/subscriptions.html")]
+pub struct ListPage {
+    layout: Layout,
+    query: ListQuery,
+    statuses: [&'static str; 6],
+    plans: Vec<String>,
+    sorts: [(&'static str, &'static str); 6],
+    rows: Vec<Row>,
+    total: i64,
+    first: i64,
+    last: i64,
+    previous: Option<String>,
+    next: Option<String>,
+    export: String,
+    /// False when the read model had not caught up with the admin's write in time.
+    consistent: bool,
+}
+
+pub async fn list(
+    State(app): State<SharedApp>,
+    Reader(session): Reader,
+    Query(query): Query<ListQuery>,
+) -> Result<ListPage, PanelError> {
+    let consistent = match query.min_position {
+        Some(position) => wait_for_position(&app.db, "subscriptions", position).await?,
+        None => true,
+    };
+    let page = query.page.unwrap_or(1).max(1);
+    let (rows, total) = read::subscriptions::list(&app.db, &query.filter(page, PER_PAGE)).await?;
+    let plans = read::analytics::subscriptions_by_plan(&app.db)
+        .await?
+        .into_keys()
+        .collect();
+    let first = i64::from(page - 1) * i64::from(PER_PAGE);
+    Ok(ListPage {
+        layout: Layout::signed_in(&app, &session, "subscriptions").await,
+        statuses: STATUSES,
+        plans,
+        sorts: SORTS,
+        rows: rows.iter().map(Row::from).collect(),
+        total,
+        first: if rows.is_empty() { first } else { first + 1 },
+        last: first + rows.len() as i64,
+        previous: (page > 1).then(|| query.at_page(page - 1)),
+        next: (first + (rows.len() as i64) < total).then(|| query.at_page(page + 1)),
+        export: query.at_page(1),
+        query,
+        consistent,
+    })
+}
+
+/// The current filter as CSV, every page of it (up to [`EXPORT_LIMIT`] rows).
+pub async fn export_csv(
+    State(app): State<SharedApp>,
+    Reader(_session): Reader,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, PanelError> {
+    let per_page = read::MAX_PER_PAGE;
+    let mut out = String::from(
+        "id,customer_email,customer_name,organization,plan,status,max_devices,active_devices,\
+         features,starts_at,expires_at,trial_ends_at,license_key_prefix,created_at,updated_at\r\n",
+    );
+    for page in 1..=EXPORT_LIMIT / per_page {
+        let (rows, total) =
+            read::subscriptions::list(&app.db, &query.filter(page, per_page)).await?;
+        for row in &rows {
+            let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default()
+            };
+            let cells = [
+                row.id.to_string(),
+                row.customer_email.clone(),
+                row.customer_name.clone(),
+                row.organization.clone().unwrap_or_default(),
+                row.plan.clone(),
+                row.status.clone(),
+                row.max_devices.to_string(),
+                row.active_devices.to_string(),
+                row.features.0.join(" "),
+                time(Some(row.starts_at)),
+                time(row.expires_at),
+                time(row.trial_ends_at),
+                row.license_key_prefix.clone().unwrap_or_default(),
+                time(Some(row.created_at)),
+                time(Some(row.updated_at)),
+            ];
+            let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+            out.push_str(&line.join(","));
+            out.push_str("\r\n");
+        }
+        if i64::from(page) * i64::from(per_page) >= total {
+            break;
+        }
+    }
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"subscriptions.csv\""),
+            ),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+/// One CSV cell. A cell a spreadsheet would run as a formula (starting with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return) gets a leading `'`, so it stays text; then RFC 4180
+/// quoting.
+pub fn csv_cell(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+/// The new-subscription form as typed.
+#[derive(Deserialize, Default)]
+pub struct NewSubscriptionForm {
+    #[serde(default)]
+    pub customer_email: String,
+    #[serde(default)]
+    pub customer_name: String,
+    #[serde(default)]
+    pub organization: String,
+    #[serde(default)]
+    pub plan: String,
+    #[serde(default)]
+    pub max_devices: String,
+    #[serde(default)]
+    pub expires_at: String,
+    #[serde(default)]
+    pub trial_ends_at: String,
+    #[serde(default)]
+    pub features: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "panel/new_subscription.html")]
+pub struct NewPage {
+    layout: Layout,
+    form: NewSubscriptionForm,
+    error: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "panel/license_key.html")]
+pub struct KeyPage {
+    pub layout: Layout,
+    pub heading: &'static str,
+    pub subscription_id: String,
+    pub customer: String,
+    pub license_key: String,
+}
+
+pub async fn new_form(
+    State(app): State<SharedApp>,
+    Writer(session): Writer,
+) -> Result<NewPage, PanelError> {
+    Ok(NewPage {
+        layout: Layout::signed_in(&app, &session, "subscriptions").await,
+        form: NewSubscriptionForm {
+            plan: "standard".into(),
+            max_devices: "3".into(),
+            ..NewSubscriptionForm::default()
+        },
+        error: None,
+    })
+}
+
+fn create_request(form: &NewSubscriptionForm) -> Result<CreateSubscriptionRequest, String> {
+    Ok(CreateSubscriptionRequest {
+        customer_email: form.customer_email.trim().to_owned(),
+        customer_name: form.customer_name.trim().to_owned(),
+        organization: forms::optional(&form.organization),
+        plan: form.plan.trim().to_owned(),
+        max_devices: forms::count("Max devices", &form.max_devices)?,
+        starts_at: None,
+        expires_at: forms::instant("Expires at", &form.expires_at)?,
+        trial_ends_at: forms::instant("Trial ends at", &form.trial_ends_at)?,
+        features: forms::list(&form.features),
+        metadata: serde_json::Map::new(),
+    })
+}
+
+pub async fn create(
+    State(app): State<SharedApp>,
+    context: RequestContext,
+    WriteForm { session, fields }: WriteForm<NewSubscriptionForm>,
+) -> Result<Response, PanelError> {
+    let layout = Layout::signed_in(&app, &session, "subscriptions").await;
+    let refused = |layout, form, message: String, status| {
+        let page = NewPage {
+            layout,
+            form,
+            error: Some(message),
+        };
+        Ok((status, page).into_response())
+    };
+    let request = match create_request(&fields) {
+        Ok(request) => request,
+        Err(message) => return refused(layout, fields, message, StatusCode::UNPROCESSABLE_ENTITY),
+    };
+    let metadata = context.metadata(session.admin.admin_id.to_string());
+    match operations::create(&app, request, metadata).await {
+        Ok(created) => {
+            let state = created.committed.aggregate.state();
+            let page = KeyPage {
+                layout,
+                heading: "Subscription created",
+                subscription_id: state.map(|s| s.id.to_string()).unwrap_or_default(),
+                customer: fields.customer_email.clone(),
+                license_key: created.license_key.expose().to_owned(),
+            };
+            Ok((StatusCode::CREATED, page).into_response())
+        }
+        Err(error) => {
+            let error = PanelError::from(error);
+            let (status, message) = error.message();
+            if status.is_server_error() {
+                return Err(error);
+            }
+            refused(layout, fields, message, status)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_stay_text() {
+        assert_eq!(csv_cell("=1+2"), "'=1+2");
+        assert_eq!(csv_cell("+1"), "'+1");
+        assert_eq!(csv_cell("-1"), "'-1");
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("plain"), "plain");
+    }
+
+    #[test]
+    fn cells_with_separators_are_quoted() {
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(
+            csv_cell("=HYPERLINK(\"x\",1)"),
+            "\"'=HYPERLINK(\"\"x\"\",1)\""
+        );
+    }
+}
