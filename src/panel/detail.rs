@@ -81,7 +81,6 @@ impl EditForm {
 }
 
 pub struct HistoryItem {
-    pub position: i64,
     pub event_type: String,
     pub actor: String,
     pub at: String,
@@ -261,7 +260,6 @@ async fn history(app: &App, id: Uuid) -> Result<Vec<HistoryItem>, PanelError> {
             .parse::<DateTime<Utc>>()
             .unwrap_or(record.recorded_at);
         items.push(HistoryItem {
-            position: record.position,
             event_type: record.event_type,
             actor: emails.get(&actor).cloned().unwrap_or(actor),
             at: moment(at),
@@ -486,6 +484,7 @@ pub async fn act(
                         subscription_id: id.to_string(),
                         customer,
                         license_key: created.license_key.expose().to_owned(),
+                        position: created.committed.position,
                     };
                     Ok(page.into_response())
                 }

@@ -288,6 +288,8 @@ pub struct KeyPage {
     pub subscription_id: String,
     pub customer: String,
     pub license_key: String,
+    /// The write's position, so that the list linked from here already shows it.
+    pub position: i64,
 }
 
 pub async fn new_form(
@@ -348,6 +350,7 @@ pub async fn create(
                 subscription_id: state.map(|s| s.id.to_string()).unwrap_or_default(),
                 customer: fields.customer_email.clone(),
                 license_key: created.license_key.expose().to_owned(),
+                position: created.committed.position,
             };
             Ok((StatusCode::CREATED, page).into_response())
         }
