@@ -7,6 +7,7 @@ mod helpers;
 
 mod admin_auth;
 mod bad_input;
+mod browser;
 mod concurrency;
 mod deleted_subscriptions;
 mod devices;
