@@ -229,6 +229,18 @@ impl Browser {
     }
 }
 
+/// The page does not scroll sideways (wide tables scroll inside their own box).
+async fn assert_fits_the_width(b: &Browser) {
+    let script = "const root = document.documentElement; \
+        if (root.scrollWidth <= root.clientWidth) return []; \
+        return [...document.querySelectorAll('body *')] \
+          .filter(e => e.getBoundingClientRect().right > root.clientWidth + 1) \
+          .slice(0, 10) \
+          .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right));";
+    let wide = b.client.execute(script, vec![]).await.unwrap();
+    assert_eq!(wide, json!([]), "{} scrolls sideways", b.path().await);
+}
+
 async fn sign_in(browser: &Browser, email: &str, password: &str) {
     browser.goto("/admin").await;
     assert_eq!(
@@ -297,7 +309,9 @@ async fn admin_flow(b: &mut Browser, app: &TestApp) {
         .text_of("#devices-heading + .table-wrap")
         .await
         .contains("device browser-laptop"));
+    b.client.set_window_size(1440, 2600).await.unwrap();
     b.screenshot("detail-with-device").await;
+    b.client.set_window_size(1440, 1000).await.unwrap();
     let while_active = Utc::now();
     b.click_button("Deactivate").await;
     assert!(b
@@ -367,8 +381,10 @@ async fn admin_flow(b: &mut Browser, app: &TestApp) {
     b.client.set_window_size(375, 900).await.unwrap();
     b.goto(&detail).await;
     b.screenshot("detail-375px").await;
+    assert_fits_the_width(b).await;
     b.goto("/admin/subscriptions").await;
     b.screenshot("list-375px").await;
+    assert_fits_the_width(b).await;
     b.client.set_window_size(1440, 1000).await.unwrap();
 
     // Sign out: the session is over.
