@@ -387,6 +387,12 @@ async fn admin_flow(b: &mut Browser, app: &TestApp) {
     assert_fits_the_width(b).await;
     b.client.set_window_size(1440, 1000).await.unwrap();
 
+    // The dashboard now counts what the flow did (the README's picture).
+    b.click_link("Dashboard").await;
+    b.client.set_window_size(1280, 1100).await.unwrap();
+    b.screenshot("dashboard-with-data").await;
+    b.client.set_window_size(1440, 1000).await.unwrap();
+
     // Sign out: the session is over.
     b.click_button("Sign out").await;
     assert_eq!(b.h1().await, "Sign in");
