@@ -866,3 +866,142 @@ async fn the_history_and_the_as_of_view_show_the_past() {
         .await;
     assert!(never.contains("role=\"alert\"") && never.contains("did not exist"));
 }
+
+#[tokio::test]
+async fn a_session_ends_after_its_idle_time_and_at_its_absolute_end() {
+    let app = spawn_app().await;
+    let idle = Browser::signed_in(&app).await;
+    let ended = Browser::signed_in(&app).await;
+    assert_eq!(idle.get("/admin").await.status(), StatusCode::OK);
+    // Idle longer than ACCESS_TOKEN_EXPIRE_MINUTES (30): one session's last use moved back.
+    let long_ago = (Utc::now() - chrono::Duration::minutes(31)).to_rfc3339();
+    flowlytix_projections::with_db!(&app.db, pool => {
+        sqlx::query("update panel_sessions set last_seen_at = $1 where token_hash = (select token_hash from panel_sessions order by created_at limit 1)")
+            .bind(long_ago.parse::<chrono::DateTime<Utc>>().unwrap())
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    let statuses = [
+        idle.get("/admin").await.status(),
+        ended.get("/admin").await.status(),
+    ];
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::SEE_OTHER)
+            .count(),
+        1,
+        "exactly the idle session is over: {statuses:?}"
+    );
+    // Past the admin session's expiry (REFRESH_TOKEN_EXPIRE_DAYS): every session is over,
+    // however recently used.
+    flowlytix_projections::with_db!(&app.db, pool => {
+        sqlx::query("update admin_sessions set expires_at = $1")
+            .bind(Utc::now() - chrono::Duration::seconds(1))
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    assert_eq!(idle.get("/admin").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(ended.get("/admin").await.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn the_panel_sign_in_has_the_sign_in_rate_limit() {
+    let app = crate::helpers::spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "3")]).await;
+    let mut browser = Browser::new(&app);
+    let mut statuses = vec![];
+    for _ in 0..5 {
+        statuses.push(browser.sign_in(ADMIN_EMAIL, "guess").await.status());
+    }
+    assert_eq!(&statuses[..3], &[StatusCode::UNAUTHORIZED; 3]);
+    assert_eq!(statuses[4], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn the_devices_and_events_pages_filter() {
+    let app = spawn_app().await;
+    let browser = Browser::signed_in(&app).await;
+    let created = app.subscription_with_devices(3).await;
+    let key = created["license_key"].as_str().unwrap();
+    app.activate(key, "alpha").await;
+    let last: Value = app.activate(key, "beta").await.json().await.unwrap();
+    assert!(last["device_id"].is_string());
+    let id = created["id"].as_str().unwrap();
+    // The devices read model catches up; the search finds one of the two.
+    let mut found = String::new();
+    for _ in 0..100 {
+        found = browser.page("/admin/devices?q=alpha").await;
+        if found.contains("device alpha") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(found.contains("<h1>Devices</h1>"));
+    assert!(found.contains("device alpha") && !found.contains("device beta"));
+    let linux = browser
+        .page("/admin/devices?platform=linux&status=active")
+        .await;
+    assert!(linux.contains("device beta"));
+    let none = browser.page("/admin/devices?status=inactive").await;
+    assert!(!none.contains("device alpha"));
+
+    let events = browser
+        .page(&format!(
+            "/admin/events?aggregate_id={id}&event_type=DeviceActivated"
+        ))
+        .await;
+    assert!(events.contains("<h1>Events</h1>"));
+    assert_eq!(
+        events.matches("<td>DeviceActivated</td>").count(),
+        2,
+        "{events}"
+    );
+    assert!(!events.contains("<td>SubscriptionCreated</td>"));
+    let by_license = browser
+        .page(&format!("/admin/events?actor=license:{id}"))
+        .await;
+    assert!(by_license.contains("<td>DeviceActivated</td>"));
+    assert!(
+        !by_license.contains("<td>SubscriptionCreated</td>"),
+        "the admin's event is filtered out"
+    );
+    let admins = browser.page("/admin/events?aggregate_type=AdminUser").await;
+    assert!(
+        admins.contains("<td>AdminCreated</td>") && !admins.contains("<td>DeviceActivated</td>")
+    );
+    // Paging by cursor: one page after the first event starts after it.
+    let after_first = browser.page("/admin/events?after=1").await;
+    assert!(!after_first.contains("<td>1</td>"));
+}
+
+#[tokio::test]
+async fn the_dashboard_counts_and_refuses_a_bad_range_next_to_its_form() {
+    let app = spawn_app().await;
+    let browser = Browser::signed_in(&app).await;
+    let soon = (Utc::now() + chrono::Duration::days(10)).to_rfc3339();
+    let created = app
+        .create_subscription(json!({
+            "customer_email": "soon@example.com", "customer_name": "Soon", "plan": "team",
+            "max_devices": 1, "expires_at": soon,
+        }))
+        .await;
+    let position = created["position"].as_i64().unwrap();
+    browser
+        .page(&format!("/admin/subscriptions?min_position={position}"))
+        .await;
+    let html = browser.page("/admin").await;
+    assert!(html.contains("<h1>Dashboard</h1>"));
+    assert!(html.contains("Activations per day") && html.contains("New subscriptions per day"));
+    assert!(html.contains("<svg"));
+    assert!(
+        html.contains("soon@example.com"),
+        "expiring in the next 30 days"
+    );
+    assert!(html.contains("<span>team</span>"), "counted by plan");
+    let response = browser.get("/admin?from=2026-05-01&to=2026-01-01").await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("role=\"alert\"") && html.contains("value=\"2026-05-01\""));
+}
