@@ -10,12 +10,13 @@ pub mod crypto;
 pub mod http;
 pub mod keys;
 pub mod licensing;
+pub mod monitoring;
 pub mod read;
 pub mod store;
 pub mod subscriptions;
 pub mod telemetry;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
@@ -40,13 +41,28 @@ pub async fn serve_app(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let address = listener.local_addr()?;
+    // Bound before serving, so that an address in use stops the start-up with its error.
+    let metrics_listener = match app.config.metrics_addr {
+        Some(metrics_addr) => Some(TcpListener::bind(metrics_addr).await?),
+        None => None,
+    };
+    let metrics_server = metrics_listener.map(|listener| {
+        if let Ok(metrics_addr) = listener.local_addr() {
+            tracing::info!(address = %metrics_addr, "serving /metrics on its own listener");
+        }
+        tokio::spawn(axum::serve(listener, http::metrics::own_listener(app.clone())).into_future())
+    });
     tracing::info!(%address, docs = %format!("http://{address}/docs"), "serving");
     let router = http::router(app);
-    axum::serve(
+    let served = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await?;
+    .await;
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
+    }
+    served?;
     Ok(())
 }

@@ -123,6 +123,28 @@ impl JetStreamBus {
         }
     }
 
+    /// Each projector's durable consumer as JetStream sees it (pending, ack-pending,
+    /// redelivered), for the metrics. A consumer not made yet is left out.
+    pub async fn consumer_states(&self) -> Result<Vec<ConsumerState>, BusError> {
+        let stream = self
+            .context
+            .get_stream(&self.settings.stream)
+            .await
+            .map_err(BusError::unavailable)?;
+        let mut states = Vec::new();
+        for projector in flowlytix_projections::all_projectors() {
+            if let Ok(info) = stream.consumer_info(consumer_name(projector.name())).await {
+                states.push(ConsumerState {
+                    consumer: info.name.clone(),
+                    pending: info.num_pending,
+                    ack_pending: info.num_ack_pending as u64,
+                    redelivered: info.num_redelivered as u64,
+                });
+            }
+        }
+        Ok(states)
+    }
+
     fn subject(&self, event: &EventRecord) -> String {
         format!(
             "{}.{}.{}",
@@ -170,6 +192,21 @@ impl EventBus for JetStreamBus {
     }
 }
 
+/// A durable consumer's counts, as JetStream reports them.
+pub struct ConsumerState {
+    pub consumer: String,
+    /// Messages on the stream the consumer has not been handed yet.
+    pub pending: u64,
+    /// Messages handed out and not acknowledged yet.
+    pub ack_pending: u64,
+    /// Messages handed out more than once and not acknowledged yet.
+    pub redelivered: u64,
+}
+
+fn consumer_name(projector: &str) -> String {
+    format!("projector-{projector}")
+}
+
 /// How a projector takes its events: up to `size` at a time, waiting at most `wait` for a
 /// batch to fill once its first event is in.
 #[derive(Debug, Clone, Copy)]
@@ -188,7 +225,7 @@ pub async fn run_projector(
     batches: BatchSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let name = format!("projector-{}", projector.name());
+    let name = consumer_name(projector.name());
     while !*shutdown.borrow() {
         let consumed = tokio::select! {
             result = consume(&bus, &db, projector.as_ref(), &name, batches) => result,
