@@ -16,6 +16,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 
 use super::{BusError, EventBus, PublishFuture};
+use crate::monitoring::record;
 
 /// How long JetStream remembers message ids to drop re-publications. Longer than any
 /// publisher failover, so a new leader's re-publication of an in-flight batch is dropped.
@@ -373,6 +374,7 @@ async fn project_deliveries(
         .map(|i| i.stream_sequence);
     match project_in_transaction(db, projector, &records, last_sequence).await {
         Ok(outcomes) => {
+            record::projected(projector.name(), &records, &outcomes);
             for (delivery, outcome) in batch.iter().zip(outcomes) {
                 acknowledge(projector, delivery, outcome).await?;
             }
@@ -400,10 +402,17 @@ async fn project_in_transaction(
     records: &[EventRecord],
     stream_sequence: Option<u64>,
 ) -> Result<Vec<Outcome>, flowlytix_projections::ProjectionError> {
-    let mut tx = db.begin().await?;
-    let outcomes = project_batch(tx.conn(), projector, records, stream_sequence).await?;
-    tx.commit().await?;
-    Ok(outcomes)
+    let projected = async {
+        let mut tx = db.begin().await?;
+        let outcomes = project_batch(tx.conn(), projector, records, stream_sequence).await?;
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+    .await;
+    if projected.is_err() {
+        record::projection_failed(projector.name());
+    }
+    projected
 }
 
 async fn project_alone(
@@ -416,7 +425,10 @@ async fn project_alone(
     let sequence = info.as_ref().map(|i| i.stream_sequence);
     let records = std::slice::from_ref(&delivery.record);
     let outcome = match project_in_transaction(db, projector, records, sequence).await {
-        Ok(outcomes) => outcomes.first().copied().unwrap_or(Outcome::Skipped),
+        Ok(outcomes) => {
+            record::projected(projector.name(), records, &outcomes);
+            outcomes.first().copied().unwrap_or(Outcome::Skipped)
+        }
         Err(error) if failures.record(&delivery.record) >= PARK_AFTER => {
             let mut tx = db
                 .begin()
@@ -427,6 +439,9 @@ async fn project_alone(
                 .await
                 .map_err(flowlytix_projections::ProjectionError::from)?;
             failures.forget(&delivery.record);
+            if outcome == Outcome::Parked {
+                record::event_parked(projector.name());
+            }
             outcome
         }
         Err(error) => {

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use chrono::Utc;
+use flowlytix_projections::{EventRecord, Outcome};
 use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
 };
@@ -201,29 +203,31 @@ pub fn publish_failed() {
     counter!(PUBLISH_ERRORS).increment(1);
 }
 
-/// What one projection batch came to: its size, each event's outcome, and how old its last
-/// event was when it was applied.
-pub fn projected(
-    projector: &'static str,
-    batch: usize,
-    applied: usize,
-    skipped: usize,
-    gaps: usize,
-    parked: usize,
-    last_age: Option<Duration>,
-) {
-    histogram!(PROJECTOR_BATCH, "projector" => projector).record(batch as f64);
-    for (name, n) in [
-        (PROJECTOR_APPLIED, applied),
-        (PROJECTOR_SKIPPED, skipped),
-        (PROJECTOR_GAPS, gaps),
-        (PROJECTOR_PARKED, parked),
+/// What one committed projection batch came to: its size, each event's outcome, and how old
+/// its last applied event was when it was applied (the time lag Eventuous reports).
+pub fn projected(projector: &'static str, records: &[EventRecord], outcomes: &[Outcome]) {
+    histogram!(PROJECTOR_BATCH, "projector" => projector).record(records.len() as f64);
+    let count = |wanted: Outcome| outcomes.iter().filter(|o| **o == wanted).count() as u64;
+    for (name, outcome) in [
+        (PROJECTOR_APPLIED, Outcome::Applied),
+        (PROJECTOR_SKIPPED, Outcome::Skipped),
+        (PROJECTOR_GAPS, Outcome::Gap),
+        (PROJECTOR_PARKED, Outcome::Parked),
     ] {
+        let n = count(outcome);
         if n > 0 {
-            counter!(name, "projector" => projector).increment(n as u64);
+            counter!(name, "projector" => projector).increment(n);
         }
     }
-    if let Some(age) = last_age {
+    let last_applied = records
+        .iter()
+        .zip(outcomes)
+        .rev()
+        .find(|(_, outcome)| **outcome == Outcome::Applied);
+    if let Some((record, _)) = last_applied {
+        let age = (Utc::now() - record.recorded_at)
+            .to_std()
+            .unwrap_or_default();
         gauge!(PROJECTOR_LAG_SECONDS, "projector" => projector).set(age.as_secs_f64());
     }
 }
