@@ -37,8 +37,11 @@ pub const LICENSE_CACHE_HITS: &str = "flowlytix_license_cache_hits_total";
 pub const LICENSE_CACHE_MISSES: &str = "flowlytix_license_cache_misses_total";
 pub const BUILD_INFO: &str = "flowlytix_build_info";
 
-/// The projectors' names, so that their series exist (at 0) before their first event.
-const PROJECTORS: &[&str] = &["subscriptions", "analytics"];
+/// The aggregate types, so that their conflict series exist (at 0) before the first one.
+const AGGREGATES: &[&str] = &[
+    <flowlytix_aggregates::Subscription as cqrs_es::Aggregate>::TYPE,
+    <flowlytix_aggregates::AdminUser as cqrs_es::Aggregate>::TYPE,
+];
 
 pub(super) fn describe() {
     describe_counter!(
@@ -141,9 +144,15 @@ pub(super) fn describe() {
     ] {
         counter!(name).absolute(0);
     }
-    for projector in PROJECTORS {
+    for aggregate in AGGREGATES {
+        for name in [APPEND_CONFLICTS, COMMAND_RETRIES] {
+            counter!(name, "aggregate" => *aggregate).absolute(0);
+        }
+    }
+    // And each projector's, before its first event.
+    for projector in flowlytix_projections::all_projectors() {
         for name in [PROJECTOR_APPLIED, PROJECTOR_PARKED, PROJECTOR_ERRORS] {
-            counter!(name, "projector" => *projector).absolute(0);
+            counter!(name, "projector" => projector.name()).absolute(0);
         }
     }
 }
