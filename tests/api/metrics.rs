@@ -438,3 +438,72 @@ fn metric_names_are_read_from_promql() {
         vec!["flowlytix_a_bucket", "process_open_fds"]
     );
 }
+
+#[tokio::test]
+async fn a_rate_limited_request_is_counted() {
+    let app = spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "2")]).await;
+    let before = sample(
+        &scrape(&app).await,
+        "flowlytix_rate_limited_requests_total",
+        &[],
+    );
+    let mut limited = 0;
+    for _ in 0..4 {
+        let response = app
+            .anon(Method::POST, "/api/v1/licensing/validate")
+            .json(&json!({"token": "not-a-token", "fingerprint": "f"}))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited += 1;
+        }
+    }
+    assert!(limited >= 1, "the limiter refused nothing");
+    let text = scrape(&app).await;
+    assert!(sample(&text, "flowlytix_rate_limited_requests_total", &[]) >= before + limited as f64);
+    assert!(
+        sample(
+            &text,
+            "flowlytix_http_requests_total",
+            &[r#"route="/api/v1/licensing/validate""#, r#"status="4xx""#]
+        ) >= limited as f64,
+        "refused requests count under their route"
+    );
+}
+
+/// Two instances on one database: the second moves a subscription on behind the first's
+/// cached state, so the first's next append meets a taken sequence, which is a conflict
+/// (and a retry from the store's state), not an error.
+#[tokio::test]
+async fn an_append_conflict_and_its_retry_are_counted() {
+    let app = spawn_app().await;
+    let second = app.api().at(&app.spawn_second_instance().await);
+    let created = app.subscription_with_devices(2).await;
+    let id = created["id"].as_str().unwrap();
+    app.api().put(id, json!({"max_devices": 3})).await;
+    let counts = |text: &str| {
+        (
+            sample(
+                text,
+                "flowlytix_append_conflicts_total",
+                &[r#"aggregate="Subscription""#],
+            ),
+            sample(
+                text,
+                "flowlytix_command_retries_total",
+                &[r#"aggregate="Subscription""#],
+            ),
+        )
+    };
+    let (conflicts, retries) = counts(&scrape(&app).await);
+    second.put(id, json!({"max_devices": 4})).await;
+    let updated = app.api().put(id, json!({"max_devices": 5})).await;
+    assert_eq!(updated["max_devices"], 5);
+    let (conflicts_after, retries_after) = counts(&scrape(&app).await);
+    assert!(
+        conflicts_after > conflicts,
+        "{conflicts} → {conflicts_after}"
+    );
+    assert!(retries_after > retries, "{retries} → {retries_after}");
+}
