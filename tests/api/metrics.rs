@@ -507,3 +507,27 @@ async fn an_append_conflict_and_its_retry_are_counted() {
     );
     assert!(retries_after > retries, "{retries} → {retries_after}");
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_metrics_as_text_with_its_refusals() {
+    let app = spawn_app().await;
+    let document: Value = app
+        .anon(Method::GET, "/openapi.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let responses = &document["paths"]["/metrics"]["get"]["responses"];
+    assert!(
+        responses["200"]["content"]["text/plain"].is_object(),
+        "{responses}"
+    );
+    for status in ["401", "404"] {
+        assert!(
+            responses[status]["content"]["application/problem+json"].is_object(),
+            "{status}: {responses}"
+        );
+    }
+}
