@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use flowlytix_projections::{EventRecord, Outcome};
 use metrics::{
-    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Label, Unit,
 };
 
 pub const HTTP_REQUESTS: &str = "flowlytix_http_requests_total";
@@ -159,12 +159,12 @@ pub(super) fn describe() {
 
 pub fn http_request(method: &'static str, route: String, status: &'static str, took: Duration) {
     let labels = [
-        ("method", method.to_owned()),
-        ("route", route),
-        ("status", status.to_owned()),
+        Label::from_static_parts("method", method),
+        Label::new("route", route),
+        Label::from_static_parts("status", status),
     ];
-    counter!(HTTP_REQUESTS, &labels).increment(1);
-    histogram!(HTTP_DURATION, &labels).record(took.as_secs_f64());
+    counter!(HTTP_REQUESTS, labels.iter()).increment(1);
+    histogram!(HTTP_DURATION, labels.iter()).record(took.as_secs_f64());
 }
 
 pub fn http_in_flight(change: f64) {
