@@ -16,7 +16,7 @@ pub mod store;
 pub mod subscriptions;
 pub mod telemetry;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
@@ -41,17 +41,7 @@ pub async fn serve_app(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let address = listener.local_addr()?;
-    // Bound before serving, so that an address in use stops the start-up with its error.
-    let metrics_listener = match app.config.metrics_addr {
-        Some(metrics_addr) => Some(TcpListener::bind(metrics_addr).await?),
-        None => None,
-    };
-    let metrics_server = metrics_listener.map(|listener| {
-        if let Ok(metrics_addr) = listener.local_addr() {
-            tracing::info!(address = %metrics_addr, "serving /metrics on its own listener");
-        }
-        tokio::spawn(axum::serve(listener, http::metrics::own_listener(app.clone())).into_future())
-    });
+    let metrics_server = http::metrics::serve_own_listener(&app).await?;
     tracing::info!(%address, docs = %format!("http://{address}/docs"), "serving");
     let router = http::router(app);
     let served = axum::serve(

@@ -11,6 +11,8 @@ use axum::routing::get;
 use axum::Router;
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -27,11 +29,23 @@ pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new().routes(routes!(metrics))
 }
 
-/// The router of the `METRICS_ADDR` listener: `/metrics` and nothing else.
-pub fn own_listener(app: SharedApp) -> Router {
-    Router::new()
+/// Serves `/metrics`, and nothing else, on `METRICS_ADDR` when that is set, until the
+/// returned task is aborted. The address is bound before this returns, so that one in use
+/// stops the start-up with its error.
+pub async fn serve_own_listener(app: &SharedApp) -> std::io::Result<Option<JoinHandle<()>>> {
+    let Some(address) = app.config.metrics_addr else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(address).await?;
+    tracing::info!(address = %listener.local_addr()?, "serving /metrics on its own listener");
+    let router = Router::new()
         .route("/metrics", get(metrics_on_own_listener))
-        .with_state(app)
+        .with_state(app.clone());
+    Ok(Some(tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "the metrics listener stopped");
+        }
+    })))
 }
 
 /// Prometheus metrics, in the text exposition format. Requires `Authorization: Bearer
