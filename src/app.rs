@@ -75,6 +75,7 @@ impl App {
 
     async fn start_as(config: Config, role: StartMode) -> Result<SharedApp, StartError> {
         config.check_production_safety()?;
+        crate::monitoring::install();
         let url = config
             .database_url
             .as_ref()
@@ -171,6 +172,7 @@ impl App {
             self.publisher_status.clone(),
         );
         tokio::spawn(publisher.run(self.shutdown.subscribe()));
+        tokio::spawn(crate::monitoring::run_upkeep(self.shutdown.subscribe()));
         if let Db::Postgres(pool) = &self.db {
             tokio::spawn(follow_license_changes(
                 self.clone(),

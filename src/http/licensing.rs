@@ -18,6 +18,7 @@ use super::extract::{ApiJson, RequestContext};
 use super::views::{ClientDeviceView, LicenseView};
 use crate::app::SharedApp;
 use crate::licensing::{self, Credential, DeviceReport, TokenIssued, Verdict};
+use crate::monitoring::record;
 
 pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new()
@@ -114,6 +115,15 @@ impl TokenIssuedView {
     }
 }
 
+/// Counts an operation's outcome (`ok`, or its problem code) and passes its result on.
+fn counted<T>(result: Result<T, ApiError>, count: fn(&'static str)) -> Result<T, ApiError> {
+    count(match &result {
+        Ok(_) => "ok",
+        Err(error) => error.code,
+    });
+    result
+}
+
 fn parse_key(raw: &str) -> Result<LicenseKey, ApiError> {
     LicenseKey::parse(raw).map_err(|e| {
         ApiError::new(
@@ -159,7 +169,8 @@ async fn activate(
         hostname: device.hostname,
     };
     // The actor is the license; the operation names it once it knows which.
-    let issued = licensing::activate(&app, key, report, context.metadata("")).await?;
+    let issued = licensing::activate(&app, key, report, context.metadata("")).await;
+    let issued = counted(issued.map_err(ApiError::from), record::activation)?;
     Ok((StatusCode::CREATED, Json(TokenIssuedView::new(issued))))
 }
 
@@ -175,6 +186,7 @@ async fn validate(
     let credential = credential(body.license_key.as_deref(), body.token)?;
     let now = Utc::now();
     let verdict = licensing::validate(&app, credential, fingerprint_hash, now).await?;
+    record::validation(verdict.code.as_str());
     Ok(Json(ValidationResult::new(verdict, now)))
 }
 
@@ -189,7 +201,8 @@ async fn refresh(
     context: RequestContext,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Json<TokenIssuedView>, ApiError> {
-    let issued = licensing::refresh(&app, &body.token, context.metadata("")).await?;
+    let issued = licensing::refresh(&app, &body.token, context.metadata("")).await;
+    let issued = counted(issued.map_err(ApiError::from), record::token_refresh)?;
     Ok(Json(TokenIssuedView::new(issued)))
 }
 
@@ -206,7 +219,9 @@ async fn deactivate(
 ) -> Result<StatusCode, ApiError> {
     let fingerprint_hash = licensing::fingerprint_hash(&body.fingerprint)?;
     let credential = credential(body.license_key.as_deref(), body.token)?;
-    licensing::deactivate(&app, credential, fingerprint_hash, context.metadata("")).await?;
+    let deactivated =
+        licensing::deactivate(&app, credential, fingerprint_hash, context.metadata("")).await;
+    counted(deactivated.map_err(ApiError::from), record::deactivation)?;
     Ok(StatusCode::NO_CONTENT)
 }
 /// The Ed25519 public key that verifies license tokens, as PEM (SPKI).

@@ -10,6 +10,7 @@ mod events;
 pub mod extract;
 mod health;
 mod licensing;
+pub mod metrics;
 pub mod storable;
 mod subscriptions;
 pub mod views;
@@ -35,6 +36,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::SharedApp;
+use crate::monitoring;
 use error::ApiError;
 
 pub fn router(app: SharedApp) -> Router {
@@ -51,9 +53,12 @@ pub fn router(app: SharedApp) -> Router {
         .merge(analytics::router())
         .merge(events::router())
         .merge(health::router())
+        .merge(metrics::router())
         .split_for_parts();
     let request_id = HeaderName::from_static(extract::REQUEST_ID_HEADER);
     api.merge(docs::router(docs::complete(&openapi)))
+        // Every route is in: each hands its template to the HTTP metrics (outermost layer).
+        .route_layer(axum::middleware::from_fn(monitoring::http::remember_route))
         .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such endpoint") })
         // After every route is in: axum keeps the `Allow` header on this answer.
         .method_not_allowed_fallback(|| async {
@@ -80,6 +85,7 @@ pub fn router(app: SharedApp) -> Router {
         // The last line of defence: a panic anywhere below answers a logged 500 problem
         // instead of dropping the connection.
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn(monitoring::http::track_requests))
         .with_state(app)
 }
 
@@ -106,6 +112,7 @@ fn rate_limit(
         .key_extractor(PeerIpKeyExtractor)
         .finish()?;
     Some(GovernorLayer::new(config).error_handler(|error| {
+        monitoring::record::rate_limited();
         // tower_governor rounds the wait down to whole seconds (0 for any wait under one):
         // one more second is the least wait that is never too short.
         let wait = match &error {

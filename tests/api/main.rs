@@ -17,6 +17,7 @@ mod end_to_end;
 mod event_log;
 mod license_tokens;
 mod long_history;
+mod metrics;
 mod poison;
 mod protocol;
 mod read_models;
