@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -16,6 +17,7 @@ use uuid::Uuid;
 use super::access::{RequireAdmin, RequireReader};
 use super::error::{ApiError, Problem};
 use super::extract::{with_consistency, ApiJson, ApiPath, ApiQuery, RequestContext};
+use super::idempotency::{self, IdempotencyKeyHeader};
 use super::views::{SubscriptionPage, SubscriptionView};
 use crate::app::SharedApp;
 use crate::read;
@@ -30,12 +32,13 @@ use crate::subscriptions::{self, CreateSubscriptionRequest, UpdateSubscriptionRe
 pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new()
         .routes(routes!(create_subscription, list_subscriptions))
+        .routes(routes!(regenerate_license_key))
+        .route_layer(from_fn(idempotency::admin_keys))
         .routes(routes!(
             get_subscription,
             update_subscription,
             delete_subscription
         ))
-        .routes(routes!(regenerate_license_key))
         .routes(routes!(subscription_events))
 }
 
@@ -105,7 +108,7 @@ fn committed_view(
 
 /// Create a subscription. The response holds the full license key: the only time it is shown.
 #[utoipa::path(post, path = "/api/v1/subscriptions", tag = "subscriptions", security(("bearer" = [])),
-    request_body = CreateSubscriptionRequest,
+    params(IdempotencyKeyHeader), request_body = CreateSubscriptionRequest,
     responses((status = 201, body = SubscriptionView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 async fn create_subscription(
     State(app): State<SharedApp>,
@@ -242,7 +245,7 @@ async fn delete_subscription(
 /// Issue a new license key; the old one stops working at once. The response shows the new
 /// key, once. Activated devices stay activated.
 #[utoipa::path(post, path = "/api/v1/subscriptions/{id}/license-key", tag = "subscriptions", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path), IdempotencyKeyHeader),
     responses((status = 200, body = SubscriptionView), (status = 404, body = Problem), (status = 410, body = Problem)))]
 async fn regenerate_license_key(
     State(app): State<SharedApp>,

@@ -5,6 +5,7 @@ mod cache;
 mod executor;
 #[cfg(test)]
 mod executor_tests;
+pub mod idempotency;
 mod log;
 mod lookup;
 pub mod notices;
