@@ -360,7 +360,8 @@ async fn licensing_calls_are_replayed_per_license() {
 
 /// Every byte of the table, as text a secret could be found in.
 async fn idempotency_table_dump(app: &TestApp) -> String {
-    let rows: Vec<(String, String, Option<Vec<u8>>, Option<Vec<u8>>)> = flowlytix_projections::with_db!(&app.db, pool => {
+    type Row = (String, String, Option<Vec<u8>>, Option<Vec<u8>>);
+    let rows: Vec<Row> = flowlytix_projections::with_db!(&app.db, pool => {
         sqlx::query_as("select key_hash, request_hash, response_nonce, response_sealed from idempotency_keys")
             .fetch_all(pool)
             .await
@@ -543,4 +544,35 @@ async fn a_browser_may_send_the_header_and_read_the_replay_mark() {
         .unwrap_or("")
         .to_ascii_lowercase();
     assert!(exposed.contains("idempotent-replayed"), "{exposed}");
+}
+
+#[tokio::test]
+async fn a_repeat_whose_answer_cannot_be_opened_any_more_is_409_and_runs_nothing() {
+    let app = spawn_app().await;
+    let body = new_subscription("rotated@example.com");
+    let first = create(&app, "before-rotation", &body).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    app.server.stop_background_tasks();
+    // The same database after SECRET_KEY changed: the sealed answer no longer opens.
+    let rotated = start_app(
+        &app.database_url,
+        &app.key_dir,
+        app.nats_names.clone(),
+        &[(
+            "SECRET_KEY",
+            "another-secret-key-that-is-long-enough-987654",
+        )],
+    )
+    .await;
+    assert_refused(
+        &rotated,
+        create(&rotated, "before-rotation", &body),
+        StatusCode::CONFLICT,
+        "IDEMPOTENCY_RESPONSE_UNREADABLE",
+    )
+    .await;
+    assert_eq!(
+        count_events_of_type(&rotated, "SubscriptionCreated").await,
+        1
+    );
 }
