@@ -489,6 +489,15 @@ async fn the_document_describes_the_header_and_cors_allows_it() {
             })
             .unwrap_or_else(|| panic!("{method} {path} documents {HEADER}"));
         assert_eq!(header["schema"]["maxLength"], 255);
+        let success = operation["responses"]
+            .as_object()
+            .and_then(|r| r.iter().find(|(status, _)| status.starts_with('2')))
+            .map(|(_, response)| response)
+            .unwrap();
+        assert!(
+            success["headers"]["Idempotent-Replayed"].is_object(),
+            "{method} {path}"
+        );
         for (status, code) in [
             ("400", "INVALID_IDEMPOTENCY_KEY"),
             ("409", "IDEMPOTENCY_KEY_IN_FLIGHT"),
@@ -575,4 +584,52 @@ async fn a_repeat_whose_answer_cannot_be_opened_any_more_is_409_and_runs_nothing
         count_events_of_type(&rotated, "SubscriptionCreated").await,
         1
     );
+}
+
+#[tokio::test]
+async fn a_request_refused_for_its_credential_leaves_no_key_behind() {
+    let app = spawn_app().await;
+    accounts::create_admin(
+        &app.server,
+        "reader@flowlytix.test",
+        "reader-password-123456",
+        Role::Auditor,
+        EventMetadata::system(Utc::now()),
+    )
+    .await
+    .expect("create an auditor");
+    let auditor = app
+        .login("reader@flowlytix.test", "reader-password-123456")
+        .await;
+    let body = new_subscription("nobody@example.com");
+    let as_auditor = app
+        .anon(Method::POST, "/api/v1/subscriptions")
+        .bearer_auth(auditor["access_token"].as_str().unwrap())
+        .header(HEADER, "k")
+        .json(&body);
+    assert_refused(&app, as_auditor, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    let unsigned = app
+        .anon(Method::POST, "/api/v1/subscriptions")
+        .bearer_auth("not-a-token")
+        .header(HEADER, "k")
+        .json(&body);
+    assert_refused(
+        &app,
+        unsigned,
+        StatusCode::UNAUTHORIZED,
+        "INVALID_ACCESS_TOKEN",
+    )
+    .await;
+    let forged_token = app
+        .anon(Method::POST, "/api/v1/licensing/refresh")
+        .header(HEADER, "k")
+        .json(&json!({"token": "eyJhbGciOiJFZERTQSJ9.e30.c2ln"}));
+    assert_refused(
+        &app,
+        forged_token,
+        StatusCode::UNAUTHORIZED,
+        "TOKEN_INVALID",
+    )
+    .await;
+    assert_eq!(app.scalar("select count(*) from idempotency_keys").await, 0);
 }

@@ -174,6 +174,14 @@ fn complete_operation(path: &str, method: &str, operation: &mut Value) {
         .iter()
         .any(|p| p["in"] == "header" && p["name"] == "Idempotency-Key");
     if idempotent {
+        for (status, response) in responses.iter_mut() {
+            if status.starts_with('2') {
+                response["headers"][REPLAYED_HEADER_NAME] = json!({
+                    "description": "`true` when this is the first answer to an earlier request with the same Idempotency-Key, given again",
+                    "schema": {"type": "string", "enum": ["true"]},
+                });
+            }
+        }
         for (status, text) in IDEMPOTENCY_ANSWERS {
             match responses.get_mut(status) {
                 Some(response) => {
@@ -229,6 +237,8 @@ fn complete_operation(path: &str, method: &str, operation: &mut Value) {
         }
     }
 }
+
+const REPLAYED_HEADER_NAME: &str = "Idempotent-Replayed";
 
 /// What the `Idempotency-Key` middleware answers on its own (`http::idempotency`).
 const IDEMPOTENCY_ANSWERS: [(&str, &str); 3] = [
