@@ -135,7 +135,8 @@ async fn guard(app: SharedApp, caller: Caller, request: Request, next: Next) -> 
     };
     match begun {
         Begun::Run(ticket) => {
-            let request = Request::from_parts(parts, Body::from(body));
+            let mut request = Request::from_parts(parts, Body::from(body));
+            request.extensions_mut().insert(ticket.request());
             // Run to the end even if the client goes away or the request times out: the
             // answer is then remembered for the retry instead of the key staying locked
             // with nobody knowing whether the command ran.

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::subscription::SubscriptionState;
 use flowlytix_aggregates::{Subscription, SubscriptionId};
@@ -20,6 +20,7 @@ use super::extract::{with_consistency, ApiJson, ApiPath, ApiQuery, RequestContex
 use super::idempotency::{self, IdempotencyKeyHeader};
 use super::views::{SubscriptionPage, SubscriptionView};
 use crate::app::SharedApp;
+use crate::idempotency::IdempotentRequest;
 use crate::read;
 use crate::read::consistency::wait_for_position;
 use crate::read::subscriptions::SubscriptionFilter;
@@ -114,11 +115,18 @@ async fn create_subscription(
     State(app): State<SharedApp>,
     RequireAdmin(admin): RequireAdmin,
     context: RequestContext,
+    idempotent: Option<Extension<IdempotentRequest>>,
     ApiJson(body): ApiJson<CreateSubscriptionRequest>,
 ) -> Result<Response, ApiError> {
     let metadata = context.metadata(admin.admin_id.to_string());
     let now = metadata.occurred_at;
-    let created = subscriptions::create(&app, body, metadata).await?;
+    let created = match idempotent {
+        Some(Extension(request)) => {
+            let id = SubscriptionId(request.derived_id("Subscription"));
+            subscriptions::create_with_id(&app, id, body, metadata).await?
+        }
+        None => subscriptions::create(&app, body, metadata).await?,
+    };
     let mut view = committed_view(&created.committed, now)?;
     view.license_key = Some(created.license_key.expose().to_owned());
     let location = format!("/api/v1/subscriptions/{}", view.id);

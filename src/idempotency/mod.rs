@@ -18,6 +18,7 @@ use flowlytix_aggregates::{AdminId, Sha256Hex, SubscriptionId};
 use flowlytix_projections::Db;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::crypto::{random_token, sha256_hex};
 use crate::store::idempotency::{self as table, Claim, ClaimOutcome};
@@ -144,6 +145,39 @@ pub enum Begun {
 pub struct Ticket {
     key_hash: String,
     claim_id: String,
+    request: IdempotentRequest,
+}
+
+impl Ticket {
+    /// What the running request may know about its key (a request extension).
+    pub fn request(&self) -> IdempotentRequest {
+        self.request.clone()
+    }
+}
+
+/// Given to a handler whose request runs under a key. The answer is remembered only after
+/// the command committed; a server that dies in between leaves the key to a retry once
+/// its lease ran out, and that retry must not do a second create. So a create takes its
+/// new aggregate's id from here: the retry derives the same id, and the event store
+/// refuses a second creation (409 `SUBSCRIPTION_EXISTS`) instead of making a duplicate.
+#[derive(Debug, Clone)]
+pub struct IdempotentRequest {
+    /// The key's hash and the time it was first claimed: the same for every attempt under
+    /// one key within its retention, different once the key expired and is used again.
+    seed: String,
+}
+
+impl IdempotentRequest {
+    /// Namespace of the derived ids; any fixed UUID works, it must never change.
+    const NAMESPACE: Uuid = Uuid::from_u128(0x3d0c_9a51_7e24_4b8f_a6c1_2f90_5e7b_1d44);
+
+    /// The id the request's new aggregate of this kind gets.
+    pub fn derived_id(&self, kind: &str) -> Uuid {
+        Uuid::new_v5(
+            &Self::NAMESPACE,
+            format!("{kind}\n{}", self.seed).as_bytes(),
+        )
+    }
 }
 
 #[derive(Clone)]
@@ -190,7 +224,13 @@ impl IdempotencyKeys {
         )
         .await?;
         Ok(match outcome {
-            ClaimOutcome::Claimed => Begun::Run(Ticket { key_hash, claim_id }),
+            ClaimOutcome::Claimed { first_claimed_ms } => Begun::Run(Ticket {
+                request: IdempotentRequest {
+                    seed: format!("{key_hash}:{first_claimed_ms}"),
+                },
+                key_hash,
+                claim_id,
+            }),
             ClaimOutcome::InFlight { request_hash: held } if held == request_hash => {
                 Begun::InFlight
             }

@@ -7,8 +7,10 @@ use flowlytix_projections::{with_db, Db};
 /// What a claim found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClaimOutcome {
-    /// The key is this attempt's: run the request, then `complete` or `release`.
-    Claimed,
+    /// The key is this attempt's: run the request, then `complete` or `release`. The key
+    /// was first claimed at `first_claimed_ms` (kept when a retry takes over a crashed
+    /// attempt's claim, so that both derive the same ids from it).
+    Claimed { first_claimed_ms: i64 },
     /// Another attempt holds the key and its lease has not run out.
     InFlight { request_hash: String },
     /// The key was answered: its sealed first response.
@@ -30,16 +32,23 @@ pub struct Claim<'a> {
     pub expires_at_ms: i64,
 }
 
-type Row = (String, Option<i32>, Option<Vec<u8>>, Option<Vec<u8>>);
+type Row = (
+    String,
+    Option<String>,
+    Option<i32>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+);
 
-/// Takes the key for this attempt when it is new, expired, or held by an attempt whose
-/// lease ran out on the same request (a crash; a different request never takes it over:
-/// the crashed one may have committed). Otherwise says who has it.
+/// Takes the key for this attempt when it is new, expired, released, or held by an attempt
+/// whose lease ran out on the same request (a crash; a different request never takes it
+/// over: the crashed one may have committed). Otherwise says who has it. Taking over a
+/// released or crashed claim keeps the key's first claim time and expiry.
 pub async fn claim(db: &Db, claim: &Claim<'_>) -> Result<ClaimOutcome, sqlx::Error> {
     // A row can vanish between the insert and the read (released or purged meanwhile):
     // then the next round claims it.
     for _ in 0..3 {
-        let taken: Option<String> = with_db!(db, pool => {
+        let taken: Option<i64> = with_db!(db, pool => {
             sqlx::query_scalar(
                 "insert into idempotency_keys
                      (key_hash, request_hash, claim_id, lease_until, created_at, expires_at)
@@ -51,13 +60,17 @@ pub async fn claim(db: &Db, claim: &Claim<'_>) -> Result<ClaimOutcome, sqlx::Err
                      response_status = null,
                      response_nonce = null,
                      response_sealed = null,
-                     created_at = excluded.created_at,
-                     expires_at = excluded.expires_at
+                     created_at = case when idempotency_keys.expires_at <= excluded.created_at
+                         then excluded.created_at else idempotency_keys.created_at end,
+                     expires_at = case when idempotency_keys.expires_at <= excluded.created_at
+                         then excluded.expires_at else idempotency_keys.expires_at end
                  where idempotency_keys.expires_at <= excluded.created_at
+                    or (idempotency_keys.response_status is null
+                        and idempotency_keys.claim_id is null)
                     or (idempotency_keys.response_status is null
                         and idempotency_keys.lease_until <= excluded.created_at
                         and idempotency_keys.request_hash = excluded.request_hash)
-                 returning key_hash",
+                 returning created_at",
             )
             .bind(claim.key_hash)
             .bind(claim.request_hash)
@@ -68,12 +81,12 @@ pub async fn claim(db: &Db, claim: &Claim<'_>) -> Result<ClaimOutcome, sqlx::Err
             .fetch_optional(pool)
             .await?
         });
-        if taken.is_some() {
-            return Ok(ClaimOutcome::Claimed);
+        if let Some(first_claimed_ms) = taken {
+            return Ok(ClaimOutcome::Claimed { first_claimed_ms });
         }
         let row: Option<Row> = with_db!(db, pool => {
             sqlx::query_as(
-                "select request_hash, response_status, response_nonce, response_sealed
+                "select request_hash, claim_id, response_status, response_nonce, response_sealed
                  from idempotency_keys where key_hash = $1",
             )
             .bind(claim.key_hash)
@@ -81,8 +94,9 @@ pub async fn claim(db: &Db, claim: &Claim<'_>) -> Result<ClaimOutcome, sqlx::Err
             .await?
         });
         match row {
-            None => continue,
-            Some((request_hash, Some(status), Some(nonce), Some(sealed))) => {
+            // Gone, or released meanwhile: the next round claims it.
+            None | Some((_, None, None, ..)) => continue,
+            Some((request_hash, _, Some(status), Some(nonce), Some(sealed))) => {
                 return Ok(ClaimOutcome::Answered {
                     request_hash,
                     status: u16::try_from(status).unwrap_or(500),
@@ -128,15 +142,19 @@ pub async fn complete(
     Ok(done == 1)
 }
 
-/// Forgets a key whose request wrote nothing, so that a retry runs it.
+/// Lets go of a key whose request wrote nothing, so that a retry runs. The row stays (free,
+/// with its first claim time) until it expires, so that the retry derives the same ids.
 pub async fn release(db: &Db, key_hash: &str, claim_id: &str) -> Result<(), sqlx::Error> {
     with_db!(db, pool => {
-        sqlx::query("delete from idempotency_keys where key_hash = $1 and claim_id = $2")
-            .bind(key_hash)
-            .bind(claim_id)
-            .execute(pool)
-            .await?
-            .rows_affected()
+        sqlx::query(
+            "update idempotency_keys set claim_id = null, lease_until = null
+             where key_hash = $1 and claim_id = $2",
+        )
+        .bind(key_hash)
+        .bind(claim_id)
+        .execute(pool)
+        .await?
+        .rows_affected()
     });
     Ok(())
 }

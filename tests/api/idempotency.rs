@@ -587,7 +587,7 @@ async fn a_repeat_whose_answer_cannot_be_opened_any_more_is_409_and_runs_nothing
 }
 
 #[tokio::test]
-async fn a_request_refused_for_its_credential_leaves_no_key_behind() {
+async fn a_request_refused_for_its_credential_is_not_remembered() {
     let app = spawn_app().await;
     accounts::create_admin(
         &app.server,
@@ -608,6 +608,12 @@ async fn a_request_refused_for_its_credential_leaves_no_key_behind() {
         .header(HEADER, "k")
         .json(&body);
     assert_refused(&app, as_auditor, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    // The auditor is a caller: its key is claimed, then released unanswered.
+    let answered = "select count(*) from idempotency_keys where response_status is not null";
+    assert_eq!(app.scalar(answered).await, 0);
+    let held = "select count(*) from idempotency_keys where claim_id is not null";
+    assert_eq!(app.scalar(held).await, 0);
+    let rows = app.scalar("select count(*) from idempotency_keys").await;
     let unsigned = app
         .anon(Method::POST, "/api/v1/subscriptions")
         .bearer_auth("not-a-token")
@@ -631,5 +637,54 @@ async fn a_request_refused_for_its_credential_leaves_no_key_behind() {
         "TOKEN_INVALID",
     )
     .await;
-    assert_eq!(app.scalar("select count(*) from idempotency_keys").await, 0);
+    // Without a credential there is no caller: nothing is claimed at all.
+    assert_eq!(
+        app.scalar("select count(*) from idempotency_keys").await,
+        rows
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_a_crash_between_commit_and_answer_creates_no_second_subscription() {
+    let app = spawn_app().await;
+    let body = new_subscription("crash@example.com");
+    let first = create(&app, "lost-answer", &body).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    // What a server that died after the commit, before remembering the answer, leaves: the
+    // key held by an attempt whose lease has run out, and no answer.
+    flowlytix_projections::with_db!(&app.db, pool => {
+        sqlx::query(
+            "update idempotency_keys set response_status = null, response_nonce = null,
+             response_sealed = null, claim_id = 'crashed', lease_until = 0",
+        )
+        .execute(pool)
+        .await
+        .unwrap()
+        .rows_affected()
+    });
+    assert_refused(
+        &app,
+        create(&app, "lost-answer", &body),
+        StatusCode::CONFLICT,
+        "SUBSCRIPTION_EXISTS",
+    )
+    .await;
+    // The refusal wrote nothing and is not remembered; every further retry is the same.
+    assert_refused(
+        &app,
+        create(&app, "lost-answer", &body),
+        StatusCode::CONFLICT,
+        "SUBSCRIPTION_EXISTS",
+    )
+    .await;
+    assert_eq!(count_events_of_type(&app, "SubscriptionCreated").await, 1);
+    // Once the key expired, using it again is a new key: a new subscription.
+    app.server
+        .idempotency
+        .purge_expired(Utc::now() + Duration::hours(25))
+        .await
+        .unwrap();
+    let later = create(&app, "lost-answer", &body).send().await.unwrap();
+    assert_eq!(later.status(), StatusCode::CREATED);
+    assert_eq!(count_events_of_type(&app, "SubscriptionCreated").await, 2);
 }
