@@ -12,6 +12,7 @@ use crate::auth::AdminAuth;
 use crate::bus::jetstream::{run_projector, BatchSettings, JetStreamSettings};
 use crate::bus::{EventBus, InProcessBus, JetStreamBus};
 use crate::config::Config;
+use crate::idempotency::IdempotencyKeys;
 use crate::keys::{JwtKeys, KeyError};
 use crate::licensing::freshness::follow_license_changes;
 use crate::licensing::token::LicenseTokens;
@@ -31,6 +32,8 @@ pub struct App {
     pub lookup: Lookup,
     pub license_tokens: LicenseTokens,
     pub admin_auth: AdminAuth,
+    /// What `Idempotency-Key` remembers, sealed with a key derived from the admin secret.
+    pub idempotency: IdempotencyKeys,
     pub licenses: Arc<LicenseCache>,
     pub bus: Arc<dyn EventBus>,
     /// Set when NATS is configured: the projectors consume from it.
@@ -135,6 +138,7 @@ impl App {
                 config.license_token_issuer.clone(),
                 config.license_token_ttl,
             ),
+            idempotency: IdempotencyKeys::new(db.clone(), &admin_secret),
             admin_auth: AdminAuth::new(
                 admin_keys,
                 config.license_token_issuer.clone(),
@@ -173,6 +177,11 @@ impl App {
         );
         tokio::spawn(publisher.run(self.shutdown.subscribe()));
         tokio::spawn(crate::monitoring::run_upkeep(self.shutdown.subscribe()));
+        tokio::spawn(
+            self.idempotency
+                .clone()
+                .purge_periodically(self.shutdown.subscribe()),
+        );
         if let Db::Postgres(pool) = &self.db {
             tokio::spawn(follow_license_changes(
                 self.clone(),

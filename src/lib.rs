@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod http;
+pub mod idempotency;
 pub mod keys;
 pub mod licensing;
 pub mod monitoring;

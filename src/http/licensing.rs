@@ -3,6 +3,7 @@
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
+use axum::middleware::from_fn;
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -15,6 +16,7 @@ use uuid::Uuid;
 
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, RequestContext};
+use super::idempotency::{self, IdempotencyKeyHeader};
 use super::views::{ClientDeviceView, LicenseView};
 use crate::app::SharedApp;
 use crate::licensing::{self, Credential, DeviceReport, TokenIssued, Verdict};
@@ -23,9 +25,11 @@ use crate::monitoring::record;
 pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new()
         .routes(routes!(activate))
-        .routes(routes!(validate))
         .routes(routes!(refresh))
         .routes(routes!(deactivate))
+        .route_layer(from_fn(idempotency::license_keys))
+        // Validation changes nothing: a repeat is already safe.
+        .routes(routes!(validate))
         .routes(routes!(public_key))
         .routes(routes!(jwks))
 }
@@ -147,7 +151,7 @@ fn credential(license_key: Option<&str>, token: Option<String>) -> Result<Creden
 
 /// Activate a license key on a device and get a license token. Re-activating a device that
 /// is already active is idempotent: same device, fresh token.
-#[utoipa::path(post, path = "/api/v1/licensing/activate", tag = "licensing", request_body = ActivateRequest,
+#[utoipa::path(post, path = "/api/v1/licensing/activate", tag = "licensing", params(IdempotencyKeyHeader), request_body = ActivateRequest,
     responses((status = 201, body = TokenIssuedView),
         (status = 404, body = Problem, description = "LICENSE_NOT_FOUND"),
         (status = 403, body = Problem, description = "LICENSE_SUSPENDED, LICENSE_EXPIRED or LICENSE_CANCELED"),
@@ -191,7 +195,7 @@ async fn validate(
 }
 
 /// Exchange a valid license token for a fresh one while the license is still valid.
-#[utoipa::path(post, path = "/api/v1/licensing/refresh", tag = "licensing", request_body = RefreshRequest,
+#[utoipa::path(post, path = "/api/v1/licensing/refresh", tag = "licensing", params(IdempotencyKeyHeader), request_body = RefreshRequest,
     responses((status = 200, body = TokenIssuedView),
         (status = 401, body = Problem, description = "TOKEN_INVALID or TOKEN_EXPIRED"),
         (status = 403, body = Problem, description = "LICENSE_SUSPENDED, LICENSE_EXPIRED or LICENSE_CANCELED"),
@@ -207,7 +211,7 @@ async fn refresh(
 }
 
 /// Free a device's slot. The credential is the license key or the device's license token.
-#[utoipa::path(post, path = "/api/v1/licensing/deactivate", tag = "licensing", request_body = CredentialRequest,
+#[utoipa::path(post, path = "/api/v1/licensing/deactivate", tag = "licensing", params(IdempotencyKeyHeader), request_body = CredentialRequest,
     responses((status = 204),
         (status = 401, body = Problem, description = "TOKEN_INVALID or TOKEN_EXPIRED"),
         (status = 403, body = Problem, description = "FINGERPRINT_MISMATCH"),

@@ -9,6 +9,7 @@ pub mod error;
 mod events;
 pub mod extract;
 mod health;
+pub mod idempotency;
 mod licensing;
 pub mod metrics;
 pub mod storable;
@@ -68,6 +69,8 @@ pub fn router(app: SharedApp) -> Router {
                 "this endpoint does not accept that method; see the Allow header",
             )
         })
+        // For the middleware that routes opt into (`idempotency`), built before the state is.
+        .layer(axum::Extension(app.clone()))
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
         .layer(cors(&app.config.allowed_origins))
         .layer(SetResponseHeaderLayer::overriding(
@@ -144,7 +147,9 @@ fn cors(allowed_origins: &[String]) -> CorsLayer {
             axum::http::header::AUTHORIZATION,
             axum::http::header::CONTENT_TYPE,
             axum::http::header::IF_MATCH,
+            HeaderName::from_static(idempotency::HEADER),
         ])
+        .expose_headers([HeaderName::from_static(idempotency::REPLAYED_HEADER)])
 }
 
 #[cfg(test)]

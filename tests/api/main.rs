@@ -15,6 +15,7 @@ mod durability;
 mod effective_status;
 mod end_to_end;
 mod event_log;
+mod idempotency;
 mod license_tokens;
 mod long_history;
 mod metrics;
