@@ -1,6 +1,9 @@
 # Multi-stage build: compile with the Rust toolchain, run on a slim Debian with only the binary.
 FROM rust:1-bookworm AS build
 WORKDIR /src
+# The commit `flowlytix_build_info` reports, for build contexts where git cannot tell (a
+# worktree's .git is a pointer to elsewhere): `--build-arg FLOWLYTIX_GIT_COMMIT=$(git rev-parse --short=12 HEAD)`.
+ARG FLOWLYTIX_GIT_COMMIT=
 COPY . .
 RUN cargo build --release --bin flowlytix
 

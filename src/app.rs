@@ -13,6 +13,7 @@ use crate::auth::AdminAuth;
 use crate::bus::jetstream::{run_projector, BatchSettings, JetStreamSettings};
 use crate::bus::{EventBus, InProcessBus, JetStreamBus};
 use crate::config::Config;
+use crate::idempotency::IdempotencyKeys;
 use crate::keys::{JwtKeys, KeyError};
 use crate::licensing::freshness::follow_license_changes;
 use crate::licensing::token::LicenseTokens;
@@ -34,6 +35,8 @@ pub struct App {
     pub admin_auth: AdminAuth,
     /// The admin panel's sessions (cookies), riding on `admin_auth`'s.
     pub browser_sessions: BrowserSessions,
+    /// What `Idempotency-Key` remembers, sealed with a key derived from the admin secret.
+    pub idempotency: IdempotencyKeys,
     pub licenses: Arc<LicenseCache>,
     pub bus: Arc<dyn EventBus>,
     /// Set when NATS is configured: the projectors consume from it.
@@ -78,6 +81,7 @@ impl App {
 
     async fn start_as(config: Config, role: StartMode) -> Result<SharedApp, StartError> {
         config.check_production_safety()?;
+        crate::monitoring::install();
         let url = config
             .database_url
             .as_ref()
@@ -138,6 +142,7 @@ impl App {
                 config.license_token_ttl,
             ),
             browser_sessions: BrowserSessions::new(db.clone(), config.access_token_ttl),
+            idempotency: IdempotencyKeys::new(db.clone(), &admin_secret),
             admin_auth: AdminAuth::new(
                 admin_keys,
                 config.license_token_issuer.clone(),
@@ -175,6 +180,12 @@ impl App {
             self.publisher_status.clone(),
         );
         tokio::spawn(publisher.run(self.shutdown.subscribe()));
+        tokio::spawn(crate::monitoring::run_upkeep(self.shutdown.subscribe()));
+        tokio::spawn(
+            self.idempotency
+                .clone()
+                .purge_periodically(self.shutdown.subscribe()),
+        );
         if let Db::Postgres(pool) = &self.db {
             tokio::spawn(follow_license_changes(
                 self.clone(),

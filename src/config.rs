@@ -60,6 +60,10 @@ pub struct Config {
     pub projection_batch_size: usize,
     /// How long a projector waits for a batch to fill (`PROJECTION_BATCH_WAIT_MS`).
     pub projection_batch_wait: Duration,
+    /// When set, `/metrics` answers only requests carrying it as a bearer token.
+    pub metrics_token: Option<SecretString>,
+    /// When set, `/metrics` is also served on a listener of its own at this address.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Config {
@@ -135,6 +139,16 @@ impl Config {
                 var("PROJECTION_BATCH_WAIT_MS"),
                 10_u64,
             )?),
+            metrics_token: var("METRICS_TOKEN").map(SecretString::from),
+            metrics_addr: var("METRICS_ADDR")
+                .map(|v| {
+                    v.parse()
+                        .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                            name: "METRICS_ADDR",
+                            reason: format!("{e} (use host:port, e.g. 0.0.0.0:9100)"),
+                        })
+                })
+                .transpose()?,
         };
         if let Some(algorithm) = var("ALGORITHM").filter(|a| a != "EdDSA") {
             // The seed signed admin tokens with HS256; this server signs every token with
@@ -169,6 +183,12 @@ impl Config {
         if self.debug {
             return Err(ConfigError::UnsafeForProduction(
                 "DEBUG must be false".into(),
+            ));
+        }
+        // Metrics name routes, commands and volumes: not for the whole internet to read.
+        if self.metrics_token.is_none() && self.metrics_addr.is_none() {
+            return Err(ConfigError::UnsafeForProduction(
+                "set METRICS_TOKEN (a bearer token for /metrics) or METRICS_ADDR (a listener of its own for /metrics)".into(),
             ));
         }
         match &self.secret_key {
@@ -325,6 +345,7 @@ mod tests {
         assert!(config(&[("LICENSE_TOKEN_TTL", "7w")]).is_err());
         assert!(config(&[("PORT", "eighty")]).is_err());
         assert!(config(&[("DEBUG", "maybe")]).is_err());
+        assert!(config(&[("METRICS_ADDR", "9100")]).is_err());
     }
 
     #[test]
@@ -340,16 +361,31 @@ mod tests {
                 "DEBUG",
             ),
             (
-                vec![("ENVIRONMENT", "production")],
+                vec![("ENVIRONMENT", "production"), ("METRICS_TOKEN", "t")],
                 "SECRET_KEY must be set",
             ),
             (
-                vec![("ENVIRONMENT", "production"), ("SECRET_KEY", "change-me")],
+                vec![
+                    ("ENVIRONMENT", "production"),
+                    ("METRICS_TOKEN", "t"),
+                    ("SECRET_KEY", "change-me"),
+                ],
                 "default value",
             ),
             (
-                vec![("ENVIRONMENT", "production"), ("SECRET_KEY", "short")],
+                vec![
+                    ("ENVIRONMENT", "production"),
+                    ("METRICS_TOKEN", "t"),
+                    ("SECRET_KEY", "short"),
+                ],
                 "at least 32",
+            ),
+            (
+                vec![
+                    ("ENVIRONMENT", "production"),
+                    ("SECRET_KEY", strong.as_str()),
+                ],
+                "METRICS_TOKEN",
             ),
         ];
         for (vars, expected) in cases {
@@ -360,8 +396,21 @@ mod tests {
                 .to_string();
             assert!(err.contains(expected), "{err} should mention {expected}");
         }
-        let ok = config(&[("ENVIRONMENT", "production"), ("SECRET_KEY", &strong)]).unwrap();
-        assert!(ok.check_production_safety().is_ok());
+        for metrics in [
+            ("METRICS_TOKEN", "a-token"),
+            ("METRICS_ADDR", "127.0.0.1:9100"),
+        ] {
+            let ok = config(&[
+                ("ENVIRONMENT", "production"),
+                ("SECRET_KEY", &strong),
+                metrics,
+            ])
+            .unwrap();
+            assert!(
+                ok.check_production_safety().is_ok(),
+                "{metrics:?} is enough"
+            );
+        }
     }
 
     #[test]
@@ -369,10 +418,12 @@ mod tests {
         let c = config(&[
             ("SECRET_KEY", "super-secret-value-123"),
             ("ADMIN_PASSWORD", "hunter2hunter2"),
+            ("METRICS_TOKEN", "scrape-token-value-456"),
         ])
         .unwrap();
         let printed = format!("{c:?}");
         assert!(!printed.contains("super-secret-value-123"));
         assert!(!printed.contains("hunter2hunter2"));
+        assert!(!printed.contains("scrape-token-value-456"));
     }
 }

@@ -8,8 +8,10 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod http;
+pub mod idempotency;
 pub mod keys;
 pub mod licensing;
+pub mod monitoring;
 pub mod panel;
 pub mod read;
 pub mod store;
@@ -41,13 +43,18 @@ pub async fn serve_app(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let address = listener.local_addr()?;
+    let metrics_server = http::metrics::serve_own_listener(&app).await?;
     tracing::info!(%address, docs = %format!("http://{address}/docs"), "serving");
     let router = http::router(app);
-    axum::serve(
+    let served = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await?;
+    .await;
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
+    }
+    served?;
     Ok(())
 }

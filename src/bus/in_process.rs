@@ -7,6 +7,7 @@ use flowlytix_projections::{
 };
 
 use super::{BusError, EventBus, PublishFuture};
+use crate::monitoring::record;
 
 /// Tries after which an event that fails on its own is parked (`dead_letters`).
 const PARK_AFTER: u32 = 5;
@@ -32,13 +33,24 @@ impl InProcessBus {
 
     async fn project_all(&self, events: &[EventRecord]) -> Result<(), BusError> {
         let mut tx = self.db.begin().await.map_err(ProjectionError::from)?;
+        let mut results = Vec::with_capacity(self.projectors.len());
         for projector in &self.projectors {
-            let outcomes = project_batch(tx.conn(), projector.as_ref(), events, None).await?;
+            let outcomes = match project_batch(tx.conn(), projector.as_ref(), events, None).await {
+                Ok(outcomes) => outcomes,
+                Err(error) => {
+                    record::projection_failed(projector.name());
+                    return Err(error.into());
+                }
+            };
             if let Some(index) = outcomes.iter().position(|o| *o == Outcome::Gap) {
                 return Err(BusError::Gap(events[index].message_id()));
             }
+            results.push((projector.name(), outcomes));
         }
         tx.commit().await.map_err(ProjectionError::from)?;
+        for (projector, outcomes) in results {
+            record::projected(projector, events, &outcomes);
+        }
         Ok(())
     }
 
@@ -63,8 +75,14 @@ impl InProcessBus {
                 Ok(outcomes) if outcomes.contains(&Outcome::Gap) => {
                     return Err(BusError::Gap(event.message_id()))
                 }
-                Ok(_) => continue,
-                Err(error) => error,
+                Ok(outcomes) => {
+                    record::projected(projector.name(), std::slice::from_ref(event), &outcomes);
+                    continue;
+                }
+                Err(error) => {
+                    record::projection_failed(projector.name());
+                    error
+                }
             };
             let tries = {
                 let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
@@ -79,6 +97,7 @@ impl InProcessBus {
             let mut tx = self.db.begin().await.map_err(ProjectionError::from)?;
             park(tx.conn(), projector.as_ref(), event, &error.to_string()).await?;
             tx.commit().await.map_err(ProjectionError::from)?;
+            record::event_parked(projector.name());
         }
         if let Ok(mut failures) = self.failures.lock() {
             failures.remove(&event.message_id());

@@ -16,6 +16,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 
 use super::{BusError, EventBus, PublishFuture};
+use crate::monitoring::record;
 
 /// How long JetStream remembers message ids to drop re-publications. Longer than any
 /// publisher failover, so a new leader's re-publication of an in-flight batch is dropped.
@@ -123,6 +124,28 @@ impl JetStreamBus {
         }
     }
 
+    /// Each projector's durable consumer as JetStream sees it (pending, ack-pending,
+    /// redelivered), for the metrics. A consumer not made yet is left out.
+    pub async fn consumer_states(&self) -> Result<Vec<ConsumerState>, BusError> {
+        let stream = self
+            .context
+            .get_stream(&self.settings.stream)
+            .await
+            .map_err(BusError::unavailable)?;
+        let mut states = Vec::new();
+        for projector in flowlytix_projections::all_projectors() {
+            if let Ok(info) = stream.consumer_info(consumer_name(projector.name())).await {
+                states.push(ConsumerState {
+                    consumer: info.name.clone(),
+                    pending: info.num_pending,
+                    ack_pending: info.num_ack_pending as u64,
+                    redelivered: info.num_redelivered as u64,
+                });
+            }
+        }
+        Ok(states)
+    }
+
     fn subject(&self, event: &EventRecord) -> String {
         format!(
             "{}.{}.{}",
@@ -170,6 +193,21 @@ impl EventBus for JetStreamBus {
     }
 }
 
+/// A durable consumer's counts, as JetStream reports them.
+pub struct ConsumerState {
+    pub consumer: String,
+    /// Messages on the stream the consumer has not been handed yet.
+    pub pending: u64,
+    /// Messages handed out and not acknowledged yet.
+    pub ack_pending: u64,
+    /// Messages handed out more than once and not acknowledged yet.
+    pub redelivered: u64,
+}
+
+fn consumer_name(projector: &str) -> String {
+    format!("projector-{projector}")
+}
+
 /// How a projector takes its events: up to `size` at a time, waiting at most `wait` for a
 /// batch to fill once its first event is in.
 #[derive(Debug, Clone, Copy)]
@@ -188,7 +226,7 @@ pub async fn run_projector(
     batches: BatchSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let name = format!("projector-{}", projector.name());
+    let name = consumer_name(projector.name());
     while !*shutdown.borrow() {
         let consumed = tokio::select! {
             result = consume(&bus, &db, projector.as_ref(), &name, batches) => result,
@@ -336,6 +374,7 @@ async fn project_deliveries(
         .map(|i| i.stream_sequence);
     match project_in_transaction(db, projector, &records, last_sequence).await {
         Ok(outcomes) => {
+            record::projected(projector.name(), &records, &outcomes);
             for (delivery, outcome) in batch.iter().zip(outcomes) {
                 acknowledge(projector, delivery, outcome).await?;
             }
@@ -363,10 +402,17 @@ async fn project_in_transaction(
     records: &[EventRecord],
     stream_sequence: Option<u64>,
 ) -> Result<Vec<Outcome>, flowlytix_projections::ProjectionError> {
-    let mut tx = db.begin().await?;
-    let outcomes = project_batch(tx.conn(), projector, records, stream_sequence).await?;
-    tx.commit().await?;
-    Ok(outcomes)
+    let projected = async {
+        let mut tx = db.begin().await?;
+        let outcomes = project_batch(tx.conn(), projector, records, stream_sequence).await?;
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+    .await;
+    if projected.is_err() {
+        record::projection_failed(projector.name());
+    }
+    projected
 }
 
 async fn project_alone(
@@ -379,7 +425,10 @@ async fn project_alone(
     let sequence = info.as_ref().map(|i| i.stream_sequence);
     let records = std::slice::from_ref(&delivery.record);
     let outcome = match project_in_transaction(db, projector, records, sequence).await {
-        Ok(outcomes) => outcomes.first().copied().unwrap_or(Outcome::Skipped),
+        Ok(outcomes) => {
+            record::projected(projector.name(), records, &outcomes);
+            outcomes.first().copied().unwrap_or(Outcome::Skipped)
+        }
         Err(error) if failures.record(&delivery.record) >= PARK_AFTER => {
             let mut tx = db
                 .begin()
@@ -390,6 +439,9 @@ async fn project_alone(
                 .await
                 .map_err(flowlytix_projections::ProjectionError::from)?;
             failures.forget(&delivery.record);
+            if outcome == Outcome::Parked {
+                record::event_parked(projector.name());
+            }
             outcome
         }
         Err(error) => {

@@ -15,7 +15,8 @@ pub struct RequireReader(pub AdminSession);
 /// A signed-in user with the `admin` role: for writes. Auditors get 403.
 pub struct RequireAdmin(pub AdminSession);
 
-async fn session(parts: &Parts, app: &SharedApp) -> Result<AdminSession, ApiError> {
+/// The session an access token opens; also how `idempotency` names an admin caller.
+pub(super) async fn session(parts: &Parts, app: &SharedApp) -> Result<AdminSession, ApiError> {
     let bearer = parts
         .headers
         .get(AUTHORIZATION)

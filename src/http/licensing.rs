@@ -3,6 +3,7 @@
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
+use axum::middleware::from_fn;
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -15,16 +16,20 @@ use uuid::Uuid;
 
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, RequestContext};
+use super::idempotency::{self, IdempotencyKeyHeader};
 use super::views::{ClientDeviceView, LicenseView};
 use crate::app::SharedApp;
 use crate::licensing::{self, Credential, DeviceReport, TokenIssued, Verdict};
+use crate::monitoring::record;
 
 pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new()
         .routes(routes!(activate))
-        .routes(routes!(validate))
         .routes(routes!(refresh))
         .routes(routes!(deactivate))
+        .route_layer(from_fn(idempotency::license_keys))
+        // Validation changes nothing: a repeat is already safe.
+        .routes(routes!(validate))
         .routes(routes!(public_key))
         .routes(routes!(jwks))
 }
@@ -114,6 +119,15 @@ impl TokenIssuedView {
     }
 }
 
+/// Counts an operation's outcome (`ok`, or its problem code) and passes its result on.
+fn counted<T>(result: Result<T, ApiError>, count: fn(&'static str)) -> Result<T, ApiError> {
+    count(match &result {
+        Ok(_) => "ok",
+        Err(error) => error.code,
+    });
+    result
+}
+
 fn parse_key(raw: &str) -> Result<LicenseKey, ApiError> {
     LicenseKey::parse(raw).map_err(|e| {
         ApiError::new(
@@ -137,7 +151,7 @@ fn credential(license_key: Option<&str>, token: Option<String>) -> Result<Creden
 
 /// Activate a license key on a device and get a license token. Re-activating a device that
 /// is already active is idempotent: same device, fresh token.
-#[utoipa::path(post, path = "/api/v1/licensing/activate", tag = "licensing", request_body = ActivateRequest,
+#[utoipa::path(post, path = "/api/v1/licensing/activate", tag = "licensing", params(IdempotencyKeyHeader), request_body = ActivateRequest,
     responses((status = 201, body = TokenIssuedView),
         (status = 404, body = Problem, description = "LICENSE_NOT_FOUND"),
         (status = 403, body = Problem, description = "LICENSE_SUSPENDED, LICENSE_EXPIRED or LICENSE_CANCELED"),
@@ -159,7 +173,8 @@ async fn activate(
         hostname: device.hostname,
     };
     // The actor is the license; the operation names it once it knows which.
-    let issued = licensing::activate(&app, key, report, context.metadata("")).await?;
+    let issued = licensing::activate(&app, key, report, context.metadata("")).await;
+    let issued = counted(issued.map_err(ApiError::from), record::activation)?;
     Ok((StatusCode::CREATED, Json(TokenIssuedView::new(issued))))
 }
 
@@ -175,11 +190,12 @@ async fn validate(
     let credential = credential(body.license_key.as_deref(), body.token)?;
     let now = Utc::now();
     let verdict = licensing::validate(&app, credential, fingerprint_hash, now).await?;
+    record::validation(verdict.code.as_str());
     Ok(Json(ValidationResult::new(verdict, now)))
 }
 
 /// Exchange a valid license token for a fresh one while the license is still valid.
-#[utoipa::path(post, path = "/api/v1/licensing/refresh", tag = "licensing", request_body = RefreshRequest,
+#[utoipa::path(post, path = "/api/v1/licensing/refresh", tag = "licensing", params(IdempotencyKeyHeader), request_body = RefreshRequest,
     responses((status = 200, body = TokenIssuedView),
         (status = 401, body = Problem, description = "TOKEN_INVALID or TOKEN_EXPIRED"),
         (status = 403, body = Problem, description = "LICENSE_SUSPENDED, LICENSE_EXPIRED or LICENSE_CANCELED"),
@@ -189,12 +205,13 @@ async fn refresh(
     context: RequestContext,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Json<TokenIssuedView>, ApiError> {
-    let issued = licensing::refresh(&app, &body.token, context.metadata("")).await?;
+    let issued = licensing::refresh(&app, &body.token, context.metadata("")).await;
+    let issued = counted(issued.map_err(ApiError::from), record::token_refresh)?;
     Ok(Json(TokenIssuedView::new(issued)))
 }
 
 /// Free a device's slot. The credential is the license key or the device's license token.
-#[utoipa::path(post, path = "/api/v1/licensing/deactivate", tag = "licensing", request_body = CredentialRequest,
+#[utoipa::path(post, path = "/api/v1/licensing/deactivate", tag = "licensing", params(IdempotencyKeyHeader), request_body = CredentialRequest,
     responses((status = 204),
         (status = 401, body = Problem, description = "TOKEN_INVALID or TOKEN_EXPIRED"),
         (status = 403, body = Problem, description = "FINGERPRINT_MISMATCH"),
@@ -206,7 +223,9 @@ async fn deactivate(
 ) -> Result<StatusCode, ApiError> {
     let fingerprint_hash = licensing::fingerprint_hash(&body.fingerprint)?;
     let credential = credential(body.license_key.as_deref(), body.token)?;
-    licensing::deactivate(&app, credential, fingerprint_hash, context.metadata("")).await?;
+    let deactivated =
+        licensing::deactivate(&app, credential, fingerprint_hash, context.metadata("")).await;
+    counted(deactivated.map_err(ApiError::from), record::deactivation)?;
     Ok(StatusCode::NO_CONTENT)
 }
 /// The Ed25519 public key that verifies license tokens, as PEM (SPKI).

@@ -9,7 +9,9 @@ pub mod error;
 mod events;
 pub mod extract;
 mod health;
+pub mod idempotency;
 mod licensing;
+pub mod metrics;
 pub mod storable;
 mod subscriptions;
 pub mod views;
@@ -35,6 +37,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::SharedApp;
+use crate::monitoring;
 use error::ApiError;
 
 pub fn router(app: SharedApp) -> Router {
@@ -51,10 +54,13 @@ pub fn router(app: SharedApp) -> Router {
         .merge(analytics::router())
         .merge(events::router())
         .merge(health::router())
+        .merge(metrics::router())
         .split_for_parts();
     let request_id = HeaderName::from_static(extract::REQUEST_ID_HEADER);
     api.merge(docs::router(docs::complete(&openapi)))
         .merge(crate::panel::router(&app))
+        // Every route is in: each hands its template to the HTTP metrics (outermost layer).
+        .route_layer(axum::middleware::from_fn(monitoring::http::remember_route))
         .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such endpoint") })
         // After every route is in: axum keeps the `Allow` header on this answer.
         .method_not_allowed_fallback(|| async {
@@ -64,6 +70,8 @@ pub fn router(app: SharedApp) -> Router {
                 "this endpoint does not accept that method; see the Allow header",
             )
         })
+        // For the middleware that routes opt into (`idempotency`), built before the state is.
+        .layer(axum::Extension(app.clone()))
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
         .layer(cors(&app.config.allowed_origins))
         .layer(SetResponseHeaderLayer::overriding(
@@ -81,6 +89,7 @@ pub fn router(app: SharedApp) -> Router {
         // The last line of defence: a panic anywhere below answers a logged 500 problem
         // instead of dropping the connection.
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn(monitoring::http::track_requests))
         .with_state(app)
 }
 
@@ -107,6 +116,7 @@ pub(crate) fn rate_limit(
         .key_extractor(PeerIpKeyExtractor)
         .finish()?;
     Some(GovernorLayer::new(config).error_handler(|error| {
+        monitoring::record::rate_limited();
         // tower_governor rounds the wait down to whole seconds (0 for any wait under one):
         // one more second is the least wait that is never too short.
         let wait = match &error {
@@ -138,7 +148,9 @@ fn cors(allowed_origins: &[String]) -> CorsLayer {
             axum::http::header::AUTHORIZATION,
             axum::http::header::CONTENT_TYPE,
             axum::http::header::IF_MATCH,
+            HeaderName::from_static(idempotency::HEADER),
         ])
+        .expose_headers([HeaderName::from_static(idempotency::REPLAYED_HEADER)])
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::subscription::SubscriptionState;
 use flowlytix_aggregates::{Subscription, SubscriptionId};
@@ -16,8 +17,10 @@ use uuid::Uuid;
 use super::access::{RequireAdmin, RequireReader};
 use super::error::{ApiError, Problem};
 use super::extract::{with_consistency, ApiJson, ApiPath, ApiQuery, RequestContext};
+use super::idempotency::{self, IdempotencyKeyHeader};
 use super::views::{SubscriptionPage, SubscriptionView};
 use crate::app::SharedApp;
+use crate::idempotency::IdempotentRequest;
 use crate::read;
 use crate::read::consistency::wait_for_position;
 use crate::read::subscriptions::SubscriptionFilter;
@@ -30,12 +33,13 @@ use crate::subscriptions::{self, CreateSubscriptionRequest, UpdateSubscriptionRe
 pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new()
         .routes(routes!(create_subscription, list_subscriptions))
+        .routes(routes!(regenerate_license_key))
+        .route_layer(from_fn(idempotency::admin_keys))
         .routes(routes!(
             get_subscription,
             update_subscription,
             delete_subscription
         ))
-        .routes(routes!(regenerate_license_key))
         .routes(routes!(subscription_events))
 }
 
@@ -105,17 +109,24 @@ fn committed_view(
 
 /// Create a subscription. The response holds the full license key: the only time it is shown.
 #[utoipa::path(post, path = "/api/v1/subscriptions", tag = "subscriptions", security(("bearer" = [])),
-    request_body = CreateSubscriptionRequest,
+    params(IdempotencyKeyHeader), request_body = CreateSubscriptionRequest,
     responses((status = 201, body = SubscriptionView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 async fn create_subscription(
     State(app): State<SharedApp>,
     RequireAdmin(admin): RequireAdmin,
     context: RequestContext,
+    idempotent: Option<Extension<IdempotentRequest>>,
     ApiJson(body): ApiJson<CreateSubscriptionRequest>,
 ) -> Result<Response, ApiError> {
     let metadata = context.metadata(admin.admin_id.to_string());
     let now = metadata.occurred_at;
-    let created = subscriptions::create(&app, body, metadata).await?;
+    let created = match idempotent {
+        Some(Extension(request)) => {
+            let id = SubscriptionId(request.derived_id("Subscription"));
+            subscriptions::create_with_id(&app, id, body, metadata).await?
+        }
+        None => subscriptions::create(&app, body, metadata).await?,
+    };
     let mut view = committed_view(&created.committed, now)?;
     view.license_key = Some(created.license_key.expose().to_owned());
     let location = format!("/api/v1/subscriptions/{}", view.id);
@@ -242,7 +253,7 @@ async fn delete_subscription(
 /// Issue a new license key; the old one stops working at once. The response shows the new
 /// key, once. Activated devices stay activated.
 #[utoipa::path(post, path = "/api/v1/subscriptions/{id}/license-key", tag = "subscriptions", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path), IdempotencyKeyHeader),
     responses((status = 200, body = SubscriptionView), (status = 404, body = Problem), (status = 410, body = Problem)))]
 async fn regenerate_license_key(
     State(app): State<SharedApp>,

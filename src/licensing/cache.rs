@@ -12,6 +12,7 @@ use flowlytix_aggregates::{Sha256Hex, SubscriptionId};
 use flowlytix_projections::Db;
 
 use super::LicenseSnapshot;
+use crate::monitoring::record;
 use crate::read;
 
 /// How long a cached license is trusted without looking at the read model again.
@@ -90,9 +91,13 @@ impl LicenseCache {
     fn fresh(&self, id: SubscriptionId) -> Option<Arc<LicenseSnapshot>> {
         let by_subscription = self.by_subscription.read().ok()?;
         let cached = by_subscription.get(&id)?;
-        (cached.fetched.elapsed() < FRESH_FOR)
+        let fresh = (cached.fetched.elapsed() < FRESH_FOR)
             .then(|| cached.snapshot.clone())
-            .flatten()
+            .flatten();
+        if fresh.is_some() {
+            record::license_cache(true);
+        }
+        fresh
     }
 
     /// The license a key names, if it is the subscription's current key.
@@ -128,7 +133,11 @@ impl LicenseCache {
                 .load(id)
                 .await?
                 .filter(|s| s.key_hash.as_ref() == Some(key_hash))),
-            None => Ok(None),
+            None => {
+                // An unknown key is a miss too: it cost a read of the read model.
+                record::license_cache(false);
+                Ok(None)
+            }
         }
     }
 
@@ -144,6 +153,7 @@ impl LicenseCache {
 
     /// Reads the license read model, keeping a newer snapshot this instance already has.
     async fn load(&self, id: SubscriptionId) -> Result<Option<Arc<LicenseSnapshot>>, sqlx::Error> {
+        record::license_cache(false);
         let Some(snapshot) = read::licenses::license(&self.db, id).await? else {
             // Not projected yet: what this instance itself committed is the best there is.
             let by_subscription = self

@@ -21,6 +21,7 @@ use tokio::sync::Mutex;
 use super::cache::{AggregateCache, Loaded};
 use super::log::{self, AppendError, NewEvent, NewSnapshot, StoreError};
 use super::snapshot::{self, SNAPSHOT_FORMAT};
+use crate::monitoring::record;
 
 /// Conflicting appends on a state fresh from the store are retried this many times (with
 /// jitter) before answering 409. A conflict caused by a stale cached state is not counted:
@@ -33,6 +34,12 @@ const LOCK_STRIPES: usize = 256;
 /// Aggregates kept in memory per executor (one per aggregate type). A subscription with a
 /// few devices takes a kilobyte or two, so this bounds the cache to some tens of megabytes.
 pub const CACHE_CAPACITY: u64 = 10_000;
+
+/// A command's name, for metrics. A guard that only checks a condition (`VerifyLicenseKey`)
+/// has none: a command list is named after its first command that has one.
+pub trait CommandName {
+    fn command_name(&self) -> Option<&'static str>;
+}
 
 /// Events that say when they happened (the instant of the command that caused them).
 pub trait Dated {
@@ -125,7 +132,7 @@ pub struct Executor<A: Aggregate> {
 impl<A> Executor<A>
 where
     A: Aggregate<Services = ()> + Clone + 'static,
-    A::Command: Clone,
+    A::Command: Clone + CommandName,
 {
     pub fn new(db: Db) -> Self {
         Self {
@@ -189,12 +196,31 @@ where
         metadata: EventMetadata,
         expected_version: Option<u64>,
     ) -> Result<Committed<A>, ExecuteError<A::Error>> {
+        let started = std::time::Instant::now();
+        let name = commands
+            .iter()
+            .find_map(CommandName::command_name)
+            .unwrap_or("none");
+        let result = self
+            .execute_timed(id, commands, metadata, expected_version)
+            .await;
+        record::command(A::TYPE, name, outcome(&result), started.elapsed());
+        result
+    }
+
+    async fn execute_timed(
+        &self,
+        id: &str,
+        commands: Vec<A::Command>,
+        metadata: EventMetadata,
+        expected_version: Option<u64>,
+    ) -> Result<Committed<A>, ExecuteError<A::Error>> {
         let _guard = self.lock_for(id).lock().await;
         let metadata = metadata.into_map();
         let metadata_json = serde_json::to_value(&metadata).map_err(StoreError::from)?;
         // A cached state may be behind the store (another instance appended); one just
         // read from the store is current as of that read.
-        let (mut current, mut fresh) = match self.cache.get(id) {
+        let (mut current, mut fresh) = match self.cached(id) {
             Some(cached) => (cached, false),
             None => (self.load_cold(id).await?, true),
         };
@@ -226,6 +252,7 @@ where
                 Ok(committed) => return Ok(committed),
                 Err(AppendError::Conflict) => {
                     self.cache.forget(id);
+                    record::append_conflict(A::TYPE);
                     if fresh {
                         // A real race with another writer: back off a random little while.
                         contended += 1;
@@ -238,6 +265,7 @@ where
                     }
                     // Drop what this instance thought and take the store's word (latest
                     // snapshot and the events after it).
+                    record::command_retry(A::TYPE);
                     current = self.load_cold(id).await?;
                     fresh = true;
                 }
@@ -324,7 +352,7 @@ where
 
     /// The aggregate as the store has it now.
     async fn current(&self, id: &str) -> Result<Arc<Loaded<A>>, StoreError> {
-        match self.cache.get(id) {
+        match self.cached(id) {
             Some(cached) => self.catch_up(id, cached).await,
             None => self.load_cold(id).await,
         }
@@ -376,6 +404,13 @@ where
         Ok(loaded)
     }
 
+    /// The cached state, counted as a hit or a miss.
+    fn cached(&self, id: &str) -> Option<Arc<Loaded<A>>> {
+        let cached = self.cache.get(id);
+        record::aggregate_cache(A::TYPE, cached.is_some());
+        cached
+    }
+
     fn lock_for(&self, id: &str) -> &Mutex<()> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         id.hash(&mut hasher);
@@ -411,6 +446,18 @@ where
             .map_err(ExecuteError::Domain)?;
     }
     Ok((aggregate, sink.collect().await))
+}
+
+/// A command's outcome as a metric label.
+fn outcome<A: Aggregate>(result: &Result<Committed<A>, ExecuteError<A::Error>>) -> &'static str {
+    match result {
+        Ok(committed) if committed.events.is_empty() => "unchanged",
+        Ok(_) => "committed",
+        Err(ExecuteError::Domain(_)) => "refused",
+        Err(ExecuteError::VersionMismatch { .. }) => "version_mismatch",
+        Err(ExecuteError::Conflict) => "conflict",
+        Err(ExecuteError::Store(_)) => "error",
+    }
 }
 
 /// The answer to a command that recorded nothing: its refusal, or the state unchanged.

@@ -43,6 +43,12 @@ impl DomainEvent for Added {
 #[error("the total {0} is too low")]
 struct TooLow(u64);
 
+impl super::CommandName for Count {
+    fn command_name(&self) -> Option<&'static str> {
+        Some("Count")
+    }
+}
+
 impl Aggregate for Counter {
     const TYPE: &'static str = "TestCounter";
     type Command = Count;

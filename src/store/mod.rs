@@ -2,16 +2,18 @@
 //! directly: the executor (with its aggregate cache and snapshots), lookups, the publisher.
 
 mod cache;
+mod command_names;
 mod executor;
 #[cfg(test)]
 mod executor_tests;
+pub mod idempotency;
 mod log;
 mod lookup;
 pub mod notices;
 pub mod publisher;
 mod snapshot;
 
-pub use executor::{Committed, Dated, EventMetadata, ExecuteError, Executor};
+pub use executor::{CommandName, Committed, Dated, EventMetadata, ExecuteError, Executor};
 pub use flowlytix_projections::Db;
 pub use log::StoreError;
 pub use lookup::Lookup;

@@ -16,6 +16,7 @@ use sqlx::{Connection, PgPool};
 use tokio::sync::watch;
 
 use crate::bus::EventBus;
+use crate::monitoring::record;
 
 /// Any fixed number: the advisory lock that elects the publishing instance.
 const PUBLISHER_LOCK: i64 = 0x0066_6c6f_7770_7562;
@@ -141,6 +142,7 @@ impl Publisher {
             let events: Vec<_> = batch.iter().map(|(_, event)| event.clone()).collect();
             if let Err(error) = self.bus.publish(&events).await {
                 // Nothing advances: the same batch goes again once the bus is back.
+                record::publish_failed();
                 self.set_error(Some(crate::telemetry::error_chain(&error)));
                 tracing::warn!(error = %crate::telemetry::error_chain(&error), "publishing failed; retrying");
                 self.measure_backlog(db.reborrow(), cursor).await?;
@@ -151,6 +153,7 @@ impl Publisher {
             backoff = Duration::from_millis(100);
             self.set_error(None);
             cursor = batch.last().map_or(cursor, |(c, _)| *c);
+            record::published(events.len(), cursor.position);
             let sql = dialect.pick(
                 "update publisher_checkpoint set tx_id = $1::text::xid8, global_position = $2, updated_at = $3 where id = 1",
                 "update publisher_checkpoint set tx_id = $1, global_position = $2, updated_at = $3 where id = 1",

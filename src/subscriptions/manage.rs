@@ -114,10 +114,20 @@ pub async fn create(
     request: CreateSubscriptionRequest,
     metadata: EventMetadata,
 ) -> Result<Created, ManageError> {
+    create_with_id(app, SubscriptionId(Uuid::new_v4()), request, metadata).await
+}
+
+/// `create` with the id chosen by the caller: a retry under one `Idempotency-Key` uses the
+/// same id, so the event store refuses a second creation (see `IdempotentRequest`).
+pub async fn create_with_id(
+    app: &App,
+    subscription_id: SubscriptionId,
+    request: CreateSubscriptionRequest,
+    metadata: EventMetadata,
+) -> Result<Created, ManageError> {
     check_features(&request.features)?;
     check_metadata(&request.metadata)?;
     let key = new_license_key();
-    let subscription_id = SubscriptionId(Uuid::new_v4());
     let new = NewSubscription {
         subscription_id,
         customer_email: parse_email(&request.customer_email)?,

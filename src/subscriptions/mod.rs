@@ -14,9 +14,9 @@ use flowlytix_projections::Db;
 
 pub use devices::{deactivate_device, device, update_device, DeviceFound};
 pub use manage::{
-    create, delete, regenerate_license_key, subscription, update, CreateSubscriptionRequest,
-    Created, ManageError, StatusChange, UpdateSubscriptionRequest, MAX_FEATURES,
-    MAX_METADATA_BYTES,
+    create, create_with_id, delete, regenerate_license_key, subscription, update,
+    CreateSubscriptionRequest, Created, ManageError, StatusChange, UpdateSubscriptionRequest,
+    MAX_FEATURES, MAX_METADATA_BYTES,
 };
 
 use crate::licensing::{LicenseCache, LicenseSnapshot};

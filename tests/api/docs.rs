@@ -174,6 +174,7 @@ async fn openapi_json_lists_exactly_the_routes_the_server_has() {
         "/api/v1/events",
         "/health",
         "/livez",
+        "/metrics",
     ]
     .into();
     assert_eq!(paths, expected);

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::http::{storable, subscriptions};
+use crate::http::{idempotency, storable, subscriptions};
 use crate::licensing::MAX_FINGERPRINT_LEN;
 use crate::subscriptions::MAX_FEATURES;
 use flowlytix_aggregates::subscription::{MAX_DEVICE_LIMIT, MAX_TEXT_LEN};
@@ -170,6 +170,30 @@ fn complete_operation(path: &str, method: &str, operation: &mut Value) {
     for (status, response) in added {
         responses.entry(status).or_insert(response);
     }
+    let idempotent = parameters
+        .iter()
+        .any(|p| p["in"] == "header" && p["name"] == "Idempotency-Key");
+    if idempotent {
+        for (status, response) in responses.iter_mut() {
+            if status.starts_with('2') {
+                response["headers"][REPLAYED_HEADER_NAME] = json!({
+                    "description": "`true` when this is the first answer to an earlier request with the same Idempotency-Key, given again",
+                    "schema": {"type": "string", "enum": ["true"]},
+                });
+            }
+        }
+        for (status, text) in IDEMPOTENCY_ANSWERS {
+            match responses.get_mut(status) {
+                Some(response) => {
+                    let description = response["description"].as_str().unwrap_or("");
+                    response["description"] = json!(format!("{description}; {text}"));
+                }
+                None => {
+                    responses.insert(status.into(), problem(text));
+                }
+            }
+        }
+    }
     for response in responses.values_mut() {
         if response["description"].as_str().is_none_or(str::is_empty) {
             response["description"] = json!("see the schema");
@@ -202,6 +226,9 @@ fn complete_operation(path: &str, method: &str, operation: &mut Value) {
                     }
                     forbid_nul(schema);
                 }
+                "header" if name.eq_ignore_ascii_case(idempotency::HEADER) => {
+                    *schema = json!({"type": "string", "minLength": 1, "maxLength": crate::idempotency::MAX_KEY_LEN, "pattern": idempotency::KEY_PATTERN});
+                }
                 "header" if name.eq_ignore_ascii_case("if-match") => {
                     *schema = json!({"type": "string", "pattern": subscriptions::IF_MATCH_PATTERN});
                 }
@@ -210,6 +237,15 @@ fn complete_operation(path: &str, method: &str, operation: &mut Value) {
         }
     }
 }
+
+const REPLAYED_HEADER_NAME: &str = "Idempotent-Replayed";
+
+/// What the `Idempotency-Key` middleware answers on its own (`http::idempotency`).
+const IDEMPOTENCY_ANSWERS: [(&str, &str); 3] = [
+    ("400", "INVALID_IDEMPOTENCY_KEY: Idempotency-Key is not 1 to 255 printable ASCII characters, or was sent twice"),
+    ("409", "IDEMPOTENCY_KEY_IN_FLIGHT: a request with this Idempotency-Key is still running (see Retry-After); IDEMPOTENCY_RESPONSE_UNREADABLE: it ran, but its first answer can no longer be read"),
+    ("422", "IDEMPOTENCY_KEY_REUSED: this Idempotency-Key was used for a different request"),
+];
 
 /// Characters Rust's `trim` removes (Unicode White_Space), spelled out: regex engines
 /// disagree on what `\s` means.

@@ -1,0 +1,126 @@
+//! Figures read afresh at each scrape rather than counted as things happen: where the
+//! pipeline stands (the log's head, each projector's checkpoint, the publisher's backlog and
+//! leadership, the JetStream consumers), and the process (RSS, CPU seconds, open fds).
+//! Each read is bounded, so a slow database or NATS delays a scrape by at most that.
+
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, gauge};
+
+use super::record;
+use crate::app::App;
+use crate::read;
+
+const LOG_HEAD: &str = "flowlytix_event_log_head_events";
+const PROJECTOR_CHECKPOINT: &str = "flowlytix_projector_checkpoint_events";
+const PROJECTOR_LAG: &str = "flowlytix_projector_lag_events";
+const PROJECTOR_PARKED: &str = "flowlytix_projector_parked_events";
+const PUBLISHER_LEADER: &str = "flowlytix_publisher_leader";
+const PUBLISHER_BACKLOG: &str = "flowlytix_publisher_backlog_events";
+const CONSUMER_PENDING: &str = "flowlytix_jetstream_consumer_pending_messages";
+const CONSUMER_ACK_PENDING: &str = "flowlytix_jetstream_consumer_ack_pending_messages";
+const CONSUMER_REDELIVERED: &str = "flowlytix_jetstream_consumer_redelivered_messages";
+const SCRAPE_ERRORS: &str = "flowlytix_metrics_sample_errors_total";
+
+/// How long one scrape may wait for the database or NATS.
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn process() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+pub(super) fn describe() {
+    describe_gauge!(
+        LOG_HEAD,
+        "Events in the event log (the head every projector is measured against)"
+    );
+    describe_gauge!(
+        PROJECTOR_CHECKPOINT,
+        "Events a projector has handled (its checkpoint, in events)"
+    );
+    describe_gauge!(
+        PROJECTOR_LAG,
+        "Events in the log a projector has not handled yet"
+    );
+    describe_gauge!(
+        PROJECTOR_PARKED,
+        "Events a projector has parked in dead_letters, all instances"
+    );
+    describe_gauge!(
+        PUBLISHER_LEADER,
+        "1 when this instance holds the publisher lock"
+    );
+    describe_gauge!(
+        PUBLISHER_BACKLOG,
+        "Committed events not yet published, as last measured by this instance as leader"
+    );
+    describe_gauge!(
+        CONSUMER_PENDING,
+        "Stream messages a projector's JetStream consumer has not been handed yet"
+    );
+    describe_gauge!(
+        CONSUMER_ACK_PENDING,
+        "Messages handed to a projector's consumer and not acknowledged yet"
+    );
+    describe_gauge!(
+        CONSUMER_REDELIVERED,
+        "Messages redelivered to a projector's consumer and not acknowledged yet"
+    );
+    describe_counter!(
+        SCRAPE_ERRORS,
+        "Scrapes whose database or NATS figures could not be read, by source"
+    );
+    process().describe();
+}
+
+/// Sets every sampled gauge from `app` as it is now.
+pub async fn sample(app: &App) {
+    process().collect();
+    let status = &app.publisher_status;
+    gauge!(PUBLISHER_LEADER).set(if status.leader.load(Ordering::Relaxed) {
+        1.0
+    } else {
+        0.0
+    });
+    gauge!(PUBLISHER_BACKLOG).set(status.backlog.load(Ordering::Relaxed) as f64);
+    if !matches!(
+        tokio::time::timeout(READ_TIMEOUT, pipeline(app)).await,
+        Ok(Ok(()))
+    ) {
+        counter!(SCRAPE_ERRORS, "source" => "database").increment(1);
+    }
+    if let Some(jetstream) = &app.jetstream {
+        match tokio::time::timeout(READ_TIMEOUT, jetstream.consumer_states()).await {
+            Ok(Ok(states)) => {
+                for state in states {
+                    let consumer = [("consumer", state.consumer)];
+                    gauge!(CONSUMER_PENDING, &consumer).set(state.pending as f64);
+                    gauge!(CONSUMER_ACK_PENDING, &consumer).set(state.ack_pending as f64);
+                    gauge!(CONSUMER_REDELIVERED, &consumer).set(state.redelivered as f64);
+                }
+            }
+            _ => counter!(SCRAPE_ERRORS, "source" => "nats").increment(1),
+        }
+    }
+}
+
+/// The log's head against each projector's checkpoint (the gap KurrentDB and Eventuous
+/// report per subscription).
+async fn pipeline(app: &App) -> Result<(), sqlx::Error> {
+    let head = app.event_count.total(&app.db).await?;
+    gauge!(LOG_HEAD).set(head as f64);
+    for projector in read::progress::projectors(&app.db).await? {
+        let lag = (head - projector.events_applied).max(0);
+        gauge!(PROJECTOR_CHECKPOINT, "projector" => projector.name)
+            .set(projector.events_applied as f64);
+        gauge!(PROJECTOR_LAG, "projector" => projector.name).set(lag as f64);
+        gauge!(PROJECTOR_PARKED, "projector" => projector.name).set(projector.parked as f64);
+        if lag == 0 {
+            record::projector_caught_up(projector.name);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! Command names for the metrics (`flowlytix_commands_total{command=…}`), kept here rather
+//! than in the domain crate, which knows nothing of metrics.
+
+use flowlytix_aggregates::{AdminCommand, SubscriptionAction, SubscriptionCommand};
+
+use super::CommandName;
+
+impl CommandName for SubscriptionCommand {
+    fn command_name(&self) -> Option<&'static str> {
+        Some(match &self.action {
+            SubscriptionAction::CreateSubscription(_) => "CreateSubscription",
+            SubscriptionAction::ChangePlan { .. } => "ChangePlan",
+            SubscriptionAction::ChangeDeviceLimit { .. } => "ChangeDeviceLimit",
+            SubscriptionAction::ChangePeriod(_) => "ChangePeriod",
+            SubscriptionAction::UpdateDetails(_) => "UpdateDetails",
+            SubscriptionAction::SuspendSubscription { .. } => "SuspendSubscription",
+            SubscriptionAction::ResumeSubscription => "ResumeSubscription",
+            SubscriptionAction::MarkPastDue => "MarkPastDue",
+            SubscriptionAction::CancelSubscription { .. } => "CancelSubscription",
+            SubscriptionAction::DeleteSubscription => "DeleteSubscription",
+            SubscriptionAction::RegenerateLicenseKey { .. } => "RegenerateLicenseKey",
+            SubscriptionAction::VerifyLicenseKey { .. } => return None,
+            SubscriptionAction::ActivateDevice(_) => "ActivateDevice",
+            SubscriptionAction::DeactivateDevice { .. } => "DeactivateDevice",
+            SubscriptionAction::DeactivateDeviceByFingerprint { .. } => {
+                "DeactivateDeviceByFingerprint"
+            }
+            SubscriptionAction::UpdateDevice { .. } => "UpdateDevice",
+            SubscriptionAction::IssueLicenseToken { .. } => "IssueLicenseToken",
+        })
+    }
+}
+
+impl CommandName for AdminCommand {
+    fn command_name(&self) -> Option<&'static str> {
+        Some(match self {
+            AdminCommand::CreateAdmin { .. } => "CreateAdmin",
+            AdminCommand::ChangeRole { .. } => "ChangeRole",
+            AdminCommand::ChangePassword { .. } => "ChangePassword",
+            AdminCommand::DisableAdmin { .. } => "DisableAdmin",
+        })
+    }
+}
