@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::Utc;
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use flowlytix_aggregates::Role;
 use flowlytix_server::auth::accounts;
@@ -292,6 +293,20 @@ async fn admin_flow(b: &mut Browser, app: &TestApp) {
     b.click_button("Create subscription").await;
     let key = b.text_of("#license-key").await;
     assert!(key.starts_with("FLX-"), "the key is shown: {key}");
+    // The stylesheet and the script load under the strict CSP: the header has the panel's
+    // colour, and the script has shown the copy button (hidden without JavaScript).
+    let header = b.client.find(Locator::Css("header.top")).await.unwrap();
+    let colour = header.css_value("background-color").await.unwrap();
+    assert!(
+        colour.contains("23, 32, 44"),
+        "the stylesheet applies: {colour}"
+    );
+    let copy = b
+        .client
+        .find(Locator::Css("button[data-copy]"))
+        .await
+        .unwrap();
+    assert!(copy.is_displayed().await.unwrap(), "panel.js ran");
     b.screenshot("license-key-once").await;
     b.click_link("Open the subscription").await;
     assert_eq!(b.h1().await, "Browser Customer");
@@ -430,7 +445,30 @@ async fn an_auditor_sees_the_panel_read_only_in_the_browser() {
 async fn auditor_flow(b: &mut Browser, id: &str) {
     {
         {
-            sign_in(b, "auditor@flowlytix.test", "auditor-password-123").await;
+            // By keyboard only: type, Tab to the password, Enter submits.
+            b.goto("/admin").await;
+            let email = b.client.find(Locator::Id("email")).await.unwrap();
+            email.send_keys("auditor@flowlytix.test").await.unwrap();
+            email
+                .send_keys(&char::from(Key::Tab).to_string())
+                .await
+                .unwrap();
+            let focused = b.client.active_element().await.unwrap();
+            assert_eq!(
+                focused.attr("id").await.unwrap().as_deref(),
+                Some("password")
+            );
+            let page = b.client.find(Locator::Css("html")).await.unwrap();
+            focused
+                .send_keys(&format!("auditor-password-123{}", char::from(Key::Enter)))
+                .await
+                .unwrap();
+            for _ in 0..100 {
+                if page.tag_name().await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             assert_eq!(b.h1().await, "Dashboard");
             b.click_link("Subscriptions").await;
             assert_eq!(b.count(Locator::LinkText("New subscription")).await, 0);

@@ -113,6 +113,28 @@ async fn auditor(app: &TestApp) -> Browser {
     browser
 }
 
+/// The ids of visible inputs and selects that no `<label for=…>` names (`""`: no id).
+fn unlabelled_controls(html: &str) -> Vec<String> {
+    let mut missing = vec![];
+    for tag in ["<input", "<select"] {
+        for (i, _) in html.match_indices(tag) {
+            let element = &html[i..i + html[i..].find('>').unwrap()];
+            if element.contains("type=\"hidden\"") {
+                continue;
+            }
+            let id = element
+                .split("id=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or("");
+            if id.is_empty() || !html.contains(&format!("<label for=\"{id}\"")) {
+                missing.push(id.to_owned());
+            }
+        }
+    }
+    missing
+}
+
 /// ` onclick=`, ` onload=` and the like.
 fn has_event_handler(html: &str) -> bool {
     html.match_indices(" on").any(|(i, _)| {
