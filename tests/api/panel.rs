@@ -294,6 +294,11 @@ async fn every_panel_page_has_the_strict_csp_and_is_never_cached() {
             !has_event_handler(&html),
             "{path} has an event handler attribute"
         );
+        let unlabelled = unlabelled_controls(&html);
+        assert!(
+            unlabelled.is_empty(),
+            "{path}: no <label for> names {unlabelled:?}"
+        );
     }
 }
 
