@@ -43,6 +43,8 @@ pub struct EditForm {
     #[serde(default)]
     max_devices: String,
     #[serde(default)]
+    starts_at: String,
+    #[serde(default)]
     expires_at: String,
     #[serde(default)]
     trial_ends_at: String,
@@ -59,6 +61,7 @@ impl EditForm {
             organization: view.organization.clone().unwrap_or_default(),
             plan: view.plan.clone(),
             max_devices: view.max_devices.to_string(),
+            starts_at: forms::instant_field(Some(view.starts_at)),
             expires_at: forms::instant_field(view.expires_at),
             trial_ends_at: forms::instant_field(view.trial_ends_at),
             features: view.features.join(", "),
@@ -69,6 +72,8 @@ impl EditForm {
         Ok(UpdateSubscriptionRequest {
             plan: Some(self.plan.trim().to_owned()),
             max_devices: Some(forms::count("Max devices", &self.max_devices)?),
+            // A period always has a start: left empty, it stays as it is.
+            starts_at: forms::instant("Starts at", &self.starts_at)?,
             expires_at: Some(forms::instant("Expires at", &self.expires_at)?),
             trial_ends_at: Some(forms::instant("Trial ends at", &self.trial_ends_at)?),
             customer_email: Some(self.customer_email.trim().to_owned()),

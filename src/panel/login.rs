@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::error::PanelError;
 use super::layout::Layout;
-use super::session::{cleared_cookie, is_https, same_origin, session_cookie, SessionForm};
+use super::session::{cleared_cookie, is_https, same_origin, session_cookie, Reader, SessionForm};
 use crate::app::SharedApp;
 use crate::auth::AuthError;
 
@@ -24,12 +24,17 @@ pub struct LoginPage {
     error: Option<String>,
 }
 
-pub async fn page() -> LoginPage {
+/// The sign-in form; a browser already signed in goes on to the dashboard.
+pub async fn page(signed_in: Result<Reader, PanelError>) -> Response {
+    if signed_in.is_ok() {
+        return Redirect::to("/admin").into_response();
+    }
     LoginPage {
         layout: Layout::bare(),
         email: String::new(),
         error: None,
     }
+    .into_response()
 }
 
 #[derive(Deserialize)]

@@ -270,8 +270,15 @@ async fn every_panel_page_has_the_strict_csp_and_is_never_cached() {
     let browser = Browser::signed_in(&app).await;
     let created = app.subscription_with_devices(1).await;
     let id = created["id"].as_str().unwrap();
+    // Signed in, the sign-in page moves on to the dashboard; signed out it is a page too.
+    let login = browser.get("/admin/login").await;
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    assert_eq!(login.headers()[LOCATION], "/admin");
+    let signed_out = Browser::new(&app).get("/admin/login").await;
+    assert_eq!(signed_out.headers()["content-security-policy"], CSP);
+    assert_eq!(signed_out.headers()[CACHE_CONTROL], "no-store");
+    assert!(unlabelled_controls(&signed_out.text().await.unwrap()).is_empty());
     for path in [
-        "/admin/login".to_owned(),
         "/admin".to_owned(),
         "/admin/subscriptions".to_owned(),
         "/admin/subscriptions/new".to_owned(),
@@ -512,6 +519,7 @@ async fn saving_the_edit_form_changes_the_subscription_and_a_stale_form_is_refus
             ("version", version.clone()),
             ("plan", plan.to_owned()),
             ("max_devices", "4".to_owned()),
+            ("starts_at", "2026-01-01".to_owned()),
             ("expires_at", "2031-05-01T00:00:00Z".to_owned()),
             ("trial_ends_at", String::new()),
             ("features", "sync".to_owned()),
@@ -538,6 +546,7 @@ async fn saving_the_edit_form_changes_the_subscription_and_a_stale_form_is_refus
     assert_eq!(now["max_devices"], 4);
     assert_eq!(now["features"], json!(["sync"]));
     assert_eq!(now["expires_at"], "2031-05-01T00:00:00Z");
+    assert_eq!(now["starts_at"], "2026-01-01T00:00:00Z");
     // The same form again carries the old version: refused, the page says why.
     let pairs = as_pairs(&form("basic"));
     let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
