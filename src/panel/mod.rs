@@ -4,6 +4,7 @@
 //! JavaScript (a plain POST answered by a 303 redirect or by the page again with the error
 //! next to the form).
 
+mod actions;
 mod assets;
 mod charts;
 mod dashboard;
@@ -11,6 +12,7 @@ mod detail;
 mod devices;
 mod error;
 mod events;
+mod export;
 mod forms;
 mod layout;
 mod login;
@@ -43,10 +45,7 @@ pub fn router(app: &SharedApp) -> Router<SharedApp> {
         .route("/admin/", get(|| async { Redirect::to("/admin") }))
         .route("/admin/logout", post(login::sign_out))
         .route("/admin/subscriptions", get(subscriptions::list))
-        .route(
-            "/admin/subscriptions/export.csv",
-            get(subscriptions::export_csv),
-        )
+        .route("/admin/subscriptions/export.csv", get(export::export_csv))
         .route(
             "/admin/subscriptions/new",
             get(subscriptions::new_form).post(subscriptions::create),
@@ -55,14 +54,14 @@ pub fn router(app: &SharedApp) -> Router<SharedApp> {
             "/admin/subscriptions/{id}",
             get(detail::page).post(detail::save),
         )
-        .route("/admin/subscriptions/{id}/confirm", get(detail::confirm))
+        .route("/admin/subscriptions/{id}/confirm", get(actions::confirm))
         .route(
             "/admin/subscriptions/{id}/actions/{action}",
-            post(detail::act),
+            post(actions::act),
         )
         .route(
             "/admin/devices/{id}/deactivate",
-            post(detail::deactivate_device),
+            post(actions::deactivate_device),
         )
         .route("/admin/devices", get(devices::page))
         .route("/admin/events", get(events::page))
