@@ -34,6 +34,9 @@ pub async fn serve(
     serve_app(app, listener, shutdown).await
 }
 
+/// Serves `app` until `shutdown` completes, then stops gracefully: no new connection is
+/// accepted, requests in flight finish (for at most `SHUTDOWN_TIMEOUT_SECS`), the publisher
+/// and projectors finish their batches, and the database connections close.
 pub async fn serve_app(
     app: SharedApp,
     listener: TcpListener,
@@ -41,12 +44,29 @@ pub async fn serve_app(
 ) -> Result<(), StartError> {
     let address = listener.local_addr()?;
     tracing::info!(%address, docs = %format!("http://{address}/docs"), "serving");
-    let router = http::router(app);
-    axum::serve(
+    let router = http::router(app.clone());
+    let (stopping, mut stop_requested) = tokio::sync::watch::channel(false);
+    let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; finishing the requests in flight");
+        let _ = stopping.send(true);
+    });
+    let grace = app.config.shutdown_timeout;
+    let deadline = async move {
+        let _ = stop_requested.wait_for(|stop| *stop).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        () = deadline => tracing::warn!(
+            seconds = grace.as_secs(),
+            "requests still in flight after SHUTDOWN_TIMEOUT_SECS; closing their connections"
+        ),
+    }
+    app.shut_down(grace).await;
     Ok(())
 }

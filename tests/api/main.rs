@@ -7,6 +7,7 @@ mod helpers;
 
 mod admin_auth;
 mod bad_input;
+mod client_addresses;
 mod concurrency;
 mod deleted_subscriptions;
 mod devices;
@@ -22,5 +23,6 @@ mod protocol;
 mod read_models;
 mod read_side;
 mod secrets;
+mod security_headers;
 mod subscriptions;
 mod unstorable;
