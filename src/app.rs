@@ -233,7 +233,7 @@ impl App {
             Db::Postgres(pool) => pool.close().await,
             Db::Sqlite(pool) => pool.close().await,
         }
-        tracing::info!("stopped");
+        tracing::info!("shutdown complete");
     }
 }
 

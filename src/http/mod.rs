@@ -6,6 +6,7 @@ mod auth;
 pub mod client_origin;
 mod devices;
 mod docs;
+pub mod drain;
 pub mod error;
 mod events;
 pub mod extract;

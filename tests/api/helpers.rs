@@ -825,6 +825,31 @@ impl ServerProcess {
         let _ = self.child.wait().await;
     }
 
+    /// SIGTERM, as an orchestrator stops a server; waits (at most `within`) for it to exit
+    /// and returns how it exited.
+    pub async fn terminate(&mut self, within: std::time::Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("the server is running");
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(status) => status.expect("wait for the server"),
+            Err(_) => panic!(
+                "the server did not exit within {within:?} of SIGTERM; its log:\n{}",
+                self.log_text()
+            ),
+        }
+    }
+
+    /// The server's working directory (relative paths such as `LOG_FILE` start there).
+    pub fn work_dir(&self) -> &std::path::Path {
+        self.log
+            .parent()
+            .expect("the log is in the working directory")
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
