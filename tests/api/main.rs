@@ -27,4 +27,5 @@ mod secrets;
 mod security_headers;
 mod shutdown;
 mod subscriptions;
+mod traces;
 mod unstorable;
