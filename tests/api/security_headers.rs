@@ -193,6 +193,12 @@ fn render(url: &str) -> Option<(String, String)> {
             "--headless=new",
             "--no-sandbox",
             "--disable-gpu",
+            // No connection anywhere but to the server under test.
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
             "--enable-logging=stderr",
             "--v=0",
             "--virtual-time-budget=10000",
