@@ -35,6 +35,19 @@ pub struct LogSettings {
     pub debug: bool,
 }
 
+/// What an empty environment gives: text on standard error at the default level.
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: None,
+            file: None,
+            otlp_endpoint: None,
+            debug: false,
+        }
+    }
+}
+
 impl LogSettings {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(&|name: &str| {

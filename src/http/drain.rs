@@ -11,17 +11,21 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
+use futures::FutureExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 /// How long accepted connections are still served once shutdown begins.
 pub const LINGER: std::time::Duration = std::time::Duration::from_millis(1000);
 
-/// A listener that closes its socket when `closing` turns true.
+/// A listener that closes its socket when `closing` turns true, after taking the
+/// connections the kernel had already completed (closing the socket would reset them).
 pub struct ClosingListener {
     inner: Option<TcpListener>,
     address: SocketAddr,
     closing: watch::Receiver<bool>,
+    /// Taken from the socket's queue as it closed; handed out before anything else.
+    queued: std::collections::VecDeque<(TcpStream, SocketAddr)>,
 }
 
 impl ClosingListener {
@@ -30,6 +34,7 @@ impl ClosingListener {
             address: listener.local_addr()?,
             inner: Some(listener),
             closing,
+            queued: std::collections::VecDeque::new(),
         })
     }
 }
@@ -40,6 +45,9 @@ impl axum::serve::Listener for ClosingListener {
 
     async fn accept(&mut self) -> (TcpStream, SocketAddr) {
         loop {
+            if let Some(connection) = self.queued.pop_front() {
+                return connection;
+            }
             let Some(listener) = self.inner.as_ref() else {
                 // Closed: axum stops asking once its own shutdown begins.
                 return std::future::pending().await;
@@ -52,7 +60,12 @@ impl axum::serve::Listener for ClosingListener {
             };
             match accepted {
                 None => {
-                    // Dropping the socket refuses every connection from now on.
+                    // Every connection already in the queue is taken (accepting is
+                    // cancel-safe, and one not ready yet is no connection yet); then
+                    // dropping the socket refuses every connection from now on.
+                    while let Some(Ok(connection)) = listener.accept().now_or_never() {
+                        self.queued.push_back(connection);
+                    }
                     self.inner = None;
                     tracing::info!("listener closed: new connections are refused");
                 }
