@@ -115,8 +115,10 @@ fn capture_logs() {
             .build();
         let _ = SPANS.set(exporter);
         let _ = tracing_subscriber::registry()
+            // The server's own crates at trace level: the secret scans read every line
+            // they can write.
             .with(tracing_subscriber::EnvFilter::new(
-                "debug,hyper=info,h2=info,rustls=info",
+                "debug,flowlytix_server=trace,flowlytix_projections=trace,hyper=info,h2=info,rustls=info",
             ))
             .with(
                 tracing_subscriber::fmt::layer()
