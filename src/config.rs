@@ -407,6 +407,40 @@ mod tests {
     }
 
     #[test]
+    fn the_budgets_follow_rate_limit_per_minute_unless_set_and_zero_turns_all_off() {
+        let c = config(&[("RATE_LIMIT_PER_MINUTE", "30")]).unwrap();
+        assert_eq!(c.rate_limit_sign_in_per_minute, 30);
+        assert_eq!(c.rate_limit_licensing_per_minute, 30);
+        assert_eq!(c.sign_in_attempts_per_account_per_hour, 20);
+        let c = config(&[
+            ("RATE_LIMIT_PER_MINUTE", "0"),
+            ("RATE_LIMIT_LICENSING_PER_MINUTE", "600"),
+        ])
+        .unwrap();
+        assert_eq!(c.rate_limit_sign_in_per_minute, 0);
+        assert_eq!(c.rate_limit_licensing_per_minute, 600);
+        assert_eq!(c.sign_in_attempts_per_account_per_hour, 0);
+        assert!(config(&[("RATE_LIMIT_SIGN_IN_PER_MINUTE", "-1")]).is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_and_log_settings_are_refused_by_name_when_bad() {
+        let c = config(&[("TRUSTED_PROXIES", "10.0.0.0/8, ::1")]).unwrap();
+        assert!(c.trusted_proxies.contains("10.2.3.4".parse().unwrap()));
+        assert!(c.trusted_proxies.contains("::1".parse().unwrap()));
+        assert!(!c.trusted_proxies.contains("192.0.2.1".parse().unwrap()));
+        assert!(config(&[]).unwrap().trusted_proxies.is_empty());
+        for (name, value) in [
+            ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"),
+            ("LOG_FORMAT", "yaml"),
+            ("SHUTDOWN_TIMEOUT_SECS", "soon"),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err().to_string();
+            assert!(error.contains(name), "{error}");
+        }
+    }
+
+    #[test]
     fn debug_output_hides_secrets() {
         let c = config(&[
             ("SECRET_KEY", "super-secret-value-123"),

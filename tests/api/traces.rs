@@ -109,7 +109,7 @@ async fn one_trace_follows_a_write_from_the_request_to_the_projections() {
 }
 
 /// A stand-in OTLP/HTTP collector: answers 200 to every request and hands over what it
-/// was sent.
+/// was sent (each connection sends one request).
 async fn collector() -> (String, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
@@ -192,6 +192,43 @@ async fn the_binary_exports_its_spans_over_otlp_http_when_an_endpoint_is_set() {
         text.contains("request"),
         "the request span is in the export"
     );
+    if let Some(nats) = nats {
+        nats.delete_stream().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_endpoint_nothing_is_exported_and_nothing_connects() {
+    let (collector_url, mut received) = collector().await;
+    let database_url = fresh_database_url().await;
+    let key_dir = std::env::temp_dir().join(format!("flowlytix-no-otlp-{}", Uuid::new_v4()));
+    let nats = match backend() {
+        Backend::Postgres => Some(NatsNames::unique(&nats_url()).await),
+        Backend::Sqlite => None,
+    };
+    let mut env = server_env(&database_url, &key_dir, nats.as_ref());
+    // The SDK's own variable, which an exporter built by default would follow: the server
+    // builds none without OTEL_EXPORTER_OTLP_ENDPOINT.
+    env.push((
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT".into(),
+        format!("{collector_url}/v1/traces"),
+    ));
+    let mut server = ServerProcess::start(&env).await;
+    let client = Client::new();
+    let response = client
+        .get(format!("{}/health", server.address))
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let status = server.terminate(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status}");
+    let sent = tokio::time::timeout(Duration::from_secs(2), received.recv()).await;
+    assert!(sent.is_err(), "something was exported: {sent:?}");
     if let Some(nats) = nats {
         nats.delete_stream().await;
     }
