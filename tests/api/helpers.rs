@@ -865,16 +865,26 @@ impl ServerProcess {
     /// SIGTERM, as an orchestrator stops a server; waits (at most `within`) for it to exit
     /// and returns how it exited.
     pub async fn terminate(&mut self, within: std::time::Duration) -> std::process::ExitStatus {
+        self.signal("TERM", within).await
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, …); waits (at most `within`) for the server to exit
+    /// and returns how it exited.
+    pub async fn signal(
+        &mut self,
+        signal: &str,
+        within: std::time::Duration,
+    ) -> std::process::ExitStatus {
         let pid = self.child.id().expect("the server is running");
         let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args([format!("-{signal}"), pid.to_string()])
             .status()
             .expect("run kill");
-        assert!(sent.success(), "kill -TERM {pid}");
+        assert!(sent.success(), "kill -{signal} {pid}");
         match tokio::time::timeout(within, self.child.wait()).await {
             Ok(status) => status.expect("wait for the server"),
             Err(_) => panic!(
-                "the server did not exit within {within:?} of SIGTERM; its log:\n{}",
+                "the server did not exit within {within:?} of SIG{signal}; its log:\n{}",
                 self.log_text()
             ),
         }

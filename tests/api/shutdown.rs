@@ -211,3 +211,23 @@ async fn sigterm_under_load_finishes_requests_keeps_every_write_and_exits_0() {
         nats.delete_stream().await;
     }
 }
+
+#[tokio::test]
+async fn ctrl_c_stops_the_server_the_same_way() {
+    let database_url = fresh_database_url().await;
+    let key_dir = std::env::temp_dir().join(format!("flowlytix-sigint-{}", Uuid::new_v4()));
+    let nats = match backend() {
+        Backend::Postgres => Some(NatsNames::unique(&nats_url()).await),
+        Backend::Sqlite => None,
+    };
+    let env = server_env(&database_url, &key_dir, nats.as_ref());
+    let mut server = ServerProcess::start(&env).await;
+    login_at(&Client::new(), &server.address).await;
+    let status = server.signal("INT", Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "{status}");
+    let log = server.log_text();
+    assert!(log.contains("shutdown complete"), "{log}");
+    if let Some(nats) = nats {
+        nats.delete_stream().await;
+    }
+}
