@@ -6,10 +6,11 @@ use flowlytix_aggregates::AdminUser;
 use flowlytix_projections::all_projectors;
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::auth::accounts::{self, AccountError, FirstAdmin};
 use crate::auth::browser_sessions::BrowserSessions;
-use crate::auth::AdminAuth;
+use crate::auth::{AdminAuth, SignInThrottle};
 use crate::bus::jetstream::{run_projector, BatchSettings, JetStreamSettings};
 use crate::bus::{EventBus, InProcessBus, JetStreamBus};
 use crate::config::Config;
@@ -45,6 +46,8 @@ pub struct App {
     /// The event log's size, kept as a running figure for `/health`.
     pub event_count: EventCount,
     shutdown: watch::Sender<bool>,
+    /// The publisher and projector tasks, joined at shutdown.
+    background: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +137,7 @@ impl App {
             publisher_status: Arc::default(),
             event_count: EventCount::default(),
             shutdown: watch::channel(false).0,
+            background: std::sync::Mutex::default(),
             admins: Executor::without_snapshots(db.clone()),
             lookup: Lookup::new(db.clone()),
             license_tokens: LicenseTokens::new(
@@ -149,6 +153,7 @@ impl App {
                 config.access_token_ttl,
                 config.refresh_token_ttl,
                 db.clone(),
+                SignInThrottle::new(config.sign_in_attempts_per_account_per_hour),
             ),
             db,
             config,
@@ -179,7 +184,7 @@ impl App {
             self.bus.clone(),
             self.publisher_status.clone(),
         );
-        tokio::spawn(publisher.run(self.shutdown.subscribe()));
+        self.keep(tokio::spawn(publisher.run(self.shutdown.subscribe())));
         tokio::spawn(crate::monitoring::run_upkeep(self.shutdown.subscribe()));
         tokio::spawn(
             self.idempotency
@@ -198,7 +203,7 @@ impl App {
                 tracing::warn!(error = %crate::telemetry::error_chain(&error), "NATS is not reachable yet; commands work, read models will catch up");
             }
             for projector in all_projectors() {
-                tokio::spawn(run_projector(
+                self.keep(tokio::spawn(run_projector(
                     jetstream.clone(),
                     self.db.clone(),
                     Arc::from(projector),
@@ -207,15 +212,43 @@ impl App {
                         wait: self.config.projection_batch_wait,
                     },
                     self.shutdown.subscribe(),
-                ));
+                )));
             }
         }
+    }
+
+    fn keep(&self, task: JoinHandle<()>) {
+        self.background
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
     }
 
     /// Stops the publisher and projectors of this instance (its HTTP server is stopped by
     /// its own shutdown signal).
     pub fn stop_background_tasks(&self) {
         let _ = self.shutdown.send(true);
+    }
+
+    /// After the HTTP server has stopped: the publisher finishes the batch it is
+    /// publishing and the projectors the batches they took (and acknowledge them), within
+    /// `within`; then the database connections close.
+    pub async fn shut_down(&self, within: std::time::Duration) {
+        self.stop_background_tasks();
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
+        let finished = tokio::time::timeout(within, futures::future::join_all(tasks)).await;
+        if finished.is_err() {
+            tracing::warn!(seconds = within.as_secs(), "the publisher or a projector did not stop in time; what it had not acknowledged is published or projected again at the next start");
+        }
+        if let Some(jetstream) = &self.jetstream {
+            jetstream.flush().await;
+        }
+        match &self.db {
+            Db::Postgres(pool) => pool.close().await,
+            Db::Sqlite(pool) => pool.close().await,
+        }
+        tracing::info!("shutdown complete");
     }
 }
 

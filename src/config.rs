@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::http::client_origin::TrustedProxies;
+use crate::telemetry::LogSettings;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{name} has an invalid value: {reason}")]
@@ -53,6 +56,19 @@ pub struct Config {
     pub admin_email: Option<String>,
     pub admin_password: Option<SecretString>,
     pub rate_limit_per_minute: u32,
+    /// Sign-in requests a minute per client address (`RATE_LIMIT_SIGN_IN_PER_MINUTE`).
+    pub rate_limit_sign_in_per_minute: u32,
+    /// Licensing requests a minute per client address (`RATE_LIMIT_LICENSING_PER_MINUTE`).
+    pub rate_limit_licensing_per_minute: u32,
+    /// Sign-in attempts an hour per account, from all addresses together
+    /// (`RATE_LIMIT_SIGN_IN_PER_ACCOUNT_PER_HOUR`).
+    pub sign_in_attempts_per_account_per_hour: u32,
+    /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed (`TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
+    /// How long a stopping server waits for requests in flight (`SHUTDOWN_TIMEOUT_SECS`).
+    pub shutdown_timeout: Duration,
+    /// `LOG_FORMAT`, `LOG_LEVEL`, `LOG_FILE`, `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub logs: LogSettings,
     pub license_token_ttl: Duration,
     pub license_token_issuer: String,
     pub max_body_bytes: usize,
@@ -80,6 +96,8 @@ impl Config {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
+        let rate_limit_per_minute: u32 =
+            parse("RATE_LIMIT_PER_MINUTE", var("RATE_LIMIT_PER_MINUTE"), 100)?;
         let config = Self {
             app_name: var("APP_NAME").unwrap_or_else(|| "Flowlytix Subscription Server".into()),
             debug: parse_bool("DEBUG", var("DEBUG"), false)?,
@@ -120,11 +138,35 @@ impl Config {
                 .unwrap_or_default(),
             admin_email: var("ADMIN_EMAIL"),
             admin_password: var("ADMIN_PASSWORD").map(SecretString::from),
-            rate_limit_per_minute: parse(
-                "RATE_LIMIT_PER_MINUTE",
-                var("RATE_LIMIT_PER_MINUTE"),
-                100,
+            rate_limit_per_minute,
+            // Each budget defaults to RATE_LIMIT_PER_MINUTE, so that 0 there still turns
+            // every limit off.
+            rate_limit_sign_in_per_minute: parse(
+                "RATE_LIMIT_SIGN_IN_PER_MINUTE",
+                var("RATE_LIMIT_SIGN_IN_PER_MINUTE"),
+                rate_limit_per_minute,
             )?,
+            rate_limit_licensing_per_minute: parse(
+                "RATE_LIMIT_LICENSING_PER_MINUTE",
+                var("RATE_LIMIT_LICENSING_PER_MINUTE"),
+                rate_limit_per_minute,
+            )?,
+            sign_in_attempts_per_account_per_hour: parse(
+                "RATE_LIMIT_SIGN_IN_PER_ACCOUNT_PER_HOUR",
+                var("RATE_LIMIT_SIGN_IN_PER_ACCOUNT_PER_HOUR"),
+                if rate_limit_per_minute == 0 { 0 } else { 20 },
+            )?,
+            trusted_proxies: TrustedProxies::parse(&var("TRUSTED_PROXIES").unwrap_or_default())
+                .map_err(|reason| ConfigError::Invalid {
+                    name: "TRUSTED_PROXIES",
+                    reason,
+                })?,
+            shutdown_timeout: Duration::from_secs(parse(
+                "SHUTDOWN_TIMEOUT_SECS",
+                var("SHUTDOWN_TIMEOUT_SECS"),
+                20_u64,
+            )?),
+            logs: LogSettings::from_lookup(&var)?,
             license_token_ttl: parse_duration("LICENSE_TOKEN_TTL", var("LICENSE_TOKEN_TTL"))?,
             license_token_issuer: var("LICENSE_TOKEN_ISSUER").unwrap_or_else(|| "flowlytix".into()),
             max_body_bytes: parse("MAX_BODY_BYTES", var("MAX_BODY_BYTES"), 64 * 1024)?,
@@ -410,6 +452,40 @@ mod tests {
                 ok.check_production_safety().is_ok(),
                 "{metrics:?} is enough"
             );
+        }
+    }
+
+    #[test]
+    fn the_budgets_follow_rate_limit_per_minute_unless_set_and_zero_turns_all_off() {
+        let c = config(&[("RATE_LIMIT_PER_MINUTE", "30")]).unwrap();
+        assert_eq!(c.rate_limit_sign_in_per_minute, 30);
+        assert_eq!(c.rate_limit_licensing_per_minute, 30);
+        assert_eq!(c.sign_in_attempts_per_account_per_hour, 20);
+        let c = config(&[
+            ("RATE_LIMIT_PER_MINUTE", "0"),
+            ("RATE_LIMIT_LICENSING_PER_MINUTE", "600"),
+        ])
+        .unwrap();
+        assert_eq!(c.rate_limit_sign_in_per_minute, 0);
+        assert_eq!(c.rate_limit_licensing_per_minute, 600);
+        assert_eq!(c.sign_in_attempts_per_account_per_hour, 0);
+        assert!(config(&[("RATE_LIMIT_SIGN_IN_PER_MINUTE", "-1")]).is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_and_log_settings_are_refused_by_name_when_bad() {
+        let c = config(&[("TRUSTED_PROXIES", "10.0.0.0/8, ::1")]).unwrap();
+        assert!(c.trusted_proxies.contains("10.2.3.4".parse().unwrap()));
+        assert!(c.trusted_proxies.contains("::1".parse().unwrap()));
+        assert!(!c.trusted_proxies.contains("192.0.2.1".parse().unwrap()));
+        assert!(config(&[]).unwrap().trusted_proxies.is_empty());
+        for (name, value) in [
+            ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"),
+            ("LOG_FORMAT", "yaml"),
+            ("SHUTDOWN_TIMEOUT_SECS", "soon"),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err().to_string();
+            assert!(error.contains(name), "{error}");
         }
     }
 

@@ -37,24 +37,55 @@ pub async fn serve(
     serve_app(app, listener, shutdown).await
 }
 
+/// Serves `app` until `shutdown` completes, then stops gracefully (see `http::drain`): the
+/// listener closes at once, connections already accepted are served for a moment longer
+/// with `Connection: close`, requests in flight finish (for at most
+/// `SHUTDOWN_TIMEOUT_SECS`), the publisher and projectors finish their batches, and the
+/// database connections close.
 pub async fn serve_app(
     app: SharedApp,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    use axum::serve::ListenerExt;
+
     let address = listener.local_addr()?;
     let metrics_server = http::metrics::serve_own_listener(&app).await?;
     tracing::info!(%address, docs = %format!("http://{address}/docs"), "serving");
-    let router = http::router(app);
-    let served = axum::serve(
+    let (closing, closing_seen) = tokio::sync::watch::channel(false);
+    let router = http::router(app.clone()).layer(axum::middleware::from_fn_with_state(
+        closing_seen.clone(),
+        http::drain::close_connections_when_draining,
+    ));
+    // `tap_io` only so that axum gives the connection's peer address to handlers.
+    let listener =
+        http::drain::ClosingListener::new(listener, closing_seen.clone())?.tap_io(|_| {});
+    let grace = app.config.shutdown_timeout;
+    let mut draining = closing_seen;
+    let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: refusing new connections, finishing the requests in flight");
+        let _ = closing.send(true);
+        tokio::time::sleep(http::drain::LINGER.min(grace)).await;
+    });
+    let deadline = async move {
+        let _ = draining.wait_for(|closing| *closing).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        () = deadline => tracing::warn!(
+            seconds = grace.as_secs(),
+            "requests still in flight after SHUTDOWN_TIMEOUT_SECS; closing their connections"
+        ),
+    }
     if let Some(metrics_server) = metrics_server {
         metrics_server.abort();
     }
-    served?;
+    app.shut_down(grace).await;
     Ok(())
 }

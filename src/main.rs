@@ -1,14 +1,19 @@
 use clap::Parser;
 use flowlytix_server::cli::{self, Cli};
-use flowlytix_server::{telemetry, Config};
+use flowlytix_server::telemetry::{self, LogSettings};
+use flowlytix_server::Config;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // Logging first, so that what parsing the config has to say is logged. Only the level
-    // comes from the environment here (`.env` included); the rest of the config follows.
+    // Logging first, so that what parsing the config has to say is logged. Only the log
+    // settings come from the environment here (`.env` included); the rest of the config
+    // follows, and refuses bad log settings by name.
     let _ = dotenvy::dotenv();
-    telemetry::init(telemetry::debug_requested());
+    // A bad LOG_* value is refused by name just below, by `Config::from_env`.
+    let settings = LogSettings::from_env().unwrap_or_default();
+    // Flushes the log file and the span exporter when `main` returns.
+    let _telemetry = telemetry::init(&settings);
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {

@@ -1,33 +1,224 @@
-//! Logging, to standard error: `RUST_LOG` decides what is written; `DEBUG=true` raises the
-//! default level.
+//! Logging and tracing. Logs go to standard error as JSON lines (`LOG_FORMAT=json`, the
+//! default in production) or as text (`pretty`), and also, with `LOG_FILE`, as JSON lines
+//! to that file, rotated daily. Every line written while a request is handled carries the
+//! request's span fields, its request id among them. With `OTEL_EXPORTER_OTLP_ENDPOINT`
+//! the spans also go to an OpenTelemetry collector (see [`traces`]).
 
-use tracing_subscriber::EnvFilter;
+pub mod traces;
 
-/// Whether `DEBUG` asks for debug logging, read before (and apart from) the config, so the
-/// log exists while the config is parsed. A value the config will refuse counts as off.
-pub fn debug_requested() -> bool {
-    std::env::var("DEBUG").is_ok_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "1" | "true" | "yes" | "on"
-        )
-    })
+use std::path::PathBuf;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::ConfigError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
 }
 
-pub fn init(debug: bool) {
-    let default = if debug {
-        "debug,sqlx=info,hyper=info"
-    } else {
-        "info,sqlx=warn,tower_http=info"
+/// What the log settings say, read before (and apart from) the rest of the config, so that
+/// the log exists while the config is parsed.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive (`info`, `debug,sqlx=warn`, …): `LOG_LEVEL`, else
+    /// `RUST_LOG`, else a default that `DEBUG=true` raises.
+    pub level: Option<String>,
+    /// `LOG_FILE`: e.g. `logs/app.log`; rotated daily as `logs/app.log.YYYY-MM-DD`.
+    pub file: Option<PathBuf>,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: where spans go; none, nothing is exported.
+    pub otlp_endpoint: Option<String>,
+    pub debug: bool,
+}
+
+/// What an empty environment gives: text on standard error at the default level.
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: None,
+            file: None,
+            otlp_endpoint: None,
+            debug: false,
+        }
+    }
+}
+
+impl LogSettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name: &str| {
+            std::env::var(name)
+                .ok()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        })
+    }
+
+    /// From a lookup that trims and drops empty values (as `Config::from_lookup` does).
+    pub fn from_lookup(var: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let production = var("ENVIRONMENT").is_some_and(|e| e.eq_ignore_ascii_case("production"));
+        let format = match var("LOG_FORMAT").map(|f| f.to_ascii_lowercase()).as_deref() {
+            None if production => LogFormat::Json,
+            None => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some("pretty" | "text") => LogFormat::Pretty,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "LOG_FORMAT",
+                    reason: format!("{other:?} is not json or pretty"),
+                })
+            }
+        };
+        let level = var("LOG_LEVEL");
+        if let Some(level) = &level {
+            EnvFilter::try_new(level).map_err(|e| ConfigError::Invalid {
+                name: "LOG_LEVEL",
+                reason: e.to_string(),
+            })?;
+        }
+        let debug = var("DEBUG").is_some_and(|v| {
+            matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+        });
+        Ok(Self {
+            format,
+            level,
+            file: var("LOG_FILE").map(PathBuf::from),
+            otlp_endpoint: var("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            debug,
+        })
+    }
+
+    fn filter(&self) -> EnvFilter {
+        if let Some(level) = &self.level {
+            if let Ok(filter) = EnvFilter::try_new(level) {
+                return filter;
+            }
+        }
+        let default = if self.debug {
+            "debug,sqlx=info,hyper=info"
+        } else {
+            "info,sqlx=warn,tower_http=info"
+        };
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default))
+    }
+}
+
+/// Keeps the log file's writer thread and the span exporter alive; dropping it flushes
+/// both (at the end of `main`).
+pub struct TelemetryGuard {
+    _file: Option<tracing_appender::non_blocking::WorkerGuard>,
+    traces: Option<traces::TracesGuard>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(traces) = self.traces.take() {
+            traces.shutdown();
+        }
+    }
+}
+
+/// Installs the global subscriber. What cannot be set up (a log directory that cannot be
+/// made) is said on standard error and left out; the server still starts.
+pub fn init(settings: &LogSettings) -> TelemetryGuard {
+    // Standard error: standard output is for what a command produces (`events export`
+    // writes JSON lines there, and a log line among them would corrupt the export).
+    let stderr = match settings.format {
+        LogFormat::Json => json_layer(std::io::stderr).boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_writer(std::io::stderr)
+            .boxed(),
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        // Standard error: standard output is for what a command produces (`events export`
-        // writes JSON lines there, and a log line among them would corrupt the export).
-        .with_writer(std::io::stderr)
+    let mut file_guard = None;
+    let file = settings
+        .file
+        .as_ref()
+        .and_then(|path| match log_file(path) {
+            Ok((writer, guard)) => {
+                file_guard = Some(guard);
+                Some(json_layer(writer).with_ansi(false).boxed())
+            }
+            Err(error) => {
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!(
+                        "LOG_FILE {}: {error}; logging to standard error only",
+                        path.display()
+                    );
+                }
+                None
+            }
+        });
+    let (otel, traces) = match settings.otlp_endpoint.as_deref().map(traces::otlp) {
+        Some(Ok((layer, guard))) => (Some(layer), Some(guard)),
+        Some(Err(error)) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("OTEL_EXPORTER_OTLP_ENDPOINT: {error}; spans are not exported");
+            }
+            (None, None)
+        }
+        None => (None, None),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(settings.filter())
+        .with(stderr)
+        .with(file)
+        .with(otel)
         .try_init();
+    TelemetryGuard {
+        _file: file_guard,
+        traces,
+    }
+}
+
+/// One JSON object a line, with the fields of the current span and of every span around
+/// it (the request span's `request_id` among them).
+fn json_layer<S, W>(
+    writer: W,
+) -> tracing_subscriber::fmt::Layer<
+    S,
+    tracing_subscriber::fmt::format::JsonFields,
+    tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Json>,
+    W,
+>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .with_current_span(true)
+        .with_span_list(true)
+        .with_writer(writer)
+}
+
+fn log_file(
+    path: &std::path::Path,
+) -> Result<
+    (
+        tracing_appender::non_blocking::NonBlocking,
+        tracing_appender::non_blocking::WorkerGuard,
+    ),
+    String,
+> {
+    let directory = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().ok_or_else(|| "names no file".to_owned())?;
+    std::fs::create_dir_all(directory).map_err(|e| e.to_string())?;
+    let appender = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix(name.to_string_lossy())
+        .build(directory)
+        .map_err(|e| e.to_string())?;
+    Ok(tracing_appender::non_blocking(appender))
 }
 
 /// An error with its sources, for a log line: typed errors keep their cause as a source
@@ -41,4 +232,46 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<LogSettings, ConfigError> {
+        let map: HashMap<&str, &str> = vars.iter().copied().collect();
+        LogSettings::from_lookup(&|name| map.get(name).map(|v| (*v).to_owned()))
+    }
+
+    #[test]
+    fn json_is_the_default_in_production_and_pretty_elsewhere() {
+        assert_eq!(settings(&[]).unwrap().format, LogFormat::Pretty);
+        assert_eq!(
+            settings(&[("ENVIRONMENT", "production")]).unwrap().format,
+            LogFormat::Json
+        );
+        assert_eq!(
+            settings(&[("ENVIRONMENT", "production"), ("LOG_FORMAT", "pretty")])
+                .unwrap()
+                .format,
+            LogFormat::Pretty
+        );
+        assert_eq!(
+            settings(&[("LOG_FORMAT", "JSON")]).unwrap().format,
+            LogFormat::Json
+        );
+    }
+
+    #[test]
+    fn a_bad_format_or_level_is_refused_by_name() {
+        let error = settings(&[("LOG_FORMAT", "xml")]).unwrap_err().to_string();
+        assert!(error.contains("LOG_FORMAT"), "{error}");
+        let error = settings(&[("LOG_LEVEL", "info,[")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("LOG_LEVEL"), "{error}");
+        assert!(settings(&[("LOG_LEVEL", "debug,sqlx=warn")]).is_ok());
+    }
 }

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod browser_sessions;
 mod sessions;
+mod throttle;
 
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use sessions::{RefreshError, Sessions};
+pub use throttle::SignInThrottle;
 
 use crate::crypto;
 use crate::keys::JwtKeys;
@@ -58,6 +60,9 @@ pub struct TokenPair {
 pub enum AuthError {
     #[error("invalid email or password")]
     InvalidCredentials,
+    /// Too many sign-in attempts on this account (from anywhere): wait this long.
+    #[error("too many sign-in attempts for this account")]
+    Throttled { wait: Duration },
     #[error("the access token is missing, invalid or expired")]
     InvalidAccessToken,
     #[error(transparent)]
@@ -85,6 +90,7 @@ pub struct AdminAuth {
     sessions: Sessions,
     /// Verified against when the email is unknown, so that both failures cost the same.
     decoy_hash: String,
+    throttle: SignInThrottle,
 }
 
 impl AdminAuth {
@@ -94,6 +100,7 @@ impl AdminAuth {
         access_ttl: Duration,
         refresh_ttl: Duration,
         db: Db,
+        throttle: SignInThrottle,
     ) -> Self {
         #[allow(clippy::expect_used)]
         let decoy_hash = crypto::hash_password(&crypto::random_token())
@@ -104,6 +111,7 @@ impl AdminAuth {
             access_ttl,
             sessions: Sessions::new(db, refresh_ttl),
             decoy_hash,
+            throttle,
         }
     }
 
@@ -112,13 +120,17 @@ impl AdminAuth {
     }
 
     /// Unknown email, disabled admin and wrong password give the same error after the same
-    /// argon2 work.
+    /// argon2 work. Every front end signs in here, so the per-account throttle holds for
+    /// all of them.
     pub async fn login(
         &self,
         admins: &Executor<AdminUser>,
         email: &str,
         password: &str,
     ) -> Result<TokenPair, AuthError> {
+        self.throttle
+            .attempt(email)
+            .map_err(|wait| AuthError::Throttled { wait })?;
         let admin = match Email::parse(email) {
             Ok(email) => {
                 admins

@@ -109,6 +109,16 @@ impl InProcessBus {
 impl EventBus for InProcessBus {
     fn publish<'a>(&'a self, events: &'a [EventRecord]) -> PublishFuture<'a> {
         Box::pin(async move {
+            // Open until the events are projected: publishing is projecting here.
+            let spans: Vec<_> = events
+                .iter()
+                .map(|event| {
+                    let publish = super::jetstream::publish_span(event);
+                    let project = tracing::info_span!(parent: &publish, "project", projector = "all", event = %event.message_id());
+                    (publish, project)
+                })
+                .collect();
+            let _spans = spans;
             match self.project_all(events).await {
                 Ok(()) => Ok(()),
                 // One bad event must not hold the batch back for ever: one at a time.

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use super::{BusError, EventBus, PublishFuture};
 use crate::monitoring::record;
+use crate::telemetry::traces;
 
 /// How long JetStream remembers message ids to drop re-publications. Longer than any
 /// publisher failover, so a new leader's re-publication of an in-flight batch is dropped.
@@ -146,6 +147,11 @@ impl JetStreamBus {
         Ok(states)
     }
 
+    /// Sends what the client still buffers (acknowledgements above all) before it goes.
+    pub async fn flush(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
+    }
+
     fn subject(&self, event: &EventRecord) -> String {
         format!(
             "{}.{}.{}",
@@ -161,8 +167,15 @@ impl EventBus for JetStreamBus {
                 .get_or_try_init(|| async { self.ensure_stream().await.map(|_| ()) })
                 .await?;
             let mut acks = Vec::with_capacity(events.len());
+            // Open until the event is acknowledged by JetStream.
+            let mut spans = Vec::with_capacity(events.len());
             for event in events {
+                let span = publish_span(event);
                 let mut headers = HeaderMap::new();
+                if let Some(traceparent) = traces::traceparent_of(&span) {
+                    headers.insert(traces::TRACEPARENT, traceparent.as_str());
+                }
+                spans.push(span);
                 headers.insert(
                     async_nats::header::NATS_MESSAGE_ID,
                     event.message_id().as_str(),
@@ -180,6 +193,7 @@ impl EventBus for JetStreamBus {
             for ack in acks {
                 ack.await.map_err(BusError::unavailable)?;
             }
+            drop(spans);
             Ok(())
         })
     }
@@ -228,10 +242,15 @@ pub async fn run_projector(
 ) {
     let name = consumer_name(projector.name());
     while !*shutdown.borrow() {
-        let consumed = tokio::select! {
-            result = consume(&bus, &db, projector.as_ref(), &name, batches) => result,
-            _ = shutdown.changed() => return,
-        };
+        let consumed = consume(
+            &bus,
+            &db,
+            projector.as_ref(),
+            &name,
+            batches,
+            shutdown.clone(),
+        )
+        .await;
         if let Err(error) = consumed {
             tracing::warn!(projector = projector.name(), error = %crate::telemetry::error_chain(&error), "projector lost its consumer; retrying");
         }
@@ -262,10 +281,20 @@ impl Failures {
     }
 }
 
-/// A message and the event it carries.
+/// A message and the event it carries, and the span of its projection (open until the
+/// message is acknowledged).
 struct Delivery {
     message: jetstream::Message,
     record: EventRecord,
+    _span: tracing::Span,
+}
+
+/// The span of publishing one event: a child of the command that appended it.
+pub(crate) fn publish_span(event: &EventRecord) -> tracing::Span {
+    let span =
+        tracing::info_span!("publish", event = %event.message_id(), position = event.position);
+    traces::continue_trace(&span, traces::traceparent_in(&event.metadata));
+    span
 }
 
 async fn consume(
@@ -274,6 +303,7 @@ async fn consume(
     projector: &dyn Projector,
     name: &str,
     batches: BatchSettings,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), BusError> {
     let stream = bus.ensure_stream().await?;
     let consumer: jetstream::consumer::PullConsumer = stream
@@ -298,8 +328,14 @@ async fn consume(
         .await
         .map_err(BusError::unavailable)?;
     let mut failures = Failures::default();
-    loop {
-        let Some(first) = messages.next().await else {
+    // Stopping is looked at between batches only: a batch taken is projected and
+    // acknowledged before the projector stops.
+    while !*shutdown.borrow() {
+        let first = tokio::select! {
+            first = messages.next() => first,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let Some(first) = first else {
             return Ok(());
         };
         let mut batch = Vec::with_capacity(batches.size);
@@ -323,6 +359,7 @@ async fn consume(
         }
         project_deliveries(db, projector, batch, &mut failures).await?;
     }
+    Ok(())
 }
 
 /// Adds a message to the batch, or terminates it if it is not an event at all (it would
@@ -346,7 +383,27 @@ async fn take(
         });
     }
     match serde_json::from_slice::<EventRecord>(&message.payload) {
-        Ok(record) => batch.push(Delivery { message, record }),
+        Ok(record) => {
+            // A child of the publish span the header names (or, from a publisher that set
+            // none, of the command the metadata names).
+            let span = tracing::info_span!("project", projector = projector.name(), event = %record.message_id());
+            let header = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(traces::TRACEPARENT))
+                .map(|v| v.as_str().to_owned());
+            traces::continue_trace(
+                &span,
+                header
+                    .as_deref()
+                    .or(traces::traceparent_in(&record.metadata)),
+            );
+            batch.push(Delivery {
+                message,
+                record,
+                _span: span,
+            })
+        }
         Err(error) => {
             tracing::error!(projector = projector.name(), %error, "unreadable message; terminated");
             let _ = message.ack_with(AckKind::Term).await;

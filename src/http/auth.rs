@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -11,6 +12,7 @@ use utoipa_axum::routes;
 use super::access::RequireReader;
 use super::error::{ApiError, Problem};
 use super::extract::ApiJson;
+use super::limits;
 use crate::app::SharedApp;
 use crate::auth::{AuthError, RefreshError, TokenPair};
 
@@ -60,6 +62,12 @@ fn auth_error(error: AuthError) -> ApiError {
         AuthError::InvalidCredentials => {
             ApiError::unauthorized("INVALID_CREDENTIALS", "invalid email or password")
         }
+        // Answered by `login` itself, with Retry-After; refresh never throttles.
+        AuthError::Throttled { .. } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            "too many sign-in attempts for this account",
+        ),
         AuthError::InvalidAccessToken => {
             ApiError::unauthorized("INVALID_ACCESS_TOKEN", error.to_string())
         }
@@ -84,15 +92,22 @@ fn auth_error(error: AuthError) -> ApiError {
 async fn login(
     State(app): State<SharedApp>,
     ApiJson(body): ApiJson<LoginRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<Json<TokenResponse>, Response> {
     if body.password.len() > 1024 || body.email.len() > 254 {
-        return Err(auth_error(AuthError::InvalidCredentials));
+        return Err(auth_error(AuthError::InvalidCredentials).into_response());
     }
     let pair = app
         .admin_auth
         .login(&app.admins, &body.email, &body.password)
         .await
-        .map_err(auth_error)?;
+        .map_err(|error| match error {
+            AuthError::Throttled { wait } => limits::too_many_requests(
+                "sign_in_account",
+                wait,
+                "too many sign-in attempts for this account",
+            ),
+            other => auth_error(other).into_response(),
+        })?;
     Ok(Json(pair.into()))
 }
 

@@ -1,6 +1,6 @@
 //! Extractors whose rejections are problem+json, and the request context stored in events.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, MissingJsonContentType};
@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use chrono::Utc;
 use serde::de::DeserializeOwned;
 
+use super::client_origin::ClientOrigin;
 use super::error::ApiError;
 use super::storable;
 use crate::store::EventMetadata;
@@ -120,7 +121,7 @@ impl RequestContext {
         }
     }
 
-    fn from_headers(headers: &HeaderMap, peer: Option<SocketAddr>) -> Self {
+    fn from_headers(headers: &HeaderMap, client: Option<IpAddr>) -> Self {
         let text = |name: &str| {
             headers
                 .get(name)
@@ -129,9 +130,9 @@ impl RequestContext {
         };
         Self {
             request_id: text(REQUEST_ID_HEADER).chars().take(64).collect(),
-            // The peer address, not X-Forwarded-For: a header anyone can set is no audit
-            // trail. Behind a proxy, configure it to log the client address.
-            ip: peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+            // X-Forwarded-For only as far as TRUSTED_PROXIES vouch for it (see
+            // `client_origin`): a header anyone can set is no audit trail.
+            ip: client.map(|ip| ip.to_string()).unwrap_or_default(),
             user_agent: text(header::USER_AGENT.as_str())
                 .chars()
                 .take(MAX_USER_AGENT_LEN)
@@ -144,11 +145,17 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let peer = parts
+        let client = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
-        Ok(Self::from_headers(&parts.headers, peer))
+            .get::<ClientOrigin>()
+            .map(|origin| origin.ip)
+            .or_else(|| {
+                parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.ip())
+            });
+        Ok(Self::from_headers(&parts.headers, client))
     }
 }
 

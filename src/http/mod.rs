@@ -3,34 +3,33 @@
 pub mod access;
 mod analytics;
 mod auth;
+pub mod client_origin;
 mod devices;
 mod docs;
+pub mod drain;
 pub mod error;
 mod events;
 pub mod extract;
 mod health;
 pub mod idempotency;
 mod licensing;
+pub mod limits;
 pub mod metrics;
+pub mod security_headers;
 pub mod storable;
 mod subscriptions;
 pub mod views;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::response::IntoResponse;
-use axum::Router;
-use governor::clock::QuantaInstant;
-use governor::middleware::NoOpMiddleware;
-use tower_governor::governor::GovernorConfigBuilder;
-use tower_governor::key_extractor::PeerIpKeyExtractor;
-use tower_governor::{GovernorError, GovernorLayer};
+use axum::{middleware, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -39,16 +38,25 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::app::SharedApp;
 use crate::monitoring;
 use error::ApiError;
+use limits::Budget;
 
 pub fn router(app: SharedApp) -> Router {
-    // Where credentials are guessed (sign-in, license keys, tokens): limited per client IP.
-    let public = auth::router().merge(licensing::router());
-    let public = match rate_limit(app.config.rate_limit_per_minute) {
-        Some(limit) => public.layer(limit),
-        None => public,
-    };
+    // Where credentials are guessed (sign-in, license keys, tokens): limited per client
+    // address, with a budget each. The JSON and the panel sign-in share one budget (the
+    // layer's clones share its state): two doors, one count of guesses.
+    let sign_in_limit =
+        limits::per_client_address(Budget::SignIn, app.config.rate_limit_sign_in_per_minute);
+    let sign_in = limited(auth::router(), sign_in_limit.clone());
+    let licensing = limited(
+        licensing::router(),
+        limits::per_client_address(
+            Budget::Licensing,
+            app.config.rate_limit_licensing_per_minute,
+        ),
+    );
     let (api, openapi) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
-        .merge(public)
+        .merge(sign_in)
+        .merge(licensing)
         .merge(subscriptions::router())
         .merge(devices::router())
         .merge(analytics::router())
@@ -58,7 +66,7 @@ pub fn router(app: SharedApp) -> Router {
         .split_for_parts();
     let request_id = HeaderName::from_static(extract::REQUEST_ID_HEADER);
     api.merge(docs::router(docs::complete(&openapi)))
-        .merge(crate::panel::router(&app))
+        .merge(crate::panel::router(sign_in_limit))
         // Every route is in: each hands its template to the HTTP metrics (outermost layer).
         .route_layer(axum::middleware::from_fn(monitoring::http::remember_route))
         .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such endpoint") })
@@ -74,22 +82,31 @@ pub fn router(app: SharedApp) -> Router {
         .layer(axum::Extension(app.clone()))
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
         .layer(cors(&app.config.allowed_origins))
-        .layer(SetResponseHeaderLayer::overriding(
-            HeaderName::from_static("x-content-type-options"),
-            HeaderValue::from_static("nosniff"),
-        ))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             // The path only: query strings and bodies may carry credentials.
             let request_id = request.headers().get(extract::REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+            let span = tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id);
+            // A caller that is itself traced (W3C `traceparent`) gets its trace continued.
+            let traceparent = request.headers().get(crate::telemetry::traces::TRACEPARENT).and_then(|v| v.to_str().ok());
+            crate::telemetry::traces::continue_trace(&span, traceparent);
+            span
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         // The last line of defence: a panic anywhere below answers a logged 500 problem
         // instead of dropping the connection.
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn(monitoring::http::track_requests))
+        // Outside everything that answers, so that every answer has them (timeouts and
+        // panics included).
+        .layer(middleware::from_fn(security_headers::add_security_headers))
+        // First of all: every layer below sees the client address and scheme as resolved
+        // behind trusted proxies.
+        .layer(middleware::from_fn_with_state(
+            Arc::new(app.config.trusted_proxies.clone()),
+            client_origin::resolve_client_origin,
+        ))
         .with_state(app)
 }
 
@@ -102,38 +119,14 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::respo
     ApiError::internal(format!("panic while handling a request: {message}")).into_response()
 }
 
-/// `per_minute` requests a minute per client address (the TCP peer: behind a proxy, limit
-/// there), with bursts up to the same number; 0 turns the limit off.
-pub(crate) fn rate_limit(
-    per_minute: u32,
-) -> Option<GovernorLayer<PeerIpKeyExtractor, NoOpMiddleware<QuantaInstant>, axum::body::Body>> {
-    if per_minute == 0 {
-        return None;
+fn limited(
+    router: OpenApiRouter<SharedApp>,
+    limit: Option<limits::Limit>,
+) -> OpenApiRouter<SharedApp> {
+    match limit {
+        Some(limit) => router.layer(limit),
+        None => router,
     }
-    let config = GovernorConfigBuilder::default()
-        .period(Duration::from_millis(60_000 / u64::from(per_minute)).max(Duration::from_millis(1)))
-        .burst_size(per_minute)
-        .key_extractor(PeerIpKeyExtractor)
-        .finish()?;
-    Some(GovernorLayer::new(config).error_handler(|error| {
-        monitoring::record::rate_limited();
-        // tower_governor rounds the wait down to whole seconds (0 for any wait under one):
-        // one more second is the least wait that is never too short.
-        let wait = match &error {
-            GovernorError::TooManyRequests { wait_time, .. } => wait_time.saturating_add(1),
-            _ => 1,
-        };
-        let mut response = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RATE_LIMITED",
-            format!("too many requests from this address; retry in {wait} s"),
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(wait));
-        response
-    }))
 }
 
 fn cors(allowed_origins: &[String]) -> CorsLayer {

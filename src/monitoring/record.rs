@@ -269,9 +269,10 @@ pub fn token_refresh(outcome: &'static str) {
     counter!(TOKEN_REFRESHES, "outcome" => outcome).increment(1);
 }
 
-/// Called from the rate limiter's error handler.
-pub fn rate_limited() {
-    counter!(RATE_LIMITED).increment(1);
+/// Called for every refusal by a rate limit, with its budget (`sign_in`, `licensing`,
+/// `sign_in_account`).
+pub fn rate_limited(budget: &'static str) {
+    counter!(RATE_LIMITED, "budget" => budget).increment(1);
 }
 
 pub fn license_cache(hit: bool) {

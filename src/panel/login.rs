@@ -4,8 +4,8 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{FromRequest, Request, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::extract::{Extension, FromRequest, Request, State};
+use axum::http::{header, Extensions, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
@@ -15,6 +15,7 @@ use super::layout::Layout;
 use super::session::{cleared_cookie, is_https, same_origin, session_cookie, Reader, SessionForm};
 use crate::app::SharedApp;
 use crate::auth::AuthError;
+use crate::http::client_origin::ClientOrigin;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "panel/login.html")]
@@ -58,8 +59,10 @@ pub async fn sign_in(
     State(app): State<SharedApp>,
     uri: Uri,
     headers: HeaderMap,
+    Extension(origin): Extension<ClientOrigin>,
     request: Request,
 ) -> Result<Response, PanelError> {
+    let https = origin.https || uri.scheme_str() == Some("https");
     // No session yet, so no form token: the origin check is what stops a forged sign-in.
     if !same_origin(&headers) {
         return Err(PanelError::Forbidden(
@@ -85,6 +88,18 @@ pub async fn sign_in(
                 StatusCode::UNAUTHORIZED,
             ))
         }
+        Err(AuthError::Throttled { wait }) => {
+            let minutes = wait.as_secs().div_ceil(60).max(1);
+            let message = format!(
+                "Too many sign-in attempts for this account: try again in {minutes} minute{}.",
+                if minutes == 1 { "" } else { "s" }
+            );
+            let mut response = refused(email, &message, StatusCode::TOO_MANY_REQUESTS);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, wait.as_secs().max(1).into());
+            return Ok(response);
+        }
         Err(error) => return Err(PanelError::Api(auth_failure(error))),
     };
     // The sign-in opened an admin session; the browser session rides on it.
@@ -97,7 +112,7 @@ pub async fn sign_in(
     let mut response = Redirect::to("/admin").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        session_cookie(session.cookie_value(), is_https(&uri, &headers)),
+        session_cookie(session.cookie_value(), https),
     );
     Ok(response)
 }
@@ -112,7 +127,7 @@ pub struct NoFields {}
 pub async fn sign_out(
     State(app): State<SharedApp>,
     uri: Uri,
-    headers: HeaderMap,
+    extensions: Extensions,
     form: SessionForm<NoFields>,
 ) -> Result<Response, PanelError> {
     app.admin_auth
@@ -121,8 +136,9 @@ pub async fn sign_out(
         .await?;
     app.browser_sessions.end(&form.session).await?;
     let mut response = Redirect::to("/admin/login").into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, cleared_cookie(is_https(&uri, &headers)));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        cleared_cookie(is_https(&uri, &extensions)),
+    );
     Ok(response)
 }

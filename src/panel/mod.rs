@@ -26,16 +26,18 @@ use axum::Router;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::app::SharedApp;
+use crate::http::limits::Limit;
 
 /// Every panel page's policy: no inline script or style anywhere, nothing from elsewhere.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; \
      base-uri 'none'";
 
-pub fn router(app: &SharedApp) -> Router<SharedApp> {
-    // Where passwords are guessed: the same per-address limit as the JSON sign-in.
+/// `sign_in_limit` is the JSON sign-in's rate limit: where passwords are guessed, both
+/// doors spend one budget.
+pub fn router(sign_in_limit: Option<Limit>) -> Router<SharedApp> {
     let sign_in = Router::new().route("/admin/login", get(login::page).post(login::sign_in));
-    let sign_in = match crate::http::rate_limit(app.config.rate_limit_per_minute) {
+    let sign_in = match sign_in_limit {
         Some(limit) => sign_in.layer(limit),
         None => sign_in,
     };

@@ -5,7 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue, Uri};
 use flowlytix_aggregates::Role;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::error::PanelError;
 use crate::app::SharedApp;
 use crate::auth::browser_sessions::BrowserSession;
+use crate::http::client_origin::ClientOrigin;
 
 /// The cookie's name over HTTPS: the `__Host-` prefix makes the browser refuse it unless it
 /// is `Secure`, has `Path=/` and no `Domain`, so no sibling host can plant one.
@@ -20,14 +21,14 @@ const SECURE_COOKIE: &str = "__Host-flowlytix_session";
 /// Over plain HTTP (development on localhost) the prefix would be refused by the browser.
 const PLAIN_COOKIE: &str = "flowlytix_session";
 
-/// Whether the browser reached us over HTTPS: the request's scheme, or what a proxy in
-/// front says in `X-Forwarded-Proto`.
-pub fn is_https(parts_uri: &axum::http::Uri, headers: &HeaderMap) -> bool {
-    parts_uri.scheme_str() == Some("https")
-        || headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+/// Whether the browser reached us over HTTPS: the request's scheme, or what a trusted
+/// proxy in front says (`X-Forwarded-Proto`, believed only from `TRUSTED_PROXIES`, as
+/// resolved by `client_origin`).
+pub fn is_https(uri: &Uri, extensions: &Extensions) -> bool {
+    uri.scheme_str() == Some("https")
+        || extensions
+            .get::<ClientOrigin>()
+            .is_some_and(|origin| origin.https)
 }
 
 fn cookie_name(https: bool) -> &'static str {
@@ -71,7 +72,7 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 async fn session_of(parts: &Parts, app: &SharedApp) -> Result<BrowserSession, PanelError> {
-    let name = cookie_name(is_https(&parts.uri, &parts.headers));
+    let name = cookie_name(is_https(&parts.uri, &parts.extensions));
     let Some(token) = cookie_value(&parts.headers, name) else {
         return Err(PanelError::SignIn);
     };

@@ -74,8 +74,11 @@ impl EventMetadata {
         }
     }
 
+    /// The stored form; with `traceparent` (the W3C trace context of the command that
+    /// appends the events) when the command runs in a trace, so that publishing and
+    /// projecting continue it.
     fn into_map(self) -> HashMap<String, String> {
-        HashMap::from([
+        let mut map = HashMap::from([
             ("actor".into(), self.actor),
             ("request_id".into(), self.request_id),
             ("ip".into(), self.ip),
@@ -85,7 +88,11 @@ impl EventMetadata {
                 self.occurred_at
                     .to_rfc3339_opts(SecondsFormat::Micros, true),
             ),
-        ])
+        ]);
+        if let Some(traceparent) = crate::telemetry::traces::current_traceparent() {
+            map.insert(crate::telemetry::traces::TRACEPARENT.into(), traceparent);
+        }
+        map
     }
 }
 
@@ -189,6 +196,7 @@ where
     /// Runs `commands` in order against one aggregate and appends all their events in one
     /// statement (or transaction), or none. With `expected_version`, a stale caller gets
     /// `VersionMismatch`.
+    #[tracing::instrument(name = "command", level = "info", skip_all, fields(aggregate_type = A::TYPE, aggregate_id = %id))]
     pub async fn execute(
         &self,
         id: &str,

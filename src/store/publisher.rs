@@ -51,12 +51,11 @@ impl Publisher {
         Self { db, bus, status }
     }
 
+    /// Publishes until `shutdown` flips; a batch under way is finished (published and its
+    /// checkpoint written) before it returns.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         while !*shutdown.borrow() {
-            let led = tokio::select! {
-                result = self.lead_if_elected() => result,
-                _ = shutdown.changed() => break,
-            };
+            let led = self.lead_if_elected(shutdown.clone()).await;
             self.status.leader.store(false, Ordering::Relaxed);
             if let Err(error) = led {
                 tracing::warn!(%error, "publisher stopped; will try again");
@@ -70,19 +69,23 @@ impl Publisher {
     }
 
     /// Returns `Ok` when another instance holds the lock, `Err` when leadership was lost.
-    async fn lead_if_elected(&self) -> Result<(), sqlx::Error> {
+    async fn lead_if_elected(&self, shutdown: watch::Receiver<bool>) -> Result<(), sqlx::Error> {
         match &self.db {
-            Db::Postgres(pool) => self.lead_on_postgres(pool).await,
+            Db::Postgres(pool) => self.lead_on_postgres(pool, shutdown).await,
             Db::Sqlite(pool) => {
                 let mut connection = pool.acquire().await?;
                 self.status.leader.store(true, Ordering::Relaxed);
-                self.publish_while_leader(Conn::Sqlite(&mut connection), None)
+                self.publish_while_leader(Conn::Sqlite(&mut connection), None, shutdown)
                     .await
             }
         }
     }
 
-    async fn lead_on_postgres(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+    async fn lead_on_postgres(
+        &self,
+        pool: &PgPool,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(), sqlx::Error> {
         let mut lock_connection = pool.acquire().await?.detach();
         let elected: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
             .bind(PUBLISHER_LOCK)
@@ -97,7 +100,11 @@ impl Publisher {
         let mut listener = PgListener::connect_with(pool).await?;
         listener.listen("flowlytix_events").await?;
         let result = self
-            .publish_while_leader(Conn::Postgres(&mut lock_connection), Some(&mut listener))
+            .publish_while_leader(
+                Conn::Postgres(&mut lock_connection),
+                Some(&mut listener),
+                shutdown,
+            )
             .await;
         let _ = lock_connection.close().await;
         result
@@ -107,6 +114,7 @@ impl Publisher {
         &self,
         mut db: Conn<'_>,
         mut listener: Option<&mut PgListener>,
+        mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), sqlx::Error> {
         let dialect = db.dialect();
         let sql = dialect.pick(
@@ -121,7 +129,9 @@ impl Publisher {
         };
         let mut backoff = Duration::from_millis(100);
         let mut backlog_measured = Instant::now() - BACKLOG_EVERY;
-        loop {
+        // Stopping is looked at between batches only: a batch is published and its
+        // checkpoint written, or not started.
+        while !*shutdown.borrow() {
             let batch = events_after(db.reborrow(), cursor, BATCH).await?;
             if batch.is_empty() {
                 // Counting is not free and every commit wakes the loop: at most once a second.
@@ -131,11 +141,17 @@ impl Publisher {
                 }
                 // Woken by a commit's notification, or by the poll interval: a transaction
                 // below the horizon may become visible without a notification of its own.
-                match listener.as_deref_mut() {
-                    Some(listener) => {
-                        let _ = tokio::time::timeout(POLL, listener.recv()).await;
+                let idle = async {
+                    match listener.as_deref_mut() {
+                        Some(listener) => {
+                            let _ = tokio::time::timeout(POLL, listener.recv()).await;
+                        }
+                        None => tokio::time::sleep(SQLITE_POLL).await,
                     }
-                    None => tokio::time::sleep(SQLITE_POLL).await,
+                };
+                tokio::select! {
+                    _ = idle => {}
+                    _ = shutdown.changed() => {}
                 }
                 continue;
             }
@@ -168,6 +184,7 @@ impl Publisher {
                     .map(|_| ())
             })?;
         }
+        Ok(())
     }
 
     async fn measure_backlog(&self, db: Conn<'_>, cursor: LogCursor) -> Result<(), sqlx::Error> {

@@ -95,17 +95,54 @@ impl Write for CapturedWriter {
     }
 }
 
+/// Spans of the traces that tests start themselves (a request with a sampled
+/// `traceparent`), from the server's own tracing-to-OpenTelemetry layer, kept in memory.
+static SPANS: OnceLock<opentelemetry_sdk::trace::InMemorySpanExporter> = OnceLock::new();
+
 fn capture_logs() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     LOGS.get_or_init(|| {
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let writer = CapturedWriter(buffer.clone());
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("debug,hyper=info,h2=info,rustls=info")
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
+        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        // Only traces a test started are recorded: the other tests' spans cost nothing.
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .with_sampler(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
+                opentelemetry_sdk::trace::Sampler::AlwaysOff,
+            )))
+            .build();
+        let _ = SPANS.set(exporter);
+        let _ = tracing_subscriber::registry()
+            // The server's own crates at trace level: the secret scans read every line
+            // they can write.
+            .with(tracing_subscriber::EnvFilter::new(
+                "debug,flowlytix_server=trace,flowlytix_projections=trace,hyper=info,h2=info,rustls=info",
+            ))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(move || writer.clone())
+                    .with_ansi(false),
+            )
+            .with(flowlytix_server::telemetry::traces::layer(&provider))
             .try_init();
+        // The provider lives as long as the test binary.
+        std::mem::forget(provider);
         buffer
     });
+}
+
+/// Every span recorded so far of the trace `trace_id` (32 hex digits).
+pub fn spans_of_trace(trace_id: &str) -> Vec<opentelemetry_sdk::trace::SpanData> {
+    SPANS
+        .get()
+        .expect("spawn_app installs the span capture")
+        .get_finished_spans()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|span| span.span_context.trace_id().to_string() == trace_id)
+        .collect()
 }
 
 pub fn captured_logs() -> String {
@@ -823,6 +860,41 @@ impl ServerProcess {
     pub async fn kill(&mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
+    }
+
+    /// SIGTERM, as an orchestrator stops a server; waits (at most `within`) for it to exit
+    /// and returns how it exited.
+    pub async fn terminate(&mut self, within: std::time::Duration) -> std::process::ExitStatus {
+        self.signal("TERM", within).await
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, …); waits (at most `within`) for the server to exit
+    /// and returns how it exited.
+    pub async fn signal(
+        &mut self,
+        signal: &str,
+        within: std::time::Duration,
+    ) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("the server is running");
+        let sent = std::process::Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{signal} {pid}");
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(status) => status.expect("wait for the server"),
+            Err(_) => panic!(
+                "the server did not exit within {within:?} of SIG{signal}; its log:\n{}",
+                self.log_text()
+            ),
+        }
+    }
+
+    /// The server's working directory (relative paths such as `LOG_FILE` start there).
+    pub fn work_dir(&self) -> &std::path::Path {
+        self.log
+            .parent()
+            .expect("the log is in the working directory")
     }
 
     pub fn log_text(&self) -> String {

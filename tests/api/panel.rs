@@ -203,20 +203,52 @@ async fn signing_in_sets_a_strict_session_cookie_and_opens_the_dashboard() {
 
 #[tokio::test]
 async fn over_https_the_cookie_is_host_prefixed_and_secure() {
-    let app = spawn_app().await;
+    // HTTPS as a trusted proxy in front reports it.
+    let app = crate::helpers::spawn_app_with(&[("TRUSTED_PROXIES", "127.0.0.1")]).await;
     let browser = Browser::new(&app);
+    let https = [
+        ("x-forwarded-proto", "https"),
+        ("sec-fetch-site", "same-origin"),
+    ];
     let response = browser
         .post_with(
             "/admin/login",
             &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)],
-            &[("x-forwarded-proto", "https")],
+            &https,
         )
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let cookie = response.headers()[SET_COOKIE].to_str().unwrap();
+    let cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
     assert!(cookie.starts_with("__Host-flowlytix_session="), "{cookie}");
     assert!(cookie.contains("; Secure"));
     assert!(cookie.contains("Path=/") && !cookie.contains("Domain"));
+    // The session is read back from that cookie over HTTPS, and only there.
+    let pair = cookie.split(';').next().unwrap();
+    let page = |proto: &'static str| {
+        app.client
+            .get(app.url("/admin"))
+            .header("cookie", pair)
+            .header("x-forwarded-proto", proto)
+            .send()
+    };
+    let over_https = page("https").await.unwrap();
+    assert_eq!(over_https.status(), StatusCode::OK);
+    assert!(over_https.url().path() == "/admin");
+
+    // From a peer that is no trusted proxy, the header is anyone's word: ignored.
+    let untrusted = spawn_app().await;
+    let response = Browser::new(&untrusted)
+        .post_with(
+            "/admin/login",
+            &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)],
+            &https,
+        )
+        .await;
+    let cookie = response.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(
+        cookie.starts_with("flowlytix_session=") && !cookie.contains("Secure"),
+        "{cookie}"
+    );
 }
 
 #[tokio::test]
@@ -944,15 +976,47 @@ async fn a_session_ends_after_its_idle_time_and_at_its_absolute_end() {
 }
 
 #[tokio::test]
-async fn the_panel_sign_in_has_the_sign_in_rate_limit() {
-    let app = crate::helpers::spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "3")]).await;
+async fn the_panel_sign_in_spends_the_json_sign_ins_rate_limit_budget() {
+    // A budget of 4 a minute per address; starting the test app signed in once (JSON).
+    let app = crate::helpers::spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "4")]).await;
+    let json = app
+        .anon(reqwest::Method::POST, "/api/v1/auth/login")
+        .json(&json!({"email": ADMIN_EMAIL, "password": "guess"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), StatusCode::UNAUTHORIZED);
+    // Two of the four are spent: the panel has two guesses left, not four.
     let mut browser = Browser::new(&app);
     let mut statuses = vec![];
-    for _ in 0..5 {
+    for _ in 0..3 {
         statuses.push(browser.sign_in(ADMIN_EMAIL, "guess").await.status());
     }
-    assert_eq!(&statuses[..3], &[StatusCode::UNAUTHORIZED; 3]);
-    assert_eq!(statuses[4], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_per_account_throttle_shows_on_the_sign_in_page() {
+    let app =
+        crate::helpers::spawn_app_with(&[("RATE_LIMIT_SIGN_IN_PER_ACCOUNT_PER_HOUR", "2")]).await;
+    let mut browser = Browser::new(&app);
+    let mut last = None;
+    for _ in 0..3 {
+        last = Some(browser.sign_in("nobody@example.com", "guess").await);
+    }
+    let response = last.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().get("retry-after").is_some());
+    let html = response.text().await.unwrap();
+    assert!(html.contains("role=\"alert\"") && html.contains("Too many sign-in attempts"));
+    assert!(html.contains("value=\"nobody@example.com\""));
 }
 
 #[tokio::test]

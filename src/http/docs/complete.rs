@@ -117,8 +117,13 @@ fn complete_operation(path: &str, method: &str, operation: &mut Value) {
             problem("INVALID_QUERY: a parameter has the wrong type, an unknown value, or NUL"),
         ));
     }
-    if path.starts_with("/api/v1/auth/") || path.starts_with("/api/v1/licensing/") {
-        let mut limited = problem("RATE_LIMITED: too many requests from this address");
+    let rate_limited = path.starts_with("/api/v1/auth/") || path.starts_with("/api/v1/licensing/");
+    if rate_limited {
+        let mut limited = problem(if path == "/api/v1/auth/login" {
+            "RATE_LIMITED: too many requests from this address, or sign-in attempts on this account"
+        } else {
+            "RATE_LIMITED: too many requests from this address"
+        });
         limited["headers"] = json!({"Retry-After": {
             "description": "Seconds to wait before the next request is accepted (at least 1).",
             "required": true,
@@ -191,6 +196,28 @@ fn complete_operation(path: &str, method: &str, operation: &mut Value) {
                 None => {
                     responses.insert(status.into(), problem(text));
                 }
+            }
+        }
+    }
+    if rate_limited {
+        // Present while the budget is on (RATE_LIMIT_*_PER_MINUTE above 0).
+        for response in responses.values_mut() {
+            let Some(answer) = response.as_object_mut() else {
+                continue;
+            };
+            let headers = answer.entry("headers").or_insert_with(|| json!({}));
+            if let Some(headers) = headers.as_object_mut() {
+                headers.insert("X-RateLimit-Limit".into(), json!({
+                    "description": "Requests this client address may send in a burst on this budget (sign-in or licensing).",
+                    "schema": {"type": "integer", "minimum": 1},
+                }));
+                headers.insert(
+                    "X-RateLimit-Remaining".into(),
+                    json!({
+                        "description": "What is left of that burst after this request.",
+                        "schema": {"type": "integer", "minimum": 0},
+                    }),
+                );
             }
         }
     }

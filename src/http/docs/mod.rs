@@ -60,6 +60,10 @@ static REDOC_SCRIPT: LazyLock<String> = LazyLock::new(|| {
     include_str!("../../../assets/redoc/redoc.standalone.js")
         .replace("https://cdn.redoc.ly/redoc/logo-mini.svg", "data:,")
 });
+/// `{nonce}` is this response's CSP nonce. ReDoc's own `nonce` attribute cannot carry it:
+/// browsers blank every `nonce` attribute the page can read (nonce hiding), so the start-up
+/// script reads its own nonce (`document.currentScript.nonce` stays readable) and hands it
+/// to ReDoc, which puts it on the `<style>` elements it writes.
 const REDOC_PAGE: &str = r#"<!DOCTYPE html>
 <html>
   <head>
@@ -68,10 +72,32 @@ const REDOC_PAGE: &str = r#"<!DOCTYPE html>
     <meta name="viewport" content="width=device-width, initial-scale=1">
   </head>
   <body>
-    <redoc spec-url="/openapi.json"></redoc>
+    <div id="redoc" data-spec-url="/openapi.json"></div>
     <script src="/redoc/redoc.standalone.js"></script>
+    <script src="/redoc/start.js" nonce="{nonce}"></script>
   </body>
 </html>"#;
+const REDOC_START: &str = r#"(function () {
+  var container = document.getElementById("redoc");
+  Redoc.init(container.dataset.specUrl, { nonce: document.currentScript.nonce }, container);
+})();
+"#;
+
+/// The ReDoc page with a fresh nonce in its page and its policy, so that only the styles
+/// ReDoc itself writes are applied (rather than `style-src 'unsafe-inline'`).
+async fn redoc_page() -> impl IntoResponse {
+    let nonce = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        crate::crypto::random_bytes::<16>(),
+    );
+    (
+        [(
+            header::CONTENT_SECURITY_POLICY,
+            crate::http::security_headers::redoc_policy(&nonce),
+        )],
+        Html(REDOC_PAGE.replace("{nonce}", &nonce)),
+    )
+}
 
 pub fn router(openapi: Value) -> Router<SharedApp> {
     Router::new()
@@ -82,7 +108,16 @@ pub fn router(openapi: Value) -> Router<SharedApp> {
                 .external_url_unchecked("/openapi.json", openapi)
                 .config(SwaggerConfig::default().validator_url("none")),
         )
-        .route("/redoc", get(|| async { Html(REDOC_PAGE) }))
+        .route("/redoc", get(redoc_page))
+        .route(
+            "/redoc/start.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/javascript")],
+                    REDOC_START,
+                )
+            }),
+        )
         .route(
             "/redoc/redoc.standalone.js",
             get(|| async {
