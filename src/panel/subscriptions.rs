@@ -6,8 +6,9 @@ use askama_web::WebTemplate;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use flowlytix_aggregates::Plan;
+use flowlytix_aggregates::{Plan, SubscriptionError, SubscriptionId};
 use serde::Deserialize;
+use uuid::Uuid;
 
 use super::error::PanelError;
 use super::forms;
@@ -18,7 +19,8 @@ use crate::http::extract::RequestContext;
 use crate::read;
 use crate::read::consistency::wait_for_position;
 use crate::read::subscriptions::{StatusFilter, SubscriptionFilter, SubscriptionRow};
-use crate::subscriptions::{self as operations, CreateSubscriptionRequest};
+use crate::store::ExecuteError;
+use crate::subscriptions::{self as operations, CreateSubscriptionRequest, ManageError};
 
 const PER_PAGE: u32 = 25;
 
@@ -176,6 +178,10 @@ pub async fn list(
 /// The new-subscription form as typed.
 #[derive(Deserialize, Default)]
 pub struct NewSubscriptionForm {
+    /// Chosen when the form is shown: the same form sent twice (a reload of the answer)
+    /// names the same subscription, which the event store refuses to create again.
+    #[serde(default)]
+    pub subscription_id: String,
     #[serde(default)]
     pub customer_email: String,
     #[serde(default)]
@@ -221,6 +227,7 @@ pub async fn new_form(
     Ok(NewPage {
         layout: Layout::signed_in(&app, &session, "subscriptions").await,
         form: NewSubscriptionForm {
+            subscription_id: Uuid::new_v4().to_string(),
             plan: "standard".into(),
             max_devices: "3".into(),
             ..NewSubscriptionForm::default()
@@ -263,7 +270,8 @@ pub async fn create(
         Err(message) => return refused(layout, fields, message, StatusCode::UNPROCESSABLE_ENTITY),
     };
     let metadata = context.metadata(session.admin.admin_id.to_string());
-    match operations::create(&app, request, metadata).await {
+    let id = Uuid::parse_str(fields.subscription_id.trim()).unwrap_or_else(|_| Uuid::new_v4());
+    match operations::create_with_id(&app, SubscriptionId(id), request, metadata).await {
         Ok(created) => {
             let state = created.committed.aggregate.state();
             let page = KeyPage {
@@ -275,6 +283,12 @@ pub async fn create(
                 position: created.committed.position,
             };
             Ok((StatusCode::CREATED, page).into_response())
+        }
+        Err(ManageError::Command(ExecuteError::Domain(SubscriptionError::AlreadyExists))) => {
+            let message = "This form was already sent and its subscription created; its \
+                 license key was shown then and is not shown again. Find it in the list."
+                .to_owned();
+            refused(layout, fields, message, StatusCode::CONFLICT)
         }
         Err(error) => {
             let error = PanelError::from(error);
