@@ -13,6 +13,7 @@ mod licensing;
 pub mod storable;
 mod subscriptions;
 pub mod views;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -50,6 +51,7 @@ pub fn router(app: SharedApp) -> Router {
         .merge(devices::router())
         .merge(analytics::router())
         .merge(events::router())
+        .merge(webhooks::router())
         .merge(health::router())
         .split_for_parts();
     let request_id = HeaderName::from_static(extract::REQUEST_ID_HEADER);

@@ -10,6 +10,7 @@ mod lookup;
 pub mod notices;
 pub mod publisher;
 mod snapshot;
+pub mod webhook_queue;
 
 pub use executor::{Committed, Dated, EventMetadata, ExecuteError, Executor};
 pub use flowlytix_projections::Db;
