@@ -24,3 +24,4 @@ mod read_side;
 mod secrets;
 mod subscriptions;
 mod unstorable;
+mod webhooks;
