@@ -48,6 +48,8 @@ pub struct WebhooksProjector;
 
 /// The part of WebhookEndpoint events this projector reads (their sealed secrets arrive
 /// redacted and are not needed here).
+// The variants are the event types' names, as stored.
+#[allow(clippy::enum_variant_names)]
 #[derive(Deserialize)]
 enum EndpointEvent {
     WebhookEndpointCreated {

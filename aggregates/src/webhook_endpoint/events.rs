@@ -66,6 +66,8 @@ pub enum DisableReason {
     Failing,
 }
 
+/// The variants are named as the feed names the event types, like every aggregate's.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum WebhookEndpointEvent {
     WebhookEndpointCreated {
