@@ -54,3 +54,11 @@ create table webhook_endpoint_health (
     failing_since text,
     last_success  text
 );
+
+-- The webhooks projector starts where the log is now: events committed before webhooks
+-- existed can match no endpoint, and without this an existing aggregate's next event would
+-- look to it like one whose predecessors are missing.
+insert into projection_versions (projector, aggregate_type, aggregate_id, version)
+select 'webhooks', aggregate_type, aggregate_id, max(sequence)
+from events
+group by aggregate_type, aggregate_id;

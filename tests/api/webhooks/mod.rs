@@ -3,6 +3,7 @@
 mod delivery;
 mod management;
 mod receiver;
+mod upgrade;
 
 use std::time::Duration;
 
