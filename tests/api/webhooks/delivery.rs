@@ -36,7 +36,21 @@ async fn assert_delivered_once_in_order(
     webhook: &Value,
     secret: &str,
 ) {
-    let expected = expected_ids(app, webhook).await;
+    // The feed (like the bus) shows what committed below PostgreSQL's transaction horizon,
+    // which other tests' transactions hold back now and then: wait until both agree.
+    let mut expected = expected_ids(app, webhook).await;
+    for _ in 0..200 {
+        let got: HashSet<String> = receiver
+            .unique()
+            .iter()
+            .map(|r| r.body["id"].as_str().unwrap_or("").to_owned())
+            .collect();
+        if got == expected.iter().cloned().collect::<HashSet<_>>() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        expected = expected_ids(app, webhook).await;
+    }
     let created = webhook["position"].as_i64().unwrap();
     let feed: BTreeMap<String, Value> = feed_from(app, created)
         .await
@@ -317,17 +331,25 @@ async fn an_endpoint_failing_for_too_long_is_disabled_by_an_event_that_says_why(
     }
     assert_eq!(current["enabled"], false, "{current}");
     assert_eq!(current["disabled_reason"], "failing");
-    let history = app
-        .api()
-        .get_query(
-            "/api/v1/events",
-            &[
-                ("aggregate_id", id.clone()),
-                ("event_type", "WebhookEndpointDisabled".into()),
-            ],
-        )
-        .await;
-    let disabled = &history["items"][0];
+    // The feed shows what committed below PostgreSQL's transaction horizon: poll.
+    let mut disabled = Value::Null;
+    for _ in 0..200 {
+        let history = app
+            .api()
+            .get_query(
+                "/api/v1/events",
+                &[
+                    ("aggregate_id", id.clone()),
+                    ("event_type", "WebhookEndpointDisabled".into()),
+                ],
+            )
+            .await;
+        disabled = history["items"][0].clone();
+        if !disabled.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(disabled["payload"]["reason"], "failing");
     assert!(disabled["payload"]["failing_since"].is_string());
     assert_eq!(disabled["metadata"]["actor"], "system");
