@@ -25,8 +25,10 @@ use crate::store::EventMetadata;
 
 /// Deliveries of one endpoint in flight on one instance, at most.
 pub const MAX_IN_FLIGHT_PER_ENDPOINT: usize = 4;
-/// A lease outlives the attempt's timeout by this much, so it never lapses mid-attempt.
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// A lease outlives the attempt's timeout by this much, so it never lapses mid-attempt
+/// (recording the attempt is one short transaction). It is also how long a delivery that a
+/// dead instance had in flight waits before another instance tries it.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// The HTTP client deliveries go out with: no redirects followed, no proxy from the
 /// environment (the connection must go to the address that was checked), a timeout per

@@ -8,12 +8,12 @@ use serde_json::{json, Value};
 
 use super::receiver::{eventually, Receiver};
 use super::{create_webhook, delivery_log, feed_from, some_activity, webhook_for, LOCAL, PATIENCE};
-use crate::helpers::{spawn_app_with, start_app, TestApp};
+use crate::helpers::{spawn_app_with, start_app, ApiClient};
 
 /// The ids of the events `webhook` should get: every event from its creation on.
-async fn expected_ids(app: &TestApp, webhook: &Value) -> Vec<String> {
+pub async fn expected_ids(api: &ApiClient, webhook: &Value) -> Vec<String> {
     let created = webhook["position"].as_i64().expect("position");
-    feed_from(app, created)
+    feed_from(api, created)
         .await
         .iter()
         .map(|item| {
@@ -30,15 +30,15 @@ async fn expected_ids(app: &TestApp, webhook: &Value) -> Vec<String> {
 /// Checks what a receiver got: every expected event exactly once after de-duplication by
 /// `webhook-id`, each signed with `secret`, with the feed item as `data`, and every
 /// aggregate's events in order.
-async fn assert_delivered_once_in_order(
-    app: &TestApp,
+pub async fn assert_delivered_once_in_order(
+    api: &ApiClient,
     receiver: &Receiver,
     webhook: &Value,
     secret: &str,
 ) {
     // The feed (like the bus) shows what committed below PostgreSQL's transaction horizon,
     // which other tests' transactions hold back now and then: wait until both agree.
-    let mut expected = expected_ids(app, webhook).await;
+    let mut expected = expected_ids(api, webhook).await;
     for _ in 0..200 {
         let got: HashSet<String> = receiver
             .unique()
@@ -49,10 +49,10 @@ async fn assert_delivered_once_in_order(
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        expected = expected_ids(app, webhook).await;
+        expected = expected_ids(api, webhook).await;
     }
     let created = webhook["position"].as_i64().unwrap();
-    let feed: BTreeMap<String, Value> = feed_from(app, created)
+    let feed: BTreeMap<String, Value> = feed_from(api, created)
         .await
         .into_iter()
         .map(|item| (item["position"].to_string(), item))
@@ -111,10 +111,10 @@ async fn every_event_arrives_signed_once_and_in_order_although_the_receiver_fail
     let app = spawn_app_with(LOCAL).await;
     let receiver = Receiver::start().await;
     receiver.fail_next(6);
-    let webhook = webhook_for(&app, &receiver).await;
+    let webhook = webhook_for(&app.api(), &receiver).await;
     let secret = webhook["secret"].as_str().unwrap().to_owned();
-    some_activity(&app, 3).await;
-    let expected = expected_ids(&app, &webhook).await.len();
+    some_activity(&app.api(), 3).await;
+    let expected = expected_ids(&app.api(), &webhook).await.len();
     assert!(expected >= 10, "the activity made {expected} events");
     assert!(
         eventually(PATIENCE, || receiver.unique().len() >= expected).await,
@@ -127,9 +127,9 @@ async fn every_event_arrives_signed_once_and_in_order_although_the_receiver_fail
         receiver.received().len() >= expected + 6,
         "the first six answers were failures"
     );
-    assert_delivered_once_in_order(&app, &receiver, &webhook, &secret).await;
+    assert_delivered_once_in_order(&app.api(), &receiver, &webhook, &secret).await;
 
-    let log = delivery_log(&app, webhook["id"].as_str().unwrap()).await;
+    let log = delivery_log(&app.api(), webhook["id"].as_str().unwrap()).await;
     let failures: Vec<&Value> = log.iter().filter(|a| a["status_code"] == 500).collect();
     assert_eq!(failures.len(), 6, "{log:?}");
     assert!(failures
@@ -147,11 +147,19 @@ async fn every_event_arrives_signed_once_and_in_order_although_the_receiver_fail
 async fn a_redelivery_sends_the_same_delivery_again_and_logs_it() {
     let app = spawn_app_with(LOCAL).await;
     let receiver = Receiver::start().await;
-    let webhook = webhook_for(&app, &receiver).await;
+    let webhook = webhook_for(&app.api(), &receiver).await;
     let id = webhook["id"].as_str().unwrap();
     assert!(eventually(PATIENCE, || !receiver.received().is_empty()).await);
     let first = receiver.received()[0].clone();
-    let log = delivery_log(&app, id).await;
+    // The attempt is logged once its answer is in.
+    let mut log = Vec::new();
+    for _ in 0..200 {
+        log = delivery_log(&app.api(), id).await;
+        if !log.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let delivery = log[0]["id"].as_str().unwrap().to_owned();
     assert_eq!(delivery, first.webhook_id());
     let response = app
@@ -167,7 +175,13 @@ async fn a_redelivery_sends_the_same_delivery_again_and_logs_it() {
     let again = &receiver.received()[1];
     assert_eq!(again.webhook_id(), first.webhook_id());
     assert_eq!(again.raw, first.raw);
-    let log = delivery_log(&app, id).await;
+    for _ in 0..200 {
+        log = delivery_log(&app.api(), id).await;
+        if log.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(log.len(), 2);
     assert_eq!(log[1]["attempt"], 2);
     // The cursor pages the log.
@@ -205,12 +219,12 @@ async fn a_hanging_receiver_does_not_delay_another_endpoints_deliveries() {
     let hanging = Receiver::start().await;
     hanging.hang();
     let healthy = Receiver::start().await;
-    webhook_for(&app, &hanging).await;
-    let webhook = webhook_for(&app, &healthy).await;
+    webhook_for(&app.api(), &hanging).await;
+    let webhook = webhook_for(&app.api(), &healthy).await;
     let secret = webhook["secret"].as_str().unwrap().to_owned();
     let started = Instant::now();
-    some_activity(&app, 3).await;
-    let expected = expected_ids(&app, &webhook).await.len();
+    some_activity(&app.api(), 3).await;
+    let expected = expected_ids(&app.api(), &webhook).await.len();
     assert!(
         eventually(Duration::from_secs(10), || healthy.unique().len()
             >= expected)
@@ -226,7 +240,7 @@ async fn a_hanging_receiver_does_not_delay_another_endpoints_deliveries() {
         !hanging.received().is_empty(),
         "the hanging receiver was tried"
     );
-    assert_delivered_once_in_order(&app, &healthy, &webhook, &secret).await;
+    assert_delivered_once_in_order(&app.api(), &healthy, &webhook, &secret).await;
 }
 
 #[tokio::test]
@@ -234,11 +248,11 @@ async fn an_endpoint_only_gets_the_event_types_it_asked_for() {
     let app = spawn_app_with(LOCAL).await;
     let receiver = Receiver::start().await;
     create_webhook(
-        &app,
+        &app.api(),
         json!({"url": receiver.url, "event_types": ["SubscriptionPlanChanged", "DeviceActivated"]}),
     )
     .await;
-    some_activity(&app, 2).await;
+    some_activity(&app.api(), 2).await;
     assert!(eventually(PATIENCE, || receiver.unique().len() >= 4).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let types: Vec<String> = receiver
@@ -271,11 +285,11 @@ async fn a_receiver_on_a_private_address_is_refused_unless_allowed() {
     .await;
     // ...and a name that resolves to one is refused when delivering.
     let by_name = receiver.url.replace("127.0.0.1", "localhost");
-    let webhook = create_webhook(&app, json!({"url": by_name})).await;
+    let webhook = create_webhook(&app.api(), json!({"url": by_name})).await;
     let id = webhook["id"].as_str().unwrap().to_owned();
     let mut log = Vec::new();
     for _ in 0..200 {
-        log = delivery_log(&app, &id).await;
+        log = delivery_log(&app.api(), &id).await;
         if !log.is_empty() {
             break;
         }
@@ -319,7 +333,7 @@ async fn an_endpoint_failing_for_too_long_is_disabled_by_an_event_that_says_why(
     let app = spawn_app_with(&settings).await;
     let receiver = Receiver::start().await;
     receiver.fail_always(true);
-    let webhook = webhook_for(&app, &receiver).await;
+    let webhook = webhook_for(&app.api(), &receiver).await;
     let id = webhook["id"].as_str().unwrap().to_owned();
     let mut current = Value::Null;
     for _ in 0..400 {
@@ -371,7 +385,7 @@ async fn an_endpoint_failing_for_too_long_is_disabled_by_an_event_that_says_why(
     assert_eq!(enabled.status(), StatusCode::OK);
     let mut delivered = false;
     for _ in 0..400 {
-        let log = delivery_log(&app, &id).await;
+        let log = delivery_log(&app.api(), &id).await;
         if log.iter().any(|a| a["status_code"] == 204) {
             delivered = true;
             break;
@@ -387,10 +401,10 @@ async fn deliveries_queue_while_notifications_are_off_and_resume_on_restart_with
     settings.push(("ENABLE_NOTIFICATIONS", "false"));
     let first = spawn_app_with(&settings).await;
     let receiver = Receiver::start().await;
-    let webhook = webhook_for(&first, &receiver).await;
+    let webhook = webhook_for(&first.api(), &receiver).await;
     let secret = webhook["secret"].as_str().unwrap().to_owned();
-    some_activity(&first, 2).await;
-    let expected = expected_ids(&first, &webhook).await.len();
+    some_activity(&first.api(), 2).await;
+    let expected = expected_ids(&first.api(), &webhook).await.len();
     // Queued (by the projector) but not sent.
     let mut queued = 0;
     for _ in 0..200 {
@@ -416,19 +430,54 @@ async fn deliveries_queue_while_notifications_are_off_and_resume_on_restart_with
         LOCAL,
     )
     .await;
-    some_activity(&second, 1).await;
-    let expected = expected_ids(&second, &webhook).await.len();
+    some_activity(&second.api(), 1).await;
+    let expected = expected_ids(&second.api(), &webhook).await.len();
     assert!(
         eventually(PATIENCE, || receiver.unique().len() >= expected).await,
         "{} of {expected} after the restart",
         receiver.unique().len()
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_delivered_once_in_order(&second, &receiver, &webhook, &secret).await;
+    assert_delivered_once_in_order(&second.api(), &receiver, &webhook, &secret).await;
     assert_eq!(
         second
             .scalar("select count(*) from webhook_deliveries where status <> 'delivered'")
             .await,
         0
     );
+}
+
+#[tokio::test]
+async fn two_instances_share_the_queue_and_never_send_one_delivery_twice() {
+    if crate::helpers::skip_unless_postgres() {
+        return;
+    }
+    let first = spawn_app_with(LOCAL).await;
+    let second = start_app(
+        &first.database_url,
+        &first.key_dir,
+        first.nats_names.clone(),
+        LOCAL,
+    )
+    .await;
+    let receiver = Receiver::start().await;
+    let webhook = webhook_for(&first.api(), &receiver).await;
+    let secret = webhook["secret"].as_str().unwrap().to_owned();
+    some_activity(&first.api(), 3).await;
+    some_activity(&second.api(), 3).await;
+    let expected = expected_ids(&first.api(), &webhook).await.len();
+    assert!(
+        eventually(PATIENCE, || receiver.unique().len() >= expected).await,
+        "{} of {expected}",
+        receiver.unique().len()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_delivered_once_in_order(&first.api(), &receiver, &webhook, &secret).await;
+    assert_eq!(
+        receiver.received().len(),
+        receiver.unique().len(),
+        "with no failure, every delivery is sent once: the instances' claims never overlap"
+    );
+    let attempts = first.scalar("select count(*) from webhook_attempts").await;
+    assert_eq!(attempts as usize, receiver.received().len());
 }

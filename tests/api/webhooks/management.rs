@@ -19,7 +19,7 @@ const AUDITOR_PASSWORD: &str = "auditor-password-123";
 async fn admins_manage_endpoints_and_auditors_only_read() {
     let app = spawn_app_with(LOCAL).await;
     let created = create_webhook(
-        &app,
+        &app.api(),
         json!({"url": "https://hooks.example.com/in", "event_types": ["SubscriptionCreated"],
                "description": "billing", "enabled": false}),
     )
@@ -137,7 +137,7 @@ async fn admins_manage_endpoints_and_auditors_only_read() {
     .await;
     listed(vec![]).await;
     // Its history stays, in the feed like every aggregate's.
-    let types: Vec<String> = feed_from(&app, 0)
+    let types: Vec<String> = feed_from(&app.api(), 0)
         .await
         .iter()
         .filter(|item| item["aggregate_id"] == id.as_str())
@@ -212,7 +212,7 @@ async fn invalid_endpoints_are_refused_and_write_nothing() {
 async fn the_secret_is_shown_once_signs_deliveries_and_is_never_stored_or_logged_in_plaintext() {
     let app = spawn_app_with(LOCAL).await;
     let receiver = Receiver::start().await;
-    let created = create_webhook(&app, json!({"url": receiver.url})).await;
+    let created = create_webhook(&app.api(), json!({"url": receiver.url})).await;
     let id = created["id"].as_str().unwrap().to_owned();
     let first_secret = created["secret"].as_str().unwrap().to_owned();
     assert!(first_secret.starts_with("whsec_"));
@@ -241,7 +241,7 @@ async fn the_secret_is_shown_once_signs_deliveries_and_is_never_stored_or_logged
     let everything_shown = format!(
         "{page}{}{}",
         app.api().get(&format!("/api/v1/webhooks/{id}")).await,
-        serde_json::to_string(&feed_from(&app, 0).await).unwrap()
+        serde_json::to_string(&feed_from(&app.api(), 0).await).unwrap()
     );
     let stored: Vec<String> = flowlytix_projections::with_db!(&app.db, pool => {
         sqlx::query_scalar::<_, String>(&format!(

@@ -3,6 +3,7 @@
 mod delivery;
 mod management;
 mod receiver;
+mod sigkill;
 mod upgrade;
 
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::TestApp;
+use crate::helpers::ApiClient;
 use receiver::Receiver;
 
 /// Local receivers (plain http on 127.0.0.1) are allowed; retries come fast.
@@ -28,8 +29,8 @@ pub const LOCAL: &[(&str, &str)] = &[
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Registers an endpoint; returns the answer (with its `secret`).
-pub async fn create_webhook(app: &TestApp, body: Value) -> Value {
-    let response = app
+pub async fn create_webhook(api: &ApiClient, body: Value) -> Value {
+    let response = api
         .admin(Method::POST, "/api/v1/webhooks")
         .json(&body)
         .send()
@@ -40,9 +41,9 @@ pub async fn create_webhook(app: &TestApp, body: Value) -> Value {
 }
 
 /// An endpoint for every event type at `receiver`.
-pub async fn webhook_for(app: &TestApp, receiver: &Receiver) -> Value {
+pub async fn webhook_for(api: &ApiClient, receiver: &Receiver) -> Value {
     create_webhook(
-        app,
+        api,
         json!({"url": receiver.url, "description": "test receiver"}),
     )
     .await
@@ -50,8 +51,7 @@ pub async fn webhook_for(app: &TestApp, receiver: &Receiver) -> Value {
 
 /// A few subscriptions, each with a device and a change of plan: events of several
 /// aggregates, interleaved.
-pub async fn some_activity(app: &TestApp, subscriptions: usize) {
-    let api = app.api();
+pub async fn some_activity(api: &ApiClient, subscriptions: usize) {
     let mut keys = Vec::new();
     for n in 0..subscriptions {
         let (id, key) = api.create_simple(n, "pro", 3).await;
@@ -64,8 +64,7 @@ pub async fn some_activity(app: &TestApp, subscriptions: usize) {
 }
 
 /// Every feed item at or after `position`, in commit order.
-pub async fn feed_from(app: &TestApp, position: i64) -> Vec<Value> {
-    let api = app.api();
+pub async fn feed_from(api: &ApiClient, position: i64) -> Vec<Value> {
     let mut items = Vec::new();
     let mut after: Option<i64> = None;
     loop {
@@ -85,9 +84,8 @@ pub async fn feed_from(app: &TestApp, position: i64) -> Vec<Value> {
     items
 }
 
-pub async fn delivery_log(app: &TestApp, webhook_id: &str) -> Vec<Value> {
-    let page = app
-        .api()
+pub async fn delivery_log(api: &ApiClient, webhook_id: &str) -> Vec<Value> {
+    let page = api
         .get(&format!(
             "/api/v1/webhooks/{webhook_id}/deliveries?limit=500"
         ))

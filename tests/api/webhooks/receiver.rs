@@ -85,6 +85,11 @@ impl Receiver {
         self.behaviour.hang.store(true, Ordering::SeqCst);
     }
 
+    /// Answers new requests again.
+    pub fn answer(&self) {
+        self.behaviour.hang.store(false, Ordering::SeqCst);
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.behaviour
             .received

@@ -39,7 +39,7 @@ async fn an_existing_deployment_upgraded_to_webhooks_keeps_projecting_and_delive
     )
     .await;
     let receiver = Receiver::start().await;
-    let webhook = webhook_for(&after, &receiver).await;
+    let webhook = webhook_for(&after.api(), &receiver).await;
     // The old subscription's next events (sequence 3 on) are projected and delivered.
     after.api().activate(&key, "fp-upgraded", "linux").await;
     after.api().wait_for_read_models(PATIENCE).await;
