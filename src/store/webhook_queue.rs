@@ -216,15 +216,3 @@ pub async fn reset_failing(db: &Db, endpoint_id: Uuid) -> Result<(), sqlx::Error
     });
     Ok(())
 }
-
-/// How many deliveries of an endpoint are in each state (for tests and the API's view).
-pub async fn pending_count(db: &Db, endpoint_id: Uuid) -> Result<i64, sqlx::Error> {
-    with_db!(db, pool => {
-        sqlx::query_scalar(
-            "select count(*) from webhook_deliveries where endpoint_id = $1 and status = 'pending'",
-        )
-        .bind(endpoint_id)
-        .fetch_one(pool)
-        .await
-    })
-}

@@ -12,7 +12,7 @@ use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use flowlytix_aggregates::webhook_endpoint::{SealedSecret, SEALED_PREFIX};
 use flowlytix_aggregates::WebhookEndpointId;
-use secrecy::{ExposeSecret, SecretBox, SecretString};
+use secrecy::{SecretBox, SecretString};
 
 use crate::crypto::random_bytes;
 
@@ -108,17 +108,18 @@ impl SecretBoxKey {
     }
 }
 
-/// The key bytes of a shown secret (for tests and receivers' side of the format).
-pub fn key_of_shown(shown: &SecretString) -> Option<Vec<u8>> {
-    let encoded = shown.expose_secret().strip_prefix(SECRET_PREFIX)?;
-    STANDARD.decode(encoded).ok()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use secrecy::ExposeSecret;
     use uuid::Uuid;
+
+    /// The key bytes of a shown secret, as a receiver decodes them.
+    fn key_of_shown(shown: &SecretString) -> Option<Vec<u8>> {
+        let encoded = shown.expose_secret().strip_prefix(SECRET_PREFIX)?;
+        STANDARD.decode(encoded).ok()
+    }
 
     fn endpoint(n: u128) -> WebhookEndpointId {
         WebhookEndpointId(Uuid::from_u128(n))
