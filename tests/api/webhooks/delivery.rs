@@ -481,3 +481,47 @@ async fn two_instances_share_the_queue_and_never_send_one_delivery_twice() {
     let attempts = first.scalar("select count(*) from webhook_attempts").await;
     assert_eq!(attempts as usize, receiver.received().len());
 }
+
+#[tokio::test]
+async fn redirects_are_not_followed_and_a_silent_receiver_times_out() {
+    let mut settings = LOCAL.to_vec();
+    settings.push(("WEBHOOK_TIMEOUT", "500ms"));
+    let app = spawn_app_with(&settings).await;
+    let target = Receiver::start().await;
+    let redirecting = Receiver::start().await;
+    redirecting.redirect_to(&target.url);
+    let silent = Receiver::start().await;
+    silent.hang();
+    let redirected = webhook_for(&app.api(), &redirecting).await;
+    let timed_out = webhook_for(&app.api(), &silent).await;
+    let first_attempt = |id: String| {
+        let api = app.api();
+        async move {
+            for _ in 0..200 {
+                if let Some(attempt) = delivery_log(&api, &id).await.first() {
+                    return attempt.clone();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("no attempt was logged for {id}");
+        }
+    };
+    let attempt = first_attempt(redirected["id"].as_str().unwrap().to_owned()).await;
+    assert_eq!(attempt["status_code"], 307);
+    assert!(attempt["error"]
+        .as_str()
+        .unwrap()
+        .contains("redirects are not followed"));
+    let attempt = first_attempt(timed_out["id"].as_str().unwrap().to_owned()).await;
+    assert_eq!(attempt["status_code"], Value::Null);
+    assert!(
+        attempt["error"].as_str().unwrap().contains("timed out"),
+        "{attempt}"
+    );
+    let latency = attempt["latency_ms"].as_i64().unwrap();
+    assert!((400..5000).contains(&latency), "{latency} ms");
+    assert!(
+        target.received().is_empty(),
+        "the redirect was not followed"
+    );
+}

@@ -49,6 +49,8 @@ struct Behaviour {
     fail_next: AtomicUsize,
     fail_always: AtomicBool,
     hang: AtomicBool,
+    /// Answers 307 to this URL when set.
+    redirect_to: Mutex<Option<String>>,
 }
 
 #[derive(Clone)]
@@ -85,6 +87,15 @@ impl Receiver {
         self.behaviour.hang.store(true, Ordering::SeqCst);
     }
 
+    /// Answers every request with a redirect to `url`.
+    pub fn redirect_to(&self, url: &str) {
+        *self
+            .behaviour
+            .redirect_to
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(url.to_owned());
+    }
+
     /// Answers new requests again.
     pub fn answer(&self) {
         self.behaviour.hang.store(false, Ordering::SeqCst);
@@ -112,7 +123,13 @@ async fn receive(
     State(behaviour): State<Arc<Behaviour>>,
     headers: HeaderMap,
     raw: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let redirect = behaviour
+        .redirect_to
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     behaviour
         .received
@@ -127,10 +144,17 @@ async fn receive(
             .fail_next
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
+    if let Some(location) = redirect {
+        return (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(axum::http::header::LOCATION, location)],
+        )
+            .into_response();
+    }
     if failing {
-        StatusCode::INTERNAL_SERVER_ERROR
+        StatusCode::INTERNAL_SERVER_ERROR.into_response()
     } else {
-        StatusCode::NO_CONTENT
+        StatusCode::NO_CONTENT.into_response()
     }
 }
 
