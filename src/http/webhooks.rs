@@ -286,15 +286,7 @@ async fn webhook_deliveries(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<AttemptQuery>,
 ) -> Result<Json<DeliveryLog>, ApiError> {
-    let (endpoint, _) = app
-        .webhooks
-        .load(WebhookEndpointId(id))
-        .await
-        .map_err(webhooks::WebhookError::from)?;
-    if endpoint.state().is_none() {
-        return Err(webhooks::WebhookError::NotFound.into());
-    }
-    let rows = read::webhooks::attempts(&app.db, id, &query).await?;
+    let rows = webhooks::delivery_log(&app, WebhookEndpointId(id), &query).await?;
     let next_after = rows.last().map(|row| row.cursor).or(query.after);
     let items = rows
         .into_iter()

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::ssrf;
 use crate::app::App;
 use crate::config::WebhookSettings;
+use crate::read::webhooks::{AttemptQuery, AttemptRow};
 use crate::store::{webhook_queue, Committed, EventMetadata, ExecuteError};
 
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +202,20 @@ pub async fn endpoint(
         Some(state) if !state.deleted => Ok((endpoint, version)),
         _ => Err(WebhookError::NotFound),
     }
+}
+
+/// An endpoint's delivery attempts after the cursor; also of a deleted endpoint (its log is
+/// history).
+pub async fn delivery_log(
+    app: &App,
+    id: WebhookEndpointId,
+    query: &AttemptQuery,
+) -> Result<Vec<AttemptRow>, WebhookError> {
+    let (endpoint, _) = app.webhooks.load(id).await?;
+    if endpoint.state().is_none() {
+        return Err(WebhookError::NotFound);
+    }
+    Ok(crate::read::webhooks::attempts(&app.db, id.as_uuid(), query).await?)
 }
 
 /// Sends a delivery again (now, with a fresh retry schedule), whatever became of it.

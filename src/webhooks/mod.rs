@@ -13,7 +13,7 @@ pub mod signing;
 pub mod ssrf;
 
 pub use manage::{
-    create, delete, endpoint, redeliver, rotate_secret, update, CreateWebhookRequest,
+    create, delete, delivery_log, endpoint, redeliver, rotate_secret, update, CreateWebhookRequest,
     UpdateWebhookRequest, WebhookError, WithSecret,
 };
 
