@@ -31,3 +31,4 @@ mod shutdown;
 mod subscriptions;
 mod traces;
 mod unstorable;
+mod webhooks;
