@@ -8,16 +8,14 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use chacha20poly1305::aead::{Aead, Payload};
-use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use flowlytix_aggregates::webhook_endpoint::{SealedSecret, SEALED_PREFIX};
 use flowlytix_aggregates::WebhookEndpointId;
 use secrecy::{SecretBox, SecretString};
 
 use crate::crypto::random_bytes;
+use crate::crypto::seal::{Sealer, NONCE_LEN};
 
 const KEY_LABEL: &[u8] = b"flowlytix webhook signing secrets v1";
-const NONCE_LEN: usize = 24;
 pub const SECRET_PREFIX: &str = "whsec_";
 
 #[derive(Debug, thiserror::Error)]
@@ -34,17 +32,13 @@ pub struct NewSecret {
 
 /// Seals and opens signing secrets with the server's webhook key.
 pub struct SecretBoxKey {
-    cipher: XChaCha20Poly1305,
+    sealer: Sealer,
 }
 
 impl SecretBoxKey {
     pub fn derive(server_secret: &[u8]) -> Self {
-        let mut key = [0u8; 32];
-        hkdf::Hkdf::<sha2::Sha256>::new(None, server_secret)
-            .expand(KEY_LABEL, &mut key)
-            .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 output length"));
         Self {
-            cipher: XChaCha20Poly1305::new(&key.into()),
+            sealer: Sealer::derive(server_secret, KEY_LABEL),
         }
     }
 
@@ -57,19 +51,7 @@ impl SecretBoxKey {
     }
 
     fn seal(&self, endpoint: WebhookEndpointId, key: &[u8; 32]) -> SealedSecret {
-        let nonce = random_bytes::<NONCE_LEN>();
-        let aad = endpoint.as_uuid();
-        let ciphertext = self
-            .cipher
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: key,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .unwrap_or_else(|_| unreachable!("XChaCha20-Poly1305 encrypts any 32 bytes"));
-        let mut sealed = nonce.to_vec();
+        let (mut sealed, ciphertext) = self.sealer.seal(key, endpoint.as_uuid().as_bytes());
         sealed.extend_from_slice(&ciphertext);
         SealedSecret::parse(&format!("{SEALED_PREFIX}{}", STANDARD.encode(sealed)))
             .unwrap_or_else(|_| unreachable!("a sealed secret has the sealed shape"))
@@ -92,17 +74,9 @@ impl SecretBoxKey {
             return Err(SecretError::CannotOpen);
         }
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SecretError::CannotOpen)?;
-        let aad = endpoint.as_uuid();
         let key = self
-            .cipher
-            .decrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: aad.as_bytes(),
-                },
-            )
+            .sealer
+            .open(nonce, ciphertext, endpoint.as_uuid().as_bytes())
             .map_err(|_| SecretError::CannotOpen)?;
         Ok(SecretBox::new(key.into_boxed_slice()))
     }
