@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use flowlytix_aggregates::AdminUser;
-use flowlytix_projections::all_projectors;
+use flowlytix_projections::streaming_projectors;
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -23,6 +23,8 @@ use crate::read::progress::EventCount;
 use crate::store::publisher::{Publisher, PublisherStatus};
 use crate::store::{self, Db, Executor, Lookup};
 use crate::subscriptions::SubscriptionCommands;
+use crate::webhooks::dispatcher::Dispatcher;
+use crate::webhooks::Webhooks;
 
 pub type SharedApp = Arc<App>;
 
@@ -31,6 +33,7 @@ pub struct App {
     pub db: Db,
     pub subscriptions: SubscriptionCommands,
     pub admins: Executor<AdminUser>,
+    pub webhooks: Webhooks,
     pub lookup: Lookup,
     pub license_tokens: LicenseTokens,
     pub admin_auth: AdminAuth,
@@ -101,7 +104,7 @@ impl App {
             config.is_production(),
         )?;
         tracing::info!(kid = %license_keys.kid, public_key = %config.public_key_path.display(), "license signing key loaded");
-        let admin_secret: Vec<u8> = match &config.secret_key {
+        let server_secret: Vec<u8> = match &config.secret_key {
             Some(secret) => secret.expose_secret().as_bytes().to_vec(),
             // Development without SECRET_KEY: a random secret kept beside the signing key,
             // so that sign-ins survive a restart. (Production refuses to start without one.)
@@ -111,7 +114,7 @@ impl App {
             }
         };
         let admin_keys =
-            JwtKeys::derive_from_secret("flowlytix admin access token v1", &admin_secret);
+            JwtKeys::derive_from_secret("flowlytix admin access token v1", &server_secret);
         let jetstream = match &config.nats_url {
             Some(url) => Some(
                 JetStreamBus::connect(JetStreamSettings {
@@ -139,6 +142,7 @@ impl App {
             shutdown: watch::channel(false).0,
             background: std::sync::Mutex::default(),
             admins: Executor::without_snapshots(db.clone()),
+            webhooks: Webhooks::new(db.clone(), &server_secret),
             lookup: Lookup::new(db.clone()),
             license_tokens: LicenseTokens::new(
                 Arc::new(license_keys),
@@ -146,7 +150,7 @@ impl App {
                 config.license_token_ttl,
             ),
             browser_sessions: BrowserSessions::new(db.clone(), config.access_token_ttl),
-            idempotency: IdempotencyKeys::new(db.clone(), &admin_secret),
+            idempotency: IdempotencyKeys::new(db.clone(), &server_secret),
             admin_auth: AdminAuth::new(
                 admin_keys,
                 config.license_token_issuer.clone(),
@@ -176,9 +180,17 @@ impl App {
         Ok(app)
     }
 
-    /// The publisher, and with NATS one consumer task per projector. Without NATS the
-    /// publisher projects in-process.
+    /// The publisher, with NATS one consumer task per projector (the webhook queue's
+    /// included; without NATS the publisher projects in-process), and the webhook
+    /// dispatcher unless notifications are off.
     async fn start_background_tasks(self: &Arc<Self>) {
+        if self.config.enable_notifications {
+            tokio::spawn(Dispatcher::new(self.clone()).run(self.shutdown.subscribe()));
+        } else {
+            tracing::info!(
+                "ENABLE_NOTIFICATIONS is off: webhook deliveries queue until it is on again"
+            );
+        }
         let publisher = Publisher::new(
             self.db.clone(),
             self.bus.clone(),
@@ -202,7 +214,7 @@ impl App {
             if let Err(error) = jetstream.ensure_stream().await {
                 tracing::warn!(error = %crate::telemetry::error_chain(&error), "NATS is not reachable yet; commands work, read models will catch up");
             }
-            for projector in all_projectors() {
+            for projector in streaming_projectors() {
                 self.keep(tokio::spawn(run_projector(
                     jetstream.clone(),
                     self.db.clone(),

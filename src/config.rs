@@ -80,7 +80,30 @@ pub struct Config {
     pub metrics_token: Option<SecretString>,
     /// When set, `/metrics` is also served on a listener of its own at this address.
     pub metrics_addr: Option<SocketAddr>,
+    /// Whether webhooks are delivered (`ENABLE_NOTIFICATIONS`); when off they queue.
+    pub enable_notifications: bool,
+    pub webhooks: WebhookSettings,
 }
+
+/// How webhooks are delivered (`WEBHOOK_*`).
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Plain `http://` receivers are refused unless this is set (`WEBHOOK_ALLOW_HTTP`).
+    pub allow_http: bool,
+    /// Receivers on loopback, private, link-local and other reserved addresses are refused
+    /// unless this is set (`WEBHOOK_ALLOW_PRIVATE`).
+    pub allow_private: bool,
+    /// The waits between attempts (`WEBHOOK_RETRY_SCHEDULE`); one attempt more than waits.
+    pub retry_schedule: Vec<Duration>,
+    /// How long one attempt may take (`WEBHOOK_TIMEOUT`).
+    pub timeout: Duration,
+    /// An endpoint failing for this long is disabled (`WEBHOOK_DISABLE_AFTER`).
+    pub disable_after: Duration,
+    /// How often each instance looks for deliveries that are due (`WEBHOOK_POLL_MS`).
+    pub poll: Duration,
+}
+
+pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,30s,2m,10m,1h,6h,12h";
 
 impl Config {
     /// Reads `.env` (if present) and then the process environment, which wins.
@@ -191,13 +214,42 @@ impl Config {
                         })
                 })
                 .transpose()?,
+            enable_notifications: parse_bool(
+                "ENABLE_NOTIFICATIONS",
+                var("ENABLE_NOTIFICATIONS"),
+                true,
+            )?,
+            webhooks: WebhookSettings {
+                allow_http: parse_bool("WEBHOOK_ALLOW_HTTP", var("WEBHOOK_ALLOW_HTTP"), false)?,
+                allow_private: parse_bool(
+                    "WEBHOOK_ALLOW_PRIVATE",
+                    var("WEBHOOK_ALLOW_PRIVATE"),
+                    false,
+                )?,
+                retry_schedule: var("WEBHOOK_RETRY_SCHEDULE")
+                    .unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.into())
+                    .split(',')
+                    .map(|wait| parse_wait("WEBHOOK_RETRY_SCHEDULE", wait.trim()))
+                    .collect::<Result<_, _>>()?,
+                timeout: parse_wait(
+                    "WEBHOOK_TIMEOUT",
+                    &var("WEBHOOK_TIMEOUT").unwrap_or_else(|| "10s".into()),
+                )?,
+                disable_after: parse_wait(
+                    "WEBHOOK_DISABLE_AFTER",
+                    &var("WEBHOOK_DISABLE_AFTER").unwrap_or_else(|| "5d".into()),
+                )?,
+                poll: Duration::from_millis(
+                    parse("WEBHOOK_POLL_MS", var("WEBHOOK_POLL_MS"), 250_u64)?.clamp(10, 60_000),
+                ),
+            },
         };
         if let Some(algorithm) = var("ALGORITHM").filter(|a| a != "EdDSA") {
             // The seed signed admin tokens with HS256; this server signs every token with
             // Ed25519, so an old `.env` is accepted but its ALGORITHM has no effect.
             tracing::warn!(%algorithm, "ALGORITHM is ignored: tokens are always EdDSA (Ed25519)");
         }
-        for ignored in ["RELOAD", "REDIS_URL", "ENABLE_NOTIFICATIONS"] {
+        for ignored in ["RELOAD", "REDIS_URL"] {
             if var(ignored).is_some() {
                 tracing::info!(
                     name = ignored,
@@ -307,6 +359,34 @@ fn minutes(
     Ok(Duration::from_secs(n * 60))
 }
 
+/// A wait such as `500ms`, `5s`, `2m`, `1h` or `1d` (a bare number is seconds); positive,
+/// at most 30 days.
+fn parse_wait(name: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid { name, reason };
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| invalid(format!("{value:?} is not a wait such as 30s, 2m or 1h")))?;
+    let millis = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(invalid(format!("{value:?}: use ms, s, m, h or d"))),
+    };
+    let wait = Duration::from_millis(n.saturating_mul(millis));
+    if wait.is_zero() || wait > Duration::from_secs(30 * 86_400) {
+        return Err(invalid(format!(
+            "{value:?} must be positive and at most 30d"
+        )));
+    }
+    Ok(wait)
+}
+
 /// `LICENSE_TOKEN_TTL`: seconds, or a number with `s`, `m`, `h` or `d`. Default 7 days: how
 /// long a client app keeps working offline on its last token.
 fn parse_duration(name: &'static str, value: Option<String>) -> Result<Duration, ConfigError> {
@@ -388,6 +468,42 @@ mod tests {
         assert!(config(&[("PORT", "eighty")]).is_err());
         assert!(config(&[("DEBUG", "maybe")]).is_err());
         assert!(config(&[("METRICS_ADDR", "9100")]).is_err());
+    }
+
+    #[test]
+    fn webhook_settings_have_safe_defaults_and_take_waits() {
+        let c = config(&[]).unwrap();
+        assert!(c.enable_notifications);
+        assert!(!c.webhooks.allow_http && !c.webhooks.allow_private);
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        assert_eq!(
+            c.webhooks.retry_schedule,
+            [
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+                minutes(2),
+                minutes(10),
+                minutes(60),
+                minutes(360),
+                minutes(720)
+            ]
+        );
+        let total: Duration = c.webhooks.retry_schedule.iter().sum();
+        assert!(total > Duration::from_secs(19 * 3600) && total < Duration::from_secs(25 * 3600));
+        assert_eq!(c.webhooks.disable_after, Duration::from_secs(5 * 86_400));
+        let c = config(&[
+            ("WEBHOOK_RETRY_SCHEDULE", "100ms, 1s"),
+            ("ENABLE_NOTIFICATIONS", "false"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.webhooks.retry_schedule,
+            [Duration::from_millis(100), Duration::from_secs(1)]
+        );
+        assert!(!c.enable_notifications);
+        for bad in ["5x", "0s", "31d", "1s,,2s", "-1s"] {
+            assert!(config(&[("WEBHOOK_RETRY_SCHEDULE", bad)]).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Small cryptographic helpers: hashing, CSPRNG bytes, password hashing.
+//! Small cryptographic helpers: hashing, CSPRNG bytes, password hashing, sealing (seal.rs).
+
+pub mod seal;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;

@@ -17,6 +17,7 @@ pub mod read;
 pub mod store;
 pub mod subscriptions;
 pub mod telemetry;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -7,10 +7,16 @@ pub mod admin;
 pub mod license_key;
 pub mod subscription;
 pub mod values;
+pub mod webhook_endpoint;
 
 pub use admin::{AdminCommand, AdminError, AdminEvent, AdminUser};
 pub use subscription::{
     DeactivationReason, DeviceDetails, NewSubscription, Status, Subscription, SubscriptionAction,
     SubscriptionCommand, SubscriptionError, SubscriptionEvent,
 };
-pub use values::{AdminId, DeviceId, Email, Plan, Role, Sha256Hex, SubscriptionId, ValueError};
+pub use values::{
+    AdminId, DeviceId, Email, Plan, Role, Sha256Hex, SubscriptionId, ValueError, WebhookEndpointId,
+};
+pub use webhook_endpoint::{
+    WebhookEndpoint, WebhookEndpointCommand, WebhookEndpointError, WebhookEndpointEvent,
+};

@@ -16,6 +16,8 @@ pub enum ValueError {
     InvalidSha256Hex,
     #[error("unknown role (expected admin or auditor)")]
     InvalidRole,
+    #[error("a webhook signing secret must arrive sealed, never in plaintext")]
+    NotSealed,
 }
 
 macro_rules! uuid_id {
@@ -52,6 +54,10 @@ uuid_id!(
 uuid_id!(
     /// Identifies one device activation within a subscription.
     DeviceId
+);
+uuid_id!(
+    /// Identifies a webhook endpoint aggregate.
+    WebhookEndpointId
 );
 uuid_id!(
     /// Identifies an admin user aggregate; derived from the email so that emails stay unique.

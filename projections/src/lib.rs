@@ -12,6 +12,7 @@ pub mod log;
 mod projector;
 pub mod replay;
 pub mod subscriptions;
+pub mod webhooks;
 
 pub use db::{Conn, Db, Dialect, Tx};
 pub use log::{EventRecord, LogCursor};
@@ -20,10 +21,18 @@ pub use projector::{
     Projector,
 };
 
-/// Every projector this server runs, in a stable order.
+/// Every read-model projector, in a stable order: what a replay rebuilds.
 pub fn all_projectors() -> Vec<Box<dyn Projector>> {
     vec![
         Box::new(subscriptions::SubscriptionsProjector),
         Box::new(analytics::AnalyticsProjector),
     ]
+}
+
+/// Every projector the bus feeds: the read models, then the webhook queue (which a replay
+/// leaves alone: see [`webhooks`]).
+pub fn streaming_projectors() -> Vec<Box<dyn Projector>> {
+    let mut projectors = all_projectors();
+    projectors.push(Box::new(webhooks::WebhooksProjector));
+    projectors
 }

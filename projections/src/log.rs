@@ -100,8 +100,11 @@ impl From<StoredEvent> for EventRecord {
         };
         // An admin's argon2 hash is for login alone: auditors, the bus and exports get a
         // placeholder.
-        if let Some(hash) = payload.get_mut("password_hash") {
-            *hash = Value::String(REDACTED.into());
+        // A webhook endpoint's sealed signing secret likewise stays in the events table.
+        for credential in ["password_hash", "sealed_secret"] {
+            if let Some(value) = payload.get_mut(credential) {
+                *value = Value::String(REDACTED.into());
+            }
         }
         Self {
             position: row.global_position,

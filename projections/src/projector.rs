@@ -329,22 +329,30 @@ pub(crate) async fn set_events_applied(
     Ok(())
 }
 
-/// Empties every read model, the per-aggregate versions and the dead letters, for a
-/// replay. The checkpoints keep their bus positions, which remain true; their applied
+/// Empties the read models of `projectors`, and their per-aggregate versions and dead
+/// letters, for a replay. The checkpoints keep their bus positions, which remain true; their applied
 /// counters are set by the replay.
 pub async fn reset_read_models(
     mut db: Conn<'_>,
     projectors: &[Box<dyn Projector>],
 ) -> Result<(), sqlx::Error> {
-    let mut tables: Vec<&str> = projectors
-        .iter()
-        .flat_map(|p| p.tables().iter().copied())
-        .collect();
-    tables.extend(["projection_versions", "dead_letters"]);
+    let tables = projectors.iter().flat_map(|p| p.tables().iter().copied());
     for table in tables {
         with_conn!(db.reborrow(), c => {
             sqlx::query(&format!("delete from {table}")).execute(&mut *c).await?;
         });
+    }
+    // Only these projectors' bookkeeping: others (the webhook queue) are not replayed, and
+    // must keep their place in the stream.
+    for projector in projectors {
+        for table in ["projection_versions", "dead_letters"] {
+            with_conn!(db.reborrow(), c => {
+                sqlx::query(&format!("delete from {table} where projector = $1"))
+                    .bind(projector.name())
+                    .execute(&mut *c)
+                    .await?;
+            });
+        }
     }
     Ok(())
 }

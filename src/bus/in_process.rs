@@ -3,7 +3,7 @@ use std::sync::Mutex;
 
 use flowlytix_projections::Db;
 use flowlytix_projections::{
-    all_projectors, park, project_batch, EventRecord, Outcome, ProjectionError, Projector,
+    park, project_batch, streaming_projectors, EventRecord, Outcome, ProjectionError, Projector,
 };
 
 use super::{BusError, EventBus, PublishFuture};
@@ -26,7 +26,7 @@ impl InProcessBus {
     pub fn new(db: Db) -> Self {
         Self {
             db,
-            projectors: all_projectors(),
+            projectors: streaming_projectors(),
             failures: Mutex::default(),
         }
     }

@@ -4,7 +4,7 @@
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use flowlytix_aggregates::{AdminError, SubscriptionError};
+use flowlytix_aggregates::{AdminError, SubscriptionError, WebhookEndpointError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -12,6 +12,7 @@ use crate::licensing::token::TokenError;
 use crate::licensing::LicensingError;
 use crate::store::ExecuteError;
 use crate::subscriptions::ManageError;
+use crate::webhooks::WebhookError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -274,5 +275,48 @@ impl From<LicensingError> for ApiError {
 impl From<crate::read::analytics::RangeError> for ApiError {
     fn from(error: crate::read::analytics::RangeError) -> Self {
         Self::validation(error.to_string())
+    }
+}
+
+impl From<WebhookEndpointError> for ApiError {
+    fn from(error: WebhookEndpointError) -> Self {
+        use WebhookEndpointError as E;
+        let detail = error.to_string();
+        match error {
+            E::NotFound => Self::not_found("WEBHOOK_NOT_FOUND", detail),
+            E::AlreadyExists => Self::new(StatusCode::CONFLICT, "WEBHOOK_EXISTS", detail),
+            E::Deleted => Self::new(StatusCode::GONE, "WEBHOOK_DELETED", detail),
+            E::InvalidUrl { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "INVALID_WEBHOOK_URL",
+                detail,
+            ),
+            E::UnknownEventType(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "UNKNOWN_EVENT_TYPE",
+                detail,
+            ),
+            E::InvalidEventTypes { .. } | E::InvalidDescription { .. } => Self::validation(detail),
+        }
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(error: WebhookError) -> Self {
+        match error {
+            WebhookError::UrlRefused(detail) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "WEBHOOK_URL_REFUSED",
+                detail,
+            ),
+            WebhookError::NotFound => {
+                Self::not_found("WEBHOOK_NOT_FOUND", "no such webhook endpoint")
+            }
+            WebhookError::DeliveryNotFound => {
+                Self::not_found("DELIVERY_NOT_FOUND", "no such delivery for this endpoint")
+            }
+            WebhookError::Command(error) => error.into(),
+            WebhookError::Read(error) => error.into(),
+        }
     }
 }

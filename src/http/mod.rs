@@ -19,6 +19,7 @@ pub mod security_headers;
 pub mod storable;
 mod subscriptions;
 pub mod views;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,7 @@ pub fn router(app: SharedApp) -> Router {
         .merge(devices::router())
         .merge(analytics::router())
         .merge(events::router())
+        .merge(webhooks::router())
         .merge(health::router())
         .merge(metrics::router())
         .split_for_parts();

@@ -1,13 +1,11 @@
 //! `Idempotency-Key` (Stripe's semantics): a caller that repeats a writing request with the
 //! same key gets the first answer again instead of a second effect. The HTTP side
 //! (`crate::http::idempotency`) names the caller and runs the request; this module decides
-//! what a key means, and remembers answers sealed (see [`seal`]) in `store::idempotency`.
+//! what a key means, and remembers answers sealed (see [`crate::crypto::seal`]) in `store::idempotency`.
 //!
 //! What is remembered: successful (2xx) answers only. A refused or failed request wrote
 //! nothing (a command commits all its events or none), so its key is released and a retry
 //! runs again, which is what a client that fixed its request, or waited out a 5xx, wants.
-
-pub mod seal;
 
 use std::time::Duration;
 
@@ -20,9 +18,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::crypto::seal::Sealer;
 use crate::crypto::{random_token, sha256_hex};
 use crate::store::idempotency::{self as table, Claim, ClaimOutcome};
-use seal::Sealer;
+
+/// The sealing key's label: remembered answers can hold a license key or token.
+const SEALING_LABEL: &[u8] = b"flowlytix idempotency response v1";
 
 /// How long a key is remembered from its first request.
 pub const RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -198,7 +199,7 @@ impl IdempotencyKeys {
     pub fn new(db: Db, secret: &[u8]) -> Self {
         Self {
             db,
-            sealer: Sealer::derive_from_secret(secret),
+            sealer: Sealer::derive(secret, SEALING_LABEL),
         }
     }
 

@@ -8,6 +8,7 @@ pub mod feed;
 pub mod licenses;
 pub mod progress;
 pub mod subscriptions;
+pub mod webhooks;
 
 use chrono::{DateTime, Utc};
 use flowlytix_projections::{with_db, Db};

@@ -1,6 +1,7 @@
 //! Command names for the metrics (`flowlytix_commands_total{command=…}`), kept here rather
 //! than in the domain crate, which knows nothing of metrics.
 
+use flowlytix_aggregates::webhook_endpoint::WebhookEndpointCommand;
 use flowlytix_aggregates::{AdminCommand, SubscriptionAction, SubscriptionCommand};
 
 use super::CommandName;
@@ -38,6 +39,19 @@ impl CommandName for AdminCommand {
             AdminCommand::ChangeRole { .. } => "ChangeRole",
             AdminCommand::ChangePassword { .. } => "ChangePassword",
             AdminCommand::DisableAdmin { .. } => "DisableAdmin",
+        })
+    }
+}
+
+impl CommandName for WebhookEndpointCommand {
+    fn command_name(&self) -> Option<&'static str> {
+        Some(match self {
+            WebhookEndpointCommand::Create { .. } => "CreateWebhookEndpoint",
+            WebhookEndpointCommand::Update { .. } => "UpdateWebhookEndpoint",
+            WebhookEndpointCommand::RotateSecret { .. } => "RotateWebhookSecret",
+            WebhookEndpointCommand::Disable { .. } => "DisableWebhookEndpoint",
+            WebhookEndpointCommand::Enable { .. } => "EnableWebhookEndpoint",
+            WebhookEndpointCommand::Delete { .. } => "DeleteWebhookEndpoint",
         })
     }
 }

@@ -12,6 +12,7 @@ mod lookup;
 pub mod notices;
 pub mod publisher;
 mod snapshot;
+pub mod webhook_queue;
 
 pub use executor::{CommandName, Committed, Dated, EventMetadata, ExecuteError, Executor};
 pub use flowlytix_projections::Db;

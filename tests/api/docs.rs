@@ -172,6 +172,11 @@ async fn openapi_json_lists_exactly_the_routes_the_server_has() {
         "/api/v1/analytics/subscriptions",
         "/api/v1/analytics/devices",
         "/api/v1/events",
+        "/api/v1/webhooks",
+        "/api/v1/webhooks/{id}",
+        "/api/v1/webhooks/{id}/secret",
+        "/api/v1/webhooks/{id}/deliveries",
+        "/api/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver",
         "/health",
         "/livez",
         "/metrics",
@@ -182,7 +187,9 @@ async fn openapi_json_lists_exactly_the_routes_the_server_has() {
 
     // Each documented path answers: not the 404 fallback (a 401 or 405 is fine).
     for path in &expected {
-        let concrete = path.replace("{id}", &uuid::Uuid::new_v4().to_string());
+        let concrete = path
+            .replace("{id}", &uuid::Uuid::new_v4().to_string())
+            .replace("{delivery_id}", &uuid::Uuid::new_v4().to_string());
         for method in document["paths"][*path].as_object().unwrap().keys() {
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let response = app.anon(method.clone(), &concrete).send().await.unwrap();

@@ -33,3 +33,4 @@ mod shutdown;
 mod subscriptions;
 mod traces;
 mod unstorable;
+mod webhooks;

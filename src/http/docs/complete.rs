@@ -335,7 +335,9 @@ fn query_rules(name: &str) -> Option<Value> {
             json!({"enum": values})
         }
         "page" | "per_page" => json!({"minimum": 0, "maximum": u32::MAX}),
-        "after" => json!({"minimum": 0}),
+        // 64-bit integers: a larger number is refused as malformed (400 INVALID_QUERY).
+        "after" => json!({"minimum": 0, "maximum": i64::MAX}),
+        "limit" => json!({"minimum": i64::MIN, "maximum": i64::MAX}),
         _ => return None,
     })
 }

@@ -31,6 +31,7 @@ pub use complete::complete;
         (name = "devices", description = "Admin: device activations"),
         (name = "analytics", description = "Admin: counts now and per day"),
         (name = "events", description = "Auditors: the global event feed"),
+        (name = "webhooks", description = "Admin: signed webhooks fed by the event stream"),
         (name = "ops", description = "Health"),
     )
 )]

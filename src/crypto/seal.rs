@@ -1,21 +1,20 @@
-//! Sealing remembered responses: they can hold a full license key or a license token, so a
-//! reader of the database must not be able to read them. XChaCha20-Poly1305 (random 192-bit
-//! nonces are safe at any volume) under a key derived from the server's secret with
-//! HKDF-SHA256 and a label of its own; the row's key hash and status are the associated
-//! data, so a sealed body cannot be moved to another row or status.
+//! Sealing what a reader of the database must not read (remembered `Idempotency-Key`
+//! answers, which can hold a license key or token; webhook signing secrets):
+//! XChaCha20-Poly1305 (random 192-bit nonces are safe at any volume) under a key derived
+//! from the server's secret with HKDF-SHA256 and a label per use, so one use's key opens
+//! nothing of another's. Each caller binds what it seals to its row with associated data.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
 use sha2::Sha256;
 
-use crate::crypto::random_bytes;
+use super::random_bytes;
 
-const LABEL: &[u8] = b"flowlytix idempotency response v1";
 pub const NONCE_LEN: usize = 24;
 
 #[derive(Debug, thiserror::Error)]
-#[error("a remembered response cannot be opened (was SECRET_KEY changed?)")]
+#[error("a sealed value cannot be opened with this server's secret (was SECRET_KEY changed?)")]
 pub struct OpenError;
 
 #[derive(Clone)]
@@ -25,11 +24,11 @@ pub struct Sealer {
 
 impl Sealer {
     /// From the same secret the admin access tokens are derived from (`SECRET_KEY`, or the
-    /// generated development secret), under a label of its own.
-    pub fn derive_from_secret(secret: &[u8]) -> Self {
+    /// generated development secret), under `label`, one per use.
+    pub fn derive(secret: &[u8], label: &[u8]) -> Self {
         let mut key = [0u8; 32];
         Hkdf::<Sha256>::new(None, secret)
-            .expand(LABEL, &mut key)
+            .expand(label, &mut key)
             .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 output length"));
         Self {
             cipher: XChaCha20Poly1305::new(&key.into()),
@@ -78,9 +77,19 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    const LABEL: &[u8] = b"a test's label";
+
+    #[test]
+    fn another_label_derives_another_key() {
+        let (nonce, sealed) = Sealer::derive(b"secret", LABEL).seal(b"text", b"row");
+        assert!(Sealer::derive(b"secret", b"another label")
+            .open(&nonce, &sealed, b"row")
+            .is_err());
+    }
+
     #[test]
     fn a_sealed_body_opens_only_with_its_secret_and_associated_data() {
-        let sealer = Sealer::derive_from_secret(b"secret one");
+        let sealer = Sealer::derive(b"secret one", LABEL);
         let (nonce, sealed) = sealer.seal(b"FLX-SECRET", b"row-1");
         assert!(!sealed.windows(10).any(|w| w == b"FLX-SECRET"));
         assert_eq!(
@@ -88,7 +97,7 @@ mod tests {
             b"FLX-SECRET"
         );
         assert!(sealer.open(&nonce, &sealed, b"row-2").is_err());
-        let other = Sealer::derive_from_secret(b"secret two");
+        let other = Sealer::derive(b"secret two", LABEL);
         assert!(other.open(&nonce, &sealed, b"row-1").is_err());
         let mut tampered = sealed.clone();
         tampered[0] ^= 1;
@@ -97,7 +106,7 @@ mod tests {
 
     #[test]
     fn every_seal_gets_a_fresh_nonce() {
-        let sealer = Sealer::derive_from_secret(b"secret");
+        let sealer = Sealer::derive(b"secret", LABEL);
         let (a, _) = sealer.seal(b"same", b"row");
         let (b, _) = sealer.seal(b"same", b"row");
         assert_ne!(a, b);
