@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::accounts::{self, AccountError, FirstAdmin};
+use crate::auth::browser_sessions::BrowserSessions;
 use crate::auth::{AdminAuth, SignInThrottle};
 use crate::bus::jetstream::{run_projector, BatchSettings, JetStreamSettings};
 use crate::bus::{EventBus, InProcessBus, JetStreamBus};
@@ -36,6 +37,8 @@ pub struct App {
     pub lookup: Lookup,
     pub license_tokens: LicenseTokens,
     pub admin_auth: AdminAuth,
+    /// The admin panel's sessions (cookies), riding on `admin_auth`'s.
+    pub browser_sessions: BrowserSessions,
     /// What `Idempotency-Key` remembers, sealed with a key derived from the admin secret.
     pub idempotency: IdempotencyKeys,
     pub licenses: Arc<LicenseCache>,
@@ -146,6 +149,7 @@ impl App {
                 config.license_token_issuer.clone(),
                 config.license_token_ttl,
             ),
+            browser_sessions: BrowserSessions::new(db.clone(), config.access_token_ttl),
             idempotency: IdempotencyKeys::new(db.clone(), &server_secret),
             admin_auth: AdminAuth::new(
                 admin_keys,

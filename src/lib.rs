@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod licensing;
 pub mod monitoring;
+pub mod panel;
 pub mod read;
 pub mod store;
 pub mod subscriptions;

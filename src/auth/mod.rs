@@ -2,6 +2,7 @@
 //! refresh tokens grouped in sessions (families).
 
 pub mod accounts;
+pub mod browser_sessions;
 mod sessions;
 mod throttle;
 

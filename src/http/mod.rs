@@ -43,11 +43,11 @@ use limits::Budget;
 
 pub fn router(app: SharedApp) -> Router {
     // Where credentials are guessed (sign-in, license keys, tokens): limited per client
-    // address, with a budget each.
-    let sign_in = limited(
-        auth::router(),
-        limits::per_client_address(Budget::SignIn, app.config.rate_limit_sign_in_per_minute),
-    );
+    // address, with a budget each. The JSON and the panel sign-in share one budget (the
+    // layer's clones share its state): two doors, one count of guesses.
+    let sign_in_limit =
+        limits::per_client_address(Budget::SignIn, app.config.rate_limit_sign_in_per_minute);
+    let sign_in = limited(auth::router(), sign_in_limit.clone());
     let licensing = limited(
         licensing::router(),
         limits::per_client_address(
@@ -68,6 +68,7 @@ pub fn router(app: SharedApp) -> Router {
         .split_for_parts();
     let request_id = HeaderName::from_static(extract::REQUEST_ID_HEADER);
     api.merge(docs::router(docs::complete(&openapi)))
+        .merge(crate::panel::router(sign_in_limit))
         // Every route is in: each hands its template to the HTTP metrics (outermost layer).
         .route_layer(axum::middleware::from_fn(monitoring::http::remember_route))
         .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such endpoint") })

@@ -17,6 +17,11 @@ pub struct FeedQuery {
     pub event_type: Option<String>,
     /// 1 to 500; default 100.
     pub limit: Option<i64>,
+    /// Only events whose metadata names this actor (the admin panel's filter; not a
+    /// parameter of the JSON feed).
+    #[serde(skip)]
+    #[param(ignore)]
+    pub actor: Option<String>,
 }
 
 pub enum FeedError {
@@ -63,7 +68,11 @@ pub async fn page(
                 && query
                     .event_type
                     .as_ref()
-                    .is_none_or(|t| *t == event.event_type);
+                    .is_none_or(|t| *t == event.event_type)
+                && query
+                    .actor
+                    .as_ref()
+                    .is_none_or(|a| event.metadata["actor"].as_str() == Some(a.as_str()));
             if wanted {
                 items.push(event);
                 if items.len() as i64 == limit {

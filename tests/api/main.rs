@@ -7,6 +7,7 @@ mod helpers;
 
 mod admin_auth;
 mod bad_input;
+mod browser;
 mod client_addresses;
 mod concurrency;
 mod deleted_subscriptions;
@@ -21,6 +22,7 @@ mod license_tokens;
 mod logs;
 mod long_history;
 mod metrics;
+mod panel;
 mod poison;
 mod protocol;
 mod read_models;

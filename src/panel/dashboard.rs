@@ -1,0 +1,182 @@
+//! `/admin`: counts by status and plan, active devices, daily activations and new
+//! subscriptions as SVG charts over a chosen range, what expires in the next 30 days, and
+//! the read side's health (the figures `/health` reports).
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{Duration, NaiveDate, Utc};
+use serde::Deserialize;
+
+use super::charts::{self, Chart};
+use super::error::PanelError;
+use super::layout::Layout;
+use super::session::Reader;
+use super::subscriptions::Row;
+use crate::app::{App, SharedApp};
+use crate::read;
+use crate::read::analytics::{self as queries, Counts, Range};
+use crate::read::subscriptions::SubscriptionFilter;
+
+#[derive(Deserialize, Default)]
+pub struct RangeQuery {
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+}
+
+pub struct ProjectorLag {
+    pub name: String,
+    pub lag: i64,
+    pub parked: i64,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "panel/dashboard.html")]
+pub struct DashboardPage {
+    layout: Layout,
+    from: String,
+    to: String,
+    range_error: Option<String>,
+    subscriptions_total: i64,
+    active_devices: i64,
+    by_status: Counts,
+    by_plan: Counts,
+    charts: Vec<Chart>,
+    expiring: Vec<Row>,
+    bus_kind: &'static str,
+    bus_ok: bool,
+    publisher_error: Option<String>,
+    projectors: Vec<ProjectorLag>,
+    width: i64,
+    height: i64,
+}
+
+fn day(field: &str, text: &str) -> Result<Option<NaiveDate>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(Some)
+        .map_err(|_| format!("{field}: a day as YYYY-MM-DD"))
+}
+
+pub async fn page(
+    State(app): State<SharedApp>,
+    Reader(session): Reader,
+    Query(query): Query<RangeQuery>,
+) -> Result<Response, PanelError> {
+    let today = Utc::now().date_naive();
+    let range = day("From", &query.from)
+        .and_then(|from| Ok((from, day("To", &query.to)?)))
+        .and_then(|(from, to)| {
+            Range { from, to }
+                .days(today)
+                .map_err(|e| format!("Range: {e}"))
+        });
+    let (range_error, (from, to)) = match range {
+        Ok(days) => (None, days),
+        Err(message) => (Some(message), (today - Duration::days(29), today)),
+    };
+    let daily =
+        queries::daily(&app.db, &["activations", "subscriptions_created"], from, to).await?;
+    let series = |metric: &str| -> Vec<(NaiveDate, i64)> {
+        daily
+            .iter()
+            .map(|d| (d.day, d.counts.get(metric).copied().unwrap_or(0)))
+            .collect()
+    };
+    let by_status = queries::subscriptions_by_status(&app.db).await?;
+    let devices = queries::devices_by_status(&app.db).await?;
+    let status = if range_error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let last_error = app
+        .publisher_status
+        .last_error
+        .lock()
+        .ok()
+        .and_then(|e| e.clone());
+    let page = DashboardPage {
+        layout: Layout::signed_in(&app, &session, "dashboard").await,
+        from: if query.from.is_empty() {
+            from.to_string()
+        } else {
+            query.from.clone()
+        },
+        to: if query.to.is_empty() {
+            to.to_string()
+        } else {
+            query.to.clone()
+        },
+        range_error,
+        subscriptions_total: by_status.values().sum(),
+        active_devices: devices.get("active").copied().unwrap_or(0),
+        by_status,
+        by_plan: queries::subscriptions_by_plan(&app.db).await?,
+        charts: vec![
+            charts::bars(
+                "activations-chart",
+                "Activations per day",
+                "bar",
+                &series("activations"),
+            ),
+            charts::bars(
+                "created-chart",
+                "New subscriptions per day",
+                "bar-alt",
+                &series("subscriptions_created"),
+            ),
+        ],
+        expiring: expiring_soon(&app).await?,
+        bus_kind: app.bus.name(),
+        bus_ok: app.bus.is_connected(),
+        publisher_error: last_error,
+        projectors: lag(&app).await?,
+        width: charts::WIDTH,
+        height: charts::HEIGHT,
+    };
+    Ok((status, page).into_response())
+}
+
+/// Live subscriptions whose period ends in the next 30 days, soonest first.
+async fn expiring_soon(app: &App) -> Result<Vec<Row>, PanelError> {
+    let now = Utc::now();
+    let filter = SubscriptionFilter {
+        status: None,
+        plan: None,
+        q: None,
+        expiring_before: Some(now + Duration::days(30)),
+        sort: Some("expires_at".into()),
+        page: Some(1),
+        per_page: Some(read::MAX_PER_PAGE),
+        min_position: None,
+    };
+    let (rows, _) = read::subscriptions::list(&app.db, &filter).await?;
+    Ok(rows
+        .iter()
+        .filter(|row| row.expires_at.is_some_and(|t| t > now))
+        .take(20)
+        .map(Row::from)
+        .collect())
+}
+
+/// Each projector's lag: events in the log it has not applied yet.
+async fn lag(app: &App) -> Result<Vec<ProjectorLag>, PanelError> {
+    let total = app.event_count.total(&app.db).await?;
+    Ok(read::progress::projectors(&app.db)
+        .await?
+        .into_iter()
+        .map(|p| ProjectorLag {
+            name: p.name.to_owned(),
+            lag: (total - p.events_applied).max(0),
+            parked: p.parked,
+        })
+        .collect())
+}

@@ -1,0 +1,509 @@
+//! The admin panel in a real browser: Debian's chromium, headless, driven through
+//! chromedriver (WebDriver) by fantoccini. Each test starts its own chromedriver on a free
+//! port with an empty profile, so tests run in parallel. Every flow saves screenshots
+//! under `target/screenshots/`.
+//!
+//! Without `/usr/bin/chromedriver` the tests say once that they were skipped, and fail
+//! when `FLOWLYTIX_REQUIRE_SERVICES=1` (CI installs chromium; see `.ci/run`). They run on
+//! the embedded backend only: the panel's HTTP tests cover both backends.
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use chrono::Utc;
+use fantoccini::key::Key;
+use fantoccini::{Client, ClientBuilder, Locator};
+use flowlytix_aggregates::Role;
+use flowlytix_server::auth::accounts;
+use flowlytix_server::store::EventMetadata;
+use futures::FutureExt;
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+use crate::helpers::{backend, spawn_app, Backend, TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// True (after saying why, once) when the browser tests cannot or need not run here.
+fn skip() -> bool {
+    static SAID: OnceLock<()> = OnceLock::new();
+    if backend() == Backend::Postgres {
+        SAID.get_or_init(|| eprintln!("note: the browser tests run on the embedded backend only"));
+        return true;
+    }
+    if std::path::Path::new(CHROMEDRIVER).exists() && std::path::Path::new(CHROMIUM).exists() {
+        return false;
+    }
+    assert!(
+        std::env::var("FLOWLYTIX_REQUIRE_SERVICES").as_deref() != Ok("1"),
+        "FLOWLYTIX_REQUIRE_SERVICES=1 but {CHROMEDRIVER} or {CHROMIUM} is missing \
+         (apt-get install chromium chromium-driver)"
+    );
+    SAID.get_or_init(|| {
+        eprintln!(
+            "skipped: the browser tests, because {CHROMEDRIVER} is missing \
+             (apt-get install chromium chromium-driver)"
+        )
+    });
+    true
+}
+
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("screenshots")
+}
+
+/// A headless chromium of this test's own, behind a chromedriver of its own.
+struct Browser {
+    client: Client,
+    base: String,
+    name: &'static str,
+    shots: u32,
+    _driver: Child,
+    profile: PathBuf,
+}
+
+impl Browser {
+    async fn start(app: &TestApp, name: &'static str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chromedriver");
+        let profile =
+            std::env::temp_dir().join(format!("flowlytix-chromium-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&profile).unwrap();
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1440,1000",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let webdriver = format!("http://127.0.0.1:{port}");
+        let mut last_error = None;
+        for _ in 0..100 {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(capabilities.clone())
+                .connect(&webdriver)
+                .await
+            {
+                Ok(client) => {
+                    client.set_window_size(1440, 1000).await.unwrap();
+                    return Self {
+                        client,
+                        base: app.address.clone(),
+                        name,
+                        shots: 0,
+                        _driver: driver,
+                        profile,
+                    };
+                }
+                Err(error) => last_error = Some(error),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not start: {last_error:?}");
+    }
+
+    /// Ends the browser session whatever the flow's outcome (so no chromium outlives a
+    /// failed test), then passes a failure on.
+    async fn finish(mut self, outcome: std::thread::Result<()>) {
+        if outcome.is_err() {
+            // What the browser showed when it went wrong.
+            self.screenshot("failure").await;
+            if let Ok(source) = self.client.source().await {
+                let file = screenshot_dir().join(format!("{}-failure.html", self.name));
+                let _ = std::fs::write(file, source);
+            }
+        }
+        let _ = self.client.clone().close().await;
+        let _ = std::fs::remove_dir_all(&self.profile);
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    async fn goto(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
+    }
+
+    async fn fill(&self, id: &str, text: &str) {
+        let field = self.client.find(Locator::Id(id)).await.unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+
+    /// Clicks what leads to another page, and waits until that page has replaced this one
+    /// (a click may return before the navigation it starts has finished).
+    async fn click_to_navigate(&self, locator: Locator<'_>, what: &str) {
+        let page = self.client.find(Locator::Css("html")).await.unwrap();
+        self.client
+            .find(locator)
+            .await
+            .unwrap_or_else(|e| panic!("no {what}: {e}"))
+            .click()
+            .await
+            .unwrap();
+        for _ in 0..100 {
+            // The old document's element goes stale once the new one is in.
+            if page.tag_name().await.is_err() {
+                let _ = self
+                    .client
+                    .wait()
+                    .at_most(Duration::from_secs(5))
+                    .for_element(Locator::Css("body"))
+                    .await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("clicking {what} did not lead to another page");
+    }
+
+    async fn click_button(&self, text: &str) {
+        let xpath = format!("//button[normalize-space()='{text}']");
+        self.click_to_navigate(Locator::XPath(&xpath), &format!("button {text}"))
+            .await;
+    }
+
+    async fn click_link(&self, text: &str) {
+        self.click_to_navigate(Locator::LinkText(text), &format!("link {text}"))
+            .await;
+    }
+
+    async fn text_of(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("nothing at {css}: {e}"))
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn h1(&self) -> String {
+        self.text_of("h1").await
+    }
+
+    async fn count(&self, locator: Locator<'_>) -> usize {
+        self.client.find_all(locator).await.unwrap().len()
+    }
+
+    async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_owned()
+    }
+
+    async fn screenshot(&mut self, what: &str) {
+        self.shots += 1;
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let png = self.client.screenshot().await.unwrap();
+        let file = dir.join(format!("{}-{:02}-{what}.png", self.name, self.shots));
+        std::fs::write(&file, png).unwrap();
+    }
+}
+
+/// The page does not scroll sideways (wide tables scroll inside their own box).
+async fn assert_fits_the_width(b: &Browser) {
+    let script = "const root = document.documentElement; \
+        if (root.scrollWidth <= root.clientWidth) return []; \
+        return [...document.querySelectorAll('body *')] \
+          .filter(e => e.getBoundingClientRect().right > root.clientWidth + 1) \
+          .slice(0, 10) \
+          .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right));";
+    let wide = b.client.execute(script, vec![]).await.unwrap();
+    assert_eq!(wide, json!([]), "{} scrolls sideways", b.path().await);
+}
+
+async fn sign_in(browser: &Browser, email: &str, password: &str) {
+    browser.goto("/admin").await;
+    assert_eq!(
+        browser.path().await,
+        "/admin/login",
+        "signed out, /admin asks to sign in"
+    );
+    browser.fill("email", email).await;
+    browser.fill("password", password).await;
+    browser.click_button("Sign in").await;
+}
+
+#[tokio::test]
+async fn an_admin_manages_a_subscription_in_the_browser() {
+    if skip() {
+        return;
+    }
+    let app = spawn_app().await;
+    let mut browser = Browser::start(&app, "admin").await;
+    let outcome = AssertUnwindSafe(admin_flow(&mut browser, &app))
+        .catch_unwind()
+        .await;
+    browser.finish(outcome).await;
+}
+
+async fn admin_flow(b: &mut Browser, app: &TestApp) {
+    // A wrong password: an alert, and still the sign-in page.
+    sign_in(b, ADMIN_EMAIL, "not the password").await;
+    assert!(b
+        .text_of("[role=alert]")
+        .await
+        .contains("Invalid email or password"));
+    b.screenshot("sign-in-refused").await;
+    sign_in(b, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(b.h1().await, "Dashboard");
+    b.screenshot("dashboard").await;
+
+    // Create a subscription; its key is shown once.
+    b.click_link("Subscriptions").await;
+    assert_eq!(b.h1().await, "Subscriptions");
+    b.click_link("New subscription").await;
+    b.fill("customer_email", "browser@example.com").await;
+    b.fill("customer_name", "Browser Customer").await;
+    b.fill("organization", "Headless Ltd").await;
+    b.fill("plan", "pro").await;
+    b.fill("max_devices", "2").await;
+    b.fill("expires_at", "2031-12-31").await;
+    b.fill("features", "sync, export").await;
+    b.click_button("Create subscription").await;
+    let key = b.text_of("#license-key").await;
+    assert!(key.starts_with("FLX-"), "the key is shown: {key}");
+    // The stylesheet and the script load under the strict CSP: the header has the panel's
+    // colour, and the script has shown the copy button (hidden without JavaScript).
+    let header = b.client.find(Locator::Css("header.top")).await.unwrap();
+    let colour = header.css_value("background-color").await.unwrap();
+    assert!(
+        colour.contains("23, 32, 44"),
+        "the stylesheet applies: {colour}"
+    );
+    let copy = b
+        .client
+        .find(Locator::Css("button[data-copy]"))
+        .await
+        .unwrap();
+    assert!(copy.is_displayed().await.unwrap(), "panel.js ran");
+    b.screenshot("license-key-once").await;
+    b.click_link("Open the subscription").await;
+    assert_eq!(b.h1().await, "Browser Customer");
+    assert!(
+        !b.client.source().await.unwrap().contains(&key),
+        "never again"
+    );
+    let detail = b.path().await;
+
+    // A device activated through the licensing API shows in the detail; deactivate it.
+    let activated = app.activate(&key, "browser-laptop").await;
+    assert_eq!(activated.status(), reqwest::StatusCode::CREATED);
+    b.goto(&detail).await;
+    assert!(b
+        .text_of("#devices-heading + .table-wrap")
+        .await
+        .contains("device browser-laptop"));
+    b.client.set_window_size(1440, 2600).await.unwrap();
+    b.screenshot("detail-with-device").await;
+    b.client.set_window_size(1440, 1000).await.unwrap();
+    let while_active = Utc::now();
+    b.click_button("Deactivate").await;
+    assert!(b
+        .text_of("#devices-heading + .table-wrap")
+        .await
+        .contains("inactive"));
+    assert_eq!(
+        b.count(Locator::XPath("//button[normalize-space()='Deactivate']"))
+            .await,
+        0
+    );
+
+    // Suspend and resume, each confirmed.
+    b.click_button("Suspend").await;
+    assert_eq!(b.h1().await, "Confirm");
+    b.screenshot("confirm-suspend").await;
+    b.click_button("Confirm").await;
+    assert_eq!(b.text_of(".heading .status").await, "suspended");
+    b.click_button("Resume").await;
+    b.click_button("Confirm").await;
+    assert_eq!(b.text_of(".heading .status").await, "active");
+
+    // A new key: shown once, and different.
+    b.click_button("Regenerate license key").await;
+    b.click_button("Confirm").await;
+    let new_key = b.text_of("#license-key").await;
+    assert!(new_key.starts_with("FLX-") && new_key != key);
+    b.screenshot("regenerated-key").await;
+
+    // Find it by search.
+    b.click_link("Subscriptions").await;
+    b.fill("q", "browser customer").await;
+    b.click_button("Filter").await;
+    assert_eq!(b.count(Locator::LinkText("browser@example.com")).await, 1);
+    b.screenshot("search").await;
+    b.click_link("browser@example.com").await;
+    assert_eq!(b.h1().await, "Browser Customer");
+
+    // The history, and the state as of while the device was active.
+    let history = b.text_of(".history").await;
+    for event in [
+        "SubscriptionCreated",
+        "DeviceActivated",
+        "DeviceDeactivated",
+        "SubscriptionSuspended",
+        "SubscriptionResumed",
+        "LicenseKeyRegenerated",
+    ] {
+        assert!(history.contains(event), "history shows {event}");
+    }
+    assert!(history.contains(ADMIN_EMAIL));
+    b.fill(
+        "as_of",
+        &while_active.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    )
+    .await;
+    b.click_button("Show").await;
+    assert!(b.text_of("[role=status]").await.contains("As it was at"));
+    let devices_then = b.text_of("#devices-heading + .table-wrap").await;
+    assert!(
+        devices_then.contains("device browser-laptop") && !devices_then.contains("inactive"),
+        "as of then the device was active: {devices_then}"
+    );
+    b.screenshot("as-of").await;
+
+    // Narrow screens: the same page at 375 px.
+    b.client.set_window_size(375, 900).await.unwrap();
+    b.goto(&detail).await;
+    b.screenshot("detail-375px").await;
+    assert_fits_the_width(b).await;
+    b.goto("/admin/subscriptions").await;
+    b.screenshot("list-375px").await;
+    assert_fits_the_width(b).await;
+    b.client.set_window_size(1440, 1000).await.unwrap();
+
+    // The dashboard now counts what the flow did (the README's picture).
+    b.click_link("Dashboard").await;
+    b.client.set_window_size(1280, 1100).await.unwrap();
+    b.screenshot("dashboard-with-data").await;
+    b.client.set_window_size(1440, 1000).await.unwrap();
+
+    // Sign out: the session is over.
+    b.click_button("Sign out").await;
+    assert_eq!(b.h1().await, "Sign in");
+    b.goto("/admin/subscriptions").await;
+    assert_eq!(b.path().await, "/admin/login");
+    b.screenshot("signed-out").await;
+}
+
+#[tokio::test]
+async fn an_auditor_sees_the_panel_read_only_in_the_browser() {
+    if skip() {
+        return;
+    }
+    let app = spawn_app().await;
+    accounts::create_admin(
+        &app.server,
+        "auditor@flowlytix.test",
+        "auditor-password-123",
+        Role::Auditor,
+        EventMetadata::system(Utc::now()),
+    )
+    .await
+    .unwrap();
+    let created = app.subscription_with_devices(2).await;
+    app.activate(created["license_key"].as_str().unwrap(), "audited-device")
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let mut browser = Browser::start(&app, "auditor").await;
+    let outcome = AssertUnwindSafe(auditor_flow(&mut browser, &id))
+        .catch_unwind()
+        .await;
+    browser.finish(outcome).await;
+}
+
+async fn auditor_flow(b: &mut Browser, id: &str) {
+    {
+        {
+            // By keyboard only: type, Tab to the password, Enter submits.
+            b.goto("/admin").await;
+            let email = b.client.find(Locator::Id("email")).await.unwrap();
+            email.send_keys("auditor@flowlytix.test").await.unwrap();
+            email
+                .send_keys(&char::from(Key::Tab).to_string())
+                .await
+                .unwrap();
+            let focused = b.client.active_element().await.unwrap();
+            assert_eq!(
+                focused.attr("id").await.unwrap().as_deref(),
+                Some("password")
+            );
+            let page = b.client.find(Locator::Css("html")).await.unwrap();
+            focused
+                .send_keys(&format!("auditor-password-123{}", char::from(Key::Enter)))
+                .await
+                .unwrap();
+            for _ in 0..100 {
+                if page.tag_name().await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(b.h1().await, "Dashboard");
+            b.click_link("Subscriptions").await;
+            assert_eq!(b.count(Locator::LinkText("New subscription")).await, 0);
+            assert_eq!(b.count(Locator::LinkText("Export CSV")).await, 1);
+            b.screenshot("list").await;
+            b.goto(&format!("/admin/subscriptions/{id}")).await;
+            assert_eq!(b.h1().await, "Ann Example");
+            for button in [
+                "Save",
+                "Suspend",
+                "Cancel subscription",
+                "Delete",
+                "Regenerate license key",
+                "Deactivate",
+            ] {
+                let xpath = format!("//button[normalize-space()='{button}']");
+                assert_eq!(b.count(Locator::XPath(&xpath)).await, 0, "no {button}");
+            }
+            assert_eq!(
+                b.count(Locator::XPath("//button[normalize-space()='Show']"))
+                    .await,
+                1
+            );
+            assert_eq!(
+                b.count(Locator::XPath("//button[normalize-space()='Sign out']"))
+                    .await,
+                1
+            );
+            b.screenshot("detail").await;
+            b.click_link("Events").await;
+            assert_eq!(b.h1().await, "Events");
+            b.screenshot("events").await;
+            b.click_link("Devices").await;
+            assert_eq!(b.h1().await, "Devices");
+            b.screenshot("devices").await;
+        }
+    }
+}
