@@ -1,4 +1,5 @@
-//! `GET /health`: the database, the bus, the publisher and each projector's lag.
+//! `GET /health`: the database, the bus, the publisher, each projector's lag (the webhook
+//! queue's projector among them) and the webhook queue.
 
 use std::sync::atomic::Ordering;
 
@@ -30,6 +31,24 @@ pub struct Health {
     pub bus: BusHealth,
     pub publisher: PublisherHealth,
     pub projectors: Vec<ProjectorHealth>,
+    /// The webhook queue (absent when the database does not answer). Receivers' failures
+    /// are theirs: they do not make the server `degraded`.
+    pub webhooks: Option<WebhooksHealth>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WebhooksHealth {
+    /// Whether this instance delivers (`ENABLE_NOTIFICATIONS`); when off, deliveries queue.
+    pub notifications: bool,
+    /// Deliveries waiting for an attempt, due or not (of disabled endpoints too).
+    pub pending: i64,
+    /// Pending deliveries of enabled endpoints whose time has come: a figure that stays
+    /// high means the dispatchers cannot keep up.
+    pub due: i64,
+    /// Endpoints whose deliveries have failed since their last success.
+    pub failing_endpoints: i64,
+    /// Endpoints the server disabled because their deliveries kept failing.
+    pub auto_disabled_endpoints: i64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -63,11 +82,26 @@ pub struct ProjectorHealth {
 /// Health of the server and what it depends on. 503 only when the database does not answer.
 #[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn health(State(app): State<SharedApp>) -> (StatusCode, Json<Health>) {
-    let projectors =
-        tokio::time::timeout(std::time::Duration::from_secs(2), projector_lag(&app)).await;
-    let (database_ok, projectors) = match projectors {
-        Ok(Ok(projectors)) => (true, projectors),
-        _ => (false, vec![]),
+    let read = async {
+        let projectors = projector_lag(&app).await?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let queue = read::webhooks::queue_stats(&app.db, now_ms).await?;
+        Ok::<_, sqlx::Error>((projectors, queue))
+    };
+    let read = tokio::time::timeout(std::time::Duration::from_secs(2), read).await;
+    let (database_ok, projectors, webhooks) = match read {
+        Ok(Ok((projectors, queue))) => (
+            true,
+            projectors,
+            Some(WebhooksHealth {
+                notifications: app.config.enable_notifications,
+                pending: queue.pending,
+                due: queue.due,
+                failing_endpoints: queue.failing_endpoints,
+                auto_disabled_endpoints: queue.auto_disabled_endpoints,
+            }),
+        ),
+        _ => (false, vec![], None),
     };
     let bus_ok = app.bus.is_connected();
     let status = &app.publisher_status;
@@ -99,6 +133,7 @@ async fn health(State(app): State<SharedApp>) -> (StatusCode, Json<Health>) {
                 last_error,
             },
             projectors,
+            webhooks,
         }),
     )
 }

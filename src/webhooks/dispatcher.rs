@@ -85,6 +85,7 @@ impl Dispatcher {
         let now = Utc::now().timestamp_millis();
         let lease = self.app.config.webhooks.timeout + LEASE_MARGIN;
         let lease_until = now + lease.as_millis() as i64;
+        webhook_queue::cancel_for_deleted_endpoints(db).await?;
         for endpoint in webhook_queue::endpoints_with_due_deliveries(db, now).await? {
             let free = MAX_IN_FLIGHT_PER_ENDPOINT.saturating_sub(self.in_flight_of(endpoint));
             if free == 0 {
@@ -139,6 +140,15 @@ impl Dispatcher {
         let attempt = self.post(state, claimed).await;
         let next = self.next_step(claimed, &attempt);
         let failing_since = webhook_queue::record(&self.app.db, claimed, &attempt, next).await?;
+        let outcome = match next {
+            Next::Delivered => "delivered",
+            Next::RetryAt { .. } => "retry",
+            Next::GiveUp => "given_up",
+        };
+        crate::monitoring::record::webhook_attempt(
+            outcome,
+            Duration::from_millis(attempt.latency_ms.max(0) as u64),
+        );
         if next != Next::Delivered {
             tracing::info!(delivery = %claimed.id, endpoint = %id, attempt = claimed.attempts + 1, status_code = ?attempt.status_code, error = ?attempt.error, "webhook delivery failed");
             self.disable_if_failing_too_long(id, failing_since, attempt.at)
@@ -255,6 +265,7 @@ impl Dispatcher {
             .run(id, command, EventMetadata::system(now))
             .await?;
         if !committed.events.is_empty() {
+            crate::monitoring::record::webhook_endpoint_auto_disabled();
             tracing::warn!(endpoint = %id, %since, "webhook endpoint disabled: its deliveries kept failing");
         }
         Ok(())

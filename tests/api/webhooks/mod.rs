@@ -1,8 +1,10 @@
 //! Webhooks against a real receiver (see `receiver`), on both backends.
 
 mod delivery;
+mod health;
+mod lifecycle;
 mod management;
-mod receiver;
+pub mod receiver;
 mod sigkill;
 mod upgrade;
 
