@@ -171,23 +171,12 @@ impl Dispatcher {
         if let Err(error) = check_url_policy(&endpoint.settings.url, &self.app.config.webhooks) {
             return refused(error.to_string());
         }
-        let key = match self
-            .app
-            .webhooks
-            .secrets
-            .open(endpoint.id, &endpoint.sealed_secret)
-        {
-            Ok(key) => key,
-            Err(error) => return refused(error.to_string()),
-        };
         let webhook_id = claimed.id.to_string();
         let timestamp = at.timestamp();
-        let signed = signature(
-            key.expose_secret(),
-            &webhook_id,
-            timestamp,
-            claimed.body.as_bytes(),
-        );
+        let signed = match self.signatures(endpoint, &webhook_id, timestamp, &claimed.body, at) {
+            Ok(signed) => signed,
+            Err(error) => return refused(error.to_string()),
+        };
         let sent = self
             .client
             .post(&endpoint.settings.url)
@@ -223,6 +212,43 @@ impl Dispatcher {
                 at,
             },
         }
+    }
+
+    /// The `webhook-signature` value: a signature with the endpoint's secret, and during the
+    /// grace after a rotation one with the replaced secret too (Standard Webhooks takes
+    /// several, space-separated; a receiver accepts the delivery when any verifies), so a
+    /// receiver still holding the old secret keeps verifying until it has the new one.
+    fn signatures(
+        &self,
+        endpoint: &WebhookEndpointState,
+        webhook_id: &str,
+        timestamp: i64,
+        body: &str,
+        at: DateTime<Utc>,
+    ) -> Result<String, super::secrets::SecretError> {
+        let secrets = &self.app.webhooks.secrets;
+        let key = secrets.open(endpoint.id, &endpoint.sealed_secret)?;
+        let mut signed = signature(key.expose_secret(), webhook_id, timestamp, body.as_bytes());
+        let grace = chrono::Duration::from_std(self.app.config.webhooks.rotation_grace)
+            .unwrap_or(chrono::Duration::MAX);
+        if let Some(previous) = endpoint
+            .previous_secret
+            .as_ref()
+            .filter(|previous| at - previous.replaced_at < grace)
+        {
+            // The replaced secret may be unusable (sealed under another SECRET_KEY): the
+            // current signature alone then goes, as it would after the grace.
+            if let Ok(old) = secrets.open(endpoint.id, &previous.sealed_secret) {
+                signed.push(' ');
+                signed.push_str(&signature(
+                    old.expose_secret(),
+                    webhook_id,
+                    timestamp,
+                    body.as_bytes(),
+                ));
+            }
+        }
+        Ok(signed)
     }
 
     /// Delivered, retried after the schedule's next wait (with jitter), or given up.

@@ -256,6 +256,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             disable_after: Duration::from_secs(60),
             poll: Duration::from_millis(100),
+            rotation_grace: Duration::from_secs(60),
         }
     }
 

@@ -5,6 +5,7 @@ mod health;
 mod lifecycle;
 mod management;
 pub mod receiver;
+mod rotation;
 mod sigkill;
 mod upgrade;
 
