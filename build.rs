@@ -9,6 +9,9 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=FLOWLYTIX_GIT_COMMIT");
+    // `sqlx::migrate!` embeds the migrations at compile time but cannot tell cargo to watch
+    // them (sqlx's documented remedy): a new migration must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     let commit = std::env::var("FLOWLYTIX_GIT_COMMIT")
         .ok()
         .filter(|c| !c.trim().is_empty())

@@ -101,6 +101,9 @@ pub struct WebhookSettings {
     pub disable_after: Duration,
     /// How often each instance looks for deliveries that are due (`WEBHOOK_POLL_MS`).
     pub poll: Duration,
+    /// After a rotation, deliveries carry a signature with the replaced secret too for this
+    /// long (`WEBHOOK_ROTATION_GRACE`), so receivers can roll over without dropping any.
+    pub rotation_grace: Duration,
 }
 
 pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,30s,2m,10m,1h,6h,12h";
@@ -242,6 +245,10 @@ impl Config {
                 poll: Duration::from_millis(
                     parse("WEBHOOK_POLL_MS", var("WEBHOOK_POLL_MS"), 250_u64)?.clamp(10, 60_000),
                 ),
+                rotation_grace: parse_wait(
+                    "WEBHOOK_ROTATION_GRACE",
+                    &var("WEBHOOK_ROTATION_GRACE").unwrap_or_else(|| "24h".into()),
+                )?,
             },
         };
         if let Some(algorithm) = var("ALGORITHM").filter(|a| a != "EdDSA") {
@@ -491,6 +498,7 @@ mod tests {
         let total: Duration = c.webhooks.retry_schedule.iter().sum();
         assert!(total > Duration::from_secs(19 * 3600) && total < Duration::from_secs(25 * 3600));
         assert_eq!(c.webhooks.disable_after, Duration::from_secs(5 * 86_400));
+        assert_eq!(c.webhooks.rotation_grace, Duration::from_secs(86_400));
         let c = config(&[
             ("WEBHOOK_RETRY_SCHEDULE", "100ms, 1s"),
             ("ENABLE_NOTIFICATIONS", "false"),

@@ -258,6 +258,16 @@ async fn apply_endpoint_event(
                 .bind(version)
                 .execute(&mut *c)
                 .await?;
+                // Its queue ends with it: the dispatcher only claims deliveries of live
+                // endpoints, so these would otherwise stay pending for ever. (One in flight
+                // now stays canceled when its attempt is recorded.)
+                sqlx::query(
+                    "update webhook_deliveries set status = 'canceled'
+                     where endpoint_id = $1 and status = 'pending'",
+                )
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
                 receivers.retain(|r| r.id != id);
             }
         }

@@ -134,7 +134,7 @@ impl JetStreamBus {
             .await
             .map_err(BusError::unavailable)?;
         let mut states = Vec::new();
-        for projector in flowlytix_projections::all_projectors() {
+        for projector in flowlytix_projections::streaming_projectors() {
             if let Ok(info) = stream.consumer_info(consumer_name(projector.name())).await {
                 states.push(ConsumerState {
                     consumer: info.name.clone(),

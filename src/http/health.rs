@@ -1,4 +1,5 @@
-//! `GET /health`: the database, the bus, the publisher and each projector's lag.
+//! `GET /health`: the database, the bus, the publisher, each projector's lag (the webhook
+//! queue's projector among them) and the webhook queue.
 
 use std::sync::atomic::Ordering;
 
@@ -30,6 +31,24 @@ pub struct Health {
     pub bus: BusHealth,
     pub publisher: PublisherHealth,
     pub projectors: Vec<ProjectorHealth>,
+    /// The webhook queue (absent when it could not be read within 2 s). Receivers' failures
+    /// are theirs: they do not make the server `degraded`.
+    pub webhooks: Option<WebhooksHealth>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WebhooksHealth {
+    /// Whether this instance delivers (`ENABLE_NOTIFICATIONS`); when off, deliveries queue.
+    pub notifications: bool,
+    /// Deliveries waiting for an attempt, due or not (of disabled endpoints too).
+    pub pending: i64,
+    /// Pending deliveries of enabled endpoints whose time has come: a figure that stays
+    /// high means the dispatchers cannot keep up.
+    pub due: i64,
+    /// Endpoints whose deliveries have failed since their last success.
+    pub failing_endpoints: i64,
+    /// Endpoints the server disabled because their deliveries kept failing.
+    pub auto_disabled_endpoints: i64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -69,6 +88,13 @@ async fn health(State(app): State<SharedApp>) -> (StatusCode, Json<Health>) {
         Ok(Ok(projectors)) => (true, projectors),
         _ => (false, vec![]),
     };
+    // Bounded on its own: a long queue (a dead receiver's backlog) that is slow to count
+    // must not pass for a database that does not answer.
+    let webhooks = if database_ok {
+        webhooks_health(&app).await
+    } else {
+        None
+    };
     let bus_ok = app.bus.is_connected();
     let status = &app.publisher_status;
     let last_error = status.last_error.lock().ok().and_then(|e| e.clone());
@@ -99,8 +125,24 @@ async fn health(State(app): State<SharedApp>) -> (StatusCode, Json<Health>) {
                 last_error,
             },
             projectors,
+            webhooks,
         }),
     )
+}
+
+async fn webhooks_health(app: &SharedApp) -> Option<WebhooksHealth> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let read = read::webhooks::queue_stats(&app.db, now_ms);
+    match tokio::time::timeout(std::time::Duration::from_secs(2), read).await {
+        Ok(Ok(queue)) => Some(WebhooksHealth {
+            notifications: app.config.enable_notifications,
+            pending: queue.pending,
+            due: queue.due,
+            failing_endpoints: queue.failing_endpoints,
+            auto_disabled_endpoints: queue.auto_disabled_endpoints,
+        }),
+        _ => None,
+    }
 }
 
 /// Lag = events in the log minus events the projector has applied.

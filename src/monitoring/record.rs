@@ -36,6 +36,13 @@ pub const RATE_LIMITED: &str = "flowlytix_rate_limited_requests_total";
 pub const LICENSE_CACHE_HITS: &str = "flowlytix_license_cache_hits_total";
 pub const LICENSE_CACHE_MISSES: &str = "flowlytix_license_cache_misses_total";
 pub const BUILD_INFO: &str = "flowlytix_build_info";
+pub const WEBHOOK_ATTEMPTS: &str = "flowlytix_webhook_delivery_attempts_total";
+pub const WEBHOOK_ATTEMPT_DURATION: &str = "flowlytix_webhook_delivery_duration_seconds";
+pub const WEBHOOK_AUTO_DISABLED: &str = "flowlytix_webhook_endpoints_auto_disabled_total";
+
+/// What became of a webhook attempt: `delivered`, `retry` (failed, tried again later) or
+/// `given_up` (failed, the retry schedule ran out).
+pub const WEBHOOK_OUTCOMES: &[&str] = &["delivered", "retry", "given_up"];
 
 /// The aggregate types, so that their conflict series exist (at 0) before the first one.
 const AGGREGATES: &[&str] = &[
@@ -132,6 +139,19 @@ pub(super) fn describe() {
         LICENSE_CACHE_MISSES,
         "Validations that read the license read model"
     );
+    describe_counter!(
+        WEBHOOK_ATTEMPTS,
+        "Webhook delivery attempts made by this instance, by outcome"
+    );
+    describe_histogram!(
+        WEBHOOK_ATTEMPT_DURATION,
+        Unit::Seconds,
+        "Time from sending a webhook delivery to the receiver's answer (or the failure)"
+    );
+    describe_counter!(
+        WEBHOOK_AUTO_DISABLED,
+        "Webhook endpoints this instance disabled because their deliveries kept failing"
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the labels say which build this is");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "git_commit" => env!("FLOWLYTIX_GIT_COMMIT")).set(1.0);
     // Series that should read 0 rather than be missing until their first occurrence.
@@ -141,8 +161,12 @@ pub(super) fn describe() {
         EVENTS_PUBLISHED,
         LICENSE_CACHE_HITS,
         LICENSE_CACHE_MISSES,
+        WEBHOOK_AUTO_DISABLED,
     ] {
         counter!(name).absolute(0);
+    }
+    for outcome in WEBHOOK_OUTCOMES {
+        counter!(WEBHOOK_ATTEMPTS, "outcome" => *outcome).absolute(0);
     }
     for aggregate in AGGREGATES {
         for name in [APPEND_CONFLICTS, COMMAND_RETRIES] {
@@ -150,7 +174,7 @@ pub(super) fn describe() {
         }
     }
     // And each projector's, before its first event.
-    for projector in flowlytix_projections::all_projectors() {
+    for projector in flowlytix_projections::streaming_projectors() {
         for name in [PROJECTOR_APPLIED, PROJECTOR_PARKED, PROJECTOR_ERRORS] {
             counter!(name, "projector" => projector.name()).absolute(0);
         }
@@ -282,4 +306,14 @@ pub fn license_cache(hit: bool) {
         LICENSE_CACHE_MISSES
     })
     .increment(1);
+}
+
+/// One webhook attempt, its outcome (one of [`WEBHOOK_OUTCOMES`]) and how long it took.
+pub fn webhook_attempt(outcome: &'static str, took: Duration) {
+    counter!(WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(1);
+    histogram!(WEBHOOK_ATTEMPT_DURATION).record(took.as_secs_f64());
+}
+
+pub fn webhook_endpoint_auto_disabled() {
+    counter!(WEBHOOK_AUTO_DISABLED).increment(1);
 }

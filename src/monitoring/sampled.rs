@@ -23,6 +23,10 @@ const CONSUMER_PENDING: &str = "flowlytix_jetstream_consumer_pending_messages";
 const CONSUMER_ACK_PENDING: &str = "flowlytix_jetstream_consumer_ack_pending_messages";
 const CONSUMER_REDELIVERED: &str = "flowlytix_jetstream_consumer_redelivered_messages";
 const SCRAPE_ERRORS: &str = "flowlytix_metrics_sample_errors_total";
+const WEBHOOK_PENDING: &str = "flowlytix_webhook_deliveries_pending";
+const WEBHOOK_DUE: &str = "flowlytix_webhook_deliveries_due";
+const WEBHOOK_FAILING: &str = "flowlytix_webhook_endpoints_failing";
+const WEBHOOK_DISABLED: &str = "flowlytix_webhook_endpoints_disabled_failing";
 
 /// How long one scrape may wait for the database or NATS.
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
@@ -68,6 +72,22 @@ pub(super) fn describe() {
     describe_gauge!(
         CONSUMER_REDELIVERED,
         "Messages redelivered to a projector's consumer and not acknowledged yet"
+    );
+    describe_gauge!(
+        WEBHOOK_PENDING,
+        "Webhook deliveries waiting for an attempt, all instances (the queue's depth)"
+    );
+    describe_gauge!(
+        WEBHOOK_DUE,
+        "Pending webhook deliveries of enabled endpoints whose time has come"
+    );
+    describe_gauge!(
+        WEBHOOK_FAILING,
+        "Webhook endpoints whose deliveries have failed since their last success"
+    );
+    describe_gauge!(
+        WEBHOOK_DISABLED,
+        "Webhook endpoints the server disabled because their deliveries kept failing"
     );
     describe_counter!(
         SCRAPE_ERRORS,
@@ -122,5 +142,10 @@ async fn pipeline(app: &App) -> Result<(), sqlx::Error> {
             record::projector_caught_up(projector.name);
         }
     }
+    let queue = read::webhooks::queue_stats(&app.db, chrono::Utc::now().timestamp_millis()).await?;
+    gauge!(WEBHOOK_PENDING).set(queue.pending as f64);
+    gauge!(WEBHOOK_DUE).set(queue.due as f64);
+    gauge!(WEBHOOK_FAILING).set(queue.failing_endpoints as f64);
+    gauge!(WEBHOOK_DISABLED).set(queue.auto_disabled_endpoints as f64);
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! How far the read side has got: the number of events in the log (a running figure, not a
 //! count of the whole log per call) and what each projector has applied.
 
-use flowlytix_projections::{all_projectors, with_db, Db};
+use flowlytix_projections::{streaming_projectors, with_db, Db};
 use tokio::sync::Mutex;
 
 /// Events counted so far, up to a cursor in commit order. On PostgreSQL only events below
@@ -105,7 +105,7 @@ pub async fn projectors(db: &Db) -> Result<Vec<ProjectorProgress>, sqlx::Error> 
             .find(|(projector, _)| projector == name)
             .map_or(0, |(_, n)| *n)
     };
-    Ok(all_projectors()
+    Ok(streaming_projectors()
         .iter()
         .map(|projector| ProjectorProgress {
             name: projector.name(),

@@ -93,3 +93,39 @@ pub async fn attempts(
         .await
     })
 }
+
+/// Where the delivery queue stands, for `/health` and the metrics.
+#[derive(Debug, Clone, Copy, Default, FromRow)]
+pub struct QueueStats {
+    /// Deliveries waiting for an attempt (due or not; of disabled endpoints too).
+    pub pending: i64,
+    /// Pending deliveries of enabled endpoints whose time has come: what the dispatchers
+    /// should be sending right now. A number that stays high means they cannot keep up.
+    pub due: i64,
+    /// Live endpoints whose deliveries have failed since their last success.
+    pub failing_endpoints: i64,
+    /// Endpoints the server disabled because their deliveries kept failing.
+    pub auto_disabled_endpoints: i64,
+}
+
+pub async fn queue_stats(db: &Db, now_ms: i64) -> Result<QueueStats, sqlx::Error> {
+    with_db!(db, pool => {
+        sqlx::query_as(
+            "select
+                 (select count(*) from webhook_deliveries where status = 'pending') as pending,
+                 (select count(*) from webhook_deliveries d
+                  join rm_webhook_endpoints w on w.id = d.endpoint_id
+                  where d.status = 'pending' and d.next_attempt_ms <= $1
+                    and w.enabled and not w.deleted) as due,
+                 (select count(*) from webhook_endpoint_health h
+                  join rm_webhook_endpoints w on w.id = h.endpoint_id
+                  where h.failing_since is not null and not w.deleted) as failing_endpoints,
+                 (select count(*) from rm_webhook_endpoints
+                  where not enabled and not deleted and disabled_reason = 'failing')
+                     as auto_disabled_endpoints",
+        )
+        .bind(now_ms)
+        .fetch_one(pool)
+        .await
+    })
+}

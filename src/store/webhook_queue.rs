@@ -68,7 +68,7 @@ pub async fn claim(
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let lock = db.dialect().pick("for update skip locked", "");
     let sql = format!(
-        "update webhook_deliveries set claimed_until_ms = $4
+        "update webhook_deliveries set claimed_until_ms = $4, redeliver_requested = false
          where status = 'pending' and claimed_until_ms <= $3 and id in (
              select d.id from webhook_deliveries d
              where d.endpoint_id = $1 and d.status = 'pending' and d.next_attempt_ms <= $3
@@ -103,6 +103,23 @@ pub async fn release(db: &Db, delivery_id: Uuid) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// Cancels what is still pending for deleted endpoints. The projector cancels an endpoint's
+/// queue with its deletion; this catches a delivery that another instance's projector
+/// queued from a batch it read before the deletion committed (batches run in parallel on
+/// NATS), which would otherwise stay pending for ever.
+pub async fn cancel_for_deleted_endpoints(db: &Db) -> Result<u64, sqlx::Error> {
+    with_db!(db, pool => {
+        let canceled = sqlx::query(
+            "update webhook_deliveries set status = 'canceled'
+             where status = 'pending'
+               and endpoint_id in (select id from rm_webhook_endpoints where deleted)",
+        )
+        .execute(pool)
+        .await?;
+        Ok(canceled.rows_affected())
+    })
+}
+
 /// Drops a delivery whose endpoint was deleted.
 pub async fn cancel(db: &Db, delivery_id: Uuid) -> Result<(), sqlx::Error> {
     with_db!(db, pool => {
@@ -119,6 +136,10 @@ pub async fn cancel(db: &Db, delivery_id: Uuid) -> Result<(), sqlx::Error> {
 /// Logs an attempt and moves the delivery on, in one transaction; keeps the endpoint's
 /// failing streak. Returns since when the endpoint has been failing (`None` after a
 /// success).
+///
+/// Two things may have happened to the delivery while the attempt was in flight, and both
+/// win over its outcome: its endpoint was deleted (the projector canceled it: it stays
+/// canceled), or an admin asked for a redeliver (it is due again now, on a fresh schedule).
 pub async fn record(
     db: &Db,
     claimed: &Claimed,
@@ -160,9 +181,15 @@ pub async fn record(
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "update webhook_deliveries set status = $2, attempts = attempts + 1,
-                 next_attempt_ms = case when $3 > 0 then $3 else next_attempt_ms end,
-                 claimed_until_ms = 0, last_error = $4,
+            "update webhook_deliveries set
+                 status = case when status = 'canceled' then status
+                               when redeliver_requested then 'pending' else $2 end,
+                 attempts = attempts + 1,
+                 schedule_start = case when redeliver_requested then attempts + 1
+                                       else schedule_start end,
+                 next_attempt_ms = case when redeliver_requested then $6
+                                        when $3 > 0 then $3 else next_attempt_ms end,
+                 claimed_until_ms = 0, redeliver_requested = false, last_error = $4,
                  delivered_at = coalesce($5, delivered_at)
              where id = $1",
         )
@@ -171,6 +198,7 @@ pub async fn record(
         .bind(next_ms)
         .bind(&attempt.error)
         .bind(delivered_at)
+        .bind(Utc::now().timestamp_millis())
         .execute(&mut *tx)
         .await?;
         let failing_since: Option<DateTime<Utc>> = sqlx::query_scalar(health)
@@ -184,7 +212,8 @@ pub async fn record(
 }
 
 /// Queues a delivery of this endpoint again, now, with a fresh retry schedule. False when
-/// the endpoint has no such delivery.
+/// the endpoint has no such delivery. When an attempt of it is in flight (its lease has not
+/// run out), the request is remembered for `record` to honour when that attempt ends.
 pub async fn redeliver(
     db: &Db,
     endpoint_id: Uuid,
@@ -194,7 +223,7 @@ pub async fn redeliver(
     with_db!(db, pool => {
         let updated = sqlx::query(
             "update webhook_deliveries set status = 'pending', next_attempt_ms = $3,
-                 schedule_start = attempts
+                 schedule_start = attempts, redeliver_requested = claimed_until_ms > $3
              where id = $1 and endpoint_id = $2 and status <> 'canceled'",
         )
         .bind(delivery_id)

@@ -85,6 +85,7 @@ impl Dispatcher {
         let now = Utc::now().timestamp_millis();
         let lease = self.app.config.webhooks.timeout + LEASE_MARGIN;
         let lease_until = now + lease.as_millis() as i64;
+        webhook_queue::cancel_for_deleted_endpoints(db).await?;
         for endpoint in webhook_queue::endpoints_with_due_deliveries(db, now).await? {
             let free = MAX_IN_FLIGHT_PER_ENDPOINT.saturating_sub(self.in_flight_of(endpoint));
             if free == 0 {
@@ -139,6 +140,15 @@ impl Dispatcher {
         let attempt = self.post(state, claimed).await;
         let next = self.next_step(claimed, &attempt);
         let failing_since = webhook_queue::record(&self.app.db, claimed, &attempt, next).await?;
+        let outcome = match next {
+            Next::Delivered => "delivered",
+            Next::RetryAt { .. } => "retry",
+            Next::GiveUp => "given_up",
+        };
+        crate::monitoring::record::webhook_attempt(
+            outcome,
+            Duration::from_millis(attempt.latency_ms.max(0) as u64),
+        );
         if next != Next::Delivered {
             tracing::info!(delivery = %claimed.id, endpoint = %id, attempt = claimed.attempts + 1, status_code = ?attempt.status_code, error = ?attempt.error, "webhook delivery failed");
             self.disable_if_failing_too_long(id, failing_since, attempt.at)
@@ -161,23 +171,12 @@ impl Dispatcher {
         if let Err(error) = check_url_policy(&endpoint.settings.url, &self.app.config.webhooks) {
             return refused(error.to_string());
         }
-        let key = match self
-            .app
-            .webhooks
-            .secrets
-            .open(endpoint.id, &endpoint.sealed_secret)
-        {
-            Ok(key) => key,
-            Err(error) => return refused(error.to_string()),
-        };
         let webhook_id = claimed.id.to_string();
         let timestamp = at.timestamp();
-        let signed = signature(
-            key.expose_secret(),
-            &webhook_id,
-            timestamp,
-            claimed.body.as_bytes(),
-        );
+        let signed = match self.signatures(endpoint, &webhook_id, timestamp, &claimed.body, at) {
+            Ok(signed) => signed,
+            Err(error) => return refused(error.to_string()),
+        };
         let sent = self
             .client
             .post(&endpoint.settings.url)
@@ -213,6 +212,43 @@ impl Dispatcher {
                 at,
             },
         }
+    }
+
+    /// The `webhook-signature` value: a signature with the endpoint's secret, and during the
+    /// grace after a rotation one with the replaced secret too (Standard Webhooks takes
+    /// several, space-separated; a receiver accepts the delivery when any verifies), so a
+    /// receiver still holding the old secret keeps verifying until it has the new one.
+    fn signatures(
+        &self,
+        endpoint: &WebhookEndpointState,
+        webhook_id: &str,
+        timestamp: i64,
+        body: &str,
+        at: DateTime<Utc>,
+    ) -> Result<String, super::secrets::SecretError> {
+        let secrets = &self.app.webhooks.secrets;
+        let key = secrets.open(endpoint.id, &endpoint.sealed_secret)?;
+        let mut signed = signature(key.expose_secret(), webhook_id, timestamp, body.as_bytes());
+        let grace = chrono::Duration::from_std(self.app.config.webhooks.rotation_grace)
+            .unwrap_or(chrono::Duration::MAX);
+        if let Some(previous) = endpoint
+            .previous_secret
+            .as_ref()
+            .filter(|previous| at - previous.replaced_at < grace)
+        {
+            // The replaced secret may be unusable (sealed under another SECRET_KEY): the
+            // current signature alone then goes, as it would after the grace.
+            if let Ok(old) = secrets.open(endpoint.id, &previous.sealed_secret) {
+                signed.push(' ');
+                signed.push_str(&signature(
+                    old.expose_secret(),
+                    webhook_id,
+                    timestamp,
+                    body.as_bytes(),
+                ));
+            }
+        }
+        Ok(signed)
     }
 
     /// Delivered, retried after the schedule's next wait (with jitter), or given up.
@@ -255,6 +291,7 @@ impl Dispatcher {
             .run(id, command, EventMetadata::system(now))
             .await?;
         if !committed.events.is_empty() {
+            crate::monitoring::record::webhook_endpoint_auto_disabled();
             tracing::warn!(endpoint = %id, %since, "webhook endpoint disabled: its deliveries kept failing");
         }
         Ok(())

@@ -116,8 +116,18 @@ pub async fn create(
     request: CreateWebhookRequest,
     metadata: EventMetadata,
 ) -> Result<WithSecret, WebhookError> {
+    create_with_id(app, WebhookEndpointId(Uuid::new_v4()), request, metadata).await
+}
+
+/// Creates the endpoint under a given id (one derived from an Idempotency-Key): a second
+/// creation with the same id is refused by the aggregate.
+pub async fn create_with_id(
+    app: &App,
+    id: WebhookEndpointId,
+    request: CreateWebhookRequest,
+    metadata: EventMetadata,
+) -> Result<WithSecret, WebhookError> {
     check_url_policy(&request.url, &app.config.webhooks)?;
-    let id = WebhookEndpointId(Uuid::new_v4());
     let secret = app.webhooks.secrets.generate(id);
     let command = WebhookEndpointCommand::Create {
         endpoint_id: id,
@@ -246,6 +256,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             disable_after: Duration::from_secs(60),
             poll: Duration::from_millis(100),
+            rotation_grace: Duration::from_secs(60),
         }
     }
 

@@ -12,7 +12,8 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_problem, assert_refused, count_events_of_type, spawn_app, start_app, TestApp,
+    assert_problem, assert_refused, count_events_of_type, spawn_app, spawn_app_with, start_app,
+    TestApp,
 };
 
 const HEADER: &str = "Idempotency-Key";
@@ -707,4 +708,33 @@ async fn a_retry_after_a_crash_between_commit_and_answer_creates_no_second_subsc
     let later = create(&app, "lost-answer", &body).send().await.unwrap();
     assert_eq!(later.status(), StatusCode::CREATED);
     assert_eq!(count_events_of_type(&app, "SubscriptionCreated").await, 2);
+}
+
+#[tokio::test]
+async fn a_retry_after_a_crash_between_commit_and_answer_creates_no_second_webhook_endpoint() {
+    let app = spawn_app_with(crate::webhooks::LOCAL).await;
+    let body = json!({"url": "http://127.0.0.1:9/hook", "description": "lost answer"});
+    let webhook = || {
+        app.admin(Method::POST, "/api/v1/webhooks")
+            .header(HEADER, "lost-webhook-answer")
+            .json(&body)
+    };
+    let first = webhook().send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    // As above: the key held by a dead attempt, its answer never remembered.
+    flowlytix_projections::with_db!(&app.db, pool => {
+        sqlx::query(
+            "update idempotency_keys set response_status = null, response_nonce = null,
+             response_sealed = null, claim_id = 'crashed', lease_until = 0",
+        )
+        .execute(pool)
+        .await
+        .unwrap()
+        .rows_affected()
+    });
+    assert_refused(&app, webhook(), StatusCode::CONFLICT, "WEBHOOK_EXISTS").await;
+    assert_eq!(
+        count_events_of_type(&app, "WebhookEndpointCreated").await,
+        1
+    );
 }

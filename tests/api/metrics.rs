@@ -394,8 +394,19 @@ async fn every_metric_the_dashboard_queries_exists_after_traffic() {
         }
     }
     assert!(queried.len() > 20, "the dashboard queries {queried:?}");
-    let app = spawn_app().await;
+    let app = spawn_app_with(crate::webhooks::LOCAL).await;
     make_traffic(&app).await;
+    // And a webhook delivery, for the webhook panels.
+    let receiver = crate::webhooks::receiver::Receiver::start().await;
+    crate::webhooks::webhook_for(&app.api(), &receiver).await;
+    assert!(
+        crate::webhooks::receiver::eventually(crate::webhooks::PATIENCE, || {
+            !receiver.received().is_empty()
+        })
+        .await
+    );
+    // Its attempt is recorded once the answer is in.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let present = families(&scrape(&app).await);
     let missing: Vec<_> = queried
         .iter()

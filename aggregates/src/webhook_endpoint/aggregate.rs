@@ -27,9 +27,19 @@ pub struct WebhookEndpointState {
     /// Why it is disabled, while it is.
     pub disabled_reason: Option<DisableReason>,
     pub sealed_secret: SealedSecret,
+    /// The secret the last rotation replaced, and when: deliveries are signed with it too
+    /// for a grace period, so that receivers can roll over without dropping any.
+    #[serde(default)]
+    pub previous_secret: Option<PreviousSecret>,
     pub deleted: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviousSecret {
+    pub sealed_secret: SealedSecret,
+    pub replaced_at: DateTime<Utc>,
 }
 
 impl WebhookEndpointState {
@@ -244,6 +254,7 @@ impl Aggregate for WebhookEndpoint {
                 enabled,
                 disabled_reason: (!enabled).then_some(DisableReason::Admin),
                 sealed_secret,
+                previous_secret: None,
                 deleted: false,
                 created_at: at,
                 updated_at: at,
@@ -268,8 +279,12 @@ impl Aggregate for WebhookEndpoint {
                     description,
                 };
             }
-            E::WebhookEndpointSecretRotated { sealed_secret, .. } => {
-                state.sealed_secret = sealed_secret;
+            E::WebhookEndpointSecretRotated { sealed_secret, at } => {
+                let replaced = std::mem::replace(&mut state.sealed_secret, sealed_secret);
+                state.previous_secret = Some(PreviousSecret {
+                    sealed_secret: replaced,
+                    replaced_at: at,
+                });
             }
             E::WebhookEndpointDisabled { reason, .. } => {
                 state.enabled = false;

@@ -11,7 +11,8 @@ mod events;
 mod tests;
 
 pub use aggregate::{
-    WebhookEndpoint, WebhookEndpointState, MAX_DESCRIPTION_LEN, MAX_EVENT_TYPES, MAX_URL_LEN,
+    PreviousSecret, WebhookEndpoint, WebhookEndpointState, MAX_DESCRIPTION_LEN, MAX_EVENT_TYPES,
+    MAX_URL_LEN,
 };
 pub use commands::{EndpointChange, EndpointSettings, WebhookEndpointCommand};
 pub use error::WebhookEndpointError;

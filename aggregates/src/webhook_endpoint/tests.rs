@@ -366,6 +366,10 @@ fn the_state_follows_the_events() {
     assert!(!state.enabled);
     assert_eq!(state.disabled_reason, Some(DisableReason::Admin));
     assert_eq!(state.sealed_secret, sealed('C'));
+    // What the rotation replaced, for the signatures of its grace period.
+    let previous = state.previous_secret.as_ref().unwrap();
+    assert_eq!(previous.sealed_secret, sealed('A'));
+    assert_eq!(previous.replaced_at, now());
     assert_eq!(state.updated_at, now());
     assert!(state.wants("SubscriptionCreated"));
     assert!(!state.wants("DeviceActivated"));

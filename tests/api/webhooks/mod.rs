@@ -1,8 +1,11 @@
 //! Webhooks against a real receiver (see `receiver`), on both backends.
 
 mod delivery;
+mod health;
+mod lifecycle;
 mod management;
-mod receiver;
+pub mod receiver;
+mod rotation;
 mod sigkill;
 mod upgrade;
 

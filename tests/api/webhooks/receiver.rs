@@ -49,6 +49,8 @@ struct Behaviour {
     fail_next: AtomicUsize,
     fail_always: AtomicBool,
     hang: AtomicBool,
+    /// How long the next request waits before it is answered.
+    delay_next: Mutex<Option<Duration>>,
     /// Answers 307 to this URL when set.
     redirect_to: Mutex<Option<String>>,
 }
@@ -96,6 +98,15 @@ impl Receiver {
             .unwrap_or_else(|e| e.into_inner()) = Some(url.to_owned());
     }
 
+    /// Answers the next request only after `delay` (as a slow receiver would).
+    pub fn delay_next(&self, delay: Duration) {
+        *self
+            .behaviour
+            .delay_next
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(delay);
+    }
+
     /// Answers new requests again.
     pub fn answer(&self) {
         self.behaviour.hang.store(false, Ordering::SeqCst);
@@ -136,6 +147,14 @@ async fn receive(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(Received { headers, raw, body });
+    let delay = behaviour
+        .delay_next
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     if behaviour.hang.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
