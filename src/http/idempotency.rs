@@ -109,9 +109,11 @@ async fn guard(app: SharedApp, caller: Caller, request: Request, next: Next) -> 
         )
         .into_response();
     };
-    let Some(scope) = scope(&app, caller, &parts, &body).await else {
+    let scope = match scope(&app, caller, &parts, &body).await {
+        Ok(Some(scope)) => scope,
         // No caller to own the key: the handler refuses the request, nothing runs.
-        return next.run(Request::from_parts(parts, Body::from(body))).await;
+        Ok(None) => return next.run(Request::from_parts(parts, Body::from(body))).await,
+        Err(error) => return ApiError::unavailable(error).into_response(),
     };
     let route = parts
         .extensions
@@ -181,24 +183,41 @@ async fn guard(app: SharedApp, caller: Caller, request: Request, next: Next) -> 
 }
 
 /// Who owns the key, or none when the request carries no credential the handler accepts.
-async fn scope(app: &SharedApp, caller: Caller, parts: &Parts, body: &Bytes) -> Option<Scope> {
-    match caller {
+async fn scope(
+    app: &SharedApp,
+    caller: Caller,
+    parts: &Parts,
+    body: &Bytes,
+) -> Result<Option<Scope>, sqlx::Error> {
+    Ok(match caller {
         Caller::Admin => access::session(parts, app)
             .await
             .ok()
             .map(|session| Scope::admin(session.admin_id)),
         Caller::License => {
-            let body: serde_json::Value = serde_json::from_slice(body).ok()?;
+            let Ok(body) = serde_json::from_slice::<serde_json::Value>(body) else {
+                return Ok(None);
+            };
             if let Some(raw_key) = body.get("license_key").and_then(serde_json::Value::as_str) {
-                let key = LicenseKey::parse(raw_key).ok()?;
-                return Some(Scope::license_key(&sha256_hex(key.expose())));
+                let Ok(key) = LicenseKey::parse(raw_key) else {
+                    return Ok(None);
+                };
+                // A key some license was issued: a well-formed guess is refused by the
+                // handler and must not leave a row behind (anyone can send guesses).
+                let key_hash = sha256_hex(key.expose());
+                let issued = app.lookup.subscription_by_key_hash(&key_hash).await?;
+                return Ok(issued.map(|_| Scope::license_key(&key_hash)));
             }
-            let token = body.get("token").and_then(serde_json::Value::as_str)?;
+            let Some(token) = body.get("token").and_then(serde_json::Value::as_str) else {
+                return Ok(None);
+            };
             // Verified, so that nobody can act in the name of a license they do not hold.
-            let claims = app.license_tokens.verify(token).ok()?;
-            Some(Scope::license(SubscriptionId(claims.sid)))
+            app.license_tokens
+                .verify(token)
+                .ok()
+                .map(|claims| Scope::license(SubscriptionId(claims.sid)))
         }
-    }
+    })
 }
 
 /// Keeps a successful answer for the key; lets the key go after any other answer (it wrote

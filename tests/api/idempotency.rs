@@ -665,6 +665,35 @@ async fn a_request_refused_for_its_credential_is_not_remembered() {
 }
 
 #[tokio::test]
+async fn a_license_key_nobody_holds_claims_no_key() {
+    let app = spawn_app().await;
+    // Well formed, but no license has it: anyone could send one such request after another,
+    // each under a new key, and fill the table for a day.
+    let unknown = "FLX-00000-00000-00000-00000-00000-00000-0";
+    for key in ["guess-1", "guess-2"] {
+        assert_refused(
+            &app,
+            activate(&app, key, unknown, "laptop"),
+            StatusCode::NOT_FOUND,
+            "LICENSE_NOT_FOUND",
+        )
+        .await;
+    }
+    assert_eq!(
+        app.scalar("select count(*) from idempotency_keys").await,
+        0,
+        "a request refused for its credential left a key behind"
+    );
+    // A license key someone holds still owns its keys.
+    let held = app.subscription_with_devices(1).await;
+    let held = held["license_key"].as_str().unwrap();
+    let first = activate(&app, "boot", held, "laptop").send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let again = activate(&app, "boot", held, "laptop").send().await.unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+}
+
+#[tokio::test]
 async fn a_retry_after_a_crash_between_commit_and_answer_creates_no_second_subscription() {
     let app = spawn_app().await;
     let body = new_subscription("crash@example.com");
