@@ -2,7 +2,7 @@
 //! after the routes it covers:
 //!
 //! ```ignore
-//! .route_layer(axum::middleware::from_fn(idempotency::admin_keys))   // admin-token routes
+//! .route_layer(axum::middleware::from_fn(idempotency::admin_keys))   // admin-role routes
 //! .route_layer(axum::middleware::from_fn(idempotency::license_keys)) // licensing routes
 //! ```
 //!
@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use chrono::Utc;
 use flowlytix_aggregates::license_key::LicenseKey;
-use flowlytix_aggregates::SubscriptionId;
+use flowlytix_aggregates::{Role, SubscriptionId};
 use tracing::Instrument;
 use utoipa::IntoParams;
 
@@ -190,9 +190,12 @@ async fn scope(
     body: &Bytes,
 ) -> Result<Option<Scope>, sqlx::Error> {
     Ok(match caller {
+        // Every route with admin keys writes, which auditors may not: the handler refuses
+        // them, and an auditor owns no key (its refused requests leave no row behind).
         Caller::Admin => access::session(parts, app)
             .await
             .ok()
+            .filter(|session| session.role == Role::Admin)
             .map(|session| Scope::admin(session.admin_id)),
         Caller::License => {
             let Ok(body) = serde_json::from_slice::<serde_json::Value>(body) else {
