@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::webhook_endpoint::{DisableReason, WebhookEndpointState};
 use flowlytix_aggregates::{WebhookEndpoint, WebhookEndpointId};
@@ -21,6 +21,7 @@ use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, ApiPath, ApiQuery, RequestContext};
 use super::idempotency::{self, IdempotencyKeyHeader};
 use crate::app::SharedApp;
+use crate::idempotency::IdempotentRequest;
 use crate::read::webhooks::{AttemptQuery, EndpointRow};
 use crate::read::{self, Paging};
 use crate::store::Committed;
@@ -175,10 +176,17 @@ async fn create_webhook(
     State(app): State<SharedApp>,
     RequireAdmin(admin): RequireAdmin,
     context: RequestContext,
+    idempotent: Option<Extension<IdempotentRequest>>,
     ApiJson(body): ApiJson<CreateWebhookRequest>,
 ) -> Result<Response, ApiError> {
     let metadata = context.metadata(admin.admin_id.to_string());
-    let made = webhooks::create(&app, body, metadata).await?;
+    let made = match idempotent {
+        Some(Extension(request)) => {
+            let id = WebhookEndpointId(request.derived_id("WebhookEndpoint"));
+            webhooks::create_with_id(&app, id, body, metadata).await?
+        }
+        None => webhooks::create(&app, body, metadata).await?,
+    };
     let view = WebhookView::with_secret(&made)?;
     let location = format!("/api/v1/webhooks/{}", view.id);
     let mut response = (StatusCode::CREATED, Json(view)).into_response();

@@ -116,8 +116,19 @@ pub async fn create(
     request: CreateWebhookRequest,
     metadata: EventMetadata,
 ) -> Result<WithSecret, WebhookError> {
+    create_with_id(app, WebhookEndpointId(Uuid::new_v4()), request, metadata).await
+}
+
+/// `create` with the id chosen by the caller: a retry under one `Idempotency-Key` uses the
+/// same id, so the event store refuses a second endpoint, which would get every event twice
+/// (see `IdempotentRequest`).
+pub async fn create_with_id(
+    app: &App,
+    id: WebhookEndpointId,
+    request: CreateWebhookRequest,
+    metadata: EventMetadata,
+) -> Result<WithSecret, WebhookError> {
     check_url_policy(&request.url, &app.config.webhooks)?;
-    let id = WebhookEndpointId(Uuid::new_v4());
     let secret = app.webhooks.secrets.generate(id);
     let command = WebhookEndpointCommand::Create {
         endpoint_id: id,

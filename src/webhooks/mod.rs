@@ -13,8 +13,8 @@ pub mod signing;
 pub mod ssrf;
 
 pub use manage::{
-    create, delete, delivery_log, endpoint, redeliver, rotate_secret, update, CreateWebhookRequest,
-    UpdateWebhookRequest, WebhookError, WithSecret,
+    create, create_with_id, delete, delivery_log, endpoint, redeliver, rotate_secret, update,
+    CreateWebhookRequest, UpdateWebhookRequest, WebhookError, WithSecret,
 };
 
 use flowlytix_aggregates::{

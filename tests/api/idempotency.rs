@@ -735,3 +735,35 @@ async fn a_retry_after_a_crash_between_commit_and_answer_creates_no_second_subsc
     assert_eq!(later.status(), StatusCode::CREATED);
     assert_eq!(count_events_of_type(&app, "SubscriptionCreated").await, 2);
 }
+
+#[tokio::test]
+async fn a_retry_after_a_crash_between_commit_and_answer_registers_no_second_webhook() {
+    let app = spawn_app().await;
+    let body = json!({"url": "https://hooks.example.com/in", "enabled": false});
+    let register = || {
+        app.admin(Method::POST, "/api/v1/webhooks")
+            .header(HEADER, "lost-webhook")
+            .json(&body)
+    };
+    assert_eq!(
+        register().send().await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    // The server died after the commit, before remembering the answer (as above).
+    flowlytix_projections::with_db!(&app.db, pool => {
+        sqlx::query(
+            "update idempotency_keys set response_status = null, response_nonce = null,
+             response_sealed = null, claim_id = 'crashed', lease_until = 0",
+        )
+        .execute(pool)
+        .await
+        .unwrap()
+        .rows_affected()
+    });
+    // A second endpoint would get every event twice.
+    assert_refused(&app, register(), StatusCode::CONFLICT, "WEBHOOK_EXISTS").await;
+    assert_eq!(
+        count_events_of_type(&app, "WebhookEndpointCreated").await,
+        1
+    );
+}
