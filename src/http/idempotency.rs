@@ -32,7 +32,9 @@ use super::access;
 use super::error::ApiError;
 use crate::app::SharedApp;
 use crate::crypto::sha256_hex;
-use crate::idempotency::{Begun, IdempotencyKey, RememberedResponse, RequestShape, Scope};
+use crate::idempotency::{
+    Begun, IdempotencyKey, RememberedResponse, RequestShape, Scope, RUN_LIMIT,
+};
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
@@ -141,11 +143,20 @@ async fn guard(app: SharedApp, caller: Caller, request: Request, next: Next) -> 
             request.extensions_mut().insert(ticket.request());
             // Run to the end even if the client goes away or the request times out: the
             // answer is then remembered for the retry instead of the key staying locked
-            // with nobody knowing whether the command ran.
+            // with nobody knowing whether the command ran. But not past RUN_LIMIT: once the
+            // lease runs out a retry may take the key, and both would then run.
             let run = tokio::spawn(
                 async move {
-                    let response = next.run(request).await;
-                    remember(&app, ticket, response).await
+                    match tokio::time::timeout(RUN_LIMIT, next.run(request)).await {
+                        Ok(response) => remember(&app, ticket, response).await,
+                        // Whether it committed is unknown: the key stays held until its
+                        // lease runs out, as after a crash.
+                        Err(_) => {
+                            tracing::warn!("an idempotent request was stopped at its time limit");
+                            ApiError::unavailable("an idempotent request ran past its time limit")
+                                .into_response()
+                        }
+                    }
                 }
                 .instrument(tracing::Span::current()),
             );

@@ -11,8 +11,12 @@ use futures::future::join_all;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 
+use flowlytix_projections::Db;
+use flowlytix_server::idempotency::RUN_LIMIT;
+
 use crate::helpers::{
-    assert_problem, assert_refused, count_events_of_type, spawn_app, start_app, TestApp,
+    assert_problem, assert_refused, count_events_of_type, skip_unless_postgres, spawn_app,
+    start_app, TestApp,
 };
 
 const HEADER: &str = "Idempotency-Key";
@@ -766,4 +770,49 @@ async fn a_retry_after_a_crash_between_commit_and_answer_registers_no_second_web
         count_events_of_type(&app, "WebhookEndpointCreated").await,
         1
     );
+}
+
+#[tokio::test]
+async fn an_attempt_that_outlives_the_request_timeout_is_stopped_before_its_lease_runs_out() {
+    // A write held up on a lock needs PostgreSQL (SQLite gives up after its busy timeout).
+    if skip_unless_postgres() {
+        return;
+    }
+    let app = spawn_app().await;
+    let subscription = app
+        .create_subscription(new_subscription("stuck@example.com"))
+        .await;
+    let path = format!(
+        "/api/v1/subscriptions/{}/license-key",
+        subscription["id"].as_str().unwrap()
+    );
+    let regenerate = || app.admin(Method::POST, &path).header(HEADER, "stuck");
+    let Db::Postgres(pool) = &app.db else {
+        unreachable!("PostgreSQL run")
+    };
+    // Every append waits while this transaction holds the lock.
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("lock table events in share mode")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let first = tokio::spawn(regenerate().send());
+    // The client is answered at the request timeout; the attempt itself must not go on
+    // running past its own limit, which ends before the lease does.
+    tokio::time::sleep(RUN_LIMIT + std::time::Duration::from_secs(2)).await;
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status(), StatusCode::REQUEST_TIMEOUT);
+    // The lease runs out (sooner here than by the clock): a retry takes the key over.
+    sqlx::query("update idempotency_keys set lease_until = 0")
+        .execute(pool)
+        .await
+        .unwrap();
+    let retry = tokio::spawn(regenerate().send());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    lock.rollback().await.unwrap();
+    let retry = retry.await.unwrap().unwrap();
+    assert_eq!(retry.status(), StatusCode::OK);
+    // Had the first attempt still been waiting, it would have regenerated the key too.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(count_events_of_type(&app, "LicenseKeyRegenerated").await, 1);
 }
