@@ -9,7 +9,8 @@
 //! and documents the header with `params(IdempotencyKeyHeader)` in each operation's
 //! `#[utoipa::path]` (the document's completion adds the answers below). Only POST is
 //! affected; other methods on the same routes pass through, and so does a request whose
-//! caller cannot be named (no valid credential: the handler refuses it and nothing runs).
+//! caller cannot be named (no valid credential, an auditor on a writing route, a license key
+//! no license was issued: the handler refuses it and nothing runs).
 //!
 //! Answers of its own: 400 `INVALID_IDEMPOTENCY_KEY`, 409 `IDEMPOTENCY_KEY_IN_FLIGHT`,
 //! 409 `IDEMPOTENCY_RESPONSE_UNREADABLE`, 422 `IDEMPOTENCY_KEY_REUSED`. A replayed answer
