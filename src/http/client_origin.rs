@@ -82,10 +82,13 @@ impl TrustedProxies {
 }
 
 /// An `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5678`,
-/// `[::1]:5678`).
+/// `[::1]:5678`), an IPv6 one possibly in brackets without one (`[::1]`, as some proxies
+/// write it).
 fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let unbracketed = hop.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
     hop.parse::<IpAddr>()
         .ok()
+        .or_else(|| unbracketed.and_then(|h| h.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)))
         .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
         .map(canonical)
 }
@@ -199,6 +202,15 @@ mod tests {
             trusted.resolve(ip("10.1.2.3"), &HeaderMap::new()).ip,
             ip("10.1.2.3")
         );
+        // An IPv6 hop in brackets, with or without its port.
+        for hop in ["[2001:db8::7]", "[2001:db8::7]:4711", "2001:db8::7"] {
+            let bracketed = headers(&[("x-forwarded-for", hop)]);
+            assert_eq!(
+                trusted.resolve(ip("10.1.2.3"), &bracketed).ip,
+                ip("2001:db8::7"),
+                "{hop}"
+            );
+        }
         // Garbage stops the walk at the last trusted hop.
         let garbage = headers(&[("x-forwarded-for", "198.51.100.23, nonsense, 10.5.5.5")]);
         assert_eq!(trusted.resolve(ip("10.1.2.3"), &garbage).ip, ip("10.5.5.5"));

@@ -2,14 +2,15 @@
 //! after the routes it covers:
 //!
 //! ```ignore
-//! .route_layer(axum::middleware::from_fn(idempotency::admin_keys))   // admin-token routes
+//! .route_layer(axum::middleware::from_fn(idempotency::admin_keys))   // admin-role routes
 //! .route_layer(axum::middleware::from_fn(idempotency::license_keys)) // licensing routes
 //! ```
 //!
 //! and documents the header with `params(IdempotencyKeyHeader)` in each operation's
 //! `#[utoipa::path]` (the document's completion adds the answers below). Only POST is
 //! affected; other methods on the same routes pass through, and so does a request whose
-//! caller cannot be named (no valid credential: the handler refuses it and nothing runs).
+//! caller cannot be named (no valid credential, an auditor on a writing route, a license key
+//! no license was issued: the handler refuses it and nothing runs).
 //!
 //! Answers of its own: 400 `INVALID_IDEMPOTENCY_KEY`, 409 `IDEMPOTENCY_KEY_IN_FLIGHT`,
 //! 409 `IDEMPOTENCY_RESPONSE_UNREADABLE`, 422 `IDEMPOTENCY_KEY_REUSED`. A replayed answer
@@ -24,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use chrono::Utc;
 use flowlytix_aggregates::license_key::LicenseKey;
-use flowlytix_aggregates::SubscriptionId;
+use flowlytix_aggregates::{Role, SubscriptionId};
 use tracing::Instrument;
 use utoipa::IntoParams;
 
@@ -32,7 +33,9 @@ use super::access;
 use super::error::ApiError;
 use crate::app::SharedApp;
 use crate::crypto::sha256_hex;
-use crate::idempotency::{Begun, IdempotencyKey, RememberedResponse, RequestShape, Scope};
+use crate::idempotency::{
+    Begun, IdempotencyKey, RememberedResponse, RequestShape, Scope, RUN_LIMIT,
+};
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
@@ -109,9 +112,11 @@ async fn guard(app: SharedApp, caller: Caller, request: Request, next: Next) -> 
         )
         .into_response();
     };
-    let Some(scope) = scope(&app, caller, &parts, &body).await else {
+    let scope = match scope(&app, caller, &parts, &body).await {
+        Ok(Some(scope)) => scope,
         // No caller to own the key: the handler refuses the request, nothing runs.
-        return next.run(Request::from_parts(parts, Body::from(body))).await;
+        Ok(None) => return next.run(Request::from_parts(parts, Body::from(body))).await,
+        Err(error) => return ApiError::unavailable(error).into_response(),
     };
     let route = parts
         .extensions
@@ -139,11 +144,20 @@ async fn guard(app: SharedApp, caller: Caller, request: Request, next: Next) -> 
             request.extensions_mut().insert(ticket.request());
             // Run to the end even if the client goes away or the request times out: the
             // answer is then remembered for the retry instead of the key staying locked
-            // with nobody knowing whether the command ran.
+            // with nobody knowing whether the command ran. But not past RUN_LIMIT: once the
+            // lease runs out a retry may take the key, and both would then run.
             let run = tokio::spawn(
                 async move {
-                    let response = next.run(request).await;
-                    remember(&app, ticket, response).await
+                    match tokio::time::timeout(RUN_LIMIT, next.run(request)).await {
+                        Ok(response) => remember(&app, ticket, response).await,
+                        // Whether it committed is unknown: the key stays held until its
+                        // lease runs out, as after a crash.
+                        Err(_) => {
+                            tracing::warn!("an idempotent request was stopped at its time limit");
+                            ApiError::unavailable("an idempotent request ran past its time limit")
+                                .into_response()
+                        }
+                    }
                 }
                 .instrument(tracing::Span::current()),
             );
@@ -181,24 +195,44 @@ async fn guard(app: SharedApp, caller: Caller, request: Request, next: Next) -> 
 }
 
 /// Who owns the key, or none when the request carries no credential the handler accepts.
-async fn scope(app: &SharedApp, caller: Caller, parts: &Parts, body: &Bytes) -> Option<Scope> {
-    match caller {
+async fn scope(
+    app: &SharedApp,
+    caller: Caller,
+    parts: &Parts,
+    body: &Bytes,
+) -> Result<Option<Scope>, sqlx::Error> {
+    Ok(match caller {
+        // Every route with admin keys writes, which auditors may not: the handler refuses
+        // them, and an auditor owns no key (its refused requests leave no row behind).
         Caller::Admin => access::session(parts, app)
             .await
             .ok()
+            .filter(|session| session.role == Role::Admin)
             .map(|session| Scope::admin(session.admin_id)),
         Caller::License => {
-            let body: serde_json::Value = serde_json::from_slice(body).ok()?;
+            let Ok(body) = serde_json::from_slice::<serde_json::Value>(body) else {
+                return Ok(None);
+            };
             if let Some(raw_key) = body.get("license_key").and_then(serde_json::Value::as_str) {
-                let key = LicenseKey::parse(raw_key).ok()?;
-                return Some(Scope::license_key(&sha256_hex(key.expose())));
+                let Ok(key) = LicenseKey::parse(raw_key) else {
+                    return Ok(None);
+                };
+                // A key some license was issued: a well-formed guess is refused by the
+                // handler and must not leave a row behind (anyone can send guesses).
+                let key_hash = sha256_hex(key.expose());
+                let issued = app.lookup.subscription_by_key_hash(&key_hash).await?;
+                return Ok(issued.map(|_| Scope::license_key(&key_hash)));
             }
-            let token = body.get("token").and_then(serde_json::Value::as_str)?;
+            let Some(token) = body.get("token").and_then(serde_json::Value::as_str) else {
+                return Ok(None);
+            };
             // Verified, so that nobody can act in the name of a license they do not hold.
-            let claims = app.license_tokens.verify(token).ok()?;
-            Some(Scope::license(SubscriptionId(claims.sid)))
+            app.license_tokens
+                .verify(token)
+                .ok()
+                .map(|claims| Scope::license(SubscriptionId(claims.sid)))
         }
-    }
+    })
 }
 
 /// Keeps a successful answer for the key; lets the key go after any other answer (it wrote

@@ -124,7 +124,7 @@ fn forget_idle_addresses(
 }
 
 /// The rate limiter's key: the client address as resolved behind trusted proxies, or the
-/// TCP peer.
+/// TCP peer; for IPv6, its /64.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddress;
 
@@ -141,6 +141,37 @@ impl KeyExtractor for ClientAddress {
                     .get::<ConnectInfo<SocketAddr>>()
                     .map(|c| c.0.ip())
             })
+            .map(network_of)
             .ok_or(GovernorError::UnableToExtractKey)
+    }
+}
+
+/// What one client holds: an IPv4 address, or an IPv6 /64 (a host is usually given a whole
+/// /64 and may pick any address in it, so counting single IPv6 addresses limits nobody).
+fn network_of(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !u128::from(u64::MAX);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64_and_an_ipv4_one_by_its_address() {
+        let network = |text: &str| network_of(text.parse().unwrap());
+        assert_eq!(
+            network("2001:db8:1:2:aaaa::1"),
+            network("2001:db8:1:2::ffff")
+        );
+        assert_eq!(network("2001:db8:1:2::1").to_string(), "2001:db8:1:2::");
+        assert_ne!(network("2001:db8:1:2::1"), network("2001:db8:1:3::1"));
+        assert_ne!(network("198.51.100.1"), network("198.51.100.2"));
     }
 }

@@ -31,6 +31,10 @@ pub const RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 /// 30 s request timeout, so a request still running never loses its key; short enough that
 /// a crash mid-request does not lock the key for long.
 pub const LEASE: Duration = Duration::from_secs(60);
+/// How long a request under a key may run (it runs on when its client goes away or the
+/// request times out, so that its answer is remembered): stopped then, so that it is over
+/// before its lease runs out and a retry may take the key.
+pub const RUN_LIMIT: Duration = Duration::from_secs(45);
 pub const MAX_KEY_LEN: usize = 255;
 /// How often each instance deletes expired keys.
 const PURGE_EVERY: Duration = Duration::from_secs(10 * 60);

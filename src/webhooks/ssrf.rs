@@ -53,6 +53,8 @@ fn is_forbidden_v6(ip: Ipv6Addr) -> bool {
         || (segments[0] == 0x2001 && segments[1] == 0x0db8) // documentation
         || (segments[0] == 0x2001 && segments[1] == 0) // Teredo: tunnels to anywhere
         || segments[..6] == [0, 0, 0, 0, 0, 0] // IPv4-compatible (deprecated)
+        || (segments[0] == 0x0064 && segments[1] == 0xff9b && segments[2] == 1) // local-use NAT64, 64:ff9b:1::/48: translated to the operator's own choice of IPv4 (RFC 8215)
+        || (segments[..5] == [0, 0, 0, 0, 0xffff] && is_forbidden_v4(embedded_v4(segments[6], segments[7]))) // IPv4-translated, ::ffff:0:0/96 (SIIT)
         || (segments[0] == 0x0064 && segments[1] == 0xff9b && is_forbidden_v4(embedded_v4(segments[6], segments[7]))) // NAT64
         || (segments[0] == 0x2002 && is_forbidden_v4(embedded_v4(segments[1], segments[2])))
     // 6to4
@@ -136,6 +138,10 @@ mod tests {
             "64:ff9b::a00:1",
             "2002:7f00:1::",
             "2002:c0a8:101::",
+            "64:ff9b:1::808:808",
+            "64:ff9b:1:a00:0:100::",
+            "::ffff:0:7f00:1",
+            "::ffff:0:a9fe:a9fe",
         ] {
             assert!(forbidden(ip), "{ip} must be refused");
         }

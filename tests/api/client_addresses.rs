@@ -179,3 +179,28 @@ async fn the_per_account_throttle_holds_across_addresses_and_for_unknown_emails_
     let response = login_from(&app, "198.51.100.20", "nobody@example.com", "guess").await;
     assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED").await;
 }
+
+#[tokio::test]
+async fn an_ipv6_client_cannot_escape_its_limit_by_changing_addresses_within_its_network() {
+    let app = spawn_app_with(&[
+        ("TRUSTED_PROXIES", "127.0.0.1/32"),
+        ("RATE_LIMIT_LICENSING_PER_MINUTE", "2"),
+    ])
+    .await;
+    // One IPv6 host usually holds a whole /64 and picks any address in it: the budget is
+    // the network's, or it is no limit at all.
+    for forwarded in ["2001:db8:1:2::1", "2001:db8:1:2::2"] {
+        let response = validate_from(&app, forwarded).await;
+        assert_eq!(response.status(), StatusCode::OK, "{forwarded}");
+    }
+    let refused = validate_from(&app, "2001:db8:1:2:ffff:1234:5678:9abc").await;
+    assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED").await;
+    // The neighbouring /64 is another client, with a budget of its own.
+    let neighbour = validate_from(&app, "2001:db8:1:3::1").await;
+    assert_eq!(neighbour.status(), StatusCode::OK);
+    // The audit trail still records the client's own address.
+    assert_eq!(
+        recorded_ip(&app, "2001:db8:1:2::77").await,
+        "2001:db8:1:2::77"
+    );
+}

@@ -11,9 +11,12 @@ use futures::future::join_all;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 
+use flowlytix_projections::Db;
+use flowlytix_server::idempotency::RUN_LIMIT;
+
 use crate::helpers::{
-    assert_problem, assert_refused, count_events_of_type, spawn_app, spawn_app_with, start_app,
-    TestApp,
+    assert_problem, assert_refused, count_events_of_type, skip_unless_postgres, spawn_app,
+    spawn_app_with, start_app, TestApp,
 };
 
 const HEADER: &str = "Idempotency-Key";
@@ -629,12 +632,10 @@ async fn a_request_refused_for_its_credential_is_not_remembered() {
         .header(HEADER, "k")
         .json(&body);
     assert_refused(&app, as_auditor, StatusCode::FORBIDDEN, "FORBIDDEN").await;
-    // The auditor is a caller: its key is claimed, then released unanswered.
-    let answered = "select count(*) from idempotency_keys where response_status is not null";
-    assert_eq!(app.scalar(answered).await, 0);
-    let held = "select count(*) from idempotency_keys where claim_id is not null";
-    assert_eq!(app.scalar(held).await, 0);
+    // Auditors only read: no writing route is theirs, so they own no key and write no row
+    // (a released key's row stays for a day: one per request, as many as they liked).
     let rows = app.scalar("select count(*) from idempotency_keys").await;
+    assert_eq!(rows, 0, "an auditor's refused request left a key behind");
     let unsigned = app
         .anon(Method::POST, "/api/v1/subscriptions")
         .bearer_auth("not-a-token")
@@ -663,6 +664,35 @@ async fn a_request_refused_for_its_credential_is_not_remembered() {
         app.scalar("select count(*) from idempotency_keys").await,
         rows
     );
+}
+
+#[tokio::test]
+async fn a_license_key_nobody_holds_claims_no_key() {
+    let app = spawn_app().await;
+    // Well formed, but no license has it: anyone could send one such request after another,
+    // each under a new key, and fill the table for a day.
+    let unknown = "FLX-00000-00000-00000-00000-00000-00000-0";
+    for key in ["guess-1", "guess-2"] {
+        assert_refused(
+            &app,
+            activate(&app, key, unknown, "laptop"),
+            StatusCode::NOT_FOUND,
+            "LICENSE_NOT_FOUND",
+        )
+        .await;
+    }
+    assert_eq!(
+        app.scalar("select count(*) from idempotency_keys").await,
+        0,
+        "a request refused for its credential left a key behind"
+    );
+    // A license key someone holds still owns its keys.
+    let held = app.subscription_with_devices(1).await;
+    let held = held["license_key"].as_str().unwrap();
+    let first = activate(&app, "boot", held, "laptop").send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let again = activate(&app, "boot", held, "laptop").send().await.unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
 }
 
 #[tokio::test]
@@ -737,4 +767,49 @@ async fn a_retry_after_a_crash_between_commit_and_answer_creates_no_second_webho
         count_events_of_type(&app, "WebhookEndpointCreated").await,
         1
     );
+}
+
+#[tokio::test]
+async fn an_attempt_that_outlives_the_request_timeout_is_stopped_before_its_lease_runs_out() {
+    // A write held up on a lock needs PostgreSQL (SQLite gives up after its busy timeout).
+    if skip_unless_postgres() {
+        return;
+    }
+    let app = spawn_app().await;
+    let subscription = app
+        .create_subscription(new_subscription("stuck@example.com"))
+        .await;
+    let path = format!(
+        "/api/v1/subscriptions/{}/license-key",
+        subscription["id"].as_str().unwrap()
+    );
+    let regenerate = || app.admin(Method::POST, &path).header(HEADER, "stuck");
+    let Db::Postgres(pool) = &app.db else {
+        unreachable!("PostgreSQL run")
+    };
+    // Every append waits while this transaction holds the lock.
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("lock table events in share mode")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let first = tokio::spawn(regenerate().send());
+    // The client is answered at the request timeout; the attempt itself must not go on
+    // running past its own limit, which ends before the lease does.
+    tokio::time::sleep(RUN_LIMIT + std::time::Duration::from_secs(2)).await;
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status(), StatusCode::REQUEST_TIMEOUT);
+    // The lease runs out (sooner here than by the clock): a retry takes the key over.
+    sqlx::query("update idempotency_keys set lease_until = 0")
+        .execute(pool)
+        .await
+        .unwrap();
+    let retry = tokio::spawn(regenerate().send());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    lock.rollback().await.unwrap();
+    let retry = retry.await.unwrap().unwrap();
+    assert_eq!(retry.status(), StatusCode::OK);
+    // Had the first attempt still been waiting, it would have regenerated the key too.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(count_events_of_type(&app, "LicenseKeyRegenerated").await, 1);
 }
