@@ -131,7 +131,8 @@ impl App {
             Some(jetstream) => Arc::new(jetstream.clone()),
             None => Arc::new(InProcessBus::new(db.clone())),
         };
-        let licenses = Arc::new(LicenseCache::new(db.clone()));
+        // The embedded server is the only writer of its database: it hears of every change.
+        let licenses = Arc::new(LicenseCache::new(matches!(db, Db::Sqlite(_))));
         let app = Arc::new(App {
             subscriptions: SubscriptionCommands::new(db.clone(), licenses.clone()),
             licenses,

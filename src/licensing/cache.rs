@@ -1,180 +1,121 @@
-//! What `validate` reads: a small in-memory cache of licenses, filled from the license read
-//! model and, right after this instance changes a subscription, from the aggregate itself
-//! (so a client that activates and then validates is never told its device is unknown).
-//! Entries live a short while, so a change made through another instance shows within
-//! about a second.
+//! What `validate` reads: a bounded in-memory cache of licenses, each the subscription as
+//! the write side had it when it was put here (so it is never behind a lagging read model).
+//!
+//! An entry stays trusted for as long as this instance hears of every change: its own
+//! commands write through (`remember`), and on PostgreSQL every instance follows the store's
+//! license notices (every change to a license that has a key, but activations and token
+//! issues: migration 0012) and reloads the subscription. A refusal is re-checked against
+//! the store once its entry is half a second old, for the activations made elsewhere. Entries put here while notices were not followed (the listener
+//! was connecting, or lost its connection) are trusted for half a second only: a change made
+//! elsewhere meanwhile was announced to nobody.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flowlytix_aggregates::{Sha256Hex, SubscriptionId};
-use flowlytix_projections::Db;
+use flowlytix_aggregates::SubscriptionId;
+use moka::ops::compute::Op;
 
 use super::LicenseSnapshot;
 use crate::monitoring::record;
-use crate::read;
 
-/// How long a cached license is trusted without looking at the read model again.
-const FRESH_FOR: Duration = Duration::from_millis(500);
-/// Beyond this many entries the cache starts over rather than growing without bound.
-const MAX_ENTRIES: usize = 100_000;
+/// How long an entry is trusted while every change reaches this instance. Not forever: a
+/// safety net for a change that reached the store some other way (a second embedded server
+/// on the same file, a restored backup).
+const FRESH_WHILE_TOLD: Duration = Duration::from_secs(60);
+/// How long an entry is trusted when a change made elsewhere may have gone unheard.
+const FRESH_OTHERWISE: Duration = Duration::from_millis(500);
+/// Beyond this many licenses the least valuable are evicted (moka's TinyLFU).
+const MAX_ENTRIES: u64 = 100_000;
+
+/// Which stretch of "are changes heard?" a read began in: odd while they are heard, even
+/// while they are not. Each start or loss of the notices moves it on, so a read that began
+/// before a loss (or before the notices were followed) cannot count as told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Era(u64);
+
+impl Era {
+    fn told(self) -> bool {
+        self.0 % 2 == 1
+    }
+}
 
 struct Cached {
-    snapshot: Option<Arc<LicenseSnapshot>>,
+    snapshot: Arc<LicenseSnapshot>,
     fetched: Instant,
+    era: Era,
 }
 
 pub struct LicenseCache {
-    db: Db,
-    by_subscription: RwLock<HashMap<SubscriptionId, Cached>>,
-    by_key: RwLock<HashMap<Sha256Hex, SubscriptionId>>,
+    entries: moka::sync::Cache<SubscriptionId, Arc<Cached>>,
+    era: AtomicU64,
 }
 
 impl LicenseCache {
-    pub fn new(db: Db) -> Self {
+    /// `told`: whether every change is heard from the start (the embedded server is the
+    /// only writer of its database); on PostgreSQL it is false until the notices are
+    /// followed.
+    pub fn new(told: bool) -> Self {
         Self {
-            db,
-            by_subscription: RwLock::default(),
-            by_key: RwLock::default(),
+            entries: moka::sync::Cache::new(MAX_ENTRIES),
+            era: AtomicU64::new(u64::from(told)),
         }
     }
 
-    /// Records what this instance just committed. An older snapshot never replaces a newer.
-    pub fn remember(&self, snapshot: LicenseSnapshot) {
+    /// Taken before reading the write side; given back to `remember` with what was read.
+    pub fn era(&self) -> Era {
+        Era(self.era.load(Ordering::SeqCst))
+    }
+
+    /// Notices are followed from now on (`true`) or may be missed from now on (`false`).
+    pub fn told_of_changes(&self, told: bool) {
+        let _ = self
+            .era
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |era| {
+                (Era(era).told() != told).then_some(era + 1)
+            });
+    }
+
+    /// Records the subscription as the write side had it when `era` was taken. An older
+    /// snapshot never replaces a newer; the same version read again counts as confirmed.
+    pub fn remember(&self, snapshot: LicenseSnapshot, era: Era) {
         let snapshot = Arc::new(snapshot);
-        if let Some(key) = &snapshot.key_hash {
-            if let Ok(mut by_key) = self.by_key.write() {
-                if by_key.len() >= MAX_ENTRIES {
-                    by_key.clear();
-                }
-                by_key.insert(key.clone(), snapshot.subscription_id);
-            }
-        }
-        if let Ok(mut by_subscription) = self.by_subscription.write() {
-            if by_subscription.len() >= MAX_ENTRIES {
-                by_subscription.clear();
-            }
-            let newer = by_subscription
-                .get(&snapshot.subscription_id)
-                .and_then(|c| c.snapshot.as_ref())
-                .is_none_or(|old| old.version <= snapshot.version);
-            if newer {
-                by_subscription.insert(
-                    snapshot.subscription_id,
-                    Cached {
-                        snapshot: Some(snapshot),
-                        fetched: Instant::now(),
-                    },
-                );
-            }
-        }
+        self.entries
+            .entry(snapshot.subscription_id)
+            .and_compute_with(|held| match held {
+                Some(held) if held.value().snapshot.version > snapshot.version => Op::Nop,
+                _ => Op::Put(Arc::new(Cached {
+                    snapshot,
+                    fetched: Instant::now(),
+                    era,
+                })),
+            });
     }
 
     /// Drops what is cached about one subscription.
     pub fn forget(&self, id: SubscriptionId) {
-        if let Ok(mut by_subscription) = self.by_subscription.write() {
-            by_subscription.remove(&id);
-        }
+        self.entries.invalidate(&id);
     }
 
-    /// Drops everything cached (after missing change notices).
-    pub fn forget_all(&self) {
-        if let Ok(mut by_subscription) = self.by_subscription.write() {
-            by_subscription.clear();
-        }
-        if let Ok(mut by_key) = self.by_key.write() {
-            by_key.clear();
-        }
-    }
-
-    fn fresh(&self, id: SubscriptionId) -> Option<Arc<LicenseSnapshot>> {
-        let by_subscription = self.by_subscription.read().ok()?;
-        let cached = by_subscription.get(&id)?;
-        let fresh = (cached.fetched.elapsed() < FRESH_FOR)
-            .then(|| cached.snapshot.clone())
-            .flatten();
-        if fresh.is_some() {
-            record::license_cache(true);
-        }
-        fresh
-    }
-
-    /// The license a key names, if it is the subscription's current key.
-    pub async fn by_key(
-        &self,
-        key_hash: &Sha256Hex,
-    ) -> Result<Option<Arc<LicenseSnapshot>>, sqlx::Error> {
-        let known = self
-            .by_key
-            .read()
-            .ok()
-            .and_then(|m| m.get(key_hash).copied());
-        if let Some(id) = known {
-            let snapshot = match self.fresh(id) {
-                Some(snapshot) => Some(snapshot),
-                // Stale: we already know which subscription the key named, so reload that
-                // one by id rather than looking the key up again first.
-                None => self.load(id).await?,
+    /// The cached license, if it can still be trusted. To refuse (`refusing`) it must be
+    /// recent: activations are not announced, so a device activated through another
+    /// instance would otherwise stay refused here for long.
+    pub fn fresh(&self, id: SubscriptionId, refusing: bool) -> Option<Arc<LicenseSnapshot>> {
+        let fresh = self.entries.get(&id).filter(|cached| {
+            let told = cached.era.told() && cached.era == self.era();
+            let trusted_for = if told && !refusing {
+                FRESH_WHILE_TOLD
+            } else {
+                FRESH_OTHERWISE
             };
-            if let Some(snapshot) = snapshot.filter(|s| s.key_hash.as_ref() == Some(key_hash)) {
-                return Ok(Some(snapshot));
-            }
-            // The key was replaced (or the subscription is gone): forget the mapping so that
-            // the next request with this key asks the read model directly.
-            if let Ok(mut by_key) = self.by_key.write() {
-                if by_key.get(key_hash) == Some(&id) {
-                    by_key.remove(key_hash);
-                }
-            }
-        }
-        match read::licenses::subscription_id_by_key_hash(&self.db, key_hash).await? {
-            Some(id) => Ok(self
-                .load(id)
-                .await?
-                .filter(|s| s.key_hash.as_ref() == Some(key_hash))),
-            None => {
-                // An unknown key is a miss too: it cost a read of the read model.
-                record::license_cache(false);
-                Ok(None)
-            }
-        }
+            cached.fetched.elapsed() < trusted_for
+        });
+        record::license_cache(fresh.is_some());
+        fresh.map(|cached| cached.snapshot.clone())
     }
 
-    pub async fn by_subscription(
-        &self,
-        id: SubscriptionId,
-    ) -> Result<Option<Arc<LicenseSnapshot>>, sqlx::Error> {
-        if let Some(snapshot) = self.fresh(id) {
-            return Ok(Some(snapshot));
-        }
-        self.load(id).await
-    }
-
-    /// Reads the license read model, keeping a newer snapshot this instance already has.
-    async fn load(&self, id: SubscriptionId) -> Result<Option<Arc<LicenseSnapshot>>, sqlx::Error> {
-        record::license_cache(false);
-        let Some(snapshot) = read::licenses::license(&self.db, id).await? else {
-            // Not projected yet: what this instance itself committed is the best there is.
-            let by_subscription = self
-                .by_subscription
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
-            return Ok(by_subscription.get(&id).and_then(|c| c.snapshot.clone()));
-        };
-        let version = snapshot.version;
-        self.remember(snapshot);
-        let mut by_subscription = self
-            .by_subscription
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        let cached = by_subscription.get_mut(&id);
-        Ok(cached.and_then(|c| {
-            // Our own newer write stays; either way it counts as freshly confirmed.
-            if c.snapshot.as_ref().is_some_and(|s| s.version >= version) {
-                c.fetched = Instant::now();
-            }
-            c.snapshot.clone()
-        }))
+    /// The newest license held, trusted or not (a reload can lose to a newer write-through).
+    pub fn newest(&self, id: SubscriptionId) -> Option<Arc<LicenseSnapshot>> {
+        self.entries.get(&id).map(|cached| cached.snapshot.clone())
     }
 }

@@ -26,6 +26,8 @@ pub async fn follow_license_changes(
             result = follow(&app, &pool) => result,
             _ = shutdown.changed() => return,
         };
+        // Whatever is cached from now on may miss a change made elsewhere.
+        app.licenses.told_of_changes(false);
         if let Err(error) = followed {
             tracing::warn!(%error, "lost the license change notices; reconnecting");
         }
@@ -39,8 +41,9 @@ pub async fn follow_license_changes(
 async fn follow(app: &SharedApp, pool: &PgPool) -> Result<(), sqlx::Error> {
     let mut changes = LicenseChanges::listen(pool).await?;
     // Notices sent while this instance was not listening are lost: what it cached before
-    // may be stale, so it starts over.
-    app.licenses.forget_all();
+    // stays trusted for half a second only (the cache's eras), what it reads from now on
+    // for long.
+    app.licenses.told_of_changes(true);
     loop {
         let id = changes.next().await?;
         refresh(app, id).await;
@@ -49,11 +52,12 @@ async fn follow(app: &SharedApp, pool: &PgPool) -> Result<(), sqlx::Error> {
 
 /// Reads the subscription from the write side into the cache.
 async fn refresh(app: &SharedApp, id: SubscriptionId) {
+    let era = app.licenses.era();
     match app.subscriptions.load(id).await {
         Ok((subscription, version)) => {
             if let Some(state) = subscription.state() {
                 app.licenses
-                    .remember(LicenseSnapshot::from_state(state, version));
+                    .remember(LicenseSnapshot::from_state(state, version), era);
             }
         }
         Err(error) => {

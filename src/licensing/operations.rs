@@ -2,6 +2,8 @@
 //! parsed request, runs one subscription command list (or reads the license cache), and
 //! returns what the HTTP layer renders.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::license_key::LicenseKey;
 use flowlytix_aggregates::{
@@ -11,10 +13,11 @@ use flowlytix_aggregates::{
 use uuid::Uuid;
 
 use super::token::TokenError;
-use super::verdict::{judge, token_claim, DeviceClaim, Verdict};
+use super::verdict::{judge, token_claim, DeviceClaim, ValidationCode, Verdict};
 use super::LicenseSnapshot;
 use crate::app::App;
 use crate::crypto::sha256_hex;
+use crate::monitoring::record;
 use crate::store::{Committed, EventMetadata, ExecuteError};
 
 pub const MAX_FINGERPRINT_LEN: usize = 512;
@@ -157,25 +160,58 @@ pub async fn validate(
     fingerprint_hash: Sha256Hex,
     now: DateTime<Utc>,
 ) -> Result<Verdict, LicensingError> {
-    let (license, device) = match credential {
+    let (subscription_id, key_hash, device) = match credential {
         Credential::LicenseKey(key) => {
             let key_hash = sha256_hex(key.expose());
             let device = DeviceClaim {
                 fingerprint_hash,
                 device_id: None,
             };
-            (app.licenses.by_key(&key_hash).await?, device)
+            let Some(id) = app.lookup.subscription_by_key_hash(&key_hash).await? else {
+                // An unknown key is a miss too: it cost a read of the event log.
+                record::license_cache(false);
+                return Ok(judge(None, &device, now));
+            };
+            (id, Some(key_hash), device)
         }
         Credential::Token(token) => {
             let verified = app.license_tokens.verify(&token);
-            let (subscription_id, device) = match token_claim(verified, &fingerprint_hash) {
-                Ok(claim) => claim,
+            match token_claim(verified, &fingerprint_hash) {
+                Ok((id, device)) => (id, None, device),
                 Err(code) => return Ok(Verdict::refused(code)),
-            };
-            (app.licenses.by_subscription(subscription_id).await?, device)
+            }
         }
     };
-    Ok(judge(license.as_deref(), &device, now))
+    // A superseded key names its subscription still, but no license.
+    let names = |license: &LicenseSnapshot| {
+        key_hash.is_none() || license.key_hash.as_ref() == key_hash.as_ref()
+    };
+    if let Some(cached) = app.licenses.fresh(subscription_id, false) {
+        let verdict = judge(Some(&*cached).filter(|l| names(l)), &device, now);
+        if verdict.code == ValidationCode::Valid
+            || app.licenses.fresh(subscription_id, true).is_some()
+        {
+            return Ok(verdict);
+        }
+    }
+    let license = license_from_store(app, subscription_id).await?;
+    Ok(judge(license.as_deref().filter(|l| names(l)), &device, now))
+}
+
+/// The license as the write side has it now, remembered for the next validation.
+async fn license_from_store(
+    app: &App,
+    id: SubscriptionId,
+) -> Result<Option<Arc<LicenseSnapshot>>, LicensingError> {
+    let era = app.licenses.era();
+    let (subscription, version) = app.subscriptions.load(id).await?;
+    let Some(state) = subscription.state() else {
+        return Ok(None);
+    };
+    app.licenses
+        .remember(LicenseSnapshot::from_state(state, version), era);
+    // What was just read, unless a newer write-through overtook it.
+    Ok(app.licenses.newest(id))
 }
 
 /// A fresh token for the device a valid token names, while the license is usable.

@@ -46,6 +46,7 @@ impl SubscriptionCommands {
         expected_version: Option<u64>,
     ) -> Result<Committed<Subscription>, ExecuteError<SubscriptionError>> {
         let at = metadata.occurred_at;
+        let era = self.licenses.era();
         let commands = actions
             .into_iter()
             .map(|action| SubscriptionCommand::new(at, action))
@@ -56,7 +57,7 @@ impl SubscriptionCommands {
             .await?;
         if let Some(state) = committed.aggregate.state() {
             self.licenses
-                .remember(LicenseSnapshot::from_state(state, committed.version));
+                .remember(LicenseSnapshot::from_state(state, committed.version), era);
         }
         Ok(committed)
     }

@@ -510,7 +510,12 @@ async fn an_append_conflict_and_its_retry_are_counted() {
         )
     };
     let (conflicts, retries) = counts(&scrape(&app).await);
-    second.put(id, json!({"customer_name": "Ann Two"})).await;
+    // An activation: changes the instances announce to each other (an update would be)
+    // bring the first one's cached aggregate up to date before its own write.
+    let key = created["license_key"].as_str().unwrap();
+    second
+        .activate(key, "second-instance-device", "linux")
+        .await;
     let updated = app
         .api()
         .put(id, json!({"customer_name": "Ann Three"}))

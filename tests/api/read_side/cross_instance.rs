@@ -1,5 +1,6 @@
 //! Two instances on one PostgreSQL: validation on the other instance is fresh within a
-//! second even while NATS is down (the store announces license changes as they commit);
+//! second, even while NATS is down (the store announces license changes as they commit) and
+//! though it caches licenses for long;
 //! and a deployment never publishes to, or projects from, another store's stream.
 
 use std::time::Duration;
@@ -82,6 +83,44 @@ async fn validation_on_another_instance_is_fresh_within_a_second_while_nats_is_d
     let listed = there.get("/api/v1/subscriptions?status=suspended").await;
     assert_eq!(listed["total"], 0, "NATS is down, the list cannot know yet");
     nats.run().await;
+}
+
+/// Validation trusts a cached license for long while it follows the store's notices: a
+/// license the other instance has cached must still show a change made here within a
+/// second, whether it makes a refusal valid (an activation, which is not announced) or only
+/// changes what a valid answer says (features, which are).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_license_cached_on_another_instance_shows_activations_and_new_features_within_a_second() {
+    if skip_unless_postgres() {
+        return;
+    }
+    let app = spawn_app().await;
+    let here = app.api();
+    let there = here.at(&app.spawn_second_instance().await);
+    let (id, key) = here.create_simple(0, "pro", 5).await;
+    here.activate(&key, "laptop", "linux").await;
+    // Cached over there, both as valid and as refusing a device it does not know yet.
+    assert_eq!(there.validate(&key, "laptop").await["code"], "VALID");
+    assert_eq!(
+        there.validate(&key, "desktop").await["code"],
+        "DEVICE_NOT_ACTIVATED"
+    );
+
+    here.activate(&key, "desktop", "linux").await;
+    within_a_second("an activation made elsewhere", async || {
+        let seen = there.validate(&key, "desktop").await;
+        (seen["code"] == "VALID", seen)
+    })
+    .await;
+    here.put(&id, json!({"features": ["export", "sync"]})).await;
+    within_a_second("new features", async || {
+        let seen = there.validate(&key, "laptop").await;
+        (
+            seen["license"]["features"] == json!(["export", "sync"]),
+            seen,
+        )
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
