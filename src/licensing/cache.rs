@@ -4,7 +4,7 @@
 //! An entry stays trusted for as long as this instance hears of every change: its own
 //! commands write through (`remember`), and on PostgreSQL every instance follows the store's
 //! license notices (every change to a license that has a key, but activations and token
-//! issues: migration 0012) and reloads the subscription. A refusal is re-checked against
+//! issues: migration 0014) and reloads the subscription. A refusal is re-checked against
 //! the store once its entry is half a second old, for the activations made elsewhere. Entries put here while notices were not followed (the listener
 //! was connecting, or lost its connection) are trusted for half a second only: a change made
 //! elsewhere meanwhile was announced to nobody.
