@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::layout::Layout;
 use crate::http::error::ApiError;
 use crate::subscriptions::ManageError;
+use crate::webhooks::WebhookError;
 
 #[derive(Debug)]
 pub enum PanelError {
@@ -91,6 +92,12 @@ impl PanelError {
 
 impl From<ManageError> for PanelError {
     fn from(error: ManageError) -> Self {
+        Self::Api(error.into())
+    }
+}
+
+impl From<WebhookError> for PanelError {
+    fn from(error: WebhookError) -> Self {
         Self::Api(error.into())
     }
 }

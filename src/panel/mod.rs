@@ -18,6 +18,8 @@ mod layout;
 mod login;
 mod session;
 mod subscriptions;
+mod webhook_detail;
+mod webhooks;
 
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::Redirect;
@@ -67,6 +69,24 @@ pub fn router(sign_in_limit: Option<Limit>) -> Router<SharedApp> {
         )
         .route("/admin/devices", get(devices::page))
         .route("/admin/events", get(events::page))
+        .route("/admin/webhooks", get(webhooks::list))
+        .route(
+            "/admin/webhooks/new",
+            get(webhooks::new_form).post(webhooks::create),
+        )
+        .route(
+            "/admin/webhooks/{id}",
+            get(webhook_detail::page).post(webhook_detail::save),
+        )
+        .route("/admin/webhooks/{id}/confirm", get(webhook_detail::confirm))
+        .route(
+            "/admin/webhooks/{id}/actions/{action}",
+            post(webhook_detail::act),
+        )
+        .route(
+            "/admin/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+            post(webhook_detail::redeliver),
+        )
         .merge(sign_in)
         // Pages may hold what only a signed-in admin may see: never kept by a cache.
         // (Assets set their own, long lifetime.)

@@ -408,6 +408,17 @@ async fn admin_flow(b: &mut Browser, app: &TestApp) {
     b.screenshot("dashboard-with-data").await;
     b.client.set_window_size(1440, 1000).await.unwrap();
 
+    // A webhook: created (its secret shown once), then its page.
+    b.click_link("Webhooks").await;
+    b.click_link("New webhook").await;
+    b.fill("url", "https://hooks.invalid/browser").await;
+    b.fill("description", "Billing system").await;
+    b.click_button("Create webhook").await;
+    assert_eq!(b.h1().await, "Webhook created");
+    b.click_link("Open the webhook").await;
+    assert_eq!(b.h1().await, "https://hooks.invalid/browser");
+    b.screenshot("webhooks").await;
+
     // Sign out: the session is over.
     b.click_button("Sign out").await;
     assert_eq!(b.h1().await, "Sign in");

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
 
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 pub const AUDITOR_EMAIL: &str = "auditor@flowlytix.test";
 pub const AUDITOR_PASSWORD: &str = "auditor-password-123";
 
@@ -97,7 +97,7 @@ impl Browser {
     }
 }
 
-async fn auditor(app: &TestApp) -> Browser {
+pub async fn auditor(app: &TestApp) -> Browser {
     accounts::create_admin(
         &app.server,
         AUDITOR_EMAIL,
@@ -114,7 +114,7 @@ async fn auditor(app: &TestApp) -> Browser {
 }
 
 /// The ids of visible inputs and selects that no `<label for=…>` names (`""`: no id).
-fn unlabelled_controls(html: &str) -> Vec<String> {
+pub fn unlabelled_controls(html: &str) -> Vec<String> {
     let mut missing = vec![];
     for tag in ["<input", "<select"] {
         for (i, _) in html.match_indices(tag) {
@@ -136,7 +136,7 @@ fn unlabelled_controls(html: &str) -> Vec<String> {
 }
 
 /// ` onclick=`, ` onload=` and the like.
-fn has_event_handler(html: &str) -> bool {
+pub fn has_event_handler(html: &str) -> bool {
     html.match_indices(" on").any(|(i, _)| {
         let rest = &html[i + 3..];
         let name_len = rest.bytes().take_while(u8::is_ascii_lowercase).count();
