@@ -78,17 +78,11 @@ pub struct ConfirmPage {
     takes_reason: bool,
 }
 
-#[derive(Deserialize)]
-pub struct ConfirmQuery {
-    #[serde(default)]
-    action: String,
-}
-
 pub async fn confirm(
     State(app): State<SharedApp>,
     Writer(session): Writer,
     Path(id): Path<Uuid>,
-    Query(query): Query<ConfirmQuery>,
+    Query(query): Query<forms::ConfirmQuery>,
 ) -> Result<ConfirmPage, PanelError> {
     let action = Action::parse(&query.action)
         .ok_or_else(|| PanelError::NotFound("No such action.".into()))?;

@@ -88,3 +88,11 @@ mod tests {
         assert!(list("").is_empty());
     }
 }
+
+/// `?action=` of a confirmation page (subscriptions' and webhooks' alike); each page parses
+/// it into its own actions.
+#[derive(serde::Deserialize)]
+pub struct ConfirmQuery {
+    #[serde(default)]
+    pub action: String,
+}

@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use flowlytix_aggregates::webhook_endpoint::WebhookEndpointState;
 use flowlytix_aggregates::WebhookEndpointId;
-use serde::Deserialize;
 use uuid::Uuid;
 
 use super::error::PanelError;
@@ -209,17 +208,11 @@ pub struct ConfirmPage {
     question: &'static str,
 }
 
-#[derive(Deserialize)]
-pub struct ConfirmQuery {
-    #[serde(default)]
-    action: String,
-}
-
 pub async fn confirm(
     State(app): State<SharedApp>,
     Writer(session): Writer,
     Path(id): Path<Uuid>,
-    Query(query): Query<ConfirmQuery>,
+    Query(query): Query<forms::ConfirmQuery>,
 ) -> Result<ConfirmPage, PanelError> {
     let action = Action::parse(&query.action)
         .ok_or_else(|| PanelError::NotFound("No such action.".into()))?;
