@@ -208,3 +208,25 @@ pub async fn cursor_at(conn: Conn<'_>, position: i64) -> Result<Option<LogCursor
         position,
     }))
 }
+
+/// The events after `position` that `projector` has already applied (its per-aggregate
+/// versions cover them), in position order: what a projector that must see the stream in
+/// global order (webhooks) applied ahead of an event it is applying now.
+pub async fn applied_events_after(
+    conn: Conn<'_>,
+    projector: &str,
+    position: i64,
+) -> Result<Vec<EventRecord>, sqlx::Error> {
+    let sql = format!(
+        "select {} from events where global_position > $2 and exists (
+             select 1 from projection_versions v where v.projector = $1
+                 and v.aggregate_type = events.aggregate_type
+                 and v.aggregate_id = events.aggregate_id and v.version >= events.sequence)
+         order by global_position",
+        columns(conn.dialect())
+    );
+    let rows: Vec<StoredEvent> = with_conn!(conn, c => {
+        sqlx::query_as(&sql).bind(projector).bind(position).fetch_all(&mut *c).await?
+    });
+    Ok(rows.into_iter().map(EventRecord::from).collect())
+}

@@ -14,7 +14,7 @@ use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use crate::db::Conn;
-use crate::log::EventRecord;
+use crate::log::{applied_events_after, EventRecord};
 use crate::projector::{ApplyFuture, Due, ProjectionError, Projector};
 use crate::with_conn;
 
@@ -108,13 +108,30 @@ impl Projector for WebhooksProjector {
 
     fn apply_batch<'a>(&'a self, mut db: Conn<'a>, events: &'a [Due<'a>]) -> ApplyFuture<'a> {
         Box::pin(async move {
+            take_turn(db.reborrow()).await?;
             let mut receivers = load_receivers(db.reborrow()).await?;
             let now = Utc::now();
             let mut queued: Vec<(Uuid, &EventRecord)> = Vec::new();
-            for due in events {
+            let mut caught_up: Vec<(Uuid, EventRecord)> = Vec::new();
+            for (index, due) in events.iter().enumerate() {
                 let record = due.record;
                 if record.aggregate_type == WEBHOOK_ENDPOINT_TYPE {
+                    let live_before = live_ids(&receivers);
                     apply_endpoint_event(db.reborrow(), record, &mut receivers).await?;
+                    for receiver in receivers.iter().filter(|r| !live_before.contains(&r.id)) {
+                        // What came after it in the stream but was applied before it: in
+                        // batches already committed, or earlier in this one.
+                        let earlier_here = events[..index].iter().map(|d| d.record.clone());
+                        let applied =
+                            applied_events_after(db.reborrow(), "webhooks", record.position)
+                                .await?;
+                        for later in applied.into_iter().chain(earlier_here) {
+                            if later.position > record.position && receiver.wants(&later.event_type)
+                            {
+                                caught_up.push((receiver.id, later));
+                            }
+                        }
+                    }
                 }
                 // An endpoint gets the events committed while it is enabled (its own
                 // creation included), as it is at that point of the stream.
@@ -122,12 +139,36 @@ impl Projector for WebhooksProjector {
                     queued.push((receiver.id, record));
                 }
             }
+            queued.extend(caught_up.iter().map(|(id, record)| (*id, record)));
             for chunk in queued.chunks(500) {
                 queue(db.reborrow(), chunk, now).await?;
             }
             Ok(())
         })
     }
+}
+
+/// Any fixed number: the lock that makes this projector's batches take turns on PostgreSQL.
+const TURN_LOCK: i64 = 0x0066_6c6f_7768_6f6f;
+
+/// Instances share this projector's consumer, so a batch holding an endpoint's creation and
+/// one holding the events right after it may be applied at once, each blind to the other.
+/// Taking turns makes the later one see the earlier one's commit: either the endpoint is
+/// there when the events are matched, or the events are there (as applied) when the
+/// endpoint goes live, and it catches up on them. SQLite's single writer takes turns
+/// already.
+async fn take_turn(db: Conn<'_>) -> Result<(), sqlx::Error> {
+    if let Conn::Postgres(c) = db {
+        sqlx::query("select pg_advisory_xact_lock($1)")
+            .bind(TURN_LOCK)
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(())
+}
+
+fn live_ids(receivers: &[Receiver]) -> Vec<Uuid> {
+    receivers.iter().filter(|r| r.live).map(|r| r.id).collect()
 }
 
 async fn load_receivers(db: Conn<'_>) -> Result<Vec<Receiver>, sqlx::Error> {

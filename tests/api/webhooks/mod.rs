@@ -4,6 +4,7 @@ mod delivery;
 mod health;
 mod lifecycle;
 mod management;
+mod ordering;
 pub mod receiver;
 mod rotation;
 mod sigkill;
