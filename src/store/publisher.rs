@@ -11,20 +11,20 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use flowlytix_projections::log::{events_after, LogCursor};
 use flowlytix_projections::{with_conn, Conn, Db};
-use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgPool};
 use tokio::sync::watch;
 
 use crate::bus::EventBus;
+use crate::store::log::APPENDED;
 use crate::monitoring::record;
 
 /// Any fixed number: the advisory lock that elects the publishing instance.
 const PUBLISHER_LOCK: i64 = 0x0066_6c6f_7770_7562;
 const BATCH: i64 = 500;
-/// How often the publisher looks for events even without a notification, and how often a
-/// follower tries to take the lock.
-const POLL: Duration = Duration::from_millis(250);
-const SQLITE_POLL: Duration = Duration::from_millis(50);
+/// How often the publisher looks for events that no append of this process announced: other
+/// instances' appends, and transactions that became visible below the horizon later.
+const POLL: Duration = Duration::from_millis(50);
+/// How often a follower tries to take the lock.
 const FOLLOWER_RETRY: Duration = Duration::from_millis(500);
 /// How often an idle publisher counts what it has not published (reported by `/health`,
 /// which shows at most this bound).
@@ -75,7 +75,7 @@ impl Publisher {
             Db::Sqlite(pool) => {
                 let mut connection = pool.acquire().await?;
                 self.status.leader.store(true, Ordering::Relaxed);
-                self.publish_while_leader(Conn::Sqlite(&mut connection), None, shutdown)
+                self.publish_while_leader(Conn::Sqlite(&mut connection), shutdown)
                     .await
             }
         }
@@ -97,14 +97,8 @@ impl Publisher {
         }
         self.status.leader.store(true, Ordering::Relaxed);
         tracing::info!("this instance is now the event publisher");
-        let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen("flowlytix_events").await?;
         let result = self
-            .publish_while_leader(
-                Conn::Postgres(&mut lock_connection),
-                Some(&mut listener),
-                shutdown,
-            )
+            .publish_while_leader(Conn::Postgres(&mut lock_connection), shutdown)
             .await;
         let _ = lock_connection.close().await;
         result
@@ -113,7 +107,6 @@ impl Publisher {
     async fn publish_while_leader(
         &self,
         mut db: Conn<'_>,
-        mut listener: Option<&mut PgListener>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), sqlx::Error> {
         let dialect = db.dialect();
@@ -132,6 +125,10 @@ impl Publisher {
         // Stopping is looked at between batches only: a batch is published and its
         // checkpoint written, or not started.
         while !*shutdown.borrow() {
+            // Listening before looking, so an append between the two still wakes us.
+            let appended = APPENDED.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
             let batch = events_after(db.reborrow(), cursor, BATCH).await?;
             if batch.is_empty() {
                 // Counting is not free and every commit wakes the loop: at most once a second.
@@ -139,18 +136,9 @@ impl Publisher {
                     self.measure_backlog(db.reborrow(), cursor).await?;
                     backlog_measured = Instant::now();
                 }
-                // Woken by a commit's notification, or by the poll interval: a transaction
-                // below the horizon may become visible without a notification of its own.
-                let idle = async {
-                    match listener.as_deref_mut() {
-                        Some(listener) => {
-                            let _ = tokio::time::timeout(POLL, listener.recv()).await;
-                        }
-                        None => tokio::time::sleep(SQLITE_POLL).await,
-                    }
-                };
                 tokio::select! {
-                    _ = idle => {}
+                    _ = appended => {}
+                    _ = tokio::time::sleep(POLL) => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
