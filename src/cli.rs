@@ -128,6 +128,9 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), StartError> {
                 caught_up = report.caught_up,
                 parked = report.parked,
                 seconds = format!("{seconds:.1}"),
+                folding_seconds = format!("{:.2}", report.folding.as_secs_f64()),
+                writing_seconds = format!("{:.2}", report.writing.as_secs_f64()),
+                catching_up_seconds = format!("{:.2}", report.catching_up.as_secs_f64()),
                 events_per_second = format!("{:.0}", report.events as f64 / seconds.max(1e-6)),
                 "read models rebuilt from the event store"
             );

@@ -7,6 +7,7 @@
 //! versions and the checkpoint commit together in the caller's transaction.
 
 pub mod analytics;
+mod copy;
 pub mod db;
 pub mod log;
 mod projector;

@@ -2,6 +2,7 @@
 //! shape that the publisher puts on the bus and projectors consume.
 
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::FromRow;
@@ -192,6 +193,33 @@ pub async fn stored_events_after(
             .await?
     });
     Ok(rows)
+}
+
+/// Every committed event after `cursor`, in commit order, handed to `each` as it arrives:
+/// one query, streamed, so that the database sends the next rows while `each` works.
+pub async fn for_each_stored_event_after<E: From<sqlx::Error>>(
+    conn: Conn<'_>,
+    cursor: LogCursor,
+    mut each: impl FnMut(StoredEvent) -> Result<(), E>,
+) -> Result<(), E> {
+    let dialect = conn.dialect();
+    let filter = dialect.pick(
+        "where (events.tx_id, global_position) > ($1::text::xid8, $2)
+           and events.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+         order by events.tx_id, global_position",
+        "where global_position > $2 order by global_position",
+    );
+    let sql = format!("select {} from events {filter}", columns(dialect));
+    with_conn!(conn, c => {
+        let mut rows = sqlx::query_as::<_, StoredEvent>(&sql)
+            .bind(cursor.tx_id.to_string())
+            .bind(cursor.position)
+            .fetch(&mut *c);
+        while let Some(row) = rows.try_next().await? {
+            each(row)?;
+        }
+    });
+    Ok(())
 }
 
 /// The commit-order cursor of the event at `position`, if there is one.

@@ -1,31 +1,35 @@
 //! Rebuilding every read model from the event store alone, while servers keep serving.
 //!
-//! The log is read in commit order and folded in memory, with the same fold the live
-//! projectors use; nothing is written meanwhile, so readers and projectors go on with the
-//! old rows. Then one transaction swaps the rebuilt rows in: it holds back projector writes
-//! (readers keep reading the old rows until it commits), replaces the tables' contents with
-//! multi-row inserts, and catches up from where the fold ended through the live projection
+//! The log is read in commit order, one streamed query, and folded in memory as the rows
+//! arrive, with the same fold the live projectors use; nothing is written meanwhile, so
+//! readers and projectors go on with the old rows. Then one transaction swaps the rebuilt
+//! rows in: it holds back projector writes (readers keep reading the old rows until it
+//! commits), replaces the tables' contents (PostgreSQL: `COPY … FROM STDIN`; SQLite:
+//! multi-row inserts), and catches up from where the fold ended through the live projection
 //! path, so events committed during the rebuild are in too. Events published after that are
 //! applied by the projectors as usual, or skipped by version if the catch-up had them.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use cqrs_es::Aggregate;
 use flowlytix_aggregates::{Subscription, SubscriptionEvent};
+use sqlx::PgConnection;
 
 use crate::all_projectors;
 use crate::analytics::DailyCounts;
+use crate::copy::CopyIn;
 use crate::db::{Conn, Db, Dialect};
-use crate::log::{events_after, stored_events_after, EventRecord, LogCursor, StoredEvent};
+use crate::log::{events_after, for_each_stored_event_after, EventRecord, LogCursor, StoredEvent};
 use crate::projector::{
     project_batch, record_dead_letter, reset_read_models, set_events_applied, write_versions,
-    ProjectionError,
+    ProjectionError, Projector,
 };
 use crate::subscriptions::SubscriptionsModel;
 use crate::with_conn;
 
-/// Events read per query while folding.
-const READ_BATCH: i64 = 10_000;
+/// Events folded between progress reports.
+const PROGRESS_EVERY: u64 = 10_000;
 /// Events per projection batch while catching up.
 const CATCH_UP_BATCH: i64 = 1_000;
 
@@ -49,6 +53,12 @@ pub struct ReplayReport {
     pub caught_up: u64,
     /// Events that could not be read, recorded in `dead_letters`.
     pub parked: u64,
+    /// Reading and folding the log.
+    pub folding: Duration,
+    /// Emptying the tables and writing the rebuilt rows.
+    pub writing: Duration,
+    /// Applying what was committed meanwhile, and committing the swap.
+    pub catching_up: Duration,
 }
 
 type AggregateKey = (String, String);
@@ -100,6 +110,7 @@ pub async fn replay(
     db: &Db,
     progress: &(dyn Fn(ReplayProgress) + Sync),
 ) -> Result<ReplayReport, ProjectionError> {
+    let started = Instant::now();
     let mut rebuilt = Rebuilt::default();
     let mut cursor = LogCursor::default();
     {
@@ -108,19 +119,24 @@ pub async fn replay(
             sqlx::query_scalar("select count(*) from events").fetch_one(&mut *c).await?
         });
         let total = total.max(0) as u64;
-        loop {
-            let batch = stored_events_after(connection.conn(), cursor, READ_BATCH).await?;
-            let Some(last) = batch.last() else { break };
-            cursor = last.cursor();
-            for stored in batch {
-                rebuilt.fold(stored)?;
+        for_each_stored_event_after(connection.conn(), cursor, |stored| {
+            cursor = stored.cursor();
+            rebuilt.fold(stored)?;
+            if rebuilt.events % PROGRESS_EVERY == 0 {
+                progress(ReplayProgress::Folding {
+                    done: rebuilt.events,
+                    total: total.max(rebuilt.events),
+                });
             }
-            progress(ReplayProgress::Folding {
-                done: rebuilt.events,
-                total: total.max(rebuilt.events),
-            });
-        }
+            Ok::<_, ProjectionError>(())
+        })
+        .await?;
+        progress(ReplayProgress::Folding {
+            done: rebuilt.events,
+            total: total.max(rebuilt.events),
+        });
     }
+    let folding = started.elapsed();
     progress(ReplayProgress::Writing {
         subscriptions: rebuilt.subscriptions.subscription_count(),
         devices: rebuilt.subscriptions.device_count(),
@@ -136,18 +152,32 @@ pub async fn replay(
         parked,
         events,
     } = rebuilt;
-    subscriptions.save(tx.conn()).await?;
-    analytics.save(tx.conn()).await?;
-    let versions: Vec<(&AggregateKey, i64)> = versions.iter().map(|(k, v)| (k, *v)).collect();
-    for projector in &projectors {
-        for chunk in versions.chunks(1000) {
-            write_versions(tx.conn(), projector.name(), chunk).await?;
+    match tx.conn() {
+        // Fresh tables: streamed in with COPY.
+        Conn::Postgres(c) => {
+            subscriptions.copy_into(c).await?;
+            copy_versions(c, &projectors, &versions).await?;
         }
+        Conn::Sqlite(c) => {
+            let mut conn = Conn::Sqlite(c);
+            subscriptions.save(conn.reborrow()).await?;
+            let versions: Vec<(&AggregateKey, i64)> =
+                versions.iter().map(|(k, v)| (k, *v)).collect();
+            for projector in &projectors {
+                for chunk in versions.chunks(1000) {
+                    write_versions(conn.reborrow(), projector.name(), chunk).await?;
+                }
+            }
+        }
+    }
+    analytics.save(tx.conn()).await?;
+    for projector in &projectors {
         for (record, error) in &parked {
             record_dead_letter(tx.conn(), projector.name(), record, error).await?;
         }
         set_events_applied(tx.conn(), projector.name(), events as i64).await?;
     }
+    let writing = started.elapsed() - folding;
     let mut caught_up = 0;
     loop {
         let batch = events_after(tx.conn(), cursor, CATCH_UP_BATCH).await?;
@@ -164,7 +194,35 @@ pub async fn replay(
         events,
         caught_up,
         parked: parked.len() as u64,
+        folding,
+        writing,
+        catching_up: started.elapsed() - folding - writing,
     })
+}
+
+/// Every projector's per-aggregate versions, into `projection_versions` (emptied of theirs).
+async fn copy_versions(
+    conn: &mut PgConnection,
+    projectors: &[Box<dyn Projector>],
+    versions: &HashMap<AggregateKey, i64>,
+) -> Result<(), sqlx::Error> {
+    let mut copy = CopyIn::start(
+        conn,
+        "projection_versions",
+        "projector, aggregate_type, aggregate_id, version",
+    )
+    .await?;
+    for projector in projectors {
+        for ((aggregate_type, aggregate_id), version) in versions {
+            copy.field(projector.name())
+                .field(aggregate_type)
+                .field(aggregate_id)
+                .field(*version);
+            copy.end_row().await?;
+        }
+    }
+    copy.finish().await?;
+    Ok(())
 }
 
 /// Makes projectors of every instance wait until the swap commits, without blocking

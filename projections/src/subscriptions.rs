@@ -11,9 +11,10 @@ use chrono::{DateTime, Utc};
 use flowlytix_aggregates::SubscriptionEvent;
 use serde_json::{Map, Value};
 use sqlx::types::Json;
-use sqlx::{FromRow, QueryBuilder};
+use sqlx::{FromRow, PgConnection, QueryBuilder};
 use uuid::Uuid;
 
+use crate::copy::CopyIn;
 use crate::db::Conn;
 use crate::projector::{ApplyFuture, Due, Projector};
 use crate::with_conn;
@@ -398,6 +399,61 @@ impl SubscriptionsModel {
                 query.build().execute(&mut *c).await?;
             });
         }
+        Ok(())
+    }
+}
+
+impl SubscriptionsModel {
+    /// [`SubscriptionsModel::save`] into empty tables (a replay's) on PostgreSQL: the same
+    /// rows, streamed with `COPY` instead of multi-row upserts.
+    pub async fn copy_into(self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        let mut copy = CopyIn::start(conn, "rm_subscriptions", SUBSCRIPTION_COLUMNS).await?;
+        for r in self.subscriptions.values() {
+            copy.field(r.id)
+                .field(&r.customer_email)
+                .field(&r.customer_name)
+                .field(&r.organization)
+                .field(&r.plan)
+                .field(&r.status)
+                .field(r.max_devices)
+                .field(r.active_devices)
+                .field(&r.features)
+                .field(&r.metadata)
+                .field(r.starts_at)
+                .field(r.expires_at)
+                .field(r.trial_ends_at)
+                .field(&r.license_key_hash)
+                .field(&r.license_key_prefix)
+                .field(r.created_at)
+                .field(r.updated_at)
+                .field(r.canceled_at)
+                .field(r.deleted_at)
+                .field(r.version);
+            copy.end_row().await?;
+        }
+        copy.finish().await?;
+        let mut copy = CopyIn::start(conn, "rm_devices", DEVICE_COLUMNS).await?;
+        for r in self.devices.values() {
+            copy.field(r.id)
+                .field(r.subscription_id)
+                .field(&r.fingerprint_hash)
+                .field(&r.name)
+                .field(&r.platform)
+                .field(&r.os_version)
+                .field(&r.app_version)
+                .field(&r.hostname)
+                .field(&r.notes)
+                .field(&r.status)
+                .field(r.activated_at)
+                .field(r.deactivated_at)
+                .field(&r.deactivation_reason)
+                .field(r.last_seen_at)
+                .field(r.subscription_deleted);
+            copy.end_row().await?;
+        }
+        copy.finish().await?;
+        // Every device of a deleted subscription is held (and flagged) here: a replay folds
+        // whole histories, so there is nothing left to flag in the table.
         Ok(())
     }
 }

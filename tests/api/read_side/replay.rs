@@ -48,7 +48,10 @@ async fn mixed_workload(api: &ApiClient) {
     let device = devices[5].2["device_id"].as_str().unwrap();
     let response = api
         .admin(Method::PUT, &format!("/api/v1/devices/{device}"))
-        .json(&json!({"name": "renamed", "notes": "front desk"}))
+        // COPY's separators and escapes in a value: the bulk write must keep them as text.
+        .json(
+            &json!({"name": "renamed\tdesk", "notes": "front desk\nshelf 2\r\nC:\\flowlytix \\N"}),
+        )
         .send()
         .await
         .unwrap();
