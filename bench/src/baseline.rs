@@ -1,11 +1,12 @@
 //! The database alone, at the bench's concurrency: the baselines the server's figures are
 //! divided by. Either backend: PostgreSQL (`postgres://…`) or the embedded SQLite file
 //! (`sqlite://path`, opened with the server's own settings: WAL, `synchronous=FULL`).
+//! Its pool pings connections as the server's does (only those idle for a while).
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use flowlytix_server::store::Db;
+use flowlytix_server::store::{ping_only_if_idle, Db};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
@@ -27,7 +28,7 @@ impl Baseline {
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
             Db::Sqlite(
-                SqlitePoolOptions::new()
+                ping_only_if_idle(SqlitePoolOptions::new())
                     .max_connections(connections)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(options)
@@ -35,7 +36,7 @@ impl Baseline {
             )
         } else {
             Db::Postgres(
-                PgPoolOptions::new()
+                ping_only_if_idle(PgPoolOptions::new())
                     .max_connections(connections)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(url)

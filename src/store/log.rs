@@ -143,7 +143,8 @@ pub async fn append(
     metadata: &Value,
     snapshot: Option<&NewSnapshot>,
 ) -> Result<Vec<i64>, AppendError> {
-    let positions = append_rows(db, aggregate_type, aggregate_id, events, metadata, snapshot).await?;
+    let positions =
+        append_rows(db, aggregate_type, aggregate_id, events, metadata, snapshot).await?;
     APPENDED.notify_waiters();
     Ok(positions)
 }

@@ -15,8 +15,8 @@ use sqlx::{Connection, PgPool};
 use tokio::sync::watch;
 
 use crate::bus::EventBus;
-use crate::store::log::APPENDED;
 use crate::monitoring::record;
+use crate::store::log::APPENDED;
 
 /// Any fixed number: the advisory lock that elects the publishing instance.
 const PUBLISHER_LOCK: i64 = 0x0066_6c6f_7770_7562;
