@@ -3,6 +3,11 @@ use flowlytix_server::cli::{self, Cli};
 use flowlytix_server::telemetry::{self, LogSettings};
 use flowlytix_server::Config;
 
+/// mimalloc rather than glibc's allocator: a request allocates and frees many small
+/// buffers, and glibc's malloc/free/consolidate took about a quarter of an activation's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
