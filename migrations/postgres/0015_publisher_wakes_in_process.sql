@@ -3,5 +3,5 @@
 -- before the commit record is written until it is flushed), which capped appends at about
 -- one per fsync. The appending process wakes its own publisher; other instances' appends
 -- are found by the publisher's 50 ms poll.
-drop trigger events_notify on events;
-drop function events_notify();
+drop trigger if exists events_notify on events;
+drop function if exists events_notify();

@@ -170,6 +170,17 @@ pub async fn events_after(
         .collect())
 }
 
+/// The `where … order by` of events after a cursor (`$1` its tx id as text, `$2` its
+/// position), in commit order.
+fn after_in_commit_order(dialect: Dialect) -> &'static str {
+    dialect.pick(
+        "where (events.tx_id, global_position) > ($1::text::xid8, $2)
+           and events.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+         order by events.tx_id, global_position",
+        "where global_position > $2 order by global_position",
+    )
+}
+
 /// [`events_after`], as stored.
 pub async fn stored_events_after(
     conn: Conn<'_>,
@@ -177,12 +188,7 @@ pub async fn stored_events_after(
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let dialect = conn.dialect();
-    let filter = dialect.pick(
-        "where (events.tx_id, global_position) > ($1::text::xid8, $2)
-           and events.tx_id < pg_snapshot_xmin(pg_current_snapshot())
-         order by events.tx_id, global_position",
-        "where global_position > $2 order by global_position",
-    );
+    let filter = after_in_commit_order(dialect);
     let sql = format!("select {} from events {filter} limit $3", columns(dialect));
     let rows: Vec<StoredEvent> = with_conn!(conn, c => {
         sqlx::query_as(&sql)
@@ -203,12 +209,7 @@ pub async fn for_each_stored_event_after<E: From<sqlx::Error>>(
     mut each: impl FnMut(StoredEvent) -> Result<(), E>,
 ) -> Result<(), E> {
     let dialect = conn.dialect();
-    let filter = dialect.pick(
-        "where (events.tx_id, global_position) > ($1::text::xid8, $2)
-           and events.tx_id < pg_snapshot_xmin(pg_current_snapshot())
-         order by events.tx_id, global_position",
-        "where global_position > $2 order by global_position",
-    );
+    let filter = after_in_commit_order(dialect);
     let sql = format!("select {} from events {filter}", columns(dialect));
     with_conn!(conn, c => {
         let mut rows = sqlx::query_as::<_, StoredEvent>(&sql)

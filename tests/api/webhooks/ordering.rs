@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use flowlytix_projections::webhooks::WebhooksProjector;
-use flowlytix_projections::{project_batch, Conn, Db, EventRecord};
+use flowlytix_projections::{project_batch, Db, EventRecord};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -42,32 +42,16 @@ fn endpoint_created_at(position: i64) -> EventRecord {
 }
 
 async fn project_alone(db: &Db, record: &EventRecord) {
-    match db {
-        Db::Postgres(pool) => {
-            let mut tx = pool.begin().await.unwrap();
-            project_batch(
-                Conn::Postgres(&mut tx),
-                &WebhooksProjector,
-                std::slice::from_ref(record),
-                None,
-            )
-            .await
-            .unwrap();
-            tx.commit().await.unwrap();
-        }
-        Db::Sqlite(pool) => {
-            let mut tx = pool.begin().await.unwrap();
-            project_batch(
-                Conn::Sqlite(&mut tx),
-                &WebhooksProjector,
-                std::slice::from_ref(record),
-                None,
-            )
-            .await
-            .unwrap();
-            tx.commit().await.unwrap();
-        }
-    }
+    let mut tx = db.begin().await.unwrap();
+    project_batch(
+        tx.conn(),
+        &WebhooksProjector,
+        std::slice::from_ref(record),
+        None,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
 }
 
 #[tokio::test]
