@@ -49,10 +49,7 @@ async fn list_devices(
     RequireReader(_reader): RequireReader,
     ApiQuery(filter): ApiQuery<DeviceFilter>,
 ) -> Result<Response, ApiError> {
-    let consistent = match filter.min_position {
-        Some(position) => wait_for_position(&app.db, "subscriptions", position).await?,
-        None => true,
-    };
+    let consistent = wait_for_position(&app.db, "subscriptions", filter.min_position).await?;
     let (rows, total) = read::devices::list(&app.db, &filter).await?;
     let paging = read::Paging {
         page: filter.page,

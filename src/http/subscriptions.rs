@@ -184,10 +184,7 @@ async fn list_subscriptions(
             "unknown sort column",
         ));
     }
-    let consistent = match filter.min_position {
-        Some(position) => wait_for_position(&app.db, "subscriptions", position).await?,
-        None => true,
-    };
+    let consistent = wait_for_position(&app.db, "subscriptions", filter.min_position).await?;
     let (rows, total) = read::subscriptions::list(&app.db, &filter).await?;
     let paging = read::Paging {
         page: filter.page,

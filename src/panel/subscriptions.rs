@@ -147,10 +147,7 @@ pub async fn list(
     Reader(session): Reader,
     Query(query): Query<ListQuery>,
 ) -> Result<ListPage, PanelError> {
-    let consistent = match query.min_position {
-        Some(position) => wait_for_position(&app.db, "subscriptions", position).await?,
-        None => true,
-    };
+    let consistent = wait_for_position(&app.db, "subscriptions", query.min_position).await?;
     let page = query.page.unwrap_or(1).max(1);
     let (rows, total) = read::subscriptions::list(&app.db, &query.filter(page, PER_PAGE)).await?;
     let plans = read::analytics::subscriptions_by_plan(&app.db)

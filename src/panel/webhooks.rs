@@ -95,10 +95,7 @@ pub async fn list(
     Reader(session): Reader,
     Query(query): Query<ListQuery>,
 ) -> Result<ListPage, PanelError> {
-    let consistent = match query.min_position {
-        Some(position) => wait_for_position(&app.db, "webhooks", position).await?,
-        None => true,
-    };
+    let consistent = wait_for_position(&app.db, "webhooks", query.min_position).await?;
     let paging = Paging {
         page: Some(1),
         per_page: Some(PER_PAGE),

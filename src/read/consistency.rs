@@ -10,13 +10,16 @@ use tokio::time::Instant;
 const MAX_WAIT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(20);
 
-/// True once `projector` has applied the event at `position` (immediately for an unknown
-/// position); false if the bound ran out first.
+/// True once `projector` has applied the event at `min_position` (immediately when none is
+/// asked for, or for an unknown position); false if the bound ran out first.
 pub async fn wait_for_position(
     db: &Db,
     projector: &str,
-    position: i64,
+    min_position: Option<i64>,
 ) -> Result<bool, sqlx::Error> {
+    let Some(position) = min_position else {
+        return Ok(true);
+    };
     let event: Option<(String, String, i64)> = with_db!(db, pool => {
         sqlx::query_as("select aggregate_type, aggregate_id, sequence from events where global_position = $1")
             .bind(position)
