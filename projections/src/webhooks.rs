@@ -119,18 +119,14 @@ impl Projector for WebhooksProjector {
                     let live_before = live_ids(&receivers);
                     apply_endpoint_event(db.reborrow(), record, &mut receivers).await?;
                     for receiver in receivers.iter().filter(|r| !live_before.contains(&r.id)) {
-                        // What came after it in the stream but was applied before it: in
-                        // batches already committed, or earlier in this one.
-                        let earlier_here = events[..index].iter().map(|d| d.record.clone());
-                        let applied =
-                            applied_events_after(db.reborrow(), "webhooks", record.position)
-                                .await?;
-                        for later in applied.into_iter().chain(earlier_here) {
-                            if later.position > record.position && receiver.wants(&later.event_type)
-                            {
-                                caught_up.push((receiver.id, later));
-                            }
-                        }
+                        let missed = missed_by(
+                            db.reborrow(),
+                            self.name(),
+                            receiver,
+                            record,
+                            &events[..index],
+                        );
+                        caught_up.extend(missed.await?);
                     }
                 }
                 // An endpoint gets the events committed while it is enabled (its own
@@ -165,6 +161,24 @@ async fn take_turn(db: Conn<'_>) -> Result<(), sqlx::Error> {
             .await?;
     }
     Ok(())
+}
+
+/// What an endpoint that went live at `record` missed: the events after it in the stream
+/// that were applied before it, in batches already committed or `earlier_here` in this one.
+async fn missed_by(
+    db: Conn<'_>,
+    projector: &str,
+    receiver: &Receiver,
+    record: &EventRecord,
+    earlier_here: &[Due<'_>],
+) -> Result<Vec<(Uuid, EventRecord)>, sqlx::Error> {
+    let applied = applied_events_after(db, projector, record.position).await?;
+    Ok(applied
+        .into_iter()
+        .chain(earlier_here.iter().map(|due| due.record.clone()))
+        .filter(|later| later.position > record.position && receiver.wants(&later.event_type))
+        .map(|later| (receiver.id, later))
+        .collect())
 }
 
 fn live_ids(receivers: &[Receiver]) -> Vec<Uuid> {
