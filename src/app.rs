@@ -92,8 +92,25 @@ impl App {
             .database_url
             .as_ref()
             .map_or(store::DEFAULT_SQLITE_URL, |u| u.expose_secret());
-        let db = store::connect(url, config.database_echo).await?;
-        store::migrate(&db).await?;
+        let db = match role {
+            StartMode::Server => {
+                // Migrations may take long; the serving pool's statements may not.
+                let migrating = store::connect(url, config.database_echo).await?;
+                store::migrate(&migrating).await?;
+                migrating.close().await;
+                store::connect_for_serving(
+                    url,
+                    config.database_echo,
+                    crate::idempotency::STATEMENT_LIMIT,
+                )
+                .await?
+            }
+            StartMode::Maintenance => {
+                let db = store::connect(url, config.database_echo).await?;
+                store::migrate(&db).await?;
+                db
+            }
+        };
         match &db {
             Db::Sqlite(_) => tracing::info!(database = %url, "using the embedded SQLite store"),
             Db::Postgres(_) => tracing::info!("using PostgreSQL"),

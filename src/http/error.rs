@@ -228,6 +228,9 @@ where
                 "CONCURRENT_MODIFICATION",
                 "the resource was changed concurrently; retry the request",
             ),
+            ExecuteError::Store(cause) if crate::store::is_statement_timeout(cause.as_ref()) => {
+                Self::unavailable(crate::telemetry::error_chain(cause.as_ref()))
+            }
             ExecuteError::Store(cause) => Self::internal(crate::telemetry::error_chain(cause.as_ref())),
         }
     }

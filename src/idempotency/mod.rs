@@ -35,6 +35,15 @@ pub const LEASE: Duration = Duration::from_secs(60);
 /// request times out, so that its answer is remembered): stopped then, so that it is over
 /// before its lease runs out and a retry may take the key.
 pub const RUN_LIMIT: Duration = Duration::from_secs(45);
+/// How long one database statement of a serving instance may run before PostgreSQL cancels
+/// it. Stopping an attempt at RUN_LIMIT only drops its future; a statement already sent
+/// (an append queued on a lock, say) runs on in the database. With this limit, whatever an
+/// attempt sent is over before its lease runs out and a retry may take the key.
+pub const STATEMENT_LIMIT: Duration = Duration::from_secs(14);
+const _: () = assert!(
+    RUN_LIMIT.as_secs() + STATEMENT_LIMIT.as_secs() < LEASE.as_secs(),
+    "an attempt's last statement must be over before its lease runs out"
+);
 pub const MAX_KEY_LEN: usize = 255;
 /// How often each instance deletes expired keys.
 const PURGE_EVERY: Duration = Duration::from_secs(10 * 60);

@@ -34,8 +34,31 @@ pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrat
 pub const DEFAULT_SQLITE_URL: &str = "sqlite://data/flowlytix.db";
 
 /// Connects to PostgreSQL (`postgres://…`) or SQLite (`sqlite://path`), creating the SQLite
-/// file and its directory if needed.
+/// file and its directory if needed. For migrations and one-off commands: no statement is
+/// cut short (a migration or a replay's read of the whole log may take long).
 pub async fn connect(url: &str, echo_sql: bool) -> Result<Db, sqlx::Error> {
+    connect_with_limit(url, echo_sql, None).await
+}
+
+/// As [`connect`], for a serving instance: on PostgreSQL every statement is cancelled by the
+/// database after `limit`. A request that is given up on (an idempotent attempt stopped at
+/// its run limit) drops its future, but a statement already sent runs on in PostgreSQL, and
+/// an append waiting on a lock would commit whenever the lock is let go, perhaps after a
+/// retry took the key over and ran the command again. SQLite's writers give up after their
+/// busy timeout already.
+pub async fn connect_for_serving(
+    url: &str,
+    echo_sql: bool,
+    limit: Duration,
+) -> Result<Db, sqlx::Error> {
+    connect_with_limit(url, echo_sql, Some(limit)).await
+}
+
+async fn connect_with_limit(
+    url: &str,
+    echo_sql: bool,
+    statement_limit: Option<Duration>,
+) -> Result<Db, sqlx::Error> {
     let level = if echo_sql {
         tracing::log::LevelFilter::Info
     } else {
@@ -68,7 +91,11 @@ pub async fn connect(url: &str, echo_sql: bool) -> Result<Db, sqlx::Error> {
             .await?;
         return Ok(Db::Sqlite(pool));
     }
-    let options = PgConnectOptions::from_str(url)?.log_statements(level);
+    let mut options = PgConnectOptions::from_str(url)?.log_statements(level);
+    if let Some(limit) = statement_limit {
+        // Sent with the startup packet: no round trip per connection or statement.
+        options = options.options([("statement_timeout", format!("{}ms", limit.as_millis()))]);
+    }
     let pool = ping_only_if_idle(PgPoolOptions::new())
         .max_connections(20)
         .acquire_timeout(Duration::from_secs(5))
@@ -98,6 +125,20 @@ pub fn ping_only_if_idle<DB: sqlx::Database>(
                 Ok(true)
             })
         })
+}
+
+/// Whether a store failure is PostgreSQL cancelling a statement that ran past the serving
+/// pool's limit (SQLSTATE 57014): the database is too busy or a lock is held, so the caller
+/// may retry, unlike a fault of ours.
+pub fn is_statement_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(sqlx::Error::Database(database)) = error.downcast_ref::<sqlx::Error>() {
+            return database.code().as_deref() == Some("57014");
+        }
+        cause = error.source();
+    }
+    false
 }
 
 pub async fn migrate(db: &Db) -> Result<(), sqlx::migrate::MigrateError> {
