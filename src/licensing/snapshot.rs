@@ -1,8 +1,10 @@
 //! A license as validation sees it: the parts of a subscription that decide a verdict.
 
 use chrono::{DateTime, Utc};
-use flowlytix_aggregates::subscription::{effective_status, SubscriptionState};
-use flowlytix_aggregates::{DeviceId, Sha256Hex, Status, SubscriptionId};
+use std::sync::Arc;
+
+use flowlytix_aggregates::subscription::{effective_status, Device, SubscriptionState};
+use flowlytix_aggregates::{Sha256Hex, Status, SubscriptionId};
 
 /// The parts of a subscription that validation needs.
 #[derive(Debug, Clone)]
@@ -20,15 +22,8 @@ pub struct LicenseSnapshot {
     pub active_devices: Vec<ActiveDevice>,
 }
 
-#[derive(Debug, Clone)]
-pub struct ActiveDevice {
-    pub id: DeviceId,
-    pub fingerprint_hash: Sha256Hex,
-    pub name: Option<String>,
-    pub platform: Option<String>,
-    pub activated_at: DateTime<Utc>,
-    pub last_seen_at: Option<DateTime<Utc>>,
-}
+/// An active device, shared with the subscription state it was read from (no copy).
+pub type ActiveDevice = Arc<Device>;
 
 impl LicenseSnapshot {
     pub fn from_state(state: &SubscriptionState, version: u64) -> Self {
@@ -43,17 +38,7 @@ impl LicenseSnapshot {
             expires_at: state.expires_at,
             trial_ends_at: state.trial_ends_at,
             deleted: state.deleted_at.is_some(),
-            active_devices: state
-                .active_devices()
-                .map(|d| ActiveDevice {
-                    id: d.id,
-                    fingerprint_hash: d.fingerprint_hash.clone(),
-                    name: d.name.clone(),
-                    platform: d.platform.clone(),
-                    activated_at: d.activated_at,
-                    last_seen_at: d.last_seen_at,
-                })
-                .collect(),
+            active_devices: state.active_devices().cloned().collect(),
         }
     }
 

@@ -143,6 +143,7 @@ pub fn judge(
 #[cfg(test)]
 mod tests {
     use chrono::Duration;
+    use flowlytix_aggregates::subscription::Device;
     use uuid::Uuid;
 
     use super::*;
@@ -158,14 +159,21 @@ mod tests {
     }
 
     fn device(fingerprint: &str) -> ActiveDevice {
-        ActiveDevice {
+        ActiveDevice::new(Device {
             id: DeviceId(Uuid::new_v4()),
             fingerprint_hash: hash(fingerprint),
             name: None,
             platform: None,
+            os_version: None,
+            app_version: None,
+            hostname: None,
+            notes: None,
+            active: true,
             activated_at: now() - Duration::days(1),
+            deactivated_at: None,
+            deactivation_reason: None,
             last_seen_at: None,
-        }
+        })
     }
 
     fn license(status: Status, devices: Vec<ActiveDevice>) -> LicenseSnapshot {

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
@@ -40,7 +42,11 @@ pub struct SubscriptionState {
     /// Set by `LicenseKeyIssued`, which always directly follows `SubscriptionCreated`.
     pub license_key: Option<LicenseKeyState>,
     /// Every device ever activated, in activation order; inactive ones stay for history.
-    pub devices: Vec<Device>,
+    /// Shared, not owned: every command decides on a copy of the state and the copy is
+    /// cached, so a subscription with hundreds of devices would otherwise copy every one of
+    /// them (a dozen strings each) several times per activation. A change copies one device.
+    #[serde(with = "shared_devices")]
+    pub devices: Vec<Arc<Device>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
@@ -94,7 +100,7 @@ impl SubscriptionState {
         effective_status(self.status, self.expires_at, self.trial_ends_at, now)
     }
 
-    pub fn active_devices(&self) -> impl Iterator<Item = &Device> {
+    pub fn active_devices(&self) -> impl Iterator<Item = &Arc<Device>> {
         self.devices.iter().filter(|d| d.active)
     }
 
@@ -103,12 +109,13 @@ impl SubscriptionState {
     }
 
     pub fn device(&self, id: DeviceId) -> Option<&Device> {
-        self.devices.iter().find(|d| d.id == id)
+        self.devices.iter().find(|d| d.id == id).map(Arc::as_ref)
     }
 
     pub fn active_device_with_fingerprint(&self, fingerprint: &Sha256Hex) -> Option<&Device> {
         self.active_devices()
             .find(|d| &d.fingerprint_hash == fingerprint)
+            .map(Arc::as_ref)
     }
 
     /// Activation, validation and tokens work while trialing, active and past_due: past_due
@@ -306,7 +313,7 @@ impl Aggregate for Subscription {
             } => {
                 let notes = state.device(device_id).and_then(|d| d.notes.clone());
                 state.devices.retain(|d| d.id != device_id);
-                state.devices.push(Device {
+                state.devices.push(Arc::new(Device {
                     id: device_id,
                     fingerprint_hash,
                     name,
@@ -320,7 +327,7 @@ impl Aggregate for Subscription {
                     deactivated_at: None,
                     deactivation_reason: None,
                     last_seen_at: Some(at),
-                });
+                }));
             }
             DeviceDeactivated {
                 device_id,
@@ -329,6 +336,7 @@ impl Aggregate for Subscription {
                 ..
             } => {
                 if let Some(device) = state.devices.iter_mut().find(|d| d.id == device_id) {
+                    let device = Arc::make_mut(device);
                     device.active = false;
                     device.deactivated_at = Some(at);
                     device.deactivation_reason = Some(reason);
@@ -341,6 +349,7 @@ impl Aggregate for Subscription {
                 ..
             } => {
                 if let Some(device) = state.devices.iter_mut().find(|d| d.id == device_id) {
+                    let device = Arc::make_mut(device);
                     if name.is_some() {
                         device.name = name;
                     }
@@ -351,6 +360,7 @@ impl Aggregate for Subscription {
             }
             LicenseTokenIssued { device_id, at, .. } => {
                 if let Some(device) = state.devices.iter_mut().find(|d| d.id == device_id) {
+                    let device = Arc::make_mut(device);
                     device.last_seen_at = Some(at);
                 }
             }
@@ -780,4 +790,30 @@ fn check_text(text: &str) -> Result<(), SubscriptionError> {
 
 fn check_optional_text(text: Option<&str>) -> Result<(), SubscriptionError> {
     text.map_or(Ok(()), check_text)
+}
+
+/// `devices` is stored as a plain list of devices: sharing them in memory changes nothing
+/// in events' neighbours, snapshots or views.
+mod shared_devices {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Device;
+
+    pub fn serialize<S: Serializer>(
+        devices: &[Arc<Device>],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(devices.iter().map(Arc::as_ref))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Arc<Device>>, D::Error> {
+        Ok(Vec::<Device>::deserialize(deserializer)?
+            .into_iter()
+            .map(Arc::new)
+            .collect())
+    }
 }
