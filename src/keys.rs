@@ -10,8 +10,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
-use ed25519_dalek::SigningKey;
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use ed25519_dalek::{Signer, SigningKey};
+use jsonwebtoken::{Algorithm, DecodingKey, Header};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::random_bytes;
@@ -35,7 +35,12 @@ pub enum KeyError {
 
 /// One Ed25519 key pair ready for signing and verifying JWTs, with its JWK identity.
 pub struct JwtKeys {
-    pub encoding: EncodingKey,
+    /// Held parsed: jsonwebtoken's `EncodingKey` keeps the PKCS#8 bytes and parses them,
+    /// deriving the public key again, on every signature (as much work as the signature
+    /// itself, on every activation and token refresh).
+    signing: SigningKey,
+    /// The JWT header every token of this key carries (EdDSA, the kid), base64url-encoded.
+    header: String,
     pub decoding: DecodingKey,
     /// RFC 7638 JWK thumbprint: stable for the key, changes when the key changes.
     pub kid: String,
@@ -47,10 +52,6 @@ pub struct JwtKeys {
 impl JwtKeys {
     pub fn from_signing_key(signing_key: &SigningKey) -> Self {
         #[allow(clippy::expect_used)]
-        let private_pem = signing_key
-            .to_pkcs8_pem(LineEnding::LF)
-            .expect("an Ed25519 key always encodes as PKCS#8");
-        #[allow(clippy::expect_used)]
         let public_pem = signing_key
             .verifying_key()
             .to_public_key_pem(LineEnding::LF)
@@ -58,19 +59,35 @@ impl JwtKeys {
         let public_x = URL_SAFE_NO_PAD.encode(signing_key.verifying_key().as_bytes());
         let thumbprint_input = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{public_x}"}}"#);
         let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(thumbprint_input.as_bytes()));
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.clone());
         #[allow(clippy::expect_used)]
-        let encoding = EncodingKey::from_ed_pem(private_pem.as_bytes())
-            .expect("jsonwebtoken reads the PKCS#8 it was given");
+        let header = URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&header).expect("a JWT header always encodes as JSON"));
         #[allow(clippy::expect_used)]
         let decoding = DecodingKey::from_ed_components(&public_x)
             .expect("jsonwebtoken reads a base64url public key");
         Self {
-            encoding,
+            signing: signing_key.clone(),
+            header,
             decoding,
             kid,
             public_x,
             public_pem,
         }
+    }
+
+    /// A compact JWS (header.claims.signature, RFC 7515) of `claims`, signed with EdDSA.
+    pub fn sign<T: serde::Serialize>(&self, claims: &T) -> Result<String, serde_json::Error> {
+        let claims = serde_json::to_vec(claims)?;
+        let mut token = String::with_capacity(self.header.len() + claims.len() * 4 / 3 + 90);
+        token.push_str(&self.header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(claims, &mut token);
+        let signature = self.signing.sign(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
+        Ok(token)
     }
 
     /// A key derived from a secret, for tokens only this server (and its siblings sharing
@@ -199,6 +216,29 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("flowlytix-keys-{}", uuid::Uuid::new_v4()));
         fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn a_token_signed_here_is_the_one_jsonwebtoken_would_make() {
+        let keys = JwtKeys::derive_from_secret("test", b"a secret of the test");
+        let claims = serde_json::json!({"sub": "device", "exp": 4_102_444_800_i64});
+        let token = keys.sign(&claims).unwrap();
+        // Ed25519 signatures are deterministic: the same header, claims and key give the
+        // same token, byte for byte.
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(keys.kid.clone());
+        let private_pem = keys.signing.to_pkcs8_pem(LineEnding::LF).unwrap();
+        let encoding = jsonwebtoken::EncodingKey::from_ed_pem(private_pem.as_bytes()).unwrap();
+        assert_eq!(
+            token,
+            jsonwebtoken::encode(&header, &claims, &encoding).unwrap()
+        );
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::EdDSA);
+        validation.required_spec_claims.clear();
+        validation.validate_aud = false;
+        let decoded =
+            jsonwebtoken::decode::<serde_json::Value>(&token, &keys.decoding, &validation).unwrap();
+        assert_eq!(decoded.claims, claims);
     }
 
     #[test]

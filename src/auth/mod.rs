@@ -12,7 +12,6 @@ use chrono::Utc;
 use flowlytix_aggregates::admin::AdminState;
 use flowlytix_aggregates::{AdminId, AdminUser, Email, Role};
 use flowlytix_projections::Db;
-use jsonwebtoken::{Algorithm, Header};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -74,7 +73,7 @@ pub enum AuthError {
     #[error("password verification did not finish")]
     Verification(#[from] tokio::task::JoinError),
     #[error("cannot sign the access token")]
-    Signing(#[from] jsonwebtoken::errors::Error),
+    Signing(#[from] serde_json::Error),
 }
 
 impl From<ExecuteError<flowlytix_aggregates::AdminError>> for AuthError {
@@ -208,9 +207,7 @@ impl AdminAuth {
             exp: now + self.access_ttl.as_secs() as i64,
             jti: Uuid::new_v4(),
         };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.keys.kid.clone());
-        let access_token = jsonwebtoken::encode(&header, &claims, &self.keys.encoding)?;
+        let access_token = self.keys.sign(&claims)?;
         Ok(TokenPair {
             access_token,
             refresh_token,

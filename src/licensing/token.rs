@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use flowlytix_aggregates::subscription::{Device, SubscriptionState};
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Header, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -88,9 +88,7 @@ impl LicenseTokens {
                 .expires_at
                 .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
         };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.keys.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.keys.encoding)
+        Ok(self.keys.sign(&claims)?)
     }
 
     /// Verifies signature, key id, audience, issuer and time claims. Only EdDSA is accepted:
