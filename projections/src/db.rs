@@ -5,8 +5,13 @@
 //! backend. SQL is shared where the dialects agree (numbered `$n` parameters work in both);
 //! where they differ, [`Dialect::pick`] chooses the text.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex};
+
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -69,21 +74,38 @@ impl PooledConn {
 
 pub enum Tx {
     Postgres(Transaction<'static, Postgres>),
-    Sqlite(Transaction<'static, Sqlite>),
+    /// Holds this process's turn at writing the file until it ends.
+    Sqlite(Transaction<'static, Sqlite>, WriterTurn),
+}
+
+/// This process's turn at writing one SQLite file (see [`Db::writer_turn`]).
+pub struct WriterTurn(#[allow(dead_code)] OwnedMutexGuard<()>);
+
+/// One queue of writers per SQLite file in this process.
+static SQLITE_WRITERS: LazyLock<Mutex<HashMap<PathBuf, Arc<AsyncMutex<()>>>>> =
+    LazyLock::new(Default::default);
+
+async fn sqlite_writer_turn(pool: &SqlitePool) -> WriterTurn {
+    let file = pool.connect_options().get_filename().to_path_buf();
+    let queue = {
+        let mut writers = SQLITE_WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+        writers.entry(file).or_default().clone()
+    };
+    WriterTurn(queue.lock_owned().await)
 }
 
 impl Tx {
     pub fn conn(&mut self) -> Conn<'_> {
         match self {
             Tx::Postgres(tx) => Conn::Postgres(tx),
-            Tx::Sqlite(tx) => Conn::Sqlite(tx),
+            Tx::Sqlite(tx, _) => Conn::Sqlite(tx),
         }
     }
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
             Tx::Postgres(tx) => tx.commit().await,
-            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Sqlite(tx, _turn) => tx.commit().await,
         }
     }
 }
@@ -116,8 +138,37 @@ impl Db {
             Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
             // Take the write lock up front: a deferred transaction that reads first cannot
             // upgrade once another writer has committed, and would fail instead of waiting.
-            Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("begin immediate").await?),
+            Db::Sqlite(pool) => {
+                let turn = sqlite_writer_turn(pool).await;
+                Tx::Sqlite(pool.begin_with("begin immediate").await?, turn)
+            }
         })
+    }
+
+    /// As [`Db::begin`], with a turn already taken from [`Db::writer_turn`] (SQLite).
+    pub async fn begin_in_turn(&self, turn: Option<WriterTurn>) -> Result<Tx, sqlx::Error> {
+        match (self, turn) {
+            (Db::Sqlite(pool), Some(turn)) => {
+                Ok(Tx::Sqlite(pool.begin_with("begin immediate").await?, turn))
+            }
+            _ => self.begin().await,
+        }
+    }
+
+    /// On SQLite, this process's turn at writing the file, for a write outside [`Db::begin`]
+    /// (one statement on its own); none on PostgreSQL, which has row locks.
+    ///
+    /// SQLite has one writer at a time; one that finds the file locked sleeps in SQLite's
+    /// busy handler (1, 2, 5 … 100 ms) and tries again, and may lose to a newcomer each
+    /// time: under load, appends and projector batches waited up to a second. Writers of
+    /// this process instead wait here, in order, woken as soon as the one before is done.
+    /// (Another process on the same file still meets the busy handler.) Never held across
+    /// a second `begin` in the same task: it is not reentrant.
+    pub async fn writer_turn(&self) -> Option<WriterTurn> {
+        match self {
+            Db::Postgres(_) => None,
+            Db::Sqlite(pool) => Some(sqlite_writer_turn(pool).await),
+        }
     }
 }
 

@@ -317,13 +317,16 @@ where
         } else {
             None
         };
+        let snapshot_taken = snapshot.is_some();
         let positions = log::append(
             &self.db,
-            A::TYPE,
-            id,
-            &rows,
-            metadata_json,
-            snapshot.as_ref(),
+            log::Append {
+                aggregate_type: A::TYPE,
+                aggregate_id: id.to_owned(),
+                events: rows,
+                metadata: metadata_json.clone(),
+                snapshot,
+            },
         )
         .await?;
         let position = positions.last().copied().unwrap_or(base.position);
@@ -333,7 +336,7 @@ where
                 aggregate: aggregate.clone(),
                 version,
                 position,
-                snapshot_version: if snapshot.is_some() {
+                snapshot_version: if snapshot_taken {
                     version
                 } else {
                     base.snapshot_version

@@ -9,7 +9,7 @@
 //! the metadata map), so the publisher, lookups, feed and projections read them as before;
 //! `global_position`, `tx_id` and `recorded_at` are left to their defaults.
 
-use flowlytix_projections::{with_conn, with_db, Db};
+use flowlytix_projections::{with_conn, with_db, Conn, Db};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sqlx::types::Json;
@@ -29,6 +29,10 @@ pub enum StoreError {
     },
     #[error("{inserted} rows came back from appending {sent} events")]
     Unconfirmed { sent: usize, inserted: usize },
+    /// A group commit's append whose outcome its writer could not tell (nothing of the
+    /// group was committed, or the writer stopped).
+    #[error("the append was not confirmed: {0}")]
+    Unanswered(&'static str),
 }
 
 /// Why an append did not happen.
@@ -131,20 +135,34 @@ pub async fn latest_snapshot(
     Ok(snapshot)
 }
 
-/// Appends `events` (consecutive sequences) and returns their global positions in order.
-/// Without a snapshot this is one `insert … returning` statement, atomic on its own; with
-/// one, the insert and the snapshot share a transaction, so a snapshot never runs ahead of
-/// the events it folds.
-pub async fn append(
-    db: &Db,
-    aggregate_type: &str,
-    aggregate_id: &str,
-    events: &[NewEvent],
-    metadata: &Value,
-    snapshot: Option<&NewSnapshot>,
-) -> Result<Vec<i64>, AppendError> {
-    let positions =
-        append_rows(db, aggregate_type, aggregate_id, events, metadata, snapshot).await?;
+/// One aggregate's new events (consecutive sequences), with the snapshot of the state they
+/// lead to when one is due.
+pub struct Append {
+    pub aggregate_type: &'static str,
+    pub aggregate_id: String,
+    pub events: Vec<NewEvent>,
+    pub metadata: Value,
+    pub snapshot: Option<NewSnapshot>,
+}
+
+/// Appends the events and returns their global positions in order. On PostgreSQL this is
+/// one `insert … returning` statement, atomic on its own, or with a snapshot a transaction
+/// of the insert and the snapshot, so a snapshot never runs ahead of the events it folds.
+/// On SQLite, appends waiting at the same time are committed together (`group_commit`).
+pub async fn append(db: &Db, append: Append) -> Result<Vec<i64>, AppendError> {
+    let positions = match db {
+        Db::Sqlite(_) => super::group_commit::append(db, append).await?,
+        Db::Postgres(_) if append.snapshot.is_none() => {
+            let mut connection = db.acquire().await.map_err(classify)?;
+            append.write(connection.conn()).await?
+        }
+        Db::Postgres(_) => {
+            let mut tx = db.begin().await.map_err(classify)?;
+            let positions = append.write(tx.conn()).await?;
+            tx.commit().await.map_err(classify)?;
+            positions
+        }
+    };
     APPENDED.notify_waiters();
     Ok(positions)
 }
@@ -156,66 +174,53 @@ pub async fn append(
 /// instances' appends are found by the publisher's poll.
 pub static APPENDED: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
-async fn append_rows(
-    db: &Db,
-    aggregate_type: &str,
-    aggregate_id: &str,
-    events: &[NewEvent],
-    metadata: &Value,
-    snapshot: Option<&NewSnapshot>,
-) -> Result<Vec<i64>, AppendError> {
-    let positions = match snapshot {
-        None => {
-            let mut connection = db.acquire().await.map_err(classify)?;
-            insert_events(
-                connection.conn(),
-                aggregate_type,
-                aggregate_id,
-                events,
-                metadata,
+impl Append {
+    /// Writes the events, and the snapshot if any, on `connection` (the caller's
+    /// transaction when there is a snapshot).
+    pub async fn write(&self, mut connection: Conn<'_>) -> Result<Vec<i64>, AppendError> {
+        let positions = insert_events(
+            connection.reborrow(),
+            self.aggregate_type,
+            &self.aggregate_id,
+            &self.events,
+            &self.metadata,
+        )
+        .await?;
+        let (Some(snapshot), Some(last), Some(&last_position)) =
+            (&self.snapshot, self.events.last(), positions.last())
+        else {
+            return Ok(positions);
+        };
+        with_conn!(connection, conn => {
+            sqlx::query(
+                "insert into snapshots
+                     (aggregate_type, aggregate_id, last_sequence, last_position, format, payload)
+                 values ($1, $2, $3, $4, $5, $6)
+                 on conflict (aggregate_type, aggregate_id) do update
+                 set last_sequence = excluded.last_sequence,
+                     last_position = excluded.last_position,
+                     format = excluded.format,
+                     payload = excluded.payload,
+                     taken_at = excluded.taken_at
+                 where snapshots.last_sequence < excluded.last_sequence",
             )
-            .await?
-        }
-        Some(snapshot) => {
-            let mut tx = db.begin().await.map_err(classify)?;
-            let positions =
-                insert_events(tx.conn(), aggregate_type, aggregate_id, events, metadata).await?;
-            let (Some(last), Some(&last_position)) = (events.last(), positions.last()) else {
-                return Ok(positions);
-            };
-            with_conn!(tx.conn(), conn => {
-                sqlx::query(
-                    "insert into snapshots
-                         (aggregate_type, aggregate_id, last_sequence, last_position, format, payload)
-                     values ($1, $2, $3, $4, $5, $6)
-                     on conflict (aggregate_type, aggregate_id) do update
-                     set last_sequence = excluded.last_sequence,
-                         last_position = excluded.last_position,
-                         format = excluded.format,
-                         payload = excluded.payload,
-                         taken_at = excluded.taken_at
-                     where snapshots.last_sequence < excluded.last_sequence",
-                )
-                .bind(aggregate_type)
-                .bind(aggregate_id)
-                .bind(as_i64(last.sequence))
-                .bind(last_position)
-                .bind(snapshot.format)
-                .bind(&snapshot.payload)
-                .execute(&mut *conn)
-                .await
-                .map(|_| ())
-            })
-            .map_err(classify)?;
-            tx.commit().await.map_err(classify)?;
-            positions
-        }
-    };
-    Ok(positions)
+            .bind(self.aggregate_type)
+            .bind(&self.aggregate_id)
+            .bind(as_i64(last.sequence))
+            .bind(last_position)
+            .bind(snapshot.format)
+            .bind(&snapshot.payload)
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+        })
+        .map_err(classify)?;
+        Ok(positions)
+    }
 }
 
 async fn insert_events(
-    connection: flowlytix_projections::Conn<'_>,
+    connection: Conn<'_>,
     aggregate_type: &str,
     aggregate_id: &str,
     events: &[NewEvent],
@@ -256,7 +261,7 @@ async fn insert_events(
 }
 
 /// A taken sequence (the unique key on aggregate type, id and sequence) is a conflict.
-fn classify(error: sqlx::Error) -> AppendError {
+pub(super) fn classify(error: sqlx::Error) -> AppendError {
     match &error {
         sqlx::Error::Database(e) if e.is_unique_violation() => AppendError::Conflict,
         _ => AppendError::Store(error.into()),

@@ -6,6 +6,7 @@ mod command_names;
 mod executor;
 #[cfg(test)]
 mod executor_tests;
+mod group_commit;
 pub mod idempotency;
 mod log;
 mod lookup;
