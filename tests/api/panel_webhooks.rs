@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 use crate::panel::{auditor, has_event_handler, unlabelled_controls, Browser, CSP};
 use crate::webhooks::receiver::{eventually, Receiver};
-use crate::webhooks::{feed_from, LOCAL, PATIENCE};
+use crate::webhooks::{settled_feed, LOCAL, PATIENCE};
 
 /// A name that never resolves: nothing is delivered anywhere.
 const NOWHERE: &str = "https://hooks.invalid/flowlytix";
@@ -52,7 +52,7 @@ async fn create(browser: &Browser, url: &str, types: &str, description: &str) ->
 
 /// The endpoint's events in the feed: (type, actor).
 async fn history(app: &TestApp, id: &str) -> Vec<(String, String)> {
-    feed_from(&app.api(), 0)
+    settled_feed(app)
         .await
         .iter()
         .filter(|item| item["aggregate_id"] == id)
@@ -69,7 +69,7 @@ async fn history(app: &TestApp, id: &str) -> Vec<(String, String)> {
 async fn api_actor(app: &TestApp) -> String {
     let created = app.subscription_with_devices(1).await;
     let id = created["id"].as_str().unwrap();
-    let feed = feed_from(&app.api(), 0).await;
+    let feed = settled_feed(app).await;
     let item = feed.iter().find(|item| item["aggregate_id"] == id).unwrap();
     item["metadata"]["actor"].as_str().unwrap().to_owned()
 }

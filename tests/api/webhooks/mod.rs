@@ -15,7 +15,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::ApiClient;
+use crate::helpers::{ApiClient, TestApp};
 use receiver::Receiver;
 
 /// Local receivers (plain http on 127.0.0.1) are allowed; retries come fast.
@@ -86,6 +86,26 @@ pub async fn feed_from(api: &ApiClient, position: i64) -> Vec<Value> {
     }
     items.retain(|item| item["position"].as_i64().unwrap_or(0) >= position);
     items
+}
+
+/// The whole feed once it shows every event appended so far. The feed shows what committed
+/// below PostgreSQL's transaction horizon, which other tests' transactions hold back now
+/// and then; an event just appended may be missing from it for a moment.
+pub async fn settled_feed(app: &TestApp) -> Vec<Value> {
+    let last: Option<i64> = flowlytix_projections::with_db!(&app.db, pool => {
+        sqlx::query_scalar("select max(global_position) from events")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    for _ in 0..200 {
+        let items = feed_from(&app.api(), 0).await;
+        if items.iter().any(|item| item["position"].as_i64() == last) || last.is_none() {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the feed did not show position {last:?} in 10 s");
 }
 
 pub async fn delivery_log(api: &ApiClient, webhook_id: &str) -> Vec<Value> {

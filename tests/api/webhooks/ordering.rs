@@ -13,7 +13,7 @@ use flowlytix_projections::{project_batch, Db, EventRecord};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{feed_from, LOCAL};
+use super::{settled_feed, LOCAL};
 use crate::helpers::{spawn_app_with, TestApp};
 
 /// The webhook projector's applied version of an aggregate.
@@ -62,25 +62,11 @@ async fn an_endpoint_applied_after_later_events_still_gets_them() {
             "customer_name": "Late", "plan": "pro", "max_devices": 2}))
         .await;
     let subscription = created["id"].as_str().unwrap().to_owned();
-    // The feed shows what committed below PostgreSQL's transaction horizon, which other
-    // tests' transactions hold back now and then: wait for the answer's last event.
-    let last = created["position"].as_i64().expect("position");
-    let mut events: Vec<Value> = Vec::new();
-    for _ in 0..200 {
-        events = feed_from(&app.api(), 0)
-            .await
-            .into_iter()
-            .filter(|item| item["aggregate_id"] == subscription.as_str())
-            .collect();
-        if events.iter().any(|item| item["position"] == last) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        events.iter().any(|item| item["position"] == last),
-        "the feed shows the subscription's events"
-    );
+    let events: Vec<Value> = settled_feed(&app)
+        .await
+        .into_iter()
+        .filter(|item| item["aggregate_id"] == subscription.as_str())
+        .collect();
     for _ in 0..200 {
         if applied_version(&app, &subscription).await >= events.len() as i64 {
             break;
