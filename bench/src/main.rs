@@ -390,6 +390,9 @@ async fn measure_all(
                         .map_or_else(|| "?".to_owned(), |r| format!("{r:.0}")),
                     figures.wall_secs
                 );
+                if let Some([folding, writing, catching_up]) = figures.phases {
+                    println!("  replay phases: folding {folding:.2} s, writing {writing:.2} s, catching up and swapping {catching_up:.2} s");
+                }
                 replay = Some(Ok(figures));
             }
             Err(error) => {

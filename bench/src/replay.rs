@@ -20,6 +20,9 @@ pub struct ReplayFigures {
     pub events_per_second: Option<f64>,
     /// The whole process, start to exit.
     pub wall_secs: f64,
+    /// The command's own phase times (folding the log, writing the rows, catching up and
+    /// committing the swap), in seconds, when its log gives them.
+    pub phases: Option<[f64; 3]>,
 }
 
 impl ReplayFigures {
@@ -83,6 +86,14 @@ pub async fn run(args: &Args, events_in_log: u64) -> Result<ReplayFigures, BoxEr
             .and_then(|line| field(line, "events_per_second"))
             .and_then(|v| v.parse().ok()),
         wall_secs,
+        phases: done.and_then(|line| {
+            let seconds = |name| field(line, name)?.parse::<f64>().ok();
+            Some([
+                seconds("folding_seconds")?,
+                seconds("writing_seconds")?,
+                seconds("catching_up_seconds")?,
+            ])
+        }),
     })
 }
 

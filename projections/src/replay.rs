@@ -9,6 +9,7 @@
 //! path, so events committed during the rebuild are in too. Events published after that are
 //! applied by the projectors as usual, or skipped by version if the catch-up had them.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,9 @@ use crate::all_projectors;
 use crate::analytics::DailyCounts;
 use crate::copy::CopyIn;
 use crate::db::{Conn, Db, Dialect};
-use crate::log::{events_after, for_each_stored_event_after, EventRecord, LogCursor, StoredEvent};
+use crate::log::{
+    events_after, for_each_event_to_fold_after, stored_event_at, EventRecord, FoldRow, LogCursor,
+};
 use crate::projector::{
     project_batch, record_dead_letter, reset_read_models, set_events_applied, write_versions,
     ProjectionError, Projector,
@@ -69,37 +72,51 @@ struct Rebuilt {
     subscriptions: SubscriptionsModel,
     analytics: DailyCounts,
     versions: HashMap<AggregateKey, i64>,
-    parked: Vec<(EventRecord, String)>,
+    /// Events that could not be folded: their positions, and why.
+    parked: Vec<(i64, String)>,
     events: u64,
 }
 
 impl Rebuilt {
-    fn fold(&mut self, stored: StoredEvent) -> Result<(), ProjectionError> {
-        let version = self
-            .versions
-            .entry((stored.aggregate_type.clone(), stored.aggregate_id.clone()))
-            .or_insert(0);
+    fn fold(&mut self, row: FoldRow) -> Result<(), ProjectionError> {
+        let FoldRow {
+            global_position,
+            aggregate_type,
+            aggregate_id,
+            sequence,
+            payload,
+            ..
+        } = row;
+        let subscription = (aggregate_type == Subscription::TYPE)
+            .then(|| uuid::Uuid::parse_str(&aggregate_id).ok());
+        // The row's names become the key (no copy per event).
+        let version = self.versions.entry((aggregate_type, aggregate_id));
+        let expected = match &version {
+            Entry::Occupied(known) => *known.get() + 1,
+            Entry::Vacant(_) => 1,
+        };
         // In commit order every aggregate's events come in sequence: anything else would be
         // a corrupt log.
-        if stored.sequence != *version + 1 {
-            return Err(ProjectionError::Gap(EventRecord::from(stored).message_id()));
+        if sequence != expected {
+            let (aggregate_type, aggregate_id) = version.key();
+            return Err(ProjectionError::Gap(format!(
+                "{aggregate_type}:{aggregate_id}:{sequence}"
+            )));
         }
-        *version = stored.sequence;
+        *version.or_insert(0) = sequence;
         self.events += 1;
-        if stored.aggregate_type != Subscription::TYPE {
+        let Some(id) = subscription else {
             return Ok(());
-        }
+        };
         // Straight from the stored text to the typed event: the hot path of a replay.
-        match serde_json::from_str::<SubscriptionEvent>(&stored.payload) {
+        match serde_json::from_str::<SubscriptionEvent>(&payload) {
             Ok(event) => {
-                if let Ok(id) = uuid::Uuid::parse_str(&stored.aggregate_id) {
-                    self.subscriptions.apply(id, stored.sequence, &event);
+                if let Some(id) = id {
+                    self.subscriptions.apply(id, sequence, &event);
                 }
                 self.analytics.apply(&event);
             }
-            Err(error) => self
-                .parked
-                .push((EventRecord::from(stored), error.to_string())),
+            Err(error) => self.parked.push((global_position, error.to_string())),
         }
         Ok(())
     }
@@ -119,7 +136,7 @@ pub async fn replay(
             sqlx::query_scalar("select count(*) from events").fetch_one(&mut *c).await?
         });
         let total = total.max(0) as u64;
-        for_each_stored_event_after(connection.conn(), cursor, |stored| {
+        for_each_event_to_fold_after(connection.conn(), cursor, |stored| {
             cursor = stored.cursor();
             rebuilt.fold(stored)?;
             if rebuilt.events % PROGRESS_EVERY == 0 {
@@ -171,8 +188,14 @@ pub async fn replay(
         }
     }
     analytics.save(tx.conn()).await?;
+    let mut unfolded = Vec::with_capacity(parked.len());
+    for (position, error) in &parked {
+        if let Some(stored) = stored_event_at(tx.conn(), *position).await? {
+            unfolded.push((EventRecord::from(stored), error));
+        }
+    }
     for projector in &projectors {
-        for (record, error) in &parked {
+        for (record, error) in &unfolded {
             record_dead_letter(tx.conn(), projector.name(), record, error).await?;
         }
         set_events_applied(tx.conn(), projector.name(), events as i64).await?;

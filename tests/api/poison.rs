@@ -185,3 +185,30 @@ async fn an_unreadable_event_is_parked_and_everything_else_keeps_flowing() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_parks_an_unreadable_event_with_its_whole_row() {
+    let app = spawn_app().await;
+    let broken_id = poisoned(&app, "replayed", r#""plan": 12"#).await;
+    // Replay reads only what it folds; the event it cannot fold is read again whole, so its
+    // dead letter names it as live projection's does.
+    let report = flowlytix_projections::replay::replay(&app.db, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.parked, 1);
+    for projector in ["subscriptions", "analytics"] {
+        let (aggregate_id, sequence, event_type): (String, i64, String) = flowlytix_projections::with_db!(&app.db, pool => {
+            sqlx::query_as(
+                "select aggregate_id, sequence, event_type from dead_letters
+                 where projector = $1",
+            )
+            .bind(projector)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+        });
+        assert_eq!(aggregate_id, broken_id);
+        assert_eq!(sequence, 3);
+        assert_eq!(event_type, "SubscriptionPlanChanged");
+    }
+}
