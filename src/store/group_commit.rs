@@ -56,16 +56,24 @@ pub async fn append(db: &Db, append: Append) -> Result<Vec<i64>, AppendError> {
         let take = waiting.len().min(MAX_GROUP);
         waiting.drain(..take).collect()
     };
+    if group.is_empty() {
+        // Taken by the group before, whose writer lets the turn go at its commit and answers
+        // just after.
+        drop(turn);
+        return answer.await.unwrap_or_else(|_| Err(unanswered()));
+    }
     // Written by a task of its own: if this caller is given up on (its client left), the
     // others of its group are still answered, and the turn is let go only after the commit.
     let db = db.clone();
     let written = tokio::spawn(write_group(db, turn, group));
     let _ = written.await;
-    answer.await.unwrap_or_else(|_| {
-        Err(AppendError::Store(StoreError::Unanswered(
-            "the writer of its group stopped before the commit",
-        )))
-    })
+    answer.await.unwrap_or_else(|_| Err(unanswered()))
+}
+
+fn unanswered() -> AppendError {
+    AppendError::Store(StoreError::Unanswered(
+        "the writer of its group stopped before the commit",
+    ))
 }
 
 /// Writes the group in one transaction and answers each append after the commit.
