@@ -114,7 +114,11 @@ impl EventBus for InProcessBus {
                 .iter()
                 .map(|event| {
                     let publish = super::jetstream::publish_span(event);
-                    let project = tracing::info_span!(parent: &publish, "project", projector = "all", event = %event.message_id());
+                    let project = if crate::telemetry::traces::exporting() {
+                        tracing::info_span!(parent: &publish, "project", projector = "all", event = %event.message_id())
+                    } else {
+                        tracing::Span::none()
+                    };
                     (publish, project)
                 })
                 .collect();

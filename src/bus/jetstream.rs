@@ -291,6 +291,9 @@ struct Delivery {
 
 /// The span of publishing one event: a child of the command that appended it.
 pub(crate) fn publish_span(event: &EventRecord) -> tracing::Span {
+    if !traces::exporting() {
+        return tracing::Span::none();
+    }
     let span =
         tracing::info_span!("publish", event = %event.message_id(), position = event.position);
     traces::continue_trace(&span, traces::traceparent_in(&event.metadata));
@@ -386,7 +389,11 @@ async fn take(
         Ok(record) => {
             // A child of the publish span the header names (or, from a publisher that set
             // none, of the command the metadata names).
-            let span = tracing::info_span!("project", projector = projector.name(), event = %record.message_id());
+            let span = if traces::exporting() {
+                tracing::info_span!("project", projector = projector.name(), event = %record.message_id())
+            } else {
+                tracing::Span::none()
+            };
             let header = message
                 .headers
                 .as_ref()

@@ -57,12 +57,23 @@ where
     Ok((layer(&provider).boxed(), TracesGuard(provider)))
 }
 
+/// Whether spans go anywhere but the log: set once a bridge to OpenTelemetry is built.
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether spans are exported. The spans made per event (publish, project: two to four
+/// per event, six or more per activation) exist for traces alone; without an exporter they
+/// only cost the log layer's field formatting, and are not made.
+pub fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The `tracing` → OpenTelemetry bridge over `provider` (tests pass one with an in-memory
 /// exporter), with W3C trace context as the way contexts travel.
 pub fn layer<S>(provider: &SdkTracerProvider) -> impl Layer<S> + Send + Sync + 'static
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
+    EXPORTING.store(true, std::sync::atomic::Ordering::Relaxed);
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     tracing_opentelemetry::layer().with_tracer(provider.tracer("flowlytix"))
 }
