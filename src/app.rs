@@ -92,12 +92,12 @@ impl App {
             .database_url
             .as_ref()
             .map_or(store::DEFAULT_SQLITE_URL, |u| u.expose_secret());
+        let db = store::connect(url, config.database_echo).await?;
+        store::migrate(&db).await?;
         let db = match role {
+            // Migrations may take long; a serving pool's statements may not.
             StartMode::Server => {
-                // Migrations may take long; the serving pool's statements may not.
-                let migrating = store::connect(url, config.database_echo).await?;
-                store::migrate(&migrating).await?;
-                migrating.close().await;
+                db.close().await;
                 store::connect_for_serving(
                     url,
                     config.database_echo,
@@ -105,11 +105,7 @@ impl App {
                 )
                 .await?
             }
-            StartMode::Maintenance => {
-                let db = store::connect(url, config.database_echo).await?;
-                store::migrate(&db).await?;
-                db
-            }
+            StartMode::Maintenance => db,
         };
         match &db {
             Db::Sqlite(_) => tracing::info!(database = %url, "using the embedded SQLite store"),
@@ -274,10 +270,7 @@ impl App {
         if let Some(jetstream) = &self.jetstream {
             jetstream.flush().await;
         }
-        match &self.db {
-            Db::Postgres(pool) => pool.close().await,
-            Db::Sqlite(pool) => pool.close().await,
-        }
+        self.db.close().await;
         tracing::info!("shutdown complete");
     }
 }

@@ -120,6 +120,6 @@ impl Baseline {
     }
 
     pub async fn close(&self) {
-        flowlytix_projections::with_db!(&self.db, pool => pool.close().await);
+        self.db.close().await;
     }
 }

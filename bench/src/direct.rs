@@ -71,7 +71,7 @@ impl InProcess {
     }
 
     pub async fn close(self) {
-        flowlytix_projections::with_db!(&self.app.db, pool => pool.close().await);
+        self.app.db.close().await;
         remove_dir(self.scratch_keys.as_ref());
     }
 }
