@@ -80,10 +80,7 @@ pub const UNREADABLE: &str = "$unreadable";
 
 impl StoredEvent {
     pub fn cursor(&self) -> LogCursor {
-        LogCursor {
-            tx_id: self.tx_text.parse().unwrap_or(0),
-            position: self.global_position,
-        }
+        LogCursor::from_text(&self.tx_text, self.global_position)
     }
 }
 
@@ -157,6 +154,17 @@ pub struct LogCursor {
     pub position: i64,
 }
 
+impl LogCursor {
+    /// From a row that carries its transaction id as text (sqlx has no xid8 type; SQLite's
+    /// rows say `0`).
+    pub fn from_text(tx_id: &str, position: i64) -> Self {
+        Self {
+            tx_id: tx_id.parse().unwrap_or(0),
+            position,
+        }
+    }
+}
+
 /// Up to `limit` committed events after `cursor`, in commit order, with the cursor of each.
 pub async fn events_after(
     conn: Conn<'_>,
@@ -216,10 +224,7 @@ pub struct FoldRow {
 
 impl FoldRow {
     pub fn cursor(&self) -> LogCursor {
-        LogCursor {
-            tx_id: self.tx_text.parse().unwrap_or(0),
-            position: self.global_position,
-        }
+        LogCursor::from_text(&self.tx_text, self.global_position)
     }
 }
 
@@ -273,10 +278,7 @@ pub async fn cursor_at(conn: Conn<'_>, position: i64) -> Result<Option<LogCursor
     let row: Option<(String, i64)> = with_conn!(conn, c => {
         sqlx::query_as(sql).bind(position).fetch_optional(&mut *c).await?
     });
-    Ok(row.map(|(tx_id, position)| LogCursor {
-        tx_id: tx_id.parse().unwrap_or(0),
-        position,
-    }))
+    Ok(row.map(|(tx_id, position)| LogCursor::from_text(&tx_id, position)))
 }
 
 /// The events after `position` that `projector` has already applied (its per-aggregate

@@ -116,10 +116,7 @@ impl Publisher {
         );
         let (tx_id, position): (String, i64) =
             with_conn!(db.reborrow(), c => sqlx::query_as(sql).fetch_one(&mut *c).await)?;
-        let mut cursor = LogCursor {
-            tx_id: tx_id.parse().unwrap_or(0),
-            position,
-        };
+        let mut cursor = LogCursor::from_text(&tx_id, position);
         let mut backoff = Duration::from_millis(100);
         let mut backlog_measured = Instant::now() - BACKLOG_EVERY;
         // Stopping is looked at between batches only: a batch is published and its
