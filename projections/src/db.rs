@@ -81,16 +81,27 @@ pub enum Tx {
 /// This process's turn at writing one SQLite file (see [`Db::writer_turn`]).
 pub struct WriterTurn(#[allow(dead_code)] OwnedMutexGuard<()>);
 
+/// Something this process keeps once per SQLite file (not per pool: two pools on one file
+/// share it).
+pub type PerSqliteFile<T> = LazyLock<Mutex<HashMap<PathBuf, T>>>;
+
+/// The `T` of `pool`'s file, made on first use. On every write: the path is copied only the
+/// first time.
+pub fn of_sqlite_file<T: Default + Clone>(registry: &PerSqliteFile<T>, pool: &SqlitePool) -> T {
+    let options = pool.connect_options();
+    let file = options.get_filename();
+    let mut held = registry.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(value) = held.get(file) {
+        return value.clone();
+    }
+    held.entry(file.to_path_buf()).or_default().clone()
+}
+
 /// One queue of writers per SQLite file in this process.
-static SQLITE_WRITERS: LazyLock<Mutex<HashMap<PathBuf, Arc<AsyncMutex<()>>>>> =
-    LazyLock::new(Default::default);
+static SQLITE_WRITERS: PerSqliteFile<Arc<AsyncMutex<()>>> = LazyLock::new(Default::default);
 
 async fn sqlite_writer_turn(pool: &SqlitePool) -> WriterTurn {
-    let file = pool.connect_options().get_filename().to_path_buf();
-    let queue = {
-        let mut writers = SQLITE_WRITERS.lock().unwrap_or_else(|e| e.into_inner());
-        writers.entry(file).or_default().clone()
-    };
+    let queue = of_sqlite_file(&SQLITE_WRITERS, pool);
     WriterTurn(queue.lock_owned().await)
 }
 

@@ -1,8 +1,8 @@
 //! A license as validation sees it: the parts of a subscription that decide a verdict.
 
-use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use flowlytix_aggregates::subscription::{effective_status, Device, SubscriptionState};
 use flowlytix_aggregates::{Sha256Hex, Status, SubscriptionId};
 

@@ -9,13 +9,10 @@
 //! Each caller is answered only after the group's commit: an acknowledged append is as
 //! durable as one committed alone.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use flowlytix_projections::db::WriterTurn;
+use flowlytix_projections::db::{of_sqlite_file, PerSqliteFile, WriterTurn};
 use flowlytix_projections::{with_conn, Conn, Db};
-use sqlx::SqlitePool;
 use tokio::sync::oneshot;
 
 use super::log::{classify, Append, AppendError, StoreError};
@@ -27,20 +24,13 @@ type Reply = oneshot::Sender<Result<Vec<i64>, AppendError>>;
 /// Appends waiting to be written to one file, each with where to send its outcome.
 type Queue = Arc<Mutex<Vec<(Append, Reply)>>>;
 
-/// Per SQLite file.
-static QUEUES: LazyLock<Mutex<HashMap<PathBuf, Queue>>> = LazyLock::new(Default::default);
-
-fn queue_of(pool: &SqlitePool) -> Queue {
-    let file = pool.connect_options().get_filename().to_path_buf();
-    let mut queues = QUEUES.lock().unwrap_or_else(|e| e.into_inner());
-    queues.entry(file).or_default().clone()
-}
+static QUEUES: PerSqliteFile<Queue> = LazyLock::new(Default::default);
 
 pub async fn append(db: &Db, append: Append) -> Result<Vec<i64>, AppendError> {
     let Db::Sqlite(pool) = db else {
         unreachable!("group commit is for SQLite");
     };
-    let queue = queue_of(pool);
+    let queue = of_sqlite_file(&QUEUES, pool);
     let (reply, mut answer) = oneshot::channel();
     queue
         .lock()
@@ -79,13 +69,9 @@ fn unanswered() -> AppendError {
 /// Writes the group in one transaction and answers each append after the commit.
 async fn write_group(db: Db, turn: Option<WriterTurn>, group: Vec<(Append, Reply)>) {
     let alone = group.len() == 1;
-    let replies: Vec<Reply>;
     let mut tx = match db.begin_in_turn(turn).await {
         Ok(tx) => tx,
-        Err(error) => {
-            replies = group.into_iter().map(|(_, reply)| reply).collect();
-            return fail_all(replies, &error);
-        }
+        Err(error) => return fail_all(group.into_iter().map(|(_, reply)| reply).collect(), &error),
     };
     let mut answered = Vec::with_capacity(group.len());
     for (append, reply) in group {
