@@ -247,8 +247,8 @@ impl ClientDeviceView {
     pub fn from_active(device: &ActiveDevice) -> Self {
         Self {
             id: device.id.as_uuid(),
-            name: device.name.clone(),
-            platform: device.platform.clone(),
+            name: device.name.as_deref().map(str::to_owned),
+            platform: device.platform.as_deref().map(str::to_owned),
             activated_at: device.activated_at,
             last_seen_at: device.last_seen_at,
         }

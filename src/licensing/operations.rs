@@ -187,7 +187,7 @@ pub async fn validate(
         key_hash.is_none() || license.key_hash.as_ref() == key_hash.as_ref()
     };
     if let Some(cached) = app.licenses.fresh(subscription_id, false) {
-        let verdict = judge(Some(&*cached).filter(|l| names(l)), &device, now);
+        let verdict = judge(Some(&cached).filter(|l| names(l)), &device, now);
         if verdict.code == ValidationCode::Valid
             || app.licenses.fresh(subscription_id, true).is_some()
         {
@@ -195,7 +195,7 @@ pub async fn validate(
         }
     }
     let license = license_from_store(app, subscription_id).await?;
-    Ok(judge(license.as_deref().filter(|l| names(l)), &device, now))
+    Ok(judge(license.as_ref().filter(|l| names(l)), &device, now))
 }
 
 /// The license as the write side has it now, remembered for the next validation.

@@ -1,10 +1,8 @@
 //! A license as validation sees it: the parts of a subscription that decide a verdict.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::subscription::{effective_status, Device, SubscriptionState};
-use flowlytix_aggregates::{Sha256Hex, Status, SubscriptionId};
+use flowlytix_aggregates::{DeviceId, Sha256Hex, Status, SubscriptionId};
 
 /// The parts of a subscription that validation needs.
 #[derive(Debug, Clone)]
@@ -22,8 +20,46 @@ pub struct LicenseSnapshot {
     pub active_devices: Vec<ActiveDevice>,
 }
 
-/// An active device, shared with the subscription state it was read from (no copy).
-pub type ActiveDevice = Arc<Device>;
+/// An active device as a license keeps it: what a verdict compares (its id and fingerprint)
+/// and what a client app is told of it, nothing more. The license cache holds ten times as
+/// many licenses as the aggregate cache holds states (100 000 against 10 000), so most
+/// licenses are the only holder of their devices: a whole `Device` (a dozen fields, the
+/// fingerprint as hex text) would be three times the size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveDevice {
+    pub id: DeviceId,
+    pub fingerprint: Fingerprint,
+    pub name: Option<Box<str>>,
+    pub platform: Option<Box<str>>,
+    pub activated_at: DateTime<Utc>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+/// A device fingerprint's SHA-256, as bytes (its hex text is twice as long, on the heap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    pub fn of(hash: &Sha256Hex) -> Self {
+        let mut bytes = [0; 32];
+        // A `Sha256Hex` is 64 lowercase hex digits by construction.
+        hex::decode_to_slice(hash.as_str(), &mut bytes).expect("a Sha256Hex is 64 hex digits");
+        Self(bytes)
+    }
+}
+
+impl ActiveDevice {
+    pub fn of(device: &Device) -> Self {
+        Self {
+            id: device.id,
+            fingerprint: Fingerprint::of(&device.fingerprint_hash),
+            name: device.name.as_deref().map(Box::from),
+            platform: device.platform.as_deref().map(Box::from),
+            activated_at: device.activated_at,
+            last_seen_at: device.last_seen_at,
+        }
+    }
+}
 
 impl LicenseSnapshot {
     pub fn from_state(state: &SubscriptionState, version: u64) -> Self {
@@ -38,11 +74,30 @@ impl LicenseSnapshot {
             expires_at: state.expires_at,
             trial_ends_at: state.trial_ends_at,
             deleted: state.deleted_at.is_some(),
-            active_devices: state.active_devices().cloned().collect(),
+            active_devices: state
+                .active_devices()
+                .map(|d| ActiveDevice::of(d))
+                .collect(),
         }
     }
 
     pub fn status_at(&self, now: DateTime<Utc>) -> Status {
         effective_status(self.status, self.expires_at, self.trial_ends_at, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fingerprint_is_the_hash_s_bytes() {
+        let hash = crate::crypto::sha256_hex("laptop");
+        let fingerprint = Fingerprint::of(&hash);
+        assert_eq!(hex::encode(fingerprint.0), hash.as_str());
+        assert_ne!(
+            fingerprint,
+            Fingerprint::of(&crate::crypto::sha256_hex("desktop"))
+        );
     }
 }

@@ -1,9 +1,12 @@
 //! The licensing verdict: which code a validation gets, and why. Pure: a function of the
 //! license, the device that asks and the time, so every code is unit-tested here.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::{DeviceId, Sha256Hex, Status, SubscriptionId};
 
+use super::snapshot::Fingerprint;
 use super::token::{LicenseClaims, TokenError};
 use super::{ActiveDevice, LicenseSnapshot};
 
@@ -63,7 +66,8 @@ pub struct DeviceClaim {
 #[derive(Debug, Clone)]
 pub struct Verdict {
     pub code: ValidationCode,
-    pub license: Option<LicenseSnapshot>,
+    /// Shared with the license cache: a validation copies nothing of it.
+    pub license: Option<Arc<LicenseSnapshot>>,
     pub device: Option<ActiveDevice>,
 }
 
@@ -106,7 +110,7 @@ pub fn token_claim(
 /// The verdict on a license (absent when nothing matched) for one device at `now`. A
 /// deleted license is not found; an unusable one says why before anything about devices.
 pub fn judge(
-    license: Option<&LicenseSnapshot>,
+    license: Option<&Arc<LicenseSnapshot>>,
     device: &DeviceClaim,
     now: DateTime<Utc>,
 ) -> Verdict {
@@ -118,9 +122,9 @@ pub fn judge(
         Status::Expired => ValidationCode::Expired,
         Status::Canceled => ValidationCode::Canceled,
         Status::Trialing | Status::Active | Status::PastDue => {
+            let fingerprint = Fingerprint::of(&device.fingerprint_hash);
             let active = license.active_devices.iter().find(|d| {
-                d.fingerprint_hash == device.fingerprint_hash
-                    && device.device_id.is_none_or(|id| d.id == id)
+                d.fingerprint == fingerprint && device.device_id.is_none_or(|id| d.id == id)
             });
             return Verdict {
                 code: if active.is_some() {
@@ -148,6 +152,15 @@ mod tests {
 
     use super::*;
 
+    /// The verdict on a license built here (the server's come shared from its cache).
+    fn judge(
+        license: Option<&LicenseSnapshot>,
+        device: &DeviceClaim,
+        now: DateTime<Utc>,
+    ) -> Verdict {
+        super::judge(license.cloned().map(Arc::new).as_ref(), device, now)
+    }
+
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-06-01T12:00:00Z")
             .unwrap()
@@ -159,7 +172,7 @@ mod tests {
     }
 
     fn device(fingerprint: &str) -> ActiveDevice {
-        ActiveDevice::new(Device {
+        ActiveDevice::of(&Device {
             id: DeviceId(Uuid::new_v4()),
             fingerprint_hash: hash(fingerprint),
             name: None,
