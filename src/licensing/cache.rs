@@ -78,18 +78,20 @@ impl LicenseCache {
 
     /// Records the subscription as the write side had it when `era` was taken. An older
     /// snapshot never replaces a newer; the same version read again counts as confirmed.
-    pub fn remember(&self, snapshot: LicenseSnapshot, era: Era) {
+    /// Gives back the snapshot as shared (whether or not a newer one was held).
+    pub fn remember(&self, snapshot: LicenseSnapshot, era: Era) -> Arc<LicenseSnapshot> {
         let snapshot = Arc::new(snapshot);
         self.entries
             .entry(snapshot.subscription_id)
             .and_compute_with(|held| match held {
                 Some(held) if held.value().snapshot.version > snapshot.version => Op::Nop,
                 _ => Op::Put(Arc::new(Cached {
-                    snapshot,
+                    snapshot: snapshot.clone(),
                     fetched: Instant::now(),
                     era,
                 })),
             });
+        snapshot
     }
 
     /// Drops what is cached about one subscription.

@@ -70,7 +70,7 @@ pub struct TokenIssued {
     pub token: String,
     pub expires_at: DateTime<Utc>,
     pub device_id: DeviceId,
-    pub license: LicenseSnapshot,
+    pub license: Arc<LicenseSnapshot>,
     pub position: i64,
 }
 
@@ -148,9 +148,9 @@ pub async fn activate(
     };
     let committed = app
         .subscriptions
-        .run(subscription_id, actions, metadata, None)
+        .run_remembering(subscription_id, actions, metadata, None)
         .await?;
-    sign_issued_token(app, &committed)
+    sign_issued_token(app, committed)
 }
 
 /// The verdict on a credential for one device. Only a malformed request is an error.
@@ -234,9 +234,9 @@ pub async fn refresh(
     };
     let committed = app
         .subscriptions
-        .run(subscription_id, vec![action], metadata, None)
+        .run_remembering(subscription_id, vec![action], metadata, None)
         .await?;
-    sign_issued_token(app, &committed)
+    sign_issued_token(app, committed)
 }
 
 /// Frees the slot of the device with this fingerprint: one command, one load.
@@ -281,8 +281,9 @@ pub async fn deactivate(
 /// Signs the token recorded by the `LicenseTokenIssued` event of a committed command.
 fn sign_issued_token(
     app: &App,
-    committed: &Committed<Subscription>,
+    (committed, license): (Committed<Subscription>, Option<Arc<LicenseSnapshot>>),
 ) -> Result<TokenIssued, LicensingError> {
+    let license = license.ok_or(LicensingError::LicenseNotFound)?;
     let state = committed
         .aggregate
         .live()
@@ -314,7 +315,7 @@ fn sign_issued_token(
         token,
         expires_at,
         device_id,
-        license: LicenseSnapshot::from_state(state, committed.version),
+        license,
         position: committed.position,
     })
 }

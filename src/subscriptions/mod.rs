@@ -45,6 +45,25 @@ impl SubscriptionCommands {
         metadata: EventMetadata,
         expected_version: Option<u64>,
     ) -> Result<Committed<Subscription>, ExecuteError<SubscriptionError>> {
+        let (committed, _) = self
+            .run_remembering(id, actions, metadata, expected_version)
+            .await?;
+        Ok(committed)
+    }
+
+    /// `run`, and the license it wrote through to the cache (none once the subscription is
+    /// gone): a token's answer shows that license, and building it again would copy every
+    /// active device once more.
+    pub async fn run_remembering(
+        &self,
+        id: SubscriptionId,
+        actions: Vec<SubscriptionAction>,
+        metadata: EventMetadata,
+        expected_version: Option<u64>,
+    ) -> Result<
+        (Committed<Subscription>, Option<Arc<LicenseSnapshot>>),
+        ExecuteError<SubscriptionError>,
+    > {
         let at = metadata.occurred_at;
         let era = self.licenses.era();
         let commands = actions
@@ -55,11 +74,11 @@ impl SubscriptionCommands {
             .executor
             .execute(&id.to_string(), commands, metadata, expected_version)
             .await?;
-        if let Some(state) = committed.aggregate.state() {
+        let license = committed.aggregate.state().map(|state| {
             self.licenses
-                .remember(LicenseSnapshot::from_state(state, committed.version), era);
-        }
-        Ok(committed)
+                .remember(LicenseSnapshot::from_state(state, committed.version), era)
+        });
+        Ok((committed, license))
     }
 
     /// The subscription as it is now, and its version.
