@@ -132,12 +132,16 @@ fn limited(
 }
 
 fn cors(allowed_origins: &[String]) -> CorsLayer {
-    let origins: Vec<HeaderValue> = allowed_origins
+    let origins: Arc<[HeaderValue]> = allowed_origins
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
+    // A predicate over a shared list rather than `AllowOrigin::list`: axum clones every
+    // route's layers for each request, and a list would be copied (a `Vec`) every time.
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(AllowOrigin::predicate(move |origin, _| {
+            origins.contains(origin)
+        }))
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers([
             axum::http::header::AUTHORIZATION,
@@ -156,6 +160,33 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+
+    #[tokio::test]
+    async fn cors_allows_the_listed_origins_only() {
+        let router: Router = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(cors(&["https://console.example.com".to_owned()]));
+        for (origin, allowed) in [
+            ("https://console.example.com", true),
+            ("https://console.example.com.evil.example", false),
+            ("https://other.example.com", false),
+        ] {
+            let request = Request::builder()
+                .uri("/")
+                .header("origin", origin)
+                .body(Body::empty())
+                .unwrap();
+            let response = router.clone().oneshot(request).await.unwrap();
+            let echoed = response
+                .headers()
+                .get(axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN);
+            assert_eq!(
+                echoed.map(|v| v.to_str().unwrap()),
+                allowed.then_some(origin),
+                "{origin}"
+            );
+        }
+    }
 
     #[tokio::test]
     async fn a_panic_answers_a_500_problem_and_never_its_message() {
