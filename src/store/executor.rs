@@ -388,8 +388,10 @@ where
 
     /// The latest usable snapshot and the events after it (all of them without one), cached.
     async fn load_cold(&self, id: &str) -> Result<Arc<Loaded<A>>, StoreError> {
+        let tail = log::snapshot_and_tail::<A::Event>(&self.db, A::TYPE, id).await?;
         let mut loaded = Loaded::empty();
-        if let Some(stored) = log::latest_snapshot(&self.db, A::TYPE, id).await? {
+        let mut events = tail.events;
+        if let Some(stored) = tail.snapshot {
             match snapshot::restore::<A>(&stored) {
                 Some(aggregate) => {
                     loaded = Loaded {
@@ -400,15 +402,17 @@ where
                     }
                 }
                 // The next append past the interval replaces it (`snapshot_version` is 0).
-                None => tracing::info!(
-                    aggregate_type = A::TYPE,
-                    aggregate_id = id,
-                    version = stored.last_sequence,
-                    "ignoring a snapshot that does not decode to this version's state; replaying the events"
-                ),
+                None => {
+                    tracing::info!(
+                        aggregate_type = A::TYPE,
+                        aggregate_id = id,
+                        version = stored.last_sequence,
+                        "ignoring a snapshot that does not decode to this version's state; replaying the events"
+                    );
+                    events = log::events_after::<A::Event>(&self.db, A::TYPE, id, 0).await?;
+                }
             }
         }
-        let events = log::events_after::<A::Event>(&self.db, A::TYPE, id, loaded.version).await?;
         loaded.fold(id, events)?;
         let loaded = Arc::new(loaded);
         self.cache.remember(id, loaded.clone());

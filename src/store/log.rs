@@ -1,5 +1,5 @@
 //! One aggregate's stream in the event log, in SQL: its events after a version, its latest
-//! snapshot, and appending to it.
+//! snapshot with the events after it, and appending to it.
 //!
 //! This replaces postgres-es / sqlite-es's repository because the executor needs what they
 //! do not give: each appended event's global position back from the insert itself
@@ -108,31 +108,63 @@ pub async fn events_after<E: DeserializeOwned>(
     Ok(events)
 }
 
-pub async fn latest_snapshot(
+/// What a load without a cached state reads: the aggregate's snapshot, if it has one, and
+/// its events after that snapshot (all of them without one).
+pub struct SnapshotAndTail<E> {
+    pub snapshot: Option<StoredSnapshot>,
+    pub events: Vec<StoredEvent<E>>,
+}
+
+/// The snapshot and the events after it in one statement: a cold load is the first read of
+/// every validation of a license not yet cached, and a second round trip cost as much again.
+pub async fn snapshot_and_tail<E: DeserializeOwned>(
     db: &Db,
     aggregate_type: &str,
     aggregate_id: &str,
-) -> Result<Option<StoredSnapshot>, StoreError> {
-    let snapshot = with_db!(db, pool => {
-        let row = sqlx::query(
-            "select last_sequence, last_position, format, cast(payload as text) from snapshots
-             where aggregate_type = $1 and aggregate_id = $2",
+) -> Result<SnapshotAndTail<E>, StoreError> {
+    let mut tail = SnapshotAndTail {
+        snapshot: None,
+        events: Vec::new(),
+    };
+    with_db!(db, pool => {
+        // The snapshot row (kind 0) sorts first; `format` means nothing on event rows.
+        let rows = sqlx::query(
+            "select 0 as kind, last_sequence, last_position, format, cast(payload as text)
+               from snapshots where aggregate_type = $1 and aggregate_id = $2
+             union all
+             select 1, sequence, global_position, 0, cast(payload as text)
+               from events
+              where aggregate_type = $1 and aggregate_id = $2
+                and sequence > coalesce((select last_sequence from snapshots
+                                          where aggregate_type = $1 and aggregate_id = $2), 0)
+             order by 1, 2",
         )
         .bind(aggregate_type)
         .bind(aggregate_id)
-        .fetch_optional(pool)
+        .fetch_all(pool)
         .await?;
-        row.map(|row| {
-            Ok::<_, sqlx::Error>(StoredSnapshot {
-                last_sequence: as_u64(row.try_get::<i64, _>(0)?),
-                last_position: row.try_get(1)?,
-                format: row.try_get(2)?,
-                payload: row.try_get(3)?,
-            })
-        })
-        .transpose()?
+        for row in &rows {
+            let sequence = as_u64(row.try_get::<i64, _>(1)?);
+            let position = row.try_get(2)?;
+            let payload: String = row.try_get(4)?;
+            if row.try_get::<i32, _>(0)? == 0 {
+                tail.snapshot = Some(StoredSnapshot {
+                    last_sequence: sequence,
+                    last_position: position,
+                    format: row.try_get(3)?,
+                    payload,
+                });
+            } else {
+                tail.events.push(StoredEvent {
+                    sequence,
+                    position,
+                    payload: serde_json::from_str(&payload)
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                });
+            }
+        }
     });
-    Ok(snapshot)
+    Ok(tail)
 }
 
 /// One aggregate's new events (consecutive sequences), with the snapshot of the state they
