@@ -281,12 +281,25 @@ impl Failures {
     }
 }
 
-/// A message and the event it carries, and the span of its projection (open until the
-/// message is acknowledged).
+/// A message and the span of its projection (open until the message is acknowledged).
 struct Delivery {
     message: jetstream::Message,
-    record: EventRecord,
     _span: tracing::Span,
+}
+
+/// The messages taken for one transaction and the events they carry, side by side: the
+/// events go to `project_batch` as they are, without a copy of each (its payload and
+/// metadata are trees of strings).
+#[derive(Default)]
+struct Batch {
+    deliveries: Vec<Delivery>,
+    records: Vec<EventRecord>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.deliveries.len()
+    }
 }
 
 /// The span of publishing one event: a child of the command that appended it.
@@ -341,7 +354,7 @@ async fn consume(
         let Some(first) = first else {
             return Ok(());
         };
-        let mut batch = Vec::with_capacity(batches.size);
+        let mut batch = Batch::default();
         let store_id = bus.settings.store_id.as_str();
         take(
             first.map_err(BusError::unavailable)?,
@@ -372,7 +385,7 @@ async fn take(
     message: jetstream::Message,
     projector: &dyn Projector,
     store_id: &str,
-    batch: &mut Vec<Delivery>,
+    batch: &mut Batch,
 ) -> Result<(), BusError> {
     let sender = message
         .headers
@@ -405,11 +418,11 @@ async fn take(
                     .as_deref()
                     .or(traces::traceparent_in(&record.metadata)),
             );
-            batch.push(Delivery {
+            batch.deliveries.push(Delivery {
                 message,
-                record,
                 _span: span,
-            })
+            });
+            batch.records.push(record);
         }
         Err(error) => {
             tracing::error!(projector = projector.name(), %error, "unreadable message; terminated");
@@ -425,35 +438,34 @@ async fn take(
 async fn project_deliveries(
     db: &Db,
     projector: &dyn Projector,
-    batch: Vec<Delivery>,
+    batch: Batch,
     failures: &mut Failures,
 ) -> Result<(), BusError> {
-    if batch.is_empty() {
+    let Batch {
+        deliveries,
+        records,
+    } = batch;
+    if deliveries.is_empty() {
         return Ok(());
     }
-    let records: Vec<EventRecord> = batch.iter().map(|d| d.record.clone()).collect();
-    let last_sequence = batch
+    let last_sequence = deliveries
         .last()
         .and_then(|d| d.message.info().ok())
         .map(|i| i.stream_sequence);
     match project_in_transaction(db, projector, &records, last_sequence).await {
         Ok(outcomes) => {
             record::projected(projector.name(), &records, &outcomes);
-            for (delivery, outcome) in batch.iter().zip(outcomes) {
-                acknowledge(projector, delivery, outcome).await?;
+            for ((delivery, record), outcome) in deliveries.iter().zip(&records).zip(outcomes) {
+                acknowledge(projector, delivery, record, outcome).await?;
             }
             Ok(())
         }
-        Err(error) if batch.len() > 1 => {
-            tracing::warn!(projector = projector.name(), events = batch.len(), error = %error, "batch failed; projecting its events one by one");
-            for delivery in &batch {
-                project_alone(db, projector, delivery, failures).await?;
+        Err(error) => {
+            if deliveries.len() > 1 {
+                tracing::warn!(projector = projector.name(), events = deliveries.len(), error = %error, "batch failed; projecting its events one by one");
             }
-            Ok(())
-        }
-        Err(_) => {
-            for delivery in &batch {
-                project_alone(db, projector, delivery, failures).await?;
+            for (delivery, record) in deliveries.iter().zip(&records) {
+                project_alone(db, projector, delivery, record, failures).await?;
             }
             Ok(())
         }
@@ -483,33 +495,34 @@ async fn project_alone(
     db: &Db,
     projector: &dyn Projector,
     delivery: &Delivery,
+    record: &EventRecord,
     failures: &mut Failures,
 ) -> Result<(), BusError> {
     let info = delivery.message.info().ok();
     let sequence = info.as_ref().map(|i| i.stream_sequence);
-    let records = std::slice::from_ref(&delivery.record);
+    let records = std::slice::from_ref(record);
     let outcome = match project_in_transaction(db, projector, records, sequence).await {
         Ok(outcomes) => {
             record::projected(projector.name(), records, &outcomes);
             outcomes.first().copied().unwrap_or(Outcome::Skipped)
         }
-        Err(error) if failures.record(&delivery.record) >= PARK_AFTER => {
+        Err(error) if failures.record(record) >= PARK_AFTER => {
             let mut tx = db
                 .begin()
                 .await
                 .map_err(flowlytix_projections::ProjectionError::from)?;
-            let outcome = park(tx.conn(), projector, &delivery.record, &error.to_string()).await?;
+            let outcome = park(tx.conn(), projector, record, &error.to_string()).await?;
             tx.commit()
                 .await
                 .map_err(flowlytix_projections::ProjectionError::from)?;
-            failures.forget(&delivery.record);
+            failures.forget(record);
             if outcome == Outcome::Parked {
                 record::event_parked(projector.name());
             }
             outcome
         }
         Err(error) => {
-            tracing::warn!(projector = projector.name(), event = %delivery.record.message_id(), %error, "projection failed; will retry");
+            tracing::warn!(projector = projector.name(), event = %record.message_id(), %error, "projection failed; will retry");
             delivery
                 .message
                 .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
@@ -518,18 +531,19 @@ async fn project_alone(
             return Ok(());
         }
     };
-    acknowledge(projector, delivery, outcome).await
+    acknowledge(projector, delivery, record, outcome).await
 }
 
 async fn acknowledge(
     projector: &dyn Projector,
     delivery: &Delivery,
+    record: &EventRecord,
     outcome: Outcome,
 ) -> Result<(), BusError> {
     let ack = match outcome {
         Outcome::Applied | Outcome::Skipped => AckKind::Ack,
         Outcome::Parked => {
-            tracing::error!(projector = projector.name(), event = %delivery.record.message_id(), "event parked in dead_letters");
+            tracing::error!(projector = projector.name(), event = %record.message_id(), "event parked in dead_letters");
             AckKind::Ack
         }
         // Back off while the predecessor is missing (it comes back after an ACK_WAIT at

@@ -140,7 +140,9 @@ impl Publisher {
                 }
                 continue;
             }
-            let events: Vec<_> = batch.iter().map(|(_, event)| event.clone()).collect();
+            let last = batch.last().map(|(c, _)| *c);
+            // Moved out, not copied: each event's payload and metadata are trees of strings.
+            let events: Vec<_> = batch.into_iter().map(|(_, event)| event).collect();
             if let Err(error) = self.bus.publish(&events).await {
                 // Nothing advances: the same batch goes again once the bus is back.
                 record::publish_failed();
@@ -153,7 +155,7 @@ impl Publisher {
             }
             backoff = Duration::from_millis(100);
             self.set_error(None);
-            cursor = batch.last().map_or(cursor, |(c, _)| *c);
+            cursor = last.unwrap_or(cursor);
             record::published(events.len(), cursor.position);
             let sql = dialect.pick(
                 "update publisher_checkpoint set tx_id = $1::text::xid8, global_position = $2, updated_at = $3 where id = 1",
