@@ -13,6 +13,7 @@ pub mod log;
 mod projector;
 pub mod replay;
 pub mod subscriptions;
+mod tagged;
 pub mod webhooks;
 
 pub use db::{Conn, Db, Dialect, Tx};

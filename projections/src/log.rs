@@ -32,10 +32,10 @@ pub struct EventRecord {
 }
 
 impl EventRecord {
-    /// The payload in the serde form of the aggregate's event enum, `{"<EventType>": {..}}`,
-    /// to deserialize a typed event from.
-    pub fn tagged_payload(&self) -> Value {
-        serde_json::json!({ self.event_type.clone(): self.payload })
+    /// The event as the aggregate's event enum (serde's externally tagged form,
+    /// `{"<EventType>": {..}}`), read from the type name and payload without a copy of them.
+    pub fn decode_as<'a, T: Deserialize<'a>>(&'a self) -> Result<T, serde_json::Error> {
+        crate::tagged::from_tagged(&self.event_type, &self.payload)
     }
 
     /// The JetStream de-duplication id: a re-published event is recognised as the same.

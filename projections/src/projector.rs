@@ -67,7 +67,8 @@ pub fn decode(record: &EventRecord) -> Result<Option<SubscriptionEvent>, Project
     if record.aggregate_type != Subscription::TYPE {
         return Ok(None);
     }
-    serde_json::from_value(record.tagged_payload())
+    record
+        .decode_as()
         .map(Some)
         .map_err(|e| ProjectionError::BadPayload(record.message_id(), e))
 }

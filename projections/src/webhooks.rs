@@ -206,7 +206,8 @@ async fn apply_endpoint_event(
     record: &EventRecord,
     receivers: &mut Vec<Receiver>,
 ) -> Result<(), ProjectionError> {
-    let event: EndpointEvent = serde_json::from_value(record.tagged_payload())
+    let event: EndpointEvent = record
+        .decode_as()
         .map_err(|e| ProjectionError::BadPayload(record.message_id(), e))?;
     let Ok(id) = Uuid::parse_str(&record.aggregate_id) else {
         return Ok(());
