@@ -39,6 +39,10 @@ const PARK_AFTER: u32 = 5;
 const MAX_DELIVER: i64 = 1000;
 /// The longest a waiting event (gap) is sent back for.
 const MAX_GAP_DELAY: Duration = Duration::from_secs(2);
+/// How long one pull request stays open at the server; an idle consumer asks again after
+/// each. A request that goes missing is replaced by the client this long (plus 5 s) after
+/// it was sent: with async-nats's default, 30 s, during which the projector gets nothing.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct JetStreamSettings {
@@ -340,6 +344,7 @@ async fn consume(
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(batches.size.max(1))
+        .expires(PULL_EXPIRES)
         .messages()
         .await
         .map_err(BusError::unavailable)?;
@@ -364,16 +369,23 @@ async fn consume(
         )
         .await?;
         let deadline = tokio::time::Instant::now() + batches.wait;
+        let mut failed = None;
         while batch.len() < batches.size {
             match tokio::time::timeout_at(deadline, messages.next()).await {
-                Ok(Some(message)) => {
-                    let message = message.map_err(BusError::unavailable)?;
-                    take(message, projector, store_id, &mut batch).await?;
+                Ok(Some(Ok(message))) => take(message, projector, store_id, &mut batch).await?,
+                Ok(Some(Err(error))) => {
+                    failed = Some(BusError::unavailable(error));
+                    break;
                 }
                 Ok(None) | Err(_) => break,
             }
         }
+        // What was taken is projected before a failed stream is given up: unacknowledged,
+        // its messages would come back only after an ACK_WAIT.
         project_deliveries(db, projector, batch, &mut failures).await?;
+        if let Some(error) = failed {
+            return Err(error);
+        }
     }
     Ok(())
 }
