@@ -161,6 +161,7 @@ pub async fn replay(
     let projectors = all_projectors();
     let mut tx = db.begin().await?;
     hold_back_projector_writes(tx.conn()).await?;
+    let cache_before = swap_sqlite_cache_size(tx.conn(), -SQLITE_REBUILD_CACHE_KIB).await?;
     reset_read_models(tx.conn(), &projectors).await?;
     let Rebuilt {
         subscriptions,
@@ -212,6 +213,9 @@ pub async fn replay(
         }
         caught_up += records.len() as u64;
     }
+    if let Some(size) = cache_before {
+        swap_sqlite_cache_size(tx.conn(), size).await?;
+    }
     tx.commit().await?;
     Ok(ReplayReport {
         events,
@@ -221,6 +225,29 @@ pub async fn replay(
         writing,
         catching_up: started.elapsed() - folding - writing,
     })
+}
+
+/// The page cache of the connection that writes a rebuild on SQLite. SQLite keeps at most its
+/// cache's worth (2 MB by default) of a transaction's changed pages in memory and writes the
+/// rest to the WAL as it goes, the same index pages over and over; a rebuild changes hundreds
+/// of MB in one transaction. It is memory only: the commit is as durable as any other
+/// (`synchronous=FULL`). At 100 000 subscriptions (800 001 events) writing took 7.4-8.4 s
+/// instead of 12.5-14.4 s.
+const SQLITE_REBUILD_CACHE_KIB: i64 = 64 * 1024;
+
+/// Sets a SQLite connection's page cache (SQLite's unit: negative is KiB) and returns what it
+/// was; nothing on PostgreSQL.
+async fn swap_sqlite_cache_size(db: Conn<'_>, size: i64) -> Result<Option<i64>, sqlx::Error> {
+    let Conn::Sqlite(c) = db else {
+        return Ok(None);
+    };
+    let before: i64 = sqlx::query_scalar("pragma cache_size")
+        .fetch_one(&mut *c)
+        .await?;
+    sqlx::query(&format!("pragma cache_size = {size}"))
+        .execute(&mut *c)
+        .await?;
+    Ok(Some(before))
 }
 
 /// Every projector's per-aggregate versions, into `projection_versions` (emptied of theirs).
@@ -265,4 +292,37 @@ async fn hold_back_projector_writes(db: Conn<'_>) -> Result<(), sqlx::Error> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::sqlite::SqlitePoolOptions;
+
+    use super::*;
+
+    async fn current(conn: &mut sqlx::SqliteConnection) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("pragma cache_size")
+            .fetch_one(conn)
+            .await
+    }
+
+    #[tokio::test]
+    async fn the_rebuild_cache_is_set_and_what_it_was_comes_back() {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        let default = current(&mut conn).await.unwrap();
+        let before = swap_sqlite_cache_size(Conn::Sqlite(&mut conn), -SQLITE_REBUILD_CACHE_KIB)
+            .await
+            .unwrap();
+        assert_eq!(before, Some(default));
+        assert_eq!(current(&mut conn).await.unwrap(), -SQLITE_REBUILD_CACHE_KIB);
+        swap_sqlite_cache_size(Conn::Sqlite(&mut conn), default)
+            .await
+            .unwrap();
+        assert_eq!(current(&mut conn).await.unwrap(), default);
+    }
 }
