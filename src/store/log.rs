@@ -146,19 +146,20 @@ pub async fn snapshot_and_tail<E: DeserializeOwned>(
         for row in &rows {
             let sequence = as_u64(row.try_get::<i64, _>(1)?);
             let position = row.try_get(2)?;
-            let payload: String = row.try_get(4)?;
+            // Borrowed from the row: an event decodes from it without a copy of its text.
+            let payload: &str = row.try_get(4)?;
             if row.try_get::<i32, _>(0)? == 0 {
                 tail.snapshot = Some(StoredSnapshot {
                     last_sequence: sequence,
                     last_position: position,
                     format: row.try_get(3)?,
-                    payload,
+                    payload: payload.to_owned(),
                 });
             } else {
                 tail.events.push(StoredEvent {
                     sequence,
                     position,
-                    payload: serde_json::from_str(&payload)
+                    payload: serde_json::from_str(payload)
                         .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
                 });
             }
