@@ -11,7 +11,6 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
-use futures::FutureExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -60,13 +59,11 @@ impl axum::serve::Listener for ClosingListener {
             };
             match accepted {
                 None => {
-                    // Every connection already in the queue is taken (accepting is
-                    // cancel-safe, and one not ready yet is no connection yet); then
-                    // dropping the socket refuses every connection from now on.
-                    while let Some(Ok(connection)) = listener.accept().now_or_never() {
-                        self.queued.push_back(connection);
+                    // Every connection already in the queue is taken; then dropping the
+                    // socket refuses every connection from now on.
+                    if let Some(listener) = self.inner.take() {
+                        self.queued.extend(take_completed_connections(listener));
                     }
-                    self.inner = None;
                     tracing::info!("listener closed: new connections are refused");
                 }
                 Some(Ok(connection)) => return connection,
@@ -84,6 +81,46 @@ impl axum::serve::Listener for ClosingListener {
     }
 }
 
+/// Takes every connection in the socket's queue, with a real `accept(2)` each time through
+/// the std socket. Tokio's own `accept` answers from the readiness its reactor last saw, so
+/// a connection that arrived since the reactor last ran looks like none, and closing the
+/// socket would reset it (seen in CI: a client under load got "connection reset").
+fn take_completed_connections(listener: TcpListener) -> Vec<(TcpStream, SocketAddr)> {
+    let listener = match listener.into_std() {
+        Ok(listener) => listener, // still non-blocking: an empty queue is `WouldBlock`
+        Err(error) => {
+            tracing::warn!(%error, "could not take the queued connections");
+            return Vec::new();
+        }
+    };
+    let mut taken = Vec::new();
+    loop {
+        match listener.accept() {
+            Ok((connection, peer)) => {
+                let connection = connection
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpStream::from_std(connection));
+                match connection {
+                    Ok(connection) => taken.push((connection, peer)),
+                    Err(error) => tracing::warn!(%error, "a queued connection was lost"),
+                }
+            }
+            // A client that gave up while queued; the next one may still be there.
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::Interrupted | std::io::ErrorKind::ConnectionAborted
+                ) => {}
+            Err(error) => {
+                if error.kind() != std::io::ErrorKind::WouldBlock {
+                    tracing::warn!(%error, "accept failed while closing");
+                }
+                return taken;
+            }
+        }
+    }
+}
+
 /// Middleware: once shutdown has begun, every answer closes its connection.
 pub async fn close_connections_when_draining(
     State(closing): State<watch::Receiver<bool>>,
@@ -97,4 +134,49 @@ pub async fn close_connections_when_draining(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::io::Read;
+    use std::time::Duration;
+
+    use axum::serve::Listener;
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    /// Connections that the kernel completed just before shutdown, and that tokio's reactor
+    /// has not yet seen, are taken and served; only connections after the close are refused.
+    /// The runtime is single-threaded and nothing here waits before the close, so the reactor
+    /// never runs in between: tokio's own readiness still says there is nothing to accept.
+    #[tokio::test(flavor = "current_thread")]
+    async fn connections_completed_before_the_close_are_served_not_reset() {
+        let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        let (closing, closing_seen) = watch::channel(false);
+        let mut listener = ClosingListener::new(socket, closing_seen).unwrap();
+        let clients: Vec<std::net::TcpStream> = (0..3)
+            .map(|_| std::net::TcpStream::connect(address).unwrap())
+            .collect();
+
+        closing.send(true).unwrap();
+        for _ in &clients {
+            let (mut served, _) = tokio::time::timeout(Duration::from_secs(2), listener.accept())
+                .await
+                .expect("a connection the kernel had completed was dropped at the close");
+            served.write_all(b"answer").await.unwrap();
+        }
+        for mut client in clients {
+            client
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            let mut answer = [0; 6];
+            client.read_exact(&mut answer).unwrap();
+            assert_eq!(&answer, b"answer");
+        }
+        let refused = std::net::TcpStream::connect(address).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
 }
