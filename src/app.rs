@@ -1,4 +1,5 @@
-//! The application: everything a request handler needs, built once at start-up.
+//! The application: builds the services once at start-up, holds them for the handlers, and
+//! runs the background tasks. The services take only the handles they use.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::auth::accounts::{self, AccountError, FirstAdmin};
+use crate::auth::accounts::{self, AccountError, FirstAdmin, FirstAdminSettings};
 use crate::auth::browser_sessions::BrowserSessions;
 use crate::auth::{AdminAuth, SignInThrottle};
 use crate::bus::jetstream::{run_projector, BatchSettings, JetStreamSettings};
@@ -18,11 +19,11 @@ use crate::idempotency::IdempotencyKeys;
 use crate::keys::{JwtKeys, KeyError};
 use crate::licensing::freshness::follow_license_changes;
 use crate::licensing::token::LicenseTokens;
-use crate::licensing::LicenseCache;
+use crate::licensing::{LicenseCache, Licensing};
 use crate::read::progress::EventCount;
 use crate::store::publisher::{Publisher, PublisherStatus};
 use crate::store::{self, Db, Executor, Lookup};
-use crate::subscriptions::SubscriptionCommands;
+use crate::subscriptions::{SubscriptionAdmin, SubscriptionCommands};
 use crate::webhooks::dispatcher::Dispatcher;
 use crate::webhooks::Webhooks;
 
@@ -31,17 +32,18 @@ pub type SharedApp = Arc<App>;
 pub struct App {
     pub config: Config,
     pub db: Db,
-    pub subscriptions: SubscriptionCommands,
+    /// What client apps call: activate, validate, refresh, deactivate.
+    pub licensing: Arc<Licensing>,
+    /// What admins do to subscriptions and devices.
+    pub subscriptions: SubscriptionAdmin,
     pub admins: Executor<AdminUser>,
-    pub webhooks: Webhooks,
+    pub webhooks: Arc<Webhooks>,
     pub lookup: Lookup,
-    pub license_tokens: LicenseTokens,
     pub admin_auth: AdminAuth,
     /// The admin panel's sessions (cookies), riding on `admin_auth`'s.
     pub browser_sessions: BrowserSessions,
     /// What `Idempotency-Key` remembers, sealed with a key derived from the admin secret.
     pub idempotency: IdempotencyKeys,
-    pub licenses: Arc<LicenseCache>,
     pub bus: Arc<dyn EventBus>,
     /// Set when NATS is configured: the projectors consume from it.
     pub jetstream: Option<JetStreamBus>,
@@ -146,9 +148,21 @@ impl App {
         };
         // The embedded server is the only writer of its database: it hears of every change.
         let licenses = Arc::new(LicenseCache::new(matches!(db, Db::Sqlite(_))));
+        let commands = Arc::new(SubscriptionCommands::new(db.clone(), licenses.clone()));
+        let lookup = Lookup::new(db.clone());
+        let license_tokens = LicenseTokens::new(
+            Arc::new(license_keys),
+            config.license_token_issuer.clone(),
+            config.license_token_ttl,
+        );
         let app = Arc::new(App {
-            subscriptions: SubscriptionCommands::new(db.clone(), licenses.clone()),
-            licenses,
+            licensing: Arc::new(Licensing::new(
+                commands.clone(),
+                lookup.clone(),
+                license_tokens,
+                licenses,
+            )),
+            subscriptions: SubscriptionAdmin::new(commands, lookup.clone()),
             bus,
             jetstream,
             publisher_status: Arc::default(),
@@ -156,13 +170,12 @@ impl App {
             shutdown: watch::channel(false).0,
             background: std::sync::Mutex::default(),
             admins: Executor::without_snapshots(db.clone()),
-            webhooks: Webhooks::new(db.clone(), &server_secret),
-            lookup: Lookup::new(db.clone()),
-            license_tokens: LicenseTokens::new(
-                Arc::new(license_keys),
-                config.license_token_issuer.clone(),
-                config.license_token_ttl,
-            ),
+            webhooks: Arc::new(Webhooks::new(
+                db.clone(),
+                &server_secret,
+                config.webhooks.clone(),
+            )),
+            lookup,
             browser_sessions: BrowserSessions::new(db.clone(), config.access_token_ttl),
             idempotency: IdempotencyKeys::new(db.clone(), &server_secret),
             admin_auth: AdminAuth::new(
@@ -177,7 +190,12 @@ impl App {
             config,
         });
         if role == StartMode::Server {
-            match accounts::bootstrap_first_admin(&app).await? {
+            let first = FirstAdminSettings {
+                email: app.config.admin_email.clone(),
+                password: app.config.admin_password.clone(),
+                production: app.config.is_production(),
+            };
+            match accounts::bootstrap_first_admin(&app.admins, &app.lookup, &first).await? {
                 FirstAdmin::Generated { email, password } => {
                     crate::cli::show_generated_admin(&email, &password);
                 }
@@ -199,7 +217,12 @@ impl App {
     /// dispatcher unless notifications are off.
     async fn start_background_tasks(self: &Arc<Self>) {
         if self.config.enable_notifications {
-            tokio::spawn(Dispatcher::new(self.clone()).run(self.shutdown.subscribe()));
+            let dispatcher = Dispatcher::new(
+                self.webhooks.clone(),
+                self.db.clone(),
+                self.config.webhooks.clone(),
+            );
+            tokio::spawn(dispatcher.run(self.shutdown.subscribe()));
         } else {
             tracing::info!(
                 "ENABLE_NOTIFICATIONS is off: webhook deliveries queue until it is on again"
@@ -219,7 +242,7 @@ impl App {
         );
         if let Db::Postgres(pool) = &self.db {
             tokio::spawn(follow_license_changes(
-                self.clone(),
+                self.licensing.clone(),
                 pool.clone(),
                 self.shutdown.subscribe(),
             ));
@@ -240,6 +263,16 @@ impl App {
                     self.shutdown.subscribe(),
                 )));
             }
+        }
+    }
+
+    /// What the sampled metrics read at each scrape.
+    pub fn sampled_sources(&self) -> crate::monitoring::sampled::Sources<'_> {
+        crate::monitoring::sampled::Sources {
+            db: &self.db,
+            event_count: &self.event_count,
+            publisher_status: &self.publisher_status,
+            jetstream: self.jetstream.as_ref(),
         }
     }
 

@@ -169,24 +169,45 @@ async fn run_admin_command(command: AdminCommand, config: Config) -> Result<(), 
         AdminCommand::Create { email, role } => {
             let password = read_password_line()?;
             (
-                accounts::create_admin(&app, &email, &password, role.into(), metadata).await?,
+                accounts::create_admin(&app.admins, &email, &password, role.into(), metadata)
+                    .await?,
                 email,
             )
         }
         AdminCommand::SetRole { email, role } => (
-            accounts::change_admin(&app, &email, AdminChange::Role(role.into()), metadata).await?,
+            accounts::change_admin(
+                &app.admins,
+                app.admin_auth.sessions(),
+                &email,
+                AdminChange::Role(role.into()),
+                metadata,
+            )
+            .await?,
             email,
         ),
         AdminCommand::SetPassword { email } => {
             let password = read_password_line()?;
             (
-                accounts::change_admin(&app, &email, AdminChange::Password(password), metadata)
-                    .await?,
+                accounts::change_admin(
+                    &app.admins,
+                    app.admin_auth.sessions(),
+                    &email,
+                    AdminChange::Password(password),
+                    metadata,
+                )
+                .await?,
                 email,
             )
         }
         AdminCommand::Disable { email } => (
-            accounts::change_admin(&app, &email, AdminChange::Disable, metadata).await?,
+            accounts::change_admin(
+                &app.admins,
+                app.admin_auth.sessions(),
+                &email,
+                AdminChange::Disable,
+                metadata,
+            )
+            .await?,
             email,
         ),
     };

@@ -7,7 +7,9 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::http::client_origin::TrustedProxies;
-use crate::telemetry::LogSettings;
+
+mod logs;
+pub use logs::{LogFormat, LogSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -1,5 +1,5 @@
 //! In-process work on the server's database: the server library's own application
-//! operations (`subscriptions::create`, `licensing::activate`, the subscription command
+//! operations (`subscriptions::create`, `Licensing::activate`, the subscription command
 //! runner), run by this process through an `App` started for maintenance (no publisher, no
 //! projectors). What they append reaches the running server's read models through its
 //! publisher, as any other instance's writes would.
@@ -15,9 +15,9 @@ use flowlytix_aggregates::{
     DeviceDetails, DeviceId, Email, Plan, SubscriptionAction, SubscriptionId,
 };
 use flowlytix_server::crypto::{new_license_key, sha256_hex};
-use flowlytix_server::licensing::{self, fingerprint_hash, DeviceReport};
+use flowlytix_server::licensing::{fingerprint_hash, DeviceReport};
 use flowlytix_server::store::EventMetadata;
-use flowlytix_server::subscriptions::{self, CreateSubscriptionRequest};
+use flowlytix_server::subscriptions::CreateSubscriptionRequest;
 use flowlytix_server::{App, Config, SharedApp};
 use futures::StreamExt;
 use uuid::Uuid;
@@ -172,11 +172,14 @@ async fn seed_license(
         actions.push(SubscriptionAction::IssueLicenseToken {
             fingerprint_hash: hash,
             token_id: Uuid::new_v4(),
-            expires_at: app.license_tokens.requested_expiry(now),
+            expires_at: app.licensing.tokens().requested_expiry(now),
         });
         fingerprints.push(fingerprint);
     }
-    app.subscriptions.run(id, actions, metadata(), None).await?;
+    app.subscriptions
+        .commands()
+        .run(id, actions, metadata(), None)
+        .await?;
     Ok((key.expose().to_owned(), fingerprints))
 }
 
@@ -188,23 +191,24 @@ pub async fn license(
     label: &str,
     devices: u32,
 ) -> Result<(String, Vec<String>, SubscriptionId), BoxError> {
-    let created = subscriptions::create(
-        app,
-        CreateSubscriptionRequest {
-            customer_email: format!("bench-{run_id}-{label}@example.com"),
-            customer_name: format!("Bench {label}"),
-            organization: None,
-            plan: "pro".into(),
-            max_devices: devices,
-            starts_at: None,
-            expires_at: None,
-            trial_ends_at: None,
-            features: vec!["export".into(), "sync".into()],
-            metadata: serde_json::Map::new(),
-        },
-        metadata(),
-    )
-    .await?;
+    let created = app
+        .subscriptions
+        .create(
+            CreateSubscriptionRequest {
+                customer_email: format!("bench-{run_id}-{label}@example.com"),
+                customer_name: format!("Bench {label}"),
+                organization: None,
+                plan: "pro".into(),
+                max_devices: devices,
+                starts_at: None,
+                expires_at: None,
+                trial_ends_at: None,
+                features: vec!["export".into(), "sync".into()],
+                metadata: serde_json::Map::new(),
+            },
+            metadata(),
+        )
+        .await?;
     let id = created
         .committed
         .aggregate
@@ -223,19 +227,20 @@ pub async fn license(
 
 /// `licensing::activate`, as `POST /api/v1/licensing/activate` calls it.
 pub async fn activate(app: &App, key: &str, fingerprint: &str) -> Result<i64, BoxError> {
-    let issued = licensing::activate(
-        app,
-        LicenseKey::parse(key)?,
-        DeviceReport {
-            fingerprint_hash: fingerprint_hash(fingerprint)?,
-            name: Some(format!("bench {fingerprint}")),
-            platform: Some("linux".into()),
-            os_version: None,
-            app_version: None,
-            hostname: None,
-        },
-        metadata(),
-    )
-    .await?;
+    let issued = app
+        .licensing
+        .activate(
+            LicenseKey::parse(key)?,
+            DeviceReport {
+                fingerprint_hash: fingerprint_hash(fingerprint)?,
+                name: Some(format!("bench {fingerprint}")),
+                platform: Some("linux".into()),
+                os_version: None,
+                app_version: None,
+                hostname: None,
+            },
+            metadata(),
+        )
+        .await?;
     Ok(issued.position)
 }

@@ -65,10 +65,13 @@ async fn subject(
             actions.push(SubscriptionAction::IssueLicenseToken {
                 fingerprint_hash: fingerprint_hash(fingerprint)?,
                 token_id: Uuid::new_v4(),
-                expires_at: app.license_tokens.requested_expiry(now),
+                expires_at: app.licensing.tokens().requested_expiry(now),
             });
         }
-        app.subscriptions.run(id, actions, metadata(), None).await?;
+        app.subscriptions
+            .commands()
+            .run(id, actions, metadata(), None)
+            .await?;
         left -= n;
     }
     Ok(Subject {
@@ -80,7 +83,7 @@ async fn subject(
 
 /// The aggregate's version: how many events it has.
 async fn events_of(app: &App, id: SubscriptionId) -> Result<u64, BoxError> {
-    Ok(app.subscriptions.load(id).await?.1)
+    Ok(app.subscriptions.commands().load(id).await?.1)
 }
 
 async fn activate_on(

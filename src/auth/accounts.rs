@@ -2,11 +2,11 @@
 //! admin at start-up. Every change ends the account's sessions so it takes effect at once.
 
 use chrono::Utc;
-use flowlytix_aggregates::{AdminCommand, AdminError, AdminId, Email, Role};
+use flowlytix_aggregates::{AdminCommand, AdminError, AdminId, AdminUser, Email, Role};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::app::App;
-use crate::store::{EventMetadata, ExecuteError};
+use super::sessions::Sessions;
+use crate::store::{EventMetadata, ExecuteError, Executor, Lookup};
 
 pub const MIN_PASSWORD_LEN: usize = 10;
 pub const MAX_PASSWORD_LEN: usize = 1024;
@@ -53,6 +53,14 @@ pub enum AdminChange {
     Disable,
 }
 
+/// Who the first admin is to be (`ADMIN_EMAIL`, `ADMIN_PASSWORD`), and whether a password
+/// may be generated (not in production).
+pub struct FirstAdminSettings {
+    pub email: Option<String>,
+    pub password: Option<SecretString>,
+    pub production: bool,
+}
+
 /// What start-up did about the first admin.
 pub enum FirstAdmin {
     /// One existed already (or another instance created it at the same moment).
@@ -89,7 +97,7 @@ fn parse_email(email: &str) -> Result<Email, AccountError> {
 }
 
 pub async fn create_admin(
-    app: &App,
+    admins: &Executor<AdminUser>,
     email: &str,
     password: &str,
     role: Role,
@@ -106,7 +114,7 @@ pub async fn create_admin(
         role,
         at: Utc::now(),
     };
-    app.admins
+    admins
         .execute(&admin_id.to_string(), vec![command], metadata, None)
         .await?;
     Ok(admin_id)
@@ -115,7 +123,8 @@ pub async fn create_admin(
 /// Changes an admin's role or password, or disables the account, and ends all of its
 /// sessions.
 pub async fn change_admin(
-    app: &App,
+    admins: &Executor<AdminUser>,
+    sessions: &Sessions,
     email: &str,
     change: AdminChange,
     metadata: EventMetadata,
@@ -134,11 +143,10 @@ pub async fn change_admin(
         }
         AdminChange::Disable => (AdminCommand::DisableAdmin { at }, "admin_disabled"),
     };
-    app.admins
+    admins
         .execute(&admin_id.to_string(), vec![command], metadata, None)
         .await?;
-    app.admin_auth
-        .sessions()
+    sessions
         .revoke_all(admin_id, reason)
         .await
         .map_err(AccountError::Sessions)?;
@@ -147,27 +155,37 @@ pub async fn change_admin(
 
 /// Creates the admin named by `ADMIN_EMAIL`/`ADMIN_PASSWORD` when no admin exists yet; in
 /// development without them, `admin@flowlytix.local` with a generated password.
-pub async fn bootstrap_first_admin(app: &App) -> Result<FirstAdmin, AccountError> {
-    if app
-        .lookup
+pub async fn bootstrap_first_admin(
+    admins: &Executor<AdminUser>,
+    lookup: &Lookup,
+    first: &FirstAdminSettings,
+) -> Result<FirstAdmin, AccountError> {
+    if lookup
         .any_admin_exists()
         .await
         .map_err(AccountError::Lookup)?
     {
         return Ok(FirstAdmin::Exists);
     }
-    let email = app
-        .config
-        .admin_email
+    let email = first
+        .email
         .clone()
         .unwrap_or_else(|| DEFAULT_ADMIN_EMAIL.to_owned());
-    let (password, generated) = match &app.config.admin_password {
+    let (password, generated) = match &first.password {
         Some(password) => (password.clone(), false),
-        None if app.config.is_production() => return Ok(FirstAdmin::Missing),
+        None if first.production => return Ok(FirstAdmin::Missing),
         None => (SecretString::from(crate::crypto::random_token()), true),
     };
     let metadata = EventMetadata::system(Utc::now());
-    match create_admin(app, &email, password.expose_secret(), Role::Admin, metadata).await {
+    match create_admin(
+        admins,
+        &email,
+        password.expose_secret(),
+        Role::Admin,
+        metadata,
+    )
+    .await
+    {
         Ok(_) if generated => Ok(FirstAdmin::Generated { email, password }),
         Ok(_) => Ok(FirstAdmin::FromConfig { email }),
         Err(AccountError::Exists) => Ok(FirstAdmin::Exists),

@@ -18,7 +18,7 @@ use crate::app::SharedApp;
 use crate::read;
 use crate::read::consistency::wait_for_position;
 use crate::read::devices::DeviceFilter;
-use crate::subscriptions::{self, DeviceFound};
+use crate::subscriptions::DeviceFound;
 
 pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new()
@@ -72,9 +72,7 @@ async fn get_device(
     RequireReader(_reader): RequireReader,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<DeviceView>, ApiError> {
-    Ok(device_view(
-        subscriptions::device(&app, DeviceId(id)).await?,
-    ))
+    Ok(device_view(app.subscriptions.device(DeviceId(id)).await?))
 }
 
 /// Rename a device or note something about it.
@@ -89,8 +87,10 @@ async fn update_device(
     ApiJson(body): ApiJson<UpdateDeviceRequest>,
 ) -> Result<Json<DeviceView>, ApiError> {
     let metadata = context.metadata(admin.admin_id.to_string());
-    let found =
-        subscriptions::update_device(&app, DeviceId(id), body.name, body.notes, metadata).await?;
+    let found = app
+        .subscriptions
+        .update_device(DeviceId(id), body.name, body.notes, metadata)
+        .await?;
     Ok(device_view(found))
 }
 
@@ -106,6 +106,8 @@ async fn deactivate_device(
 ) -> Result<Json<DeviceView>, ApiError> {
     let metadata = context.metadata(admin.admin_id.to_string());
     Ok(device_view(
-        subscriptions::deactivate_device(&app, DeviceId(id), metadata).await?,
+        app.subscriptions
+            .deactivate_device(DeviceId(id), metadata)
+            .await?,
     ))
 }

@@ -227,7 +227,8 @@ async fn scope(
                 return Ok(None);
             };
             // Verified, so that nobody can act in the name of a license they do not hold.
-            app.license_tokens
+            app.licensing
+                .tokens()
                 .verify(token)
                 .ok()
                 .map(|claims| Scope::license(SubscriptionId(claims.sid)))

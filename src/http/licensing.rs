@@ -173,7 +173,10 @@ async fn activate(
         hostname: device.hostname,
     };
     // The actor is the license; the operation names it once it knows which.
-    let issued = licensing::activate(&app, key, report, context.metadata("")).await;
+    let issued = app
+        .licensing
+        .activate(key, report, context.metadata(""))
+        .await;
     let issued = counted(issued.map_err(ApiError::from), record::activation)?;
     Ok((StatusCode::CREATED, Json(TokenIssuedView::new(issued))))
 }
@@ -189,7 +192,10 @@ async fn validate(
     let fingerprint_hash = licensing::fingerprint_hash(&body.fingerprint)?;
     let credential = credential(body.license_key.as_deref(), body.token)?;
     let now = Utc::now();
-    let verdict = licensing::validate(&app, credential, fingerprint_hash, now).await?;
+    let verdict = app
+        .licensing
+        .validate(credential, fingerprint_hash, now)
+        .await?;
     record::validation(verdict.code.as_str());
     Ok(Json(ValidationResult::new(verdict, now)))
 }
@@ -205,7 +211,10 @@ async fn refresh(
     context: RequestContext,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Json<TokenIssuedView>, ApiError> {
-    let issued = licensing::refresh(&app, &body.token, context.metadata("")).await;
+    let issued = app
+        .licensing
+        .refresh(&body.token, context.metadata(""))
+        .await;
     let issued = counted(issued.map_err(ApiError::from), record::token_refresh)?;
     Ok(Json(TokenIssuedView::new(issued)))
 }
@@ -223,8 +232,10 @@ async fn deactivate(
 ) -> Result<StatusCode, ApiError> {
     let fingerprint_hash = licensing::fingerprint_hash(&body.fingerprint)?;
     let credential = credential(body.license_key.as_deref(), body.token)?;
-    let deactivated =
-        licensing::deactivate(&app, credential, fingerprint_hash, context.metadata("")).await;
+    let deactivated = app
+        .licensing
+        .deactivate(credential, fingerprint_hash, context.metadata(""))
+        .await;
     counted(deactivated.map_err(ApiError::from), record::deactivation)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -237,7 +248,7 @@ async fn public_key(State(app): State<SharedApp>) -> impl IntoResponse {
             (header::CONTENT_TYPE, "application/x-pem-file"),
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
-        app.license_tokens.keys().public_pem.clone(),
+        app.licensing.tokens().keys().public_pem.clone(),
     )
 }
 
@@ -247,6 +258,6 @@ async fn public_key(State(app): State<SharedApp>) -> impl IntoResponse {
 async fn jwks(State(app): State<SharedApp>) -> impl IntoResponse {
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
-        Json(app.license_tokens.keys().jwks()),
+        Json(app.licensing.tokens().keys().jwks()),
     )
 }

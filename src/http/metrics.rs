@@ -82,7 +82,7 @@ async fn scrape(app: &SharedApp, headers: &HeaderMap) -> Result<Response, ApiErr
         );
         return Ok(refusal);
     }
-    monitoring::sampled::sample(app).await;
+    monitoring::sampled::sample(app.sampled_sources()).await;
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], monitoring::render()).into_response())
 }
 

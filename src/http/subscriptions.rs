@@ -28,7 +28,7 @@ use flowlytix_projections::log::aggregate_history;
 use flowlytix_projections::EventRecord;
 
 use crate::store::Committed;
-use crate::subscriptions::{self, CreateSubscriptionRequest, UpdateSubscriptionRequest};
+use crate::subscriptions::{CreateSubscriptionRequest, UpdateSubscriptionRequest};
 
 pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new()
@@ -123,9 +123,9 @@ async fn create_subscription(
     let created = match idempotent {
         Some(Extension(request)) => {
             let id = SubscriptionId(request.derived_id("Subscription"));
-            subscriptions::create_with_id(&app, id, body, metadata).await?
+            app.subscriptions.create_with_id(id, body, metadata).await?
         }
-        None => subscriptions::create(&app, body, metadata).await?,
+        None => app.subscriptions.create(body, metadata).await?,
     };
     let mut view = committed_view(&created.committed, now)?;
     view.license_key = Some(created.license_key.expose().to_owned());
@@ -148,8 +148,10 @@ async fn get_subscription(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(AsOf { as_of }): ApiQuery<AsOf>,
 ) -> Result<Response, ApiError> {
-    let (subscription, version) =
-        subscriptions::subscription(&app, SubscriptionId(id), as_of).await?;
+    let (subscription, version) = app
+        .subscriptions
+        .subscription(SubscriptionId(id), as_of)
+        .await?;
     let state = subscription
         .live()
         .ok_or_else(|| ApiError::internal("a found subscription has no state"))?;
@@ -216,8 +218,10 @@ async fn update_subscription(
     let expected_version = if_match_version(&headers)?;
     let metadata = context.metadata(admin.admin_id.to_string());
     let now = metadata.occurred_at;
-    let committed =
-        subscriptions::update(&app, SubscriptionId(id), body, expected_version, metadata).await?;
+    let committed = app
+        .subscriptions
+        .update(SubscriptionId(id), body, expected_version, metadata)
+        .await?;
     Ok(subscription_response(
         StatusCode::OK,
         committed_view(&committed, now)?,
@@ -237,8 +241,10 @@ async fn delete_subscription(
 ) -> Result<Json<DeletedResponse>, ApiError> {
     let expected_version = if_match_version(&headers)?;
     let metadata = context.metadata(admin.admin_id.to_string());
-    let committed =
-        subscriptions::delete(&app, SubscriptionId(id), expected_version, metadata).await?;
+    let committed = app
+        .subscriptions
+        .delete(SubscriptionId(id), expected_version, metadata)
+        .await?;
     Ok(Json(DeletedResponse {
         id,
         deleted: true,
@@ -260,7 +266,10 @@ async fn regenerate_license_key(
 ) -> Result<Response, ApiError> {
     let metadata = context.metadata(admin.admin_id.to_string());
     let now = metadata.occurred_at;
-    let created = subscriptions::regenerate_license_key(&app, SubscriptionId(id), metadata).await?;
+    let created = app
+        .subscriptions
+        .regenerate_license_key(SubscriptionId(id), metadata)
+        .await?;
     let mut view = committed_view(&created.committed, now)?;
     view.license_key = Some(created.license_key.expose().to_owned());
     Ok(subscription_response(StatusCode::OK, view))

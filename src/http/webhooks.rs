@@ -25,7 +25,7 @@ use crate::idempotency::IdempotentRequest;
 use crate::read::webhooks::{AttemptQuery, EndpointRow};
 use crate::read::{self, Paging};
 use crate::store::Committed;
-use crate::webhooks::{self, CreateWebhookRequest, UpdateWebhookRequest, WithSecret};
+use crate::webhooks::{CreateWebhookRequest, UpdateWebhookRequest, WithSecret};
 
 pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new()
@@ -186,9 +186,9 @@ async fn create_webhook(
     let made = match idempotent {
         Some(Extension(request)) => {
             let id = WebhookEndpointId(request.derived_id("WebhookEndpoint"));
-            webhooks::create_with_id(&app, id, body, metadata).await?
+            app.webhooks.create_with_id(id, body, metadata).await?
         }
-        None => webhooks::create(&app, body, metadata).await?,
+        None => app.webhooks.create(body, metadata).await?,
     };
     let view = WebhookView::with_secret(&made)?;
     let location = format!("/api/v1/webhooks/{}", view.id);
@@ -226,7 +226,7 @@ async fn get_webhook(
     RequireReader(_reader): RequireReader,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<WebhookView>, ApiError> {
-    let (endpoint, version) = webhooks::endpoint(&app, WebhookEndpointId(id)).await?;
+    let (endpoint, version) = app.webhooks.endpoint(WebhookEndpointId(id)).await?;
     let state = endpoint
         .state()
         .ok_or_else(|| ApiError::internal("a found webhook endpoint has no state"))?;
@@ -247,7 +247,10 @@ async fn update_webhook(
     ApiJson(body): ApiJson<UpdateWebhookRequest>,
 ) -> Result<Json<WebhookView>, ApiError> {
     let metadata = context.metadata(admin.admin_id.to_string());
-    let committed = webhooks::update(&app, WebhookEndpointId(id), body, metadata).await?;
+    let committed = app
+        .webhooks
+        .update(WebhookEndpointId(id), body, metadata)
+        .await?;
     Ok(Json(WebhookView::committed(&committed)?))
 }
 
@@ -264,7 +267,7 @@ async fn delete_webhook(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<WebhookDeleted>, ApiError> {
     let metadata = context.metadata(admin.admin_id.to_string());
-    let committed = webhooks::delete(&app, WebhookEndpointId(id), metadata).await?;
+    let committed = app.webhooks.delete(WebhookEndpointId(id), metadata).await?;
     Ok(Json(WebhookDeleted {
         id,
         deleted: true,
@@ -287,7 +290,10 @@ async fn rotate_webhook_secret(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<WebhookView>, ApiError> {
     let metadata = context.metadata(admin.admin_id.to_string());
-    let made = webhooks::rotate_secret(&app, WebhookEndpointId(id), metadata).await?;
+    let made = app
+        .webhooks
+        .rotate_secret(WebhookEndpointId(id), metadata)
+        .await?;
     Ok(Json(WebhookView::with_secret(&made)?))
 }
 
@@ -301,7 +307,10 @@ async fn webhook_deliveries(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<AttemptQuery>,
 ) -> Result<Json<DeliveryLog>, ApiError> {
-    let rows = webhooks::delivery_log(&app, WebhookEndpointId(id), &query).await?;
+    let rows = app
+        .webhooks
+        .delivery_log(WebhookEndpointId(id), &query)
+        .await?;
     let next_after = rows.last().map(|row| row.cursor).or(query.after);
     let items = rows
         .into_iter()
@@ -329,7 +338,9 @@ async fn redeliver(
     RequireAdmin(_admin): RequireAdmin,
     ApiPath((id, delivery_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Response, ApiError> {
-    webhooks::redeliver(&app, WebhookEndpointId(id), delivery_id).await?;
+    app.webhooks
+        .redeliver(WebhookEndpointId(id), delivery_id)
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(RedeliveryQueued {

@@ -11,8 +11,8 @@ pub mod verdict;
 
 pub use cache::LicenseCache;
 pub use operations::{
-    activate, deactivate, fingerprint_hash, refresh, validate, Credential, DeviceReport,
-    LicensingError, TokenIssued, MAX_FINGERPRINT_LEN,
+    fingerprint_hash, Credential, DeviceReport, Licensing, LicensingError, TokenIssued,
+    MAX_FINGERPRINT_LEN,
 };
 pub use snapshot::{ActiveDevice, LicenseSnapshot};
 pub use verdict::{ValidationCode, Verdict};

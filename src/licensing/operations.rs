@@ -1,6 +1,6 @@
 //! The operations client apps call: activate, validate, refresh, deactivate. Each takes a
 //! parsed request, runs one subscription command list (or reads the license cache), and
-//! returns what the HTTP layer renders.
+//! returns what the HTTP layer renders. [`Licensing`] holds exactly the handles they use.
 
 use std::sync::Arc;
 
@@ -12,13 +12,13 @@ use flowlytix_aggregates::{
 };
 use uuid::Uuid;
 
-use super::token::TokenError;
+use super::token::{LicenseTokens, TokenError};
 use super::verdict::{judge, token_claim, DeviceClaim, ValidationCode, Verdict};
-use super::LicenseSnapshot;
-use crate::app::App;
+use super::{LicenseCache, LicenseSnapshot};
 use crate::crypto::sha256_hex;
 use crate::monitoring::record;
-use crate::store::{Committed, EventMetadata, ExecuteError};
+use crate::store::{Committed, EventMetadata, ExecuteError, Lookup};
+use crate::subscriptions::SubscriptionCommands;
 
 pub const MAX_FINGERPRINT_LEN: usize = 512;
 
@@ -99,223 +99,270 @@ fn license_actor(id: SubscriptionId) -> String {
     format!("license:{id}")
 }
 
-/// Which subscription a license key names, straight from the event log (right the moment a
-/// command commits); the command's `VerifyLicenseKey` then rejects a superseded key.
-async fn subscription_for_key(
-    app: &App,
-    key: &LicenseKey,
-) -> Result<(SubscriptionId, Sha256Hex), LicensingError> {
-    let key_hash = sha256_hex(key.expose());
-    let id = app
-        .lookup
-        .subscription_by_key_hash(&key_hash)
-        .await?
-        .ok_or(LicensingError::LicenseNotFound)?;
-    Ok((id, key_hash))
+/// Client-app licensing: the subscription commands it runs, the key lookup, the token
+/// signer and the validation cache, and nothing else.
+pub struct Licensing {
+    commands: Arc<SubscriptionCommands>,
+    lookup: Lookup,
+    tokens: LicenseTokens,
+    cache: Arc<LicenseCache>,
 }
 
-/// Activates the key on the device and issues its first token, atomically. Re-activating
-/// an active fingerprint keeps the device and issues a fresh token.
-pub async fn activate(
-    app: &App,
-    key: LicenseKey,
-    device: DeviceReport,
-    metadata: EventMetadata,
-) -> Result<TokenIssued, LicensingError> {
-    let fingerprint_hash = device.fingerprint_hash;
-    let (subscription_id, key_hash) = subscription_for_key(app, &key).await?;
-    let now = metadata.occurred_at;
-    let actions = vec![
-        SubscriptionAction::VerifyLicenseKey { key_hash },
-        SubscriptionAction::ActivateDevice(DeviceDetails {
-            device_id: DeviceId(Uuid::new_v4()),
-            fingerprint_hash: fingerprint_hash.clone(),
-            name: device.name,
-            platform: device.platform,
-            os_version: device.os_version,
-            app_version: device.app_version,
-            hostname: device.hostname,
-        }),
-        SubscriptionAction::IssueLicenseToken {
-            fingerprint_hash,
-            token_id: Uuid::new_v4(),
-            expires_at: app.license_tokens.requested_expiry(now),
-        },
-    ];
-    let metadata = EventMetadata {
-        actor: license_actor(subscription_id),
-        ..metadata
-    };
-    let committed = app
-        .subscriptions
-        .run_remembering(subscription_id, actions, metadata, None)
-        .await?;
-    sign_issued_token(app, committed)
-}
-
-/// The verdict on a credential for one device. Only a malformed request is an error.
-pub async fn validate(
-    app: &App,
-    credential: Credential,
-    fingerprint_hash: Sha256Hex,
-    now: DateTime<Utc>,
-) -> Result<Verdict, LicensingError> {
-    let (subscription_id, key_hash, device) = match credential {
-        Credential::LicenseKey(key) => {
-            let key_hash = sha256_hex(key.expose());
-            let device = DeviceClaim {
-                fingerprint_hash,
-                device_id: None,
-            };
-            let Some(id) = app.lookup.subscription_by_key_hash(&key_hash).await? else {
-                // An unknown key is a miss too: it cost a read of the event log.
-                record::license_cache(false);
-                return Ok(judge(None, &device, now));
-            };
-            (id, Some(key_hash), device)
-        }
-        Credential::Token(token) => {
-            let verified = app.license_tokens.verify(&token);
-            match token_claim(verified, &fingerprint_hash) {
-                Ok((id, device)) => (id, None, device),
-                Err(code) => return Ok(Verdict::refused(code)),
-            }
-        }
-    };
-    // A superseded key names its subscription still, but no license.
-    let names = |license: &LicenseSnapshot| {
-        key_hash.is_none() || license.key_hash.as_ref() == key_hash.as_ref()
-    };
-    if let Some(cached) = app.licenses.fresh(subscription_id, false) {
-        let verdict = judge(Some(&cached).filter(|l| names(l)), &device, now);
-        if verdict.code == ValidationCode::Valid
-            || app.licenses.fresh(subscription_id, true).is_some()
-        {
-            return Ok(verdict);
+impl Licensing {
+    pub fn new(
+        commands: Arc<SubscriptionCommands>,
+        lookup: Lookup,
+        tokens: LicenseTokens,
+        cache: Arc<LicenseCache>,
+    ) -> Self {
+        Self {
+            commands,
+            lookup,
+            tokens,
+            cache,
         }
     }
-    let license = license_from_store(app, subscription_id).await?;
-    Ok(judge(license.as_ref().filter(|l| names(l)), &device, now))
-}
 
-/// The license as the write side has it now, remembered for the next validation.
-async fn license_from_store(
-    app: &App,
-    id: SubscriptionId,
-) -> Result<Option<Arc<LicenseSnapshot>>, LicensingError> {
-    let era = app.licenses.era();
-    let (subscription, version) = app.subscriptions.load(id).await?;
-    let Some(state) = subscription.state() else {
-        return Ok(None);
-    };
-    app.licenses
-        .remember(LicenseSnapshot::from_state(state, version), era);
-    // What was just read, unless a newer write-through overtook it.
-    Ok(app.licenses.newest(id))
-}
+    /// The token signer (the public key endpoints show its keys).
+    pub fn tokens(&self) -> &LicenseTokens {
+        &self.tokens
+    }
 
-/// A fresh token for the device a valid token names, while the license is usable.
-pub async fn refresh(
-    app: &App,
-    token: &str,
-    metadata: EventMetadata,
-) -> Result<TokenIssued, LicensingError> {
-    let claims = app.license_tokens.verify(token)?;
-    let fingerprint_hash = Sha256Hex::parse(&claims.fpr).map_err(|_| TokenError::Invalid)?;
-    let subscription_id = SubscriptionId(claims.sid);
-    let action = SubscriptionAction::IssueLicenseToken {
-        fingerprint_hash,
-        token_id: Uuid::new_v4(),
-        expires_at: app.license_tokens.requested_expiry(metadata.occurred_at),
-    };
-    let metadata = EventMetadata {
-        actor: license_actor(subscription_id),
-        ..metadata
-    };
-    let committed = app
-        .subscriptions
-        .run_remembering(subscription_id, vec![action], metadata, None)
-        .await?;
-    sign_issued_token(app, committed)
-}
+    /// The validation cache (the change follower keeps it fresh).
+    pub fn cache(&self) -> &LicenseCache {
+        &self.cache
+    }
 
-/// Frees the slot of the device with this fingerprint: one command, one load.
-pub async fn deactivate(
-    app: &App,
-    credential: Credential,
-    fingerprint_hash: Sha256Hex,
-    metadata: EventMetadata,
-) -> Result<(), LicensingError> {
-    let (subscription_id, key_check) = match credential {
-        Credential::LicenseKey(key) => {
-            let (id, key_hash) = subscription_for_key(app, &key).await?;
-            (id, Some(SubscriptionAction::VerifyLicenseKey { key_hash }))
-        }
-        Credential::Token(token) => {
-            let claims = app.license_tokens.verify(&token)?;
-            if claims.fpr != fingerprint_hash.as_str() {
-                return Err(LicensingError::FingerprintMismatch);
+    /// Which subscription a license key names, straight from the event log (right the moment a
+    /// command commits); the command's `VerifyLicenseKey` then rejects a superseded key.
+    async fn subscription_for_key(
+        &self,
+        key: &LicenseKey,
+    ) -> Result<(SubscriptionId, Sha256Hex), LicensingError> {
+        let key_hash = sha256_hex(key.expose());
+        let id = self
+            .lookup
+            .subscription_by_key_hash(&key_hash)
+            .await?
+            .ok_or(LicensingError::LicenseNotFound)?;
+        Ok((id, key_hash))
+    }
+
+    /// Activates the key on the device and issues its first token, atomically. Re-activating
+    /// an active fingerprint keeps the device and issues a fresh token.
+    pub async fn activate(
+        &self,
+        key: LicenseKey,
+        device: DeviceReport,
+        metadata: EventMetadata,
+    ) -> Result<TokenIssued, LicensingError> {
+        let fingerprint_hash = device.fingerprint_hash;
+        let (subscription_id, key_hash) = self.subscription_for_key(&key).await?;
+        let now = metadata.occurred_at;
+        let actions = vec![
+            SubscriptionAction::VerifyLicenseKey { key_hash },
+            SubscriptionAction::ActivateDevice(DeviceDetails {
+                device_id: DeviceId(Uuid::new_v4()),
+                fingerprint_hash: fingerprint_hash.clone(),
+                name: device.name,
+                platform: device.platform,
+                os_version: device.os_version,
+                app_version: device.app_version,
+                hostname: device.hostname,
+            }),
+            SubscriptionAction::IssueLicenseToken {
+                fingerprint_hash,
+                token_id: Uuid::new_v4(),
+                expires_at: self.tokens.requested_expiry(now),
+            },
+        ];
+        let metadata = EventMetadata {
+            actor: license_actor(subscription_id),
+            ..metadata
+        };
+        let committed = self
+            .commands
+            .run_remembering(subscription_id, actions, metadata, None)
+            .await?;
+        self.sign_issued_token(committed)
+    }
+
+    /// The verdict on a credential for one device. Only a malformed request is an error.
+    pub async fn validate(
+        &self,
+        credential: Credential,
+        fingerprint_hash: Sha256Hex,
+        now: DateTime<Utc>,
+    ) -> Result<Verdict, LicensingError> {
+        let (subscription_id, key_hash, device) = match credential {
+            Credential::LicenseKey(key) => {
+                let key_hash = sha256_hex(key.expose());
+                let device = DeviceClaim {
+                    fingerprint_hash,
+                    device_id: None,
+                };
+                let Some(id) = self.lookup.subscription_by_key_hash(&key_hash).await? else {
+                    // An unknown key is a miss too: it cost a read of the event log.
+                    record::license_cache(false);
+                    return Ok(judge(None, &device, now));
+                };
+                (id, Some(key_hash), device)
             }
-            (SubscriptionId(claims.sid), None)
+            Credential::Token(token) => {
+                let verified = self.tokens.verify(&token);
+                match token_claim(verified, &fingerprint_hash) {
+                    Ok((id, device)) => (id, None, device),
+                    Err(code) => return Ok(Verdict::refused(code)),
+                }
+            }
+        };
+        // A superseded key names its subscription still, but no license.
+        let names = |license: &LicenseSnapshot| {
+            key_hash.is_none() || license.key_hash.as_ref() == key_hash.as_ref()
+        };
+        if let Some(cached) = self.cache.fresh(subscription_id, false) {
+            let verdict = judge(Some(&cached).filter(|l| names(l)), &device, now);
+            if verdict.code == ValidationCode::Valid
+                || self.cache.fresh(subscription_id, true).is_some()
+            {
+                return Ok(verdict);
+            }
         }
-    };
-    // The key check goes first, so a superseded key is refused as unknown before anything
-    // is said about the devices.
-    let actions = key_check
-        .into_iter()
-        .chain([SubscriptionAction::DeactivateDeviceByFingerprint {
-            fingerprint_hash,
-            reason: DeactivationReason::Client,
-        }])
-        .collect();
-    let metadata = EventMetadata {
-        actor: license_actor(subscription_id),
-        ..metadata
-    };
-    app.subscriptions
-        .run(subscription_id, actions, metadata, None)
-        .await?;
-    Ok(())
-}
+        let license = self.license_from_store(subscription_id).await?;
+        Ok(judge(license.as_ref().filter(|l| names(l)), &device, now))
+    }
 
-/// Signs the token recorded by the `LicenseTokenIssued` event of a committed command.
-fn sign_issued_token(
-    app: &App,
-    (committed, license): (Committed<Subscription>, Option<Arc<LicenseSnapshot>>),
-) -> Result<TokenIssued, LicensingError> {
-    let license = license.ok_or(LicensingError::LicenseNotFound)?;
-    let state = committed
-        .aggregate
-        .live()
-        .ok_or(LicensingError::LicenseNotFound)?;
-    let (device_id, token_id, expires_at, issued_at) = committed
-        .events
-        .iter()
-        .rev()
-        .find_map(|e| match &e.payload {
-            SubscriptionEvent::LicenseTokenIssued {
-                device_id,
-                token_id,
-                expires_at,
-                at,
-            } => Some((*device_id, *token_id, *expires_at, *at)),
-            _ => None,
+    /// The license as the write side has it now, remembered for the next validation.
+    async fn license_from_store(
+        &self,
+        id: SubscriptionId,
+    ) -> Result<Option<Arc<LicenseSnapshot>>, LicensingError> {
+        if !self.reload(id).await? {
+            return Ok(None);
+        }
+        // What was just read, unless a newer write-through overtook it.
+        Ok(self.cache.newest(id))
+    }
+
+    /// Reads the subscription from the write side into the validation cache; `false` when
+    /// it has no license (never created, or deleted).
+    pub async fn reload(
+        &self,
+        id: SubscriptionId,
+    ) -> Result<bool, ExecuteError<SubscriptionError>> {
+        let era = self.cache.era();
+        let (subscription, version) = self.commands.load(id).await?;
+        let Some(state) = subscription.state() else {
+            return Ok(false);
+        };
+        self.cache
+            .remember(LicenseSnapshot::from_state(state, version), era);
+        Ok(true)
+    }
+
+    /// A fresh token for the device a valid token names, while the license is usable.
+    pub async fn refresh(
+        &self,
+        token: &str,
+        metadata: EventMetadata,
+    ) -> Result<TokenIssued, LicensingError> {
+        let claims = self.tokens.verify(token)?;
+        let fingerprint_hash = Sha256Hex::parse(&claims.fpr).map_err(|_| TokenError::Invalid)?;
+        let subscription_id = SubscriptionId(claims.sid);
+        let action = SubscriptionAction::IssueLicenseToken {
+            fingerprint_hash,
+            token_id: Uuid::new_v4(),
+            expires_at: self.tokens.requested_expiry(metadata.occurred_at),
+        };
+        let metadata = EventMetadata {
+            actor: license_actor(subscription_id),
+            ..metadata
+        };
+        let committed = self
+            .commands
+            .run_remembering(subscription_id, vec![action], metadata, None)
+            .await?;
+        self.sign_issued_token(committed)
+    }
+
+    /// Frees the slot of the device with this fingerprint: one command, one load.
+    pub async fn deactivate(
+        &self,
+        credential: Credential,
+        fingerprint_hash: Sha256Hex,
+        metadata: EventMetadata,
+    ) -> Result<(), LicensingError> {
+        let (subscription_id, key_check) = match credential {
+            Credential::LicenseKey(key) => {
+                let (id, key_hash) = self.subscription_for_key(&key).await?;
+                (id, Some(SubscriptionAction::VerifyLicenseKey { key_hash }))
+            }
+            Credential::Token(token) => {
+                let claims = self.tokens.verify(&token)?;
+                if claims.fpr != fingerprint_hash.as_str() {
+                    return Err(LicensingError::FingerprintMismatch);
+                }
+                (SubscriptionId(claims.sid), None)
+            }
+        };
+        // The key check goes first, so a superseded key is refused as unknown before anything
+        // is said about the devices.
+        let actions = key_check
+            .into_iter()
+            .chain([SubscriptionAction::DeactivateDeviceByFingerprint {
+                fingerprint_hash,
+                reason: DeactivationReason::Client,
+            }])
+            .collect();
+        let metadata = EventMetadata {
+            actor: license_actor(subscription_id),
+            ..metadata
+        };
+        self.commands
+            .run(subscription_id, actions, metadata, None)
+            .await?;
+        Ok(())
+    }
+
+    /// Signs the token recorded by the `LicenseTokenIssued` event of a committed command.
+    fn sign_issued_token(
+        &self,
+        (committed, license): (Committed<Subscription>, Option<Arc<LicenseSnapshot>>),
+    ) -> Result<TokenIssued, LicensingError> {
+        let license = license.ok_or(LicensingError::LicenseNotFound)?;
+        let state = committed
+            .aggregate
+            .live()
+            .ok_or(LicensingError::LicenseNotFound)?;
+        let (device_id, token_id, expires_at, issued_at) = committed
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| match &e.payload {
+                SubscriptionEvent::LicenseTokenIssued {
+                    device_id,
+                    token_id,
+                    expires_at,
+                    at,
+                } => Some((*device_id, *token_id, *expires_at, *at)),
+                _ => None,
+            })
+            .ok_or(LicensingError::TokenNotRecorded(
+                "no LicenseTokenIssued event",
+            ))?;
+        let device = state
+            .device(device_id)
+            .ok_or(LicensingError::TokenNotRecorded("the device is unknown"))?;
+        let token = self
+            .tokens
+            .sign(state, device, token_id, issued_at, expires_at)
+            .map_err(LicensingError::Signing)?;
+        Ok(TokenIssued {
+            token,
+            expires_at,
+            device_id,
+            license,
+            position: committed.position,
         })
-        .ok_or(LicensingError::TokenNotRecorded(
-            "no LicenseTokenIssued event",
-        ))?;
-    let device = state
-        .device(device_id)
-        .ok_or(LicensingError::TokenNotRecorded("the device is unknown"))?;
-    let token = app
-        .license_tokens
-        .sign(state, device, token_id, issued_at, expires_at)
-        .map_err(LicensingError::Signing)?;
-    Ok(TokenIssued {
-        token,
-        expires_at,
-        device_id,
-        license,
-        position: committed.position,
-    })
+    }
 }

@@ -10,8 +10,11 @@ use std::time::Duration;
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 
 use super::record;
-use crate::app::App;
+use crate::bus::JetStreamBus;
 use crate::read;
+use crate::read::progress::EventCount;
+use crate::store::publisher::PublisherStatus;
+use crate::store::Db;
 
 const LOG_HEAD: &str = "flowlytix_event_log_head_events";
 const PROJECTOR_CHECKPOINT: &str = "flowlytix_projector_checkpoint_events";
@@ -96,10 +99,18 @@ pub(super) fn describe() {
     process().describe();
 }
 
-/// Sets every sampled gauge from `app` as it is now.
-pub async fn sample(app: &App) {
+/// What the sampled gauges are read from.
+pub struct Sources<'a> {
+    pub db: &'a Db,
+    pub event_count: &'a EventCount,
+    pub publisher_status: &'a PublisherStatus,
+    pub jetstream: Option<&'a JetStreamBus>,
+}
+
+/// Sets every sampled gauge from `sources` as they are now.
+pub async fn sample(sources: Sources<'_>) {
     process().collect();
-    let status = &app.publisher_status;
+    let status = sources.publisher_status;
     gauge!(PUBLISHER_LEADER).set(if status.leader.load(Ordering::Relaxed) {
         1.0
     } else {
@@ -107,12 +118,12 @@ pub async fn sample(app: &App) {
     });
     gauge!(PUBLISHER_BACKLOG).set(status.backlog.load(Ordering::Relaxed) as f64);
     if !matches!(
-        tokio::time::timeout(READ_TIMEOUT, pipeline(app)).await,
+        tokio::time::timeout(READ_TIMEOUT, pipeline(sources.db, sources.event_count)).await,
         Ok(Ok(()))
     ) {
         counter!(SCRAPE_ERRORS, "source" => "database").increment(1);
     }
-    if let Some(jetstream) = &app.jetstream {
+    if let Some(jetstream) = sources.jetstream {
         match tokio::time::timeout(READ_TIMEOUT, jetstream.consumer_states()).await {
             Ok(Ok(states)) => {
                 for state in states {
@@ -129,10 +140,10 @@ pub async fn sample(app: &App) {
 
 /// The log's head against each projector's checkpoint (the gap KurrentDB and Eventuous
 /// report per subscription).
-async fn pipeline(app: &App) -> Result<(), sqlx::Error> {
-    let head = app.event_count.total(&app.db).await?;
+async fn pipeline(db: &Db, event_count: &EventCount) -> Result<(), sqlx::Error> {
+    let head = event_count.total(db).await?;
     gauge!(LOG_HEAD).set(head as f64);
-    for projector in read::progress::projectors(&app.db).await? {
+    for projector in read::progress::projectors(db).await? {
         let lag = (head - projector.events_applied).max(0);
         gauge!(PROJECTOR_CHECKPOINT, "projector" => projector.name)
             .set(projector.events_applied as f64);
@@ -142,7 +153,7 @@ async fn pipeline(app: &App) -> Result<(), sqlx::Error> {
             record::projector_caught_up(projector.name);
         }
     }
-    let queue = read::webhooks::queue_stats(&app.db, chrono::Utc::now().timestamp_millis()).await?;
+    let queue = read::webhooks::queue_stats(db, chrono::Utc::now().timestamp_millis()).await?;
     gauge!(WEBHOOK_PENDING).set(queue.pending as f64);
     gauge!(WEBHOOK_DUE).set(queue.due as f64);
     gauge!(WEBHOOK_FAILING).set(queue.failing_endpoints as f64);

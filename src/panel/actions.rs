@@ -18,7 +18,7 @@ use super::session::{WriteForm, Writer};
 use super::subscriptions::KeyPage;
 use crate::app::SharedApp;
 use crate::http::extract::RequestContext;
-use crate::subscriptions::{self as operations, StatusChange, UpdateSubscriptionRequest};
+use crate::subscriptions::{StatusChange, UpdateSubscriptionRequest};
 
 /// The actions behind a confirmation step.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -86,7 +86,10 @@ pub async fn confirm(
 ) -> Result<ConfirmPage, PanelError> {
     let action = Action::parse(&query.action)
         .ok_or_else(|| PanelError::NotFound("No such action.".into()))?;
-    let (subscription, _) = operations::subscription(&app, SubscriptionId(id), None).await?;
+    let (subscription, _) = app
+        .subscriptions
+        .subscription(SubscriptionId(id), None)
+        .await?;
     let customer = subscription
         .live()
         .map(|s| s.customer_email.to_string())
@@ -132,11 +135,14 @@ pub async fn act(
                 Action::Resume => StatusChange::Active,
                 _ => StatusChange::Canceled,
             };
-            operations::update(&app, subscription_id, status_change(change), None, metadata)
+            app.subscriptions
+                .update(subscription_id, status_change(change), None, metadata)
                 .await
                 .map(|_| Redirect::to(&format!("/admin/subscriptions/{id}")).into_response())
         }
-        Action::Delete => operations::delete(&app, subscription_id, None, metadata)
+        Action::Delete => app
+            .subscriptions
+            .delete(subscription_id, None, metadata)
             .await
             .map(|committed| {
                 // The list waits until it no longer shows it.
@@ -144,7 +150,11 @@ pub async fn act(
                 Redirect::to(&to).into_response()
             }),
         Action::RegenerateKey => {
-            match operations::regenerate_license_key(&app, subscription_id, metadata).await {
+            match app
+                .subscriptions
+                .regenerate_license_key(subscription_id, metadata)
+                .await
+            {
                 Ok(created) => {
                     let customer = created
                         .committed
@@ -179,7 +189,10 @@ pub async fn deactivate_device(
     WriteForm { session, .. }: WriteForm<NoFields>,
 ) -> Result<Response, PanelError> {
     let metadata = context.metadata(session.admin.admin_id.to_string());
-    let found = operations::deactivate_device(&app, DeviceId(device_id), metadata).await?;
+    let found = app
+        .subscriptions
+        .deactivate_device(DeviceId(device_id), metadata)
+        .await?;
     let to = format!("/admin/subscriptions/{}", found.subscription.id.as_uuid());
     Ok(Redirect::to(&to).into_response())
 }

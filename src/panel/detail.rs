@@ -23,7 +23,7 @@ use crate::app::{App, SharedApp};
 use crate::auth::browser_sessions::BrowserSession;
 use crate::http::extract::RequestContext;
 use crate::http::views::{DeviceView, SubscriptionView};
-use crate::subscriptions::{self as operations, UpdateSubscriptionRequest};
+use crate::subscriptions::{ManageError, UpdateSubscriptionRequest};
 
 /// What the edit form holds, as typed.
 #[derive(Deserialize, Default)]
@@ -186,17 +186,22 @@ async fn render(
         Ok(instant) => (instant, None),
         Err(message) => (None, Some(message)),
     };
-    let (as_of, as_of_error, found) =
-        match operations::subscription(app, SubscriptionId(id), as_of).await {
-            Ok(found) => (as_of, as_of_error, found),
-            // Before it existed (or after its deletion): say so, show it as it is now.
-            Err(operations::ManageError::NotFound) if as_of.is_some() => (
-                None,
-                Some("As of: the subscription did not exist at that instant.".to_owned()),
-                operations::subscription(app, SubscriptionId(id), None).await?,
-            ),
-            Err(error) => return Err(error.into()),
-        };
+    let (as_of, as_of_error, found) = match app
+        .subscriptions
+        .subscription(SubscriptionId(id), as_of)
+        .await
+    {
+        Ok(found) => (as_of, as_of_error, found),
+        // Before it existed (or after its deletion): say so, show it as it is now.
+        Err(ManageError::NotFound) if as_of.is_some() => (
+            None,
+            Some("As of: the subscription did not exist at that instant.".to_owned()),
+            app.subscriptions
+                .subscription(SubscriptionId(id), None)
+                .await?,
+        ),
+        Err(error) => return Err(error.into()),
+    };
     let (subscription, version) = found;
     let state = subscription
         .live()
@@ -329,14 +334,10 @@ pub async fn save(
     // The version the form was rendered at: a change made meanwhile is refused, not undone.
     let expected_version = fields.version.trim().parse().ok();
     let metadata = context.metadata(session.admin.admin_id.to_string());
-    match operations::update(
-        &app,
-        SubscriptionId(id),
-        request,
-        expected_version,
-        metadata,
-    )
-    .await
+    match app
+        .subscriptions
+        .update(SubscriptionId(id), request, expected_version, metadata)
+        .await
     {
         Ok(_) => Ok(Redirect::to(&format!("/admin/subscriptions/{id}")).into_response()),
         Err(error) => refused(&app, &session, id, Some(fields), error.into()).await,

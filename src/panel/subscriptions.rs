@@ -20,7 +20,7 @@ use crate::read;
 use crate::read::consistency::wait_for_position;
 use crate::read::subscriptions::{StatusFilter, SubscriptionFilter, SubscriptionRow};
 use crate::store::ExecuteError;
-use crate::subscriptions::{self as operations, CreateSubscriptionRequest, ManageError};
+use crate::subscriptions::{CreateSubscriptionRequest, ManageError};
 
 const PER_PAGE: u32 = 25;
 
@@ -268,7 +268,11 @@ pub async fn create(
     };
     let metadata = context.metadata(session.admin.admin_id.to_string());
     let id = Uuid::parse_str(fields.subscription_id.trim()).unwrap_or_else(|_| Uuid::new_v4());
-    match operations::create_with_id(&app, SubscriptionId(id), request, metadata).await {
+    match app
+        .subscriptions
+        .create_with_id(SubscriptionId(id), request, metadata)
+        .await
+    {
         Ok(created) => {
             let state = created.committed.aggregate.state();
             let page = KeyPage {

@@ -21,7 +21,7 @@ use crate::app::SharedApp;
 use crate::auth::browser_sessions::BrowserSession;
 use crate::http::extract::RequestContext;
 use crate::read::webhooks::AttemptQuery;
-use crate::webhooks::{self as operations, UpdateWebhookRequest};
+use crate::webhooks::UpdateWebhookRequest;
 
 /// The most attempts the page shows (the JSON API pages through all of them).
 const LOG_LIMIT: i64 = 500;
@@ -60,7 +60,7 @@ fn time(at: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 async fn load(app: &SharedApp, id: Uuid) -> Result<(WebhookEndpointState, u64), PanelError> {
-    let (endpoint, version) = operations::endpoint(app, WebhookEndpointId(id)).await?;
+    let (endpoint, version) = app.webhooks.endpoint(WebhookEndpointId(id)).await?;
     let state = endpoint
         .state()
         .cloned()
@@ -80,7 +80,10 @@ async fn render(
         after: None,
         limit: Some(LOG_LIMIT),
     };
-    let rows = operations::delivery_log(app, WebhookEndpointId(id), &query).await?;
+    let rows = app
+        .webhooks
+        .delivery_log(WebhookEndpointId(id), &query)
+        .await?;
     let attempts = rows
         .into_iter()
         .rev() // newest first: what an admin looking at a failing receiver wants
@@ -145,7 +148,11 @@ pub async fn save(
         enabled: None,
     };
     let metadata = context.metadata(session.admin.admin_id.to_string());
-    match operations::update(&app, WebhookEndpointId(id), request, metadata).await {
+    match app
+        .webhooks
+        .update(WebhookEndpointId(id), request, metadata)
+        .await
+    {
         Ok(_) => Ok(Redirect::to(&format!("/admin/webhooks/{id}")).into_response()),
         Err(error) => {
             let error = PanelError::from(error);
@@ -243,20 +250,24 @@ pub async fn act(
     let detail = Redirect::to(&format!("/admin/webhooks/{id}")).into_response();
     Ok(match action {
         Action::Disable => {
-            operations::update(&app, endpoint_id, switch_to(false), metadata).await?;
+            app.webhooks
+                .update(endpoint_id, switch_to(false), metadata)
+                .await?;
             detail
         }
         Action::Enable => {
-            operations::update(&app, endpoint_id, switch_to(true), metadata).await?;
+            app.webhooks
+                .update(endpoint_id, switch_to(true), metadata)
+                .await?;
             detail
         }
         Action::RotateSecret => {
-            let made = operations::rotate_secret(&app, endpoint_id, metadata).await?;
+            let made = app.webhooks.rotate_secret(endpoint_id, metadata).await?;
             let layout = Layout::signed_in(&app, &session, "webhooks").await;
             SecretPage::new(layout, "Signing secret rotated", &made).into_response()
         }
         Action::Delete => {
-            let committed = operations::delete(&app, endpoint_id, metadata).await?;
+            let committed = app.webhooks.delete(endpoint_id, metadata).await?;
             // The list waits until it no longer shows it.
             let to = format!("/admin/webhooks?min_position={}", committed.position);
             Redirect::to(&to).into_response()
@@ -270,6 +281,8 @@ pub async fn redeliver(
     Path((id, delivery_id)): Path<(Uuid, Uuid)>,
     WriteForm { .. }: WriteForm<NoFields>,
 ) -> Result<Response, PanelError> {
-    operations::redeliver(&app, WebhookEndpointId(id), delivery_id).await?;
+    app.webhooks
+        .redeliver(WebhookEndpointId(id), delivery_id)
+        .await?;
     Ok(Redirect::to(&format!("/admin/webhooks/{id}")).into_response())
 }

@@ -19,7 +19,7 @@ use crate::http::extract::RequestContext;
 use crate::read::consistency::wait_for_position;
 use crate::read::webhooks::EndpointRow;
 use crate::read::{self, Paging};
-use crate::webhooks::{self as operations, CreateWebhookRequest, WithSecret};
+use crate::webhooks::{CreateWebhookRequest, WithSecret};
 
 /// Every endpoint on one page: a server has a handful, not thousands.
 const PER_PAGE: u32 = 200;
@@ -187,7 +187,7 @@ pub async fn create(
         enabled: None,
     };
     let metadata = context.metadata(session.admin.admin_id.to_string());
-    match operations::create(&app, request, metadata).await {
+    match app.webhooks.create(request, metadata).await {
         Ok(made) => {
             let page = SecretPage::new(layout, "Webhook created", &made);
             Ok((StatusCode::CREATED, page).into_response())

@@ -3,8 +3,7 @@
 use flowlytix_aggregates::subscription::{Device, SubscriptionState};
 use flowlytix_aggregates::{DeactivationReason, DeviceId, SubscriptionAction, SubscriptionId};
 
-use super::ManageError;
-use crate::app::App;
+use super::{ManageError, SubscriptionAdmin};
 use crate::store::EventMetadata;
 
 /// A device with the subscription it belongs to, and the event-log position of the
@@ -15,12 +14,14 @@ pub struct DeviceFound {
     pub position: Option<i64>,
 }
 
-/// Which subscription a device belongs to, straight from the event log.
-async fn subscription_of(app: &App, device: DeviceId) -> Result<SubscriptionId, ManageError> {
-    app.lookup
-        .subscription_by_device(device)
-        .await?
-        .ok_or(ManageError::DeviceNotFound)
+impl SubscriptionAdmin {
+    /// Which subscription a device belongs to, straight from the event log.
+    async fn subscription_of(&self, device: DeviceId) -> Result<SubscriptionId, ManageError> {
+        self.lookup
+            .subscription_by_device(device)
+            .await?
+            .ok_or(ManageError::DeviceNotFound)
+    }
 }
 
 fn found(
@@ -37,55 +38,57 @@ fn found(
     })
 }
 
-/// One device, active or not, of a subscription that is not deleted.
-pub async fn device(app: &App, device_id: DeviceId) -> Result<DeviceFound, ManageError> {
-    let subscription_id = subscription_of(app, device_id).await?;
-    let (subscription, _) = app.subscriptions.load(subscription_id).await?;
-    found(subscription.live(), device_id, None)
-}
+impl SubscriptionAdmin {
+    /// One device, active or not, of a subscription that is not deleted.
+    pub async fn device(&self, device_id: DeviceId) -> Result<DeviceFound, ManageError> {
+        let subscription_id = self.subscription_of(device_id).await?;
+        let (subscription, _) = self.commands.load(subscription_id).await?;
+        found(subscription.live(), device_id, None)
+    }
 
-async fn device_command(
-    app: &App,
-    device_id: DeviceId,
-    action: SubscriptionAction,
-    metadata: EventMetadata,
-) -> Result<DeviceFound, ManageError> {
-    let subscription_id = subscription_of(app, device_id).await?;
-    let committed = app
-        .subscriptions
-        .run(subscription_id, vec![action], metadata, None)
-        .await?;
-    found(
-        committed.aggregate.live(),
-        device_id,
-        Some(committed.position),
-    )
-}
+    async fn device_command(
+        &self,
+        device_id: DeviceId,
+        action: SubscriptionAction,
+        metadata: EventMetadata,
+    ) -> Result<DeviceFound, ManageError> {
+        let subscription_id = self.subscription_of(device_id).await?;
+        let committed = self
+            .commands
+            .run(subscription_id, vec![action], metadata, None)
+            .await?;
+        found(
+            committed.aggregate.live(),
+            device_id,
+            Some(committed.position),
+        )
+    }
 
-pub async fn update_device(
-    app: &App,
-    device_id: DeviceId,
-    name: Option<String>,
-    notes: Option<String>,
-    metadata: EventMetadata,
-) -> Result<DeviceFound, ManageError> {
-    let action = SubscriptionAction::UpdateDevice {
-        device_id,
-        name,
-        notes,
-    };
-    device_command(app, device_id, action, metadata).await
-}
+    pub async fn update_device(
+        &self,
+        device_id: DeviceId,
+        name: Option<String>,
+        notes: Option<String>,
+        metadata: EventMetadata,
+    ) -> Result<DeviceFound, ManageError> {
+        let action = SubscriptionAction::UpdateDevice {
+            device_id,
+            name,
+            notes,
+        };
+        self.device_command(device_id, action, metadata).await
+    }
 
-/// Frees the device's slot; its tokens stop validating online at once.
-pub async fn deactivate_device(
-    app: &App,
-    device_id: DeviceId,
-    metadata: EventMetadata,
-) -> Result<DeviceFound, ManageError> {
-    let action = SubscriptionAction::DeactivateDevice {
-        device_id,
-        reason: DeactivationReason::Admin,
-    };
-    device_command(app, device_id, action, metadata).await
+    /// Frees the device's slot; its tokens stop validating online at once.
+    pub async fn deactivate_device(
+        &self,
+        device_id: DeviceId,
+        metadata: EventMetadata,
+    ) -> Result<DeviceFound, ManageError> {
+        let action = SubscriptionAction::DeactivateDevice {
+            device_id,
+            reason: DeactivationReason::Admin,
+        };
+        self.device_command(device_id, action, metadata).await
+    }
 }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::app::App;
+use super::SubscriptionAdmin;
 use crate::crypto::{new_license_key, sha256_hex};
 use crate::store::{Committed, EventMetadata, ExecuteError};
 
@@ -109,133 +109,133 @@ pub struct Created {
     pub license_key: LicenseKey,
 }
 
-pub async fn create(
-    app: &App,
-    request: CreateSubscriptionRequest,
-    metadata: EventMetadata,
-) -> Result<Created, ManageError> {
-    create_with_id(app, SubscriptionId(Uuid::new_v4()), request, metadata).await
-}
+impl SubscriptionAdmin {
+    pub async fn create(
+        &self,
+        request: CreateSubscriptionRequest,
+        metadata: EventMetadata,
+    ) -> Result<Created, ManageError> {
+        self.create_with_id(SubscriptionId(Uuid::new_v4()), request, metadata)
+            .await
+    }
 
-/// `create` with the id chosen by the caller: a retry under one `Idempotency-Key` uses the
-/// same id, so the event store refuses a second creation (see `IdempotentRequest`).
-pub async fn create_with_id(
-    app: &App,
-    subscription_id: SubscriptionId,
-    request: CreateSubscriptionRequest,
-    metadata: EventMetadata,
-) -> Result<Created, ManageError> {
-    check_features(&request.features)?;
-    check_metadata(&request.metadata)?;
-    let key = new_license_key();
-    let new = NewSubscription {
-        subscription_id,
-        customer_email: parse_email(&request.customer_email)?,
-        customer_name: request.customer_name,
-        organization: request.organization,
-        plan: parse_plan(&request.plan)?,
-        starts_at: request.starts_at.unwrap_or(metadata.occurred_at),
-        expires_at: request.expires_at,
-        trial_ends_at: request.trial_ends_at,
-        max_devices: request.max_devices,
-        features: request.features,
-        metadata: request.metadata,
-        key_hash: sha256_hex(key.expose()),
-        key_prefix: key.display_prefix(),
-    };
-    let committed = app
-        .subscriptions
-        .run(
+    /// `create` with the id chosen by the caller: a retry under one `Idempotency-Key` uses the
+    /// same id, so the event store refuses a second creation (see `IdempotentRequest`).
+    pub async fn create_with_id(
+        &self,
+        subscription_id: SubscriptionId,
+        request: CreateSubscriptionRequest,
+        metadata: EventMetadata,
+    ) -> Result<Created, ManageError> {
+        check_features(&request.features)?;
+        check_metadata(&request.metadata)?;
+        let key = new_license_key();
+        let new = NewSubscription {
             subscription_id,
-            vec![SubscriptionAction::CreateSubscription(new)],
-            metadata,
-            None,
-        )
-        .await?;
-    Ok(Created {
-        committed,
-        license_key: key,
-    })
-}
+            customer_email: parse_email(&request.customer_email)?,
+            customer_name: request.customer_name,
+            organization: request.organization,
+            plan: parse_plan(&request.plan)?,
+            starts_at: request.starts_at.unwrap_or(metadata.occurred_at),
+            expires_at: request.expires_at,
+            trial_ends_at: request.trial_ends_at,
+            max_devices: request.max_devices,
+            features: request.features,
+            metadata: request.metadata,
+            key_hash: sha256_hex(key.expose()),
+            key_prefix: key.display_prefix(),
+        };
+        let committed = self
+            .commands
+            .run(
+                subscription_id,
+                vec![SubscriptionAction::CreateSubscription(new)],
+                metadata,
+                None,
+            )
+            .await?;
+        Ok(Created {
+            committed,
+            license_key: key,
+        })
+    }
 
-/// Applies a PUT: every change in one atomic step. An unknown subscription is not found and
-/// a deleted one is gone (410), also when the body changes nothing.
-pub async fn update(
-    app: &App,
-    id: SubscriptionId,
-    request: UpdateSubscriptionRequest,
-    expected_version: Option<u64>,
-    metadata: EventMetadata,
-) -> Result<Committed<Subscription>, ManageError> {
-    let actions = update_actions(request)?;
-    let committed = app
-        .subscriptions
-        .run(id, actions, metadata, expected_version)
-        .await?;
-    // With no action (`{}`), no command reached the aggregate to refuse it; nothing was
-    // written, and the state loaded under the lock says whether it exists.
-    match committed.aggregate.state() {
-        None => Err(ManageError::NotFound),
-        Some(state) if state.deleted_at.is_some() => {
-            Err(ExecuteError::Domain(SubscriptionError::Deleted).into())
+    /// Applies a PUT: every change in one atomic step. An unknown subscription is not found and
+    /// a deleted one is gone (410), also when the body changes nothing.
+    pub async fn update(
+        &self,
+        id: SubscriptionId,
+        request: UpdateSubscriptionRequest,
+        expected_version: Option<u64>,
+        metadata: EventMetadata,
+    ) -> Result<Committed<Subscription>, ManageError> {
+        let actions = update_actions(request)?;
+        let committed = self
+            .commands
+            .run(id, actions, metadata, expected_version)
+            .await?;
+        // With no action (`{}`), no command reached the aggregate to refuse it; nothing was
+        // written, and the state loaded under the lock says whether it exists.
+        match committed.aggregate.state() {
+            None => Err(ManageError::NotFound),
+            Some(state) if state.deleted_at.is_some() => {
+                Err(ExecuteError::Domain(SubscriptionError::Deleted).into())
+            }
+            Some(_) => Ok(committed),
         }
-        Some(_) => Ok(committed),
     }
-}
 
-/// Deletes a subscription: it leaves every list and never validates again; its events stay.
-pub async fn delete(
-    app: &App,
-    id: SubscriptionId,
-    expected_version: Option<u64>,
-    metadata: EventMetadata,
-) -> Result<Committed<Subscription>, ManageError> {
-    Ok(app
-        .subscriptions
-        .run(
-            id,
-            vec![SubscriptionAction::DeleteSubscription],
-            metadata,
-            expected_version,
-        )
-        .await?)
-}
-
-/// Issues a new license key; the old one stops working at once.
-pub async fn regenerate_license_key(
-    app: &App,
-    id: SubscriptionId,
-    metadata: EventMetadata,
-) -> Result<Created, ManageError> {
-    let key = new_license_key();
-    let action = SubscriptionAction::RegenerateLicenseKey {
-        key_hash: sha256_hex(key.expose()),
-        key_prefix: key.display_prefix(),
-    };
-    let committed = app
-        .subscriptions
-        .run(id, vec![action], metadata, None)
-        .await?;
-    Ok(Created {
-        committed,
-        license_key: key,
-    })
-}
-
-/// A live subscription and its version, now or as it was at `as_of`.
-pub async fn subscription(
-    app: &App,
-    id: SubscriptionId,
-    as_of: Option<DateTime<Utc>>,
-) -> Result<(Subscription, u64), ManageError> {
-    let (subscription, version) = match as_of {
-        None => app.subscriptions.load(id).await?,
-        Some(instant) => app.subscriptions.load_as_of(id, instant).await?,
-    };
-    if subscription.live().is_none() {
-        return Err(ManageError::NotFound);
+    /// Deletes a subscription: it leaves every list and never validates again; its events stay.
+    pub async fn delete(
+        &self,
+        id: SubscriptionId,
+        expected_version: Option<u64>,
+        metadata: EventMetadata,
+    ) -> Result<Committed<Subscription>, ManageError> {
+        Ok(self
+            .commands
+            .run(
+                id,
+                vec![SubscriptionAction::DeleteSubscription],
+                metadata,
+                expected_version,
+            )
+            .await?)
     }
-    Ok((subscription, version))
+
+    /// Issues a new license key; the old one stops working at once.
+    pub async fn regenerate_license_key(
+        &self,
+        id: SubscriptionId,
+        metadata: EventMetadata,
+    ) -> Result<Created, ManageError> {
+        let key = new_license_key();
+        let action = SubscriptionAction::RegenerateLicenseKey {
+            key_hash: sha256_hex(key.expose()),
+            key_prefix: key.display_prefix(),
+        };
+        let committed = self.commands.run(id, vec![action], metadata, None).await?;
+        Ok(Created {
+            committed,
+            license_key: key,
+        })
+    }
+
+    /// A live subscription and its version, now or as it was at `as_of`.
+    pub async fn subscription(
+        &self,
+        id: SubscriptionId,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<(Subscription, u64), ManageError> {
+        let (subscription, version) = match as_of {
+            None => self.commands.load(id).await?,
+            Some(instant) => self.commands.load_as_of(id, instant).await?,
+        };
+        if subscription.live().is_none() {
+            return Err(ManageError::NotFound);
+        }
+        Ok((subscription, version))
+    }
 }
 
 fn parse_email(raw: &str) -> Result<Email, ManageError> {

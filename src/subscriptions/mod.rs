@@ -12,15 +12,32 @@ use flowlytix_aggregates::{
 };
 use flowlytix_projections::Db;
 
-pub use devices::{deactivate_device, device, update_device, DeviceFound};
+pub use devices::DeviceFound;
 pub use manage::{
-    create, create_with_id, delete, regenerate_license_key, subscription, update,
     CreateSubscriptionRequest, Created, ManageError, StatusChange, UpdateSubscriptionRequest,
     MAX_FEATURES, MAX_METADATA_BYTES,
 };
 
 use crate::licensing::{LicenseCache, LicenseSnapshot};
-use crate::store::{Committed, EventMetadata, ExecuteError, Executor};
+use crate::store::{Committed, EventMetadata, ExecuteError, Executor, Lookup};
+
+/// The admin operations on subscriptions and their devices (`manage`, `devices`): they run
+/// subscription commands and find a device's subscription, nothing more.
+pub struct SubscriptionAdmin {
+    commands: Arc<SubscriptionCommands>,
+    lookup: Lookup,
+}
+
+impl SubscriptionAdmin {
+    pub fn new(commands: Arc<SubscriptionCommands>, lookup: Lookup) -> Self {
+        Self { commands, lookup }
+    }
+
+    /// The commands themselves, for callers that build their own action lists.
+    pub fn commands(&self) -> &SubscriptionCommands {
+        &self.commands
+    }
+}
 
 /// Runs subscription commands: every action of a call is stamped with the instant in its
 /// metadata, all of them commit atomically or none, and validation on this instance sees

@@ -18,10 +18,10 @@ use uuid::Uuid;
 use super::manage::check_url_policy;
 use super::signing::signature;
 use super::ssrf::CheckedResolver;
-use crate::app::SharedApp;
+use super::Webhooks;
 use crate::config::WebhookSettings;
 use crate::store::webhook_queue::{self, Attempt, Claimed, Next};
-use crate::store::EventMetadata;
+use crate::store::{Db, EventMetadata};
 
 /// Deliveries of one endpoint in flight on one instance, at most.
 pub const MAX_IN_FLIGHT_PER_ENDPOINT: usize = 4;
@@ -52,22 +52,26 @@ pub fn delivery_client(settings: &WebhookSettings) -> reqwest::Client {
 }
 
 pub struct Dispatcher {
-    app: SharedApp,
+    webhooks: Arc<Webhooks>,
+    db: Db,
+    settings: WebhookSettings,
     client: reqwest::Client,
     in_flight: Mutex<HashMap<Uuid, usize>>,
 }
 
 impl Dispatcher {
-    pub fn new(app: SharedApp) -> Arc<Self> {
+    pub fn new(webhooks: Arc<Webhooks>, db: Db, settings: WebhookSettings) -> Arc<Self> {
         Arc::new(Self {
-            client: delivery_client(&app.config.webhooks),
-            app,
+            client: delivery_client(&settings),
+            webhooks,
+            db,
+            settings,
             in_flight: Mutex::default(),
         })
     }
 
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let poll = self.app.config.webhooks.poll;
+        let poll = self.settings.poll;
         while !*shutdown.borrow() {
             if let Err(error) = self.claim_due().await {
                 tracing::warn!(%error, "webhook dispatcher could not read its queue; retrying");
@@ -81,9 +85,9 @@ impl Dispatcher {
 
     /// Claims what is due, endpoint by endpoint, and starts a task per delivery.
     async fn claim_due(self: &Arc<Self>) -> Result<(), sqlx::Error> {
-        let db = &self.app.db;
+        let db = &self.db;
         let now = Utc::now().timestamp_millis();
-        let lease = self.app.config.webhooks.timeout + LEASE_MARGIN;
+        let lease = self.settings.timeout + LEASE_MARGIN;
         let lease_until = now + lease.as_millis() as i64;
         webhook_queue::cancel_for_deleted_endpoints(db).await?;
         for endpoint in webhook_queue::endpoints_with_due_deliveries(db, now).await? {
@@ -128,18 +132,18 @@ impl Dispatcher {
         claimed: &Claimed,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let id = WebhookEndpointId(claimed.endpoint_id);
-        let (endpoint, _) = self.app.webhooks.load(id).await?;
+        let (endpoint, _) = self.webhooks.load(id).await?;
         let Some(state) = endpoint.state().filter(|s| !s.deleted) else {
-            webhook_queue::cancel(&self.app.db, claimed.id).await?;
+            webhook_queue::cancel(&self.db, claimed.id).await?;
             return Ok(());
         };
         if !state.enabled {
-            webhook_queue::release(&self.app.db, claimed.id).await?;
+            webhook_queue::release(&self.db, claimed.id).await?;
             return Ok(());
         }
         let attempt = self.post(state, claimed).await;
         let next = self.next_step(claimed, &attempt);
-        let failing_since = webhook_queue::record(&self.app.db, claimed, &attempt, next).await?;
+        let failing_since = webhook_queue::record(&self.db, claimed, &attempt, next).await?;
         let outcome = match next {
             Next::Delivered => "delivered",
             Next::RetryAt { .. } => "retry",
@@ -168,7 +172,7 @@ impl Dispatcher {
             at,
         };
         // The policy may have tightened since the URL was registered.
-        if let Err(error) = check_url_policy(&endpoint.settings.url, &self.app.config.webhooks) {
+        if let Err(error) = check_url_policy(&endpoint.settings.url, &self.settings) {
             return refused(error.to_string());
         }
         let webhook_id = claimed.id.to_string();
@@ -226,10 +230,10 @@ impl Dispatcher {
         body: &str,
         at: DateTime<Utc>,
     ) -> Result<String, super::secrets::SecretError> {
-        let secrets = &self.app.webhooks.secrets;
+        let secrets = &self.webhooks.secrets;
         let key = secrets.open(endpoint.id, &endpoint.sealed_secret)?;
         let mut signed = signature(key.expose_secret(), webhook_id, timestamp, body.as_bytes());
-        let grace = chrono::Duration::from_std(self.app.config.webhooks.rotation_grace)
+        let grace = chrono::Duration::from_std(self.settings.rotation_grace)
             .unwrap_or(chrono::Duration::MAX);
         if let Some(previous) = endpoint
             .previous_secret
@@ -256,7 +260,7 @@ impl Dispatcher {
         if attempt.error.is_none() {
             return Next::Delivered;
         }
-        let schedule = &self.app.config.webhooks.retry_schedule;
+        let schedule = &self.settings.retry_schedule;
         let failed_in_schedule = (claimed.attempts + 1 - claimed.schedule_start).max(1) as usize;
         match schedule.get(failed_in_schedule - 1) {
             Some(wait) => Next::RetryAt {
@@ -275,7 +279,7 @@ impl Dispatcher {
         let Some(since) = failing_since else {
             return Ok(());
         };
-        let limit = chrono::Duration::from_std(self.app.config.webhooks.disable_after)
+        let limit = chrono::Duration::from_std(self.settings.disable_after)
             .unwrap_or(chrono::Duration::MAX);
         if now - since < limit {
             return Ok(());
@@ -286,7 +290,6 @@ impl Dispatcher {
             at: now,
         };
         let committed = self
-            .app
             .webhooks
             .run(id, command, EventMetadata::system(now))
             .await?;

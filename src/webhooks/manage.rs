@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::ssrf;
-use crate::app::App;
+use super::Webhooks;
 use crate::config::WebhookSettings;
 use crate::read::webhooks::{AttemptQuery, AttemptRow};
 use crate::store::{webhook_queue, Committed, EventMetadata, ExecuteError};
@@ -111,135 +111,138 @@ pub fn check_url_policy(url: &str, settings: &WebhookSettings) -> Result<(), Web
     Ok(())
 }
 
-pub async fn create(
-    app: &App,
-    request: CreateWebhookRequest,
-    metadata: EventMetadata,
-) -> Result<WithSecret, WebhookError> {
-    create_with_id(app, WebhookEndpointId(Uuid::new_v4()), request, metadata).await
-}
-
-/// Creates the endpoint under a given id (one derived from an Idempotency-Key): a second
-/// creation with the same id is refused by the aggregate.
-pub async fn create_with_id(
-    app: &App,
-    id: WebhookEndpointId,
-    request: CreateWebhookRequest,
-    metadata: EventMetadata,
-) -> Result<WithSecret, WebhookError> {
-    check_url_policy(&request.url, &app.config.webhooks)?;
-    let secret = app.webhooks.secrets.generate(id);
-    let command = WebhookEndpointCommand::Create {
-        endpoint_id: id,
-        settings: EndpointSettings {
-            url: request.url,
-            event_types: request.event_types,
-            description: request.description,
-        },
-        enabled: request.enabled.unwrap_or(true),
-        sealed_secret: secret.sealed,
-        at: metadata.occurred_at,
-    };
-    let committed = app.webhooks.run(id, command, metadata).await?;
-    Ok(WithSecret {
-        committed,
-        secret: secret.shown,
-    })
-}
-
-pub async fn update(
-    app: &App,
-    id: WebhookEndpointId,
-    request: UpdateWebhookRequest,
-    metadata: EventMetadata,
-) -> Result<Committed<WebhookEndpoint>, WebhookError> {
-    if let Some(url) = &request.url {
-        check_url_policy(url, &app.config.webhooks)?;
+impl Webhooks {
+    pub async fn create(
+        &self,
+        request: CreateWebhookRequest,
+        metadata: EventMetadata,
+    ) -> Result<WithSecret, WebhookError> {
+        self.create_with_id(WebhookEndpointId(Uuid::new_v4()), request, metadata)
+            .await
     }
-    let enabling = request.enabled == Some(true);
-    let command = WebhookEndpointCommand::Update {
-        change: EndpointChange {
-            url: request.url,
-            event_types: request.event_types,
-            description: request.description,
-            enabled: request.enabled,
-        },
-        at: metadata.occurred_at,
-    };
-    let committed = app.webhooks.run(id, command, metadata).await?;
-    if enabling {
-        // An admin turned it back on: its old failures no longer count towards disabling it.
-        webhook_queue::reset_failing(&app.db, id.as_uuid()).await?;
+
+    /// Creates the endpoint under a given id (one derived from an Idempotency-Key): a second
+    /// creation with the same id is refused by the aggregate.
+    pub async fn create_with_id(
+        &self,
+        id: WebhookEndpointId,
+        request: CreateWebhookRequest,
+        metadata: EventMetadata,
+    ) -> Result<WithSecret, WebhookError> {
+        check_url_policy(&request.url, &self.settings)?;
+        let secret = self.secrets.generate(id);
+        let command = WebhookEndpointCommand::Create {
+            endpoint_id: id,
+            settings: EndpointSettings {
+                url: request.url,
+                event_types: request.event_types,
+                description: request.description,
+            },
+            enabled: request.enabled.unwrap_or(true),
+            sealed_secret: secret.sealed,
+            at: metadata.occurred_at,
+        };
+        let committed = self.run(id, command, metadata).await?;
+        Ok(WithSecret {
+            committed,
+            secret: secret.shown,
+        })
     }
-    Ok(committed)
-}
 
-pub async fn rotate_secret(
-    app: &App,
-    id: WebhookEndpointId,
-    metadata: EventMetadata,
-) -> Result<WithSecret, WebhookError> {
-    let secret = app.webhooks.secrets.generate(id);
-    let command = WebhookEndpointCommand::RotateSecret {
-        sealed_secret: secret.sealed,
-        at: metadata.occurred_at,
-    };
-    let committed = app.webhooks.run(id, command, metadata).await?;
-    Ok(WithSecret {
-        committed,
-        secret: secret.shown,
-    })
-}
-
-pub async fn delete(
-    app: &App,
-    id: WebhookEndpointId,
-    metadata: EventMetadata,
-) -> Result<Committed<WebhookEndpoint>, WebhookError> {
-    let command = WebhookEndpointCommand::Delete {
-        at: metadata.occurred_at,
-    };
-    Ok(app.webhooks.run(id, command, metadata).await?)
-}
-
-/// A live endpoint as its events have it now, and its version.
-pub async fn endpoint(
-    app: &App,
-    id: WebhookEndpointId,
-) -> Result<(WebhookEndpoint, u64), WebhookError> {
-    let (endpoint, version) = app.webhooks.load(id).await?;
-    match endpoint.state() {
-        Some(state) if !state.deleted => Ok((endpoint, version)),
-        _ => Err(WebhookError::NotFound),
+    pub async fn update(
+        &self,
+        id: WebhookEndpointId,
+        request: UpdateWebhookRequest,
+        metadata: EventMetadata,
+    ) -> Result<Committed<WebhookEndpoint>, WebhookError> {
+        if let Some(url) = &request.url {
+            check_url_policy(url, &self.settings)?;
+        }
+        let enabling = request.enabled == Some(true);
+        let command = WebhookEndpointCommand::Update {
+            change: EndpointChange {
+                url: request.url,
+                event_types: request.event_types,
+                description: request.description,
+                enabled: request.enabled,
+            },
+            at: metadata.occurred_at,
+        };
+        let committed = self.run(id, command, metadata).await?;
+        if enabling {
+            // An admin turned it back on: its old failures no longer count towards disabling it.
+            webhook_queue::reset_failing(&self.db, id.as_uuid()).await?;
+        }
+        Ok(committed)
     }
-}
 
-/// An endpoint's delivery attempts after the cursor; also of a deleted endpoint (its log is
-/// history).
-pub async fn delivery_log(
-    app: &App,
-    id: WebhookEndpointId,
-    query: &AttemptQuery,
-) -> Result<Vec<AttemptRow>, WebhookError> {
-    let (endpoint, _) = app.webhooks.load(id).await?;
-    if endpoint.state().is_none() {
-        return Err(WebhookError::NotFound);
+    pub async fn rotate_secret(
+        &self,
+        id: WebhookEndpointId,
+        metadata: EventMetadata,
+    ) -> Result<WithSecret, WebhookError> {
+        let secret = self.secrets.generate(id);
+        let command = WebhookEndpointCommand::RotateSecret {
+            sealed_secret: secret.sealed,
+            at: metadata.occurred_at,
+        };
+        let committed = self.run(id, command, metadata).await?;
+        Ok(WithSecret {
+            committed,
+            secret: secret.shown,
+        })
     }
-    Ok(crate::read::webhooks::attempts(&app.db, id.as_uuid(), query).await?)
-}
 
-/// Sends a delivery again (now, with a fresh retry schedule), whatever became of it.
-pub async fn redeliver(
-    app: &App,
-    id: WebhookEndpointId,
-    delivery_id: Uuid,
-) -> Result<(), WebhookError> {
-    endpoint(app, id).await?;
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    if webhook_queue::redeliver(&app.db, id.as_uuid(), delivery_id, now_ms).await? {
-        Ok(())
-    } else {
-        Err(WebhookError::DeliveryNotFound)
+    pub async fn delete(
+        &self,
+        id: WebhookEndpointId,
+        metadata: EventMetadata,
+    ) -> Result<Committed<WebhookEndpoint>, WebhookError> {
+        let command = WebhookEndpointCommand::Delete {
+            at: metadata.occurred_at,
+        };
+        Ok(self.run(id, command, metadata).await?)
+    }
+
+    /// A live endpoint as its events have it now, and its version.
+    pub async fn endpoint(
+        &self,
+        id: WebhookEndpointId,
+    ) -> Result<(WebhookEndpoint, u64), WebhookError> {
+        let (endpoint, version) = self.load(id).await?;
+        match endpoint.state() {
+            Some(state) if !state.deleted => Ok((endpoint, version)),
+            _ => Err(WebhookError::NotFound),
+        }
+    }
+
+    /// An endpoint's delivery attempts after the cursor; also of a deleted endpoint (its log is
+    /// history).
+    pub async fn delivery_log(
+        &self,
+        id: WebhookEndpointId,
+        query: &AttemptQuery,
+    ) -> Result<Vec<AttemptRow>, WebhookError> {
+        let (endpoint, _) = self.load(id).await?;
+        if endpoint.state().is_none() {
+            return Err(WebhookError::NotFound);
+        }
+        Ok(crate::read::webhooks::attempts(&self.db, id.as_uuid(), query).await?)
+    }
+
+    /// Sends a delivery again (now, with a fresh retry schedule), whatever became of it.
+    pub async fn redeliver(
+        &self,
+        id: WebhookEndpointId,
+        delivery_id: Uuid,
+    ) -> Result<(), WebhookError> {
+        self.endpoint(id).await?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        if webhook_queue::redeliver(&self.db, id.as_uuid(), delivery_id, now_ms).await? {
+            Ok(())
+        } else {
+            Err(WebhookError::DeliveryNotFound)
+        }
     }
 }
 

@@ -12,32 +12,35 @@ pub mod secrets;
 pub mod signing;
 pub mod ssrf;
 
-pub use manage::{
-    create, create_with_id, delete, delivery_log, endpoint, redeliver, rotate_secret, update,
-    CreateWebhookRequest, UpdateWebhookRequest, WebhookError, WithSecret,
-};
+pub use manage::{CreateWebhookRequest, UpdateWebhookRequest, WebhookError, WithSecret};
 
 use flowlytix_aggregates::{
     WebhookEndpoint, WebhookEndpointCommand, WebhookEndpointError, WebhookEndpointId,
 };
 use flowlytix_projections::Db;
 
+use crate::config::WebhookSettings;
 use crate::store::{Committed, EventMetadata, ExecuteError, Executor};
 use secrets::SecretBoxKey;
 
-/// Runs webhook endpoint commands and keeps the key their secrets are sealed with.
+/// Webhook endpoints: runs their commands, keeps the key their secrets are sealed with, and
+/// the delivery queue and policy that the admin operations (`manage`) and the dispatcher use.
 pub struct Webhooks {
     // The state holds the sealed secret: like admins' password hashes, it stays in the
     // events alone, never in snapshots.
     executor: Executor<WebhookEndpoint>,
     pub secrets: SecretBoxKey,
+    db: Db,
+    settings: WebhookSettings,
 }
 
 impl Webhooks {
-    pub fn new(db: Db, server_secret: &[u8]) -> Self {
+    pub fn new(db: Db, server_secret: &[u8], settings: WebhookSettings) -> Self {
         Self {
-            executor: Executor::without_snapshots(db),
+            executor: Executor::without_snapshots(db.clone()),
             secrets: SecretBoxKey::derive(server_secret),
+            db,
+            settings,
         }
     }
 

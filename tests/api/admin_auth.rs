@@ -364,7 +364,7 @@ async fn admin_endpoints_without_a_valid_access_token_are_401() {
 async fn an_auditor_can_read_but_every_write_is_403_forbidden_and_writes_nothing() {
     let app = spawn_app().await;
     accounts::create_admin(
-        &app.server,
+        &app.server.admins,
         AUDITOR_EMAIL,
         AUDITOR_PASSWORD,
         Role::Auditor,
@@ -541,7 +541,7 @@ async fn changing_an_admin_ends_their_sessions_and_disabling_ends_their_sign_ins
     let email = "ops@flowlytix.test";
     let metadata = || EventMetadata::system(Utc::now());
     accounts::create_admin(
-        &app.server,
+        &app.server.admins,
         email,
         "first-password-123",
         Role::Admin,
@@ -561,7 +561,8 @@ async fn changing_an_admin_ends_their_sessions_and_disabling_ends_their_sign_ins
 
     // A new role: the old token (which says "admin") stops working; a new sign-in is an auditor.
     accounts::change_admin(
-        &app.server,
+        &app.server.admins,
+        app.server.admin_auth.sessions(),
         email,
         AdminChange::Role(Role::Auditor),
         metadata(),
@@ -584,7 +585,8 @@ async fn changing_an_admin_ends_their_sessions_and_disabling_ends_their_sign_ins
 
     // A new password: the old one fails, the new one works.
     accounts::change_admin(
-        &app.server,
+        &app.server.admins,
+        app.server.admin_auth.sessions(),
         email,
         AdminChange::Password("second-password-456".into()),
         metadata(),
@@ -602,9 +604,15 @@ async fn changing_an_admin_ends_their_sessions_and_disabling_ends_their_sign_ins
     let last = app.login(email, "second-password-456").await;
 
     // Disabled: the session ends, refresh and sign-in fail.
-    accounts::change_admin(&app.server, email, AdminChange::Disable, metadata())
-        .await
-        .unwrap();
+    accounts::change_admin(
+        &app.server.admins,
+        app.server.admin_auth.sessions(),
+        email,
+        AdminChange::Disable,
+        metadata(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         reads(last["access_token"].as_str().unwrap().to_owned()).await,
         StatusCode::UNAUTHORIZED

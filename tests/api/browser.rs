@@ -434,7 +434,7 @@ async fn an_auditor_sees_the_panel_read_only_in_the_browser() {
     }
     let app = spawn_app().await;
     accounts::create_admin(
-        &app.server,
+        &app.server.admins,
         "auditor@flowlytix.test",
         "auditor-password-123",
         Role::Auditor,

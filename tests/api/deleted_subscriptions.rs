@@ -125,7 +125,7 @@ async fn subscription_device(app: &TestApp, id: &str) -> String {
 async fn the_history_of_a_deleted_subscription_stays_readable_to_admins_and_auditors() {
     let app = spawn_app().await;
     accounts::create_admin(
-        &app.server,
+        &app.server.admins,
         AUDITOR_EMAIL,
         AUDITOR_PASSWORD,
         Role::Auditor,

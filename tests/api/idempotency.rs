@@ -231,7 +231,7 @@ async fn a_repeat_after_a_restart_on_the_same_database_is_replayed() {
 async fn another_admin_with_the_same_key_runs_its_own_request() {
     let app = spawn_app().await;
     accounts::create_admin(
-        &app.server,
+        &app.server.admins,
         "second@flowlytix.test",
         "second-admin-password-123",
         Role::Admin,
@@ -614,7 +614,7 @@ async fn a_repeat_whose_answer_cannot_be_opened_any_more_is_409_and_runs_nothing
 async fn a_request_refused_for_its_credential_is_not_remembered() {
     let app = spawn_app().await;
     accounts::create_admin(
-        &app.server,
+        &app.server.admins,
         "reader@flowlytix.test",
         "reader-password-123456",
         Role::Auditor,

@@ -31,6 +31,7 @@ async fn grow_history(app: &TestApp, id: &str, fingerprint: &str, events: u64) {
             .collect();
         app.server
             .subscriptions
+            .commands()
             .run(id, actions, EventMetadata::system(now), None)
             .await
             .expect("a token command");

@@ -99,7 +99,7 @@ impl Browser {
 
 pub async fn auditor(app: &TestApp) -> Browser {
     accounts::create_admin(
-        &app.server,
+        &app.server.admins,
         AUDITOR_EMAIL,
         AUDITOR_PASSWORD,
         Role::Auditor,
@@ -882,7 +882,8 @@ async fn a_disabled_admin_cannot_sign_in_and_their_open_session_ends() {
     let auditor = auditor(&app).await;
     assert_eq!(auditor.get("/admin").await.status(), StatusCode::OK);
     accounts::change_admin(
-        &app.server,
+        &app.server.admins,
+        app.server.admin_auth.sessions(),
         AUDITOR_EMAIL,
         accounts::AdminChange::Disable,
         EventMetadata::system(Utc::now()),

@@ -30,7 +30,7 @@ async fn admins_manage_endpoints_and_auditors_only_read() {
     assert_eq!(created["event_types"], json!(["SubscriptionCreated"]));
 
     accounts::create_admin(
-        &app.server,
+        &app.server.admins,
         AUDITOR_EMAIL,
         AUDITOR_PASSWORD,
         Role::Auditor,
