@@ -9,6 +9,9 @@ pub mod subscription;
 pub mod values;
 pub mod webhook_endpoint;
 
+#[cfg(test)]
+mod fixture_log;
+
 pub use admin::{AdminCommand, AdminError, AdminEvent, AdminUser};
 pub use subscription::{
     DeactivationReason, DeviceDetails, NewSubscription, Status, Subscription, SubscriptionAction,
