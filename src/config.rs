@@ -435,7 +435,8 @@ fn parse_duration(name: &'static str, value: Option<String>) -> Result<Duration,
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use std::collections::HashMap;
+    use std::cell::RefCell;
+    use std::collections::{BTreeSet, HashMap};
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = vars
@@ -613,6 +614,52 @@ mod tests {
             let error = config(&[(name, value)]).unwrap_err().to_string();
             assert!(error.contains(name), "{error}");
         }
+    }
+
+    /// Every variable `from_lookup` asks for (the log settings included), and every
+    /// `var("…")` in the code that reads them, in case a read is ever made conditional.
+    fn variables_read() -> BTreeSet<String> {
+        let asked = RefCell::new(BTreeSet::new());
+        let _ = Config::from_lookup(|name| {
+            asked.borrow_mut().insert(name.to_owned());
+            None
+        });
+        let mut read = asked.into_inner();
+        for source in [include_str!("config.rs"), include_str!("config/logs.rs")] {
+            let code = &source[..source.find("#[cfg(test)]").unwrap_or(source.len())];
+            for quoted in code.split("var(\"").skip(1) {
+                read.insert(quoted[..quoted.find('"').unwrap()].to_owned());
+            }
+        }
+        read
+    }
+
+    /// The names in the first column of docs/configuration.md's table.
+    fn variables_documented() -> BTreeSet<String> {
+        include_str!("../docs/configuration.md")
+            .lines()
+            .filter(|line| line.starts_with("| `"))
+            .filter_map(|row| row.split('|').nth(1))
+            .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_configuration_reference_names_every_variable_read_and_no_other() {
+        let read = variables_read();
+        let documented = variables_documented();
+        assert!(read.contains("DATABASE_URL") && read.contains("LOG_FORMAT"));
+        let undocumented: Vec<_> = read.difference(&documented).collect();
+        let stale: Vec<_> = documented.difference(&read).collect();
+        assert!(
+            undocumented.is_empty(),
+            "read but not in docs/configuration.md: {undocumented:?}"
+        );
+        assert!(
+            stale.is_empty(),
+            "in docs/configuration.md but never read: {stale:?}"
+        );
     }
 
     #[test]

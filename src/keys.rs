@@ -101,20 +101,6 @@ impl JwtKeys {
         Self::from_signing_key(&SigningKey::from_bytes(&seed))
     }
 
-    /// The JSON Web Key Set that client apps fetch to verify license tokens offline.
-    pub fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({
-            "keys": [{
-                "kty": "OKP",
-                "crv": "Ed25519",
-                "alg": "EdDSA",
-                "use": "sig",
-                "kid": self.kid,
-                "x": self.public_x,
-            }]
-        })
-    }
-
     /// Loads the license key pair, generating it on first run: private key 0600, public 0644.
     /// With `strict_permissions`, a private key readable by group or others is refused.
     pub fn load_or_generate(

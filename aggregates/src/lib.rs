@@ -5,6 +5,8 @@
 
 pub mod admin;
 pub mod license_key;
+#[cfg(test)]
+mod reference_tests;
 pub mod subscription;
 pub mod values;
 pub mod webhook_endpoint;

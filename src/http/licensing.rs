@@ -252,12 +252,63 @@ async fn public_key(State(app): State<SharedApp>) -> impl IntoResponse {
     )
 }
 
+/// A JSON Web Key Set (RFC 7517) holding the license-token verification key.
+#[derive(Serialize, ToSchema)]
+pub struct JwkSet {
+    pub keys: Vec<Jwk>,
+}
+
+/// An Ed25519 public key as an OKP JWK (RFC 8037).
+#[derive(Serialize, ToSchema)]
+pub struct Jwk {
+    pub kty: KeyType,
+    pub crv: Curve,
+    /// The raw public key, base64url without padding.
+    pub x: String,
+    /// The RFC 7638 thumbprint of the key; license tokens carry it in their header.
+    pub kid: String,
+    pub alg: JwkAlgorithm,
+    #[serde(rename = "use")]
+    pub key_use: KeyUse,
+}
+
+#[derive(Serialize, ToSchema)]
+pub enum KeyType {
+    #[serde(rename = "OKP")]
+    Okp,
+}
+
+#[derive(Serialize, ToSchema)]
+pub enum Curve {
+    Ed25519,
+}
+
+#[derive(Serialize, ToSchema)]
+pub enum JwkAlgorithm {
+    EdDSA,
+}
+
+#[derive(Serialize, ToSchema)]
+pub enum KeyUse {
+    #[serde(rename = "sig")]
+    Sig,
+}
+
 /// The license token verification key as a JSON Web Key Set (OKP / Ed25519, with `kid`).
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "licensing",
-    responses((status = 200, content_type = "application/json", body = Object)))]
+    responses((status = 200, content_type = "application/json", body = JwkSet)))]
 async fn jwks(State(app): State<SharedApp>) -> impl IntoResponse {
+    let keys = app.licensing.tokens().keys();
+    let key = Jwk {
+        kty: KeyType::Okp,
+        crv: Curve::Ed25519,
+        x: keys.public_x.clone(),
+        kid: keys.kid.clone(),
+        alg: JwkAlgorithm::EdDSA,
+        key_use: KeyUse::Sig,
+    };
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
-        Json(app.licensing.tokens().keys().jwks()),
+        Json(JwkSet { keys: vec![key] }),
     )
 }

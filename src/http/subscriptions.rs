@@ -110,7 +110,8 @@ fn committed_view(
 /// Create a subscription. The response holds the full license key: the only time it is shown.
 #[utoipa::path(post, path = "/api/v1/subscriptions", tag = "subscriptions", security(("bearer" = [])),
     params(IdempotencyKeyHeader), request_body = CreateSubscriptionRequest,
-    responses((status = 201, body = SubscriptionView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = SubscriptionView), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem, description = "VALIDATION_FAILED, INVALID_BODY, INVALID_DEVICE_LIMIT, INVALID_PERIOD or INVALID_TEXT")))]
 async fn create_subscription(
     State(app): State<SharedApp>,
     RequireAdmin(admin): RequireAdmin,

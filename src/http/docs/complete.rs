@@ -190,8 +190,11 @@ fn complete_operation(path: &str, method: &str, operation: &mut Value) {
         for (status, text) in IDEMPOTENCY_ANSWERS {
             match responses.get_mut(status) {
                 Some(response) => {
-                    let description = response["description"].as_str().unwrap_or("");
-                    response["description"] = json!(format!("{description}; {text}"));
+                    let description = match response["description"].as_str() {
+                        None | Some("") => text.to_owned(),
+                        Some(description) => format!("{description}; {text}"),
+                    };
+                    response["description"] = json!(description);
                 }
                 None => {
                     responses.insert(status.into(), problem(text));
