@@ -36,6 +36,7 @@ pub use self::{
     capture::{captured_logs, spans_of_trace},
     client::{health_at, login_at, read_models_converged, wait_for_read_models_at, ApiClient},
     database::{backend, fresh_database, fresh_database_url, skip_unless_postgres, Backend},
+    licensing::{Answer, Licensing},
     nats::{
         nats_url, spawn_app_on_nats, spawn_app_on_nats_at, spawn_nats_instance, NatsNames,
         NatsTestApp,

@@ -6,7 +6,7 @@
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::{ADMIN_EMAIL, ADMIN_PASSWORD};
+use super::{Licensing, ADMIN_EMAIL, ADMIN_PASSWORD};
 
 #[derive(Clone)]
 pub struct ApiClient {
@@ -114,50 +114,32 @@ impl ApiClient {
         expect_status(response, StatusCode::OK, &format!("PUT {path} {body}")).await
     }
 
+    /// This server's licensing API.
+    pub fn licensing(&self) -> Licensing {
+        Licensing::new(self.client.clone(), &self.base)
+    }
+
     /// Activates a device (app version 2.1.0); asserts 201 and returns the body.
     pub async fn activate(&self, key: &str, fingerprint: &str, platform: &str) -> Value {
-        let response = self
-            .anon(Method::POST, "/api/v1/licensing/activate")
-            .json(&json!({"license_key": key, "device": {
-                "fingerprint": fingerprint, "name": format!("device {fingerprint}"),
-                "platform": platform, "app_version": "2.1.0"}}))
-            .send()
+        let device = json!({"fingerprint": fingerprint, "name": format!("device {fingerprint}"),
+            "platform": platform, "app_version": "2.1.0"});
+        self.licensing()
+            .activate_device(key, device)
             .await
-            .expect("activate");
-        expect_status(
-            response,
-            StatusCode::CREATED,
-            &format!("activate {fingerprint}"),
-        )
-        .await
+            .expect_status(StatusCode::CREATED)
     }
 
     /// Deactivates a device as its client; asserts 204.
     pub async fn deactivate(&self, key: &str, fingerprint: &str) {
-        let response = self
-            .anon(Method::POST, "/api/v1/licensing/deactivate")
-            .json(&json!({"license_key": key, "fingerprint": fingerprint}))
-            .send()
+        self.licensing()
+            .deactivate(key, fingerprint)
             .await
-            .expect("deactivate");
-        let status = response.status();
-        assert_eq!(
-            status,
-            StatusCode::NO_CONTENT,
-            "deactivate {fingerprint}: {}",
-            response.text().await.unwrap_or_default()
-        );
+            .expect_status(StatusCode::NO_CONTENT);
     }
 
     /// Validates a license on a device; asserts 200 and returns the verdict.
     pub async fn validate(&self, key: &str, fingerprint: &str) -> Value {
-        let response = self
-            .anon(Method::POST, "/api/v1/licensing/validate")
-            .json(&json!({"license_key": key, "fingerprint": fingerprint}))
-            .send()
-            .await
-            .expect("validate");
-        expect_status(response, StatusCode::OK, "validate").await
+        self.licensing().verdict(key, fingerprint).await
     }
 
     /// Every item of a paged list.
