@@ -295,12 +295,10 @@ fn with_body(request: RequestBuilder, body: &Option<Value>) -> RequestBuilder {
 /// A subscription with one active device; returns (subscription, device id).
 async fn subscription_with_device(app: &TestApp) -> (Value, String) {
     let subscription = app.subscription_with_devices(2).await;
-    let response = app
-        .activate(text(&subscription, "license_key"), "fp-1")
-        .await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let activated: Value = response.json().await.unwrap();
-    (subscription, text(&activated, "device_id").to_owned())
+    let key = text(&subscription, "license_key");
+    let activated = app.licensing().activate(key, "fp-1").await;
+    let device_id = text(&activated.expect_status(StatusCode::CREATED), "device_id").to_owned();
+    (subscription, device_id)
 }
 
 #[tokio::test]
@@ -446,11 +444,7 @@ async fn an_auditor_can_read_but_every_write_is_403_forbidden_and_writes_nothing
     assert_eq!(after["version"], read["version"]);
     assert_eq!(after["plan"], "pro");
     assert_eq!(after["devices"][0]["name"], read["devices"][0]["name"]);
-    assert_eq!(
-        app.validate(json!({"license_key": key, "fingerprint": "fp-1"}))
-            .await["code"],
-        "VALID"
-    );
+    assert_eq!(app.licensing().verdict(key, "fp-1").await["code"], "VALID");
 
     // An auditor may log out.
     let response = app
@@ -468,22 +462,19 @@ async fn admin_tokens_and_license_tokens_are_not_interchangeable() {
     let (subscription, _) = subscription_with_device(&app).await;
     let id = text(&subscription, "id");
     let key = text(&subscription, "license_key");
-    let activated: Value = app.activate(key, "fp-1").await.json().await.unwrap();
+    let licensing = app.licensing();
+    let activated = licensing.activate(key, "fp-1").await.body;
     let license_token = text(&activated, "token");
 
     // An admin access token is no license token.
-    let verdict = app
-        .validate(json!({"token": app.admin_token, "fingerprint": "fp-1"}))
-        .await;
+    let verdict = licensing.validate_token(&app.admin_token, "fp-1").await;
+    let verdict = verdict.expect_status(StatusCode::OK);
     assert_eq!(verdict["valid"], false);
     assert_eq!(verdict["code"], "TOKEN_INVALID", "{verdict}");
-    let request = app
-        .anon(Method::POST, "/api/v1/licensing/refresh")
-        .json(&json!({"token": app.admin_token}));
+    let request = licensing.request("refresh", &json!({"token": app.admin_token}));
     assert_refused(&app, request, StatusCode::UNAUTHORIZED, "TOKEN_INVALID").await;
-    let request = app
-        .anon(Method::POST, "/api/v1/licensing/deactivate")
-        .json(&json!({"token": app.admin_token, "fingerprint": "fp-1"}));
+    let body = json!({"token": app.admin_token, "fingerprint": "fp-1"});
+    let request = licensing.request("deactivate", &body);
     assert_refused(&app, request, StatusCode::UNAUTHORIZED, "TOKEN_INVALID").await;
 
     // A license token is no admin access token, on reads and writes alike.

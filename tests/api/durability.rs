@@ -4,12 +4,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::{Client, StatusCode};
-use serde_json::{json, Value};
+use reqwest::StatusCode;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::helpers::{login_at, server_env, wait_for_read_models_at, ServerProcess};
+use crate::helpers::{server_env, ApiClient, ServerProcess};
 
 fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())
@@ -28,20 +28,11 @@ async fn a_sigkilled_embedded_server_keeps_every_acknowledged_write_and_catches_
         &dir.join("keys"),
         None,
     );
-    let client = Client::new();
-
     let mut server = ServerProcess::start(&env).await;
-    let token = login_at(&client, &server.address).await;
-    let created: Value = client
-        .post(format!("{}/api/v1/subscriptions", server.address))
-        .bearer_auth(&token)
-        .json(&json!({"customer_email": "dur@example.com", "customer_name": "Durable", "plan": "pro", "max_devices": 10000}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api = ApiClient::login(&server.address).await;
+    let created = api
+        .create(json!({"customer_email": "dur@example.com", "customer_name": "Durable", "plan": "pro", "max_devices": 10000}))
+        .await;
     let id = created["id"].as_str().unwrap().to_owned();
     let key = created["license_key"].as_str().unwrap().to_owned();
 
@@ -50,28 +41,20 @@ async fn a_sigkilled_embedded_server_keeps_every_acknowledged_write_and_catches_
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut writers = Vec::new();
     for writer in 0..4 {
-        let (client, base, key, acknowledged) = (
-            client.clone(),
-            server.address.clone(),
+        let (licensing, key, acknowledged) = (
+            api.licensing().with_timeout(Duration::from_secs(5)),
             key.clone(),
             acknowledged.clone(),
         );
         writers.push(tokio::spawn(async move {
             for n in 0..100_000 {
                 let fingerprint = format!("writer-{writer}-device-{n}");
-                let sent = client
-                    .post(format!("{base}/api/v1/licensing/activate"))
-                    .json(&json!({"license_key": key, "device": {"fingerprint": fingerprint}}))
-                    .timeout(Duration::from_secs(5))
-                    .send()
-                    .await;
-                match sent {
-                    Ok(response) if response.status() == StatusCode::CREATED => {
+                let device = json!({"fingerprint": fingerprint});
+                match licensing.try_activate_device(&key, device).await {
+                    Ok(answer) if answer.status == StatusCode::CREATED => {
                         acknowledged.lock().unwrap().push(fingerprint);
                     }
-                    Ok(response) => {
-                        panic!("unexpected answer before the kill: {}", response.status())
-                    }
+                    Ok(answer) => panic!("unexpected answer before the kill: {}", answer.status),
                     Err(_) => return, // the server is gone
                 }
             }
@@ -89,16 +72,8 @@ async fn a_sigkilled_embedded_server_keeps_every_acknowledged_write_and_catches_
 
     // Restarted on the same files: every acknowledged activation is there.
     let server = ServerProcess::start(&env).await;
-    let token = login_at(&client, &server.address).await;
-    let subscription: Value = client
-        .get(format!("{}/api/v1/subscriptions/{id}", server.address))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api = ApiClient::login(&server.address).await;
+    let subscription = api.get(&format!("/api/v1/subscriptions/{id}")).await;
     let stored: Vec<&str> = subscription["devices"]
         .as_array()
         .unwrap()
@@ -115,28 +90,11 @@ async fn a_sigkilled_embedded_server_keeps_every_acknowledged_write_and_catches_
     assert!(stored.len() >= acknowledged.len() && stored.len() <= acknowledged.len() + 4);
 
     // The read models catch up with the log, and agree with it.
-    wait_for_read_models_at(&client, &server.address, Duration::from_secs(20)).await;
-    let devices: Value = client
-        .get(format!(
-            "{}/api/v1/devices?subscription_id={id}&per_page=1",
-            server.address
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    api.wait_for_read_models(Duration::from_secs(20)).await;
+    let devices = api
+        .get(&format!("/api/v1/devices?subscription_id={id}&per_page=1"))
+        .await;
     assert_eq!(devices["total"].as_u64().unwrap() as usize, stored.len());
-    let valid: Value = client
-        .post(format!("{}/api/v1/licensing/validate", server.address))
-        .json(&json!({"license_key": key, "fingerprint": acknowledged.last().unwrap()}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(valid["code"], "VALID");
+    let verdict = api.validate(&key, acknowledged.last().unwrap()).await;
+    assert_eq!(verdict["code"], "VALID");
 }

@@ -71,69 +71,27 @@ async fn no_license_key_password_or_token_is_stored_in_events_or_logs_or_echoed(
     assert_eq!(LicenseKey::parse(&first_key).unwrap().expose(), first_key);
 
     // Activate, validate by key, refresh, deactivate by token and by key.
+    let licensing = app.licensing().with_request_id(&marker);
     let device = json!({"fingerprint": "fp-secret-1", "name": "laptop", "platform": "linux"});
-    let response = post(
-        &app,
-        "/api/v1/licensing/activate",
-        json!({"license_key": first_key, "device": device}),
-        &marker,
-    )
-    .await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let activated: Value = response.json().await.unwrap();
-    let first_token = text(&activated, "token").to_owned();
-    let response = post(
-        &app,
-        "/api/v1/licensing/validate",
-        json!({"license_key": first_key, "fingerprint": "fp-secret-1"}),
-        &marker,
-    )
-    .await;
-    assert_eq!(response.json::<Value>().await.unwrap()["code"], "VALID");
-    let response = post(
-        &app,
-        "/api/v1/licensing/refresh",
-        json!({"token": first_token}),
-        &marker,
-    )
-    .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let refreshed: Value = response.json().await.unwrap();
-    let refreshed_token = text(&refreshed, "token").to_owned();
-    let response = post(
-        &app,
-        "/api/v1/licensing/validate",
-        json!({"token": refreshed_token, "fingerprint": "fp-secret-1"}),
-        &marker,
-    )
-    .await;
-    assert_eq!(response.json::<Value>().await.unwrap()["code"], "VALID");
-    let response = post(
-        &app,
-        "/api/v1/licensing/deactivate",
-        json!({"token": refreshed_token, "fingerprint": "fp-secret-1"}),
-        &marker,
-    )
-    .await;
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let activated = licensing.activate_device(&first_key, device).await;
+    let first_token = text(&activated.expect_status(StatusCode::CREATED), "token").to_owned();
+    let verdict = licensing.validate(&first_key, "fp-secret-1").await;
+    assert_eq!(verdict.body["code"], "VALID");
+    let refreshed = licensing.refresh(&first_token).await;
+    let refreshed_token = text(&refreshed.expect_status(StatusCode::OK), "token").to_owned();
+    let verdict = licensing
+        .validate_token(&refreshed_token, "fp-secret-1")
+        .await;
+    assert_eq!(verdict.body["code"], "VALID");
+    let deactivated = licensing
+        .deactivate_token(&refreshed_token, "fp-secret-1")
+        .await;
+    assert_eq!(deactivated.status, StatusCode::NO_CONTENT);
     let device = json!({"fingerprint": "fp-secret-2"});
-    let response = post(
-        &app,
-        "/api/v1/licensing/activate",
-        json!({"license_key": first_key, "device": device}),
-        &marker,
-    )
-    .await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let second_token = text(&response.json::<Value>().await.unwrap(), "token").to_owned();
-    let response = post(
-        &app,
-        "/api/v1/licensing/deactivate",
-        json!({"license_key": first_key, "fingerprint": "fp-secret-2"}),
-        &marker,
-    )
-    .await;
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let activated = licensing.activate_device(&first_key, device).await;
+    let second_token = text(&activated.expect_status(StatusCode::CREATED), "token").to_owned();
+    let deactivated = licensing.deactivate(&first_key, "fp-secret-2").await;
+    assert_eq!(deactivated.status, StatusCode::NO_CONTENT);
 
     // Regenerate: a new key, shown once; the old one stops working.
     let response = app
@@ -150,15 +108,8 @@ async fn no_license_key_password_or_token_is_stored_in_events_or_logs_or_echoed(
     let second_key = text(&regenerated, "license_key").to_owned();
     assert_ne!(second_key, first_key);
     let device = json!({"fingerprint": "fp-secret-3"});
-    let response = post(
-        &app,
-        "/api/v1/licensing/activate",
-        json!({"license_key": second_key, "device": device}),
-        &marker,
-    )
-    .await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let third_token = text(&response.json::<Value>().await.unwrap(), "token").to_owned();
+    let activated = licensing.activate_device(&second_key, device).await;
+    let third_token = text(&activated.expect_status(StatusCode::CREATED), "token").to_owned();
 
     // The key is never shown again after create and regenerate.
     let read: Value = app
@@ -196,62 +147,25 @@ async fn no_license_key_password_or_token_is_stored_in_events_or_logs_or_echoed(
     );
     let mut echoed_candidates = vec![first_key.clone(), unknown_key.clone()];
     for key in [&first_key, &unknown_key] {
+        let not_echoed = |body: &Value, place: &str| {
+            assert_no_secret(&body.to_string(), &[("a license key", key.clone())], place)
+        };
         let device = json!({"fingerprint": "fp-secret-4"});
-        let response = post(
-            &app,
-            "/api/v1/licensing/activate",
-            json!({"license_key": key, "device": device}),
-            &marker,
-        )
-        .await;
-        let problem = assert_problem(response, StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND").await;
-        assert_no_secret(
-            &problem.to_string(),
-            &[("a license key", key.clone())],
-            "a 404 body",
-        );
-        let response = post(
-            &app,
-            "/api/v1/licensing/validate",
-            json!({"license_key": key, "fingerprint": "fp-secret-4"}),
-            &marker,
-        )
-        .await;
-        let verdict: Value = response.json().await.unwrap();
+        let activated = licensing.activate_device(key, device).await;
+        let problem = activated.problem(StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND");
+        not_echoed(&problem, "a 404 body");
+        let verdict = licensing.validate(key, "fp-secret-4").await.body;
         assert_eq!(verdict["code"], "NOT_FOUND");
-        assert_no_secret(
-            &verdict.to_string(),
-            &[("a license key", key.clone())],
-            "a validate body",
-        );
-        let response = post(
-            &app,
-            "/api/v1/licensing/deactivate",
-            json!({"license_key": key, "fingerprint": "fp-secret-4"}),
-            &marker,
-        )
-        .await;
-        let problem = assert_problem(response, StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND").await;
-        assert_no_secret(
-            &problem.to_string(),
-            &[("a license key", key.clone())],
-            "a 404 body",
-        );
+        not_echoed(&verdict, "a validate body");
+        let deactivated = licensing.deactivate(key, "fp-secret-4").await;
+        let problem = deactivated.problem(StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND");
+        not_echoed(&problem, "a 404 body");
     }
     let device = json!({"fingerprint": "fp-secret-4"});
-    let response = post(
-        &app,
-        "/api/v1/licensing/activate",
-        json!({"license_key": mistyped, "device": device}),
-        &marker,
-    )
-    .await;
-    let problem = assert_problem(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "LICENSE_KEY_MALFORMED",
-    )
-    .await;
+    let problem = licensing
+        .activate_device(&mistyped, device)
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY, "LICENSE_KEY_MALFORMED");
     assert!(
         !problem.to_string().contains(&mistyped[9..]),
         "a 422 body echoes the key: {problem}"

@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::{Client, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uuid::Uuid;
 
 use crate::helpers::{
-    backend, fresh_database_url, login_at, nats_url, server_env, wait_for_read_models_at, Backend,
-    NatsNames, ServerProcess,
+    backend, fresh_database_url, nats_url, server_env, ApiClient, Backend, Licensing, NatsNames,
+    ServerProcess,
 };
 
 /// What became of one request.
@@ -36,18 +36,10 @@ async fn sigterm_under_load_finishes_requests_keeps_every_write_and_exits_0() {
     let mut env = server_env(&database_url, &key_dir, nats.as_ref());
     env.push(("SHUTDOWN_TIMEOUT_SECS".into(), "15".into()));
     let mut server = ServerProcess::start(&env).await;
-    let client = Client::new();
-    let token = login_at(&client, &server.address).await;
-    let created: Value = client
-        .post(format!("{}/api/v1/subscriptions", server.address))
-        .bearer_auth(&token)
-        .json(&json!({"customer_email": "stop@example.com", "customer_name": "Stop", "plan": "pro", "max_devices": 10000}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api = ApiClient::login(&server.address).await;
+    let created = api
+        .create(json!({"customer_email": "stop@example.com", "customer_name": "Stop", "plan": "pro", "max_devices": 10000}))
+        .await;
     let id = created["id"].as_str().unwrap().to_owned();
     let key = created["license_key"].as_str().unwrap().to_owned();
 
@@ -93,23 +85,20 @@ async fn sigterm_under_load_finishes_requests_keeps_every_write_and_exits_0() {
     let fates = Arc::new(Mutex::new(Vec::<(tokio::time::Instant, Fate)>::new()));
     let mut writers = Vec::new();
     for writer in 0..4 {
-        let (base, key, fates) = (server.address.clone(), key.clone(), fates.clone());
         let fresh = Client::builder().pool_max_idle_per_host(0).build().unwrap();
+        let licensing =
+            Licensing::new(fresh, &server.address).with_timeout(Duration::from_secs(20));
+        let (key, fates) = (key.clone(), fates.clone());
         writers.push(tokio::spawn(async move {
             for n in 0..100_000 {
                 let fingerprint = format!("writer-{writer}-device-{n}");
                 let started = tokio::time::Instant::now();
-                let sent = fresh
-                    .post(format!("{base}/api/v1/licensing/activate"))
-                    .json(&json!({"license_key": key, "device": {"fingerprint": fingerprint}}))
-                    .timeout(Duration::from_secs(20))
-                    .send()
-                    .await;
-                let fate = match sent {
-                    Ok(response) if response.status() == StatusCode::CREATED => {
+                let device = json!({"fingerprint": fingerprint});
+                let fate = match licensing.try_activate_device(&key, device).await {
+                    Ok(answer) if answer.status == StatusCode::CREATED => {
                         Fate::Acknowledged(fingerprint)
                     }
-                    Ok(response) => Fate::Broken(format!("answered {}", response.status())),
+                    Ok(answer) => Fate::Broken(format!("answered {}", answer.status)),
                     Err(error) if error.is_connect() => Fate::NotAccepted,
                     Err(error) => Fate::Broken(format!("{error:?}")),
                 };
@@ -177,35 +166,18 @@ async fn sigterm_under_load_finishes_requests_keeps_every_write_and_exits_0() {
 
     // Restarted: every acknowledged activation is there, and the read models agree.
     let server = ServerProcess::start(&env).await;
-    let token = login_at(&client, &server.address).await;
-    let subscription: Value = client
-        .get(format!("{}/api/v1/subscriptions/{id}", server.address))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api = ApiClient::login(&server.address).await;
+    let subscription = api.get(&format!("/api/v1/subscriptions/{id}")).await;
     let stored = subscription["devices"].as_array().unwrap().len();
     assert_eq!(
         stored,
         acknowledged.len(),
         "every acknowledged write, and nothing that was not answered"
     );
-    wait_for_read_models_at(&client, &server.address, Duration::from_secs(30)).await;
-    let devices: Value = client
-        .get(format!(
-            "{}/api/v1/devices?subscription_id={id}&per_page=1",
-            server.address
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    api.wait_for_read_models(Duration::from_secs(30)).await;
+    let devices = api
+        .get(&format!("/api/v1/devices?subscription_id={id}&per_page=1"))
+        .await;
     assert_eq!(devices["total"].as_u64().unwrap() as usize, stored);
     if let Some(nats) = nats {
         nats.delete_stream().await;
@@ -222,7 +194,7 @@ async fn ctrl_c_stops_the_server_the_same_way() {
     };
     let env = server_env(&database_url, &key_dir, nats.as_ref());
     let mut server = ServerProcess::start(&env).await;
-    login_at(&Client::new(), &server.address).await;
+    ApiClient::login(&server.address).await;
     let status = server.signal("INT", Duration::from_secs(30)).await;
     assert_eq!(status.code(), Some(0), "{status}");
     let log = server.log_text();

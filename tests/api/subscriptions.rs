@@ -70,10 +70,9 @@ async fn history_types(app: &TestApp, id: &str) -> Vec<String> {
 }
 
 async fn activated_device_id(app: &TestApp, key: &str, fingerprint: &str) -> String {
-    let response = app.activate(key, fingerprint).await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let body: Value = response.json().await.unwrap();
-    body["device_id"].as_str().unwrap().to_owned()
+    let activated = app.licensing().activate(key, fingerprint).await;
+    assert_eq!(activated.status, StatusCode::CREATED, "{}", activated.body);
+    activated.text("device_id").to_owned()
 }
 
 fn key_of(subscription: &Value) -> &str {
@@ -321,6 +320,7 @@ async fn put_with_a_stale_if_match_is_409_version_conflict_and_writes_nothing() 
 async fn lowering_max_devices_below_the_active_count_is_409_unless_devices_are_deactivated_with_it()
 {
     let app = crate::helpers::spawn_app().await;
+    let licensing = app.licensing();
     let created = app.subscription_with_devices(3).await;
     let id = id_of(&created);
     let key = key_of(&created);
@@ -377,25 +377,20 @@ async fn lowering_max_devices_below_the_active_count_is_409_unless_devices_are_d
     );
     assert_eq!(status_of(&third), Some((json!("active"), Value::Null)));
 
-    let gone = app
-        .validate(json!({"license_key": key, "fingerprint": "fp-1"}))
-        .await;
+    let gone = licensing.verdict(key, "fp-1").await;
     assert_eq!(gone["code"], "DEVICE_NOT_ACTIVATED");
-    let kept = app
-        .validate(json!({"license_key": key, "fingerprint": "fp-3"}))
-        .await;
+    let kept = licensing.verdict(key, "fp-3").await;
     assert_eq!(kept["code"], "VALID");
-    assert_problem(
-        app.activate(key, "fp-4").await,
-        StatusCode::CONFLICT,
-        "DEVICE_LIMIT_REACHED",
-    )
-    .await;
+    licensing
+        .activate(key, "fp-4")
+        .await
+        .problem(StatusCode::CONFLICT, "DEVICE_LIMIT_REACHED");
 }
 
 #[tokio::test]
 async fn status_transitions_suspend_resume_and_cancel() {
     let app = crate::helpers::spawn_app().await;
+    let licensing = app.licensing();
     let created = app.subscription_with_devices(2).await;
     let id = id_of(&created);
     let key = key_of(&created);
@@ -408,25 +403,18 @@ async fn status_transitions_suspend_resume_and_cancel() {
     )
     .await;
     assert_eq!(suspended["status"], "suspended");
-    assert_problem(
-        app.activate(key, "fp-other").await,
-        StatusCode::FORBIDDEN,
-        "LICENSE_SUSPENDED",
-    )
-    .await;
+    licensing
+        .activate(key, "fp-other")
+        .await
+        .problem(StatusCode::FORBIDDEN, "LICENSE_SUSPENDED");
     assert_eq!(
-        app.validate(json!({"license_key": key, "fingerprint": "fp-status"}))
-            .await["code"],
+        licensing.verdict(key, "fp-status").await["code"],
         "SUSPENDED"
     );
 
     let resumed = put_ok(&app, id, json!({"status": "active"})).await;
     assert_eq!(resumed["status"], "active");
-    assert_eq!(
-        app.validate(json!({"license_key": key, "fingerprint": "fp-status"}))
-            .await["code"],
-        "VALID"
-    );
+    assert_eq!(licensing.verdict(key, "fp-status").await["code"], "VALID");
 
     let canceled = put_ok(
         &app,
@@ -490,6 +478,7 @@ async fn canceling_a_canceled_subscription_is_409_and_it_cannot_be_resumed() {
 #[tokio::test]
 async fn an_expired_subscription_refuses_activation_403_license_expired_and_validates_expired() {
     let app = crate::helpers::spawn_app().await;
+    let licensing = app.licensing();
     let now = Utc::now();
     let created = app
         .create_subscription(json!({
@@ -503,15 +492,11 @@ async fn an_expired_subscription_refuses_activation_403_license_expired_and_vali
         .await;
     assert_eq!(created["status"], "expired");
     let key = key_of(&created);
-    assert_problem(
-        app.activate(key, "fp-late").await,
-        StatusCode::FORBIDDEN,
-        "LICENSE_EXPIRED",
-    )
-    .await;
-    let verdict = app
-        .validate(json!({"license_key": key, "fingerprint": "fp-late"}))
-        .await;
+    licensing
+        .activate(key, "fp-late")
+        .await
+        .problem(StatusCode::FORBIDDEN, "LICENSE_EXPIRED");
+    let verdict = licensing.verdict(key, "fp-late").await;
     assert_eq!(verdict["valid"], false);
     assert_eq!(verdict["code"], "EXPIRED");
     assert_eq!(verdict["license"]["status"], "expired");
@@ -525,7 +510,7 @@ async fn an_expired_subscription_refuses_activation_403_license_expired_and_vali
     .await;
     assert_eq!(renewed["status"], "active");
     assert_eq!(
-        app.activate(key, "fp-late").await.status(),
+        licensing.activate(key, "fp-late").await.status,
         StatusCode::CREATED
     );
 }
@@ -533,26 +518,21 @@ async fn an_expired_subscription_refuses_activation_403_license_expired_and_vali
 #[tokio::test]
 async fn a_canceled_subscription_refuses_activation_403_license_canceled_and_validates_canceled() {
     let app = crate::helpers::spawn_app().await;
+    let licensing = app.licensing();
     let created = app.subscription_with_devices(2).await;
     let key = key_of(&created);
     activated_device_id(&app, key, "fp-before").await;
     put_ok(&app, id_of(&created), json!({"status": "canceled"})).await;
 
-    assert_problem(
-        app.activate(key, "fp-after").await,
-        StatusCode::FORBIDDEN,
-        "LICENSE_CANCELED",
-    )
-    .await;
-    assert_problem(
-        app.activate(key, "fp-before").await,
-        StatusCode::FORBIDDEN,
-        "LICENSE_CANCELED",
-    )
-    .await;
-    let verdict = app
-        .validate(json!({"license_key": key, "fingerprint": "fp-before"}))
-        .await;
+    licensing
+        .activate(key, "fp-after")
+        .await
+        .problem(StatusCode::FORBIDDEN, "LICENSE_CANCELED");
+    licensing
+        .activate(key, "fp-before")
+        .await
+        .problem(StatusCode::FORBIDDEN, "LICENSE_CANCELED");
+    let verdict = licensing.verdict(key, "fp-before").await;
     assert_eq!(verdict["valid"], false);
     assert_eq!(verdict["code"], "CANCELED");
 }
@@ -560,18 +540,16 @@ async fn a_canceled_subscription_refuses_activation_403_license_canceled_and_val
 #[tokio::test]
 async fn a_past_due_subscription_still_activates_and_validates_in_its_grace_period() {
     let app = crate::helpers::spawn_app().await;
+    let licensing = app.licensing();
     let created = app.subscription_with_devices(2).await;
     let key = key_of(&created);
     let past_due = put_ok(&app, id_of(&created), json!({"status": "past_due"})).await;
     assert_eq!(past_due["status"], "past_due");
 
-    let response = app.activate(key, "fp-grace").await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let body: Value = response.json().await.unwrap();
+    let activated = licensing.activate(key, "fp-grace").await;
+    let body = activated.expect_status(StatusCode::CREATED);
     assert_eq!(body["license"]["status"], "past_due");
-    let verdict = app
-        .validate(json!({"license_key": key, "fingerprint": "fp-grace"}))
-        .await;
+    let verdict = licensing.verdict(key, "fp-grace").await;
     assert_eq!(verdict["valid"], true);
     assert_eq!(verdict["code"], "VALID");
 
@@ -599,9 +577,8 @@ async fn a_trial_ending_in_the_future_shows_status_trialing_and_activates() {
     assert_eq!(created["trial_ends_at"], trial_ends_at);
     assert_eq!(get_ok(&app, id_of(&created)).await["status"], "trialing");
 
-    let response = app.activate(key_of(&created), "fp-trial").await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let body: Value = response.json().await.unwrap();
+    let activated = app.licensing().activate(key_of(&created), "fp-trial").await;
+    let body = activated.expect_status(StatusCode::CREATED);
     assert_eq!(body["license"]["status"], "trialing");
     let token_expires_at =
         chrono::DateTime::parse_from_rfc3339(body["token_expires_at"].as_str().unwrap()).unwrap();
@@ -615,6 +592,7 @@ async fn a_trial_ending_in_the_future_shows_status_trialing_and_activates() {
 #[tokio::test]
 async fn a_deleted_subscription_is_gone_for_everyone_but_its_history_remains() {
     let app = crate::helpers::spawn_app().await;
+    let licensing = app.licensing();
     let created = app.subscription_with_devices(2).await;
     let id = id_of(&created);
     let key = key_of(&created);
@@ -639,24 +617,18 @@ async fn a_deleted_subscription_is_gone_for_everyone_but_its_history_remains() {
     )
     .await;
     for fingerprint in ["fp-doomed", "fp-new"] {
-        let verdict = app
-            .validate(json!({"license_key": key, "fingerprint": fingerprint}))
-            .await;
+        let verdict = licensing.verdict(key, fingerprint).await;
         assert_eq!(verdict["valid"], false);
         assert_eq!(verdict["code"], "NOT_FOUND");
     }
-    assert_problem(
-        app.activate(key, "fp-doomed").await,
-        StatusCode::NOT_FOUND,
-        "LICENSE_NOT_FOUND",
-    )
-    .await;
-    assert_problem(
-        app.activate(key, "fp-new").await,
-        StatusCode::NOT_FOUND,
-        "LICENSE_NOT_FOUND",
-    )
-    .await;
+    licensing
+        .activate(key, "fp-doomed")
+        .await
+        .problem(StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND");
+    licensing
+        .activate(key, "fp-new")
+        .await
+        .problem(StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND");
     for body in [
         json!({"plan": "team"}),
         json!({"max_devices": 9}),
@@ -703,6 +675,7 @@ async fn a_deleted_subscription_is_gone_for_everyone_but_its_history_remains() {
 #[tokio::test]
 async fn regenerating_the_key_shows_a_new_key_once_retires_the_old_one_and_keeps_devices() {
     let app = crate::helpers::spawn_app().await;
+    let licensing = app.licensing();
     let created = app.subscription_with_devices(3).await;
     let id = id_of(&created);
     let old_key = key_of(&created);
@@ -727,45 +700,27 @@ async fn regenerating_the_key_shows_a_new_key_once_retires_the_old_one_and_keeps
     assert!(later.get("license_key").is_none(), "shown once");
     assert_eq!(later["license_key_prefix"], body["license_key_prefix"]);
 
-    assert_problem(
-        app.activate(old_key, "fp-kept").await,
-        StatusCode::NOT_FOUND,
-        "LICENSE_NOT_FOUND",
-    )
-    .await;
-    assert_problem(
-        app.activate(old_key, "fp-other").await,
-        StatusCode::NOT_FOUND,
-        "LICENSE_NOT_FOUND",
-    )
-    .await;
-    let verdict = app
-        .validate(json!({"license_key": old_key, "fingerprint": "fp-kept"}))
-        .await;
-    assert_eq!(verdict["code"], "NOT_FOUND");
-    let response = app
-        .anon(Method::POST, "/api/v1/licensing/deactivate")
-        .json(&json!({"license_key": old_key, "fingerprint": "fp-kept"}))
-        .send()
+    licensing
+        .activate(old_key, "fp-kept")
         .await
-        .unwrap();
-    assert_problem(response, StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND").await;
+        .problem(StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND");
+    licensing
+        .activate(old_key, "fp-other")
+        .await
+        .problem(StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND");
+    let verdict = licensing.verdict(old_key, "fp-kept").await;
+    assert_eq!(verdict["code"], "NOT_FOUND");
+    let deactivated = licensing.deactivate(old_key, "fp-kept").await;
+    deactivated.problem(StatusCode::NOT_FOUND, "LICENSE_NOT_FOUND");
 
     // The device stays activated under the new key, and the new key activates more.
-    let verdict = app
-        .validate(json!({"license_key": new_key, "fingerprint": "fp-kept"}))
-        .await;
+    let verdict = licensing.verdict(&new_key, "fp-kept").await;
     assert_eq!(verdict["code"], "VALID");
     assert_eq!(verdict["device"]["id"], device);
-    let again: Value = app
-        .activate(&new_key, "fp-kept")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let again = licensing.activate(&new_key, "fp-kept").await.body;
     assert_eq!(again["device_id"], device, "same device, fresh token");
     assert_eq!(
-        app.activate(&new_key, "fp-second").await.status(),
+        licensing.activate(&new_key, "fp-second").await.status,
         StatusCode::CREATED
     );
     assert_eq!(get_ok(&app, id).await["active_devices"], 2);

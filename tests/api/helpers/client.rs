@@ -1,11 +1,12 @@
 //! `ApiClient`: how a test talks to any server over HTTP (the in-process `TestApp`, a second
 //! instance on the same database, or the real binary as a child process): a base URL and
-//! the bootstrap admin's token, for requests as that admin or with no credentials.
+//! the bootstrap admin's token, for requests as that admin or with no credentials. Also
+//! signing in and polling `/health` at any base URL.
 
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::{health_at, login_at, wait_for_read_models_at};
+use super::{Licensing, ADMIN_EMAIL, ADMIN_PASSWORD};
 
 #[derive(Clone)]
 pub struct ApiClient {
@@ -113,50 +114,32 @@ impl ApiClient {
         expect_status(response, StatusCode::OK, &format!("PUT {path} {body}")).await
     }
 
+    /// This server's licensing API.
+    pub fn licensing(&self) -> Licensing {
+        Licensing::new(self.client.clone(), &self.base)
+    }
+
     /// Activates a device (app version 2.1.0); asserts 201 and returns the body.
     pub async fn activate(&self, key: &str, fingerprint: &str, platform: &str) -> Value {
-        let response = self
-            .anon(Method::POST, "/api/v1/licensing/activate")
-            .json(&json!({"license_key": key, "device": {
-                "fingerprint": fingerprint, "name": format!("device {fingerprint}"),
-                "platform": platform, "app_version": "2.1.0"}}))
-            .send()
+        let device = json!({"fingerprint": fingerprint, "name": format!("device {fingerprint}"),
+            "platform": platform, "app_version": "2.1.0"});
+        self.licensing()
+            .activate_device(key, device)
             .await
-            .expect("activate");
-        expect_status(
-            response,
-            StatusCode::CREATED,
-            &format!("activate {fingerprint}"),
-        )
-        .await
+            .expect_status(StatusCode::CREATED)
     }
 
     /// Deactivates a device as its client; asserts 204.
     pub async fn deactivate(&self, key: &str, fingerprint: &str) {
-        let response = self
-            .anon(Method::POST, "/api/v1/licensing/deactivate")
-            .json(&json!({"license_key": key, "fingerprint": fingerprint}))
-            .send()
+        self.licensing()
+            .deactivate(key, fingerprint)
             .await
-            .expect("deactivate");
-        let status = response.status();
-        assert_eq!(
-            status,
-            StatusCode::NO_CONTENT,
-            "deactivate {fingerprint}: {}",
-            response.text().await.unwrap_or_default()
-        );
+            .expect_status(StatusCode::NO_CONTENT);
     }
 
     /// Validates a license on a device; asserts 200 and returns the verdict.
     pub async fn validate(&self, key: &str, fingerprint: &str) -> Value {
-        let response = self
-            .anon(Method::POST, "/api/v1/licensing/validate")
-            .json(&json!({"license_key": key, "fingerprint": fingerprint}))
-            .send()
-            .await
-            .expect("validate");
-        expect_status(response, StatusCode::OK, "validate").await
+        self.licensing().verdict(key, fingerprint).await
     }
 
     /// Every item of a paged list.
@@ -197,4 +180,63 @@ async fn expect_status(response: Response, expected: StatusCode, what: &str) -> 
     let text = response.text().await.unwrap_or_default();
     assert_eq!(status, expected, "{what}: {text}");
     serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// Signs in as the bootstrap admin at `base`; returns the access token.
+pub async fn login_at(client: &Client, base: &str) -> String {
+    let response = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .expect("login request");
+    assert_eq!(response.status(), StatusCode::OK, "login at {base}");
+    let body: Value = response.json().await.expect("login body");
+    body["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_owned()
+}
+
+/// `GET /health` of the server at `base` (any status code).
+pub async fn health_at(client: &Client, base: &str) -> Value {
+    let response = client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .expect("health request");
+    response.json().await.expect("health body")
+}
+
+/// Whether a `/health` body says that the read models have caught up with the log: every
+/// projector's lag is 0 and the publisher's backlog is 0.
+pub fn read_models_converged(health: &Value) -> bool {
+    let projectors = health["projectors"].as_array().cloned().unwrap_or_default();
+    health["database"] == "ok"
+        && !projectors.is_empty()
+        && projectors.iter().all(|p| p["lag"].as_i64() == Some(0))
+        && health["publisher"]["backlog"].as_i64() == Some(0)
+}
+
+/// Polls `/health` at `base` until the read models have converged; panics with the last
+/// answer after `within`. Returns the converged health.
+pub async fn wait_for_read_models_at(
+    client: &Client,
+    base: &str,
+    within: std::time::Duration,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let health = match client.get(format!("{base}/health")).send().await {
+            Ok(response) => response.json::<Value>().await.unwrap_or(Value::Null),
+            Err(error) => json!({"request_error": error.to_string()}),
+        };
+        if read_models_converged(&health) {
+            return health;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("the read models did not converge within {within:?}; last /health: {health}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
