@@ -16,8 +16,8 @@ mod fixture_log;
 
 pub use admin::{AdminCommand, AdminError, AdminEvent, AdminUser};
 pub use subscription::{
-    DeactivationReason, DeviceDetails, NewSubscription, Status, Subscription, SubscriptionAction,
-    SubscriptionCommand, SubscriptionError, SubscriptionEvent,
+    DeactivationReason, DeviceDetails, DeviceInfo, NewSubscription, Status, Subscription,
+    SubscriptionAction, SubscriptionCommand, SubscriptionError, SubscriptionEvent,
 };
 pub use values::{
     AdminId, DeviceId, Email, Plan, Role, Sha256Hex, SubscriptionId, ValueError, WebhookEndpointId,

@@ -12,10 +12,10 @@ use chrono::Utc;
 use flowlytix_aggregates::license_key::LicenseKey;
 use flowlytix_aggregates::subscription::NewSubscription;
 use flowlytix_aggregates::{
-    DeviceDetails, DeviceId, Email, Plan, SubscriptionAction, SubscriptionId,
+    DeviceDetails, DeviceId, DeviceInfo, Email, Plan, SubscriptionAction, SubscriptionId,
 };
 use flowlytix_server::crypto::{new_license_key, sha256_hex};
-use flowlytix_server::licensing::{fingerprint_hash, DeviceReport};
+use flowlytix_server::licensing::fingerprint_hash;
 use flowlytix_server::store::EventMetadata;
 use flowlytix_server::subscriptions::CreateSubscriptionRequest;
 use flowlytix_server::{App, Config, SharedApp};
@@ -163,11 +163,13 @@ async fn seed_license(
         actions.push(SubscriptionAction::ActivateDevice(DeviceDetails {
             device_id: DeviceId(Uuid::new_v4()),
             fingerprint_hash: hash.clone(),
-            name: Some(format!("bench {fingerprint}")),
-            platform: Some("linux".into()),
-            os_version: None,
-            app_version: None,
-            hostname: None,
+            info: DeviceInfo {
+                name: Some(format!("bench {fingerprint}")),
+                platform: Some("linux".into()),
+                os_version: None,
+                app_version: None,
+                hostname: None,
+            },
         }));
         actions.push(SubscriptionAction::IssueLicenseToken {
             fingerprint_hash: hash,
@@ -225,19 +227,17 @@ pub async fn license(
     Ok((key, fingerprints, id))
 }
 
-/// `licensing::activate`, as `POST /api/v1/licensing/activate` calls it.
+/// `Licensing::activate`, as `POST /api/v1/licensing/activate` calls it.
 pub async fn activate(app: &App, key: &str, fingerprint: &str) -> Result<i64, BoxError> {
     let issued = app
         .licensing
         .activate(
             LicenseKey::parse(key)?,
-            DeviceReport {
-                fingerprint_hash: fingerprint_hash(fingerprint)?,
+            fingerprint_hash(fingerprint)?,
+            DeviceInfo {
                 name: Some(format!("bench {fingerprint}")),
                 platform: Some("linux".into()),
-                os_version: None,
-                app_version: None,
-                hostname: None,
+                ..DeviceInfo::default()
             },
             metadata(),
         )

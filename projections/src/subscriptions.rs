@@ -53,7 +53,7 @@ impl Projector for SubscriptionsProjector {
     }
 }
 
-/// A row of `rm_subscriptions`.
+/// A row of `rm_subscriptions`: what the projector writes and the lists read.
 #[derive(Debug, Clone, FromRow)]
 pub struct SubscriptionRecord {
     pub id: Uuid,
@@ -78,12 +78,25 @@ pub struct SubscriptionRecord {
     pub version: i64,
 }
 
-const SUBSCRIPTION_COLUMNS: &str = "id, customer_email, customer_name, organization, plan, \
-     status, max_devices, active_devices, features, metadata, starts_at, expires_at, \
-     trial_ends_at, license_key_hash, license_key_prefix, created_at, updated_at, canceled_at, \
-     deleted_at, version";
+/// The columns of a [`SubscriptionRecord`] after `status`: a list computes the status as of
+/// now in its place (see `src/read/subscriptions.rs`).
+macro_rules! subscription_columns_after_status {
+    () => {
+        "max_devices, active_devices, features, metadata, starts_at, expires_at, \
+         trial_ends_at, license_key_hash, license_key_prefix, created_at, updated_at, \
+         canceled_at, deleted_at, version"
+    };
+}
 
-/// A row of `rm_devices`.
+/// The columns of a [`SubscriptionRecord`], the one row type of `rm_subscriptions`.
+pub const SUBSCRIPTION_COLUMNS: &str = concat!(
+    "id, customer_email, customer_name, organization, plan, status, ",
+    subscription_columns_after_status!()
+);
+/// [`SUBSCRIPTION_COLUMNS`] after `status`.
+pub const SUBSCRIPTION_COLUMNS_AFTER_STATUS: &str = subscription_columns_after_status!();
+
+/// A row of `rm_devices`: what the projector writes and the lists read.
 #[derive(Debug, Clone, FromRow)]
 pub struct DeviceRecord {
     pub id: Uuid,
@@ -103,7 +116,8 @@ pub struct DeviceRecord {
     pub subscription_deleted: bool,
 }
 
-const DEVICE_COLUMNS: &str = "id, subscription_id, fingerprint_hash, name, platform, \
+/// The columns of a [`DeviceRecord`], the one row type of `rm_devices`.
+pub const DEVICE_COLUMNS: &str = "id, subscription_id, fingerprint_hash, name, platform, \
      os_version, app_version, hostname, notes, status, activated_at, deactivated_at, \
      deactivation_reason, last_seen_at, subscription_deleted";
 
@@ -296,11 +310,7 @@ impl SubscriptionsModel {
             DeviceActivated {
                 device_id,
                 fingerprint_hash,
-                name,
-                platform,
-                os_version,
-                app_version,
-                hostname,
+                info,
                 active_devices,
                 ..
             } => {
@@ -326,11 +336,11 @@ impl SubscriptionsModel {
                             subscription_deleted: false,
                         });
                 // A returning device keeps its row (and notes).
-                device.name = name.clone();
-                device.platform = platform.clone();
-                device.os_version = os_version.clone();
-                device.app_version = app_version.clone();
-                device.hostname = hostname.clone();
+                device.name = info.name.clone();
+                device.platform = info.platform.clone();
+                device.os_version = info.os_version.clone();
+                device.app_version = info.app_version.clone();
+                device.hostname = info.hostname.clone();
                 device.status = "active".into();
                 device.activated_at = at;
                 device.last_seen_at = Some(at);

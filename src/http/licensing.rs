@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::license_key::LicenseKey;
+use flowlytix_aggregates::DeviceInfo;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -19,7 +20,7 @@ use super::extract::{ApiJson, RequestContext};
 use super::idempotency::{self, IdempotencyKeyHeader};
 use super::views::{ClientDeviceView, LicenseView};
 use crate::app::SharedApp;
-use crate::licensing::{self, Credential, DeviceReport, TokenIssued, Verdict};
+use crate::licensing::{self, Credential, TokenIssued, Verdict};
 use crate::monitoring::record;
 
 pub fn router() -> OpenApiRouter<SharedApp> {
@@ -38,12 +39,15 @@ pub fn router() -> OpenApiRouter<SharedApp> {
 #[serde(deny_unknown_fields)]
 pub struct ActivateRequest {
     pub license_key: String,
-    pub device: DeviceInfo,
+    pub device: ActivatingDevice,
 }
 
+/// The device as an activation request sends it: its fingerprint and its [`DeviceInfo`].
+/// (Written out rather than flattened: serde cannot refuse unknown fields beside a flatten.)
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DeviceInfo {
+#[schema(as = DeviceInfo)]
+pub struct ActivatingDevice {
     /// A stable, app-computed identifier of the machine. Only its SHA-256 is kept.
     pub fingerprint: String,
     pub name: Option<String>,
@@ -51,6 +55,20 @@ pub struct DeviceInfo {
     pub os_version: Option<String>,
     pub app_version: Option<String>,
     pub hostname: Option<String>,
+}
+
+impl ActivatingDevice {
+    /// The fingerprint as sent, and what the device says about itself.
+    fn into_parts(self) -> (String, DeviceInfo) {
+        let info = DeviceInfo {
+            name: self.name,
+            platform: self.platform,
+            os_version: self.os_version,
+            app_version: self.app_version,
+            hostname: self.hostname,
+        };
+        (self.fingerprint, info)
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -163,19 +181,12 @@ async fn activate(
     ApiJson(body): ApiJson<ActivateRequest>,
 ) -> Result<(StatusCode, Json<TokenIssuedView>), ApiError> {
     let key = parse_key(&body.license_key)?;
-    let device = body.device;
-    let report = DeviceReport {
-        fingerprint_hash: licensing::fingerprint_hash(&device.fingerprint)?,
-        name: device.name,
-        platform: device.platform,
-        os_version: device.os_version,
-        app_version: device.app_version,
-        hostname: device.hostname,
-    };
+    let (fingerprint, info) = body.device.into_parts();
+    let fingerprint_hash = licensing::fingerprint_hash(&fingerprint)?;
     // The actor is the license; the operation names it once it knows which.
     let issued = app
         .licensing
-        .activate(key, report, context.metadata(""))
+        .activate(key, fingerprint_hash, info, context.metadata(""))
         .await;
     let issued = counted(issued.map_err(ApiError::from), record::activation)?;
     Ok((StatusCode::CREATED, Json(TokenIssuedView::new(issued))))

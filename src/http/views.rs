@@ -8,8 +8,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::licensing::{ActiveDevice, LicenseSnapshot};
-use crate::read::devices::DeviceRow;
-use crate::read::subscriptions::SubscriptionRow;
+use crate::read::devices::DeviceRecord;
+use crate::read::subscriptions::SubscriptionRecord;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SubscriptionView {
@@ -77,8 +77,8 @@ impl SubscriptionView {
     }
 }
 
-impl From<SubscriptionRow> for SubscriptionView {
-    fn from(row: SubscriptionRow) -> Self {
+impl From<SubscriptionRecord> for SubscriptionView {
+    fn from(row: SubscriptionRecord) -> Self {
         Self {
             id: row.id,
             customer_email: row.customer_email,
@@ -133,11 +133,11 @@ impl DeviceView {
             id: device.id.as_uuid(),
             subscription_id: subscription.id.as_uuid(),
             fingerprint_hash: device.fingerprint_hash.as_str().to_owned(),
-            name: device.name.clone(),
-            platform: device.platform.clone(),
-            os_version: device.os_version.clone(),
-            app_version: device.app_version.clone(),
-            hostname: device.hostname.clone(),
+            name: device.info.name.clone(),
+            platform: device.info.platform.clone(),
+            os_version: device.info.os_version.clone(),
+            app_version: device.info.app_version.clone(),
+            hostname: device.info.hostname.clone(),
             notes: device.notes.clone(),
             status: if device.active { "active" } else { "inactive" },
             activated_at: device.activated_at,
@@ -152,8 +152,8 @@ impl DeviceView {
     }
 }
 
-impl From<DeviceRow> for DeviceView {
-    fn from(row: DeviceRow) -> Self {
+impl From<DeviceRecord> for DeviceView {
+    fn from(row: DeviceRecord) -> Self {
         Self {
             id: row.id,
             subscription_id: row.subscription_id,

@@ -11,8 +11,7 @@ pub mod verdict;
 
 pub use cache::LicenseCache;
 pub use operations::{
-    fingerprint_hash, Credential, DeviceReport, Licensing, LicensingError, TokenIssued,
-    MAX_FINGERPRINT_LEN,
+    fingerprint_hash, Credential, Licensing, LicensingError, TokenIssued, MAX_FINGERPRINT_LEN,
 };
 pub use snapshot::{ActiveDevice, LicenseSnapshot};
 pub use verdict::{ValidationCode, Verdict};

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::license_key::LicenseKey;
 use flowlytix_aggregates::{
-    DeactivationReason, DeviceDetails, DeviceId, Sha256Hex, Subscription, SubscriptionAction,
-    SubscriptionError, SubscriptionEvent, SubscriptionId,
+    DeactivationReason, DeviceDetails, DeviceId, DeviceInfo, Sha256Hex, Subscription,
+    SubscriptionAction, SubscriptionError, SubscriptionEvent, SubscriptionId,
 };
 use uuid::Uuid;
 
@@ -72,16 +72,6 @@ pub struct TokenIssued {
     pub device_id: DeviceId,
     pub license: Arc<LicenseSnapshot>,
     pub position: i64,
-}
-
-/// What a device tells about itself on activation (only the fingerprint's hash is kept).
-pub struct DeviceReport {
-    pub fingerprint_hash: Sha256Hex,
-    pub name: Option<String>,
-    pub platform: Option<String>,
-    pub os_version: Option<String>,
-    pub app_version: Option<String>,
-    pub hostname: Option<String>,
 }
 
 /// The stored form of a device fingerprint.
@@ -153,10 +143,10 @@ impl Licensing {
     pub async fn activate(
         &self,
         key: LicenseKey,
-        device: DeviceReport,
+        fingerprint_hash: Sha256Hex,
+        info: DeviceInfo,
         metadata: EventMetadata,
     ) -> Result<TokenIssued, LicensingError> {
-        let fingerprint_hash = device.fingerprint_hash;
         let (subscription_id, key_hash) = self.subscription_for_key(&key).await?;
         let now = metadata.occurred_at;
         let actions = vec![
@@ -164,11 +154,7 @@ impl Licensing {
             SubscriptionAction::ActivateDevice(DeviceDetails {
                 device_id: DeviceId(Uuid::new_v4()),
                 fingerprint_hash: fingerprint_hash.clone(),
-                name: device.name,
-                platform: device.platform,
-                os_version: device.os_version,
-                app_version: device.app_version,
-                hostname: device.hostname,
+                info,
             }),
             SubscriptionAction::IssueLicenseToken {
                 fingerprint_hash,

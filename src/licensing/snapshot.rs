@@ -53,8 +53,8 @@ impl ActiveDevice {
         Self {
             id: device.id,
             fingerprint: Fingerprint::of(&device.fingerprint_hash),
-            name: device.name.as_deref().map(Box::from),
-            platform: device.platform.as_deref().map(Box::from),
+            name: device.info.name.as_deref().map(Box::from),
+            platform: device.info.platform.as_deref().map(Box::from),
             activated_at: device.activated_at,
             last_seen_at: device.last_seen_at,
         }

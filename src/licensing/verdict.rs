@@ -147,7 +147,7 @@ pub fn judge(
 #[cfg(test)]
 mod tests {
     use chrono::Duration;
-    use flowlytix_aggregates::subscription::Device;
+    use flowlytix_aggregates::subscription::{Device, DeviceInfo};
     use uuid::Uuid;
 
     use super::*;
@@ -175,11 +175,7 @@ mod tests {
         ActiveDevice::of(&Device {
             id: DeviceId(Uuid::new_v4()),
             fingerprint_hash: hash(fingerprint),
-            name: None,
-            platform: None,
-            os_version: None,
-            app_version: None,
-            hostname: None,
+            info: DeviceInfo::default(),
             notes: None,
             active: true,
             activated_at: now() - Duration::days(1),

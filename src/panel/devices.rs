@@ -12,7 +12,7 @@ use super::layout::Layout;
 use super::session::Reader;
 use crate::app::SharedApp;
 use crate::read;
-use crate::read::devices::{DeviceFilter, DeviceRow, DeviceStatusFilter};
+use crate::read::devices::{DeviceFilter, DeviceRecord, DeviceStatusFilter};
 
 const PER_PAGE: u32 = 50;
 
@@ -50,8 +50,8 @@ pub struct DeviceItem {
     pub last_seen_at: String,
 }
 
-impl From<DeviceRow> for DeviceItem {
-    fn from(row: DeviceRow) -> Self {
+impl From<DeviceRecord> for DeviceItem {
+    fn from(row: DeviceRecord) -> Self {
         let day = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M").to_string();
         Self {
             name: row

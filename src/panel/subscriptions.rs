@@ -18,7 +18,7 @@ use crate::app::SharedApp;
 use crate::http::extract::RequestContext;
 use crate::read;
 use crate::read::consistency::wait_for_position;
-use crate::read::subscriptions::{StatusFilter, SubscriptionFilter, SubscriptionRow};
+use crate::read::subscriptions::{StatusFilter, SubscriptionFilter, SubscriptionRecord};
 use crate::store::ExecuteError;
 use crate::subscriptions::{CreateSubscriptionRequest, ManageError};
 
@@ -105,8 +105,8 @@ pub struct Row {
     pub created_at: String,
 }
 
-impl From<&SubscriptionRow> for Row {
-    fn from(row: &SubscriptionRow) -> Self {
+impl From<&SubscriptionRecord> for Row {
+    fn from(row: &SubscriptionRecord) -> Self {
         Self {
             id: row.id.to_string(),
             customer_email: row.customer_email.clone(),

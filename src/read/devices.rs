@@ -1,9 +1,8 @@
 //! The device list, from `rm_devices`.
 
-use chrono::{DateTime, Utc};
 use flowlytix_projections::{with_db, Db};
 use serde::Deserialize;
-use sqlx::{FromRow, QueryBuilder};
+use sqlx::QueryBuilder;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -41,28 +40,8 @@ impl DeviceStatusFilter {
     }
 }
 
-/// The columns of a [`DeviceRow`], in a select list.
-pub const COLUMNS: &str = "id, subscription_id, fingerprint_hash, name, platform, os_version, \
-     app_version, hostname, notes, status, activated_at, deactivated_at, deactivation_reason, \
-     last_seen_at";
-
-#[derive(Debug, FromRow)]
-pub struct DeviceRow {
-    pub id: Uuid,
-    pub subscription_id: Uuid,
-    pub fingerprint_hash: String,
-    pub name: Option<String>,
-    pub platform: Option<String>,
-    pub os_version: Option<String>,
-    pub app_version: Option<String>,
-    pub hostname: Option<String>,
-    pub notes: Option<String>,
-    pub status: String,
-    pub activated_at: DateTime<Utc>,
-    pub deactivated_at: Option<DateTime<Utc>>,
-    pub deactivation_reason: Option<String>,
-    pub last_seen_at: Option<DateTime<Utc>>,
-}
+pub use flowlytix_projections::subscriptions::DeviceRecord;
+use flowlytix_projections::subscriptions::DEVICE_COLUMNS;
 
 /// Appends the WHERE clause for `$filter` (a macro so that it serves both backends).
 macro_rules! push_filters {
@@ -92,7 +71,7 @@ macro_rules! push_filters {
     }};
 }
 
-pub async fn list(db: &Db, filter: &DeviceFilter) -> Result<(Vec<DeviceRow>, i64), sqlx::Error> {
+pub async fn list(db: &Db, filter: &DeviceFilter) -> Result<(Vec<DeviceRecord>, i64), sqlx::Error> {
     let paging = Paging {
         page: filter.page,
         per_page: filter.per_page,
@@ -101,7 +80,7 @@ pub async fn list(db: &Db, filter: &DeviceFilter) -> Result<(Vec<DeviceRow>, i64
         let mut count = QueryBuilder::new("select count(*) from rm_devices");
         push_filters!(count, filter);
         let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
-        let mut select = QueryBuilder::new(format!("select {COLUMNS} from rm_devices"));
+        let mut select = QueryBuilder::new(format!("select {DEVICE_COLUMNS} from rm_devices"));
         push_filters!(select, filter);
         select.push(" order by activated_at desc, id desc limit ").push_bind(i64::from(paging.per_page()));
         select.push(" offset ").push_bind(paging.offset());

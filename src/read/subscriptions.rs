@@ -5,10 +5,8 @@ use flowlytix_aggregates::values::{EARLIEST_DAY, LATEST_DAY};
 use flowlytix_aggregates::Plan;
 use flowlytix_projections::{with_db, Db};
 use serde::Deserialize;
-use sqlx::types::Json;
-use sqlx::{FromRow, QueryBuilder};
+use sqlx::QueryBuilder;
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use super::{like_pattern, Paging};
 
@@ -82,38 +80,8 @@ fn clamp_instant(instant: DateTime<Utc>) -> DateTime<Utc> {
     instant.clamp(earliest, latest)
 }
 
-#[derive(Debug, FromRow)]
-pub struct SubscriptionRow {
-    pub id: Uuid,
-    pub customer_email: String,
-    pub customer_name: String,
-    pub organization: Option<String>,
-    pub plan: String,
-    pub status: String,
-    pub max_devices: i32,
-    pub active_devices: i32,
-    pub features: Json<Vec<String>>,
-    pub metadata: Json<serde_json::Map<String, serde_json::Value>>,
-    pub starts_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub trial_ends_at: Option<DateTime<Utc>>,
-    pub license_key_prefix: Option<String>,
-    pub license_key_hash: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub deleted_at: Option<DateTime<Utc>>,
-    pub version: i64,
-}
-
-/// The columns of a [`SubscriptionRow`] after `status` (which lists compute as of now).
-const COLUMNS_AFTER_STATUS: &str = "max_devices, active_devices, features, metadata, starts_at, \
-     expires_at, trial_ends_at, license_key_prefix, license_key_hash, created_at, updated_at, \
-     deleted_at, version";
-
-/// The columns of a [`SubscriptionRow`] as stored (the stored status), in a select list.
-pub static COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!("id, customer_email, customer_name, organization, plan, status, {COLUMNS_AFTER_STATUS}")
-});
+pub use flowlytix_projections::subscriptions::SubscriptionRecord;
+use flowlytix_projections::subscriptions::SUBSCRIPTION_COLUMNS_AFTER_STATUS;
 
 const SORTS: [&str; 5] = [
     "created_at",
@@ -175,7 +143,7 @@ macro_rules! push_filters {
 pub async fn list(
     db: &Db,
     filter: &SubscriptionFilter,
-) -> Result<(Vec<SubscriptionRow>, i64), sqlx::Error> {
+) -> Result<(Vec<SubscriptionRecord>, i64), sqlx::Error> {
     let paging = Paging {
         page: filter.page,
         per_page: filter.per_page,
@@ -191,7 +159,7 @@ pub async fn list(
             "select id, customer_email, customer_name, organization, plan, ",
         );
         crate::push_effective_status!(select, now);
-        select.push(format!(" as status, {COLUMNS_AFTER_STATUS} from rm_subscriptions"));
+        select.push(format!(" as status, {SUBSCRIPTION_COLUMNS_AFTER_STATUS} from rm_subscriptions"));
         push_filters!(select, filter, now);
         select.push(format!(" order by {order}"));
         select.push(" limit ").push_bind(i64::from(paging.per_page()));

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::commands::{DetailsChange, DeviceDetails, NewSubscription, PeriodChange};
+use super::DeviceInfo;
 use super::{
     DeactivationReason, Status, SubscriptionAction, SubscriptionCommand, SubscriptionError,
     SubscriptionEvent,
@@ -63,11 +64,8 @@ pub struct LicenseKeyState {
 pub struct Device {
     pub id: DeviceId,
     pub fingerprint_hash: Sha256Hex,
-    pub name: Option<String>,
-    pub platform: Option<String>,
-    pub os_version: Option<String>,
-    pub app_version: Option<String>,
-    pub hostname: Option<String>,
+    #[serde(flatten)]
+    pub info: DeviceInfo,
     pub notes: Option<String>,
     pub active: bool,
     pub activated_at: DateTime<Utc>,
@@ -303,11 +301,7 @@ impl Aggregate for Subscription {
             DeviceActivated {
                 device_id,
                 fingerprint_hash,
-                name,
-                platform,
-                os_version,
-                app_version,
-                hostname,
+                info,
                 at,
                 ..
             } => {
@@ -316,11 +310,7 @@ impl Aggregate for Subscription {
                 state.devices.push(Arc::new(Device {
                     id: device_id,
                     fingerprint_hash,
-                    name,
-                    platform,
-                    os_version,
-                    app_version,
-                    hostname,
+                    info,
                     notes,
                     active: true,
                     activated_at: at,
@@ -351,7 +341,7 @@ impl Aggregate for Subscription {
                 if let Some(device) = state.devices.iter_mut().find(|d| d.id == device_id) {
                     let device = Arc::make_mut(device);
                     if name.is_some() {
-                        device.name = name;
+                        device.info.name = name;
                     }
                     if notes.is_some() {
                         device.notes = notes;
@@ -510,7 +500,7 @@ impl Subscription {
                     .ok_or(SubscriptionError::DeviceNotFound(device_id))?;
                 check_optional_text(name.as_deref())?;
                 check_optional_text(notes.as_deref())?;
-                let name = name.filter(|n| Some(n) != device.name.as_ref());
+                let name = name.filter(|n| Some(n) != device.info.name.as_ref());
                 let notes = notes.filter(|n| Some(n) != device.notes.as_ref());
                 if name.is_none() && notes.is_none() {
                     vec![]
@@ -717,14 +707,8 @@ fn activate_device(
             max_devices: state.max_devices,
         });
     }
-    for text in [
-        &device.name,
-        &device.platform,
-        &device.os_version,
-        &device.app_version,
-        &device.hostname,
-    ] {
-        check_optional_text(text.as_deref())?;
+    for text in device.info.fields() {
+        check_optional_text(text)?;
     }
     // A fingerprint seen before is the same device coming back: it keeps its id and history.
     let device_id = state
@@ -735,11 +719,7 @@ fn activate_device(
     Ok(vec![SubscriptionEvent::DeviceActivated {
         device_id,
         fingerprint_hash: device.fingerprint_hash,
-        name: device.name,
-        platform: device.platform,
-        os_version: device.os_version,
-        app_version: device.app_version,
-        hostname: device.hostname,
+        info: device.info,
         active_devices: active + 1,
         at,
     }])

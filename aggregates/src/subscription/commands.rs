@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::DeactivationReason;
+use super::{DeactivationReason, DeviceInfo};
 use crate::values::{DeviceId, Email, Plan, Sha256Hex, SubscriptionId};
 
 /// A command for one subscription. `at` is the instant the command is handled, supplied by
@@ -125,9 +125,6 @@ pub struct DetailsChange {
 pub struct DeviceDetails {
     pub device_id: DeviceId,
     pub fingerprint_hash: Sha256Hex,
-    pub name: Option<String>,
-    pub platform: Option<String>,
-    pub os_version: Option<String>,
-    pub app_version: Option<String>,
-    pub hostname: Option<String>,
+    #[serde(flatten)]
+    pub info: DeviceInfo,
 }

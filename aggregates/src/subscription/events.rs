@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::Status;
+use super::{DeviceInfo, Status};
 use crate::values::{DeviceId, Email, Plan, Sha256Hex, SubscriptionId};
 
 /// Every change to a subscription. Events are kept forever and never hold a secret: license
@@ -94,11 +94,8 @@ pub enum SubscriptionEvent {
     DeviceActivated {
         device_id: DeviceId,
         fingerprint_hash: Sha256Hex,
-        name: Option<String>,
-        platform: Option<String>,
-        os_version: Option<String>,
-        app_version: Option<String>,
-        hostname: Option<String>,
+        #[serde(flatten)]
+        info: DeviceInfo,
         active_devices: u32,
         at: DateTime<Utc>,
     },

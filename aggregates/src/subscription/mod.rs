@@ -4,6 +4,7 @@
 
 mod aggregate;
 mod commands;
+mod device;
 mod error;
 mod events;
 #[cfg(test)]
@@ -17,6 +18,7 @@ pub use commands::{
     DetailsChange, DeviceDetails, NewSubscription, PeriodChange, SubscriptionAction,
     SubscriptionCommand,
 };
+pub use device::DeviceInfo;
 pub use error::SubscriptionError;
 pub use events::{DeactivationReason, SubscriptionEvent};
 

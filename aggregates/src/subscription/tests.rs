@@ -10,8 +10,9 @@ use uuid::Uuid;
 
 use super::aggregate::{MAX_DEVICE_LIMIT, MAX_TEXT_LEN};
 use super::{
-    DeactivationReason, DetailsChange, DeviceDetails, NewSubscription, PeriodChange, Status,
-    Subscription, SubscriptionAction, SubscriptionCommand, SubscriptionError, SubscriptionEvent,
+    DeactivationReason, DetailsChange, DeviceDetails, DeviceInfo, NewSubscription, PeriodChange,
+    Status, Subscription, SubscriptionAction, SubscriptionCommand, SubscriptionError,
+    SubscriptionEvent,
 };
 use crate::values::{DeviceId, Email, Plan, Sha256Hex, SubscriptionId};
 
@@ -147,11 +148,7 @@ fn activated_at(n: u128, active_devices: u32, at: DateTime<Utc>) -> Subscription
     E::DeviceActivated {
         device_id: device_id(n),
         fingerprint_hash: fingerprint(n),
-        name: None,
-        platform: None,
-        os_version: None,
-        app_version: None,
-        hostname: None,
+        info: DeviceInfo::default(),
         active_devices,
         at,
     }
@@ -228,11 +225,7 @@ fn device(id: u128, fp: u128) -> DeviceDetails {
     DeviceDetails {
         device_id: device_id(id),
         fingerprint_hash: fingerprint(fp),
-        name: None,
-        platform: None,
-        os_version: None,
-        app_version: None,
-        hostname: None,
+        info: DeviceInfo::default(),
     }
 }
 
@@ -558,7 +551,10 @@ fn a_deactivated_device_frees_its_slot() {
 #[test]
 fn activation_with_a_too_long_device_name_is_invalid_text() {
     let action = A::ActivateDevice(DeviceDetails {
-        name: Some(too_long_text()),
+        info: DeviceInfo {
+            name: Some(too_long_text()),
+            ..DeviceInfo::default()
+        },
         ..device(LAPTOP, LAPTOP)
     });
     given(created())
@@ -569,11 +565,13 @@ fn activation_with_a_too_long_device_name_is_invalid_text() {
 #[test]
 fn activation_carries_the_device_details() {
     let details = DeviceDetails {
-        name: Some("Ann's laptop".to_owned()),
-        platform: Some("linux".to_owned()),
-        os_version: Some("6.8".to_owned()),
-        app_version: Some("2.1.0".to_owned()),
-        hostname: Some("ann-laptop".to_owned()),
+        info: DeviceInfo {
+            name: Some("Ann's laptop".to_owned()),
+            platform: Some("linux".to_owned()),
+            os_version: Some("6.8".to_owned()),
+            app_version: Some("2.1.0".to_owned()),
+            hostname: Some("ann-laptop".to_owned()),
+        },
         ..device(LAPTOP, LAPTOP)
     };
     given(created())
@@ -581,11 +579,7 @@ fn activation_carries_the_device_details() {
         .then_expect_events(vec![E::DeviceActivated {
             device_id: details.device_id,
             fingerprint_hash: details.fingerprint_hash,
-            name: details.name,
-            platform: details.platform,
-            os_version: details.os_version,
-            app_version: details.app_version,
-            hostname: details.hostname,
+            info: details.info,
             active_devices: 1,
             at: now(),
         }]);
