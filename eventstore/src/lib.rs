@@ -9,6 +9,8 @@
 //! own. The `events` rows are the ones postgres-es / sqlite-es write: the same seven columns,
 //! `payload` and `metadata` bound as the same `serde_json::Value`s (the event, and the
 //! metadata map); `global_position`, `tx_id` and `recorded_at` are left to their defaults.
+//! [`EventRepository`] implements cqrs-es's repository trait on the same rows, so a plain
+//! `CqrsFramework` runs on this store too.
 
 mod append;
 mod connect;
@@ -18,6 +20,7 @@ mod group_commit;
 mod identity;
 pub mod log;
 pub mod publisher;
+mod repository;
 pub mod snapshot;
 pub mod stream;
 mod tagged;
@@ -31,4 +34,5 @@ pub use db::{Conn, Db, Dialect, PooledConn, Tx};
 pub use error::{AppendError, StoreError};
 pub use identity::store_identity;
 pub use log::{EventRecord, LogCursor};
+pub use repository::EventRepository;
 pub use write::{Append, NewEvent, NewSnapshot};
