@@ -12,3 +12,16 @@ pub async fn store_identity(db: &Db) -> Result<String, sqlx::Error> {
             .await
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::sqlite_store;
+
+    #[tokio::test]
+    async fn the_store_has_one_identity() {
+        let db = sqlite_store("identity").await;
+        let identity = super::store_identity(&db).await.unwrap();
+        assert!(uuid::Uuid::parse_str(&identity).is_ok());
+        assert_eq!(super::store_identity(&db).await.unwrap(), identity);
+    }
+}

@@ -48,3 +48,54 @@ pub async fn backlog(db: Conn<'_>, cursor: LogCursor) -> Result<i64, sqlx::Error
         sqlx::query_scalar(sql).bind(cursor.tx_id.to_string()).bind(cursor.position).fetch_one(&mut *c).await?
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::sqlite_store;
+    use crate::{append, Append, NewEvent};
+
+    #[tokio::test]
+    async fn the_checkpoint_moves_and_the_backlog_counts_what_is_after_it() {
+        let db = sqlite_store("publisher").await;
+        let mut connection = db.acquire().await.unwrap();
+        assert_eq!(
+            checkpoint(connection.conn()).await.unwrap(),
+            LogCursor::default()
+        );
+        let positions = append(
+            &db,
+            Append {
+                aggregate_type: "TestCounter",
+                aggregate_id: "c-1".into(),
+                events: (1..=3)
+                    .map(|sequence| NewEvent {
+                        sequence,
+                        event_type: "Added".into(),
+                        event_version: "1".into(),
+                        payload: json!({ "Added": 1 }),
+                    })
+                    .collect(),
+                metadata: json!({}),
+                snapshot: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            backlog(connection.conn(), LogCursor::default())
+                .await
+                .unwrap(),
+            3
+        );
+        let published = LogCursor {
+            tx_id: 0,
+            position: positions[1],
+        };
+        set_checkpoint(connection.conn(), published).await.unwrap();
+        assert_eq!(checkpoint(connection.conn()).await.unwrap(), published);
+        assert_eq!(backlog(connection.conn(), published).await.unwrap(), 1);
+    }
+}
