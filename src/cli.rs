@@ -234,7 +234,7 @@ async fn connect(config: &Config) -> Result<store::Db, StartError> {
 }
 
 async fn export_events(db: &store::Db) -> Result<(), StartError> {
-    use flowlytix_projections::log::{events_after, LogCursor};
+    use flowlytix_eventstore::log::{events_after, LogCursor};
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut cursor = LogCursor::default();

@@ -8,9 +8,9 @@ use chrono::NaiveDate;
 use flowlytix_aggregates::SubscriptionEvent;
 use sqlx::QueryBuilder;
 
-use crate::db::Conn;
 use crate::projector::{ApplyFuture, Due, Projector};
-use crate::with_conn;
+use flowlytix_eventstore::with_conn;
+use flowlytix_eventstore::Conn;
 
 pub struct AnalyticsProjector;
 

@@ -8,16 +8,13 @@
 
 pub mod analytics;
 mod copy;
-pub mod db;
-pub mod log;
 mod projector;
 pub mod replay;
 pub mod subscriptions;
-mod tagged;
 pub mod webhooks;
 
-pub use db::{Conn, Db, Dialect, Tx};
-pub use log::{EventRecord, LogCursor};
+// The log and database types projectors are written against, from the event store.
+pub use flowlytix_eventstore::{with_conn, with_db, Conn, Db, Dialect, EventRecord, LogCursor, Tx};
 pub use projector::{
     decode, park, project, project_batch, reset_read_models, Due, Outcome, ProjectionError,
     Projector,

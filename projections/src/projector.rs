@@ -7,9 +7,8 @@ use cqrs_es::Aggregate;
 use flowlytix_aggregates::{Subscription, SubscriptionEvent};
 use sqlx::QueryBuilder;
 
-use crate::db::Conn;
-use crate::log::EventRecord;
-use crate::with_conn;
+use flowlytix_eventstore::with_conn;
+use flowlytix_eventstore::{Conn, EventRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {

@@ -15,21 +15,20 @@ use std::time::{Duration, Instant};
 
 use cqrs_es::Aggregate;
 use flowlytix_aggregates::{Subscription, SubscriptionEvent};
+use flowlytix_eventstore::log::{
+    events_after, for_each_event_to_fold_after, stored_event_at, EventRecord, FoldRow, LogCursor,
+};
+use flowlytix_eventstore::{with_conn, Conn, Db, Dialect};
 use sqlx::PgConnection;
 
 use crate::all_projectors;
 use crate::analytics::DailyCounts;
 use crate::copy::CopyIn;
-use crate::db::{Conn, Db, Dialect};
-use crate::log::{
-    events_after, for_each_event_to_fold_after, stored_event_at, EventRecord, FoldRow, LogCursor,
-};
 use crate::projector::{
     project_batch, record_dead_letter, reset_read_models, set_events_applied, write_versions,
     ProjectionError, Projector,
 };
 use crate::subscriptions::SubscriptionsModel;
-use crate::with_conn;
 
 /// Events folded between progress reports.
 const PROGRESS_EVERY: u64 = 10_000;

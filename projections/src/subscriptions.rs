@@ -15,9 +15,9 @@ use sqlx::{FromRow, PgConnection, QueryBuilder};
 use uuid::Uuid;
 
 use crate::copy::CopyIn;
-use crate::db::Conn;
 use crate::projector::{ApplyFuture, Due, Projector};
-use crate::with_conn;
+use flowlytix_eventstore::with_conn;
+use flowlytix_eventstore::Conn;
 
 pub struct SubscriptionsProjector;
 

@@ -13,10 +13,10 @@ use serde_json::json;
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
-use crate::db::Conn;
-use crate::log::{applied_events_after, EventRecord};
+use flowlytix_eventstore::log::{columns, StoredEvent};
+use flowlytix_eventstore::{with_conn, Conn, EventRecord};
+
 use crate::projector::{ApplyFuture, Due, ProjectionError, Projector};
-use crate::with_conn;
 
 pub const WEBHOOK_ENDPOINT_TYPE: &str = "WebhookEndpoint";
 
@@ -179,6 +179,28 @@ async fn missed_by(
         .filter(|later| later.position > record.position && receiver.wants(&later.event_type))
         .map(|later| (receiver.id, later))
         .collect())
+}
+
+/// The events after `position` that `projector` has already applied (its per-aggregate
+/// versions cover them), in position order: what a projector that must see the stream in
+/// global order (webhooks) applied ahead of an event it is applying now.
+pub async fn applied_events_after(
+    conn: Conn<'_>,
+    projector: &str,
+    position: i64,
+) -> Result<Vec<EventRecord>, sqlx::Error> {
+    let sql = format!(
+        "select {} from events where global_position > $2 and exists (
+             select 1 from projection_versions v where v.projector = $1
+                 and v.aggregate_type = events.aggregate_type
+                 and v.aggregate_id = events.aggregate_id and v.version >= events.sequence)
+         order by global_position",
+        columns(conn.dialect())
+    );
+    let rows: Vec<StoredEvent> = with_conn!(conn, c => {
+        sqlx::query_as(&sql).bind(projector).bind(position).fetch_all(&mut *c).await?
+    });
+    Ok(rows.into_iter().map(EventRecord::from).collect())
 }
 
 fn live_ids(receivers: &[Receiver]) -> Vec<Uuid> {

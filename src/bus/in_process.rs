@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use flowlytix_projections::Db;
+use flowlytix_eventstore::Db;
 use flowlytix_projections::{
     park, project_batch, streaming_projectors, EventRecord, Outcome, ProjectionError, Projector,
 };

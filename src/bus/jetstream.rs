@@ -10,7 +10,7 @@ use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
 use async_nats::jetstream::{self, AckKind, Context};
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use flowlytix_projections::Db;
+use flowlytix_eventstore::Db;
 use flowlytix_projections::{park, project_batch, EventRecord, Outcome, Projector};
 use futures::StreamExt;
 use tokio::sync::watch;

@@ -7,7 +7,7 @@ pub mod jetstream;
 use std::future::Future;
 use std::pin::Pin;
 
-use flowlytix_projections::EventRecord;
+use flowlytix_eventstore::EventRecord;
 
 pub use in_process::InProcessBus;
 pub use jetstream::JetStreamBus;

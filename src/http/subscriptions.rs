@@ -24,8 +24,8 @@ use crate::idempotency::IdempotentRequest;
 use crate::read;
 use crate::read::consistency::wait_for_position;
 use crate::read::subscriptions::SubscriptionFilter;
-use flowlytix_projections::log::aggregate_history;
-use flowlytix_projections::EventRecord;
+use flowlytix_eventstore::log::aggregate_history;
+use flowlytix_eventstore::EventRecord;
 
 use crate::store::Committed;
 use crate::subscriptions::{CreateSubscriptionRequest, UpdateSubscriptionRequest};

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::{AdminId, Sha256Hex, SubscriptionId};
-use flowlytix_projections::Db;
+use flowlytix_eventstore::Db;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use uuid::Uuid;

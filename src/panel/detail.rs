@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::SubscriptionId;
-use flowlytix_projections::log::aggregate_history;
+use flowlytix_eventstore::log::aggregate_history;
 use serde::Deserialize;
 use uuid::Uuid;
 

@@ -1,8 +1,8 @@
 //! The global event feed, in commit order, for auditors and other services.
 
-use flowlytix_projections::log::{cursor_at, events_after, LogCursor};
-use flowlytix_projections::Db;
-use flowlytix_projections::EventRecord;
+use flowlytix_eventstore::log::{cursor_at, events_after, LogCursor};
+use flowlytix_eventstore::Db;
+use flowlytix_eventstore::EventRecord;
 use serde::Deserialize;
 use utoipa::IntoParams;
 

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use cqrs_es::Aggregate;
 use moka::ops::compute::Op;
 
-use super::log::{StoreError, StoredEvent};
+use flowlytix_eventstore::stream::StoredEvent;
+use flowlytix_eventstore::StoreError;
 
 /// An aggregate folded up to its latest known event.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! Load → decide → append, for any aggregate: the write path every command takes.
 //!
 //! Aggregates stay in a bounded in-memory cache between commands, and the store keeps a
-//! snapshot every [`SNAPSHOT_INTERVAL`](super::snapshot::SNAPSHOT_INTERVAL) events, so
+//! snapshot every [`SNAPSHOT_INTERVAL`](flowlytix_eventstore::snapshot::SNAPSHOT_INTERVAL) events, so
 //! neither a command nor a cold load replays a long history. Correctness never rests on the
 //! cache: it rests on the store refusing an append whose sequence is taken (the unique
 //! (aggregate_type, aggregate_id, sequence)), so any number of instances may share one
@@ -15,12 +15,11 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent, EventEnvelope};
-use flowlytix_projections::Db;
+use flowlytix_eventstore::snapshot::{self, SNAPSHOT_FORMAT};
+use flowlytix_eventstore::{stream, Append, AppendError, Db, NewEvent, NewSnapshot, StoreError};
 use tokio::sync::Mutex;
 
 use super::cache::{AggregateCache, Loaded};
-use super::log::{self, AppendError, NewEvent, NewSnapshot, StoreError};
-use super::snapshot::{self, SNAPSHOT_FORMAT};
 use crate::monitoring::record;
 
 /// Conflicting appends on a state fresh from the store are retried this many times (with
@@ -127,7 +126,7 @@ pub struct Committed<A: Aggregate> {
 /// Loads an aggregate, lets it decide, and appends its events. cqrs-es's `CqrsFramework` is
 /// not used because it returns neither the new state nor the sequence reached, and it does
 /// not retry conflicts; its persisted store is not used because it cannot return positions
-/// or load from snapshots of our own (see `log`).
+/// or load from snapshots of our own (see `flowlytix_eventstore`).
 pub struct Executor<A: Aggregate> {
     db: Db,
     cache: AggregateCache<A>,
@@ -180,7 +179,7 @@ where
     where
         A::Event: Dated,
     {
-        let events = log::events_after::<A::Event>(&self.db, A::TYPE, id, 0).await?;
+        let events = stream::events_after::<A::Event>(&self.db, A::TYPE, id, 0).await?;
         let mut aggregate = A::default();
         let mut version = 0;
         for event in events {
@@ -318,9 +317,9 @@ where
             None
         };
         let snapshot_taken = snapshot.is_some();
-        let positions = log::append(
+        let positions = flowlytix_eventstore::append(
             &self.db,
-            log::Append {
+            Append {
                 aggregate_type: A::TYPE,
                 aggregate_id: id.to_owned(),
                 events: rows,
@@ -375,7 +374,7 @@ where
         id: &str,
         cached: Arc<Loaded<A>>,
     ) -> Result<Arc<Loaded<A>>, StoreError> {
-        let newer = log::events_after::<A::Event>(&self.db, A::TYPE, id, cached.version).await?;
+        let newer = stream::events_after::<A::Event>(&self.db, A::TYPE, id, cached.version).await?;
         if newer.is_empty() {
             return Ok(cached);
         }
@@ -388,7 +387,7 @@ where
 
     /// The latest usable snapshot and the events after it (all of them without one), cached.
     async fn load_cold(&self, id: &str) -> Result<Arc<Loaded<A>>, StoreError> {
-        let tail = log::snapshot_and_tail::<A::Event>(&self.db, A::TYPE, id).await?;
+        let tail = stream::snapshot_and_tail::<A::Event>(&self.db, A::TYPE, id).await?;
         let mut loaded = Loaded::empty();
         let mut events = tail.events;
         if let Some(stored) = tail.snapshot {
@@ -409,7 +408,7 @@ where
                         version = stored.last_sequence,
                         "ignoring a snapshot that does not decode to this version's state; replaying the events"
                     );
-                    events = log::events_after::<A::Event>(&self.db, A::TYPE, id, 0).await?;
+                    events = stream::events_after::<A::Event>(&self.db, A::TYPE, id, 0).await?;
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! releasing it, purging what expired. What the rows mean is `crate::idempotency`'s
 //! business; times are milliseconds since the Unix epoch, from the caller's clock.
 
-use flowlytix_projections::{with_db, Db};
+use flowlytix_eventstore::{with_db, Db};
 
 /// What a claim found.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 use flowlytix_aggregates::{DeviceId, Sha256Hex, SubscriptionId};
-use flowlytix_projections::{with_db, Db};
+use flowlytix_eventstore::{with_db, Db};
 use uuid::Uuid;
 
 /// Key hashes remembered by [`Lookup::subscription_by_key_hash`]; an entry is a 64-character

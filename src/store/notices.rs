@@ -3,20 +3,11 @@
 //! commits; see migration 0008).
 
 use flowlytix_aggregates::SubscriptionId;
-use flowlytix_projections::{with_db, Db};
+pub use flowlytix_eventstore::store_identity;
 use sqlx::postgres::{PgListener, PgPool};
 use uuid::Uuid;
 
 const LICENSE_CHANGED: &str = "flowlytix_license_changed";
-
-/// The identity this store got when its schema was made.
-pub async fn store_identity(db: &Db) -> Result<String, sqlx::Error> {
-    with_db!(db, pool => {
-        sqlx::query_scalar::<_, String>("select cast(store_id as text) from store_identity where id = 1")
-            .fetch_one(pool)
-            .await
-    })
-}
 
 /// Notices of license changes, as they commit anywhere.
 pub struct LicenseChanges {

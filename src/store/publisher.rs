@@ -8,15 +8,13 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use flowlytix_projections::log::{events_after, LogCursor};
-use flowlytix_projections::{with_conn, Conn, Db};
+use flowlytix_eventstore::log::{events_after, LogCursor};
+use flowlytix_eventstore::{publisher, Conn, Db, APPENDED};
 use sqlx::{Connection, PgPool};
 use tokio::sync::watch;
 
 use crate::bus::EventBus;
 use crate::monitoring::record;
-use crate::store::log::APPENDED;
 
 /// Any fixed number: the advisory lock that elects the publishing instance.
 const PUBLISHER_LOCK: i64 = 0x0066_6c6f_7770_7562;
@@ -109,14 +107,7 @@ impl Publisher {
         mut db: Conn<'_>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), sqlx::Error> {
-        let dialect = db.dialect();
-        let sql = dialect.pick(
-            "select tx_id::text, global_position from publisher_checkpoint where id = 1",
-            "select tx_id, global_position from publisher_checkpoint where id = 1",
-        );
-        let (tx_id, position): (String, i64) =
-            with_conn!(db.reborrow(), c => sqlx::query_as(sql).fetch_one(&mut *c).await)?;
-        let mut cursor = LogCursor::from_text(&tx_id, position);
+        let mut cursor = publisher::checkpoint(db.reborrow()).await?;
         let mut backoff = Duration::from_millis(100);
         let mut backlog_measured = Instant::now() - BACKLOG_EVERY;
         // Stopping is looked at between batches only: a batch is published and its
@@ -157,32 +148,13 @@ impl Publisher {
             self.set_error(None);
             cursor = last.unwrap_or(cursor);
             record::published(events.len(), cursor.position);
-            let sql = dialect.pick(
-                "update publisher_checkpoint set tx_id = $1::text::xid8, global_position = $2, updated_at = $3 where id = 1",
-                "update publisher_checkpoint set tx_id = $1, global_position = $2, updated_at = $3 where id = 1",
-            );
-            with_conn!(db.reborrow(), c => {
-                sqlx::query(sql)
-                    .bind(cursor.tx_id.to_string())
-                    .bind(cursor.position)
-                    .bind(Utc::now())
-                    .execute(&mut *c)
-                    .await
-                    .map(|_| ())
-            })?;
+            publisher::set_checkpoint(db.reborrow(), cursor).await?;
         }
         Ok(())
     }
 
     async fn measure_backlog(&self, db: Conn<'_>, cursor: LogCursor) -> Result<(), sqlx::Error> {
-        let sql = db.dialect().pick(
-            "select count(*) from (select 1 from events where (tx_id, global_position) > ($1::text::xid8, $2)
-             limit 100000) as pending",
-            "select count(*) from (select 1 from events where global_position > $2 limit 100000) as pending",
-        );
-        let backlog: i64 = with_conn!(db, c => {
-            sqlx::query_scalar(sql).bind(cursor.tx_id.to_string()).bind(cursor.position).fetch_one(&mut *c).await?
-        });
+        let backlog = publisher::backlog(db, cursor).await?;
         self.status.backlog.store(backlog, Ordering::Relaxed);
         Ok(())
     }

@@ -8,7 +8,7 @@
 //! re-check the lease of what they update.
 
 use chrono::{DateTime, Utc};
-use flowlytix_projections::{with_db, Db};
+use flowlytix_eventstore::{with_db, Db};
 use uuid::Uuid;
 
 /// A delivery this instance holds the lease of.

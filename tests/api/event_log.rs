@@ -1,7 +1,7 @@
 //! Reading the log in commit order, on PostgreSQL: by the writing transaction's id as a
 //! number (xid8), then by position.
 
-use flowlytix_projections::log::{events_after, LogCursor};
+use flowlytix_eventstore::log::{events_after, LogCursor};
 use flowlytix_projections::{Conn, Db};
 use sqlx::PgPool;
 

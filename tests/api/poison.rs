@@ -159,7 +159,7 @@ async fn an_unreadable_event_is_parked_and_everything_else_keeps_flowing() {
         .collect();
     assert_eq!(changes.len(), 2, "{feed}");
     assert!(changes.iter().any(|e| e["payload"]
-        .get(flowlytix_projections::log::UNREADABLE)
+        .get(flowlytix_eventstore::log::UNREADABLE)
         .is_some()));
 
     // A command on the broken aggregate is a problem, not a dropped connection; the other

@@ -73,7 +73,7 @@ async fn an_event_delivered_again_under_another_message_id_changes_the_read_mode
     let counters = applied_counters(app.pg()).await;
     let stream_before = app.nats.stream_state().await;
 
-    let history = flowlytix_projections::log::aggregate_history(
+    let history = flowlytix_eventstore::log::aggregate_history(
         flowlytix_projections::Conn::Postgres(&mut app.pg().acquire().await.unwrap()),
         "Subscription",
         &id,

@@ -11,11 +11,12 @@
 
 use std::sync::{Arc, LazyLock, Mutex};
 
-use flowlytix_projections::db::{of_sqlite_file, PerSqliteFile, WriterTurn};
-use flowlytix_projections::{with_conn, Conn, Db};
 use tokio::sync::oneshot;
 
-use super::log::{classify, Append, AppendError, StoreError};
+use crate::db::{of_sqlite_file, Conn, Db, PerSqliteFile, WriterTurn};
+use crate::error::{classify, AppendError, StoreError};
+use crate::with_conn;
+use crate::write::Append;
 
 /// At most this many appends share a commit (a bound on one transaction's size).
 const MAX_GROUP: usize = 64;
@@ -125,19 +126,14 @@ mod tests {
     use futures::future::join_all;
     use serde_json::json;
 
-    use super::super::log::{append, Append, AppendError, NewEvent};
-    use super::Db;
+    use crate::append::append;
+    use crate::error::AppendError;
+    use crate::testing::sqlite_store;
+    use crate::write::{Append, NewEvent};
+    use crate::Db;
 
     async fn store() -> Db {
-        let path = std::env::temp_dir().join(format!(
-            "flowlytix-group-commit-test-{}.db",
-            uuid::Uuid::new_v4().simple()
-        ));
-        let db = super::super::connect(&format!("sqlite://{}", path.display()), false)
-            .await
-            .unwrap();
-        super::super::migrate(&db).await.unwrap();
-        db
+        sqlite_store("group-commit").await
     }
 
     fn first_event_of(aggregate_id: &str) -> Append {

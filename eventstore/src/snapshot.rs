@@ -4,7 +4,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::log::StoredSnapshot;
+use crate::stream::StoredSnapshot;
 
 /// A snapshot is written with the append that takes an aggregate this many events past the
 /// last snapshot the writer knows of, so a cold load reads at most about this many events.

@@ -118,9 +118,9 @@ impl From<StoredEvent> for EventRecord {
     }
 }
 
-/// The columns of an event row; SQLite has no transaction ids (its single writer makes
-/// positions commit-ordered), so it reports 0.
-fn columns(dialect: Dialect) -> &'static str {
+/// The columns of an event row, as [`StoredEvent`] reads them; SQLite has no transaction ids
+/// (its single writer makes positions commit-ordered), so it reports 0.
+pub fn columns(dialect: Dialect) -> &'static str {
     dialect.pick(
         "tx_id::text as tx_text, global_position, aggregate_type, aggregate_id, sequence, event_type, \
          event_version, payload::text as payload, metadata::text as metadata, recorded_at",
@@ -279,26 +279,4 @@ pub async fn cursor_at(conn: Conn<'_>, position: i64) -> Result<Option<LogCursor
         sqlx::query_as(sql).bind(position).fetch_optional(&mut *c).await?
     });
     Ok(row.map(|(tx_id, position)| LogCursor::from_text(&tx_id, position)))
-}
-
-/// The events after `position` that `projector` has already applied (its per-aggregate
-/// versions cover them), in position order: what a projector that must see the stream in
-/// global order (webhooks) applied ahead of an event it is applying now.
-pub async fn applied_events_after(
-    conn: Conn<'_>,
-    projector: &str,
-    position: i64,
-) -> Result<Vec<EventRecord>, sqlx::Error> {
-    let sql = format!(
-        "select {} from events where global_position > $2 and exists (
-             select 1 from projection_versions v where v.projector = $1
-                 and v.aggregate_type = events.aggregate_type
-                 and v.aggregate_id = events.aggregate_id and v.version >= events.sequence)
-         order by global_position",
-        columns(conn.dialect())
-    );
-    let rows: Vec<StoredEvent> = with_conn!(conn, c => {
-        sqlx::query_as(&sql).bind(projector).bind(position).fetch_all(&mut *c).await?
-    });
-    Ok(rows.into_iter().map(EventRecord::from).collect())
 }
