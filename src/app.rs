@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::auth::accounts::{self, AccountError, FirstAdmin, FirstAdminSettings};
+use crate::auth::accounts::{self, AccountError, FirstAdminSettings};
 use crate::auth::browser_sessions::BrowserSessions;
 use crate::auth::{AdminAuth, SignInThrottle};
 use crate::bus::jetstream::{run_projector, BatchSettings, JetStreamSettings};
@@ -59,10 +59,10 @@ pub struct App {
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("cannot connect to the database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("database migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Database(#[from] store::OpenError),
+    #[error("the database failed: {0}")]
+    Store(#[from] sqlx::Error),
     #[error(transparent)]
     Keys(#[from] KeyError),
     #[error("cannot reach NATS")]
@@ -94,40 +94,17 @@ impl App {
             .database_url
             .as_ref()
             .map_or(store::DEFAULT_SQLITE_URL, |u| u.expose_secret());
-        let db = store::connect(url, config.database_echo).await?;
-        store::migrate(&db).await?;
-        let db = match role {
-            // Migrations may take long; a serving pool's statements may not.
-            StartMode::Server => {
-                db.close().await;
-                store::connect_for_serving(
-                    url,
-                    config.database_echo,
-                    crate::idempotency::STATEMENT_LIMIT,
-                )
-                .await?
-            }
-            StartMode::Maintenance => db,
-        };
-        match &db {
-            Db::Sqlite(_) => tracing::info!(database = %url, "using the embedded SQLite store"),
-            Db::Postgres(_) => tracing::info!("using PostgreSQL"),
-        }
+        let statement_limit =
+            (role == StartMode::Server).then_some(crate::idempotency::STATEMENT_LIMIT);
+        let db = store::open(url, config.database_echo, statement_limit).await?;
         let license_keys = JwtKeys::load_or_generate(
             &config.private_key_path,
             &config.public_key_path,
             config.is_production(),
         )?;
         tracing::info!(kid = %license_keys.kid, public_key = %config.public_key_path.display(), "license signing key loaded");
-        let server_secret: Vec<u8> = match &config.secret_key {
-            Some(secret) => secret.expose_secret().as_bytes().to_vec(),
-            // Development without SECRET_KEY: a random secret kept beside the signing key,
-            // so that sign-ins survive a restart. (Production refuses to start without one.)
-            None => {
-                let path = config.private_key_path.with_file_name("admin_token_secret");
-                crate::keys::load_or_create_secret(&path)?
-            }
-        };
+        let server_secret =
+            crate::keys::server_secret(config.secret_key.as_ref(), &config.private_key_path)?;
         let admin_keys =
             JwtKeys::derive_from_secret("flowlytix admin access token v1", &server_secret);
         let jetstream = match &config.nats_url {
@@ -190,23 +167,9 @@ impl App {
             config,
         });
         if role == StartMode::Server {
-            let first = FirstAdminSettings {
-                email: app.config.admin_email.clone(),
-                password: app.config.admin_password.clone(),
-                production: app.config.is_production(),
-            };
-            match accounts::bootstrap_first_admin(&app.admins, &app.lookup, &first).await? {
-                FirstAdmin::Generated { email, password } => {
-                    crate::cli::show_generated_admin(&email, &password);
-                }
-                FirstAdmin::FromConfig { email } => {
-                    tracing::info!(%email, "created the first admin from ADMIN_EMAIL/ADMIN_PASSWORD");
-                }
-                FirstAdmin::Missing => tracing::warn!(
-                    "no admin exists: set ADMIN_EMAIL and ADMIN_PASSWORD, or run `flowlytix admin create`"
-                ),
-                FirstAdmin::Exists => {}
-            }
+            let first = FirstAdminSettings::from_config(&app.config);
+            let outcome = accounts::bootstrap_first_admin(&app.admins, &app.lookup, &first).await?;
+            crate::cli::announce_first_admin(outcome);
             app.start_background_tasks().await;
         }
         Ok(app)

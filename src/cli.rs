@@ -228,9 +228,7 @@ async fn connect(config: &Config) -> Result<store::Db, StartError> {
         .database_url
         .as_ref()
         .map_or(store::DEFAULT_SQLITE_URL, |u| u.expose_secret());
-    let db = store::connect(url, config.database_echo).await?;
-    store::migrate(&db).await?;
-    Ok(db)
+    Ok(store::open(url, config.database_echo, None).await?)
 }
 
 async fn export_events(db: &store::Db) -> Result<(), StartError> {
@@ -324,9 +322,24 @@ impl ReplayDisplay {
     }
 }
 
+/// Says what start-up did about the first admin.
+pub fn announce_first_admin(outcome: crate::auth::accounts::FirstAdmin) {
+    use crate::auth::accounts::FirstAdmin;
+    match outcome {
+        FirstAdmin::Generated { email, password } => show_generated_admin(&email, &password),
+        FirstAdmin::FromConfig { email } => {
+            tracing::info!(%email, "created the first admin from ADMIN_EMAIL/ADMIN_PASSWORD");
+        }
+        FirstAdmin::Missing => tracing::warn!(
+            "no admin exists: set ADMIN_EMAIL and ADMIN_PASSWORD, or run `flowlytix admin create`"
+        ),
+        FirstAdmin::Exists => {}
+    }
+}
+
 /// The generated first admin's password goes to the terminal once, never to the log: it
 /// exists nowhere else.
-pub fn show_generated_admin(email: &str, password: &secrecy::SecretString) {
+fn show_generated_admin(email: &str, password: &secrecy::SecretString) {
     tracing::info!(%email, "created the first admin with a generated password");
     #[allow(clippy::print_stdout)]
     {

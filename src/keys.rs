@@ -157,6 +157,21 @@ impl JwtKeys {
     }
 }
 
+/// The server's secret, from which admin tokens, sealed webhook secrets and idempotency
+/// records derive their keys: `SECRET_KEY`, or in development without it a random secret
+/// kept beside the signing key, so that sign-ins survive a restart. (Production refuses to
+/// start without `SECRET_KEY`.)
+pub fn server_secret(
+    secret_key: Option<&secrecy::SecretString>,
+    private_key_path: &Path,
+) -> Result<Vec<u8>, KeyError> {
+    use secrecy::ExposeSecret;
+    match secret_key {
+        Some(secret) => Ok(secret.expose_secret().as_bytes().to_vec()),
+        None => load_or_create_secret(&private_key_path.with_file_name("admin_token_secret")),
+    }
+}
+
 /// A 256-bit secret read from `path`, or generated there (mode 0600) on first use.
 pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
     let io = |source| KeyError::Io {

@@ -61,6 +61,16 @@ pub struct FirstAdminSettings {
     pub production: bool,
 }
 
+impl FirstAdminSettings {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            email: config.admin_email.clone(),
+            password: config.admin_password.clone(),
+            production: config.is_production(),
+        }
+    }
+}
+
 /// What start-up did about the first admin.
 pub enum FirstAdmin {
     /// One existed already (or another instance created it at the same moment).

@@ -33,6 +33,38 @@ pub async fn migrate(db: &Db) -> Result<(), sqlx::migrate::MigrateError> {
     }
 }
 
+/// Connects to the store at `url` and migrates it. A serving instance (`statement_limit`
+/// set) then reconnects with every statement cut off after that limit: migrations may take
+/// long, a serving pool's statements may not.
+pub async fn open(
+    url: &str,
+    echo_sql: bool,
+    statement_limit: Option<std::time::Duration>,
+) -> Result<Db, OpenError> {
+    let db = connect(url, echo_sql).await?;
+    migrate(&db).await?;
+    let db = match statement_limit {
+        Some(limit) => {
+            db.close().await;
+            connect_for_serving(url, echo_sql, limit).await?
+        }
+        None => db,
+    };
+    match &db {
+        Db::Sqlite(_) => tracing::info!(database = %url, "using the embedded SQLite store"),
+        Db::Postgres(_) => tracing::info!("using PostgreSQL"),
+    }
+    Ok(db)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
