@@ -17,6 +17,8 @@ pub mod read;
 pub mod store;
 pub mod subscriptions;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 pub mod webhooks;
 
 use std::future::Future;

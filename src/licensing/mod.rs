@@ -6,6 +6,8 @@ mod cache;
 pub mod freshness;
 mod operations;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 pub mod token;
 pub mod verdict;
 

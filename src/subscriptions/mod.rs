@@ -3,6 +3,8 @@
 
 mod devices;
 mod manage;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

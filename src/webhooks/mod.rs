@@ -11,6 +11,8 @@ mod manage;
 pub mod secrets;
 pub mod signing;
 pub mod ssrf;
+#[cfg(test)]
+mod tests;
 
 pub use manage::{CreateWebhookRequest, UpdateWebhookRequest, WebhookError, WithSecret};
 
