@@ -13,10 +13,11 @@ use serde_json::Map;
 use crate::config::WebhookSettings;
 use crate::keys::JwtKeys;
 use crate::licensing::token::LicenseTokens;
-use crate::licensing::{fingerprint_hash, DeviceReport, LicenseCache, Licensing};
+use crate::licensing::{fingerprint_hash, LicenseCache, Licensing};
 use crate::store::{self, Db, EventMetadata, Lookup};
 use crate::subscriptions::{CreateSubscriptionRequest, SubscriptionAdmin, SubscriptionCommands};
 use crate::webhooks::Webhooks;
+use flowlytix_aggregates::DeviceInfo;
 
 /// The server secret the tests' webhook secrets are sealed under.
 pub const SERVER_SECRET: &[u8] = b"service tests: server secret";
@@ -102,10 +103,9 @@ pub fn fingerprint(raw: &str) -> Sha256Hex {
     fingerprint_hash(raw).expect("a test fingerprint is well-formed")
 }
 
-/// What a device reports on activation. The only place the tests build one.
-pub fn device(raw_fingerprint: &str) -> DeviceReport {
-    DeviceReport {
-        fingerprint_hash: fingerprint(raw_fingerprint),
+/// What a device says about itself on activation. The only place the tests build one.
+pub fn device(raw_fingerprint: &str) -> DeviceInfo {
+    DeviceInfo {
         name: Some(format!("{raw_fingerprint}'s name")),
         platform: Some("linux".into()),
         os_version: Some("6.1".into()),

@@ -28,7 +28,12 @@ fn refused<T>(result: Result<T, LicensingError>) -> LicensingError {
 
 async fn activate(s: &Services, key: &LicenseKey, raw_fingerprint: &str) -> TokenIssued {
     s.licensing
-        .activate(key.clone(), device(raw_fingerprint), metadata())
+        .activate(
+            key.clone(),
+            fingerprint(raw_fingerprint),
+            device(raw_fingerprint),
+            metadata(),
+        )
         .await
         .expect("the activation succeeds")
 }
@@ -117,8 +122,8 @@ async fn activation_issues_a_token_the_signer_verifies_for_that_device() {
     let found = s.subscriptions.device(issued.device_id).await.unwrap();
     assert!(found.device.active);
     assert_eq!(found.device.fingerprint_hash, fingerprint("laptop"));
-    assert_eq!(found.device.name.as_deref(), Some("laptop's name"));
-    assert_eq!(found.device.hostname.as_deref(), Some("laptop.local"));
+    assert_eq!(found.device.info.name.as_deref(), Some("laptop's name"));
+    assert_eq!(found.device.info.hostname.as_deref(), Some("laptop.local"));
     assert!(found.device.last_seen_at.is_some(), "a token was issued");
 }
 
@@ -161,7 +166,12 @@ async fn a_device_beyond_the_limit_is_refused_until_a_slot_is_freed() {
 
     let error = refused(
         s.licensing
-            .activate(key.clone(), device("desktop"), metadata())
+            .activate(
+                key.clone(),
+                fingerprint("desktop"),
+                device("desktop"),
+                metadata(),
+            )
             .await,
     );
     assert!(
@@ -209,7 +219,12 @@ async fn an_unknown_or_deleted_key_is_license_not_found() {
 
     let error = refused(
         s.licensing
-            .activate(unknown.clone(), device("laptop"), metadata())
+            .activate(
+                unknown.clone(),
+                fingerprint("laptop"),
+                device("laptop"),
+                metadata(),
+            )
             .await,
     );
     assert!(
@@ -239,7 +254,12 @@ async fn an_unknown_or_deleted_key_is_license_not_found() {
     s.subscriptions.delete(id, None, metadata()).await.unwrap();
     let error = refused(
         s.licensing
-            .activate(key.clone(), device("desktop"), metadata())
+            .activate(
+                key.clone(),
+                fingerprint("desktop"),
+                device("desktop"),
+                metadata(),
+            )
             .await,
     );
     assert!(
@@ -273,7 +293,12 @@ async fn a_superseded_key_is_not_found_once_the_key_is_regenerated() {
 
     let error = refused(
         s.licensing
-            .activate(old_key.clone(), device("desktop"), metadata())
+            .activate(
+                old_key.clone(),
+                fingerprint("desktop"),
+                device("desktop"),
+                metadata(),
+            )
             .await,
     );
     assert!(
@@ -397,7 +422,12 @@ async fn a_suspension_is_seen_by_the_next_validation() {
     );
     let error = refused(
         s.licensing
-            .activate(key.clone(), device("desktop"), metadata())
+            .activate(
+                key.clone(),
+                fingerprint("desktop"),
+                device("desktop"),
+                metadata(),
+            )
             .await,
     );
     assert!(

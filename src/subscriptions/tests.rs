@@ -164,11 +164,21 @@ async fn lowering_the_limit_below_the_active_devices_must_name_whom_to_deactivat
     let (id, key) = s.subscription(2).await;
     let laptop = s
         .licensing
-        .activate(key.clone(), device("laptop"), metadata())
+        .activate(
+            key.clone(),
+            fingerprint("laptop"),
+            device("laptop"),
+            metadata(),
+        )
         .await
         .unwrap();
     s.licensing
-        .activate(key.clone(), device("desktop"), metadata())
+        .activate(
+            key.clone(),
+            fingerprint("desktop"),
+            device("desktop"),
+            metadata(),
+        )
         .await
         .unwrap();
     let lower = |deactivate: Vec<DeviceId>| UpdateSubscriptionRequest {
@@ -272,7 +282,12 @@ async fn an_admin_finds_renames_and_deactivates_a_device_by_its_id() {
     let (id, key) = s.subscription(2).await;
     let issued = s
         .licensing
-        .activate(key.clone(), device("laptop"), metadata())
+        .activate(
+            key.clone(),
+            fingerprint("laptop"),
+            device("laptop"),
+            metadata(),
+        )
         .await
         .unwrap();
 
@@ -290,11 +305,11 @@ async fn an_admin_finds_renames_and_deactivates_a_device_by_its_id() {
         )
         .await
         .unwrap();
-    assert_eq!(renamed.device.name.as_deref(), Some("Front desk"));
+    assert_eq!(renamed.device.info.name.as_deref(), Some("Front desk"));
     assert_eq!(renamed.device.notes.as_deref(), Some("asset 42"));
     assert!(renamed.position.is_some());
     let reread = s.subscriptions.device(issued.device_id).await.unwrap();
-    assert_eq!(reread.device.name.as_deref(), Some("Front desk"));
+    assert_eq!(reread.device.info.name.as_deref(), Some("Front desk"));
 
     let deactivated = s
         .subscriptions

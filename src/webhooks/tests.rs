@@ -5,7 +5,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use flowlytix_aggregates::webhook_endpoint::SEALED_PREFIX;
 use flowlytix_aggregates::{WebhookEndpointError, WebhookEndpointId};
-use flowlytix_projections::log::events_after;
+use flowlytix_eventstore::log::events_after;
 use flowlytix_projections::LogCursor;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
