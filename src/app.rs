@@ -6,12 +6,11 @@ use std::sync::Arc;
 use flowlytix_aggregates::AdminUser;
 use flowlytix_projections::streaming_projectors;
 use secrecy::ExposeSecret;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::auth::accounts::{self, AccountError, FirstAdminSettings};
 use crate::auth::browser_sessions::BrowserSessions;
 use crate::auth::{AdminAuth, SignInThrottle};
+use crate::background::BackgroundTasks;
 use crate::bus::jetstream::{run_projector, BatchSettings, JetStreamSettings};
 use crate::bus::{EventBus, InProcessBus, JetStreamBus};
 use crate::config::Config;
@@ -50,9 +49,7 @@ pub struct App {
     pub publisher_status: Arc<PublisherStatus>,
     /// The event log's size, kept as a running figure for `/health`.
     pub event_count: EventCount,
-    shutdown: watch::Sender<bool>,
-    /// The publisher and projector tasks, joined at shutdown.
-    background: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    background: BackgroundTasks,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,8 +141,7 @@ impl App {
             jetstream,
             publisher_status: Arc::default(),
             event_count: EventCount::default(),
-            shutdown: watch::channel(false).0,
-            background: std::sync::Mutex::default(),
+            background: BackgroundTasks::default(),
             admins: Executor::without_snapshots(db.clone()),
             webhooks: Arc::new(Webhooks::new(
                 db.clone(),
@@ -185,7 +181,8 @@ impl App {
                 self.db.clone(),
                 self.config.webhooks.clone(),
             );
-            tokio::spawn(dispatcher.run(self.shutdown.subscribe()));
+            self.background
+                .spawn(dispatcher.run(self.background.signal()));
         } else {
             tracing::info!(
                 "ENABLE_NOTIFICATIONS is off: webhook deliveries queue until it is on again"
@@ -196,18 +193,20 @@ impl App {
             self.bus.clone(),
             self.publisher_status.clone(),
         );
-        self.keep(tokio::spawn(publisher.run(self.shutdown.subscribe())));
-        tokio::spawn(crate::monitoring::run_upkeep(self.shutdown.subscribe()));
-        tokio::spawn(
+        self.background
+            .spawn_joined(publisher.run(self.background.signal()));
+        self.background
+            .spawn(crate::monitoring::run_upkeep(self.background.signal()));
+        self.background.spawn(
             self.idempotency
                 .clone()
-                .purge_periodically(self.shutdown.subscribe()),
+                .purge_periodically(self.background.signal()),
         );
         if let Db::Postgres(pool) = &self.db {
-            tokio::spawn(follow_license_changes(
+            self.background.spawn(follow_license_changes(
                 self.licensing.clone(),
                 pool.clone(),
-                self.shutdown.subscribe(),
+                self.background.signal(),
             ));
         }
         if let Some(jetstream) = &self.jetstream {
@@ -215,7 +214,7 @@ impl App {
                 tracing::warn!(error = %crate::telemetry::error_chain(&error), "NATS is not reachable yet; commands work, read models will catch up");
             }
             for projector in streaming_projectors() {
-                self.keep(tokio::spawn(run_projector(
+                self.background.spawn_joined(run_projector(
                     jetstream.clone(),
                     self.db.clone(),
                     Arc::from(projector),
@@ -223,8 +222,8 @@ impl App {
                         size: self.config.projection_batch_size,
                         wait: self.config.projection_batch_wait,
                     },
-                    self.shutdown.subscribe(),
-                )));
+                    self.background.signal(),
+                ));
             }
         }
     }
@@ -239,28 +238,17 @@ impl App {
         }
     }
 
-    fn keep(&self, task: JoinHandle<()>) {
-        self.background
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(task);
-    }
-
     /// Stops the publisher and projectors of this instance (its HTTP server is stopped by
     /// its own shutdown signal).
     pub fn stop_background_tasks(&self) {
-        let _ = self.shutdown.send(true);
+        self.background.stop();
     }
 
     /// After the HTTP server has stopped: the publisher finishes the batch it is
     /// publishing and the projectors the batches they took (and acknowledge them), within
     /// `within`; then the database connections close.
     pub async fn shut_down(&self, within: std::time::Duration) {
-        self.stop_background_tasks();
-        let tasks: Vec<_> =
-            std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
-        let finished = tokio::time::timeout(within, futures::future::join_all(tasks)).await;
-        if finished.is_err() {
+        if !self.background.stop_and_join(within).await {
             tracing::warn!(seconds = within.as_secs(), "the publisher or a projector did not stop in time; what it had not acknowledged is published or projected again at the next start");
         }
         if let Some(jetstream) = &self.jetstream {
