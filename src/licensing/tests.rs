@@ -26,7 +26,11 @@ fn refused<T>(result: Result<T, LicensingError>) -> LicensingError {
     }
 }
 
-async fn activate(s: &Services, key: &LicenseKey, raw_fingerprint: &str) -> TokenIssued {
+async fn try_activate(
+    s: &Services,
+    key: &LicenseKey,
+    raw_fingerprint: &str,
+) -> Result<TokenIssued, LicensingError> {
     s.licensing
         .activate(
             key.clone(),
@@ -35,7 +39,22 @@ async fn activate(s: &Services, key: &LicenseKey, raw_fingerprint: &str) -> Toke
             metadata(),
         )
         .await
+}
+
+async fn activate(s: &Services, key: &LicenseKey, raw_fingerprint: &str) -> TokenIssued {
+    try_activate(s, key, raw_fingerprint)
+        .await
         .expect("the activation succeeds")
+}
+
+async fn try_deactivate(
+    s: &Services,
+    credential: Credential,
+    raw_fingerprint: &str,
+) -> Result<(), LicensingError> {
+    s.licensing
+        .deactivate(credential, fingerprint(raw_fingerprint), metadata())
+        .await
 }
 
 async fn by_key(s: &Services, key: &LicenseKey, raw_fingerprint: &str) -> Verdict {
@@ -146,12 +165,7 @@ async fn reactivating_a_fingerprint_keeps_its_device_and_takes_no_second_slot() 
     assert_eq!(again.license.active_devices.len(), 1);
 
     // A fingerprint that comes back after a deactivation is the same device too.
-    s.licensing
-        .deactivate(
-            Credential::LicenseKey(key.clone()),
-            fingerprint("laptop"),
-            metadata(),
-        )
+    try_deactivate(&s, Credential::LicenseKey(key.clone()), "laptop")
         .await
         .unwrap();
     let returned = activate(&s, &key, "laptop").await;
@@ -164,16 +178,7 @@ async fn a_device_beyond_the_limit_is_refused_until_a_slot_is_freed() {
     let (_, key) = s.subscription(1).await;
     activate(&s, &key, "laptop").await;
 
-    let error = refused(
-        s.licensing
-            .activate(
-                key.clone(),
-                fingerprint("desktop"),
-                device("desktop"),
-                metadata(),
-            )
-            .await,
-    );
+    let error = refused(try_activate(&s, &key, "desktop").await);
     assert!(
         matches!(
             error,
@@ -191,12 +196,7 @@ async fn a_device_beyond_the_limit_is_refused_until_a_slot_is_freed() {
     assert_eq!(by_key(&s, &key, "laptop").await.code, ValidationCode::Valid);
 
     // Deactivating by key frees the slot.
-    s.licensing
-        .deactivate(
-            Credential::LicenseKey(key.clone()),
-            fingerprint("laptop"),
-            metadata(),
-        )
+    try_deactivate(&s, Credential::LicenseKey(key.clone()), "laptop")
         .await
         .unwrap();
     let desktop = activate(&s, &key, "desktop").await;
@@ -217,16 +217,7 @@ async fn an_unknown_or_deleted_key_is_license_not_found() {
     let (id, key) = s.subscription(2).await;
     let unknown = new_license_key();
 
-    let error = refused(
-        s.licensing
-            .activate(
-                unknown.clone(),
-                fingerprint("laptop"),
-                device("laptop"),
-                metadata(),
-            )
-            .await,
-    );
+    let error = refused(try_activate(&s, &unknown, "laptop").await);
     assert!(
         matches!(error, LicensingError::LicenseNotFound),
         "{error:?}"
@@ -235,15 +226,7 @@ async fn an_unknown_or_deleted_key_is_license_not_found() {
         by_key(&s, &unknown, "laptop").await.code,
         ValidationCode::NotFound
     );
-    let error = refused(
-        s.licensing
-            .deactivate(
-                Credential::LicenseKey(unknown),
-                fingerprint("laptop"),
-                metadata(),
-            )
-            .await,
-    );
+    let error = refused(try_deactivate(&s, Credential::LicenseKey(unknown), "laptop").await);
     assert!(
         matches!(error, LicensingError::LicenseNotFound),
         "{error:?}"
@@ -252,16 +235,7 @@ async fn an_unknown_or_deleted_key_is_license_not_found() {
     // A deleted subscription's key is as unknown as one never issued.
     activate(&s, &key, "laptop").await;
     s.subscriptions.delete(id, None, metadata()).await.unwrap();
-    let error = refused(
-        s.licensing
-            .activate(
-                key.clone(),
-                fingerprint("desktop"),
-                device("desktop"),
-                metadata(),
-            )
-            .await,
-    );
+    let error = refused(try_activate(&s, &key, "desktop").await);
     assert!(
         matches!(error, LicensingError::LicenseNotFound),
         "{error:?}"
@@ -291,16 +265,7 @@ async fn a_superseded_key_is_not_found_once_the_key_is_regenerated() {
         .license_key;
     assert_ne!(new_key, old_key);
 
-    let error = refused(
-        s.licensing
-            .activate(
-                old_key.clone(),
-                fingerprint("desktop"),
-                device("desktop"),
-                metadata(),
-            )
-            .await,
-    );
+    let error = refused(try_activate(&s, &old_key, "desktop").await);
     assert!(
         matches!(error, LicensingError::LicenseNotFound),
         "{error:?}"
@@ -308,15 +273,7 @@ async fn a_superseded_key_is_not_found_once_the_key_is_regenerated() {
     let verdict = by_key(&s, &old_key, "laptop").await;
     assert_eq!(verdict.code, ValidationCode::NotFound);
     assert!(verdict.license.is_none(), "nothing is told of the license");
-    let error = refused(
-        s.licensing
-            .deactivate(
-                Credential::LicenseKey(old_key),
-                fingerprint("laptop"),
-                metadata(),
-            )
-            .await,
-    );
+    let error = refused(try_deactivate(&s, Credential::LicenseKey(old_key), "laptop").await);
     assert!(
         matches!(error, LicensingError::LicenseNotFound),
         "{error:?}"
@@ -420,16 +377,7 @@ async fn a_suspension_is_seen_by_the_next_validation() {
         ),
         "{error:?}"
     );
-    let error = refused(
-        s.licensing
-            .activate(
-                key.clone(),
-                fingerprint("desktop"),
-                device("desktop"),
-                metadata(),
-            )
-            .await,
-    );
+    let error = refused(try_activate(&s, &key, "desktop").await);
     assert!(
         matches!(
             error,
@@ -503,12 +451,7 @@ async fn a_deactivated_device_neither_validates_nor_refreshes() {
     let (_, key) = s.subscription(2).await;
     let issued = activate(&s, &key, "laptop").await;
 
-    s.licensing
-        .deactivate(
-            Credential::Token(issued.token.clone()),
-            fingerprint("laptop"),
-            metadata(),
-        )
+    try_deactivate(&s, Credential::Token(issued.token.clone()), "laptop")
         .await
         .unwrap();
 
@@ -526,15 +469,7 @@ async fn a_deactivated_device_neither_validates_nor_refreshes() {
         "{error:?}"
     );
     // Nothing is left to deactivate.
-    let error = refused(
-        s.licensing
-            .deactivate(
-                Credential::LicenseKey(key),
-                fingerprint("laptop"),
-                metadata(),
-            )
-            .await,
-    );
+    let error = refused(try_deactivate(&s, Credential::LicenseKey(key), "laptop").await);
     assert!(
         matches!(error, LicensingError::DeviceNotActivated),
         "{error:?}"
@@ -550,15 +485,8 @@ async fn deactivation_by_token_frees_only_the_tokens_own_device() {
     let laptop = activate(&s, &key, "laptop").await;
     activate(&s, &key, "desktop").await;
 
-    let error = refused(
-        s.licensing
-            .deactivate(
-                Credential::Token(laptop.token.clone()),
-                fingerprint("desktop"),
-                metadata(),
-            )
-            .await,
-    );
+    let error =
+        refused(try_deactivate(&s, Credential::Token(laptop.token.clone()), "desktop").await);
     assert!(
         matches!(error, LicensingError::FingerprintMismatch),
         "{error:?}"
@@ -568,27 +496,14 @@ async fn deactivation_by_token_frees_only_the_tokens_own_device() {
         ValidationCode::Valid
     );
 
-    let error = refused(
-        s.licensing
-            .deactivate(
-                Credential::Token("garbage".into()),
-                fingerprint("laptop"),
-                metadata(),
-            )
-            .await,
-    );
+    let error = refused(try_deactivate(&s, Credential::Token("garbage".into()), "laptop").await);
     assert!(
         matches!(error, LicensingError::Token(TokenError::Invalid)),
         "{error:?}"
     );
     assert_eq!(by_key(&s, &key, "laptop").await.code, ValidationCode::Valid);
 
-    s.licensing
-        .deactivate(
-            Credential::Token(laptop.token),
-            fingerprint("laptop"),
-            metadata(),
-        )
+    try_deactivate(&s, Credential::Token(laptop.token), "laptop")
         .await
         .unwrap();
     assert_eq!(
