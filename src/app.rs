@@ -165,7 +165,7 @@ impl App {
         if role == StartMode::Server {
             let first = FirstAdminSettings::from_config(&app.config);
             let outcome = accounts::bootstrap_first_admin(&app.admins, &app.lookup, &first).await?;
-            crate::cli::announce_first_admin(outcome);
+            accounts::announce_first_admin(outcome);
             app.start_background_tasks().await;
         }
         Ok(app)

@@ -322,36 +322,6 @@ impl ReplayDisplay {
     }
 }
 
-/// Says what start-up did about the first admin.
-pub fn announce_first_admin(outcome: crate::auth::accounts::FirstAdmin) {
-    use crate::auth::accounts::FirstAdmin;
-    match outcome {
-        FirstAdmin::Generated { email, password } => show_generated_admin(&email, &password),
-        FirstAdmin::FromConfig { email } => {
-            tracing::info!(%email, "created the first admin from ADMIN_EMAIL/ADMIN_PASSWORD");
-        }
-        FirstAdmin::Missing => tracing::warn!(
-            "no admin exists: set ADMIN_EMAIL and ADMIN_PASSWORD, or run `flowlytix admin create`"
-        ),
-        FirstAdmin::Exists => {}
-    }
-}
-
-/// The generated first admin's password goes to the terminal once, never to the log: it
-/// exists nowhere else.
-fn show_generated_admin(email: &str, password: &secrecy::SecretString) {
-    tracing::info!(%email, "created the first admin with a generated password");
-    #[allow(clippy::print_stdout)]
-    {
-        println!();
-        println!("  First admin created. Sign in with:");
-        println!("    email:    {email}");
-        println!("    password: {}", password.expose_secret());
-        println!("  This password is shown once and never again; change it or keep it safe.");
-        println!();
-    }
-}
-
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
