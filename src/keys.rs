@@ -219,6 +219,34 @@ mod tests {
         dir
     }
 
+    /// Keys written by an earlier build (its PKCS#8 private key and SPKI public key) load,
+    /// with the key id that build announced, and sign tokens the public key verifies.
+    #[test]
+    fn a_key_pair_written_by_an_earlier_build_loads_with_the_same_key_id() {
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/license-key-2026-12-07");
+        let dir = temp_dir();
+        for name in ["private.pem", "public.pem"] {
+            fs::copy(fixture.join(name), dir.join(name)).unwrap();
+        }
+        let keys =
+            JwtKeys::load_or_generate(&dir.join("private.pem"), &dir.join("public.pem"), false)
+                .unwrap();
+        assert_eq!(keys.kid, "i2KMi8cjTmy-O-2vDywjDpukg0zgFAW0--AiayKAjYY");
+        assert_eq!(
+            keys.public_pem,
+            fs::read_to_string(fixture.join("public.pem")).unwrap()
+        );
+        let token = keys
+            .sign(&serde_json::json!({"sub": "device", "exp": 4_102_444_800_i64}))
+            .unwrap();
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::EdDSA);
+        validation.required_spec_claims.clear();
+        let decoding = DecodingKey::from_ed_pem(keys.public_pem.as_bytes()).unwrap();
+        assert!(jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).is_ok());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn a_token_signed_here_is_the_one_jsonwebtoken_would_make() {
         let keys = JwtKeys::derive_from_secret("test", b"a secret of the test");

@@ -129,4 +129,33 @@ mod tests {
         assert_ne!(a.shown.expose_secret(), b.shown.expose_secret());
         assert_ne!(a.sealed, b.sealed);
     }
+
+    /// A secret sealed by an earlier build (the fixture log's endpoint, sealed under the
+    /// fixture server's `SECRET_KEY`) still opens: a change of the AEAD crate or of the key
+    /// derivation must not strand the secrets already in the log.
+    #[test]
+    fn a_secret_sealed_by_an_earlier_build_still_opens() {
+        let log: Vec<serde_json::Value> = serde_json::from_str(include_str!(
+            "../../aggregates/fixtures/event-log-2026-12-07.json"
+        ))
+        .unwrap();
+        let created = log
+            .iter()
+            .find(|row| row["event_type"] == "WebhookEndpointCreated")
+            .unwrap();
+        let payload: serde_json::Value =
+            serde_json::from_str(created["payload"].as_str().unwrap()).unwrap();
+        let sealed = SealedSecret::parse(
+            payload["WebhookEndpointCreated"]["sealed_secret"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        let id = WebhookEndpointId(created["aggregate_id"].as_str().unwrap().parse().unwrap());
+        let key = SecretBoxKey::derive(b"fixture-secret-key-0123456789abcdef0123456789");
+        assert_eq!(key.open(id, &sealed).unwrap().expose_secret().len(), 32);
+        assert!(SecretBoxKey::derive(b"another secret")
+            .open(id, &sealed)
+            .is_err());
+    }
 }
