@@ -31,6 +31,13 @@ pub fn router() -> OpenApiRouter<SharedApp> {
         .route_layer(from_fn(idempotency::license_keys))
         // Validation changes nothing: a repeat is already safe.
         .routes(routes!(validate))
+}
+
+/// The token verification key, PEM and JWKS: public, the same for every caller and cacheable,
+/// so outside the licensing budget (a client that used its budget up can still verify what
+/// it holds, and a cache in front may serve many clients from one address).
+pub fn verification_keys_router() -> OpenApiRouter<SharedApp> {
+    OpenApiRouter::new()
         .routes(routes!(public_key))
         .routes(routes!(jwks))
 }

@@ -58,6 +58,7 @@ pub fn router(app: SharedApp) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .merge(sign_in)
         .merge(licensing)
+        .merge(licensing::verification_keys_router())
         .merge(subscriptions::router())
         .merge(devices::router())
         .merge(analytics::router())

@@ -610,3 +610,37 @@ async fn the_public_endpoints_are_rate_limited_per_address_with_a_problem_and_re
         assert_eq!(response.status(), StatusCode::OK);
     }
 }
+
+/// The verification key is public and cacheable: a client (or a cache in front of many)
+/// that used up the licensing budget can still fetch it.
+#[tokio::test]
+async fn the_verification_keys_answer_outside_the_licensing_budget_and_are_cacheable() {
+    let app = crate::helpers::spawn_app_with(&[("RATE_LIMIT_LICENSING_PER_MINUTE", "3")]).await;
+    let unknown =
+        json!({"license_key": "FLX-00000-00000-00000-00000-00000-00000-0", "fingerprint": "fp"});
+    let mut spent = false;
+    for _ in 0..10 {
+        let response = app
+            .anon(Method::POST, "/api/v1/licensing/validate")
+            .json(&unknown)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            spent = true;
+            break;
+        }
+    }
+    assert!(spent, "the licensing budget of 3 was never used up");
+    for path in ["/.well-known/jwks.json", "/api/v1/licensing/public-key"] {
+        for _ in 0..5 {
+            let response = app.anon(Method::GET, path).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            assert_eq!(
+                response.headers()["cache-control"],
+                "public, max-age=300",
+                "{path}"
+            );
+        }
+    }
+}
