@@ -69,6 +69,12 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// How long a stopping server waits for requests in flight (`SHUTDOWN_TIMEOUT_SECS`).
     pub shutdown_timeout: Duration,
+    /// How long a client may take to send a request head (`HEADER_READ_TIMEOUT`).
+    pub header_read_timeout: Duration,
+    /// Connections served at once, at most (`MAX_CONNECTIONS`).
+    pub max_connections: usize,
+    /// One log line per request (`ACCESS_LOG`).
+    pub access_log: bool,
     /// `LOG_FORMAT`, `LOG_LEVEL`, `LOG_FILE`, `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub logs: LogSettings,
     pub license_token_ttl: Duration,
@@ -194,6 +200,20 @@ impl Config {
                 var("SHUTDOWN_TIMEOUT_SECS"),
                 20_u64,
             )?),
+            header_read_timeout: parse_wait(
+                "HEADER_READ_TIMEOUT",
+                &var("HEADER_READ_TIMEOUT").unwrap_or_else(|| "10s".into()),
+            )?,
+            max_connections: match parse("MAX_CONNECTIONS", var("MAX_CONNECTIONS"), 10_000)? {
+                0 => {
+                    return Err(ConfigError::Invalid {
+                        name: "MAX_CONNECTIONS",
+                        reason: "must be at least 1".into(),
+                    })
+                }
+                n => n,
+            },
+            access_log: parse_bool("ACCESS_LOG", var("ACCESS_LOG"), true)?,
             logs: LogSettings::from_lookup(&var)?,
             license_token_ttl: parse_duration("LICENSE_TOKEN_TTL", var("LICENSE_TOKEN_TTL"))?,
             license_token_issuer: var("LICENSE_TOKEN_ISSUER").unwrap_or_else(|| "flowlytix".into()),
@@ -597,6 +617,33 @@ mod tests {
         assert_eq!(c.rate_limit_licensing_per_minute, 600);
         assert_eq!(c.sign_in_attempts_per_account_per_hour, 0);
         assert!(config(&[("RATE_LIMIT_SIGN_IN_PER_MINUTE", "-1")]).is_err());
+    }
+
+    #[test]
+    fn edge_settings_default_to_a_10s_header_timeout_a_connection_cap_and_an_access_log() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_connections, 10_000);
+        assert!(c.access_log);
+        let c = config(&[
+            ("HEADER_READ_TIMEOUT", "1500ms"),
+            ("MAX_CONNECTIONS", "64"),
+            ("ACCESS_LOG", "false"),
+        ])
+        .unwrap();
+        assert_eq!(c.header_read_timeout, Duration::from_millis(1500));
+        assert_eq!(c.max_connections, 64);
+        assert!(!c.access_log);
+        for (name, value) in [
+            ("HEADER_READ_TIMEOUT", "0s"),
+            ("HEADER_READ_TIMEOUT", "soon"),
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_CONNECTIONS", "-1"),
+            ("ACCESS_LOG", "sometimes"),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err().to_string();
+            assert!(error.contains(name), "{error}");
+        }
     }
 
     #[test]

@@ -23,7 +23,6 @@ mod test_support;
 pub mod webhooks;
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 
@@ -51,8 +50,6 @@ pub async fn serve_app(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    use axum::serve::ListenerExt;
-
     let address = listener.local_addr()?;
     let metrics_server = http::metrics::serve_own_listener(&app).await?;
     tracing::info!(%address, docs = %format!("http://{address}/docs"), "serving");
@@ -61,16 +58,14 @@ pub async fn serve_app(
         closing_seen.clone(),
         http::drain::close_connections_when_draining,
     ));
-    // `tap_io` only so that axum gives the connection's peer address to handlers.
-    let listener =
-        http::drain::ClosingListener::new(listener, closing_seen.clone())?.tap_io(|_| {});
+    let listener = http::drain::ClosingListener::new(listener, closing_seen.clone())?;
     let grace = app.config.shutdown_timeout;
     let mut draining = closing_seen;
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let limits = http::connections::ConnectionLimits {
+        header_read_timeout: app.config.header_read_timeout,
+        max_connections: app.config.max_connections,
+    };
+    let server = http::connections::serve(listener, router, limits, async move {
         shutdown.await;
         tracing::info!("shutting down: refusing new connections, finishing the requests in flight");
         let _ = closing.send(true);
@@ -81,7 +76,7 @@ pub async fn serve_app(
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        served = server => served?,
+        () = server => {}
         () = deadline => tracing::warn!(
             seconds = grace.as_secs(),
             "requests still in flight after SHUTDOWN_TIMEOUT_SECS; closing their connections"

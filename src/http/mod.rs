@@ -4,6 +4,7 @@ pub mod access;
 mod analytics;
 mod auth;
 pub mod client_origin;
+pub mod connections;
 mod devices;
 mod docs;
 pub mod drain;

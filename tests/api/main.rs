@@ -31,6 +31,7 @@ mod read_side;
 mod secrets;
 mod security_headers;
 mod shutdown;
+mod slow_clients;
 mod subscriptions;
 mod traces;
 mod unstorable;

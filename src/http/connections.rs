@@ -1,0 +1,140 @@
+//! Serving connections with hyper directly rather than through `axum::serve`, for two limits
+//! it cannot set. `axum::serve` gives hyper no timer, so no header-read timeout applies: a
+//! client that sent half a request head held its connection (a task and a descriptor) for
+//! ever. And it accepts every connection the kernel hands it. Here a connection must send
+//! a whole request head within `HEADER_READ_TIMEOUT`, and at most `MAX_CONNECTIONS` are
+//! served at once (the rest wait in the kernel's accept queue).
+//!
+//! Shutdown is `axum::serve`'s: when `shutdown` completes the accept loop stops, each
+//! connection finishes the request it is serving and closes (an idle one at once), and
+//! `serve` returns once the last one has. (`drain` closes the socket and lingers before
+//! that.)
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ConnectInfo;
+use axum::serve::Listener;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+use super::drain::ClosingListener;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// `HEADER_READ_TIMEOUT`: also how long a kept-alive connection may sit idle, since
+    /// hyper starts the clock whenever it waits for a request head.
+    pub header_read_timeout: Duration,
+    /// `MAX_CONNECTIONS`.
+    pub max_connections: usize,
+}
+
+/// Serves `router` on every connection `listener` accepts until `shutdown` completes, then
+/// until every connection has closed.
+pub async fn serve(
+    mut listener: ClosingListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let slots = Arc::new(Semaphore::new(
+        limits.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
+    let (stop, stopping) = watch::channel(false);
+    // Each connection holds a clone of `open`; `all_closed.closed()` waits for the last.
+    let (all_closed, open) = watch::channel(());
+    let mut cap_reached = CapReached {
+        cap: limits.max_connections,
+        last_warning: None,
+    };
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (slot, io, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = accept_within_cap(&mut listener, &slots, &mut cap_reached) => accepted,
+        };
+        tracing::trace!(%peer, "connection accepted");
+        // Each request carries the peer's address, as axum's
+        // `into_make_service_with_connect_info` gives it.
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            tower::Service::call(&mut router.clone(), request)
+        });
+        let connection = http.serve_connection(TokioIo::new(io), service);
+        let (mut stopping, open) = (stopping.clone(), open.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _open = open;
+            let mut connection = std::pin::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = ended {
+                // A client that hung up, a header-read timeout, a malformed request: the
+                // connection's business, not the server's.
+                tracing::debug!(%error, timeout = error.is_timeout(), %peer, "connection ended");
+            }
+        });
+    }
+    let _ = stop.send(true);
+    drop((listener, open));
+    all_closed.closed().await;
+}
+
+/// Says that `MAX_CONNECTIONS` was reached, once a minute at most: under a flood it is
+/// reached again each time a connection closes.
+struct CapReached {
+    cap: usize,
+    last_warning: Option<Instant>,
+}
+
+impl CapReached {
+    fn warn(&mut self) {
+        if self
+            .last_warning
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
+        {
+            self.last_warning = Some(Instant::now());
+            tracing::warn!(
+                max_connections = self.cap,
+                "MAX_CONNECTIONS reached: new connections wait until one closes"
+            );
+        }
+    }
+}
+
+/// A free slot, then a connection to fill it: at the cap, connections wait in the kernel's
+/// queue rather than here.
+async fn accept_within_cap(
+    listener: &mut ClosingListener,
+    slots: &Arc<Semaphore>,
+    cap_reached: &mut CapReached,
+) -> (OwnedSemaphorePermit, TcpStream, SocketAddr) {
+    let slot = match slots.clone().try_acquire_owned() {
+        Ok(slot) => slot,
+        Err(_) => {
+            cap_reached.warn();
+            slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed")
+        }
+    };
+    let (io, peer) = listener.accept().await;
+    (slot, io, peer)
+}
