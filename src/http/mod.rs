@@ -1,6 +1,7 @@
 //! The HTTP API: one router per resource, merged here with the layers every request passes.
 
 pub mod access;
+pub mod access_log;
 mod analytics;
 mod auth;
 pub mod client_origin;
@@ -102,6 +103,11 @@ pub fn router(app: SharedApp) -> Router {
         // instead of dropping the connection.
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn(monitoring::http::track_requests))
+        // Around the metrics: it reads the route they carry out, and times the same span.
+        .layer(middleware::from_fn_with_state(
+            app.config.access_log,
+            access_log::log_request,
+        ))
         // Outside everything that answers, so that every answer has them (timeouts and
         // panics included).
         .layer(middleware::from_fn(security_headers::add_security_headers))

@@ -26,17 +26,21 @@ pub async fn track_requests(request: Request, next: Next) -> Response {
     let _in_flight = InFlight::enter();
     let started = Instant::now();
     let response = next.run(request).await;
-    let route = response
-        .extensions()
-        .get::<RouteTemplate>()
-        .map_or_else(|| UNMATCHED.to_owned(), |r| r.0.clone());
     record::http_request(
         method,
-        route,
+        matched_route(&response).to_owned(),
         status_class(response.status()),
         started.elapsed(),
     );
     response
+}
+
+/// The route template the request matched (carried on its response), or [`UNMATCHED`].
+pub fn matched_route(response: &Response) -> &str {
+    response
+        .extensions()
+        .get::<RouteTemplate>()
+        .map_or(UNMATCHED, |r| r.0.as_str())
 }
 
 /// Route layer: puts the matched template on the response for `track_requests`.

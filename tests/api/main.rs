@@ -5,6 +5,7 @@
 #[allow(dead_code)] // each test module uses its own part of the helpers
 mod helpers;
 
+mod access_log;
 mod admin_auth;
 mod bad_input;
 mod browser;
