@@ -138,3 +138,55 @@ async fn accept_within_cap(
     let (io, peer) = listener.accept().await;
     (slot, io, peer)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+    /// At the cap a further connection is not refused: it waits, unserved, until a
+    /// connection closes, and is then answered.
+    #[tokio::test]
+    async fn past_max_connections_a_connection_waits_for_a_free_slot() {
+        let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        let (_closing, closing_seen) = watch::channel(false);
+        let listener = ClosingListener::new(socket, closing_seen).unwrap();
+        let router = Router::new().route("/", get(|| async { "served" }));
+        let limits = ConnectionLimits {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 1,
+        };
+        tokio::spawn(serve(listener, router, limits, std::future::pending()));
+
+        // The one slot: a connection that has sent nothing yet.
+        let mut first = TcpStream::connect(address).await.unwrap();
+        let mut second = TcpStream::connect(address).await.unwrap();
+        second.write_all(REQUEST).await.unwrap();
+        let mut answer = [0u8; 1];
+        let waited = tokio::time::timeout(Duration::from_millis(300), second.read(&mut answer));
+        assert!(
+            waited.await.is_err(),
+            "a connection past MAX_CONNECTIONS was served"
+        );
+
+        // The first one is served and closes: the second gets the slot and its answer.
+        first.write_all(REQUEST).await.unwrap();
+        let mut text = String::new();
+        first.read_to_string(&mut text).await.unwrap();
+        assert!(text.ends_with("served"), "{text}");
+        let mut text = String::new();
+        second.read_to_string(&mut text).await.unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 200") && text.ends_with("served"),
+            "{text}"
+        );
+    }
+}
