@@ -54,6 +54,8 @@ fn headline(report: &Report) -> Value {
             .and_then(|r| r.as_ref().ok())
             .and_then(|r| r.events_per_second),
         "validate_over_livez": ratio("validate", "livez"),
+        "validate_over_livez_access_log_on": ratio("validate_access_log_on", "livez_access_log_on"),
+        "validate_over_livez_access_log_off": ratio("validate_access_log_off", "livez_access_log_off"),
         "rss_after_seed_mb": report.memory_after_seed.map(|m| mb(m.rss)),
         "projection_lag_p50_ms": report.lag.as_ref().map(|l| l.p50_ms()),
         "projection_lag_p99_ms": report.lag.as_ref().map(|l| l.p99_ms()),

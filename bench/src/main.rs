@@ -9,6 +9,9 @@
 //!
 //! - `GET /livez`: the HTTP ceiling (touches nothing);
 //! - `POST /api/v1/licensing/validate` with random seeded (license key, fingerprint) pairs;
+//! - `access-log`: livez and validate again on a server with `ACCESS_LOG=true` and on one
+//!   with it `false` (each started for the purpose on the same database, with this
+//!   process's environment), for validate ÷ livez with the access log on and off;
 //! - `POST /api/v1/licensing/activate` of new fingerprints on subscriptions made for it,
 //!   with the projection lag sampled meanwhile and the read models' catch-up time after it
 //!   (`lag`);
@@ -38,6 +41,7 @@
 //! Only 127.0.0.1 targets are accepted. Every worker loops until the phase's deadline; a
 //! request in flight at the deadline is awaited (each HTTP request times out after 30 s).
 
+mod access_log;
 mod api;
 mod baseline;
 mod direct;
@@ -64,7 +68,7 @@ use crate::seed::Seeded;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(about = "Benchmark a running Flowlytix server (127.0.0.1 only)")]
 pub struct Args {
     /// Base URL of the server; its host must be 127.0.0.1.
@@ -140,7 +144,7 @@ pub struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "livez,validate,activate,activate-history,db-select-events,db-select-rm,db-insert,replay"
+        default_value = "livez,validate,access-log,activate,activate-history,db-select-events,db-select-rm,db-insert,replay"
     )]
     phases: Vec<PhaseKind>,
 }
@@ -149,6 +153,9 @@ pub struct Args {
 pub enum PhaseKind {
     Livez,
     Validate,
+    /// livez and validate again, on a server with ACCESS_LOG=true and on one with it
+    /// false (each started for the purpose on the same database).
+    AccessLog,
     Activate,
     /// Activation on a subscription with `--history-events` prior events, and on a fresh
     /// one (needs the in-process application, as `--seed-mode direct` does).
@@ -354,6 +361,9 @@ async fn measure_all(
     }
     if wants(PhaseKind::Validate) {
         phases.push(phases::validate(ctx, seeded).await?);
+    }
+    if wants(PhaseKind::AccessLog) {
+        phases.extend(access_log::phases(ctx, seeded).await?);
     }
     let mut lag = None;
     let mut catch_up_secs = None;

@@ -32,7 +32,7 @@ impl ReplayFigures {
 }
 
 /// The server binary: `--server-bin`, or `flowlytix` beside this executable.
-fn server_bin(args: &Args) -> Result<PathBuf, BoxError> {
+pub fn server_bin(args: &Args) -> Result<PathBuf, BoxError> {
     if let Some(bin) = &args.server_bin {
         return Ok(bin.clone());
     }

@@ -66,6 +66,16 @@ impl Report {
     /// The ratios printed and written, as (label, numerator key, denominator key).
     pub const RATIOS: &'static [(&'static str, &'static str, &'static str)] = &[
         ("validate / livez", "validate", "livez"),
+        (
+            "validate / livez, access log on",
+            "validate_access_log_on",
+            "livez_access_log_on",
+        ),
+        (
+            "validate / livez, access log off",
+            "validate_access_log_off",
+            "livez_access_log_off",
+        ),
         ("activate / livez", "activate", "livez"),
         (
             "validate / DB select rm_subscriptions",
