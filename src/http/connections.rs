@@ -24,8 +24,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-use super::drain::ClosingListener;
-
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
     /// `HEADER_READ_TIMEOUT`: also how long a kept-alive connection may sit idle, since
@@ -38,7 +36,7 @@ pub struct ConnectionLimits {
 /// Serves `router` on every connection `listener` accepts until `shutdown` completes, then
 /// until every connection has closed.
 pub async fn serve(
-    mut listener: ClosingListener,
+    mut listener: impl Listener<Io = TcpStream, Addr = SocketAddr>,
     router: Router,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -120,7 +118,7 @@ impl CapReached {
 /// A free slot, then a connection to fill it: at the cap, connections wait in the kernel's
 /// queue rather than here.
 async fn accept_within_cap(
-    listener: &mut ClosingListener,
+    listener: &mut impl Listener<Io = TcpStream, Addr = SocketAddr>,
     slots: &Arc<Semaphore>,
     cap_reached: &mut CapReached,
 ) -> (OwnedSemaphorePermit, TcpStream, SocketAddr) {
@@ -148,6 +146,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+    use crate::http::drain::ClosingListener;
 
     const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 

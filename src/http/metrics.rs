@@ -41,11 +41,18 @@ pub async fn serve_own_listener(app: &SharedApp) -> std::io::Result<Option<JoinH
     let router = Router::new()
         .route("/metrics", get(metrics_on_own_listener))
         .with_state(app.clone());
-    Ok(Some(tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, router).await {
-            tracing::error!(%error, "the metrics listener stopped");
-        }
-    })))
+    // The same limits as the main port: a slow scraper (or anyone who reaches the port)
+    // cannot hold connections open either.
+    let limits = super::connections::ConnectionLimits {
+        header_read_timeout: app.config.header_read_timeout,
+        max_connections: app.config.max_connections,
+    };
+    Ok(Some(tokio::spawn(super::connections::serve(
+        listener,
+        router,
+        limits,
+        std::future::pending(),
+    ))))
 }
 
 /// Prometheus metrics, in the text exposition format. Requires `Authorization: Bearer

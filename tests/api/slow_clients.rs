@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{free_port, spawn_app_with};
 
 /// A request head cut off in the middle of a header line, as a slowloris client sends it.
 const HALF_SENT: &[u8] = b"GET /livez HTTP/1.1\r\nHost: x\r\nX-a: ";
@@ -88,5 +88,28 @@ async fn half_sent_requests_are_closed_after_the_header_read_timeout_and_livez_s
     assert!(
         slowest >= HEADER_READ_TIMEOUT - Duration::from_millis(50),
         "closed after {slowest:?}, before the timeout: something else closed them"
+    );
+}
+
+/// `METRICS_ADDR`, the listener of its own for `/metrics`, has the same limit.
+#[tokio::test]
+async fn a_half_sent_request_to_the_metrics_listener_is_closed_after_the_timeout_too() {
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let _app = spawn_app_with(&[
+        ("HEADER_READ_TIMEOUT", "1s"),
+        ("METRICS_ADDR", metrics_addr.as_str()),
+    ])
+    .await;
+    let mut stream = TcpStream::connect(&metrics_addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-a: ")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let waited = HEADER_READ_TIMEOUT + Duration::from_secs(1);
+    let closed = tokio::time::timeout(waited, stream.read_to_end(&mut answer)).await;
+    assert!(
+        closed.is_ok(),
+        "a half-sent request to METRICS_ADDR was still open after {waited:?}"
     );
 }
