@@ -61,10 +61,7 @@ pub async fn serve_app(
     let listener = http::drain::ClosingListener::new(listener, closing_seen.clone())?;
     let grace = app.config.shutdown_timeout;
     let mut draining = closing_seen;
-    let limits = http::connections::ConnectionLimits {
-        header_read_timeout: app.config.header_read_timeout,
-        max_connections: app.config.max_connections,
-    };
+    let limits = http::connections::ConnectionLimits::from_config(&app.config);
     let server = http::connections::serve(listener, router, limits, async move {
         shutdown.await;
         tracing::info!("shutting down: refusing new connections, finishing the requests in flight");

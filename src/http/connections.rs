@@ -33,6 +33,15 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
 }
 
+impl ConnectionLimits {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            header_read_timeout: config.header_read_timeout,
+            max_connections: config.max_connections,
+        }
+    }
+}
+
 /// Serves `router` on every connection `listener` accepts until `shutdown` completes, then
 /// until every connection has closed.
 pub async fn serve(

@@ -43,10 +43,7 @@ pub async fn serve_own_listener(app: &SharedApp) -> std::io::Result<Option<JoinH
         .with_state(app.clone());
     // The same limits as the main port: a slow scraper (or anyone who reaches the port)
     // cannot hold connections open either.
-    let limits = super::connections::ConnectionLimits {
-        header_read_timeout: app.config.header_read_timeout,
-        max_connections: app.config.max_connections,
-    };
+    let limits = super::connections::ConnectionLimits::from_config(&app.config);
     Ok(Some(tokio::spawn(super::connections::serve(
         listener,
         router,
