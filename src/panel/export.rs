@@ -1,11 +1,12 @@
 //! `/admin/subscriptions/export.csv`: the list's current filter as CSV, safe to open in a
 //! spreadsheet.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use super::error::PanelError;
+use super::forms::PageQuery;
 use super::session::Reader;
 use super::subscriptions::ListQuery;
 use crate::app::SharedApp;
@@ -18,7 +19,7 @@ const EXPORT_LIMIT: u32 = 10_000;
 pub async fn export_csv(
     State(app): State<SharedApp>,
     Reader(_session): Reader,
-    Query(query): Query<ListQuery>,
+    PageQuery(query): PageQuery<ListQuery>,
 ) -> Result<Response, PanelError> {
     let per_page = read::MAX_PER_PAGE;
     let mut out = String::from(
