@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::manage::check_url_policy;
+use super::payload::outgoing;
 use super::signing::signature;
 use super::ssrf::CheckedResolver;
 use super::Webhooks;
@@ -177,7 +178,8 @@ impl Dispatcher {
         }
         let webhook_id = claimed.id.to_string();
         let timestamp = at.timestamp();
-        let signed = match self.signatures(endpoint, &webhook_id, timestamp, &claimed.body, at) {
+        let body = outgoing(&claimed.body, self.settings.include_request_metadata);
+        let signed = match self.signatures(endpoint, &webhook_id, timestamp, &body, at) {
             Ok(signed) => signed,
             Err(error) => return refused(error.to_string()),
         };
@@ -188,7 +190,7 @@ impl Dispatcher {
             .header("webhook-id", &webhook_id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signed)
-            .body(claimed.body.clone())
+            .body(body.into_owned())
             .send()
             .await;
         let latency_ms = started.elapsed().as_millis() as i64;

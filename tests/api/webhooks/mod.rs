@@ -5,6 +5,7 @@ mod health;
 mod lifecycle;
 mod management;
 mod ordering;
+mod privacy;
 pub mod receiver;
 mod rotation;
 mod sigkill;
