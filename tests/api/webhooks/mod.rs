@@ -8,6 +8,7 @@ mod ordering;
 mod privacy;
 pub mod receiver;
 mod rotation;
+mod shutdown;
 mod sigkill;
 mod upgrade;
 
