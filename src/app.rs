@@ -181,8 +181,9 @@ impl App {
                 self.db.clone(),
                 self.config.webhooks.clone(),
             );
+            // Joined: the attempts in flight record their outcome before the pool closes.
             self.background
-                .spawn(dispatcher.run(self.background.signal()));
+                .spawn_joined(dispatcher.run(self.background.signal()));
         } else {
             tracing::info!(
                 "ENABLE_NOTIFICATIONS is off: webhook deliveries queue until it is on again"
@@ -245,11 +246,12 @@ impl App {
     }
 
     /// After the HTTP server has stopped: the publisher finishes the batch it is
-    /// publishing and the projectors the batches they took (and acknowledge them), within
+    /// publishing, the projectors the batches they took (and acknowledge them) and the
+    /// webhook dispatcher the attempts it has in flight (and records them), within
     /// `within`; then the database connections close.
     pub async fn shut_down(&self, within: std::time::Duration) {
         if !self.background.stop_and_join(within).await {
-            tracing::warn!(seconds = within.as_secs(), "the publisher or a projector did not stop in time; what it had not acknowledged is published or projected again at the next start");
+            tracing::warn!(seconds = within.as_secs(), "the publisher, a projector or a webhook attempt did not stop in time; what it had not acknowledged or recorded is published, projected or delivered again after the next start");
         }
         if let Some(jetstream) = &self.jetstream {
             jetstream.flush().await;

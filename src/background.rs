@@ -1,6 +1,6 @@
 //! The tasks an instance runs beside its HTTP server, and their one shutdown signal. Some are
-//! joined at shutdown (the publisher and the projectors finish the batch they hold); the
-//! others only stop when told.
+//! joined at shutdown (the publisher and the projectors finish the batch they hold, the webhook
+//! dispatcher the attempts it has in flight); the others only stop when told.
 
 use std::future::Future;
 use std::sync::Mutex;

@@ -112,6 +112,10 @@ pub struct WebhookSettings {
     /// After a rotation, deliveries carry a signature with the replaced secret too for this
     /// long (`WEBHOOK_ROTATION_GRACE`), so receivers can roll over without dropping any.
     pub rotation_grace: Duration,
+    /// Whether deliveries carry the client's IP address and user agent from the event's
+    /// metadata (`WEBHOOK_INCLUDE_REQUEST_METADATA`); off, a third-party receiver gets no
+    /// personal data beyond the event itself.
+    pub include_request_metadata: bool,
 }
 
 pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,30s,2m,10m,1h,6h,12h";
@@ -270,6 +274,11 @@ impl Config {
                 rotation_grace: parse_wait(
                     "WEBHOOK_ROTATION_GRACE",
                     &var("WEBHOOK_ROTATION_GRACE").unwrap_or_else(|| "24h".into()),
+                )?,
+                include_request_metadata: parse_bool(
+                    "WEBHOOK_INCLUDE_REQUEST_METADATA",
+                    var("WEBHOOK_INCLUDE_REQUEST_METADATA"),
+                    false,
                 )?,
             },
         };
@@ -522,6 +531,7 @@ mod tests {
         assert!(total > Duration::from_secs(19 * 3600) && total < Duration::from_secs(25 * 3600));
         assert_eq!(c.webhooks.disable_after, Duration::from_secs(5 * 86_400));
         assert_eq!(c.webhooks.rotation_grace, Duration::from_secs(86_400));
+        assert!(!c.webhooks.include_request_metadata);
         let c = config(&[
             ("WEBHOOK_RETRY_SCHEDULE", "100ms, 1s"),
             ("ENABLE_NOTIFICATIONS", "false"),

@@ -92,6 +92,7 @@ pub fn webhook_settings() -> WebhookSettings {
         disable_after: Duration::from_secs(3600),
         poll: Duration::from_millis(100),
         rotation_grace: Duration::from_secs(60),
+        include_request_metadata: false,
     }
 }
 

@@ -142,6 +142,22 @@ fn without_exponent(text: &str) -> Option<String> {
     Some(format!("{sign}{integer}.{fraction}"))
 }
 
+/// A form's fields as the JSON object [`check_value`] reads: each name once, a name sent
+/// more than once holding the list of its values.
+pub fn form_as_json(pairs: Vec<(String, String)>) -> Value {
+    let mut fields = serde_json::Map::new();
+    for (name, value) in pairs {
+        match fields.get_mut(&name) {
+            Some(Value::Array(values)) => values.push(Value::String(value)),
+            Some(first) => *first = Value::Array(vec![first.take(), Value::String(value)]),
+            None => {
+                fields.insert(name, Value::String(value));
+            }
+        }
+    }
+    Value::Object(fields)
+}
+
 /// A query string may not carry NUL (`%00`) anywhere: no store can hold it as a filter.
 pub fn check_query(raw_query: &str) -> Result<(), Unstorable> {
     if raw_query.to_ascii_lowercase().contains("%00") {
@@ -213,6 +229,28 @@ mod tests {
         );
         assert!(check_query("q=%00abc").is_err());
         assert!(check_query("q=%2500").is_ok());
+    }
+
+    #[test]
+    fn form_fields_are_checked_as_a_body() {
+        let pairs = |list: &[(&str, &str)]| {
+            list.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let form = form_as_json(pairs(&[("a", "1"), ("b", "x"), ("a", "2")]));
+        assert_eq!(form, json!({"a": ["1", "2"], "b": "x"}));
+        assert_eq!(check_value(&form), Ok(()));
+        assert_eq!(
+            check_value(&form_as_json(pairs(&[
+                ("csrf", "t"),
+                ("customer_name", "a\0b")
+            ]))),
+            Err(Unstorable::Nul {
+                path: "customer_name".into()
+            })
+        );
+        assert!(check_value(&form_as_json(pairs(&[("k\0", "v")]))).is_err());
     }
 
     #[test]

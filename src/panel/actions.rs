@@ -3,7 +3,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use flowlytix_aggregates::{DeviceId, SubscriptionId};
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::detail::refused;
 use super::error::PanelError;
-use super::forms;
+use super::forms::{self, PageQuery};
 use super::layout::Layout;
 use super::login::NoFields;
 use super::session::{WriteForm, Writer};
@@ -82,7 +82,7 @@ pub async fn confirm(
     State(app): State<SharedApp>,
     Writer(session): Writer,
     Path(id): Path<Uuid>,
-    Query(query): Query<forms::ConfirmQuery>,
+    PageQuery(query): PageQuery<forms::ConfirmQuery>,
 ) -> Result<ConfirmPage, PanelError> {
     let action = Action::parse(&query.action)
         .ok_or_else(|| PanelError::NotFound("No such action.".into()))?;

@@ -4,7 +4,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{Duration, NaiveDate, Utc};
@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::charts::{self, Chart};
 use super::error::PanelError;
+use super::forms::PageQuery;
 use super::layout::Layout;
 use super::session::Reader;
 use super::subscriptions::Row;
@@ -68,7 +69,7 @@ fn day(field: &str, text: &str) -> Result<Option<NaiveDate>, String> {
 pub async fn page(
     State(app): State<SharedApp>,
     Reader(session): Reader,
-    Query(query): Query<RangeQuery>,
+    PageQuery(query): PageQuery<RangeQuery>,
 ) -> Result<Response, PanelError> {
     let today = Utc::now().date_naive();
     let range = day("From", &query.from)

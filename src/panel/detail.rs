@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
@@ -16,7 +16,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::error::PanelError;
-use super::forms;
+use super::forms::{self, PageQuery};
 use super::layout::Layout;
 use super::session::{Reader, WriteForm};
 use crate::app::{App, SharedApp};
@@ -288,7 +288,7 @@ pub async fn page(
     State(app): State<SharedApp>,
     Reader(session): Reader,
     Path(id): Path<Uuid>,
-    Query(query): Query<DetailQuery>,
+    PageQuery(query): PageQuery<DetailQuery>,
 ) -> Result<DetailPage, PanelError> {
     let shown = Shown {
         as_of_text: query.as_of,

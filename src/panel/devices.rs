@@ -3,11 +3,11 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::Deserialize;
 
 use super::error::PanelError;
-use super::forms;
+use super::forms::{self, PageQuery};
 use super::layout::Layout;
 use super::session::Reader;
 use crate::app::SharedApp;
@@ -86,7 +86,7 @@ pub struct DevicesPage {
 pub async fn page(
     State(app): State<SharedApp>,
     Reader(session): Reader,
-    Query(query): Query<DeviceQuery>,
+    PageQuery(query): PageQuery<DeviceQuery>,
 ) -> Result<DevicesPage, PanelError> {
     let page = query.page.unwrap_or(1).max(1);
     let status = match query.status.as_str() {

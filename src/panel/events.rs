@@ -3,12 +3,12 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::error::PanelError;
-use super::forms;
+use super::forms::{self, PageQuery};
 use super::layout::Layout;
 use super::session::Reader;
 use crate::app::SharedApp;
@@ -68,7 +68,7 @@ pub struct EventsPage {
 pub async fn page(
     State(app): State<SharedApp>,
     Reader(session): Reader,
-    Query(query): Query<EventsQuery>,
+    PageQuery(query): PageQuery<EventsQuery>,
 ) -> Result<EventsPage, PanelError> {
     let feed_query = FeedQuery {
         after: query.after,

@@ -1,7 +1,28 @@
 //! Reading what people type into panel forms: instants, lists, numbers. Every field
 //! arrives as text so that a form with a mistake can be shown again exactly as typed.
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use serde::de::DeserializeOwned;
+
+use super::error::PanelError;
+use crate::http::extract::ApiQuery;
+
+/// A page's query string, read by the JSON API's own extractor (so the panel refuses what
+/// the API refuses, with the same status) and refused as a page rather than as JSON.
+pub struct PageQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for PageQuery<T> {
+    type Rejection = PanelError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, PanelError> {
+        let ApiQuery(query) = ApiQuery::from_request_parts(parts, state)
+            .await
+            .map_err(PanelError::Api)?;
+        Ok(Self(query))
+    }
+}
 
 /// An instant as people type it: RFC 3339 (`2027-01-31T12:00:00Z`), a date and time taken
 /// as UTC (`2027-01-31T12:00`, `2027-01-31 12:00:00`), or a day (midnight UTC). Empty is

@@ -4,10 +4,10 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
+use axum::body::Bytes;
 use axum::extract::{Extension, FromRequest, Request, State};
 use axum::http::{header, Extensions, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use serde::Deserialize;
 
 use super::error::PanelError;
@@ -16,6 +16,7 @@ use super::session::{cleared_cookie, is_https, same_origin, session_cookie, Read
 use crate::app::SharedApp;
 use crate::auth::AuthError;
 use crate::http::client_origin::ClientOrigin;
+use crate::http::extract::form_fields;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "panel/login.html")]
@@ -69,9 +70,10 @@ pub async fn sign_in(
             "This form was sent from another site.".into(),
         ));
     }
-    let Form(Credentials { email, password }) = Form::from_request(request, &app)
+    let bytes = Bytes::from_request(request, &app)
         .await
         .map_err(|_| PanelError::BadRequest("The form could not be read.".into()))?;
+    let Credentials { email, password } = form_fields(&bytes).map_err(PanelError::Api)?;
     if password.len() > 1024 || email.len() > 254 {
         return Ok(refused(
             email,

@@ -179,8 +179,7 @@ impl<T: DeserializeOwned> FromRequest<SharedApp> for SessionForm<T> {
                 "This form has expired or did not come from this session: reload the page and try again.".into(),
             ));
         }
-        let fields = serde_urlencoded::from_bytes(&bytes)
-            .map_err(|_| PanelError::BadRequest("The form could not be read.".into()))?;
+        let fields = crate::http::extract::form_fields(&bytes).map_err(PanelError::Api)?;
         Ok(Self { session, fields })
     }
 }

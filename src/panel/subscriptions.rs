@@ -3,7 +3,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use flowlytix_aggregates::{Plan, SubscriptionError, SubscriptionId};
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::error::PanelError;
-use super::forms;
+use super::forms::{self, PageQuery};
 use super::layout::Layout;
 use super::session::{Reader, WriteForm, Writer};
 use crate::app::SharedApp;
@@ -145,7 +145,7 @@ pub struct ListPage {
 pub async fn list(
     State(app): State<SharedApp>,
     Reader(session): Reader,
-    Query(query): Query<ListQuery>,
+    PageQuery(query): PageQuery<ListQuery>,
 ) -> Result<ListPage, PanelError> {
     let consistent = wait_for_position(&app.db, "subscriptions", query.min_position).await?;
     let page = query.page.unwrap_or(1).max(1);

@@ -4,7 +4,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use flowlytix_aggregates::webhook_endpoint::WebhookEndpointState;
@@ -12,7 +12,7 @@ use flowlytix_aggregates::WebhookEndpointId;
 use uuid::Uuid;
 
 use super::error::PanelError;
-use super::forms;
+use super::forms::{self, PageQuery};
 use super::layout::Layout;
 use super::login::NoFields;
 use super::session::{Reader, WriteForm, Writer};
@@ -219,7 +219,7 @@ pub async fn confirm(
     State(app): State<SharedApp>,
     Writer(session): Writer,
     Path(id): Path<Uuid>,
-    Query(query): Query<forms::ConfirmQuery>,
+    PageQuery(query): PageQuery<forms::ConfirmQuery>,
 ) -> Result<ConfirmPage, PanelError> {
     let action = Action::parse(&query.action)
         .ok_or_else(|| PanelError::NotFound("No such action.".into()))?;

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use flowlytix_aggregates::webhook_endpoint::DisableReason;
@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::error::PanelError;
-use super::forms;
+use super::forms::{self, PageQuery};
 use super::layout::Layout;
 use super::session::{Reader, WriteForm, Writer};
 use crate::app::SharedApp;
@@ -93,7 +93,7 @@ pub struct ListQuery {
 pub async fn list(
     State(app): State<SharedApp>,
     Reader(session): Reader,
-    Query(query): Query<ListQuery>,
+    PageQuery(query): PageQuery<ListQuery>,
 ) -> Result<ListPage, PanelError> {
     let consistent = wait_for_position(&app.db, "webhooks", query.min_position).await?;
     let paging = Paging {

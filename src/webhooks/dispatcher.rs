@@ -3,6 +3,10 @@
 //! up only its own share), POSTs each as its own task with a timeout, logs the attempt, and
 //! schedules the retry. Commands, projections and validation never wait for it: it only
 //! reads the queue the `webhooks` projector fills.
+//!
+//! At shutdown it stops claiming and waits for the attempts in flight, so that each records
+//! its outcome before the database closes: an attempt left unrecorded would be sent again
+//! once its lease ran out, after every deploy.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,9 +17,11 @@ use flowlytix_aggregates::webhook_endpoint::{DisableReason, WebhookEndpointState
 use flowlytix_aggregates::{WebhookEndpointCommand, WebhookEndpointId};
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::manage::check_url_policy;
+use super::payload::outgoing;
 use super::signing::signature;
 use super::ssrf::CheckedResolver;
 use super::Webhooks;
@@ -57,6 +63,8 @@ pub struct Dispatcher {
     settings: WebhookSettings,
     client: reqwest::Client,
     in_flight: Mutex<HashMap<Uuid, usize>>,
+    /// The attempts under way, waited for at shutdown.
+    attempts: TaskTracker,
 }
 
 impl Dispatcher {
@@ -67,9 +75,13 @@ impl Dispatcher {
             db,
             settings,
             in_flight: Mutex::default(),
+            attempts: TaskTracker::new(),
         })
     }
 
+    /// Claims and delivers until `shutdown`, then returns once every attempt it started
+    /// has been recorded (the caller bounds that wait with `SHUTDOWN_TIMEOUT_SECS`; each
+    /// attempt is bounded by `WEBHOOK_TIMEOUT`).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let poll = self.settings.poll;
         while !*shutdown.borrow() {
@@ -78,9 +90,17 @@ impl Dispatcher {
             }
             tokio::select! {
                 _ = tokio::time::sleep(poll) => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => break,
             }
         }
+        self.attempts.close();
+        if !self.attempts.is_empty() {
+            tracing::info!(
+                in_flight = self.attempts.len(),
+                "waiting for the webhook attempts in flight to finish"
+            );
+        }
+        self.attempts.wait().await;
     }
 
     /// Claims what is due, endpoint by endpoint, and starts a task per delivery.
@@ -99,7 +119,7 @@ impl Dispatcher {
             for delivery in claimed {
                 self.count(endpoint, 1);
                 let dispatcher = self.clone();
-                tokio::spawn(async move {
+                self.attempts.spawn(async move {
                     let endpoint = delivery.endpoint_id;
                     if let Err(error) = dispatcher.deliver(&delivery).await {
                         // The lease runs out and another try claims it again.
@@ -177,7 +197,8 @@ impl Dispatcher {
         }
         let webhook_id = claimed.id.to_string();
         let timestamp = at.timestamp();
-        let signed = match self.signatures(endpoint, &webhook_id, timestamp, &claimed.body, at) {
+        let body = outgoing(&claimed.body, self.settings.include_request_metadata);
+        let signed = match self.signatures(endpoint, &webhook_id, timestamp, &body, at) {
             Ok(signed) => signed,
             Err(error) => return refused(error.to_string()),
         };
@@ -188,7 +209,7 @@ impl Dispatcher {
             .header("webhook-id", &webhook_id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signed)
-            .body(claimed.body.clone())
+            .body(body.into_owned())
             .send()
             .await;
         let latency_ms = started.elapsed().as_millis() as i64;

@@ -260,6 +260,7 @@ mod tests {
             disable_after: Duration::from_secs(60),
             poll: Duration::from_millis(100),
             rotation_grace: Duration::from_secs(60),
+            include_request_metadata: false,
         }
     }
 

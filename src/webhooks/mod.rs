@@ -8,6 +8,7 @@
 
 pub mod dispatcher;
 mod manage;
+mod payload;
 pub mod secrets;
 pub mod signing;
 pub mod ssrf;

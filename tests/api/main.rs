@@ -24,6 +24,7 @@ mod logs;
 mod long_history;
 mod metrics;
 mod panel;
+mod panel_inputs;
 mod panel_webhooks;
 mod poison;
 mod protocol;

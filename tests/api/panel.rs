@@ -846,7 +846,7 @@ async fn the_csv_export_follows_the_filter_and_defuses_formulas() {
         .contains("attachment"));
     let csv = response.text().await.unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert!(lines[0].starts_with("id,customer_email,customer_name"));
+    assert!(lines[0].starts_with("\"id\",\"customer_email\",\"customer_name\""));
     assert_eq!(
         lines.len(),
         4,
@@ -855,7 +855,7 @@ async fn the_csv_export_follows_the_filter_and_defuses_formulas() {
     assert!(!csv.contains("other@example.com"));
     assert!(csv.contains(",\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\","));
     assert!(csv.contains(",\"'+1, \"\"quoted\"\"\","));
-    assert!(csv.contains(",'@SUM(A1),"));
+    assert!(csv.contains(",\"'@SUM(A1)\","));
 }
 
 #[tokio::test]

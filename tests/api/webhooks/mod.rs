@@ -5,8 +5,10 @@ mod health;
 mod lifecycle;
 mod management;
 mod ordering;
+mod privacy;
 pub mod receiver;
 mod rotation;
+mod shutdown;
 mod sigkill;
 mod upgrade;
 
