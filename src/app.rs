@@ -66,8 +66,6 @@ pub enum StartError {
     Bus(#[from] crate::bus::BusError),
     #[error(transparent)]
     AdminAccount(#[from] AccountError),
-    #[error("replay failed")]
-    Replay(#[source] flowlytix_projections::ProjectionError),
     #[error("cannot serve: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -3,7 +3,7 @@
 //! and refuses when they are missing. Each prints a one-line result.
 
 use std::io::{IsTerminal, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::Utc;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -15,7 +15,7 @@ use flowlytix_projections::replay::ReplayProgress;
 use crate::app::StartError;
 use crate::auth::accounts::{self, AdminChange};
 use crate::config::Config;
-use crate::keys::{IfMissing, JwtKeys, KeyError};
+use crate::keys::{absolute, IfMissing, JwtKeys, KeyError};
 use crate::store::{self, EventMetadata};
 
 mod backup;
@@ -248,10 +248,6 @@ async fn migrate(config: &Config) -> Result<(), CliError> {
         absolute(&config.private_key_path).display()
     ));
     Ok(())
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 async fn replay(config: &Config) -> Result<(), CliError> {

@@ -43,7 +43,7 @@ pub enum KeyError {
 }
 
 /// `path` as seen from the current directory, for messages about files that are not there.
-fn absolute(path: &Path) -> PathBuf {
+pub fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
