@@ -15,7 +15,7 @@ use crate::bus::jetstream::{run_projector, BatchSettings, JetStreamSettings};
 use crate::bus::{EventBus, InProcessBus, JetStreamBus};
 use crate::config::Config;
 use crate::idempotency::IdempotencyKeys;
-use crate::keys::{JwtKeys, KeyError};
+use crate::keys::{IfMissing, JwtKeys, KeyError};
 use crate::licensing::freshness::follow_license_changes;
 use crate::licensing::token::LicenseTokens;
 use crate::licensing::{LicenseCache, Licensing};
@@ -66,8 +66,6 @@ pub enum StartError {
     Bus(#[from] crate::bus::BusError),
     #[error(transparent)]
     AdminAccount(#[from] AccountError),
-    #[error("replay failed")]
-    Replay(#[source] flowlytix_projections::ProjectionError),
     #[error("cannot serve: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -91,17 +89,30 @@ impl App {
             .database_url
             .as_ref()
             .map_or(store::DEFAULT_SQLITE_URL, |u| u.expose_secret());
-        let statement_limit =
-            (role == StartMode::Server).then_some(crate::idempotency::STATEMENT_LIMIT);
-        let db = store::open(url, config.database_echo, statement_limit).await?;
-        let license_keys = JwtKeys::load_or_generate(
+        // A one-off command works on the server's store and keys: it creates neither.
+        let (db, if_missing) = match role {
+            StartMode::Server => {
+                let limit = Some(crate::idempotency::STATEMENT_LIMIT);
+                let db = store::open(url, config.database_echo, limit).await?;
+                (db, IfMissing::Generate)
+            }
+            StartMode::Maintenance => (
+                store::open_existing(url, config.database_echo).await?,
+                IfMissing::Refuse,
+            ),
+        };
+        let license_keys = JwtKeys::load(
             &config.private_key_path,
             &config.public_key_path,
             config.is_production(),
+            if_missing,
         )?;
         tracing::info!(kid = %license_keys.kid, public_key = %config.public_key_path.display(), "license signing key loaded");
-        let server_secret =
-            crate::keys::server_secret(config.secret_key.as_ref(), &config.private_key_path)?;
+        let server_secret = crate::keys::server_secret(
+            config.secret_key.as_ref(),
+            &config.private_key_path,
+            if_missing,
+        )?;
         let admin_keys =
             JwtKeys::derive_from_secret("flowlytix admin access token v1", &server_secret);
         let jetstream = match &config.nats_url {

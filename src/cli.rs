@@ -1,6 +1,9 @@
-//! The `flowlytix` command line.
+//! The `flowlytix` command line. Only `serve` and `migrate` create the store and the keys;
+//! every other command works on the server's own (found through the server's environment)
+//! and refuses when they are missing. Each prints a one-line result.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
 
 use chrono::Utc;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -12,7 +15,33 @@ use flowlytix_projections::replay::ReplayProgress;
 use crate::app::StartError;
 use crate::auth::accounts::{self, AdminChange};
 use crate::config::Config;
+use crate::keys::{absolute, IfMissing, JwtKeys, KeyError};
 use crate::store::{self, EventMetadata};
+
+mod backup;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Store(#[from] store::OpenError),
+    #[error("the database failed: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Account(#[from] accounts::AccountError),
+    #[error("replay failed")]
+    Replay(#[source] flowlytix_projections::ProjectionError),
+    #[error(transparent)]
+    Backup(#[from] backup::BackupError),
+    #[error("the two passwords differ; nothing was changed")]
+    PasswordsDiffer,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
 
 #[derive(Parser)]
 #[command(name = "flowlytix", version, about = "Flowlytix Subscription Server")]
@@ -45,12 +74,26 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Copy the embedded store to FILE while the server serves: a consistent snapshot,
+    /// events and read models together (SQLite's VACUUM INTO). On PostgreSQL use pg_dump
+    /// or a base backup with WAL archiving (docs/operations.md).
+    Backup {
+        /// Where to write the copy; must not exist yet.
+        file: PathBuf,
+    },
+}
+
+impl Command {
+    /// Whether this command runs the server (whose errors go to its log, not a terminal).
+    pub fn serves(command: Option<&Command>) -> bool {
+        matches!(command, None | Some(Command::Serve))
+    }
 }
 
 #[derive(Subcommand)]
 pub enum AdminCommand {
-    /// Create an admin user. The password is read from standard input (one line), so it
-    /// never appears in the process list or shell history.
+    /// Create an admin user. The password is typed without echo on a terminal, else read
+    /// from standard input (one line): it never appears in the process list or history.
     Create {
         #[arg(long)]
         email: String,
@@ -64,7 +107,7 @@ pub enum AdminCommand {
         #[arg(long, value_enum)]
         role: RoleArg,
     },
-    /// Set a new password, read from standard input (one line). Their sessions end.
+    /// Set a new password, read as for `create`. Their sessions end.
     SetPassword {
         #[arg(long)]
         email: String,
@@ -94,6 +137,15 @@ pub enum RoleArg {
     Auditor,
 }
 
+impl RoleArg {
+    fn name(self) -> &'static str {
+        match self {
+            RoleArg::Admin => "admin",
+            RoleArg::Auditor => "auditor",
+        }
+    }
+}
+
 impl From<RoleArg> for Role {
     fn from(role: RoleArg) -> Self {
         match role {
@@ -103,78 +155,139 @@ impl From<RoleArg> for Role {
     }
 }
 
-pub async fn run(cli: Cli, config: Config) -> Result<(), StartError> {
+pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let listener = tokio::net::TcpListener::bind(config.listen_addr()).await?;
-            crate::serve(config, listener, shutdown_signal()).await
-        }
-        Command::Migrate => {
-            connect(&config).await?;
-            tracing::info!("migrations applied");
-            Ok(())
-        }
-        Command::Replay => {
-            let db = connect(&config).await?;
-            let display = ReplayDisplay::new();
-            let started = std::time::Instant::now();
-            let report = flowlytix_projections::replay::replay(&db, &|p| display.show(p))
+            let listener = tokio::net::TcpListener::bind(config.listen_addr())
                 .await
-                .map_err(StartError::Replay)?;
-            display.finish();
-            let seconds = started.elapsed().as_secs_f64();
-            tracing::info!(
-                events = report.events,
-                caught_up = report.caught_up,
-                parked = report.parked,
-                seconds = format!("{seconds:.1}"),
-                folding_seconds = format!("{:.2}", report.folding.as_secs_f64()),
-                writing_seconds = format!("{:.2}", report.writing.as_secs_f64()),
-                catching_up_seconds = format!("{:.2}", report.catching_up.as_secs_f64()),
-                events_per_second = format!("{:.0}", report.events as f64 / seconds.max(1e-6)),
-                "read models rebuilt from the event store"
-            );
-            Ok(())
+                .map_err(StartError::from)?;
+            Ok(crate::serve(config, listener, shutdown_signal()).await?)
         }
+        Command::Migrate => migrate(&config).await,
+        Command::Replay => replay(&config).await,
         Command::Events {
             command: EventsCommand::Export,
         } => {
-            let pool = connect(&config).await?;
-            export_events(&pool).await
+            let db = store::open_existing(database_url(&config), config.database_echo).await?;
+            let exported = export_events(&db).await?;
+            // Standard output holds the events.
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("exported {exported} events");
+            }
+            Ok(())
         }
         Command::Admin { command } => run_admin_command(command, config).await,
         Command::Keys {
             command: KeysCommand::Show,
         } => {
-            let keys = crate::keys::JwtKeys::load_or_generate(
+            let keys = JwtKeys::load(
                 &config.private_key_path,
                 &config.public_key_path,
                 config.is_production(),
+                IfMissing::Refuse,
             )?;
-            // Output for the operator, not a log line.
-            #[allow(clippy::print_stdout)]
-            {
-                println!("kid: {}", keys.kid);
-                print!("{}", keys.public_pem);
-            }
+            report(format_args!(
+                "kid: {}\n{}",
+                keys.kid,
+                keys.public_pem.trim_end()
+            ));
+            Ok(())
+        }
+        Command::Backup { file } => {
+            let copied = backup::backup(database_url(&config), &file).await?;
+            report(copied);
             Ok(())
         }
     }
 }
 
-async fn run_admin_command(command: AdminCommand, config: Config) -> Result<(), StartError> {
+/// A command's result, for the operator (not a log line).
+fn report(line: impl std::fmt::Display) {
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{line}");
+    }
+}
+
+fn database_url(config: &Config) -> &str {
+    config
+        .database_url
+        .as_ref()
+        .map_or(store::DEFAULT_SQLITE_URL, |u| u.expose_secret())
+}
+
+/// Which store a URL names, for the operator: never the URL itself (it may hold a password).
+fn describe_store(url: &str) -> String {
+    match store::sqlite_file(url) {
+        Ok(Some(file)) => format!("the embedded store at {}", file.display()),
+        Ok(None) if url.starts_with("sqlite:") => "an in-memory store".to_owned(),
+        _ => "the PostgreSQL database".to_owned(),
+    }
+}
+
+/// Creates (or migrates) the store and the keys: with `serve`, the only command that may,
+/// so that `flowlytix migrate` followed by `flowlytix admin create` works on a new install.
+async fn migrate(config: &Config) -> Result<(), CliError> {
+    let url = database_url(config);
+    store::open(url, config.database_echo, None).await?;
+    let keys = JwtKeys::load_or_generate(
+        &config.private_key_path,
+        &config.public_key_path,
+        config.is_production(),
+    )?;
+    crate::keys::server_secret(
+        config.secret_key.as_ref(),
+        &config.private_key_path,
+        IfMissing::Generate,
+    )?;
+    report(format_args!(
+        "migrated {}; license signing key {} at {}",
+        describe_store(url),
+        keys.kid,
+        absolute(&config.private_key_path).display()
+    ));
+    Ok(())
+}
+
+async fn replay(config: &Config) -> Result<(), CliError> {
+    let db = store::open_existing(database_url(config), config.database_echo).await?;
+    let display = ReplayDisplay::new();
+    let started = std::time::Instant::now();
+    let report_of = flowlytix_projections::replay::replay(&db, &|p| display.show(p))
+        .await
+        .map_err(CliError::Replay)?;
+    display.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        events = report_of.events,
+        caught_up = report_of.caught_up,
+        parked = report_of.parked,
+        seconds = format!("{seconds:.1}"),
+        folding_seconds = format!("{:.2}", report_of.folding.as_secs_f64()),
+        writing_seconds = format!("{:.2}", report_of.writing.as_secs_f64()),
+        catching_up_seconds = format!("{:.2}", report_of.catching_up.as_secs_f64()),
+        events_per_second = format!("{:.0}", report_of.events as f64 / seconds.max(1e-6)),
+        "read models rebuilt from the event store"
+    );
+    report(format_args!(
+        "rebuilt the read models from {} events in {seconds:.1} s ({} parked)",
+        report_of.events + report_of.caught_up,
+        report_of.parked
+    ));
+    Ok(())
+}
+
+async fn run_admin_command(command: AdminCommand, config: Config) -> Result<(), CliError> {
     let metadata = EventMetadata::system(Utc::now());
     let app = crate::App::start_for_maintenance(config).await?;
-    let (id, email) = match command {
+    let done = match command {
         AdminCommand::Create { email, role } => {
-            let password = read_password_line()?;
-            (
-                accounts::create_admin(&app.admins, &email, &password, role.into(), metadata)
-                    .await?,
-                email,
-            )
+            let password = read_password(&email)?;
+            accounts::create_admin(&app.admins, &email, &password, role.into(), metadata).await?;
+            format!("created admin {email} ({})", role.name())
         }
-        AdminCommand::SetRole { email, role } => (
+        AdminCommand::SetRole { email, role } => {
             accounts::change_admin(
                 &app.admins,
                 app.admin_auth.sessions(),
@@ -182,24 +295,22 @@ async fn run_admin_command(command: AdminCommand, config: Config) -> Result<(), 
                 AdminChange::Role(role.into()),
                 metadata,
             )
-            .await?,
-            email,
-        ),
-        AdminCommand::SetPassword { email } => {
-            let password = read_password_line()?;
-            (
-                accounts::change_admin(
-                    &app.admins,
-                    app.admin_auth.sessions(),
-                    &email,
-                    AdminChange::Password(password),
-                    metadata,
-                )
-                .await?,
-                email,
-            )
+            .await?;
+            format!("admin {email} is now {}; their sessions ended", role.name())
         }
-        AdminCommand::Disable { email } => (
+        AdminCommand::SetPassword { email } => {
+            let password = read_password(&email)?;
+            accounts::change_admin(
+                &app.admins,
+                app.admin_auth.sessions(),
+                &email,
+                AdminChange::Password(password),
+                metadata,
+            )
+            .await?;
+            format!("changed the password of admin {email}; their sessions ended")
+        }
+        AdminCommand::Disable { email } => {
             accounts::change_admin(
                 &app.admins,
                 app.admin_auth.sessions(),
@@ -207,36 +318,37 @@ async fn run_admin_command(command: AdminCommand, config: Config) -> Result<(), 
                 AdminChange::Disable,
                 metadata,
             )
-            .await?,
-            email,
-        ),
+            .await?;
+            format!("disabled admin {email}; their sessions ended")
+        }
     };
-    tracing::info!(admin_id = %id, %email, "admin account updated");
+    report(done);
     Ok(())
 }
 
-/// The first line of standard input: passwords never go on the command line.
-fn read_password_line() -> Result<String, StartError> {
+/// A password: typed twice without echo on a terminal, else the first line of standard
+/// input. Never an argument, which would show in the process list and shell history.
+fn read_password(email: &str) -> Result<String, CliError> {
+    if std::io::stdin().is_terminal() {
+        let password = rpassword::prompt_password(format!("Password for {email}: "))?;
+        if rpassword::prompt_password("Again: ")? != password {
+            return Err(CliError::PasswordsDiffer);
+        }
+        return Ok(password);
+    }
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input)?;
     Ok(input.lines().next().unwrap_or("").to_owned())
 }
 
-/// A migrated pool, for the commands that work on the database without serving.
-async fn connect(config: &Config) -> Result<store::Db, StartError> {
-    let url = config
-        .database_url
-        .as_ref()
-        .map_or(store::DEFAULT_SQLITE_URL, |u| u.expose_secret());
-    Ok(store::open(url, config.database_echo, None).await?)
-}
-
-async fn export_events(db: &store::Db) -> Result<(), StartError> {
+/// Writes every event as a JSON line; returns how many.
+async fn export_events(db: &store::Db) -> Result<u64, CliError> {
     use flowlytix_eventstore::log::{events_after, LogCursor};
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut cursor = LogCursor::default();
     let mut connection = db.acquire().await?;
+    let mut exported = 0;
     loop {
         let batch = events_after(connection.conn(), cursor, 1000).await?;
         let Some((last, _)) = batch.last() else { break };
@@ -244,10 +356,11 @@ async fn export_events(db: &store::Db) -> Result<(), StartError> {
         for (_, event) in &batch {
             serde_json::to_writer(&mut out, event).map_err(std::io::Error::from)?;
             out.write_all(b"\n")?;
+            exported += 1;
         }
     }
     out.flush()?;
-    Ok(())
+    Ok(exported)
 }
 
 /// A replay's progress: a bar with events/s and an ETA on a terminal, log lines otherwise.

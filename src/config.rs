@@ -15,8 +15,9 @@ pub use logs::{LogFormat, LogSettings};
 pub enum ConfigError {
     #[error("{name} has an invalid value: {reason}")]
     Invalid { name: &'static str, reason: String },
-    #[error("refusing to start with ENVIRONMENT=production: {0}")]
-    UnsafeForProduction(String),
+    /// Every problem found, so that one run lists all there is to fix.
+    #[error("refusing to start with ENVIRONMENT=production: {}", .0.join("; "))]
+    UnsafeForProduction(Vec<String>),
 }
 
 /// Values that the seed's sample `.env` files shipped: never acceptable in production.
@@ -306,47 +307,59 @@ impl Config {
         SocketAddr::new(self.host, self.port)
     }
 
-    /// The checks `ENVIRONMENT=production` insists on before the server may start. Key file
-    /// permissions are checked where the keys are loaded.
+    /// The checks `ENVIRONMENT=production` insists on before the server may start, all of
+    /// them at once: an operator fixing one problem per restart would need as many restarts.
+    /// The private key's permissions are checked again where the key is loaded.
     pub fn check_production_safety(&self) -> Result<(), ConfigError> {
         if !self.is_production() {
             return Ok(());
         }
+        let mut problems = Vec::new();
         if self.debug {
-            return Err(ConfigError::UnsafeForProduction(
-                "DEBUG must be false".into(),
-            ));
+            problems.push("DEBUG must be false".to_owned());
         }
         // Metrics name routes, commands and volumes: not for the whole internet to read.
         if self.metrics_token.is_none() && self.metrics_addr.is_none() {
-            return Err(ConfigError::UnsafeForProduction(
-                "set METRICS_TOKEN (a bearer token for /metrics) or METRICS_ADDR (a listener of its own for /metrics)".into(),
-            ));
+            problems.push("set METRICS_TOKEN (a bearer token for /metrics) or METRICS_ADDR (a listener of its own for /metrics)".to_owned());
         }
-        match &self.secret_key {
-            None => Err(ConfigError::UnsafeForProduction(
-                "SECRET_KEY must be set".into(),
-            )),
-            Some(secret) => {
-                let secret = secret.expose_secret();
+        match self.secret_key.as_ref().map(|s| s.expose_secret()) {
+            None => problems.push("SECRET_KEY must be set".to_owned()),
+            Some(secret)
                 if WELL_KNOWN_SECRETS
                     .iter()
-                    .any(|known| secret.eq_ignore_ascii_case(known))
-                {
-                    Err(ConfigError::UnsafeForProduction(
-                        "SECRET_KEY is a default value; generate one with `openssl rand -hex 32`"
-                            .into(),
-                    ))
-                } else if secret.len() < MIN_PRODUCTION_SECRET_LEN {
-                    Err(ConfigError::UnsafeForProduction(format!(
-                        "SECRET_KEY must be at least {MIN_PRODUCTION_SECRET_LEN} characters"
-                    )))
-                } else {
-                    Ok(())
-                }
+                    .any(|known| secret.eq_ignore_ascii_case(known)) =>
+            {
+                problems.push(
+                    "SECRET_KEY is a default value; generate one with `openssl rand -hex 32`"
+                        .to_owned(),
+                );
             }
+            Some(secret) if secret.len() < MIN_PRODUCTION_SECRET_LEN => problems.push(format!(
+                "SECRET_KEY must be at least {MIN_PRODUCTION_SECRET_LEN} characters"
+            )),
+            Some(_) => {}
+        }
+        if let Some(mode) = readable_by_others(&self.private_key_path) {
+            problems.push(format!(
+                "private key {} is readable by other users (mode {mode:o}); run `chmod 600 {}`",
+                self.private_key_path.display(),
+                self.private_key_path.display()
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::UnsafeForProduction(problems))
         }
     }
+}
+
+/// The permission bits of `path` when group or others may read or write it (a missing file
+/// is not a problem here: the server generates it with mode 0600).
+fn readable_by_others(path: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
 }
 
 fn parse<T: std::str::FromStr>(
@@ -610,6 +623,40 @@ mod tests {
                 "{metrics:?} is enough"
             );
         }
+    }
+
+    #[test]
+    fn production_reports_every_problem_in_one_run() {
+        let dir = std::env::temp_dir().join(format!("flowlytix-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let private_key = dir.join("private.pem");
+        std::fs::write(&private_key, "a key").unwrap();
+        std::fs::set_permissions(
+            &private_key,
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .unwrap();
+        let err = config(&[
+            ("ENVIRONMENT", "production"),
+            ("DEBUG", "true"),
+            ("SECRET_KEY", "change-me"),
+            ("PRIVATE_KEY_PATH", private_key.to_str().unwrap()),
+        ])
+        .unwrap()
+        .check_production_safety()
+        .unwrap_err();
+        let ConfigError::UnsafeForProduction(problems) = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        let message = err.to_string();
+        for expected in ["DEBUG", "METRICS_TOKEN", "default value", "mode 644"] {
+            assert!(
+                message.contains(expected),
+                "{message} should mention {expected}"
+            );
+        }
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -31,6 +31,29 @@ pub enum KeyError {
         "private key {path} is readable by other users (mode {mode:o}); run `chmod 600 {path}`"
     )]
     ReadableByOthers { path: PathBuf, mode: u32 },
+    /// A command that reads the server's keys found none: it must not make new ones (a
+    /// vendor would ship a public key the server never signs with).
+    #[error(
+        "no {what} at {} (PRIVATE_KEY_PATH; relative paths start in the current directory): \
+         `flowlytix serve` or `flowlytix migrate` creates it; run this command with the \
+         server's environment, from its working directory",
+        absolute(path).display()
+    )]
+    Missing { what: &'static str, path: PathBuf },
+}
+
+/// `path` as seen from the current directory, for messages about files that are not there.
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// What to do when a key file is not there yet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum IfMissing {
+    /// Generate it: what the server (and `migrate`) do on first run.
+    Generate,
+    /// Refuse: what the commands that read the server's keys do.
+    Refuse,
 }
 
 /// One Ed25519 key pair ready for signing and verifying JWTs, with its JWK identity.
@@ -108,6 +131,21 @@ impl JwtKeys {
         public_path: &Path,
         strict_permissions: bool,
     ) -> Result<Self, KeyError> {
+        Self::load(
+            private_path,
+            public_path,
+            strict_permissions,
+            IfMissing::Generate,
+        )
+    }
+
+    /// Loads the license key pair; when it is missing, generates it or refuses.
+    pub fn load(
+        private_path: &Path,
+        public_path: &Path,
+        strict_permissions: bool,
+        if_missing: IfMissing,
+    ) -> Result<Self, KeyError> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| KeyError::Io { path, source }
@@ -131,6 +169,11 @@ impl JwtKeys {
             SigningKey::from_pkcs8_pem(&pem).map_err(|_| KeyError::Malformed {
                 path: private_path.to_owned(),
             })?
+        } else if if_missing == IfMissing::Refuse {
+            return Err(KeyError::Missing {
+                what: "license signing key",
+                path: private_path.to_owned(),
+            });
         } else {
             let signing_key = SigningKey::from_bytes(&random_bytes::<32>());
             #[allow(clippy::expect_used)]
@@ -149,7 +192,7 @@ impl JwtKeys {
                     path: public_path.to_owned(),
                 });
             }
-        } else {
+        } else if if_missing == IfMissing::Generate {
             write_new_file(public_path, keys.public_pem.as_bytes(), 0o644)
                 .map_err(io(public_path))?;
         }
@@ -164,20 +207,30 @@ impl JwtKeys {
 pub fn server_secret(
     secret_key: Option<&secrecy::SecretString>,
     private_key_path: &Path,
+    if_missing: IfMissing,
 ) -> Result<Vec<u8>, KeyError> {
     use secrecy::ExposeSecret;
     match secret_key {
         Some(secret) => Ok(secret.expose_secret().as_bytes().to_vec()),
-        None => load_or_create_secret(&private_key_path.with_file_name("admin_token_secret")),
+        None => load_secret(
+            &private_key_path.with_file_name("admin_token_secret"),
+            if_missing,
+        ),
     }
 }
 
 /// A 256-bit secret read from `path`, or generated there (mode 0600) on first use.
-pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
+fn load_secret(path: &Path, if_missing: IfMissing) -> Result<Vec<u8>, KeyError> {
     let io = |source| KeyError::Io {
         path: path.to_owned(),
         source,
     };
+    if !path.exists() && if_missing == IfMissing::Refuse {
+        return Err(KeyError::Missing {
+            what: "admin token secret (SECRET_KEY is unset)",
+            path: path.to_owned(),
+        });
+    }
     if path.exists() {
         let secret = fs::read(path).map_err(io)?;
         if secret.len() < 32 {
@@ -302,6 +355,27 @@ mod tests {
             "{err}"
         );
         assert!(JwtKeys::load_or_generate(&private, &public, false).is_ok());
+    }
+
+    #[test]
+    fn a_reader_of_the_keys_never_generates_them() {
+        let dir = temp_dir();
+        let (private, public) = (dir.join("private.pem"), dir.join("public.pem"));
+        let refused = JwtKeys::load(&private, &public, true, IfMissing::Refuse);
+        assert!(
+            matches!(refused, Err(KeyError::Missing { .. })),
+            "a missing key is refused"
+        );
+        let refused = server_secret(None, &private, IfMissing::Refuse);
+        assert!(matches!(refused, Err(KeyError::Missing { .. })));
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            0,
+            "nothing was written"
+        );
+        let made = JwtKeys::load_or_generate(&private, &public, true).unwrap();
+        let read = JwtKeys::load(&private, &public, true, IfMissing::Refuse).unwrap();
+        assert_eq!(made.kid, read.kid);
     }
 
     #[test]

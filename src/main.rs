@@ -26,10 +26,19 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let serves = cli::Command::serves(cli.command.as_ref());
     match cli::run(cli, config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
+        Err(error) if serves => {
             tracing::error!("{}", telemetry::error_chain(&error));
+            std::process::ExitCode::FAILURE
+        }
+        // A one-off command's operator reads a terminal: plain text, whatever LOG_FORMAT.
+        Err(error) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("flowlytix: {}", telemetry::error_chain(&error));
+            }
             std::process::ExitCode::FAILURE
         }
     }

@@ -119,6 +119,15 @@ impl Tx {
             Tx::Sqlite(tx, _turn) => tx.commit().await,
         }
     }
+
+    /// Rolls back now, before the turn is let go: dropping a transaction only queues its
+    /// rollback, and the next writer would find the file still locked.
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Postgres(tx) => tx.rollback().await,
+            Tx::Sqlite(tx, _turn) => tx.rollback().await,
+        }
+    }
 }
 
 impl Db {

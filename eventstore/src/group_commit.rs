@@ -5,7 +5,8 @@
 //! Each append joins its file's queue and waits for its turn at writing. Whoever gets the
 //! turn takes everything queued by then, its own append among them (or finds its append
 //! already committed by the one before, and is done). Every append of a group gets its own
-//! savepoint, so one that loses a race for a sequence (a conflict) is rolled back alone.
+//! savepoint, so one that loses a race for a sequence (a conflict) is rolled back alone; an
+//! append alone in its group goes without one, and its failure rolls the group back.
 //! Each caller is answered only after the group's commit: an acknowledged append is as
 //! durable as one committed alone.
 
@@ -79,6 +80,18 @@ async fn write_group(db: Db, turn: Option<WriterTurn>, group: Vec<(Append, Reply
         let outcome = write_one(tx.conn(), append, alone).await;
         answered.push((reply, outcome));
     }
+    // A lone append has no savepoint: one that failed part-way (its events inserted, its
+    // snapshot refused) is undone only by rolling the transaction back. Its caller is told
+    // it failed, so it must not commit: a retried create would make a duplicate.
+    if answered.iter().all(|(_, outcome)| outcome.is_err()) {
+        if let Err(error) = tx.rollback().await {
+            tracing::warn!(%error, "rolling back a group of failed appends failed");
+        }
+        for (reply, outcome) in answered {
+            let _ = reply.send(outcome);
+        }
+        return;
+    }
     if let Err(error) = tx.commit().await {
         return fail_all(
             answered.into_iter().map(|(reply, _)| reply).collect(),
@@ -129,7 +142,7 @@ mod tests {
     use crate::append::append;
     use crate::error::AppendError;
     use crate::testing::sqlite_store;
-    use crate::write::{Append, NewEvent};
+    use crate::write::{Append, NewEvent, NewSnapshot};
     use crate::Db;
 
     async fn store() -> Db {
@@ -181,5 +194,39 @@ mod tests {
                 .unwrap();
         assert_eq!(rows, 11);
         assert_eq!(positions.last(), Some(&max));
+    }
+
+    #[tokio::test]
+    async fn a_lone_append_whose_snapshot_fails_writes_nothing() {
+        let db = store().await;
+        let Db::Sqlite(pool) = &db else {
+            unreachable!()
+        };
+        // The injected failure: the events insert succeeds, the snapshot upsert after it
+        // is refused.
+        sqlx::query(
+            "create trigger refuse_snapshot before insert on snapshots
+             when new.aggregate_id = 'doomed'
+             begin select raise(abort, 'injected snapshot failure'); end",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        let with_snapshot = Append {
+            snapshot: Some(NewSnapshot {
+                format: 1,
+                payload: json!({ "total": 1 }),
+            }),
+            ..first_event_of("doomed")
+        };
+        let answered = append(&db, with_snapshot).await;
+        assert!(answered.is_err(), "the caller is told it failed");
+        let rows: i64 = sqlx::query_scalar("select count(*) from events")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 0, "and nothing of it was committed");
+        // The store goes on: the same first sequence can still be taken.
+        assert!(append(&db, first_event_of("doomed")).await.is_ok());
     }
 }

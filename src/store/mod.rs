@@ -57,12 +57,74 @@ pub async fn open(
     Ok(db)
 }
 
+/// Opens the store a one-off command works on (`replay`, `events export`, `admin …`):
+/// only `serve` and `migrate` create one. Run in the wrong directory or with the wrong
+/// `DATABASE_URL`, [`open`] would make an empty store and the command would read nothing
+/// from it, successfully. An existing store is migrated as the server would migrate it.
+pub async fn open_existing(url: &str, echo_sql: bool) -> Result<Db, OpenError> {
+    let db = connect_existing(url, echo_sql).await?;
+    migrate(&db).await?;
+    Ok(db)
+}
+
+/// As [`open_existing`], without migrating: for reading the store exactly as it is.
+pub async fn connect_existing(url: &str, echo_sql: bool) -> Result<Db, OpenError> {
+    if let Some(file) = sqlite_file(url)? {
+        if !file.exists() {
+            return Err(OpenError::Missing(file));
+        }
+    }
+    let db = connect(url, echo_sql).await?;
+    let tables: i64 = flowlytix_eventstore::with_db!(&db, pool => {
+        sqlx::query_scalar(db.dialect().pick(
+            "select count(*) from information_schema.tables
+             where table_schema = current_schema() and table_name = '_sqlx_migrations'",
+            "select count(*) from sqlite_master where type = 'table' and name = '_sqlx_migrations'",
+        ))
+        .fetch_one(pool)
+        .await?
+    });
+    if tables == 0 {
+        db.close().await;
+        return Err(OpenError::NoSchema);
+    }
+    Ok(db)
+}
+
+/// The file of an SQLite URL, as seen from the current directory; `None` for PostgreSQL
+/// and for an in-memory SQLite store.
+pub fn sqlite_file(url: &str) -> Result<Option<std::path::PathBuf>, sqlx::Error> {
+    use std::str::FromStr;
+    if !url.starts_with("sqlite:") {
+        return Ok(None);
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+    let file = options.get_filename();
+    if file.as_os_str() == ":memory:" || file.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(std::path::absolute(file)?))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("cannot connect to the database: {0}")]
     Connect(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "no database at {} (DATABASE_URL, or sqlite://data/flowlytix.db when unset; \
+         relative paths start in the current directory): `flowlytix serve` or \
+         `flowlytix migrate` creates it; run this command with the server's environment, \
+         from its working directory",
+        .0.display()
+    )]
+    Missing(std::path::PathBuf),
+    #[error(
+        "the database at DATABASE_URL has no Flowlytix tables: `flowlytix serve` or \
+         `flowlytix migrate` creates them; check that DATABASE_URL is the server's"
+    )]
+    NoSchema,
 }
 
 #[cfg(test)]

@@ -270,3 +270,94 @@ async fn a_new_instance_loads_from_the_snapshot_the_state_a_replay_gives() {
         "Seen only in the snapshot"
     );
 }
+
+/// Makes every write of a snapshot of `id` fail (after the events of its append went in).
+async fn refuse_snapshots_of(app: &TestApp, id: &str) {
+    let statements = match app.db.dialect() {
+        flowlytix_projections::Dialect::Postgres => vec![
+            "create function refuse_snapshot() returns trigger language plpgsql as $$
+             begin raise exception 'injected snapshot failure'; end $$"
+                .to_owned(),
+            format!(
+                "create trigger refuse_snapshot before insert or update on snapshots
+                 for each row when (new.aggregate_id = '{id}')
+                 execute function refuse_snapshot()"
+            ),
+        ],
+        flowlytix_projections::Dialect::Sqlite => vec![format!(
+            "create trigger refuse_snapshot before insert on snapshots
+             when new.aggregate_id = '{id}'
+             begin select raise(abort, 'injected snapshot failure'); end"
+        )],
+    };
+    for sql in statements {
+        flowlytix_projections::with_db!(&app.db, pool => {
+            sqlx::query(&sql).execute(pool).await.unwrap();
+        });
+    }
+}
+
+async fn allow_snapshots_again(app: &TestApp) {
+    flowlytix_projections::with_db!(&app.db, pool => {
+        sqlx::query("drop trigger refuse_snapshot on snapshots")
+            .execute(pool)
+            .await
+            .or(sqlx::query("drop trigger refuse_snapshot").execute(pool).await)
+            .unwrap();
+    });
+}
+
+/// An append whose snapshot cannot be written, after its events were: the caller is told
+/// it failed, so none of it may commit (a client retrying its request would otherwise
+/// make the change twice). On SQLite this is the lone append of a group commit; on
+/// PostgreSQL the append's own transaction.
+#[tokio::test]
+async fn a_command_whose_snapshot_cannot_be_written_commits_nothing() {
+    let app = spawn_app().await;
+    let api = app.api();
+    let created = app.subscription_with_devices(1).await;
+    let id = created["id"].as_str().unwrap();
+    let key = created["license_key"].as_str().unwrap();
+    api.activate(key, "refused-snapshot", "linux").await;
+    let activated = created["version"].as_u64().unwrap() + 2;
+    // The next command's one event is the one a snapshot is due with.
+    grow_history(
+        &app,
+        id,
+        "refused-snapshot",
+        SNAPSHOT_INTERVAL - 1 - activated,
+    )
+    .await;
+    let count = format!("select count(*) from events where aggregate_id = '{id}'");
+    let stored = || app.scalar(&count);
+    assert_eq!(stored().await as u64, SNAPSHOT_INTERVAL - 1);
+
+    refuse_snapshots_of(&app, id).await;
+    let path = format!("/api/v1/subscriptions/{id}");
+    let failed = api
+        .admin(Method::PUT, &path)
+        .json(&json!({ "customer_name": "Written once" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        stored().await as u64,
+        SNAPSHOT_INTERVAL - 1,
+        "nothing committed"
+    );
+    assert_eq!(latest_snapshot_sequence(&app, id).await, 0);
+
+    // The client retries, and the change is made once.
+    allow_snapshots_again(&app).await;
+    let retried = api
+        .put(id, json!({ "customer_name": "Written once" }))
+        .await;
+    assert_eq!(retried["version"].as_u64().unwrap(), SNAPSHOT_INTERVAL);
+    assert_eq!(stored().await as u64, SNAPSHOT_INTERVAL);
+    assert_eq!(
+        latest_snapshot_sequence(&app, id).await as u64,
+        SNAPSHOT_INTERVAL
+    );
+    assert_eq!(api.get(&path).await, replayed(&api, id).await);
+}

@@ -10,6 +10,7 @@ mod admin_auth;
 mod bad_input;
 mod browser;
 mod client_addresses;
+mod command_line;
 mod concurrency;
 mod deleted_subscriptions;
 mod devices;
