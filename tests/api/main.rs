@@ -18,6 +18,7 @@ mod effective_status;
 mod end_to_end;
 mod event_log;
 mod idempotency;
+mod key_regeneration;
 mod license_tokens;
 mod logs;
 mod long_history;
