@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use flowlytix_aggregates::AdminUser;
-use flowlytix_projections::streaming_projectors;
+use flowlytix_projections::enabled_projectors;
 use secrecy::ExposeSecret;
 
 use crate::auth::accounts::{self, AccountError, FirstAdminSettings};
@@ -118,7 +118,10 @@ impl App {
         };
         let bus: Arc<dyn EventBus> = match &jetstream {
             Some(jetstream) => Arc::new(jetstream.clone()),
-            None => Arc::new(InProcessBus::new(db.clone())),
+            None => Arc::new(InProcessBus::new(
+                db.clone(),
+                enabled_projectors(config.enable_analytics),
+            )),
         };
         // The embedded server is the only writer of its database: it hears of every change.
         let licenses = Arc::new(LicenseCache::new(matches!(db, Db::Sqlite(_))));
@@ -213,7 +216,10 @@ impl App {
             if let Err(error) = jetstream.ensure_stream().await {
                 tracing::warn!(error = %crate::telemetry::error_chain(&error), "NATS is not reachable yet; commands work, read models will catch up");
             }
-            for projector in streaming_projectors() {
+            if !self.config.enable_analytics {
+                tracing::info!("ENABLE_ANALYTICS is off: no analytics projector runs");
+            }
+            for projector in enabled_projectors(self.config.enable_analytics) {
                 self.background.spawn_joined(run_projector(
                     jetstream.clone(),
                     self.db.clone(),
@@ -235,6 +241,7 @@ impl App {
             event_count: &self.event_count,
             publisher_status: &self.publisher_status,
             jetstream: self.jetstream.as_ref(),
+            analytics: self.config.enable_analytics,
         }
     }
 

@@ -84,6 +84,11 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// Whether webhooks are delivered (`ENABLE_NOTIFICATIONS`); when off they queue.
     pub enable_notifications: bool,
+    /// Whether the analytics read model is kept and served (`ENABLE_ANALYTICS`).
+    pub enable_analytics: bool,
+    /// Off (`ENABLE_DEVICE_TRACKING=false`) is privacy mode: licensing calls record no
+    /// hostname, OS or app version, and no client address or user agent.
+    pub enable_device_tracking: bool,
     pub webhooks: WebhookSettings,
 }
 
@@ -222,6 +227,12 @@ impl Config {
             enable_notifications: parse_bool(
                 "ENABLE_NOTIFICATIONS",
                 var("ENABLE_NOTIFICATIONS"),
+                true,
+            )?,
+            enable_analytics: parse_bool("ENABLE_ANALYTICS", var("ENABLE_ANALYTICS"), true)?,
+            enable_device_tracking: parse_bool(
+                "ENABLE_DEVICE_TRACKING",
+                var("ENABLE_DEVICE_TRACKING"),
                 true,
             )?,
             webhooks: WebhookSettings {
@@ -512,6 +523,17 @@ mod tests {
             [Duration::from_millis(100), Duration::from_secs(1)]
         );
         assert!(!c.enable_notifications);
+        let c = config(&[]).unwrap();
+        assert!(
+            c.enable_analytics && c.enable_device_tracking,
+            "both on by default"
+        );
+        let c = config(&[
+            ("ENABLE_ANALYTICS", "false"),
+            ("ENABLE_DEVICE_TRACKING", "off"),
+        ])
+        .unwrap();
+        assert!(!c.enable_analytics && !c.enable_device_tracking);
         for bad in ["5x", "0s", "31d", "1s,,2s", "-1s"] {
             assert!(config(&[("WEBHOOK_RETRY_SCHEDULE", bad)]).is_err(), "{bad}");
         }

@@ -60,7 +60,7 @@ pub fn router(app: SharedApp) -> Router {
         .merge(licensing)
         .merge(subscriptions::router())
         .merge(devices::router())
-        .merge(analytics::router())
+        .merge(analytics::router(app.config.enable_analytics))
         .merge(events::router())
         .merge(webhooks::router())
         .merge(health::router())

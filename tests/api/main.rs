@@ -33,6 +33,7 @@ mod secrets;
 mod security_headers;
 mod shutdown;
 mod subscriptions;
+mod switches;
 mod traces;
 mod unstorable;
 mod webhooks;
