@@ -50,6 +50,8 @@ pub struct App {
     /// The event log's size, kept as a running figure for `/health`.
     pub event_count: EventCount,
     background: BackgroundTasks,
+    /// Reporting to Sentry while the app lives (`SENTRY_DSN`).
+    _error_reports: Option<sentry::ClientInitGuard>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +89,12 @@ impl App {
     async fn start_as(config: Config, role: StartMode) -> Result<SharedApp, StartError> {
         config.check_production_safety()?;
         crate::monitoring::install();
+        let error_reports = match (&config.sentry_dsn, role) {
+            (Some(dsn), StartMode::Server) => {
+                crate::telemetry::error_reports::init(dsn, &config.environment, &config.version)
+            }
+            _ => None,
+        };
         let url = config
             .database_url
             .as_ref()
@@ -145,6 +153,7 @@ impl App {
             publisher_status: Arc::default(),
             event_count: EventCount::default(),
             background: BackgroundTasks::default(),
+            _error_reports: error_reports,
             admins: Executor::without_snapshots(db.clone()),
             webhooks: Arc::new(Webhooks::new(
                 db.clone(),

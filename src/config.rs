@@ -89,6 +89,8 @@ pub struct Config {
     /// Off (`ENABLE_DEVICE_TRACKING=false`) is privacy mode: licensing calls record no
     /// hostname, OS or app version, and no client address or user agent.
     pub enable_device_tracking: bool,
+    /// Where 5xx answers and panics are reported (`SENTRY_DSN`); checked to be a DSN.
+    pub sentry_dsn: Option<SecretString>,
     pub webhooks: WebhookSettings,
 }
 
@@ -235,6 +237,18 @@ impl Config {
                 var("ENABLE_DEVICE_TRACKING"),
                 true,
             )?,
+            sentry_dsn: match var("SENTRY_DSN") {
+                None => None,
+                Some(dsn) => match dsn.parse::<sentry::types::Dsn>() {
+                    Ok(_) => Some(SecretString::from(dsn)),
+                    Err(error) => {
+                        return Err(ConfigError::Invalid {
+                            name: "SENTRY_DSN",
+                            reason: error.to_string(),
+                        })
+                    }
+                },
+            },
             webhooks: WebhookSettings {
                 allow_http: parse_bool("WEBHOOK_ALLOW_HTTP", var("WEBHOOK_ALLOW_HTTP"), false)?,
                 allow_private: parse_bool(

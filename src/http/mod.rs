@@ -99,6 +99,8 @@ pub fn router(app: SharedApp) -> Router {
         // The last line of defence: a panic anywhere below answers a logged 500 problem
         // instead of dropping the connection.
         .layer(CatchPanicLayer::custom(panic_response))
+        // Every 5xx answer, a panic's included, to Sentry when SENTRY_DSN is set.
+        .layer(axum::middleware::from_fn(crate::telemetry::error_reports::report_server_errors))
         .layer(axum::middleware::from_fn(monitoring::http::track_requests))
         // Outside everything that answers, so that every answer has them (timeouts and
         // panics included).

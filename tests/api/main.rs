@@ -16,6 +16,7 @@ mod docs;
 mod durability;
 mod effective_status;
 mod end_to_end;
+mod error_reports;
 mod event_log;
 mod idempotency;
 mod key_regeneration;
