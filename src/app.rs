@@ -200,6 +200,9 @@ impl App {
                 "ENABLE_NOTIFICATIONS is off: webhook deliveries queue until it is on again"
             );
         }
+        if self.jetstream.is_none() && self.config.enable_analytics {
+            self.catch_up_analytics().await;
+        }
         let publisher = Publisher::new(
             self.db.clone(),
             self.bus.clone(),
@@ -240,6 +243,34 @@ impl App {
                     self.background.signal(),
                 ));
             }
+        }
+    }
+
+    /// On the embedded store, the in-process bus projects only what is published from now
+    /// on: analytics that were off (`ENABLE_ANALYTICS=false`) missed the events in between,
+    /// and would wait for them forever. A replay rebuilds them first (it is online).
+    async fn catch_up_analytics(&self) {
+        let behind = match crate::read::progress::projectors(&self.db, true).await {
+            Ok(progress) => {
+                let applied = |name: &str| {
+                    progress
+                        .iter()
+                        .find(|p| p.name == name)
+                        .map_or(0, |p| p.events_applied + p.parked)
+                };
+                applied("analytics") < applied("subscriptions")
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell whether the analytics are behind");
+                false
+            }
+        };
+        if !behind {
+            return;
+        }
+        tracing::info!("analytics were off and are behind: rebuilding the read models");
+        if let Err(error) = flowlytix_projections::replay::replay(&self.db, &|_| {}).await {
+            tracing::error!(error = %crate::telemetry::error_chain(&error), "rebuilding the analytics failed; run `flowlytix replay`");
         }
     }
 

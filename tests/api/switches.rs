@@ -5,7 +5,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app_with, TestApp};
+use crate::helpers::{assert_problem, spawn_app_with, start_app, TestApp};
 use crate::panel::Browser;
 
 /// Every stored subscription event: its type, payload and metadata, as the database has them.
@@ -73,6 +73,22 @@ async fn with_analytics_on_the_projector_runs_and_serves_them() {
     assert_eq!(response.status(), StatusCode::OK);
     let dashboard = Browser::signed_in(&app).await.page("/admin").await;
     assert!(dashboard.contains("<svg") && !dashboard.contains("Analytics are turned off"));
+}
+
+#[tokio::test]
+async fn analytics_turned_on_again_count_what_happened_while_they_were_off() {
+    let off = spawn_app_with(&[("ENABLE_ANALYTICS", "false")]).await;
+    off.subscription_with_devices(1).await;
+    off.subscription_with_devices(2).await;
+    off.wait_for_read_models().await;
+    // This instance goes away; the next one, on the same store, has analytics on.
+    off.db.close().await;
+    let on = start_app(&off.database_url, &off.key_dir, off.nats_names.clone(), &[]).await;
+    on.wait_for_read_models().await;
+    let dashboard = on.api().get("/api/v1/analytics/dashboard").await;
+    assert_eq!(dashboard["subscriptions_total"], 2, "{dashboard}");
+    let today = &dashboard["daily"].as_array().unwrap().last().unwrap()["counts"];
+    assert_eq!(today["subscriptions_created"], 2, "{dashboard}");
 }
 
 #[tokio::test]
