@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use flowlytix_aggregates::AdminUser;
-use flowlytix_projections::streaming_projectors;
+use flowlytix_projections::enabled_projectors;
 use secrecy::ExposeSecret;
 
 use crate::auth::accounts::{self, AccountError, FirstAdminSettings};
@@ -50,6 +50,8 @@ pub struct App {
     /// The event log's size, kept as a running figure for `/health`.
     pub event_count: EventCount,
     background: BackgroundTasks,
+    /// Reporting to Sentry while the app lives (`SENTRY_DSN`).
+    _error_reports: Option<sentry::ClientInitGuard>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +87,12 @@ impl App {
     async fn start_as(config: Config, role: StartMode) -> Result<SharedApp, StartError> {
         config.check_production_safety()?;
         crate::monitoring::install();
+        let error_reports = match (&config.sentry_dsn, role) {
+            (Some(dsn), StartMode::Server) => {
+                crate::telemetry::error_reports::init(dsn, &config.environment, &config.version)
+            }
+            _ => None,
+        };
         let url = config
             .database_url
             .as_ref()
@@ -129,7 +137,10 @@ impl App {
         };
         let bus: Arc<dyn EventBus> = match &jetstream {
             Some(jetstream) => Arc::new(jetstream.clone()),
-            None => Arc::new(InProcessBus::new(db.clone())),
+            None => Arc::new(InProcessBus::new(
+                db.clone(),
+                enabled_projectors(config.enable_analytics),
+            )),
         };
         // The embedded server is the only writer of its database: it hears of every change.
         let licenses = Arc::new(LicenseCache::new(matches!(db, Db::Sqlite(_))));
@@ -153,6 +164,7 @@ impl App {
             publisher_status: Arc::default(),
             event_count: EventCount::default(),
             background: BackgroundTasks::default(),
+            _error_reports: error_reports,
             admins: Executor::without_snapshots(db.clone()),
             webhooks: Arc::new(Webhooks::new(
                 db.clone(),
@@ -200,6 +212,9 @@ impl App {
                 "ENABLE_NOTIFICATIONS is off: webhook deliveries queue until it is on again"
             );
         }
+        if self.jetstream.is_none() && self.config.enable_analytics {
+            self.catch_up_analytics().await;
+        }
         let publisher = Publisher::new(
             self.db.clone(),
             self.bus.clone(),
@@ -225,7 +240,10 @@ impl App {
             if let Err(error) = jetstream.ensure_stream().await {
                 tracing::warn!(error = %crate::telemetry::error_chain(&error), "NATS is not reachable yet; commands work, read models will catch up");
             }
-            for projector in streaming_projectors() {
+            if !self.config.enable_analytics {
+                tracing::info!("ENABLE_ANALYTICS is off: no analytics projector runs");
+            }
+            for projector in enabled_projectors(self.config.enable_analytics) {
                 self.background.spawn_joined(run_projector(
                     jetstream.clone(),
                     self.db.clone(),
@@ -240,6 +258,34 @@ impl App {
         }
     }
 
+    /// On the embedded store, the in-process bus projects only what is published from now
+    /// on: analytics that were off (`ENABLE_ANALYTICS=false`) missed the events in between,
+    /// and would wait for them forever. A replay rebuilds them first (it is online).
+    async fn catch_up_analytics(&self) {
+        let behind = match crate::read::progress::projectors(&self.db, true).await {
+            Ok(progress) => {
+                let applied = |name: &str| {
+                    progress
+                        .iter()
+                        .find(|p| p.name == name)
+                        .map_or(0, |p| p.events_applied + p.parked)
+                };
+                applied("analytics") < applied("subscriptions")
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell whether the analytics are behind");
+                false
+            }
+        };
+        if !behind {
+            return;
+        }
+        tracing::info!("analytics were off and are behind: rebuilding the read models");
+        if let Err(error) = flowlytix_projections::replay::replay(&self.db, &|_| {}).await {
+            tracing::error!(error = %crate::telemetry::error_chain(&error), "rebuilding the analytics failed; run `flowlytix replay`");
+        }
+    }
+
     /// What the sampled metrics read at each scrape.
     pub fn sampled_sources(&self) -> crate::monitoring::sampled::Sources<'_> {
         crate::monitoring::sampled::Sources {
@@ -247,6 +293,7 @@ impl App {
             event_count: &self.event_count,
             publisher_status: &self.publisher_status,
             jetstream: self.jetstream.as_ref(),
+            analytics: self.config.enable_analytics,
         }
     }
 

@@ -91,6 +91,13 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// Whether webhooks are delivered (`ENABLE_NOTIFICATIONS`); when off they queue.
     pub enable_notifications: bool,
+    /// Whether the analytics read model is kept and served (`ENABLE_ANALYTICS`).
+    pub enable_analytics: bool,
+    /// Off (`ENABLE_DEVICE_TRACKING=false`) is privacy mode: licensing calls record no
+    /// hostname, OS or app version, and no client address or user agent.
+    pub enable_device_tracking: bool,
+    /// Where 5xx answers and panics are reported (`SENTRY_DSN`); checked to be a DSN.
+    pub sentry_dsn: Option<SecretString>,
     pub webhooks: WebhookSettings,
 }
 
@@ -249,6 +256,24 @@ impl Config {
                 var("ENABLE_NOTIFICATIONS"),
                 true,
             )?,
+            enable_analytics: parse_bool("ENABLE_ANALYTICS", var("ENABLE_ANALYTICS"), true)?,
+            enable_device_tracking: parse_bool(
+                "ENABLE_DEVICE_TRACKING",
+                var("ENABLE_DEVICE_TRACKING"),
+                true,
+            )?,
+            sentry_dsn: match var("SENTRY_DSN") {
+                None => None,
+                Some(dsn) => match dsn.parse::<sentry::types::Dsn>() {
+                    Ok(_) => Some(SecretString::from(dsn)),
+                    Err(error) => {
+                        return Err(ConfigError::Invalid {
+                            name: "SENTRY_DSN",
+                            reason: error.to_string(),
+                        })
+                    }
+                },
+            },
             webhooks: WebhookSettings {
                 allow_http: parse_bool("WEBHOOK_ALLOW_HTTP", var("WEBHOOK_ALLOW_HTTP"), false)?,
                 allow_private: parse_bool(
@@ -555,6 +580,17 @@ mod tests {
             [Duration::from_millis(100), Duration::from_secs(1)]
         );
         assert!(!c.enable_notifications);
+        let c = config(&[]).unwrap();
+        assert!(
+            c.enable_analytics && c.enable_device_tracking,
+            "both on by default"
+        );
+        let c = config(&[
+            ("ENABLE_ANALYTICS", "false"),
+            ("ENABLE_DEVICE_TRACKING", "off"),
+        ])
+        .unwrap();
+        assert!(!c.enable_analytics && !c.enable_device_tracking);
         for bad in ["5x", "0s", "31d", "1s,,2s", "-1s"] {
             assert!(config(&[("WEBHOOK_RETRY_SCHEDULE", bad)]).is_err(), "{bad}");
         }

@@ -4,6 +4,7 @@
 //! request's span fields, its request id among them. With `OTEL_EXPORTER_OTLP_ENDPOINT`
 //! the spans also go to an OpenTelemetry collector (see [`traces`]).
 
+pub mod error_reports;
 pub mod traces;
 
 use tracing_subscriber::layer::SubscriberExt;
@@ -75,6 +76,8 @@ pub fn init(settings: &LogSettings) -> TelemetryGuard {
         .with(stderr)
         .with(file)
         .with(otel)
+        // Sends nothing until `SENTRY_DSN` binds a client (see `error_reports`).
+        .with(sentry_tracing::layer())
         .try_init();
     TelemetryGuard {
         _file: file_guard,

@@ -35,3 +35,13 @@ pub fn streaming_projectors() -> Vec<Box<dyn Projector>> {
     projectors.push(Box::new(webhooks::WebhooksProjector));
     projectors
 }
+
+/// The streaming projectors a server runs: all of them, but analytics only when it is
+/// enabled (`ENABLE_ANALYTICS`).
+pub fn enabled_projectors(analytics: bool) -> Vec<Box<dyn Projector>> {
+    let analytics_name = analytics::AnalyticsProjector.name();
+    streaming_projectors()
+        .into_iter()
+        .filter(|projector| analytics || projector.name() != analytics_name)
+        .collect()
+}

@@ -3,7 +3,7 @@ use std::sync::Mutex;
 
 use flowlytix_eventstore::Db;
 use flowlytix_projections::{
-    park, project_batch, streaming_projectors, EventRecord, Outcome, ProjectionError, Projector,
+    park, project_batch, EventRecord, Outcome, ProjectionError, Projector,
 };
 
 use super::{BusError, EventBus, PublishFuture};
@@ -23,10 +23,11 @@ pub struct InProcessBus {
 }
 
 impl InProcessBus {
-    pub fn new(db: Db) -> Self {
+    /// Projects into `projectors` (see `flowlytix_projections::enabled_projectors`).
+    pub fn new(db: Db, projectors: Vec<Box<dyn Projector>>) -> Self {
         Self {
             db,
-            projectors: streaming_projectors(),
+            projectors,
             failures: Mutex::default(),
         }
     }

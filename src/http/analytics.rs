@@ -14,11 +14,25 @@ use super::extract::ApiQuery;
 use crate::app::SharedApp;
 use crate::read::analytics::{self as queries, Counts, DailyCounts, DeviceColumn, Range};
 
-pub fn router() -> OpenApiRouter<SharedApp> {
-    OpenApiRouter::new()
+/// With `enabled` false (`ENABLE_ANALYTICS=false`) every route answers 404
+/// `ANALYTICS_DISABLED`: no projector keeps the figures, so none are served stale.
+pub fn router(enabled: bool) -> OpenApiRouter<SharedApp> {
+    let router = OpenApiRouter::new()
         .routes(routes!(dashboard))
         .routes(routes!(subscription_analytics))
-        .routes(routes!(device_analytics))
+        .routes(routes!(device_analytics));
+    if enabled {
+        router
+    } else {
+        router.route_layer(axum::middleware::from_fn(
+            |_: axum::extract::Request, _: axum::middleware::Next| async {
+                ApiError::not_found(
+                    "ANALYTICS_DISABLED",
+                    "analytics are turned off on this server (ENABLE_ANALYTICS=false)",
+                )
+            },
+        ))
+    }
 }
 
 #[derive(Serialize, ToSchema)]

@@ -194,6 +194,7 @@ impl From<SubscriptionError> for ApiError {
             E::DeviceNotFound(_) => (StatusCode::NOT_FOUND, "DEVICE_NOT_FOUND"),
             E::DeviceNotActive(_) => (StatusCode::CONFLICT, "DEVICE_NOT_ACTIVE"),
             E::DeviceNotActivated => (StatusCode::NOT_FOUND, "DEVICE_NOT_ACTIVATED"),
+            E::TokenRevoked => (StatusCode::UNAUTHORIZED, "TOKEN_REVOKED"),
         };
         Self::new(status, code, detail)
     }
@@ -266,6 +267,7 @@ impl From<LicensingError> for ApiError {
             LicensingError::Token(TokenError::Expired) => {
                 Self::unauthorized("TOKEN_EXPIRED", detail)
             }
+            LicensingError::TokenRevoked => Self::unauthorized("TOKEN_REVOKED", detail),
             LicensingError::Command(error) => error.into(),
             LicensingError::Read(error) => error.into(),
             LicensingError::Signing(_) | LicensingError::TokenNotRecorded(_) => {

@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, MissingJsonContentType};
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, OptionalFromRequest, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use chrono::Utc;
@@ -73,6 +73,31 @@ pub fn form_fields<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes).map_err(unreadable)?;
     storable::check_value(&storable::form_as_json(pairs)).map_err(unstorable_body)?;
     serde_urlencoded::from_bytes(bytes).map_err(unreadable)
+}
+
+/// An optional body: absent (no content type and nothing sent) is `None`; anything sent is
+/// read as [`ApiJson`] reads it, so a body without its content type is still a 415.
+impl<T, S> OptionalFromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Option<Self>, ApiError> {
+        let headers = request.headers();
+        let nothing_sent = !headers.contains_key(header::CONTENT_TYPE)
+            && !headers.contains_key(header::TRANSFER_ENCODING)
+            && headers
+                .get(header::CONTENT_LENGTH)
+                .is_none_or(|length| length.as_bytes() == b"0");
+        if nothing_sent {
+            return Ok(None);
+        }
+        <Self as FromRequest<S>>::from_request(request, state)
+            .await
+            .map(Some)
+    }
 }
 
 /// `application/json` or any `application/*+json`, as `axum::Json` accepts.

@@ -148,16 +148,18 @@ async fn webhooks_health(app: &SharedApp) -> Option<WebhooksHealth> {
 /// Lag = events in the log minus events the projector has applied.
 async fn projector_lag(app: &SharedApp) -> Result<Vec<ProjectorHealth>, sqlx::Error> {
     let total = app.event_count.total(&app.db).await?;
-    Ok(read::progress::projectors(&app.db)
-        .await?
-        .into_iter()
-        .map(|projector| ProjectorHealth {
-            name: projector.name.to_owned(),
-            lag: (total - projector.events_applied).max(0),
-            events_applied: projector.events_applied,
-            parked: projector.parked,
-        })
-        .collect())
+    Ok(
+        read::progress::projectors(&app.db, app.config.enable_analytics)
+            .await?
+            .into_iter()
+            .map(|projector| ProjectorHealth {
+                name: projector.name.to_owned(),
+                lag: (total - projector.events_applied).max(0),
+                events_applied: projector.events_applied,
+                parked: projector.parked,
+            })
+            .collect(),
+    )
 }
 
 /// Liveness: answers without touching anything (the cheapest endpoint; a benchmark's HTTP

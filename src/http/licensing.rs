@@ -19,9 +19,10 @@ use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, RequestContext};
 use super::idempotency::{self, IdempotencyKeyHeader};
 use super::views::{ClientDeviceView, LicenseView};
-use crate::app::SharedApp;
+use crate::app::{App, SharedApp};
 use crate::licensing::{self, Credential, TokenIssued, Verdict};
 use crate::monitoring::record;
+use crate::store::EventMetadata;
 
 pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new()
@@ -163,6 +164,36 @@ fn parse_key(raw: &str) -> Result<LicenseKey, ApiError> {
     })
 }
 
+/// What a licensing call's events record of the client (the actor is the license, which the
+/// operation names once it knows it). Privacy mode (`ENABLE_DEVICE_TRACKING=false`) keeps
+/// neither its address nor its user agent: dropped here, before any event is written.
+fn client_metadata(app: &App, context: &RequestContext) -> EventMetadata {
+    let metadata = context.metadata("");
+    if app.config.enable_device_tracking {
+        metadata
+    } else {
+        EventMetadata {
+            ip: String::new(),
+            user_agent: String::new(),
+            ..metadata
+        }
+    }
+}
+
+/// What a device keeps of its own description: in privacy mode only the name its app gave
+/// and its platform (its fingerprint hash and times are kept apart).
+fn tracked(app: &App, info: DeviceInfo) -> DeviceInfo {
+    if app.config.enable_device_tracking {
+        info
+    } else {
+        DeviceInfo {
+            name: info.name,
+            platform: info.platform,
+            ..DeviceInfo::default()
+        }
+    }
+}
+
 /// Exactly one of a license key and a token.
 fn credential(license_key: Option<&str>, token: Option<String>) -> Result<Credential, ApiError> {
     match (license_key, token) {
@@ -189,11 +220,11 @@ async fn activate(
 ) -> Result<(StatusCode, Json<TokenIssuedView>), ApiError> {
     let key = parse_key(&body.license_key)?;
     let (fingerprint, info) = body.device.into_parts();
+    let info = tracked(&app, info);
     let fingerprint_hash = licensing::fingerprint_hash(&fingerprint)?;
-    // The actor is the license; the operation names it once it knows which.
     let issued = app
         .licensing
-        .activate(key, fingerprint_hash, info, context.metadata(""))
+        .activate(key, fingerprint_hash, info, client_metadata(&app, &context))
         .await;
     let issued = counted(issued.map_err(ApiError::from), record::activation)?;
     Ok((StatusCode::CREATED, Json(TokenIssuedView::new(issued))))
@@ -231,7 +262,7 @@ async fn refresh(
 ) -> Result<Json<TokenIssuedView>, ApiError> {
     let issued = app
         .licensing
-        .refresh(&body.token, context.metadata(""))
+        .refresh(&body.token, client_metadata(&app, &context))
         .await;
     let issued = counted(issued.map_err(ApiError::from), record::token_refresh)?;
     Ok(Json(TokenIssuedView::new(issued)))
@@ -252,7 +283,11 @@ async fn deactivate(
     let credential = credential(body.license_key.as_deref(), body.token)?;
     let deactivated = app
         .licensing
-        .deactivate(credential, fingerprint_hash, context.metadata(""))
+        .deactivate(
+            credential,
+            fingerprint_hash,
+            client_metadata(&app, &context),
+        )
         .await;
     counted(deactivated.map_err(ApiError::from), record::deactivation)?;
     Ok(StatusCode::NO_CONTENT)

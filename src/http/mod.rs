@@ -63,7 +63,7 @@ pub fn router(app: SharedApp) -> Router {
         .merge(licensing::verification_keys_router())
         .merge(subscriptions::router())
         .merge(devices::router())
-        .merge(analytics::router())
+        .merge(analytics::router(app.config.enable_analytics))
         .merge(events::router())
         .merge(webhooks::router())
         .merge(health::router())
@@ -102,6 +102,8 @@ pub fn router(app: SharedApp) -> Router {
         // The last line of defence: a panic anywhere below answers a logged 500 problem
         // instead of dropping the connection.
         .layer(CatchPanicLayer::custom(panic_response))
+        // Every 5xx answer, a panic's included, to Sentry when SENTRY_DSN is set.
+        .layer(axum::middleware::from_fn(crate::telemetry::error_reports::report_server_errors))
         .layer(axum::middleware::from_fn(monitoring::http::track_requests))
         // Around the metrics: it reads the route they carry out, and times the same span.
         .layer(middleware::from_fn_with_state(

@@ -28,7 +28,9 @@ use flowlytix_eventstore::log::aggregate_history;
 use flowlytix_eventstore::EventRecord;
 
 use crate::store::Committed;
-use crate::subscriptions::{CreateSubscriptionRequest, UpdateSubscriptionRequest};
+use crate::subscriptions::{
+    CreateSubscriptionRequest, RegenerateKeyRequest, UpdateSubscriptionRequest,
+};
 
 pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new()
@@ -254,22 +256,27 @@ async fn delete_subscription(
     }))
 }
 
-/// Issue a new license key; the old one stops working at once. The response shows the new
-/// key, once. Activated devices stay activated.
+/// Issue a new license key because the old one leaked. The old key stops working at once,
+/// and so does every license token issued under it (refresh answers 401 `TOKEN_REVOKED`,
+/// validate the code `TOKEN_REVOKED`). Activated devices stay activated unless the body
+/// says `{"deactivate_devices": true}`; the body is optional. The response shows the new
+/// key, once.
 #[utoipa::path(post, path = "/api/v1/subscriptions/{id}/license-key", tag = "subscriptions", security(("bearer" = [])),
-    params(("id" = Uuid, Path), IdempotencyKeyHeader),
+    params(("id" = Uuid, Path), IdempotencyKeyHeader), request_body = Option<RegenerateKeyRequest>,
     responses((status = 200, body = SubscriptionView), (status = 404, body = Problem), (status = 410, body = Problem)))]
 async fn regenerate_license_key(
     State(app): State<SharedApp>,
     RequireAdmin(admin): RequireAdmin,
     context: RequestContext,
     ApiPath(id): ApiPath<Uuid>,
+    body: Option<ApiJson<RegenerateKeyRequest>>,
 ) -> Result<Response, ApiError> {
     let metadata = context.metadata(admin.admin_id.to_string());
     let now = metadata.occurred_at;
+    let request = body.map(|ApiJson(request)| request).unwrap_or_default();
     let created = app
         .subscriptions
-        .regenerate_license_key(SubscriptionId(id), metadata)
+        .regenerate_license_key(SubscriptionId(id), request, metadata)
         .await?;
     let mut view = committed_view(&created.committed, now)?;
     view.license_key = Some(created.license_key.expose().to_owned());

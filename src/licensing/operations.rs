@@ -39,6 +39,8 @@ pub enum LicensingError {
     DeviceNotActivated,
     #[error("the token was issued to another device")]
     FingerprintMismatch,
+    #[error("the token was issued under a license key that has since been regenerated")]
+    TokenRevoked,
     #[error(transparent)]
     Token(#[from] TokenError),
     #[error(transparent)]
@@ -60,6 +62,7 @@ impl From<ExecuteError<SubscriptionError>> for LicensingError {
                 | SubscriptionError::LicenseKeyMismatch,
             ) => Self::LicenseNotFound,
             ExecuteError::Domain(SubscriptionError::DeviceNotActivated) => Self::DeviceNotActivated,
+            ExecuteError::Domain(SubscriptionError::TokenRevoked) => Self::TokenRevoked,
             other => Self::Command(other),
         }
     }
@@ -185,7 +188,7 @@ impl Licensing {
                 let key_hash = sha256_hex(key.expose());
                 let device = DeviceClaim {
                     fingerprint_hash,
-                    device_id: None,
+                    token: None,
                 };
                 let Some(id) = self.lookup.subscription_by_key_hash(&key_hash).await? else {
                     // An unknown key is a miss too: it cost a read of the event log.
@@ -204,7 +207,8 @@ impl Licensing {
         };
         // A superseded key names its subscription still, but no license.
         let names = |license: &LicenseSnapshot| {
-            key_hash.is_none() || license.key_hash.as_ref() == key_hash.as_ref()
+            key_hash.is_none()
+                || license.license_key.as_ref().map(|k| &k.key_hash) == key_hash.as_ref()
         };
         if let Some(cached) = self.cache.fresh(subscription_id, false) {
             let verdict = judge(Some(&cached).filter(|l| names(l)), &device, now);
@@ -246,7 +250,8 @@ impl Licensing {
         Ok(true)
     }
 
-    /// A fresh token for the device a valid token names, while the license is usable.
+    /// A fresh token for the device a valid token names, while the license is usable, the
+    /// token's key is current and that very device is active (as validate judges it).
     pub async fn refresh(
         &self,
         token: &str,
@@ -255,18 +260,23 @@ impl Licensing {
         let claims = self.tokens.verify(token)?;
         let fingerprint_hash = Sha256Hex::parse(&claims.fpr).map_err(|_| TokenError::Invalid)?;
         let subscription_id = SubscriptionId(claims.sid);
-        let action = SubscriptionAction::IssueLicenseToken {
-            fingerprint_hash,
-            token_id: Uuid::new_v4(),
-            expires_at: self.tokens.requested_expiry(metadata.occurred_at),
-        };
+        let actions = vec![
+            SubscriptionAction::VerifyLicenseToken {
+                presented: claims.presented(),
+            },
+            SubscriptionAction::IssueLicenseToken {
+                fingerprint_hash,
+                token_id: Uuid::new_v4(),
+                expires_at: self.tokens.requested_expiry(metadata.occurred_at),
+            },
+        ];
         let metadata = EventMetadata {
             actor: license_actor(subscription_id),
             ..metadata
         };
         let committed = self
             .commands
-            .run_remembering(subscription_id, vec![action], metadata, None)
+            .run_remembering(subscription_id, actions, metadata, None)
             .await?;
         self.sign_issued_token(committed)
     }
@@ -278,7 +288,7 @@ impl Licensing {
         fingerprint_hash: Sha256Hex,
         metadata: EventMetadata,
     ) -> Result<(), LicensingError> {
-        let (subscription_id, key_check) = match credential {
+        let (subscription_id, credential_check) = match credential {
             Credential::LicenseKey(key) => {
                 let (id, key_hash) = self.subscription_for_key(&key).await?;
                 (id, Some(SubscriptionAction::VerifyLicenseKey { key_hash }))
@@ -288,12 +298,16 @@ impl Licensing {
                 if claims.fpr != fingerprint_hash.as_str() {
                     return Err(LicensingError::FingerprintMismatch);
                 }
-                (SubscriptionId(claims.sid), None)
+                let presented = claims.presented();
+                (
+                    SubscriptionId(claims.sid),
+                    Some(SubscriptionAction::VerifyLicenseToken { presented }),
+                )
             }
         };
-        // The key check goes first, so a superseded key is refused as unknown before anything
-        // is said about the devices.
-        let actions = key_check
+        // The credential check goes first, so a superseded key is refused as unknown (and a
+        // revoked token as revoked) before anything is said about the devices.
+        let actions = credential_check
             .into_iter()
             .chain([SubscriptionAction::DeactivateDeviceByFingerprint {
                 fingerprint_hash,

@@ -1,7 +1,9 @@
 //! A license as validation sees it: the parts of a subscription that decide a verdict.
 
 use chrono::{DateTime, Utc};
-use flowlytix_aggregates::subscription::{effective_status, Device, SubscriptionState};
+use flowlytix_aggregates::subscription::{
+    effective_status, Device, LicenseKeyState, SubscriptionState,
+};
 use flowlytix_aggregates::{DeviceId, Sha256Hex, Status, SubscriptionId};
 
 /// The parts of a subscription that validation needs.
@@ -9,7 +11,8 @@ use flowlytix_aggregates::{DeviceId, Sha256Hex, Status, SubscriptionId};
 pub struct LicenseSnapshot {
     pub subscription_id: SubscriptionId,
     pub version: i64,
-    pub key_hash: Option<Sha256Hex>,
+    /// The current key: its hash names the license, and it decides which tokens stand.
+    pub license_key: Option<LicenseKeyState>,
     pub status: Status,
     pub plan: String,
     pub features: Vec<String>,
@@ -66,7 +69,7 @@ impl LicenseSnapshot {
         Self {
             subscription_id: state.id,
             version: version as i64,
-            key_hash: state.license_key.as_ref().map(|k| k.key_hash.clone()),
+            license_key: state.license_key.clone(),
             status: state.status,
             plan: state.plan.as_str().to_owned(),
             features: state.features.clone(),

@@ -13,7 +13,7 @@ use super::{fingerprint_hash, Credential, LicensingError, TokenIssued, Validatio
 use crate::crypto::new_license_key;
 use crate::keys::JwtKeys;
 use crate::store::ExecuteError;
-use crate::subscriptions::{StatusChange, UpdateSubscriptionRequest};
+use crate::subscriptions::{RegenerateKeyRequest, StatusChange, UpdateSubscriptionRequest};
 use crate::test_support::{
     device, fingerprint, metadata, services, Services, ISSUER, SERVER_SECRET, TOKEN_TTL,
 };
@@ -147,7 +147,7 @@ async fn activation_issues_a_token_the_signer_verifies_for_that_device() {
 }
 
 #[tokio::test]
-async fn reactivating_a_fingerprint_keeps_its_device_and_takes_no_second_slot() {
+async fn reactivating_an_active_fingerprint_keeps_its_device_and_takes_no_second_slot() {
     let s = services().await;
     let (_, key) = s.subscription(1).await;
     let first = activate(&s, &key, "laptop").await;
@@ -164,12 +164,14 @@ async fn reactivating_a_fingerprint_keeps_its_device_and_takes_no_second_slot() 
     assert_ne!(first_claims.jti, again_claims.jti);
     assert_eq!(again.license.active_devices.len(), 1);
 
-    // A fingerprint that comes back after a deactivation is the same device too.
+    // A fingerprint that comes back after a deactivation is a new device, so that the old
+    // device's tokens stay dead.
     try_deactivate(&s, Credential::LicenseKey(key.clone()), "laptop")
         .await
         .unwrap();
     let returned = activate(&s, &key, "laptop").await;
-    assert_eq!(returned.device_id, first.device_id);
+    assert_ne!(returned.device_id, first.device_id);
+    assert_eq!(returned.license.active_devices.len(), 1);
 }
 
 #[tokio::test]
@@ -259,7 +261,7 @@ async fn a_superseded_key_is_not_found_once_the_key_is_regenerated() {
 
     let new_key = s
         .subscriptions
-        .regenerate_license_key(id, metadata())
+        .regenerate_license_key(id, RegenerateKeyRequest::default(), metadata())
         .await
         .unwrap()
         .license_key;
@@ -476,6 +478,76 @@ async fn a_deactivated_device_neither_validates_nor_refreshes() {
     );
     let found = s.subscriptions.device(issued.device_id).await.unwrap();
     assert!(!found.device.active);
+}
+
+#[tokio::test]
+async fn a_regenerated_key_revokes_the_tokens_issued_under_the_old_one_and_keeps_the_devices() {
+    let s = services().await;
+    let (id, old_key) = s.subscription(2).await;
+    let old = activate(&s, &old_key, "laptop").await;
+    // Validated once, so the cache holds the license under the old key.
+    assert_eq!(
+        by_token(&s, &old.token, "laptop").await.code,
+        ValidationCode::Valid
+    );
+
+    let new_key = s
+        .subscriptions
+        .regenerate_license_key(id, RegenerateKeyRequest::default(), metadata())
+        .await
+        .unwrap()
+        .license_key;
+
+    let verdict = by_token(&s, &old.token, "laptop").await;
+    assert_eq!(verdict.code, ValidationCode::TokenRevoked);
+    assert!(verdict.license.is_none(), "nothing is told of the license");
+    for error in [
+        refused(s.licensing.refresh(&old.token, metadata()).await),
+        refused(try_deactivate(&s, Credential::Token(old.token.clone()), "laptop").await),
+    ] {
+        assert!(matches!(error, LicensingError::TokenRevoked), "{error:?}");
+    }
+    // The device kept its slot: activating with the new key gives it a token that works.
+    assert_eq!(
+        by_key(&s, &new_key, "laptop").await.code,
+        ValidationCode::Valid
+    );
+    let again = activate(&s, &new_key, "laptop").await;
+    assert_eq!(again.device_id, old.device_id);
+    assert_eq!(
+        by_token(&s, &again.token, "laptop").await.code,
+        ValidationCode::Valid
+    );
+    s.licensing.refresh(&again.token, metadata()).await.unwrap();
+}
+
+#[tokio::test]
+async fn refresh_and_validate_agree_that_a_replaced_device_s_token_is_dead() {
+    let s = services().await;
+    let (_, key) = s.subscription(2).await;
+    let old = activate(&s, &key, "laptop").await;
+    try_deactivate(&s, Credential::LicenseKey(key.clone()), "laptop")
+        .await
+        .unwrap();
+    let returned = activate(&s, &key, "laptop").await;
+    assert_ne!(returned.device_id, old.device_id);
+
+    assert_eq!(
+        by_token(&s, &old.token, "laptop").await.code,
+        ValidationCode::DeviceNotActivated
+    );
+    let error = refused(s.licensing.refresh(&old.token, metadata()).await);
+    assert!(
+        matches!(error, LicensingError::DeviceNotActivated),
+        "{error:?}"
+    );
+    // Nor can the old token free the new device's slot.
+    let error = refused(try_deactivate(&s, Credential::Token(old.token), "laptop").await);
+    assert!(
+        matches!(error, LicensingError::DeviceNotActivated),
+        "{error:?}"
+    );
+    assert_eq!(by_key(&s, &key, "laptop").await.code, ValidationCode::Valid);
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use flowlytix_aggregates::subscription::{Device, SubscriptionState};
+use flowlytix_aggregates::subscription::{Device, PresentedToken, SubscriptionState};
+use flowlytix_aggregates::DeviceId;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,22 @@ pub struct LicenseClaims {
     pub features: Vec<String>,
     pub max_devices: u32,
     pub license_expires_at: Option<String>,
+    /// The first digits of the hash of the license key the token was issued under: after a
+    /// regeneration, tokens naming the old key are revoked. Absent on tokens issued before
+    /// the claim existed (their `iat` decides instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license_key_ref: Option<String>,
+}
+
+impl LicenseClaims {
+    /// What the token says of where it came from, for the subscription to judge.
+    pub fn presented(&self) -> PresentedToken {
+        PresentedToken {
+            device_id: DeviceId(self.sub),
+            license_key_ref: self.license_key_ref.clone(),
+            issued_at: DateTime::from_timestamp(self.iat, 0).unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +104,10 @@ impl LicenseTokens {
             license_expires_at: subscription
                 .expires_at
                 .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            license_key_ref: subscription
+                .license_key
+                .as_ref()
+                .map(|key| key.token_ref().to_owned()),
         };
         Ok(self.keys.sign(&claims)?)
     }

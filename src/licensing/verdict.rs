@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use flowlytix_aggregates::{DeviceId, Sha256Hex, Status, SubscriptionId};
+use flowlytix_aggregates::subscription::PresentedToken;
+use flowlytix_aggregates::{Sha256Hex, Status, SubscriptionId};
 
 use super::snapshot::Fingerprint;
 use super::token::{LicenseClaims, TokenError};
@@ -22,6 +23,8 @@ pub enum ValidationCode {
     FingerprintMismatch,
     TokenInvalid,
     TokenExpired,
+    /// Issued under a license key that was regenerated since.
+    TokenRevoked,
 }
 
 impl ValidationCode {
@@ -36,6 +39,7 @@ impl ValidationCode {
             Self::FingerprintMismatch => "FINGERPRINT_MISMATCH",
             Self::TokenInvalid => "TOKEN_INVALID",
             Self::TokenExpired => "TOKEN_EXPIRED",
+            Self::TokenRevoked => "TOKEN_REVOKED",
         }
     }
 
@@ -51,15 +55,18 @@ impl ValidationCode {
             Self::FingerprintMismatch => "the token was issued to another device",
             Self::TokenInvalid => "the token is not a valid license token",
             Self::TokenExpired => "the token has expired",
+            Self::TokenRevoked => {
+                "the token was issued under a license key that has since been regenerated"
+            }
         }
     }
 }
 
-/// The device asking: its fingerprint, and the device id when a token named one.
+/// The device asking: its fingerprint, and what its token says when it presented one.
 #[derive(Debug, Clone)]
 pub struct DeviceClaim {
     pub fingerprint_hash: Sha256Hex,
-    pub device_id: Option<DeviceId>,
+    pub token: Option<PresentedToken>,
 }
 
 /// A verdict, with the license and device it was reached on (when there is one).
@@ -102,13 +109,15 @@ pub fn token_claim(
         SubscriptionId(claims.sid),
         DeviceClaim {
             fingerprint_hash: fingerprint_hash.clone(),
-            device_id: Some(DeviceId(claims.sub)),
+            token: Some(claims.presented()),
         },
     ))
 }
 
 /// The verdict on a license (absent when nothing matched) for one device at `now`. A
-/// deleted license is not found; an unusable one says why before anything about devices.
+/// deleted license is not found; a token from before the key was regenerated is revoked
+/// (the subscription's `VerifyLicenseToken` applies the same rule to refresh); an unusable
+/// license says why before anything about devices.
 pub fn judge(
     license: Option<&Arc<LicenseSnapshot>>,
     device: &DeviceClaim,
@@ -117,6 +126,16 @@ pub fn judge(
     let Some(license) = license.filter(|l| !l.deleted) else {
         return Verdict::refused(ValidationCode::NotFound);
     };
+    if let Some(token) = &device.token {
+        let key_current = license
+            .license_key
+            .as_ref()
+            .is_some_and(|key| key.admits_token(token.license_key_ref.as_deref(), token.issued_at));
+        if !key_current {
+            // Whoever holds it may hold a leaked key: it is told nothing of the license.
+            return Verdict::refused(ValidationCode::TokenRevoked);
+        }
+    }
     let code = match license.status_at(now) {
         Status::Suspended => ValidationCode::Suspended,
         Status::Expired => ValidationCode::Expired,
@@ -124,7 +143,8 @@ pub fn judge(
         Status::Trialing | Status::Active | Status::PastDue => {
             let fingerprint = Fingerprint::of(&device.fingerprint_hash);
             let active = license.active_devices.iter().find(|d| {
-                d.fingerprint == fingerprint && device.device_id.is_none_or(|id| d.id == id)
+                d.fingerprint == fingerprint
+                    && device.token.as_ref().is_none_or(|t| d.id == t.device_id)
             });
             return Verdict {
                 code: if active.is_some() {
@@ -147,7 +167,8 @@ pub fn judge(
 #[cfg(test)]
 mod tests {
     use chrono::Duration;
-    use flowlytix_aggregates::subscription::{Device, DeviceInfo};
+    use flowlytix_aggregates::subscription::{Device, DeviceInfo, LicenseKeyState};
+    use flowlytix_aggregates::DeviceId;
     use uuid::Uuid;
 
     use super::*;
@@ -189,7 +210,11 @@ mod tests {
         LicenseSnapshot {
             subscription_id: SubscriptionId(Uuid::new_v4()),
             version: 3,
-            key_hash: Some(hash("key")),
+            license_key: Some(LicenseKeyState {
+                key_hash: hash("key"),
+                key_prefix: "FLX-KEY00".into(),
+                issued_at: now() - Duration::days(2),
+            }),
             status,
             plan: "pro".into(),
             features: vec![],
@@ -204,7 +229,19 @@ mod tests {
     fn by_fingerprint(fingerprint: &str) -> DeviceClaim {
         DeviceClaim {
             fingerprint_hash: hash(fingerprint),
-            device_id: None,
+            token: None,
+        }
+    }
+
+    /// A token for `device`, issued a day ago under the key with this hash.
+    fn by_token(device: &ActiveDevice, fingerprint: &str, key: &str) -> DeviceClaim {
+        DeviceClaim {
+            fingerprint_hash: hash(fingerprint),
+            token: Some(PresentedToken {
+                device_id: device.id,
+                license_key_ref: Some(hash(key).as_str()[..16].to_owned()),
+                issued_at: now() - Duration::days(1),
+            }),
         }
     }
 
@@ -223,6 +260,7 @@ mod tests {
             features: vec![],
             max_devices: 3,
             license_expires_at: None,
+            license_key_ref: None,
         }
     }
 
@@ -303,14 +341,34 @@ mod tests {
     fn a_token_for_a_deactivated_device_is_not_activated_even_if_the_fingerprint_returned() {
         // The fingerprint was activated again under a new id: the old token's device is gone.
         let license = license(Status::Active, vec![device("laptop")]);
-        let old_token = DeviceClaim {
-            fingerprint_hash: hash("laptop"),
-            device_id: Some(DeviceId(Uuid::new_v4())),
-        };
+        let gone = device("laptop");
         assert_eq!(
-            judge(Some(&license), &old_token, now()).code,
+            judge(Some(&license), &by_token(&gone, "laptop", "key"), now()).code,
             ValidationCode::DeviceNotActivated
         );
+    }
+
+    #[test]
+    fn a_token_under_the_current_key_for_its_active_device_is_valid() {
+        let laptop = device("laptop");
+        let license = license(Status::Active, vec![laptop.clone()]);
+        let verdict = judge(Some(&license), &by_token(&laptop, "laptop", "key"), now());
+        assert_eq!(verdict.code, ValidationCode::Valid);
+    }
+
+    #[test]
+    fn a_token_under_a_regenerated_key_is_revoked_and_told_nothing() {
+        let laptop = device("laptop");
+        for status in [Status::Active, Status::Suspended] {
+            let license = license(status, vec![laptop.clone()]);
+            let verdict = judge(
+                Some(&license),
+                &by_token(&laptop, "laptop", "old key"),
+                now(),
+            );
+            assert_eq!(verdict.code, ValidationCode::TokenRevoked, "{status:?}");
+            assert!(verdict.license.is_none() && verdict.device.is_none());
+        }
     }
 
     #[test]
@@ -318,7 +376,10 @@ mod tests {
         let claims = claims("laptop");
         let (sid, device) = token_claim(Ok(claims.clone()), &hash("laptop")).unwrap();
         assert_eq!(sid, SubscriptionId(claims.sid));
-        assert_eq!(device.device_id, Some(DeviceId(claims.sub)));
+        assert_eq!(
+            device.token.map(|t| t.device_id),
+            Some(DeviceId(claims.sub))
+        );
         assert_eq!(device.fingerprint_hash, hash("laptop"));
     }
 
@@ -354,6 +415,7 @@ mod tests {
             ValidationCode::FingerprintMismatch,
             ValidationCode::TokenInvalid,
             ValidationCode::TokenExpired,
+            ValidationCode::TokenRevoked,
         ]
         .iter()
         .map(|c| c.as_str())
@@ -369,7 +431,8 @@ mod tests {
                 "DEVICE_NOT_ACTIVATED",
                 "FINGERPRINT_MISMATCH",
                 "TOKEN_INVALID",
-                "TOKEN_EXPIRED"
+                "TOKEN_EXPIRED",
+                "TOKEN_REVOKED"
             ]
         );
     }

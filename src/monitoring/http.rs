@@ -18,7 +18,7 @@ pub const UNMATCHED: &str = "unmatched";
 
 /// The route a request matched, carried on its response.
 #[derive(Clone)]
-struct RouteTemplate(String);
+pub(crate) struct RouteTemplate(pub(crate) String);
 
 /// Outermost layer: counts, times and tracks in flight every request.
 pub async fn track_requests(request: Request, next: Next) -> Response {

@@ -105,6 +105,8 @@ pub struct Sources<'a> {
     pub event_count: &'a EventCount,
     pub publisher_status: &'a PublisherStatus,
     pub jetstream: Option<&'a JetStreamBus>,
+    /// Whether the analytics projector runs (`ENABLE_ANALYTICS`).
+    pub analytics: bool,
 }
 
 /// Sets every sampled gauge from `sources` as they are now.
@@ -118,7 +120,11 @@ pub async fn sample(sources: Sources<'_>) {
     });
     gauge!(PUBLISHER_BACKLOG).set(status.backlog.load(Ordering::Relaxed) as f64);
     if !matches!(
-        tokio::time::timeout(READ_TIMEOUT, pipeline(sources.db, sources.event_count)).await,
+        tokio::time::timeout(
+            READ_TIMEOUT,
+            pipeline(sources.db, sources.event_count, sources.analytics)
+        )
+        .await,
         Ok(Ok(()))
     ) {
         counter!(SCRAPE_ERRORS, "source" => "database").increment(1);
@@ -140,10 +146,10 @@ pub async fn sample(sources: Sources<'_>) {
 
 /// The log's head against each projector's checkpoint (the gap KurrentDB and Eventuous
 /// report per subscription).
-async fn pipeline(db: &Db, event_count: &EventCount) -> Result<(), sqlx::Error> {
+async fn pipeline(db: &Db, event_count: &EventCount, analytics: bool) -> Result<(), sqlx::Error> {
     let head = event_count.total(db).await?;
     gauge!(LOG_HEAD).set(head as f64);
-    for projector in read::progress::projectors(db).await? {
+    for projector in read::progress::projectors(db, analytics).await? {
         let lag = (head - projector.events_applied).max(0);
         gauge!(PROJECTOR_CHECKPOINT, "projector" => projector.name)
             .set(projector.events_applied as f64);

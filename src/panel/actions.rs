@@ -18,7 +18,7 @@ use super::session::{WriteForm, Writer};
 use super::subscriptions::KeyPage;
 use crate::app::SharedApp;
 use crate::http::extract::RequestContext;
-use crate::subscriptions::{StatusChange, UpdateSubscriptionRequest};
+use crate::subscriptions::{RegenerateKeyRequest, StatusChange, UpdateSubscriptionRequest};
 
 /// The actions behind a confirmation step.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -58,12 +58,17 @@ impl Action {
             Self::Resume => "Resume this subscription? Its devices validate again.",
             Self::Cancel => "Cancel this subscription? This cannot be undone: a canceled subscription never validates again.",
             Self::Delete => "Delete this subscription? It leaves every list and never validates again; its history stays.",
-            Self::RegenerateKey => "Regenerate the license key? The current key stops working at once; activated devices stay activated.",
+            Self::RegenerateKey => "Regenerate the license key? Do this when the key has leaked. The current key stops working at once, and so does every license token issued under it: apps must activate again with the new key. Activated devices stay activated and keep their slots, unless you also deactivate them below.",
         }
     }
 
     fn takes_reason(self) -> bool {
         matches!(self, Self::Suspend | Self::Cancel)
+    }
+
+    /// Whether the confirmation offers to deactivate every device as well.
+    fn offers_device_deactivation(self) -> bool {
+        self == Self::RegenerateKey
     }
 }
 
@@ -76,6 +81,7 @@ pub struct ConfirmPage {
     slug: &'static str,
     question: &'static str,
     takes_reason: bool,
+    offers_device_deactivation: bool,
 }
 
 pub async fn confirm(
@@ -101,6 +107,7 @@ pub async fn confirm(
         slug: action.slug(),
         question: action.question(),
         takes_reason: action.takes_reason(),
+        offers_device_deactivation: action.offers_device_deactivation(),
     })
 }
 
@@ -108,6 +115,9 @@ pub async fn confirm(
 pub struct ActionForm {
     #[serde(default)]
     reason: String,
+    /// The checkbox: present (whatever its value) when ticked.
+    #[serde(default)]
+    deactivate_devices: Option<String>,
 }
 
 pub async fn act(
@@ -152,7 +162,13 @@ pub async fn act(
         Action::RegenerateKey => {
             match app
                 .subscriptions
-                .regenerate_license_key(subscription_id, metadata)
+                .regenerate_license_key(
+                    subscription_id,
+                    RegenerateKeyRequest {
+                        deactivate_devices: fields.deactivate_devices.is_some(),
+                    },
+                    metadata,
+                )
                 .await
             {
                 Ok(created) => {

@@ -46,6 +46,8 @@ pub struct DashboardPage {
     active_devices: i64,
     by_status: Counts,
     by_plan: Counts,
+    /// Off (`ENABLE_ANALYTICS=false`): the page says so instead of drawing charts.
+    analytics_enabled: bool,
     charts: Vec<Chart>,
     expiring: Vec<Row>,
     bus_kind: &'static str,
@@ -83,8 +85,12 @@ pub async fn page(
         Ok(days) => (None, days),
         Err(message) => (Some(message), (today - Duration::days(29), today)),
     };
-    let daily =
-        queries::daily(&app.db, &["activations", "subscriptions_created"], from, to).await?;
+    let analytics_enabled = app.config.enable_analytics;
+    let daily = if analytics_enabled {
+        queries::daily(&app.db, &["activations", "subscriptions_created"], from, to).await?
+    } else {
+        Vec::new()
+    };
     let series = |metric: &str| -> Vec<(NaiveDate, i64)> {
         daily
             .iter()
@@ -121,20 +127,25 @@ pub async fn page(
         active_devices: devices.get("active").copied().unwrap_or(0),
         by_status,
         by_plan: queries::subscriptions_by_plan(&app.db).await?,
-        charts: vec![
-            charts::bars(
-                "activations-chart",
-                "Activations per day",
-                "bar",
-                &series("activations"),
-            ),
-            charts::bars(
-                "created-chart",
-                "New subscriptions per day",
-                "bar-alt",
-                &series("subscriptions_created"),
-            ),
-        ],
+        analytics_enabled,
+        charts: if !analytics_enabled {
+            Vec::new()
+        } else {
+            vec![
+                charts::bars(
+                    "activations-chart",
+                    "Activations per day",
+                    "bar",
+                    &series("activations"),
+                ),
+                charts::bars(
+                    "created-chart",
+                    "New subscriptions per day",
+                    "bar-alt",
+                    &series("subscriptions_created"),
+                ),
+            ]
+        },
         expiring: expiring_soon(&app).await?,
         bus_kind: app.bus.name(),
         bus_ok: app.bus.is_connected(),
@@ -171,13 +182,15 @@ async fn expiring_soon(app: &App) -> Result<Vec<Row>, PanelError> {
 /// Each projector's lag: events in the log it has not applied yet.
 async fn lag(app: &App) -> Result<Vec<ProjectorLag>, PanelError> {
     let total = app.event_count.total(&app.db).await?;
-    Ok(read::progress::projectors(&app.db)
-        .await?
-        .into_iter()
-        .map(|p| ProjectorLag {
-            name: p.name.to_owned(),
-            lag: (total - p.events_applied).max(0),
-            parked: p.parked,
-        })
-        .collect())
+    Ok(
+        read::progress::projectors(&app.db, app.config.enable_analytics)
+            .await?
+            .into_iter()
+            .map(|p| ProjectorLag {
+                name: p.name.to_owned(),
+                lag: (total - p.events_applied).max(0),
+                parked: p.parked,
+            })
+            .collect(),
+    )
 }

@@ -1,7 +1,7 @@
 //! How far the read side has got: the number of events in the log (a running figure, not a
 //! count of the whole log per call) and what each projector has applied.
 
-use flowlytix_projections::{streaming_projectors, with_db, Db};
+use flowlytix_projections::{enabled_projectors, with_db, Db};
 use tokio::sync::Mutex;
 
 /// Events counted so far, up to a cursor in commit order. On PostgreSQL only events below
@@ -90,7 +90,8 @@ pub struct ProjectorProgress {
 /// A projector's name and a number.
 type PerProjector = (String, i64);
 
-pub async fn projectors(db: &Db) -> Result<Vec<ProjectorProgress>, sqlx::Error> {
+/// The progress of the projectors this server runs (analytics only when it is enabled).
+pub async fn projectors(db: &Db, analytics: bool) -> Result<Vec<ProjectorProgress>, sqlx::Error> {
     let (rows, parked): (Vec<PerProjector>, Vec<PerProjector>) = with_db!(db, pool => {
         let rows = sqlx::query_as("select projector, events_applied from projector_checkpoints")
             .fetch_all(pool)
@@ -105,7 +106,7 @@ pub async fn projectors(db: &Db) -> Result<Vec<ProjectorProgress>, sqlx::Error> 
             .find(|(projector, _)| projector == name)
             .map_or(0, |(_, n)| *n)
     };
-    Ok(streaming_projectors()
+    Ok(enabled_projectors(analytics)
         .iter()
         .map(|projector| ProjectorProgress {
             name: projector.name(),

@@ -28,6 +28,7 @@ impl CommandName for SubscriptionCommand {
             }
             SubscriptionAction::UpdateDevice { .. } => "UpdateDevice",
             SubscriptionAction::IssueLicenseToken { .. } => "IssueLicenseToken",
+            SubscriptionAction::VerifyLicenseToken { .. } => return None,
         })
     }
 }

@@ -34,6 +34,15 @@ pub enum ManageError {
     Read(#[from] sqlx::Error),
 }
 
+/// `POST /api/v1/subscriptions/{id}/license-key`; the body is optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegenerateKeyRequest {
+    /// Also deactivate every active device, so each must activate again with the new key.
+    #[serde(default)]
+    pub deactivate_devices: bool,
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSubscriptionRequest {
@@ -203,16 +212,20 @@ impl SubscriptionAdmin {
             .await?)
     }
 
-    /// Issues a new license key; the old one stops working at once.
+    /// Issues a new license key because the old one leaked: the old key stops working at
+    /// once, and so do the license tokens issued under it. Devices stay activated unless
+    /// the request asks for them to be deactivated too.
     pub async fn regenerate_license_key(
         &self,
         id: SubscriptionId,
+        request: RegenerateKeyRequest,
         metadata: EventMetadata,
     ) -> Result<Created, ManageError> {
         let key = new_license_key();
         let action = SubscriptionAction::RegenerateLicenseKey {
             key_hash: sha256_hex(key.expose()),
             key_prefix: key.display_prefix(),
+            deactivate_devices: request.deactivate_devices,
         };
         let committed = self.commands.run(id, vec![action], metadata, None).await?;
         Ok(Created {

@@ -16,8 +16,8 @@ use flowlytix_projections::Db;
 
 pub use devices::DeviceFound;
 pub use manage::{
-    CreateSubscriptionRequest, Created, ManageError, StatusChange, UpdateSubscriptionRequest,
-    MAX_FEATURES, MAX_METADATA_BYTES,
+    CreateSubscriptionRequest, Created, ManageError, RegenerateKeyRequest, StatusChange,
+    UpdateSubscriptionRequest, MAX_FEATURES, MAX_METADATA_BYTES,
 };
 
 use crate::licensing::{LicenseCache, LicenseSnapshot};

@@ -7,7 +7,7 @@ use flowlytix_aggregates::{
 };
 use uuid::Uuid;
 
-use super::{ManageError, StatusChange, UpdateSubscriptionRequest};
+use super::{ManageError, RegenerateKeyRequest, StatusChange, UpdateSubscriptionRequest};
 use crate::crypto::sha256_hex;
 use crate::licensing::{Credential, ValidationCode};
 use crate::store::{EventMetadata, ExecuteError};
@@ -266,7 +266,11 @@ async fn a_deleted_subscription_is_gone_for_every_operation() {
             .await,
     );
     assert!(matches!(error, ManageError::NotFound), "{error:?}");
-    let error = refused(s.subscriptions.regenerate_license_key(id, metadata()).await);
+    let error = refused(
+        s.subscriptions
+            .regenerate_license_key(id, RegenerateKeyRequest::default(), metadata())
+            .await,
+    );
     assert!(
         matches!(
             error,

@@ -63,7 +63,7 @@ async fn publish_everything(db: &Db) {
         .map(|(_, event)| event)
         .collect();
     drop(connection);
-    InProcessBus::new(db.clone())
+    InProcessBus::new(db.clone(), flowlytix_projections::streaming_projectors())
         .publish(&events)
         .await
         .unwrap();

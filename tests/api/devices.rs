@@ -174,10 +174,13 @@ async fn admin_delete_deactivates_the_device_then_it_no_longer_validates_and_a_s
     .await;
     assert_eq!(app.event_count().await, before);
 
-    // Its slot is free again; the same fingerprint comes back as the same device.
+    // Its slot is free again; the same fingerprint comes back as a new device, and the old
+    // one stays deactivated (its tokens stay dead).
     let again: Value = app.activate(key, "fp-revoked").await.json().await.unwrap();
-    assert_eq!(again["device_id"], device_id);
-    assert_eq!(get_device(&app, &device_id).await["status"], "active");
+    assert_ne!(again["device_id"], device_id);
+    let again_id = again["device_id"].as_str().unwrap();
+    assert_eq!(get_device(&app, again_id).await["status"], "active");
+    assert_eq!(get_device(&app, &device_id).await["status"], "inactive");
 }
 
 #[tokio::test]

@@ -211,6 +211,7 @@ async fn a_license_token_verifies_with_the_published_keys_and_carries_every_clai
         "features",
         "max_devices",
         "license_expires_at",
+        "license_key_ref",
     ];
     let mut keys: Vec<&str> = claims
         .as_object()
@@ -225,6 +226,12 @@ async fn a_license_token_verifies_with_the_published_keys_and_carries_every_clai
 
     assert_eq!(claims["iss"], "flowlytix");
     assert_eq!(claims["aud"], "flowlytix-license");
+    let key_hash = sha256_hex(a.subscription["license_key"].as_str().unwrap());
+    assert_eq!(
+        claims["license_key_ref"],
+        key_hash[..16],
+        "the key it was issued under"
+    );
     assert_eq!(claims["sub"], a.activation["device_id"]);
     let iat = claims["iat"].as_i64().unwrap();
     assert!(

@@ -6,7 +6,9 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::commands::{DetailsChange, DeviceDetails, NewSubscription, PeriodChange};
+use super::commands::{
+    DetailsChange, DeviceDetails, NewSubscription, PeriodChange, PresentedToken,
+};
 use super::DeviceInfo;
 use super::{
     DeactivationReason, Status, SubscriptionAction, SubscriptionCommand, SubscriptionError,
@@ -58,6 +60,28 @@ pub struct LicenseKeyState {
     pub key_hash: Sha256Hex,
     pub key_prefix: String,
     pub issued_at: DateTime<Utc>,
+}
+
+/// Hex digits of the key's hash that a license token carries as `license_key_ref`: enough to
+/// tell keys apart (64 bits), too few to look a key up by.
+const KEY_REF_LEN: usize = 16;
+
+impl LicenseKeyState {
+    /// What a license token issued under this key carries as its `license_key_ref` claim.
+    pub fn token_ref(&self) -> &str {
+        &self.key_hash.as_str()[..KEY_REF_LEN]
+    }
+
+    /// Whether a token issued under the key it names, at `issued_at`, still stands: only
+    /// tokens issued under this key do, because regeneration means "the old key leaked".
+    /// Tokens from before the claim existed name no key; they stand when issued no earlier
+    /// than this key's second (their `iat` has whole seconds only).
+    pub fn admits_token(&self, license_key_ref: Option<&str>, issued_at: DateTime<Utc>) -> bool {
+        match license_key_ref {
+            Some(key_ref) => key_ref == self.token_ref(),
+            None => issued_at.timestamp() >= self.issued_at.timestamp(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -449,12 +473,8 @@ impl Subscription {
             RegenerateLicenseKey {
                 key_hash,
                 key_prefix,
-            } => vec![E::LicenseKeyRegenerated {
-                previous_key_hash: state.license_key.as_ref().map(|k| k.key_hash.clone()),
-                key_hash,
-                key_prefix,
-                at,
-            }],
+                deactivate_devices,
+            } => regenerate_license_key(state, key_hash, key_prefix, deactivate_devices, at),
             VerifyLicenseKey { key_hash } => {
                 if state
                     .license_key
@@ -522,24 +542,89 @@ impl Subscription {
                 let device = state
                     .active_device_with_fingerprint(&fingerprint_hash)
                     .ok_or(SubscriptionError::DeviceNotActivated)?;
-                // A token never outlives the license it stands for.
-                let expires_at = state
-                    .expires_at
-                    .map_or(expires_at, |end| end.min(expires_at));
-                // While trialing, the license ends with the trial (see `status_at`).
-                let expires_at = match state.trial_ends_at {
-                    Some(end) if state.status == Status::Trialing => end.min(expires_at),
-                    _ => expires_at,
-                };
-                vec![E::LicenseTokenIssued {
-                    device_id: device.id,
-                    token_id,
-                    expires_at,
-                    at,
-                }]
+                vec![token_issued(state, device, token_id, expires_at, at)]
+            }
+            VerifyLicenseToken { presented } => {
+                ensure_token_stands(state, &presented)?;
+                vec![]
             }
         })
     }
+}
+
+/// A token for `device`, never outliving the license it stands for.
+fn token_issued(
+    state: &SubscriptionState,
+    device: &Device,
+    token_id: uuid::Uuid,
+    expires_at: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> SubscriptionEvent {
+    let expires_at = state
+        .expires_at
+        .map_or(expires_at, |end| end.min(expires_at));
+    // While trialing, the license ends with the trial (see `status_at`).
+    let expires_at = match state.trial_ends_at {
+        Some(end) if state.status == Status::Trialing => end.min(expires_at),
+        _ => expires_at,
+    };
+    SubscriptionEvent::LicenseTokenIssued {
+        device_id: device.id,
+        token_id,
+        expires_at,
+        at,
+    }
+}
+
+/// A presented token stands while the key it was issued under is current and the very
+/// device it names is active: a fingerprint activated again is a new device, and the old
+/// token died with the old one.
+fn ensure_token_stands(
+    state: &SubscriptionState,
+    presented: &PresentedToken,
+) -> Result<(), SubscriptionError> {
+    let key_current = state.license_key.as_ref().is_some_and(|key| {
+        key.admits_token(presented.license_key_ref.as_deref(), presented.issued_at)
+    });
+    if !key_current {
+        return Err(SubscriptionError::TokenRevoked);
+    }
+    match state.device(presented.device_id) {
+        Some(device) if device.active => Ok(()),
+        _ => Err(SubscriptionError::DeviceNotActivated),
+    }
+}
+
+/// The new key, and with `deactivate_devices` every active device deactivated after it.
+fn regenerate_license_key(
+    state: &SubscriptionState,
+    key_hash: Sha256Hex,
+    key_prefix: String,
+    deactivate_devices: bool,
+    at: DateTime<Utc>,
+) -> Vec<SubscriptionEvent> {
+    let regenerated = SubscriptionEvent::LicenseKeyRegenerated {
+        previous_key_hash: state.license_key.as_ref().map(|k| k.key_hash.clone()),
+        key_hash,
+        key_prefix,
+        at,
+    };
+    let active: Vec<DeviceId> = if deactivate_devices {
+        state.active_devices().map(|d| d.id).collect()
+    } else {
+        Vec::new()
+    };
+    let remaining = active.len() as u32;
+    std::iter::once(regenerated)
+        .chain(active.into_iter().enumerate().map(|(i, device_id)| {
+            SubscriptionEvent::DeviceDeactivated {
+                device_id,
+                reason: DeactivationReason::Admin,
+                active_devices: remaining - 1 - i as u32,
+                at,
+            }
+        }))
+        .collect()
 }
 
 fn create(
@@ -710,14 +795,10 @@ fn activate_device(
     for text in device.info.fields() {
         check_optional_text(text)?;
     }
-    // A fingerprint seen before is the same device coming back: it keeps its id and history.
-    let device_id = state
-        .devices
-        .iter()
-        .find(|d| d.fingerprint_hash == device.fingerprint_hash)
-        .map_or(device.device_id, |d| d.id);
+    // A fingerprint that comes back after a deactivation is a new device with a new id, so
+    // that the tokens of the deactivated one stay dead (the old device keeps its history).
     Ok(vec![SubscriptionEvent::DeviceActivated {
-        device_id,
+        device_id: device.device_id,
         fingerprint_hash: device.fingerprint_hash,
         info: device.info,
         active_devices: active + 1,

@@ -45,9 +45,14 @@ pub enum SubscriptionAction {
         reason: Option<String>,
     },
     DeleteSubscription,
+    /// A new key, because the old one leaked: tokens issued under the old key stop working
+    /// (see [`LicenseKeyState::admits_token`](super::LicenseKeyState::admits_token)), and
+    /// with `deactivate_devices` every active device is deactivated as well.
     RegenerateLicenseKey {
         key_hash: Sha256Hex,
         key_prefix: String,
+        #[serde(default)]
+        deactivate_devices: bool,
     },
     /// Emits nothing; refuses with `LicenseKeyMismatch` unless `key_hash` is the current
     /// key. Put first in a command list, it makes a client's key the condition of the rest.
@@ -77,6 +82,23 @@ pub enum SubscriptionAction {
         token_id: Uuid,
         expires_at: DateTime<Utc>,
     },
+    /// Emits nothing; refuses with `TokenRevoked` when the key the token was issued under
+    /// was regenerated since, and with `DeviceNotActivated` unless the very device it names
+    /// (not merely its fingerprint) is still active. Put first in a command list, like
+    /// `VerifyLicenseKey`, it makes a client's token the condition of the rest.
+    VerifyLicenseToken {
+        presented: PresentedToken,
+    },
+}
+
+/// What a license token presented by a client says about where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresentedToken {
+    pub device_id: DeviceId,
+    /// The `license_key_ref` claim; `None` on tokens from builds before the claim existed.
+    pub license_key_ref: Option<String>,
+    /// The `iat` claim.
+    pub issued_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,7 +142,8 @@ pub struct DetailsChange {
 }
 
 /// What a client app tells about the device it activates. The device id is proposed by the
-/// caller; re-activating a known fingerprint keeps the device's original id.
+/// caller; re-activating an active fingerprint keeps its device, while one that comes back
+/// after a deactivation is a new device under the proposed id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceDetails {
     pub device_id: DeviceId,

@@ -40,6 +40,8 @@ pub enum SubscriptionError {
     },
     #[error("device {0} does not belong to this subscription")]
     DeviceNotFound(DeviceId),
+    #[error("the token was issued under a license key that has since been regenerated")]
+    TokenRevoked,
     #[error("no active device has this fingerprint")]
     DeviceNotActivated,
     #[error("device {0} is not active")]

@@ -15,8 +15,8 @@ pub use aggregate::{
     MAX_TEXT_LEN,
 };
 pub use commands::{
-    DetailsChange, DeviceDetails, NewSubscription, PeriodChange, SubscriptionAction,
-    SubscriptionCommand,
+    DetailsChange, DeviceDetails, NewSubscription, PeriodChange, PresentedToken,
+    SubscriptionAction, SubscriptionCommand,
 };
 pub use device::DeviceInfo;
 pub use error::SubscriptionError;

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::aggregate::{MAX_DEVICE_LIMIT, MAX_TEXT_LEN};
 use super::{
     DeactivationReason, DetailsChange, DeviceDetails, DeviceInfo, NewSubscription, PeriodChange,
-    Status, Subscription, SubscriptionAction, SubscriptionCommand, SubscriptionError,
-    SubscriptionEvent,
+    PresentedToken, Status, Subscription, SubscriptionAction, SubscriptionCommand,
+    SubscriptionError, SubscriptionEvent,
 };
 use crate::values::{DeviceId, Email, Plan, Sha256Hex, SubscriptionId};
 
@@ -62,8 +62,9 @@ fn fingerprint(n: u128) -> Sha256Hex {
     Sha256Hex::parse(&format!("{:064x}", 0xf0_0000 + n)).unwrap()
 }
 
+/// Differs from the others in its first digits too, which tokens carry as the key's ref.
 fn key_hash(n: u128) -> Sha256Hex {
-    Sha256Hex::parse(&format!("{:064x}", 0xa0_0000 + n)).unwrap()
+    Sha256Hex::parse(&format!("{:016x}{:048x}", 0xa0_0000 + n, 0xa0_0000 + n)).unwrap()
 }
 
 fn plan(slug: &str) -> Plan {
@@ -288,10 +289,7 @@ fn every_non_create_action() -> Vec<SubscriptionAction> {
         A::MarkPastDue,
         A::CancelSubscription { reason: None },
         A::DeleteSubscription,
-        A::RegenerateLicenseKey {
-            key_hash: key_hash(2),
-            key_prefix: "FLX-ZZ99Z".to_owned(),
-        },
+        regenerate_key(2, false),
         activate(LAPTOP),
         A::DeactivateDevice {
             device_id: device_id(LAPTOP),
@@ -307,7 +305,42 @@ fn every_non_create_action() -> Vec<SubscriptionAction> {
             notes: None,
         },
         issue_token(LAPTOP),
+        verify_token(LAPTOP, Some(key_hash(1)), t0()),
     ]
+}
+
+/// A new key numbered `n`, deactivating every device or none.
+fn regenerate_key(n: u128, deactivate_devices: bool) -> SubscriptionAction {
+    A::RegenerateLicenseKey {
+        key_hash: key_hash(n),
+        key_prefix: format!("FLX-{n:05}"),
+        deactivate_devices,
+    }
+}
+
+fn key_regenerated(from: u128, to: u128, at: DateTime<Utc>) -> SubscriptionEvent {
+    E::LicenseKeyRegenerated {
+        previous_key_hash: Some(key_hash(from)),
+        key_hash: key_hash(to),
+        key_prefix: format!("FLX-{to:05}"),
+        at,
+    }
+}
+
+/// The token issued at `issued_at` to the device numbered `n`, under the key with this hash
+/// (`None`: a token from before tokens named their key), presented for checking.
+fn verify_token(
+    n: u128,
+    issued_under: Option<Sha256Hex>,
+    issued_at: DateTime<Utc>,
+) -> SubscriptionAction {
+    A::VerifyLicenseToken {
+        presented: PresentedToken {
+            device_id: device_id(n),
+            license_key_ref: issued_under.map(|hash| hash.as_str()[..16].to_owned()),
+            issued_at,
+        },
+    }
 }
 
 /// An aggregate rebuilt from events, for `status_at` checks.
@@ -528,13 +561,19 @@ fn reactivating_an_active_fingerprint_at_the_device_limit_emits_no_events() {
 }
 
 #[test]
-fn a_deactivated_fingerprint_reactivates_with_its_original_device_id() {
+fn a_deactivated_fingerprint_reactivates_as_a_new_device() {
     given(created_and(vec![
         activated(LAPTOP, 1),
         deactivated(LAPTOP, DeactivationReason::Client, 0),
     ]))
     .when(cmd(activate_as(UNKNOWN, LAPTOP)))
-    .then_expect_events(vec![activated_at(LAPTOP, 1, now())]);
+    .then_expect_events(vec![E::DeviceActivated {
+        device_id: device_id(UNKNOWN),
+        fingerprint_hash: fingerprint(LAPTOP),
+        info: DeviceInfo::default(),
+        active_devices: 1,
+        at: now(),
+    }]);
 }
 
 #[test]
@@ -1349,39 +1388,126 @@ fn each_status_allows_or_refuses_each_command_as_its_row_says() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
-fn regenerate_license_key_carries_the_previous_and_the_new_hash() {
-    given(created())
-        .when(cmd(A::RegenerateLicenseKey {
-            key_hash: key_hash(2),
-            key_prefix: "FLX-ZZ99Z".to_owned(),
-        }))
-        .then_expect_events(vec![E::LicenseKeyRegenerated {
-            previous_key_hash: Some(key_hash(1)),
-            key_hash: key_hash(2),
-            key_prefix: "FLX-ZZ99Z".to_owned(),
-            at: now(),
-        }]);
+fn regenerate_license_key_carries_the_previous_and_the_new_hash_and_keeps_the_devices() {
+    given(created_and(vec![activated(LAPTOP, 1)]))
+        .when(cmd(regenerate_key(2, false)))
+        .then_expect_events(vec![key_regenerated(1, 2, now())]);
 }
 
 #[test]
 fn regenerating_again_replaces_the_regenerated_key() {
-    let first = E::LicenseKeyRegenerated {
-        previous_key_hash: Some(key_hash(1)),
-        key_hash: key_hash(2),
-        key_prefix: "FLX-ZZ99Z".to_owned(),
-        at: t0(),
+    given(created_and(vec![key_regenerated(1, 2, t0())]))
+        .when(cmd(regenerate_key(3, false)))
+        .then_expect_events(vec![key_regenerated(2, 3, now())]);
+}
+
+#[test]
+fn regenerating_with_deactivate_devices_deactivates_every_active_device() {
+    let at = |n, active| E::DeviceDeactivated {
+        device_id: device_id(n),
+        reason: DeactivationReason::Admin,
+        active_devices: active,
+        at: now(),
     };
-    given(created_and(vec![first]))
-        .when(cmd(A::RegenerateLicenseKey {
-            key_hash: key_hash(3),
-            key_prefix: "FLX-YY88Y".to_owned(),
-        }))
-        .then_expect_events(vec![E::LicenseKeyRegenerated {
-            previous_key_hash: Some(key_hash(2)),
-            key_hash: key_hash(3),
-            key_prefix: "FLX-YY88Y".to_owned(),
-            at: now(),
-        }]);
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        activated(DESKTOP, 2),
+        deactivated(LAPTOP, DeactivationReason::Client, 1),
+        activated(PHONE, 2),
+    ]))
+    .when(cmd(regenerate_key(2, true)))
+    .then_expect_events(vec![
+        key_regenerated(1, 2, now()),
+        at(DESKTOP, 1),
+        at(PHONE, 0),
+    ]);
+}
+
+#[test]
+fn a_token_under_the_current_key_for_an_active_device_stands() {
+    given(created_and(vec![activated(LAPTOP, 1)]))
+        .when(cmd(verify_token(LAPTOP, Some(key_hash(1)), t0())))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_token_issued_under_a_regenerated_key_is_revoked() {
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        key_regenerated(1, 2, t0() + Duration::hours(1)),
+    ]))
+    .when(cmd(verify_token(LAPTOP, Some(key_hash(1)), day(2))))
+    .then_expect_error(Error::TokenRevoked);
+}
+
+#[test]
+fn a_token_issued_under_the_regenerated_key_stands() {
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        key_regenerated(1, 2, t0() + Duration::hours(1)),
+    ]))
+    .when(cmd(verify_token(LAPTOP, Some(key_hash(2)), t0())))
+    .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_revoked_token_is_refused_as_revoked_even_when_its_device_is_gone() {
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        deactivated(LAPTOP, DeactivationReason::Admin, 0),
+        key_regenerated(1, 2, t0()),
+    ]))
+    .when(cmd(verify_token(LAPTOP, Some(key_hash(1)), t0())))
+    .then_expect_error(Error::TokenRevoked);
+}
+
+#[test]
+fn a_token_naming_no_key_stands_only_when_issued_from_the_current_key_s_second_on() {
+    let regenerated_at = t0() + Duration::milliseconds(10_500);
+    let events = || {
+        created_and(vec![
+            activated(LAPTOP, 1),
+            key_regenerated(1, 2, regenerated_at),
+        ])
+    };
+    given(events())
+        .when(cmd(verify_token(LAPTOP, None, t0() + Duration::seconds(9))))
+        .then_expect_error(Error::TokenRevoked);
+    given(events())
+        .when(cmd(verify_token(
+            LAPTOP,
+            None,
+            t0() + Duration::seconds(10),
+        )))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_token_of_a_deactivated_device_is_dead_after_its_fingerprint_returned() {
+    // The laptop came back as a new device: the old device's token names the old id.
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        deactivated(LAPTOP, DeactivationReason::Client, 0),
+        E::DeviceActivated {
+            device_id: device_id(UNKNOWN),
+            fingerprint_hash: fingerprint(LAPTOP),
+            info: DeviceInfo::default(),
+            active_devices: 1,
+            at: t0(),
+        },
+    ]))
+    .when(cmd(verify_token(LAPTOP, Some(key_hash(1)), t0())))
+    .then_expect_error(Error::DeviceNotActivated);
+}
+
+#[test]
+fn a_token_of_a_deactivated_device_is_dead() {
+    given(created_and(vec![
+        activated(LAPTOP, 1),
+        deactivated(LAPTOP, DeactivationReason::Admin, 0),
+    ]))
+    .when(cmd(verify_token(LAPTOP, Some(key_hash(1)), t0())))
+    .then_expect_error(Error::DeviceNotActivated);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1583,13 +1709,19 @@ fn update_device_with_an_empty_or_too_long_text_is_invalid_text() {
 
 #[test]
 fn issue_license_token_names_the_device_its_fingerprint_activated() {
-    // The laptop came back under a new proposed id but kept its original one.
+    // The laptop came back as a new device: the token names the active one.
     given(created_and(vec![
-        activated(LAPTOP, 1),
-        deactivated(LAPTOP, DeactivationReason::Client, 0),
-        activated(LAPTOP, 1),
+        activated(DESKTOP, 1),
+        deactivated(DESKTOP, DeactivationReason::Client, 0),
+        E::DeviceActivated {
+            device_id: device_id(LAPTOP),
+            fingerprint_hash: fingerprint(DESKTOP),
+            info: DeviceInfo::default(),
+            active_devices: 1,
+            at: t0(),
+        },
     ]))
-    .when(cmd(issue_token(LAPTOP)))
+    .when(cmd(issue_token(DESKTOP)))
     .then_expect_events(vec![token_issued(LAPTOP, now() + Duration::days(7), now())]);
 }
 
