@@ -17,7 +17,9 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{ApiClient, TestApp};
+use crate::helpers::{
+    backend, fresh_database_url, nats_url, server_env, ApiClient, Backend, NatsNames, TestApp,
+};
 use receiver::Receiver;
 
 /// Local receivers (plain http on 127.0.0.1) are allowed; retries come fast.
@@ -30,6 +32,25 @@ pub const LOCAL: &[(&str, &str)] = &[
         "100ms,100ms,200ms,200ms,300ms,300ms,500ms,500ms,500ms,500ms",
     ),
 ];
+
+/// The environment of a server child process on a fresh database (and on PostgreSQL a
+/// NATS stream of its own) with local receivers allowed: for the tests that stop it.
+pub async fn process_env() -> Vec<(String, String)> {
+    let database_url = fresh_database_url().await;
+    let key_dir =
+        std::env::temp_dir().join(format!("flowlytix-hooks-keys-{}", uuid::Uuid::new_v4()));
+    let nats = match backend() {
+        Backend::Postgres => Some(NatsNames::unique(&nats_url()).await),
+        Backend::Sqlite => None,
+    };
+    let mut env = server_env(&database_url, &key_dir, nats.as_ref());
+    env.extend(
+        LOCAL
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    env
+}
 
 /// Long enough for a slow shared machine, short enough to fail a test that waits in vain.
 pub const PATIENCE: Duration = Duration::from_secs(30);

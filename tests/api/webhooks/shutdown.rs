@@ -7,26 +7,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use super::receiver::{eventually, Receiver};
-use super::{delivery_log, webhook_for, LOCAL, PATIENCE};
-use crate::helpers::{
-    backend, fresh_database_url, nats_url, server_env, ApiClient, Backend, NatsNames, ServerProcess,
-};
+use super::{delivery_log, process_env, webhook_for, PATIENCE};
+use crate::helpers::{ApiClient, ServerProcess};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_records_the_attempt_in_flight_and_the_next_server_does_not_resend_it() {
-    let database_url = fresh_database_url().await;
-    let key_dir =
-        std::env::temp_dir().join(format!("flowlytix-hooks-stop-{}", uuid::Uuid::new_v4()));
-    let nats = match backend() {
-        Backend::Postgres => Some(NatsNames::unique(&nats_url()).await),
-        Backend::Sqlite => None,
-    };
-    let mut env = server_env(&database_url, &key_dir, nats.as_ref());
-    env.extend(
-        LOCAL
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
+    let mut env = process_env().await;
     env.push(("WEBHOOK_TIMEOUT".into(), "10s".into()));
     env.push(("SHUTDOWN_TIMEOUT_SECS".into(), "15".into()));
 

@@ -5,26 +5,12 @@ use std::time::Duration;
 
 use super::delivery::{assert_delivered_once_in_order, expected_ids};
 use super::receiver::{eventually, Receiver};
-use super::{some_activity, webhook_for, LOCAL, PATIENCE};
-use crate::helpers::{
-    backend, fresh_database_url, nats_url, server_env, ApiClient, Backend, NatsNames, ServerProcess,
-};
+use super::{process_env, some_activity, webhook_for, PATIENCE};
+use crate::helpers::{ApiClient, ServerProcess};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_server_loses_no_delivery_and_the_next_one_resumes() {
-    let database_url = fresh_database_url().await;
-    let key_dir =
-        std::env::temp_dir().join(format!("flowlytix-hooks-keys-{}", uuid::Uuid::new_v4()));
-    let nats = match backend() {
-        Backend::Postgres => Some(NatsNames::unique(&nats_url()).await),
-        Backend::Sqlite => None,
-    };
-    let mut env = server_env(&database_url, &key_dir, nats.as_ref());
-    env.extend(
-        LOCAL
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
+    let mut env = process_env().await;
     env.push(("WEBHOOK_TIMEOUT".into(), "1s".into()));
 
     let receiver = Receiver::start().await;
