@@ -2,15 +2,14 @@
 //! answer's head is ready (so `latency_ms` does not include a slow reader's download).
 //! The path only: a query string may carry credentials. `ACCESS_LOG=false` turns it off.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::body::HttpBody;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::client_origin::ClientOrigin;
+use super::client_origin::client_ip;
 use super::extract::REQUEST_ID_HEADER;
 use crate::monitoring::http::matched_route;
 
@@ -22,17 +21,7 @@ pub async fn log_request(State(enabled): State<bool>, request: Request, next: Ne
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    // As resolved behind TRUSTED_PROXIES (the outermost layer); the TCP peer otherwise.
-    let client_ip = request
-        .extensions()
-        .get::<ClientOrigin>()
-        .map(|origin| origin.ip)
-        .or_else(|| {
-            request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|peer| peer.0.ip())
-        });
+    let client_ip = client_ip(request.extensions());
     let response = next.run(request).await;
     let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
     // The id the caller sent or the one generated for it, as the answer echoes it.

@@ -121,6 +121,20 @@ pub struct ClientOrigin {
     pub https: bool,
 }
 
+/// The client's address: as resolved behind `TRUSTED_PROXIES` (by
+/// [`resolve_client_origin`]), else the TCP peer; `None` only for a request that came over
+/// no socket (a test calling the router directly).
+pub fn client_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ClientOrigin>()
+        .map(|origin| origin.ip)
+        .or_else(|| {
+            extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|peer| peer.0.ip())
+        })
+}
+
 /// Middleware: resolves the client origin once, for every layer and handler below.
 pub async fn resolve_client_origin(
     State(trusted): State<Arc<TrustedProxies>>,

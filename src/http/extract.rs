@@ -1,16 +1,16 @@
 //! Extractors whose rejections are problem+json, and the request context stored in events.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, MissingJsonContentType};
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, OptionalFromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use chrono::Utc;
 use serde::de::DeserializeOwned;
 
-use super::client_origin::ClientOrigin;
+use super::client_origin::client_ip;
 use super::error::ApiError;
 use super::storable;
 use crate::store::EventMetadata;
@@ -190,16 +190,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let client = parts
-            .extensions
-            .get::<ClientOrigin>()
-            .map(|origin| origin.ip)
-            .or_else(|| {
-                parts
-                    .extensions
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|c| c.0.ip())
-            });
+        let client = client_ip(&parts.extensions);
         Ok(Self::from_headers(&parts.headers, client))
     }
 }

@@ -3,11 +3,10 @@
 //! (`X-RateLimit-Limit`) and what is left of it (`X-RateLimit-Remaining`); a refusal is a
 //! 429 `RATE_LIMITED` problem with `Retry-After`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use governor::middleware::StateInformationMiddleware;
@@ -15,7 +14,7 @@ use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::KeyExtractor;
 use tower_governor::{GovernorError, GovernorLayer};
 
-use super::client_origin::ClientOrigin;
+use super::client_origin::client_ip;
 use super::error::ApiError;
 
 /// Which budget a request spends.
@@ -132,15 +131,7 @@ impl KeyExtractor for ClientAddress {
     type Key = IpAddr;
 
     fn extract<T>(&self, request: &Request<T>) -> Result<IpAddr, GovernorError> {
-        let extensions = request.extensions();
-        extensions
-            .get::<ClientOrigin>()
-            .map(|origin| origin.ip)
-            .or_else(|| {
-                extensions
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|c| c.0.ip())
-            })
+        client_ip(request.extensions())
             .map(network_of)
             .ok_or(GovernorError::UnableToExtractKey)
     }
