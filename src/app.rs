@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use flowlytix_aggregates::AdminUser;
 use flowlytix_projections::enabled_projectors;
-use secrecy::ExposeSecret;
 
 use crate::auth::accounts::{self, AccountError, FirstAdminSettings};
 use crate::auth::browser_sessions::BrowserSessions;
@@ -93,10 +92,7 @@ impl App {
             }
             _ => None,
         };
-        let url = config
-            .database_url
-            .as_ref()
-            .map_or(store::DEFAULT_SQLITE_URL, |u| u.expose_secret());
+        let url = config.store_url();
         // A one-off command works on the server's store and keys: it creates neither.
         let (db, if_missing) = match role {
             StartMode::Server => {

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use chrono::Utc;
 use clap::{Parser, Subcommand, ValueEnum};
 use flowlytix_aggregates::Role;
-use secrecy::ExposeSecret;
 
 use flowlytix_projections::replay::ReplayProgress;
 
@@ -168,7 +167,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
         Command::Events {
             command: EventsCommand::Export,
         } => {
-            let db = store::open_existing(database_url(&config), config.database_echo).await?;
+            let db = store::open_existing(config.store_url(), config.database_echo).await?;
             let exported = export_events(&db).await?;
             // Standard output holds the events.
             #[allow(clippy::print_stderr)]
@@ -195,7 +194,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             Ok(())
         }
         Command::Backup { file } => {
-            let copied = backup::backup(database_url(&config), &file).await?;
+            let copied = backup::backup(config.store_url(), &file).await?;
             report(copied);
             Ok(())
         }
@@ -210,13 +209,6 @@ fn report(line: impl std::fmt::Display) {
     }
 }
 
-fn database_url(config: &Config) -> &str {
-    config
-        .database_url
-        .as_ref()
-        .map_or(store::DEFAULT_SQLITE_URL, |u| u.expose_secret())
-}
-
 /// Which store a URL names, for the operator: never the URL itself (it may hold a password).
 fn describe_store(url: &str) -> String {
     match store::sqlite_file(url) {
@@ -229,7 +221,7 @@ fn describe_store(url: &str) -> String {
 /// Creates (or migrates) the store and the keys: with `serve`, the only command that may,
 /// so that `flowlytix migrate` followed by `flowlytix admin create` works on a new install.
 async fn migrate(config: &Config) -> Result<(), CliError> {
-    let url = database_url(config);
+    let url = config.store_url();
     store::open(url, config.database_echo, None).await?;
     let keys = JwtKeys::load_or_generate(
         &config.private_key_path,
@@ -251,7 +243,7 @@ async fn migrate(config: &Config) -> Result<(), CliError> {
 }
 
 async fn replay(config: &Config) -> Result<(), CliError> {
-    let db = store::open_existing(database_url(config), config.database_echo).await?;
+    let db = store::open_existing(config.store_url(), config.database_echo).await?;
     let display = ReplayDisplay::new();
     let started = std::time::Instant::now();
     let report_of = flowlytix_projections::replay::replay(&db, &|p| display.show(p))

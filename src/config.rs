@@ -41,7 +41,7 @@ pub struct Config {
     pub version: String,
     pub host: IpAddr,
     pub port: u16,
-    /// `None` runs the server on the embedded store (not yet available: see README).
+    /// `None` runs the server on the embedded store ([`DEFAULT_DATABASE_URL`]).
     pub database_url: Option<SecretString>,
     pub database_echo: bool,
     /// `None` runs the in-process bus: events go straight from the publisher to the
@@ -127,6 +127,9 @@ pub struct WebhookSettings {
 }
 
 pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,30s,2m,10m,1h,6h,12h";
+
+/// The embedded store when `DATABASE_URL` is unset.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/flowlytix.db";
 
 impl Config {
     /// Reads `.env` (if present) and then the process environment, which wins.
@@ -322,6 +325,13 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// The store to open: `DATABASE_URL`, or the embedded one when it is unset.
+    pub fn store_url(&self) -> &str {
+        self.database_url
+            .as_ref()
+            .map_or(DEFAULT_DATABASE_URL, |url| url.expose_secret())
     }
 
     pub fn is_production(&self) -> bool {

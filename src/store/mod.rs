@@ -23,9 +23,6 @@ pub use lookup::Lookup;
 pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// The embedded store when `DATABASE_URL` is unset.
-pub const DEFAULT_SQLITE_URL: &str = "sqlite://data/flowlytix.db";
-
 pub async fn migrate(db: &Db) -> Result<(), sqlx::migrate::MigrateError> {
     match db {
         Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
