@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::client_origin::client_ip;
-use super::extract::REQUEST_ID_HEADER;
+use super::extract::answered_request_id;
 use crate::monitoring::http::matched_route;
 
 /// Middleware; `enabled` is `ACCESS_LOG`.
@@ -24,12 +24,7 @@ pub async fn log_request(State(enabled): State<bool>, request: Request, next: Ne
     let client_ip = client_ip(request.extensions());
     let response = next.run(request).await;
     let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
-    // The id the caller sent or the one generated for it, as the answer echoes it.
-    let request_id = response
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let request_id = answered_request_id(&response);
     tracing::info!(
         target: "access",
         method = %method,

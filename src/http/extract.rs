@@ -195,6 +195,16 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
     }
 }
 
+/// The request id an answer echoes: the one the caller sent, or the one generated for it
+/// (empty when there is none, e.g. on an answer made outside the id layers).
+pub fn answered_request_id(response: &axum::response::Response) -> &str {
+    response
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
 /// Marks a read answered before the read models reached the requested `min_position`.
 pub const CONSISTENCY_HEADER: &str = "x-read-model-consistent";
 

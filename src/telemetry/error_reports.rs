@@ -9,7 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sentry::protocol::{Event, Level};
 use sentry::{ClientInitGuard, ClientOptions, Hub};
 
-use crate::monitoring::http::RouteTemplate;
+use crate::http::extract::answered_request_id;
+use crate::monitoring::http::matched_route;
 
 /// Starts reporting to the DSN; reports stop (after a flush) when the guard is dropped.
 pub fn init(dsn: &SecretString, environment: &str, release: &str) -> Option<ClientInitGuard> {
@@ -66,15 +67,8 @@ pub async fn report_server_errors(request: Request, next: Next) -> Response {
     let status = response.status();
     if status.is_server_error() {
         if let Some(client) = Hub::main().client().filter(|c| c.is_enabled()) {
-            let route = response
-                .extensions()
-                .get::<RouteTemplate>()
-                .map_or("unmatched", |r| r.0.as_str());
-            let request_id = response
-                .headers()
-                .get(crate::http::extract::REQUEST_ID_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
+            let route = matched_route(&response);
+            let request_id = answered_request_id(&response);
             let mut event = Event {
                 level: Level::Error,
                 message: Some(format!("{} answered to {method} {route}", status.as_u16())),
