@@ -10,7 +10,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use crate::webhook_endpoint::EVENT_TYPES;
-use crate::{AdminEvent, SubscriptionEvent, WebhookEndpointEvent};
+use crate::{
+    AdminEvent, EntitlementEvent, PolicyEvent, ProductEvent, SubscriptionEvent,
+    WebhookEndpointEvent,
+};
 
 /// Every variant of an event enum, as serde's derive knows them: asked for a variant that
 /// does not exist, serde lists all the ones that do. The store reads an event back by its
@@ -67,7 +70,38 @@ fn subscription_samples() -> Vec<Value> {
         json!({"DeviceDeactivated": {"device_id": ID, "reason": "client", "active_devices": 0, "at": AT}}),
         json!({"DeviceUpdated": {"device_id": ID, "name": "laptop", "notes": null, "at": AT}}),
         json!({"LicenseTokenIssued": {"device_id": ID, "token_id": ID, "expires_at": AT, "at": AT}}),
+        json!({"SubscriptionPolicyChanged": {"previous_policy_id": null, "policy_id": ID,
+            "policy_version": 1, "plan": "pro", "max_devices": 3, "features": [],
+            "overrides": ["max_devices"], "at": AT}}),
+        json!({"SubscriptionPeriodStarted": {"expires_at": AT, "policy_version": 1, "at": AT}}),
+        json!({"SubscriptionExpiringSoon": {"expires_at": AT, "days_before": 7, "at": AT}}),
+        json!({"SubscriptionExpired": {"expires_at": AT, "trial": false, "grace_until": null, "at": AT}}),
+        json!({"SubscriptionGraceEnded": {"expires_at": AT, "grace_until": AT, "at": AT}}),
     ]
+}
+
+fn catalogue_samples() -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+    let products = vec![
+        json!({"ProductCreated": {"product_id": ID, "code": "app", "name": "App", "url": null,
+            "metadata": {}, "at": AT}}),
+        json!({"ProductUpdated": {"name": "App", "url": null, "metadata": {}, "at": AT}}),
+        json!({"ProductDeleted": {"at": AT}}),
+    ];
+    let entitlements = vec![
+        json!({"EntitlementCreated": {"entitlement_id": ID, "code": "export", "name": "Export", "at": AT}}),
+        json!({"EntitlementRenamed": {"name": "Export", "at": AT}}),
+        json!({"EntitlementDeleted": {"at": AT}}),
+    ];
+    let policies = vec![
+        json!({"PolicyCreated": {"policy_id": ID, "product_id": ID, "product_code": "app",
+            "code": "pro", "name": "Pro", "max_devices": 3, "at": AT}}),
+        json!({"PolicyUpdated": {"name": "Pro", "max_devices": 3, "duration": "P1Y", "at": AT}}),
+        json!({"PolicyEntitlementsChanged": {"attached": ["export"], "detached": [],
+            "entitlements": ["export"], "at": AT}}),
+        json!({"PolicyArchived": {"at": AT}}),
+        json!({"PolicyUnarchived": {"at": AT}}),
+    ];
+    (products, entitlements, policies)
 }
 
 fn admin_samples() -> Vec<Value> {
@@ -97,7 +131,17 @@ fn webhook_endpoint_samples() -> Vec<Value> {
 /// Every event type, by the name each event reports; fails when a variant has no sample.
 fn every_event_type() -> BTreeSet<String> {
     let mut all = BTreeSet::new();
+    let (products, entitlements, policies) = catalogue_samples();
     for (variants, reported) in [
+        (
+            variants::<ProductEvent>(),
+            reported::<ProductEvent>(products),
+        ),
+        (
+            variants::<EntitlementEvent>(),
+            reported::<EntitlementEvent>(entitlements),
+        ),
+        (variants::<PolicyEvent>(), reported::<PolicyEvent>(policies)),
         (
             variants::<SubscriptionEvent>(),
             reported::<SubscriptionEvent>(subscription_samples()),

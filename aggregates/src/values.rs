@@ -18,6 +18,10 @@ pub enum ValueError {
     InvalidRole,
     #[error("a webhook signing secret must arrive sealed, never in plaintext")]
     NotSealed,
+    #[error("a code is 1 to 64 characters of a-z, 0-9, '-' and '_'")]
+    InvalidCode,
+    #[error("not an ISO 8601 duration of at least one second (e.g. P1Y, P14D, PT10M)")]
+    InvalidDuration,
 }
 
 macro_rules! uuid_id {
@@ -63,6 +67,47 @@ uuid_id!(
     /// Identifies an admin user aggregate; derived from the email so that emails stay unique.
     AdminId
 );
+
+uuid_id!(
+    /// Identifies a product aggregate; derived from its code, which is therefore unique.
+    ProductId
+);
+uuid_id!(
+    /// Identifies a policy aggregate; derived from its product and code (unique per product).
+    PolicyId
+);
+uuid_id!(
+    /// Identifies an entitlement aggregate; derived from its code, which is therefore unique.
+    EntitlementId
+);
+
+// Catalogue ids are UUIDv5 of their codes, like admin ids of emails: two creates with one
+// code name one aggregate, so the event store's optimistic lock keeps codes unique on every
+// backend and instance without a uniqueness table. The namespaces must never change.
+impl ProductId {
+    const NAMESPACE: Uuid = Uuid::from_u128(0x0b5e_61f4_7d2c_4a8e_9b13_c2d4_e5f6_a701);
+
+    pub fn for_code(code: &Code) -> Self {
+        Self(Uuid::new_v5(&Self::NAMESPACE, code.as_str().as_bytes()))
+    }
+}
+
+impl PolicyId {
+    const NAMESPACE: Uuid = Uuid::from_u128(0x5c9a_0d3e_18b7_4f62_a4e1_7b8c_9d0e_f102);
+
+    pub fn for_code(product: ProductId, code: &Code) -> Self {
+        let name = format!("{product}/{}", code.as_str());
+        Self(Uuid::new_v5(&Self::NAMESPACE, name.as_bytes()))
+    }
+}
+
+impl EntitlementId {
+    const NAMESPACE: Uuid = Uuid::from_u128(0xe7a1_2b3c_4d5e_4f60_8172_8394_a5b6_c703);
+
+    pub fn for_code(code: &Code) -> Self {
+        Self(Uuid::new_v5(&Self::NAMESPACE, code.as_str().as_bytes()))
+    }
+}
 
 impl AdminId {
     /// Namespace for [`AdminId::for_email`]; any fixed UUID works, it must never change.
@@ -155,6 +200,49 @@ impl TryFrom<String> for Plan {
 impl From<Plan> for String {
     fn from(plan: Plan) -> Self {
         plan.0
+    }
+}
+
+/// A catalogue code (product, policy, entitlement) such as `pro` or `export`: the same
+/// slug rules as a plan, since a policy's code is the plan of the subscriptions following it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Code(String);
+
+impl Code {
+    pub fn parse(raw: &str) -> Result<Self, ValueError> {
+        Plan::parse(raw)
+            .map(|plan| Self(plan.0))
+            .map_err(|_| ValueError::InvalidCode)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Code {
+    type Error = ValueError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Code> for String {
+    fn from(code: Code) -> Self {
+        code.0
+    }
+}
+
+impl From<&Code> for Plan {
+    fn from(code: &Code) -> Self {
+        Plan(code.0.clone())
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

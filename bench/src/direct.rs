@@ -155,6 +155,8 @@ async fn seed_license(
         metadata: serde_json::Map::new(),
         key_hash: sha256_hex(key.expose()),
         key_prefix: key.display_prefix(),
+        policy_id: None,
+        overrides: vec![],
     }));
     let mut fingerprints = Vec::with_capacity(devices as usize);
     for d in 0..devices {

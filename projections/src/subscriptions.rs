@@ -8,6 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
+use flowlytix_aggregates::subscription::Override;
 use flowlytix_aggregates::SubscriptionEvent;
 use serde_json::{Map, Value};
 use sqlx::types::Json;
@@ -76,6 +77,10 @@ pub struct SubscriptionRecord {
     pub canceled_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub version: i64,
+    /// The policy it follows; its effective values are read through `rm_policies`.
+    pub policy_id: Option<Uuid>,
+    /// The fields it sets itself while following a policy (`max_devices`, ...).
+    pub overrides: Json<Vec<String>>,
 }
 
 /// The columns of a [`SubscriptionRecord`] after `status`: a list computes the status as of
@@ -84,7 +89,7 @@ macro_rules! subscription_columns_after_status {
     () => {
         "max_devices, active_devices, features, metadata, starts_at, expires_at, \
          trial_ends_at, license_key_hash, license_key_prefix, created_at, updated_at, \
-         canceled_at, deleted_at, version"
+         canceled_at, deleted_at, version, policy_id, overrides"
     };
 }
 
@@ -202,6 +207,8 @@ impl SubscriptionsModel {
             max_devices,
             features,
             metadata,
+            policy_id,
+            overrides,
             ..
         } = event
         {
@@ -228,6 +235,8 @@ impl SubscriptionsModel {
                     canceled_at: None,
                     deleted_at: None,
                     version,
+                    policy_id: policy_id.map(|id| id.as_uuid()),
+                    overrides: Json(override_names(overrides)),
                 },
             );
             return;
@@ -240,9 +249,31 @@ impl SubscriptionsModel {
         row.updated_at = at;
         match event {
             SubscriptionCreated { .. } => {}
+            SubscriptionPolicyChanged {
+                policy_id,
+                plan,
+                max_devices,
+                features,
+                overrides,
+                ..
+            } => {
+                row.policy_id = policy_id.map(|id| id.as_uuid());
+                row.plan = plan.as_str().to_owned();
+                row.max_devices = *max_devices as i32;
+                row.features = Json(features.clone());
+                row.overrides = Json(override_names(overrides));
+            }
+            SubscriptionPeriodStarted { expires_at, .. } => row.expires_at = Some(*expires_at),
+            // Notices: the status in force is computed from the period when read.
+            SubscriptionExpiringSoon { .. }
+            | SubscriptionExpired { .. }
+            | SubscriptionGraceEnded { .. } => {}
             SubscriptionPlanChanged { plan, .. } => row.plan = plan.as_str().to_owned(),
             SubscriptionDeviceLimitChanged { max_devices, .. } => {
                 row.max_devices = *max_devices as i32;
+                if row.policy_id.is_some() {
+                    mark_overridden(row, Override::MaxDevices);
+                }
             }
             SubscriptionPeriodChanged {
                 starts_at,
@@ -250,6 +281,15 @@ impl SubscriptionsModel {
                 trial_ends_at,
                 ..
             } => {
+                // As the aggregate does: a period set directly is the subscription's own.
+                if row.policy_id.is_some() {
+                    if *expires_at != row.expires_at {
+                        mark_overridden(row, Override::ExpiresAt);
+                    }
+                    if *trial_ends_at != row.trial_ends_at {
+                        mark_overridden(row, Override::TrialEndsAt);
+                    }
+                }
                 row.starts_at = *starts_at;
                 row.expires_at = *expires_at;
                 row.trial_ends_at = *trial_ends_at;
@@ -438,7 +478,9 @@ impl SubscriptionsModel {
                 .field(r.updated_at)
                 .field(r.canceled_at)
                 .field(r.deleted_at)
-                .field(r.version);
+                .field(r.version)
+                .field(r.policy_id)
+                .field(&r.overrides);
             copy.end_row().await?;
         }
         copy.finish().await?;
@@ -490,6 +532,21 @@ fn set_all_but_id(columns: &str) -> String {
         .join(", ")
 }
 
+/// The names of the overridden fields, sorted (as `mark_overridden` keeps them).
+fn override_names(overrides: &[Override]) -> Vec<String> {
+    let mut names: Vec<String> = overrides.iter().map(|o| o.as_str().to_owned()).collect();
+    names.sort();
+    names
+}
+
+fn mark_overridden(row: &mut SubscriptionRecord, field: Override) {
+    let name = field.as_str().to_owned();
+    if !row.overrides.0.contains(&name) {
+        row.overrides.0.push(name);
+        row.overrides.0.sort();
+    }
+}
+
 async fn upsert_subscriptions(
     db: Conn<'_>,
     rows: &[SubscriptionRecord],
@@ -521,7 +578,9 @@ async fn upsert_subscriptions(
                 .push_bind(r.updated_at)
                 .push_bind(r.canceled_at)
                 .push_bind(r.deleted_at)
-                .push_bind(r.version);
+                .push_bind(r.version)
+                .push_bind(r.policy_id)
+                .push_bind(&r.overrides);
         });
         query.push(&conflict);
         query.build().execute(&mut *c).await?;

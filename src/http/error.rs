@@ -195,6 +195,9 @@ impl From<SubscriptionError> for ApiError {
             E::DeviceNotActive(_) => (StatusCode::CONFLICT, "DEVICE_NOT_ACTIVE"),
             E::DeviceNotActivated => (StatusCode::NOT_FOUND, "DEVICE_NOT_ACTIVATED"),
             E::TokenRevoked => (StatusCode::UNAUTHORIZED, "TOKEN_REVOKED"),
+            E::PolicyNotFound => (StatusCode::UNPROCESSABLE_ENTITY, "POLICY_NOT_FOUND"),
+            E::PolicyArchived => (StatusCode::CONFLICT, "POLICY_ARCHIVED"),
+            E::PlanFollowsPolicy => (StatusCode::CONFLICT, "PLAN_FOLLOWS_POLICY"),
         };
         Self::new(status, code, detail)
     }

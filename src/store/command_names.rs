@@ -29,6 +29,10 @@ impl CommandName for SubscriptionCommand {
             SubscriptionAction::UpdateDevice { .. } => "UpdateDevice",
             SubscriptionAction::IssueLicenseToken { .. } => "IssueLicenseToken",
             SubscriptionAction::VerifyLicenseToken { .. } => return None,
+            SubscriptionAction::FollowPolicy { .. } => "FollowPolicy",
+            SubscriptionAction::RecordDeadlines { .. } => "RecordDeadlines",
+            SubscriptionAction::AttachEntitlements { .. } => "AttachEntitlements",
+            SubscriptionAction::DetachEntitlements { .. } => "DetachEntitlements",
         })
     }
 }

@@ -153,6 +153,8 @@ impl SubscriptionAdmin {
             metadata: request.metadata,
             key_hash: sha256_hex(key.expose()),
             key_prefix: key.display_prefix(),
+            policy_id: None,
+            overrides: vec![],
         };
         let committed = self
             .commands

@@ -9,11 +9,14 @@ use serde_json::{Map, Value};
 use super::commands::{
     DetailsChange, DeviceDetails, NewSubscription, PeriodChange, PresentedToken,
 };
-use super::DeviceInfo;
+use super::policy::effective_max_devices;
 use super::{
     DeactivationReason, Status, SubscriptionAction, SubscriptionCommand, SubscriptionError,
     SubscriptionEvent,
 };
+use super::{DeviceInfo, Override};
+use crate::policy::{ExpirationBasis, PolicyBook, PolicyTerms};
+use crate::values::PolicyId;
 use crate::values::{is_supported_instant, DeviceId, Email, Plan, Sha256Hex, SubscriptionId};
 
 /// Upper bound on `max_devices`, so a typo cannot make a limit meaningless.
@@ -39,9 +42,22 @@ pub struct SubscriptionState {
     pub starts_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub trial_ends_at: Option<DateTime<Utc>>,
+    /// Its own limit: the one in force unless it follows a policy without overriding it
+    /// (see [`SubscriptionState::max_devices_under`]).
     pub max_devices: u32,
+    /// Its own entitlements; a policy's add to them.
     pub features: Vec<String>,
     pub metadata: Map<String, Value>,
+    /// The policy it follows, if any. (Left out of snapshots when absent, so that those of
+    /// subscriptions of their own stay as earlier builds wrote them.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_id: Option<PolicyId>,
+    /// The fields it sets itself while following a policy, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<Override>,
+    /// The notices recorded for the deadline in force (see `RecordDeadlines`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_notices: Option<DeadlineNotices>,
     /// Set by `LicenseKeyIssued`, which always directly follows `SubscriptionCreated`.
     pub license_key: Option<LicenseKeyState>,
     /// Every device ever activated, in activation order; inactive ones stay for history.
@@ -53,6 +69,32 @@ pub struct SubscriptionState {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// Which notices were recorded for the deadline that ends at `ends_at`. A renewal moves the
+/// deadline, and notices for the new one start afresh.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadlineNotices {
+    pub ends_at: DateTime<Utc>,
+    /// The fewest days before the end a reminder was recorded for: reminders for more days
+    /// than this are past.
+    pub reminded_days: Option<u32>,
+    pub expired: bool,
+    pub grace_ended: bool,
+}
+
+impl DeadlineNotices {
+    fn for_deadline(notices: Option<&Self>, ends_at: DateTime<Utc>) -> Self {
+        match notices {
+            Some(notices) if notices.ends_at == ends_at => notices.clone(),
+            _ => Self {
+                ends_at,
+                reminded_days: None,
+                expired: false,
+                grace_ended: false,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,12 +184,28 @@ impl SubscriptionState {
 
     /// Activation, validation and tokens work while trialing, active and past_due: past_due
     /// is a grace period in which the customer's apps keep working while payment is sorted.
-    pub fn ensure_usable(&self, now: DateTime<Utc>) -> Result<(), SubscriptionError> {
+    /// An expired period still works within the grace its policy gives.
+    pub fn ensure_usable(
+        &self,
+        now: DateTime<Utc>,
+        policy: Option<&PolicyTerms>,
+    ) -> Result<(), SubscriptionError> {
+        if self.in_grace_at(now, policy) {
+            return Ok(());
+        }
         match self.status_at(now) {
             Status::Trialing | Status::Active | Status::PastDue => Ok(()),
             Status::Suspended => Err(SubscriptionError::LicenseSuspended),
             Status::Canceled => Err(SubscriptionError::LicenseCanceled),
             Status::Expired => Err(SubscriptionError::LicenseExpired),
+        }
+    }
+
+    /// Records `field` as its own while it follows a policy (a change made to it directly).
+    fn mark_overridden(&mut self, field: Override, changed: bool) {
+        if changed && self.policy_id.is_some() && !self.overrides.contains(&field) {
+            self.overrides.push(field);
+            self.overrides.sort();
         }
     }
 
@@ -235,6 +293,9 @@ impl Aggregate for Subscription {
             features,
             metadata,
             at,
+            policy_id,
+            overrides,
+            ..
         } = event
         {
             self.state = Some(SubscriptionState {
@@ -250,6 +311,9 @@ impl Aggregate for Subscription {
                 max_devices,
                 features,
                 metadata,
+                policy_id,
+                overrides,
+                deadline_notices: None,
                 license_key: None,
                 devices: Vec::new(),
                 created_at: at,
@@ -264,14 +328,56 @@ impl Aggregate for Subscription {
         state.updated_at = event.at();
         match event {
             SubscriptionCreated { .. } => {}
+            SubscriptionPolicyChanged {
+                policy_id,
+                plan,
+                max_devices,
+                features,
+                overrides,
+                ..
+            } => {
+                state.policy_id = policy_id;
+                state.plan = plan;
+                state.max_devices = max_devices;
+                state.features = features;
+                state.overrides = overrides;
+            }
+            SubscriptionPeriodStarted { expires_at, .. } => state.expires_at = Some(expires_at),
+            SubscriptionExpiringSoon {
+                expires_at,
+                days_before,
+                ..
+            } => {
+                let mut notices =
+                    DeadlineNotices::for_deadline(state.deadline_notices.as_ref(), expires_at);
+                notices.reminded_days = Some(days_before);
+                state.deadline_notices = Some(notices);
+            }
+            SubscriptionExpired { expires_at, .. } => {
+                let mut notices =
+                    DeadlineNotices::for_deadline(state.deadline_notices.as_ref(), expires_at);
+                notices.expired = true;
+                state.deadline_notices = Some(notices);
+            }
+            SubscriptionGraceEnded { expires_at, .. } => {
+                let mut notices =
+                    DeadlineNotices::for_deadline(state.deadline_notices.as_ref(), expires_at);
+                notices.grace_ended = true;
+                state.deadline_notices = Some(notices);
+            }
             SubscriptionPlanChanged { plan, .. } => state.plan = plan,
-            SubscriptionDeviceLimitChanged { max_devices, .. } => state.max_devices = max_devices,
+            SubscriptionDeviceLimitChanged { max_devices, .. } => {
+                state.max_devices = max_devices;
+                state.mark_overridden(Override::MaxDevices, true);
+            }
             SubscriptionPeriodChanged {
                 starts_at,
                 expires_at,
                 trial_ends_at,
                 ..
             } => {
+                state.mark_overridden(Override::ExpiresAt, expires_at != state.expires_at);
+                state.mark_overridden(Override::TrialEndsAt, trial_ends_at != state.trial_ends_at);
                 state.starts_at = starts_at;
                 state.expires_at = expires_at;
                 state.trial_ends_at = trial_ends_at;
@@ -389,11 +495,15 @@ impl Subscription {
         &self,
         command: SubscriptionCommand,
     ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
-        let SubscriptionCommand { at, action } = command;
+        let SubscriptionCommand {
+            at,
+            action,
+            policies,
+        } = command;
         if let SubscriptionAction::CreateSubscription(new) = action {
             return match self.state {
                 Some(_) => Err(SubscriptionError::AlreadyExists),
-                None => create(new, at),
+                None => create(new, &policies, at),
             };
         }
         let state = self.state.as_ref().ok_or(SubscriptionError::NotFound)?;
@@ -406,6 +516,9 @@ impl Subscription {
             CreateSubscription(_) => unreachable!("handled above"),
             ChangePlan { plan } => {
                 state.ensure_not_canceled()?;
+                if state.policy_id.is_some() {
+                    return Err(SubscriptionError::PlanFollowsPolicy);
+                }
                 if plan == state.plan {
                     vec![]
                 } else {
@@ -419,7 +532,13 @@ impl Subscription {
             ChangeDeviceLimit {
                 max_devices,
                 deactivate_device_ids,
-            } => change_device_limit(state, max_devices, deactivate_device_ids, at)?,
+            } => change_device_limit(
+                state,
+                state.policy_terms(&policies)?,
+                max_devices,
+                deactivate_device_ids,
+                at,
+            )?,
             ChangePeriod(period) => change_period(state, period, at)?,
             UpdateDetails(change) => update_details(state, change, at)?,
             SuspendSubscription { reason } => {
@@ -486,7 +605,9 @@ impl Subscription {
                     return Err(SubscriptionError::LicenseKeyMismatch);
                 }
             }
-            ActivateDevice(device) => activate_device(state, device, at)?,
+            ActivateDevice(device) => {
+                activate_device(state, state.policy_terms(&policies)?, device, at)?
+            }
             DeactivateDevice { device_id, reason } => {
                 state.active_device(device_id)?;
                 vec![E::DeviceDeactivated {
@@ -538,31 +659,61 @@ impl Subscription {
                 token_id,
                 expires_at,
             } => {
-                state.ensure_usable(at)?;
+                let policy = state.policy_terms(&policies)?;
+                state.ensure_usable(at, policy)?;
                 let device = state
                     .active_device_with_fingerprint(&fingerprint_hash)
                     .ok_or(SubscriptionError::DeviceNotActivated)?;
-                vec![token_issued(state, device, token_id, expires_at, at)]
+                vec![token_issued(
+                    state, policy, device, token_id, expires_at, at,
+                )]
             }
             VerifyLicenseToken { presented } => {
                 ensure_token_stands(state, &presented)?;
                 vec![]
             }
+            FollowPolicy {
+                policy_id,
+                overrides,
+                features,
+            } => follow_policy(state, &policies, policy_id, overrides, features, at)?,
+            RecordDeadlines { reminder_days } => {
+                record_deadlines(state, state.policy_terms(&policies)?, reminder_days, at)
+            }
+            AttachEntitlements { codes } => {
+                let mut features = state.features.clone();
+                features.extend(codes.iter().map(|c| c.as_str().to_owned()));
+                own_features(state, features, at)
+            }
+            DetachEntitlements { codes } => {
+                let features = state
+                    .features
+                    .iter()
+                    .filter(|f| !codes.iter().any(|c| c.as_str() == f.as_str()))
+                    .cloned()
+                    .collect();
+                own_features(state, features, at)
+            }
         })
     }
 }
 
-/// A token for `device`, never outliving the license it stands for.
+/// A token for `device` (for as long as its policy's `token_ttl` says, when it sets one),
+/// never outliving the license it stands for, nor its grace.
 fn token_issued(
     state: &SubscriptionState,
+    policy: Option<&PolicyTerms>,
     device: &Device,
     token_id: uuid::Uuid,
     expires_at: DateTime<Utc>,
     at: DateTime<Utc>,
 ) -> SubscriptionEvent {
-    let expires_at = state
-        .expires_at
-        .map_or(expires_at, |end| end.min(expires_at));
+    let expires_at = policy
+        .and_then(|terms| terms.settings.token_ttl.as_ref())
+        .and_then(|ttl| ttl.after(at))
+        .unwrap_or(expires_at);
+    let license_end = state.grace_until_under(policy).or(state.expires_at);
+    let expires_at = license_end.map_or(expires_at, |end| end.min(expires_at));
     // While trialing, the license ends with the trial (see `status_at`).
     let expires_at = match state.trial_ends_at {
         Some(end) if state.status == Status::Trialing => end.min(expires_at),
@@ -629,8 +780,26 @@ fn regenerate_license_key(
 
 fn create(
     new: NewSubscription,
+    policies: &PolicyBook,
     at: DateTime<Utc>,
 ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
+    let new = match new.policy_id {
+        None => NewSubscription {
+            overrides: vec![],
+            ..new
+        },
+        Some(id) => {
+            let terms = policies.get(id).ok_or(SubscriptionError::PolicyNotFound)?;
+            if terms.archived {
+                return Err(SubscriptionError::PolicyArchived);
+            }
+            following(new, terms)
+        }
+    };
+    let policy_version = new
+        .policy_id
+        .and_then(|id| policies.get(id))
+        .map(|terms| terms.version);
     check_device_limit(new.max_devices)?;
     check_instants(&[Some(new.starts_at), new.expires_at, new.trial_ends_at])?;
     check_period(new.starts_at, new.expires_at, new.trial_ends_at)?;
@@ -656,6 +825,9 @@ fn create(
             features: new.features,
             metadata: new.metadata,
             at,
+            policy_id: new.policy_id,
+            policy_version,
+            overrides: new.overrides,
         },
         SubscriptionEvent::LicenseKeyIssued {
             key_hash: new.key_hash,
@@ -665,14 +837,198 @@ fn create(
     ])
 }
 
+/// A new subscription to follow `terms`: what it does not override comes from the policy.
+/// A period that runs from the first activation has no end until then.
+fn following(new: NewSubscription, terms: &PolicyTerms) -> NewSubscription {
+    let settings = &terms.settings;
+    let mut overrides = new.overrides.clone();
+    overrides.sort();
+    overrides.dedup();
+    let own = |field| overrides.contains(&field);
+    let max_devices = if own(Override::MaxDevices) {
+        new.max_devices
+    } else {
+        settings.max_devices
+    };
+    let expires_at = match (own(Override::ExpiresAt), settings.expiration_basis) {
+        (true, _) => new.expires_at,
+        (false, ExpirationBasis::FromCreation) => settings
+            .duration
+            .as_ref()
+            .and_then(|d| d.after(new.starts_at)),
+        (false, ExpirationBasis::FromFirstActivation) => None,
+    };
+    let trial_ends_at = if own(Override::TrialEndsAt) {
+        new.trial_ends_at
+    } else {
+        settings
+            .trial_duration
+            .as_ref()
+            .and_then(|d| d.after(new.starts_at))
+    };
+    NewSubscription {
+        plan: Plan::from(&terms.code),
+        max_devices,
+        expires_at,
+        trial_ends_at,
+        overrides,
+        ..new
+    }
+}
+
+/// Follows another policy, or none. A limit that falls below the active devices is refused
+/// as an explicit lower limit would be.
+fn follow_policy(
+    state: &SubscriptionState,
+    policies: &PolicyBook,
+    policy_id: Option<PolicyId>,
+    mut overrides: Vec<Override>,
+    features: Option<Vec<String>>,
+    at: DateTime<Utc>,
+) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
+    state.ensure_not_canceled()?;
+    let terms = match policy_id {
+        None => None,
+        Some(id) => {
+            let terms = policies.get(id).ok_or(SubscriptionError::PolicyNotFound)?;
+            if terms.archived && state.policy_id != Some(id) {
+                return Err(SubscriptionError::PolicyArchived);
+            }
+            Some(terms.as_ref())
+        }
+    };
+    overrides.sort();
+    overrides.dedup();
+    if terms.is_none() {
+        overrides.clear();
+    }
+    let current_limit = state.max_devices_under(state.policy_terms(policies).ok().flatten());
+    let max_devices = effective_max_devices(current_limit, &overrides, terms);
+    let active = state.active_device_count();
+    if active > max_devices {
+        return Err(SubscriptionError::DeviceLimitBelowActiveCount {
+            active,
+            requested: max_devices,
+            must_deactivate: active - max_devices,
+        });
+    }
+    let features = features.unwrap_or_else(|| state.features.clone());
+    let plan = terms.map_or_else(|| state.plan.clone(), |t| Plan::from(&t.code));
+    let unchanged = policy_id == state.policy_id
+        && overrides == state.overrides
+        && features == state.features
+        && max_devices == state.max_devices;
+    if unchanged {
+        return Ok(vec![]);
+    }
+    Ok(vec![SubscriptionEvent::SubscriptionPolicyChanged {
+        previous_policy_id: state.policy_id,
+        policy_id,
+        policy_version: terms.map(|t| t.version),
+        plan,
+        max_devices,
+        features,
+        overrides,
+        at,
+    }])
+}
+
+/// The deadline notices due at `now` and not yet recorded. Only a subscription that would
+/// otherwise be usable has deadlines: a suspended or canceled one expires silently.
+fn record_deadlines(
+    state: &SubscriptionState,
+    policy: Option<&PolicyTerms>,
+    mut reminder_days: Vec<u32>,
+    now: DateTime<Utc>,
+) -> Vec<SubscriptionEvent> {
+    use SubscriptionEvent as E;
+    let usable = matches!(
+        state.status,
+        Status::Trialing | Status::Active | Status::PastDue
+    );
+    let trial = state.status == Status::Trialing && state.trial_ends_at.is_some();
+    let deadline = if trial {
+        // A trial ends with its trial or its period, whichever comes first.
+        match (state.trial_ends_at, state.expires_at) {
+            (Some(trial_end), Some(end)) if end < trial_end => Some((end, false)),
+            (trial_end, _) => trial_end.map(|end| (end, true)),
+        }
+    } else {
+        state.expires_at.map(|end| (end, false))
+    };
+    let Some((ends_at, trial)) = deadline.filter(|_| usable) else {
+        return vec![];
+    };
+    let notices = DeadlineNotices::for_deadline(state.deadline_notices.as_ref(), ends_at);
+    let grace_until = (!trial).then(|| state.grace_until_under(policy)).flatten();
+    let mut events = Vec::new();
+    if now < ends_at {
+        // The nearest reminder that has come, unless one as near was recorded already.
+        reminder_days.sort_unstable();
+        let due = reminder_days.into_iter().find(|days| {
+            ends_at - chrono::TimeDelta::days(i64::from(*days)) <= now
+                && notices.reminded_days.is_none_or(|done| *days < done)
+        });
+        if let Some(days_before) = due {
+            events.push(E::SubscriptionExpiringSoon {
+                expires_at: ends_at,
+                days_before,
+                at: now,
+            });
+        }
+        return events;
+    }
+    if !notices.expired {
+        events.push(E::SubscriptionExpired {
+            expires_at: ends_at,
+            trial,
+            grace_until,
+            at: now,
+        });
+    }
+    if let Some(grace_until) = grace_until.filter(|end| *end <= now) {
+        if !notices.grace_ended {
+            events.push(E::SubscriptionGraceEnded {
+                expires_at: ends_at,
+                grace_until,
+                at: now,
+            });
+        }
+    }
+    events
+}
+
+/// Its own entitlements become `features` (sorted, each once).
+fn own_features(
+    state: &SubscriptionState,
+    mut features: Vec<String>,
+    at: DateTime<Utc>,
+) -> Vec<SubscriptionEvent> {
+    features.sort();
+    features.dedup();
+    if features == state.features {
+        return vec![];
+    }
+    vec![SubscriptionEvent::SubscriptionDetailsUpdated {
+        customer_email: None,
+        customer_name: None,
+        organization: None,
+        features: Some(features),
+        metadata: None,
+        at,
+    }]
+}
+
 fn change_device_limit(
     state: &SubscriptionState,
+    policy: Option<&PolicyTerms>,
     max_devices: Option<u32>,
     mut deactivate_device_ids: Vec<DeviceId>,
     at: DateTime<Utc>,
 ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
     state.ensure_not_canceled()?;
-    let max_devices = max_devices.unwrap_or(state.max_devices);
+    let current = state.max_devices_under(policy);
+    let max_devices = max_devices.unwrap_or(current);
     check_device_limit(max_devices)?;
     deactivate_device_ids.sort();
     deactivate_device_ids.dedup();
@@ -700,9 +1056,9 @@ fn change_device_limit(
             },
         )
         .collect();
-    if max_devices != state.max_devices {
+    if max_devices != current {
         events.push(SubscriptionEvent::SubscriptionDeviceLimitChanged {
-            previous_max_devices: state.max_devices,
+            previous_max_devices: current,
             max_devices,
             at,
         });
@@ -776,10 +1132,11 @@ fn update_details(
 
 fn activate_device(
     state: &SubscriptionState,
+    policy: Option<&PolicyTerms>,
     device: DeviceDetails,
     at: DateTime<Utc>,
 ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
-    state.ensure_usable(at)?;
+    state.ensure_usable(at, policy)?;
     if state
         .active_device_with_fingerprint(&device.fingerprint_hash)
         .is_some()
@@ -787,23 +1144,48 @@ fn activate_device(
         return Ok(vec![]);
     }
     let active = state.active_device_count();
-    if active >= state.max_devices {
-        return Err(SubscriptionError::DeviceLimitReached {
-            max_devices: state.max_devices,
-        });
+    let max_devices = state.max_devices_under(policy);
+    if active >= max_devices {
+        return Err(SubscriptionError::DeviceLimitReached { max_devices });
     }
     for text in device.info.fields() {
         check_optional_text(text)?;
     }
+    let period_started = first_activation_period(state, policy, at);
     // A fingerprint that comes back after a deactivation is a new device with a new id, so
     // that the tokens of the deactivated one stay dead (the old device keeps its history).
-    Ok(vec![SubscriptionEvent::DeviceActivated {
+    let activated = SubscriptionEvent::DeviceActivated {
         device_id: device.device_id,
         fingerprint_hash: device.fingerprint_hash,
         info: device.info,
         active_devices: active + 1,
         at,
-    }])
+        policy_version: policy.map(|terms| terms.version),
+    };
+    Ok(period_started.into_iter().chain([activated]).collect())
+}
+
+/// The period a policy starts at the first activation, unless the subscription has an end
+/// of its own (or has had a device before).
+fn first_activation_period(
+    state: &SubscriptionState,
+    policy: Option<&PolicyTerms>,
+    at: DateTime<Utc>,
+) -> Option<SubscriptionEvent> {
+    let terms = policy?;
+    let waiting = terms.settings.expiration_basis == ExpirationBasis::FromFirstActivation
+        && state.expires_at.is_none()
+        && state.devices.is_empty()
+        && !state.overrides.contains(&Override::ExpiresAt);
+    if !waiting {
+        return None;
+    }
+    let expires_at = terms.settings.duration.as_ref()?.after(at)?;
+    Some(SubscriptionEvent::SubscriptionPeriodStarted {
+        expires_at,
+        policy_version: terms.version,
+        at,
+    })
 }
 
 fn check_device_limit(max_devices: u32) -> Result<(), SubscriptionError> {

@@ -3,20 +3,35 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::Override;
 use super::{DeactivationReason, DeviceInfo};
-use crate::values::{DeviceId, Email, Plan, Sha256Hex, SubscriptionId};
+use crate::policy::PolicyBook;
+use crate::values::{Code, DeviceId, Email, Plan, PolicyId, Sha256Hex, SubscriptionId};
 
 /// A command for one subscription. `at` is the instant the command is handled, supplied by
-/// the caller because the aggregate reads no clock.
+/// the caller because the aggregate reads no clock; `policies` are the policies' terms as
+/// the caller loaded them, because the aggregate reads no other aggregate: a subscription
+/// that follows a policy decides with that policy's terms from here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubscriptionCommand {
     pub at: DateTime<Utc>,
     pub action: SubscriptionAction,
+    #[serde(skip)]
+    pub policies: PolicyBook,
 }
 
 impl SubscriptionCommand {
     pub fn new(at: DateTime<Utc>, action: SubscriptionAction) -> Self {
-        Self { at, action }
+        Self {
+            at,
+            action,
+            policies: PolicyBook::default(),
+        }
+    }
+
+    /// The command, deciding with these policies' terms.
+    pub fn with_policies(self, policies: PolicyBook) -> Self {
+        Self { policies, ..self }
     }
 }
 
@@ -89,6 +104,28 @@ pub enum SubscriptionAction {
     VerifyLicenseToken {
         presented: PresentedToken,
     },
+    /// Makes the subscription follow a policy (`None`: none, its own values from now on).
+    /// `overrides` names the fields it keeps as its own; every other field follows the
+    /// policy. `features` replaces its own entitlements (on top of the policy's).
+    FollowPolicy {
+        policy_id: Option<PolicyId>,
+        overrides: Vec<Override>,
+        features: Option<Vec<String>>,
+    },
+    /// Records whichever deadline notices are due at the command's instant and not yet
+    /// recorded: one reminder (the nearest of `reminder_days` that has come), the expiry,
+    /// the end of grace. Each is recorded once per deadline, however often this runs, and
+    /// late rather than never.
+    RecordDeadlines {
+        reminder_days: Vec<u32>,
+    },
+    /// Adds entitlements of its own, on top of its policy's.
+    AttachEntitlements {
+        codes: Vec<Code>,
+    },
+    DetachEntitlements {
+        codes: Vec<Code>,
+    },
 }
 
 /// What a license token presented by a client says about where it came from.
@@ -118,6 +155,13 @@ pub struct NewSubscription {
     pub metadata: Map<String, Value>,
     pub key_hash: Sha256Hex,
     pub key_prefix: String,
+    /// The policy to follow: its terms (from the command's policies) give the plan, the
+    /// device limit, the period, the trial and the entitlements, except the fields named in
+    /// `overrides`, which take the values above. `features` add to the policy's.
+    #[serde(default)]
+    pub policy_id: Option<PolicyId>,
+    #[serde(default)]
+    pub overrides: Vec<Override>,
 }
 
 /// The fields to change; `None` keeps the current value. The aggregate fills them in, so a

@@ -48,4 +48,10 @@ pub enum SubscriptionError {
     DeviceNotActive(DeviceId),
     #[error("a text field is too long or empty")]
     InvalidText,
+    #[error("the policy does not exist")]
+    PolicyNotFound,
+    #[error("the policy is archived: no new subscription may follow it")]
+    PolicyArchived,
+    #[error("the plan of a subscription that follows a policy is the policy's code; change its policy instead")]
+    PlanFollowsPolicy,
 }

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{DeviceInfo, Status};
-use crate::values::{DeviceId, Email, Plan, Sha256Hex, SubscriptionId};
+use super::{DeviceInfo, Override, Status};
+use crate::values::{DeviceId, Email, Plan, PolicyId, Sha256Hex, SubscriptionId};
 
 /// Every change to a subscription. Events are kept forever and never hold a secret: license
 /// keys and device fingerprints appear only as SHA-256 hashes. Each carries `at`, the domain
@@ -26,6 +26,52 @@ pub enum SubscriptionEvent {
         max_devices: u32,
         features: Vec<String>,
         metadata: Map<String, Value>,
+        at: DateTime<Utc>,
+        /// The policy it follows and the version of it the creation decided on; absent on
+        /// subscriptions of their own (and on every one from before policies existed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy_id: Option<PolicyId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy_version: Option<u64>,
+        /// The fields set on the subscription itself rather than taken from the policy.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        overrides: Vec<Override>,
+    },
+    /// It follows another policy (or none). `max_devices` is the limit in force right after.
+    SubscriptionPolicyChanged {
+        previous_policy_id: Option<PolicyId>,
+        policy_id: Option<PolicyId>,
+        policy_version: Option<u64>,
+        plan: Plan,
+        max_devices: u32,
+        features: Vec<String>,
+        overrides: Vec<Override>,
+        at: DateTime<Utc>,
+    },
+    /// The first activation started a period that runs from it (`from_first_activation`).
+    SubscriptionPeriodStarted {
+        expires_at: DateTime<Utc>,
+        policy_version: u64,
+        at: DateTime<Utc>,
+    },
+    /// A reminder, `days_before` the period (or trial) ends at `expires_at`.
+    SubscriptionExpiringSoon {
+        expires_at: DateTime<Utc>,
+        days_before: u32,
+        at: DateTime<Utc>,
+    },
+    /// The period (or, with `trial`, the trial) ended at `expires_at`; `at` is when this
+    /// was recorded, which after downtime is later. `grace_until` when its policy gives grace.
+    SubscriptionExpired {
+        expires_at: DateTime<Utc>,
+        trial: bool,
+        grace_until: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    /// The grace after the period that ended at `expires_at` is over.
+    SubscriptionGraceEnded {
+        expires_at: DateTime<Utc>,
+        grace_until: DateTime<Utc>,
         at: DateTime<Utc>,
     },
     SubscriptionPlanChanged {
@@ -98,6 +144,9 @@ pub enum SubscriptionEvent {
         info: DeviceInfo,
         active_devices: u32,
         at: DateTime<Utc>,
+        /// The version of the policy whose device limit admitted it, when it follows one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy_version: Option<u64>,
     },
     DeviceDeactivated {
         device_id: DeviceId,
@@ -144,6 +193,11 @@ impl SubscriptionEvent {
         use SubscriptionEvent::*;
         match self {
             SubscriptionCreated { at, .. }
+            | SubscriptionPolicyChanged { at, .. }
+            | SubscriptionPeriodStarted { at, .. }
+            | SubscriptionExpiringSoon { at, .. }
+            | SubscriptionExpired { at, .. }
+            | SubscriptionGraceEnded { at, .. }
             | SubscriptionPlanChanged { at, .. }
             | SubscriptionDeviceLimitChanged { at, .. }
             | SubscriptionPeriodChanged { at, .. }
@@ -168,6 +222,11 @@ impl DomainEvent for SubscriptionEvent {
         use SubscriptionEvent::*;
         let name = match self {
             SubscriptionCreated { .. } => "SubscriptionCreated",
+            SubscriptionPolicyChanged { .. } => "SubscriptionPolicyChanged",
+            SubscriptionPeriodStarted { .. } => "SubscriptionPeriodStarted",
+            SubscriptionExpiringSoon { .. } => "SubscriptionExpiringSoon",
+            SubscriptionExpired { .. } => "SubscriptionExpired",
+            SubscriptionGraceEnded { .. } => "SubscriptionGraceEnded",
             SubscriptionPlanChanged { .. } => "SubscriptionPlanChanged",
             SubscriptionDeviceLimitChanged { .. } => "SubscriptionDeviceLimitChanged",
             SubscriptionPeriodChanged { .. } => "SubscriptionPeriodChanged",

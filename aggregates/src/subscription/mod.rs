@@ -7,12 +7,13 @@ mod commands;
 mod device;
 mod error;
 mod events;
+mod policy;
 #[cfg(test)]
 mod tests;
 
 pub use aggregate::{
-    effective_status, Device, LicenseKeyState, Subscription, SubscriptionState, MAX_DEVICE_LIMIT,
-    MAX_TEXT_LEN,
+    effective_status, DeadlineNotices, Device, LicenseKeyState, Subscription, SubscriptionState,
+    MAX_DEVICE_LIMIT, MAX_TEXT_LEN,
 };
 pub use commands::{
     DetailsChange, DeviceDetails, NewSubscription, PeriodChange, PresentedToken,
@@ -21,6 +22,7 @@ pub use commands::{
 pub use device::DeviceInfo;
 pub use error::SubscriptionError;
 pub use events::{DeactivationReason, SubscriptionEvent};
+pub use policy::{effective_entitlements, effective_max_devices, grace_until, in_grace, Override};
 
 use serde::{Deserialize, Serialize};
 

@@ -90,6 +90,8 @@ fn new_subscription() -> NewSubscription {
         metadata: Map::new(),
         key_hash: key_hash(1),
         key_prefix: "FLX-AB12C".to_owned(),
+        policy_id: None,
+        overrides: vec![],
     }
 }
 
@@ -110,6 +112,9 @@ fn creation_events(new: NewSubscription, status: Status) -> Vec<SubscriptionEven
             features: new.features,
             metadata: new.metadata,
             at: t0(),
+            policy_id: None,
+            policy_version: None,
+            overrides: vec![],
         },
         E::LicenseKeyIssued {
             key_hash: new.key_hash,
@@ -152,6 +157,7 @@ fn activated_at(n: u128, active_devices: u32, at: DateTime<Utc>) -> Subscription
         info: DeviceInfo::default(),
         active_devices,
         at,
+        policy_version: None,
     }
 }
 
@@ -380,6 +386,9 @@ fn create_emits_subscription_created_active_and_license_key_issued() {
                 features: vec!["reports".to_owned()],
                 metadata: Map::new(),
                 at: t0(),
+                policy_id: None,
+                policy_version: None,
+                overrides: vec![],
             },
             E::LicenseKeyIssued {
                 key_hash: key_hash(1),
@@ -573,6 +582,7 @@ fn a_deactivated_fingerprint_reactivates_as_a_new_device() {
         info: DeviceInfo::default(),
         active_devices: 1,
         at: now(),
+        policy_version: None,
     }]);
 }
 
@@ -621,6 +631,7 @@ fn activation_carries_the_device_details() {
             info: details.info,
             active_devices: 1,
             at: now(),
+            policy_version: None,
         }]);
 }
 
@@ -1494,6 +1505,7 @@ fn a_token_of_a_deactivated_device_is_dead_after_its_fingerprint_returned() {
             info: DeviceInfo::default(),
             active_devices: 1,
             at: t0(),
+            policy_version: None,
         },
     ]))
     .when(cmd(verify_token(LAPTOP, Some(key_hash(1)), t0())))
@@ -1719,6 +1731,7 @@ fn issue_license_token_names_the_device_its_fingerprint_activated() {
             info: DeviceInfo::default(),
             active_devices: 1,
             at: t0(),
+            policy_version: None,
         },
     ]))
     .when(cmd(issue_token(DESKTOP)))

@@ -247,5 +247,8 @@ fn subscription_created(
         features: vec![],
         metadata: serde_json::Map::new(),
         at: now,
+        policy_id: None,
+        policy_version: None,
+        overrides: vec![],
     }
 }
