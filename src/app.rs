@@ -12,6 +12,7 @@ use crate::auth::{AdminAuth, SignInThrottle};
 use crate::background::BackgroundTasks;
 use crate::bus::jetstream::{run_projector, BatchSettings, JetStreamSettings};
 use crate::bus::{EventBus, InProcessBus, JetStreamBus};
+use crate::catalogue::{follow_policy_changes, Policies};
 use crate::config::Config;
 use crate::idempotency::IdempotencyKeys;
 use crate::keys::{IfMissing, JwtKeys, KeyError};
@@ -36,6 +37,8 @@ pub struct App {
     pub subscriptions: SubscriptionAdmin,
     pub admins: Executor<AdminUser>,
     pub webhooks: Arc<Webhooks>,
+    /// Every policy's terms, kept current on every instance.
+    pub policies: Arc<Policies>,
     pub lookup: Lookup,
     pub admin_auth: AdminAuth,
     /// The admin panel's sessions (cookies), riding on `admin_auth`'s.
@@ -69,6 +72,8 @@ pub enum StartError {
     AdminAccount(#[from] AccountError),
     #[error("cannot serve: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot read the policies: {0}")]
+    Policies(#[source] crate::store::ExecuteError<flowlytix_aggregates::CatalogueError>),
 }
 
 impl App {
@@ -140,8 +145,15 @@ impl App {
         };
         // The embedded server is the only writer of its database: it hears of every change.
         let licenses = Arc::new(LicenseCache::new(matches!(db, Db::Sqlite(_))));
-        let commands = Arc::new(SubscriptionCommands::new(db.clone(), licenses.clone()));
         let lookup = Lookup::new(db.clone());
+        let policies = Arc::new(Policies::new(db.clone(), lookup.clone()));
+        let count = policies.load_all().await.map_err(StartError::Policies)?;
+        tracing::debug!(policies = count, "policies loaded");
+        let commands = Arc::new(SubscriptionCommands::new(
+            db.clone(),
+            licenses.clone(),
+            policies.clone(),
+        ));
         let license_tokens = LicenseTokens::new(
             Arc::new(license_keys),
             config.license_token_issuer.clone(),
@@ -167,6 +179,7 @@ impl App {
                 &server_secret,
                 config.webhooks.clone(),
             )),
+            policies,
             lookup,
             browser_sessions: BrowserSessions::new(db.clone(), config.access_token_ttl),
             idempotency: IdempotencyKeys::new(db.clone(), &server_secret),
@@ -228,6 +241,11 @@ impl App {
         if let Db::Postgres(pool) = &self.db {
             self.background.spawn(follow_license_changes(
                 self.licensing.clone(),
+                pool.clone(),
+                self.background.signal(),
+            ));
+            self.background.spawn(follow_policy_changes(
+                self.policies.clone(),
                 pool.clone(),
                 self.background.signal(),
             ));

@@ -10,6 +10,7 @@ use flowlytix_aggregates::license_key::LicenseKey;
 use flowlytix_aggregates::{Sha256Hex, SubscriptionId};
 use serde_json::Map;
 
+use crate::catalogue::Policies;
 use crate::config::WebhookSettings;
 use crate::keys::JwtKeys;
 use crate::licensing::token::LicenseTokens;
@@ -69,8 +70,13 @@ pub async fn services() -> Services {
     let store = TempStore::new().await;
     let db = store.db.clone();
     let licenses = Arc::new(LicenseCache::new(matches!(db, Db::Sqlite(_))));
-    let commands = Arc::new(SubscriptionCommands::new(db.clone(), licenses.clone()));
     let lookup = Lookup::new(db.clone());
+    let policies = Arc::new(Policies::new(db.clone(), lookup.clone()));
+    let commands = Arc::new(SubscriptionCommands::new(
+        db.clone(),
+        licenses.clone(),
+        policies,
+    ));
     let keys = JwtKeys::derive_from_secret("service tests: license signing key", SERVER_SECRET);
     let tokens = LicenseTokens::new(Arc::new(keys), ISSUER.into(), TOKEN_TTL);
     Services {

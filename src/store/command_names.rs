@@ -2,7 +2,10 @@
 //! than in the domain crate, which knows nothing of metrics.
 
 use flowlytix_aggregates::webhook_endpoint::WebhookEndpointCommand;
-use flowlytix_aggregates::{AdminCommand, SubscriptionAction, SubscriptionCommand};
+use flowlytix_aggregates::{
+    AdminCommand, EntitlementCommand, PolicyCommand, ProductCommand, SubscriptionAction,
+    SubscriptionCommand,
+};
 
 use super::CommandName;
 
@@ -57,6 +60,39 @@ impl CommandName for WebhookEndpointCommand {
             WebhookEndpointCommand::Disable { .. } => "DisableWebhookEndpoint",
             WebhookEndpointCommand::Enable { .. } => "EnableWebhookEndpoint",
             WebhookEndpointCommand::Delete { .. } => "DeleteWebhookEndpoint",
+        })
+    }
+}
+
+impl CommandName for ProductCommand {
+    fn command_name(&self) -> Option<&'static str> {
+        Some(match self {
+            ProductCommand::Create { .. } => "CreateProduct",
+            ProductCommand::Update { .. } => "UpdateProduct",
+            ProductCommand::Delete { .. } => "DeleteProduct",
+        })
+    }
+}
+
+impl CommandName for EntitlementCommand {
+    fn command_name(&self) -> Option<&'static str> {
+        Some(match self {
+            EntitlementCommand::Create { .. } => "CreateEntitlement",
+            EntitlementCommand::Rename { .. } => "RenameEntitlement",
+            EntitlementCommand::Delete { .. } => "DeleteEntitlement",
+        })
+    }
+}
+
+impl CommandName for PolicyCommand {
+    fn command_name(&self) -> Option<&'static str> {
+        Some(match self {
+            PolicyCommand::Create { .. } => "CreatePolicy",
+            PolicyCommand::Update { .. } => "UpdatePolicy",
+            PolicyCommand::AttachEntitlements { .. } => "AttachPolicyEntitlements",
+            PolicyCommand::DetachEntitlements { .. } => "DetachPolicyEntitlements",
+            PolicyCommand::Archive { .. } => "ArchivePolicy",
+            PolicyCommand::Unarchive { .. } => "UnarchivePolicy",
         })
     }
 }

@@ -51,6 +51,24 @@ impl Dated for flowlytix_aggregates::SubscriptionEvent {
     }
 }
 
+impl Dated for flowlytix_aggregates::PolicyEvent {
+    fn at(&self) -> DateTime<Utc> {
+        flowlytix_aggregates::PolicyEvent::at(self)
+    }
+}
+
+impl Dated for flowlytix_aggregates::ProductEvent {
+    fn at(&self) -> DateTime<Utc> {
+        flowlytix_aggregates::ProductEvent::at(self)
+    }
+}
+
+impl Dated for flowlytix_aggregates::EntitlementEvent {
+    fn at(&self) -> DateTime<Utc> {
+        flowlytix_aggregates::EntitlementEvent::at(self)
+    }
+}
+
 /// Who did it, from where and when: stored with every event.
 #[derive(Debug, Clone)]
 pub struct EventMetadata {

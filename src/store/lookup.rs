@@ -55,6 +55,22 @@ impl Lookup {
         Ok(id)
     }
 
+    /// The ids of every aggregate of one type that has events (a catalogue's, which are few).
+    pub async fn aggregate_ids(&self, aggregate_type: &str) -> Result<Vec<Uuid>, sqlx::Error> {
+        let ids: Vec<String> = with_db!(&self.db, pool => {
+            sqlx::query_scalar(
+                "select distinct aggregate_id from events where aggregate_type = $1",
+            )
+            .bind(aggregate_type)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(ids
+            .iter()
+            .filter_map(|id| Uuid::parse_str(id).ok())
+            .collect())
+    }
+
     /// Whether any admin account was ever created.
     pub async fn any_admin_exists(&self) -> Result<bool, sqlx::Error> {
         with_db!(&self.db, pool => {

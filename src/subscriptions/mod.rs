@@ -20,6 +20,7 @@ pub use manage::{
     UpdateSubscriptionRequest, MAX_FEATURES, MAX_METADATA_BYTES,
 };
 
+use crate::catalogue::Policies;
 use crate::licensing::{LicenseCache, LicenseSnapshot};
 use crate::store::{Committed, EventMetadata, ExecuteError, Executor, Lookup};
 
@@ -42,19 +43,27 @@ impl SubscriptionAdmin {
 }
 
 /// Runs subscription commands: every action of a call is stamped with the instant in its
-/// metadata, all of them commit atomically or none, and validation on this instance sees
-/// the result at once, ahead of the read model.
+/// metadata and carries the policies' terms as this instance has them, all of them commit
+/// atomically or none, and validation on this instance sees the result at once, ahead of
+/// the read model.
 pub struct SubscriptionCommands {
     executor: Executor<Subscription>,
     licenses: Arc<LicenseCache>,
+    policies: Arc<Policies>,
 }
 
 impl SubscriptionCommands {
-    pub fn new(db: Db, licenses: Arc<LicenseCache>) -> Self {
+    pub fn new(db: Db, licenses: Arc<LicenseCache>, policies: Arc<Policies>) -> Self {
         Self {
             executor: Executor::new(db),
             licenses,
+            policies,
         }
+    }
+
+    /// The policies commands decide with (and validation judges by).
+    pub fn policies(&self) -> &Arc<Policies> {
+        &self.policies
     }
 
     pub async fn run(
@@ -85,9 +94,10 @@ impl SubscriptionCommands {
     > {
         let at = metadata.occurred_at;
         let era = self.licenses.era();
+        let policies = self.policies.book();
         let commands = actions
             .into_iter()
-            .map(|action| SubscriptionCommand::new(at, action))
+            .map(|action| SubscriptionCommand::new(at, action).with_policies(policies.clone()))
             .collect();
         let committed = self
             .executor
