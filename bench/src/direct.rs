@@ -202,8 +202,9 @@ pub async fn license(
                 customer_email: format!("bench-{run_id}-{label}@example.com"),
                 customer_name: format!("Bench {label}"),
                 organization: None,
-                plan: "pro".into(),
-                max_devices: devices,
+                policy: None,
+                plan: Some("pro".into()),
+                max_devices: Some(devices),
                 starts_at: None,
                 expires_at: None,
                 trial_ends_at: None,
@@ -241,6 +242,7 @@ pub async fn activate(app: &App, key: &str, fingerprint: &str) -> Result<i64, Bo
                 platform: Some("linux".into()),
                 ..DeviceInfo::default()
             },
+            &flowlytix_server::licensing::Scope::default(),
             metadata(),
         )
         .await?;

@@ -21,6 +21,8 @@ pub struct ApiError {
     pub detail: String,
     /// Logged with the response; never part of it.
     internal: Option<String>,
+    /// Problem-type specific members (RFC 9457 §3.2), e.g. `missing_entitlements`.
+    extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 /// RFC 9457 problem details, plus the stable machine-readable `code`.
@@ -41,7 +43,14 @@ impl ApiError {
             code,
             detail: detail.into(),
             internal: None,
+            extensions: serde_json::Map::new(),
         }
+    }
+
+    /// The problem with one more member of its own.
+    pub fn with(mut self, member: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extensions.insert(member.to_owned(), value.into());
+        self
     }
 
     pub fn validation(detail: impl Into<String>) -> Self {
@@ -71,6 +80,7 @@ impl ApiError {
             code: "INTERNAL_ERROR",
             detail: "the server could not complete the request; it has been logged".into(),
             internal: Some(cause.to_string()),
+            extensions: serde_json::Map::new(),
         }
     }
 
@@ -80,6 +90,7 @@ impl ApiError {
             code: "SERVICE_UNAVAILABLE",
             detail: "a backing service is unavailable; try again shortly".into(),
             internal: Some(cause.to_string()),
+            extensions: serde_json::Map::new(),
         }
     }
 }
@@ -96,7 +107,13 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             code: self.code.to_owned(),
         };
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut body = serde_json::to_value(&problem).unwrap_or_default();
+        if let Some(members) = body.as_object_mut() {
+            for (name, value) in self.extensions {
+                members.entry(name).or_insert(value);
+            }
+        }
+        let body = serde_json::to_vec(&body).unwrap_or_default();
         (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
@@ -271,6 +288,17 @@ impl From<LicensingError> for ApiError {
                 Self::unauthorized("TOKEN_EXPIRED", detail)
             }
             LicensingError::TokenRevoked => Self::unauthorized("TOKEN_REVOKED", detail),
+            LicensingError::OutOfScope {
+                code,
+                missing_entitlements,
+            } => {
+                let problem = Self::new(StatusCode::FORBIDDEN, code.as_str(), detail);
+                if missing_entitlements.is_empty() {
+                    problem
+                } else {
+                    problem.with("missing_entitlements", missing_entitlements)
+                }
+            }
             LicensingError::Command(error) => error.into(),
             LicensingError::Read(error) => error.into(),
             LicensingError::Signing(_) | LicensingError::TokenNotRecorded(_) => {

@@ -20,9 +20,11 @@ use super::extract::{ApiJson, RequestContext};
 use super::idempotency::{self, IdempotencyKeyHeader};
 use super::views::{ClientDeviceView, LicenseView};
 use crate::app::{App, SharedApp};
-use crate::licensing::{self, Credential, TokenIssued, Verdict};
+use crate::licensing::{self, Credential, Scope, TokenIssued, Verdict};
 use crate::monitoring::record;
 use crate::store::EventMetadata;
+use flowlytix_aggregates::catalogue::MAX_ENTITLEMENTS;
+use flowlytix_aggregates::Code;
 
 pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new()
@@ -48,7 +50,57 @@ pub fn verification_keys_router() -> OpenApiRouter<SharedApp> {
 pub struct ActivateRequest {
     pub license_key: String,
     pub device: ActivatingDevice,
+    /// Activate only if the license matches (else 403 with the scope's code).
+    pub scope: Option<ScopeRequest>,
 }
+
+/// What the client app requires of the license: a key bought for product A must not unlock
+/// product B.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeRequest {
+    /// A product code.
+    #[schema(max_length = 64)]
+    pub product: Option<String>,
+    /// A policy code.
+    #[schema(max_length = 64)]
+    pub policy: Option<String>,
+    /// Entitlement codes the license must grant, every one.
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub entitlements: Vec<String>,
+}
+
+impl ScopeRequest {
+    fn parse(self) -> Result<Scope, ApiError> {
+        let code = |raw: String| {
+            Code::parse(&raw)
+                .map(|_| raw)
+                .map_err(|e| ApiError::validation(format!("scope: {e}")))
+        };
+        if self.entitlements.len() > MAX_ENTITLEMENTS {
+            return Err(ApiError::validation(format!(
+                "scope.entitlements: at most {MAX_ENTITLEMENTS}"
+            )));
+        }
+        Ok(Scope {
+            product: self.product.map(code).transpose()?,
+            policy: self.policy.map(code).transpose()?,
+            entitlements: self
+                .entitlements
+                .into_iter()
+                .map(code)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+fn scope(request: Option<ScopeRequest>) -> Result<Scope, ApiError> {
+    request.map_or_else(|| Ok(Scope::default()), ScopeRequest::parse)
+}
+
+/// The longest `nonce` echoed back.
+const MAX_NONCE_LEN: usize = 256;
 
 /// The device as an activation request sends it: its fingerprint and its [`DeviceInfo`].
 /// (Written out rather than flattened: serde cannot refuse unknown fields beside a flatten.)
@@ -99,6 +151,19 @@ pub struct CredentialRequest {
     pub fingerprint: String,
 }
 
+/// `POST /api/v1/licensing/validate`: a credential, and optionally what the license must
+/// match and a nonce to echo (so a captured answer cannot be replayed as a fresh one).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateRequest {
+    pub license_key: Option<String>,
+    pub token: Option<String>,
+    pub fingerprint: String,
+    pub scope: Option<ScopeRequest>,
+    #[schema(max_length = 256)]
+    pub nonce: Option<String>,
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = TokenRefreshRequest)]
@@ -111,15 +176,25 @@ pub struct RefreshRequest {
 pub struct ValidationResult {
     pub valid: bool,
     /// VALID, NOT_FOUND, SUSPENDED, EXPIRED, CANCELED, DEVICE_NOT_ACTIVATED,
-    /// FINGERPRINT_MISMATCH, TOKEN_INVALID or TOKEN_EXPIRED.
+    /// FINGERPRINT_MISMATCH, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_REVOKED,
+    /// PRODUCT_SCOPE_MISMATCH, POLICY_SCOPE_MISMATCH or ENTITLEMENTS_MISSING.
     pub code: &'static str,
     pub detail: String,
     pub license: Option<LicenseView>,
     pub device: Option<ClientDeviceView>,
+    /// Set while an expired license still works within its policy's grace.
+    pub grace_until: Option<DateTime<Utc>>,
+    /// With `ENTITLEMENTS_MISSING`: the codes asked for that the license does not grant.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_entitlements: Vec<String>,
+    /// The request's nonce, when it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 impl ValidationResult {
-    fn new(verdict: Verdict, now: DateTime<Utc>) -> Self {
+    fn new(verdict: Verdict, nonce: Option<String>, now: DateTime<Utc>) -> Self {
+        let terms = verdict.terms();
         Self {
             valid: verdict.is_valid(),
             code: verdict.code.as_str(),
@@ -127,8 +202,12 @@ impl ValidationResult {
             license: verdict
                 .license
                 .as_ref()
-                .map(|license| LicenseView::from_snapshot(license, now)),
+                .zip(terms.as_ref())
+                .map(|(license, terms)| LicenseView::from_snapshot(license, terms, now)),
             device: verdict.device.as_ref().map(ClientDeviceView::from_active),
+            grace_until: verdict.grace_until,
+            missing_entitlements: verdict.missing_entitlements,
+            nonce,
         }
     }
 }
@@ -136,7 +215,7 @@ impl ValidationResult {
 impl TokenIssuedView {
     fn new(issued: TokenIssued) -> Self {
         Self {
-            license: LicenseView::from_snapshot(&issued.license, Utc::now()),
+            license: LicenseView::from_snapshot(&issued.license, &issued.terms, Utc::now()),
             token: issued.token,
             token_expires_at: issued.expires_at,
             device_id: issued.device_id.as_uuid(),
@@ -210,7 +289,7 @@ fn credential(license_key: Option<&str>, token: Option<String>) -> Result<Creden
 #[utoipa::path(post, path = "/api/v1/licensing/activate", tag = "licensing", params(IdempotencyKeyHeader), request_body = ActivateRequest,
     responses((status = 201, body = TokenIssuedView),
         (status = 404, body = Problem, description = "LICENSE_NOT_FOUND"),
-        (status = 403, body = Problem, description = "LICENSE_SUSPENDED, LICENSE_EXPIRED or LICENSE_CANCELED"),
+        (status = 403, body = Problem, description = "LICENSE_SUSPENDED, LICENSE_EXPIRED, LICENSE_CANCELED, PRODUCT_SCOPE_MISMATCH, POLICY_SCOPE_MISMATCH or ENTITLEMENTS_MISSING (with `missing_entitlements`)"),
         (status = 409, body = Problem, description = "DEVICE_LIMIT_REACHED"),
         (status = 422, body = Problem, description = "LICENSE_KEY_MALFORMED or VALIDATION_FAILED")))]
 async fn activate(
@@ -219,12 +298,19 @@ async fn activate(
     ApiJson(body): ApiJson<ActivateRequest>,
 ) -> Result<(StatusCode, Json<TokenIssuedView>), ApiError> {
     let key = parse_key(&body.license_key)?;
+    let scope = scope(body.scope)?;
     let (fingerprint, info) = body.device.into_parts();
     let info = tracked(&app, info);
     let fingerprint_hash = licensing::fingerprint_hash(&fingerprint)?;
     let issued = app
         .licensing
-        .activate(key, fingerprint_hash, info, client_metadata(&app, &context))
+        .activate(
+            key,
+            fingerprint_hash,
+            info,
+            &scope,
+            client_metadata(&app, &context),
+        )
         .await;
     let issued = counted(issued.map_err(ApiError::from), record::activation)?;
     Ok((StatusCode::CREATED, Json(TokenIssuedView::new(issued))))
@@ -232,21 +318,31 @@ async fn activate(
 
 /// Check a license key or license token for a device. Always 200 with a `code`, unless the
 /// request itself is malformed.
-#[utoipa::path(post, path = "/api/v1/licensing/validate", tag = "licensing", request_body = CredentialRequest,
+#[utoipa::path(post, path = "/api/v1/licensing/validate", tag = "licensing", request_body = ValidateRequest,
     responses((status = 200, body = ValidationResult), (status = 422, body = Problem)))]
 async fn validate(
     State(app): State<SharedApp>,
-    ApiJson(body): ApiJson<CredentialRequest>,
+    ApiJson(body): ApiJson<ValidateRequest>,
 ) -> Result<Json<ValidationResult>, ApiError> {
     let fingerprint_hash = licensing::fingerprint_hash(&body.fingerprint)?;
     let credential = credential(body.license_key.as_deref(), body.token)?;
+    let scope = scope(body.scope)?;
+    if body
+        .nonce
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NONCE_LEN)
+    {
+        return Err(ApiError::validation(format!(
+            "nonce: at most {MAX_NONCE_LEN} characters"
+        )));
+    }
     let now = Utc::now();
     let verdict = app
         .licensing
-        .validate(credential, fingerprint_hash, now)
+        .validate(credential, fingerprint_hash, &scope, now)
         .await?;
     record::validation(verdict.code.as_str());
-    Ok(Json(ValidationResult::new(verdict, now)))
+    Ok(Json(ValidationResult::new(verdict, body.nonce, now)))
 }
 
 /// Exchange a valid license token for a fresh one while the license is still valid.

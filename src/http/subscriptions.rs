@@ -19,7 +19,7 @@ use super::error::{ApiError, Problem};
 use super::extract::{with_consistency, ApiJson, ApiPath, ApiQuery, RequestContext};
 use super::idempotency::{self, IdempotencyKeyHeader};
 use super::views::{SubscriptionPage, SubscriptionView};
-use crate::app::SharedApp;
+use crate::app::{App, SharedApp};
 use crate::idempotency::IdempotentRequest;
 use crate::read;
 use crate::read::consistency::wait_for_position;
@@ -29,13 +29,14 @@ use flowlytix_eventstore::EventRecord;
 
 use crate::store::Committed;
 use crate::subscriptions::{
-    CreateSubscriptionRequest, RegenerateKeyRequest, UpdateSubscriptionRequest,
+    entitlement_codes, CreateSubscriptionRequest, RegenerateKeyRequest, UpdateSubscriptionRequest,
 };
 
 pub fn router() -> OpenApiRouter<SharedApp> {
     OpenApiRouter::new()
         .routes(routes!(create_subscription, list_subscriptions))
         .routes(routes!(regenerate_license_key))
+        .routes(routes!(attach_entitlements))
         .route_layer(from_fn(idempotency::admin_keys))
         .routes(routes!(
             get_subscription,
@@ -43,6 +44,65 @@ pub fn router() -> OpenApiRouter<SharedApp> {
             delete_subscription
         ))
         .routes(routes!(subscription_events))
+        .routes(routes!(detach_entitlement))
+}
+
+/// `POST /api/v1/subscriptions/{id}/entitlements`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntitlementCodes {
+    /// Entitlement codes (1 to 100).
+    #[schema(min_items = 1, max_items = 100)]
+    pub codes: Vec<String>,
+}
+
+/// Give one subscription entitlements of its own, on top of its policy's.
+#[utoipa::path(post, path = "/api/v1/subscriptions/{id}/entitlements", tag = "subscriptions", security(("bearer" = [])),
+    params(("id" = Uuid, Path), IdempotencyKeyHeader), request_body = EntitlementCodes,
+    responses((status = 200, body = SubscriptionView), (status = 404, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
+async fn attach_entitlements(
+    State(app): State<SharedApp>,
+    RequireAdmin(admin): RequireAdmin,
+    context: RequestContext,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<EntitlementCodes>,
+) -> Result<Response, ApiError> {
+    let codes = entitlement_codes(&body.codes)?;
+    change_entitlements(&app, admin.admin_id.to_string(), context, id, codes, true).await
+}
+
+/// Take one of a subscription's own entitlements away (its policy's stay).
+#[utoipa::path(delete, path = "/api/v1/subscriptions/{id}/entitlements/{code}", tag = "subscriptions", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("code" = String, Path, max_length = 64)),
+    responses((status = 200, body = SubscriptionView), (status = 404, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
+async fn detach_entitlement(
+    State(app): State<SharedApp>,
+    RequireAdmin(admin): RequireAdmin,
+    context: RequestContext,
+    ApiPath((id, code)): ApiPath<(Uuid, String)>,
+) -> Result<Response, ApiError> {
+    let codes = entitlement_codes(&[code])?;
+    change_entitlements(&app, admin.admin_id.to_string(), context, id, codes, false).await
+}
+
+async fn change_entitlements(
+    app: &App,
+    actor: String,
+    context: RequestContext,
+    id: Uuid,
+    codes: Vec<flowlytix_aggregates::Code>,
+    attach: bool,
+) -> Result<Response, ApiError> {
+    let metadata = context.metadata(actor);
+    let now = metadata.occurred_at;
+    let committed = app
+        .subscriptions
+        .change_entitlements(SubscriptionId(id), codes, attach, metadata)
+        .await?;
+    Ok(subscription_response(
+        StatusCode::OK,
+        committed_view(app, &committed, now)?,
+    ))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -97,6 +157,7 @@ fn subscription_response(status: StatusCode, view: SubscriptionView) -> Response
 }
 
 fn committed_view(
+    app: &App,
     committed: &Committed<Subscription>,
     now: DateTime<Utc>,
 ) -> Result<SubscriptionView, ApiError> {
@@ -104,7 +165,7 @@ fn committed_view(
         .aggregate
         .state()
         .ok_or_else(|| ApiError::internal("a committed subscription has no state"))?;
-    let mut view = SubscriptionView::new(state, committed.version, now);
+    let mut view = SubscriptionView::new(state, committed.version, now, &app.policies.book());
     view.position = Some(committed.position);
     Ok(view)
 }
@@ -130,7 +191,7 @@ async fn create_subscription(
         }
         None => app.subscriptions.create(body, metadata).await?,
     };
-    let mut view = committed_view(&created.committed, now)?;
+    let mut view = committed_view(&app, &created.committed, now)?;
     view.license_key = Some(created.license_key.expose().to_owned());
     let location = format!("/api/v1/subscriptions/{}", view.id);
     let mut response = subscription_response(StatusCode::CREATED, view);
@@ -160,7 +221,12 @@ async fn get_subscription(
         .ok_or_else(|| ApiError::internal("a found subscription has no state"))?;
     Ok(subscription_response(
         StatusCode::OK,
-        SubscriptionView::new(state, version, as_of.unwrap_or_else(Utc::now)),
+        SubscriptionView::new(
+            state,
+            version,
+            as_of.unwrap_or_else(Utc::now),
+            &app.policies.book(),
+        ),
     ))
 }
 
@@ -190,13 +256,18 @@ async fn list_subscriptions(
         ));
     }
     let consistent = wait_for_position(&app.db, "subscriptions", filter.min_position).await?;
-    let (rows, total) = read::subscriptions::list(&app.db, &filter).await?;
+    let policies = app.policies.book();
+    let (rows, total) = read::subscriptions::list(&app.db, &filter, &policies).await?;
+    let now = Utc::now();
     let paging = read::Paging {
         page: filter.page,
         per_page: filter.per_page,
     };
     let page = SubscriptionPage {
-        items: rows.into_iter().map(SubscriptionView::from).collect(),
+        items: rows
+            .into_iter()
+            .map(|row| SubscriptionView::from_record(row, &policies, now))
+            .collect(),
         total,
         page: paging.page(),
         per_page: paging.per_page(),
@@ -227,7 +298,7 @@ async fn update_subscription(
         .await?;
     Ok(subscription_response(
         StatusCode::OK,
-        committed_view(&committed, now)?,
+        committed_view(&app, &committed, now)?,
     ))
 }
 
@@ -278,7 +349,7 @@ async fn regenerate_license_key(
         .subscriptions
         .regenerate_license_key(SubscriptionId(id), request, metadata)
         .await?;
-    let mut view = committed_view(&created.committed, now)?;
+    let mut view = committed_view(&app, &created.committed, now)?;
     view.license_key = Some(created.license_key.expose().to_owned());
     Ok(subscription_response(StatusCode::OK, view))
 }

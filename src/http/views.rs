@@ -1,7 +1,10 @@
 //! JSON representations of aggregate state (field names are part of the public contract).
 
 use chrono::{DateTime, Utc};
-use flowlytix_aggregates::subscription::{Device, SubscriptionState};
+use flowlytix_aggregates::subscription::{
+    Device, EffectiveTerms, Override, OwnTerms, SubscriptionState,
+};
+use flowlytix_aggregates::{PolicyBook, PolicyId, Status};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -31,6 +34,17 @@ pub struct SubscriptionView {
     pub license_key_prefix: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The policy it follows (null: a subscription of its own, "custom").
+    pub policy_id: Option<Uuid>,
+    pub product_code: Option<String>,
+    pub policy_code: Option<String>,
+    /// The entitlements in force: its policy's and its own (the same as `features`).
+    pub entitlements: Vec<String>,
+    /// The fields it sets itself instead of taking them from its policy.
+    pub overrides: Vec<String>,
+    /// Expired, but still valid within its policy's grace (until `grace_until`).
+    pub in_grace: bool,
+    pub grace_until: Option<DateTime<Utc>>,
     /// The aggregate version: send it back in `If-Match` to update safely.
     pub version: u64,
     /// On single-subscription responses only.
@@ -45,17 +59,26 @@ pub struct SubscriptionView {
 }
 
 impl SubscriptionView {
-    pub fn new(state: &SubscriptionState, version: u64, now: DateTime<Utc>) -> Self {
+    /// The subscription under the policies' current terms.
+    pub fn new(
+        state: &SubscriptionState,
+        version: u64,
+        now: DateTime<Utc>,
+        policies: &PolicyBook,
+    ) -> Self {
+        let terms = state.effective(policies);
+        let policy = state.policy_id.and_then(|id| policies.get(id));
+        let in_grace = state.in_grace_at(now, policy.map(|p| p.as_ref()));
         Self {
             id: state.id.as_uuid(),
             customer_email: state.customer_email.to_string(),
             customer_name: state.customer_name.clone(),
             organization: state.organization.clone(),
-            plan: state.plan.as_str().to_owned(),
+            plan: terms.plan,
             status: state.status_at(now).as_str().to_owned(),
-            max_devices: state.max_devices,
+            max_devices: terms.max_devices,
             active_devices: state.active_device_count(),
-            features: state.features.clone(),
+            features: terms.entitlements.clone(),
             metadata: state.metadata.clone(),
             starts_at: state.starts_at,
             expires_at: state.expires_at,
@@ -63,6 +86,17 @@ impl SubscriptionView {
             license_key_prefix: state.license_key.as_ref().map(|k| k.key_prefix.clone()),
             created_at: state.created_at,
             updated_at: state.updated_at,
+            policy_id: state.policy_id.map(|id| id.as_uuid()),
+            product_code: terms.product_code,
+            policy_code: terms.policy_code,
+            entitlements: terms.entitlements,
+            overrides: state
+                .overrides
+                .iter()
+                .map(|o| o.as_str().to_owned())
+                .collect(),
+            in_grace,
+            grace_until: terms.grace_until,
             version,
             devices: Some(
                 state
@@ -77,18 +111,44 @@ impl SubscriptionView {
     }
 }
 
-impl From<SubscriptionRecord> for SubscriptionView {
-    fn from(row: SubscriptionRecord) -> Self {
+impl SubscriptionView {
+    /// A list's row (its `status` already the one in force at `now`) under the policies'
+    /// current terms.
+    pub fn from_record(row: SubscriptionRecord, policies: &PolicyBook, now: DateTime<Utc>) -> Self {
+        let overrides: Vec<Override> = row
+            .overrides
+            .0
+            .iter()
+            .filter_map(|name| serde_json::from_value(Value::String(name.clone())).ok())
+            .collect();
+        let policy = row
+            .policy_id
+            .and_then(|id| policies.get(PolicyId(id)))
+            .map(|p| p.as_ref());
+        let terms = EffectiveTerms::of(
+            OwnTerms {
+                plan: &row.plan,
+                max_devices: row.max_devices.max(0) as u32,
+                features: &row.features.0,
+                overrides: &overrides,
+                expires_at: row.expires_at,
+            },
+            policy,
+        );
+        // The status is already the one in force: expired by its period, within grace.
+        let in_grace = row.status == Status::Expired.as_str()
+            && row.expires_at.is_some_and(|end| end <= now)
+            && terms.grace_until.is_some_and(|end| now < end);
         Self {
             id: row.id,
             customer_email: row.customer_email,
             customer_name: row.customer_name,
             organization: row.organization,
-            plan: row.plan,
+            plan: terms.plan,
             status: row.status,
-            max_devices: row.max_devices.max(0) as u32,
+            max_devices: terms.max_devices,
             active_devices: row.active_devices.max(0) as u32,
-            features: row.features.0,
+            features: terms.entitlements.clone(),
             metadata: row.metadata.0,
             starts_at: row.starts_at,
             expires_at: row.expires_at,
@@ -96,6 +156,13 @@ impl From<SubscriptionRecord> for SubscriptionView {
             license_key_prefix: row.license_key_prefix,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            policy_id: row.policy_id,
+            product_code: terms.product_code,
+            policy_code: terms.policy_code,
+            entitlements: terms.entitlements,
+            overrides: row.overrides.0,
+            in_grace,
+            grace_until: terms.grace_until,
             version: row.version.max(0) as u64,
             devices: None,
             license_key: None,
@@ -214,21 +281,36 @@ page!(
 pub struct LicenseView {
     pub subscription_id: Uuid,
     pub status: String,
+    /// The policy's code for a license that follows one.
     pub plan: String,
+    /// The entitlements in force (the same as `entitlements`).
     pub features: Vec<String>,
+    pub entitlements: Vec<String>,
+    pub product_code: Option<String>,
+    pub policy_code: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Until when it still works after `expires_at`, when its policy gives grace.
+    pub grace_until: Option<DateTime<Utc>>,
     pub max_devices: u32,
 }
 
 impl LicenseView {
-    pub fn from_snapshot(license: &LicenseSnapshot, now: DateTime<Utc>) -> Self {
+    pub fn from_snapshot(
+        license: &LicenseSnapshot,
+        terms: &EffectiveTerms,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
             subscription_id: license.subscription_id.as_uuid(),
             status: license.status_at(now).as_str().to_owned(),
-            plan: license.plan.clone(),
-            features: license.features.clone(),
+            plan: terms.plan.clone(),
+            features: terms.entitlements.clone(),
+            entitlements: terms.entitlements.clone(),
+            product_code: terms.product_code.clone(),
+            policy_code: terms.policy_code.clone(),
             expires_at: license.expires_at,
-            max_devices: license.max_devices,
+            grace_until: terms.grace_until,
+            max_devices: terms.max_devices,
         }
     }
 }

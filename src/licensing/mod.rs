@@ -16,4 +16,4 @@ pub use operations::{
     fingerprint_hash, Credential, Licensing, LicensingError, TokenIssued, MAX_FINGERPRINT_LEN,
 };
 pub use snapshot::{ActiveDevice, LicenseSnapshot};
-pub use verdict::{ValidationCode, Verdict};
+pub use verdict::{Scope, ValidationCode, Verdict};

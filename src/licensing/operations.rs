@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::license_key::LicenseKey;
+use flowlytix_aggregates::subscription::EffectiveTerms;
 use flowlytix_aggregates::{
     DeactivationReason, DeviceDetails, DeviceId, DeviceInfo, Sha256Hex, Subscription,
     SubscriptionAction, SubscriptionError, SubscriptionEvent, SubscriptionId,
@@ -13,7 +14,7 @@ use flowlytix_aggregates::{
 use uuid::Uuid;
 
 use super::token::{LicenseTokens, TokenError};
-use super::verdict::{judge, token_claim, DeviceClaim, ValidationCode, Verdict};
+use super::verdict::{judge, token_claim, DeviceClaim, Scope, ValidationCode, Verdict};
 use super::{LicenseCache, LicenseSnapshot};
 use crate::crypto::sha256_hex;
 use crate::monitoring::record;
@@ -51,6 +52,12 @@ pub enum LicensingError {
     Signing(#[source] jsonwebtoken::errors::Error),
     #[error("a token command committed without its token: {0}")]
     TokenNotRecorded(&'static str),
+    /// The license does not match the scope the client asked for (`code` says how).
+    #[error("{}", .code.detail())]
+    OutOfScope {
+        code: ValidationCode,
+        missing_entitlements: Vec<String>,
+    },
 }
 
 impl From<ExecuteError<SubscriptionError>> for LicensingError {
@@ -74,6 +81,8 @@ pub struct TokenIssued {
     pub expires_at: DateTime<Utc>,
     pub device_id: DeviceId,
     pub license: Arc<LicenseSnapshot>,
+    /// What the license grants, as the token states it.
+    pub terms: EffectiveTerms,
     pub position: i64,
 }
 
@@ -148,9 +157,14 @@ impl Licensing {
         key: LicenseKey,
         fingerprint_hash: Sha256Hex,
         info: DeviceInfo,
+        scope: &Scope,
         metadata: EventMetadata,
     ) -> Result<TokenIssued, LicensingError> {
         let (subscription_id, key_hash) = self.subscription_for_key(&key).await?;
+        if scope.is_given() {
+            self.ensure_within(subscription_id, &key_hash, scope)
+                .await?;
+        }
         let now = metadata.occurred_at;
         let actions = vec![
             SubscriptionAction::VerifyLicenseKey { key_hash },
@@ -176,8 +190,49 @@ impl Licensing {
         self.sign_issued_token(committed)
     }
 
-    /// The verdict on a credential for one device. Only a malformed request is an error.
+    /// Refuses an activation whose scope the license does not match, before anything is
+    /// written. (The key is checked by the command that follows.)
+    async fn ensure_within(
+        &self,
+        id: SubscriptionId,
+        key_hash: &Sha256Hex,
+        scope: &Scope,
+    ) -> Result<(), LicensingError> {
+        let license = match self.cache.fresh(id, false) {
+            Some(license) => Some(license),
+            None => self.license_from_store(id).await?,
+        };
+        let license = license
+            .filter(|l| !l.deleted)
+            .filter(|l| l.license_key.as_ref().map(|k| &k.key_hash) == Some(key_hash))
+            .ok_or(LicensingError::LicenseNotFound)?;
+        let book = self.commands.policies().book();
+        let terms = license.effective(license.policy(&book).map(|p| p.as_ref()));
+        match scope.mismatch(&terms) {
+            None => Ok(()),
+            Some((code, missing_entitlements)) => Err(LicensingError::OutOfScope {
+                code,
+                missing_entitlements,
+            }),
+        }
+    }
+
+    /// The verdict on a credential for one device, within what the client asked for. Only
+    /// a malformed request is an error.
     pub async fn validate(
+        &self,
+        credential: Credential,
+        fingerprint_hash: Sha256Hex,
+        scope: &Scope,
+        now: DateTime<Utc>,
+    ) -> Result<Verdict, LicensingError> {
+        Ok(self
+            .judge_credential(credential, fingerprint_hash, now)
+            .await?
+            .within(scope))
+    }
+
+    async fn judge_credential(
         &self,
         credential: Credential,
         fingerprint_hash: Sha256Hex,
@@ -193,7 +248,7 @@ impl Licensing {
                 let Some(id) = self.lookup.subscription_by_key_hash(&key_hash).await? else {
                     // An unknown key is a miss too: it cost a read of the event log.
                     record::license_cache(false);
-                    return Ok(judge(None, &device, now));
+                    return Ok(judge(None, None, &device, now));
                 };
                 (id, Some(key_hash), device)
             }
@@ -210,8 +265,11 @@ impl Licensing {
             key_hash.is_none()
                 || license.license_key.as_ref().map(|k| &k.key_hash) == key_hash.as_ref()
         };
+        // Policies are all in memory: judging by the current terms costs no read.
+        let book = self.commands.policies().book();
         if let Some(cached) = self.cache.fresh(subscription_id, false) {
-            let verdict = judge(Some(&cached).filter(|l| names(l)), &device, now);
+            let policy = cached.policy(&book);
+            let verdict = judge(Some(&cached).filter(|l| names(l)), policy, &device, now);
             if verdict.code == ValidationCode::Valid
                 || self.cache.fresh(subscription_id, true).is_some()
             {
@@ -219,7 +277,13 @@ impl Licensing {
             }
         }
         let license = self.license_from_store(subscription_id).await?;
-        Ok(judge(license.as_ref().filter(|l| names(l)), &device, now))
+        let policy = license.as_ref().and_then(|l| l.policy(&book));
+        Ok(judge(
+            license.as_ref().filter(|l| names(l)),
+            policy,
+            &device,
+            now,
+        ))
     }
 
     /// The license as the write side has it now, remembered for the next validation.
@@ -353,15 +417,17 @@ impl Licensing {
         let device = state
             .device(device_id)
             .ok_or(LicensingError::TokenNotRecorded("the device is unknown"))?;
+        let terms = state.effective(&self.commands.policies().book());
         let token = self
             .tokens
-            .sign(state, device, token_id, issued_at, expires_at)
+            .sign(state, &terms, device, token_id, issued_at, expires_at)
             .map_err(LicensingError::Signing)?;
         Ok(TokenIssued {
             token,
             expires_at,
             device_id,
             license,
+            terms,
             position: committed.position,
         })
     }

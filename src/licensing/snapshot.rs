@@ -2,9 +2,12 @@
 
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::subscription::{
-    effective_status, Device, LicenseKeyState, SubscriptionState,
+    effective_status, in_grace, Device, EffectiveTerms, LicenseKeyState, Override, OwnTerms,
+    SubscriptionState,
 };
-use flowlytix_aggregates::{DeviceId, Sha256Hex, Status, SubscriptionId};
+use flowlytix_aggregates::{
+    DeviceId, PolicyBook, PolicyId, PolicyTerms, Sha256Hex, Status, SubscriptionId,
+};
 
 /// The parts of a subscription that validation needs.
 #[derive(Debug, Clone)]
@@ -21,6 +24,10 @@ pub struct LicenseSnapshot {
     pub trial_ends_at: Option<DateTime<Utc>>,
     pub deleted: bool,
     pub active_devices: Vec<ActiveDevice>,
+    /// The policy it follows; its terms are looked up when judged, so a policy change
+    /// applies at once without touching any cached license.
+    pub policy_id: Option<PolicyId>,
+    pub overrides: Vec<Override>,
 }
 
 /// An active device as a license keeps it: what a verdict compares (its id and fingerprint)
@@ -81,11 +88,44 @@ impl LicenseSnapshot {
                 .active_devices()
                 .map(|d| ActiveDevice::of(d))
                 .collect(),
+            policy_id: state.policy_id,
+            overrides: state.overrides.clone(),
         }
     }
 
     pub fn status_at(&self, now: DateTime<Utc>) -> Status {
         effective_status(self.status, self.expires_at, self.trial_ends_at, now)
+    }
+
+    /// The terms of the policy it follows, as `policies` has them.
+    pub fn policy<'a>(&self, policies: &'a PolicyBook) -> Option<&'a std::sync::Arc<PolicyTerms>> {
+        policies.get(self.policy_id?)
+    }
+
+    /// What it grants under `policy` (the one it follows, or none).
+    pub fn effective(&self, policy: Option<&PolicyTerms>) -> EffectiveTerms {
+        EffectiveTerms::of(
+            OwnTerms {
+                plan: &self.plan,
+                max_devices: self.max_devices,
+                features: &self.features,
+                overrides: &self.overrides,
+                expires_at: self.expires_at,
+            },
+            policy,
+        )
+    }
+
+    /// Whether its period is over but `policy` still gives it grace at `now`.
+    pub fn in_grace_at(&self, now: DateTime<Utc>, policy: Option<&PolicyTerms>) -> bool {
+        let grace_until = self.effective(policy).grace_until;
+        in_grace(
+            self.status,
+            self.expires_at,
+            self.trial_ends_at,
+            grace_until,
+            now,
+        )
     }
 }
 

@@ -9,6 +9,7 @@ use flowlytix_aggregates::{SubscriptionError, SubscriptionId};
 use uuid::Uuid;
 
 use super::token::{LicenseTokens, TokenError};
+use super::verdict::Scope;
 use super::{fingerprint_hash, Credential, LicensingError, TokenIssued, ValidationCode, Verdict};
 use crate::crypto::new_license_key;
 use crate::keys::JwtKeys;
@@ -36,6 +37,7 @@ async fn try_activate(
             key.clone(),
             fingerprint(raw_fingerprint),
             device(raw_fingerprint),
+            &Scope::default(),
             metadata(),
         )
         .await
@@ -62,6 +64,7 @@ async fn by_key(s: &Services, key: &LicenseKey, raw_fingerprint: &str) -> Verdic
         .validate(
             Credential::LicenseKey(key.clone()),
             fingerprint(raw_fingerprint),
+            &Scope::default(),
             Utc::now(),
         )
         .await
@@ -73,6 +76,7 @@ async fn by_token(s: &Services, token: &str, raw_fingerprint: &str) -> Verdict {
         .validate(
             Credential::Token(token.to_owned()),
             fingerprint(raw_fingerprint),
+            &Scope::default(),
             Utc::now(),
         )
         .await
@@ -102,8 +106,9 @@ async fn token_signed_by(
     let (subscription, _) = s.subscriptions.subscription(id, None).await.unwrap();
     let state = subscription.live().unwrap();
     let device = state.device(issued.device_id).unwrap();
+    let terms = state.effective(&Default::default());
     tokens
-        .sign(state, device, Uuid::new_v4(), issued_at, expires_at)
+        .sign(state, &terms, device, Uuid::new_v4(), issued_at, expires_at)
         .unwrap()
 }
 

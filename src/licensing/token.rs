@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use flowlytix_aggregates::subscription::{Device, PresentedToken, SubscriptionState};
+use flowlytix_aggregates::subscription::{
+    Device, EffectiveTerms, PresentedToken, SubscriptionState,
+};
 use flowlytix_aggregates::DeviceId;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
@@ -37,6 +39,19 @@ pub struct LicenseClaims {
     /// the claim existed (their `iat` decides instead).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license_key_ref: Option<String>,
+    /// The product's code, for a license that follows a policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prd: Option<String>,
+    /// The policy's code, for a license that follows one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pol: Option<String>,
+    /// The entitlement codes in force (the same as `features`), so an app can gate
+    /// features offline.
+    #[serde(default)]
+    pub ent: Vec<String>,
+    /// Seconds since the epoch: until when an expired license still works in grace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_until: Option<i64>,
 }
 
 impl LicenseClaims {
@@ -80,9 +95,11 @@ impl LicenseTokens {
         now + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::days(7))
     }
 
+    /// A token for `device` of `subscription`, stating what it grants under `terms`.
     pub fn sign(
         &self,
         subscription: &SubscriptionState,
+        terms: &EffectiveTerms,
         device: &Device,
         token_id: Uuid,
         issued_at: DateTime<Utc>,
@@ -98,9 +115,9 @@ impl LicenseTokens {
             jti: token_id,
             sid: subscription.id.as_uuid(),
             fpr: device.fingerprint_hash.as_str().to_owned(),
-            plan: subscription.plan.as_str().to_owned(),
-            features: subscription.features.clone(),
-            max_devices: subscription.max_devices,
+            plan: terms.plan.clone(),
+            features: terms.entitlements.clone(),
+            max_devices: terms.max_devices,
             license_expires_at: subscription
                 .expires_at
                 .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
@@ -108,6 +125,10 @@ impl LicenseTokens {
                 .license_key
                 .as_ref()
                 .map(|key| key.token_ref().to_owned()),
+            prd: terms.product_code.clone(),
+            pol: terms.policy_code.clone(),
+            ent: terms.entitlements.clone(),
+            grace_until: terms.grace_until.map(|t| t.timestamp()),
         };
         Ok(self.keys.sign(&claims)?)
     }

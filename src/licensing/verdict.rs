@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use flowlytix_aggregates::subscription::PresentedToken;
-use flowlytix_aggregates::{Sha256Hex, Status, SubscriptionId};
+use flowlytix_aggregates::subscription::{EffectiveTerms, PresentedToken};
+use flowlytix_aggregates::{PolicyTerms, Sha256Hex, Status, SubscriptionId};
 
 use super::snapshot::Fingerprint;
 use super::token::{LicenseClaims, TokenError};
@@ -25,6 +25,12 @@ pub enum ValidationCode {
     TokenExpired,
     /// Issued under a license key that was regenerated since.
     TokenRevoked,
+    /// The client asked for a product this license is not for.
+    ProductScopeMismatch,
+    /// The client asked for a policy this license does not follow.
+    PolicyScopeMismatch,
+    /// The client asked for entitlements this license does not grant.
+    EntitlementsMissing,
 }
 
 impl ValidationCode {
@@ -40,6 +46,9 @@ impl ValidationCode {
             Self::TokenInvalid => "TOKEN_INVALID",
             Self::TokenExpired => "TOKEN_EXPIRED",
             Self::TokenRevoked => "TOKEN_REVOKED",
+            Self::ProductScopeMismatch => "PRODUCT_SCOPE_MISMATCH",
+            Self::PolicyScopeMismatch => "POLICY_SCOPE_MISMATCH",
+            Self::EntitlementsMissing => "ENTITLEMENTS_MISSING",
         }
     }
 
@@ -58,6 +67,9 @@ impl ValidationCode {
             Self::TokenRevoked => {
                 "the token was issued under a license key that has since been regenerated"
             }
+            Self::ProductScopeMismatch => "the license is not for this product",
+            Self::PolicyScopeMismatch => "the license does not follow this policy",
+            Self::EntitlementsMissing => "the license does not grant every entitlement asked for",
         }
     }
 }
@@ -69,6 +81,48 @@ pub struct DeviceClaim {
     pub token: Option<PresentedToken>,
 }
 
+/// What a client may ask a license to be: for this product, under this policy, granting
+/// these entitlements. Every part is optional.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub product: Option<String>,
+    pub policy: Option<String>,
+    pub entitlements: Vec<String>,
+}
+
+impl Scope {
+    pub fn is_given(&self) -> bool {
+        self.product.is_some() || self.policy.is_some() || !self.entitlements.is_empty()
+    }
+
+    /// Why a license with these terms does not match, and the entitlements it lacks.
+    pub fn mismatch(&self, terms: &EffectiveTerms) -> Option<(ValidationCode, Vec<String>)> {
+        if self
+            .product
+            .as_ref()
+            .is_some_and(|p| terms.product_code.as_ref() != Some(p))
+        {
+            return Some((ValidationCode::ProductScopeMismatch, vec![]));
+        }
+        if self
+            .policy
+            .as_ref()
+            .is_some_and(|p| terms.policy_code.as_ref() != Some(p))
+        {
+            return Some((ValidationCode::PolicyScopeMismatch, vec![]));
+        }
+        let mut missing: Vec<String> = self
+            .entitlements
+            .iter()
+            .filter(|code| !terms.entitlements.contains(code))
+            .cloned()
+            .collect();
+        missing.sort();
+        missing.dedup();
+        (!missing.is_empty()).then_some((ValidationCode::EntitlementsMissing, missing))
+    }
+}
+
 /// A verdict, with the license and device it was reached on (when there is one).
 #[derive(Debug, Clone)]
 pub struct Verdict {
@@ -76,6 +130,12 @@ pub struct Verdict {
     /// Shared with the license cache: a validation copies nothing of it.
     pub license: Option<Arc<LicenseSnapshot>>,
     pub device: Option<ActiveDevice>,
+    /// The terms of the policy the license follows, as judged (shared with the book).
+    pub policy: Option<Arc<PolicyTerms>>,
+    /// Set while the license is valid only thanks to its policy's grace.
+    pub grace_until: Option<DateTime<Utc>>,
+    /// With `EntitlementsMissing`: the codes asked for and not granted.
+    pub missing_entitlements: Vec<String>,
 }
 
 impl Verdict {
@@ -84,7 +144,32 @@ impl Verdict {
             code,
             license: None,
             device: None,
+            policy: None,
+            grace_until: None,
+            missing_entitlements: Vec::new(),
         }
+    }
+
+    /// What the license grants under the policy it was judged with.
+    pub fn terms(&self) -> Option<EffectiveTerms> {
+        let license = self.license.as_ref()?;
+        Some(license.effective(self.policy.as_deref()))
+    }
+
+    /// This verdict, refused if a valid license does not match what the client asked for.
+    pub fn within(mut self, scope: &Scope) -> Self {
+        if !self.is_valid() {
+            return self;
+        }
+        let Some(terms) = self.terms() else {
+            return self;
+        };
+        if let Some((code, missing)) = scope.mismatch(&terms) {
+            self.code = code;
+            self.missing_entitlements = missing;
+            self.grace_until = None;
+        }
+        self
     }
 
     pub fn is_valid(&self) -> bool {
@@ -120,6 +205,7 @@ pub fn token_claim(
 /// license says why before anything about devices.
 pub fn judge(
     license: Option<&Arc<LicenseSnapshot>>,
+    policy: Option<&Arc<PolicyTerms>>,
     device: &DeviceClaim,
     now: DateTime<Utc>,
 ) -> Verdict {
@@ -136,7 +222,15 @@ pub fn judge(
             return Verdict::refused(ValidationCode::TokenRevoked);
         }
     }
-    let code = match license.status_at(now) {
+    let terms = policy.map(|p| p.as_ref());
+    let in_grace = license.in_grace_at(now, terms);
+    let status = if in_grace {
+        // Expired, but its policy's grace still lets it work.
+        Status::Active
+    } else {
+        license.status_at(now)
+    };
+    let code = match status {
         Status::Suspended => ValidationCode::Suspended,
         Status::Expired => ValidationCode::Expired,
         Status::Canceled => ValidationCode::Canceled,
@@ -154,6 +248,11 @@ pub fn judge(
                 },
                 license: Some(license.clone()),
                 device: active.cloned(),
+                policy: policy.cloned(),
+                grace_until: in_grace
+                    .then(|| license.effective(terms).grace_until)
+                    .flatten(),
+                missing_entitlements: Vec::new(),
             };
         }
     };
@@ -161,6 +260,9 @@ pub fn judge(
         code,
         license: Some(license.clone()),
         device: None,
+        policy: policy.cloned(),
+        grace_until: None,
+        missing_entitlements: Vec::new(),
     }
 }
 
@@ -179,7 +281,7 @@ mod tests {
         device: &DeviceClaim,
         now: DateTime<Utc>,
     ) -> Verdict {
-        super::judge(license.cloned().map(Arc::new).as_ref(), device, now)
+        super::judge(license.cloned().map(Arc::new).as_ref(), None, device, now)
     }
 
     fn now() -> DateTime<Utc> {
@@ -223,6 +325,8 @@ mod tests {
             trial_ends_at: None,
             deleted: false,
             active_devices: devices,
+            policy_id: None,
+            overrides: vec![],
         }
     }
 
@@ -261,6 +365,10 @@ mod tests {
             max_devices: 3,
             license_expires_at: None,
             license_key_ref: None,
+            prd: None,
+            pol: None,
+            ent: vec![],
+            grace_until: None,
         }
     }
 

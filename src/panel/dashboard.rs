@@ -163,6 +163,8 @@ async fn expiring_soon(app: &App) -> Result<Vec<Row>, PanelError> {
     let filter = SubscriptionFilter {
         status: None,
         plan: None,
+        product: None,
+        policy: None,
         q: None,
         expiring_before: Some(now + Duration::days(30)),
         sort: Some("expires_at".into()),
@@ -170,7 +172,7 @@ async fn expiring_soon(app: &App) -> Result<Vec<Row>, PanelError> {
         per_page: Some(read::MAX_PER_PAGE),
         min_position: None,
     };
-    let (rows, _) = read::subscriptions::list(&app.db, &filter).await?;
+    let (rows, _) = read::subscriptions::list(&app.db, &filter, &app.policies.book()).await?;
     Ok(rows
         .iter()
         .filter(|row| row.expires_at.is_some_and(|t| t > now))

@@ -206,7 +206,12 @@ async fn render(
     let state = subscription
         .live()
         .ok_or_else(|| PanelError::NotFound("No such subscription.".into()))?;
-    let view = SubscriptionView::new(state, version, as_of.unwrap_or_else(Utc::now));
+    let view = SubscriptionView::new(
+        state,
+        version,
+        as_of.unwrap_or_else(Utc::now),
+        &app.policies.book(),
+    );
     let history = history(app, id).await?;
     let status = view.status.as_str();
     let never = |t: Option<DateTime<Utc>>, none: &str| t.map_or(none.to_owned(), moment);

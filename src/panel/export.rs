@@ -48,7 +48,8 @@ pub async fn export_csv(
     write_row(&mut out, HEADER)?;
     for page in 1..=EXPORT_LIMIT / per_page {
         let (rows, total) =
-            read::subscriptions::list(&app.db, &query.filter(page, per_page)).await?;
+            read::subscriptions::list(&app.db, &query.filter(page, per_page), &app.policies.book())
+                .await?;
         for row in &rows {
             let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
                 t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))

@@ -67,6 +67,8 @@ impl ListQuery {
             plan: Plan::parse(self.plan.trim())
                 .ok()
                 .map(|p| p.as_str().to_owned()),
+            product: None,
+            policy: None,
             q: forms::optional(&self.q),
             expiring_before: None,
             sort: SORTS
@@ -149,7 +151,9 @@ pub async fn list(
 ) -> Result<ListPage, PanelError> {
     let consistent = wait_for_position(&app.db, "subscriptions", query.min_position).await?;
     let page = query.page.unwrap_or(1).max(1);
-    let (rows, total) = read::subscriptions::list(&app.db, &query.filter(page, PER_PAGE)).await?;
+    let (rows, total) =
+        read::subscriptions::list(&app.db, &query.filter(page, PER_PAGE), &app.policies.book())
+            .await?;
     let plans = read::analytics::subscriptions_by_plan(&app.db)
         .await?
         .into_keys()
@@ -238,8 +242,9 @@ fn create_request(form: &NewSubscriptionForm) -> Result<CreateSubscriptionReques
         customer_email: form.customer_email.trim().to_owned(),
         customer_name: form.customer_name.trim().to_owned(),
         organization: forms::optional(&form.organization),
-        plan: form.plan.trim().to_owned(),
-        max_devices: forms::count("Max devices", &form.max_devices)?,
+        policy: None,
+        plan: Some(form.plan.trim().to_owned()),
+        max_devices: Some(forms::count("Max devices", &form.max_devices)?),
         starts_at: None,
         expires_at: forms::instant("Expires at", &form.expires_at)?,
         trial_ends_at: forms::instant("Trial ends at", &form.trial_ends_at)?,

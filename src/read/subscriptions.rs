@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, NaiveTime, Utc};
 use flowlytix_aggregates::values::{EARLIEST_DAY, LATEST_DAY};
-use flowlytix_aggregates::Plan;
+use flowlytix_aggregates::{Plan, PolicyBook};
 use flowlytix_projections::{with_db, Db};
 use serde::Deserialize;
 use sqlx::QueryBuilder;
@@ -21,6 +21,14 @@ pub struct SubscriptionFilter {
     #[serde(default, deserialize_with = "plan_slug")]
     #[param(value_type = Option<String>, pattern = r"^[a-z0-9_-]{1,64}$")]
     pub plan: Option<String>,
+    /// Only subscriptions following a policy of this product (a product code).
+    #[serde(default, deserialize_with = "plan_slug")]
+    #[param(value_type = Option<String>, pattern = r"^[a-z0-9_-]{1,64}$")]
+    pub product: Option<String>,
+    /// Only subscriptions following this policy: its id, its code, or
+    /// `<product code>/<policy code>`.
+    #[param(max_length = 129)]
+    pub policy: Option<String>,
     /// Matches email, name or organization (case-insensitive substring).
     pub q: Option<String>,
     /// Only subscriptions whose period ends before this instant (instants outside
@@ -110,9 +118,22 @@ pub fn valid_sort(sort: Option<&str>) -> bool {
 /// Appends the WHERE clause for `$filter` to `$query` (a macro so that it serves the query
 /// builders of both backends).
 macro_rules! push_filters {
-    ($query:expr, $filter:expr, $now:expr) => {{
+    ($query:expr, $filter:expr, $policies:expr, $now:expr) => {{
         let filter: &SubscriptionFilter = $filter;
         $query.push(" where deleted_at is null");
+        if let Some(ids) = $policies {
+            let ids: &Vec<uuid::Uuid> = ids;
+            if ids.is_empty() {
+                $query.push(" and false");
+            } else {
+                $query.push(" and policy_id in (");
+                let mut list = $query.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                $query.push(")");
+            }
+        }
         if let Some(status) = &filter.status {
             $query.push(" and ");
             crate::push_effective_status!($query, $now);
@@ -140,10 +161,43 @@ macro_rules! push_filters {
     }};
 }
 
+/// The policies the `product` and `policy` filters select (`None`: no such filter). Policies
+/// are all in memory, so the list filters by their ids rather than joining.
+fn selected_policies(
+    filter: &SubscriptionFilter,
+    policies: &PolicyBook,
+) -> Option<Vec<uuid::Uuid>> {
+    if filter.product.is_none() && filter.policy.is_none() {
+        return None;
+    }
+    let wanted = filter.policy.as_deref();
+    Some(
+        policies
+            .iter()
+            .filter(|terms| {
+                filter
+                    .product
+                    .as_ref()
+                    .is_none_or(|product| terms.product_code.as_str() == product)
+            })
+            .filter(|terms| {
+                wanted.is_none_or(|wanted| {
+                    let id = terms.policy_id.to_string();
+                    let qualified = format!("{}/{}", terms.product_code, terms.code);
+                    wanted == id || wanted == qualified || wanted == terms.code.as_str()
+                })
+            })
+            .map(|terms| terms.policy_id.as_uuid())
+            .collect(),
+    )
+}
+
 pub async fn list(
     db: &Db,
     filter: &SubscriptionFilter,
+    policies: &PolicyBook,
 ) -> Result<(Vec<SubscriptionRecord>, i64), sqlx::Error> {
+    let selected = selected_policies(filter, policies);
     let paging = Paging {
         page: filter.page,
         per_page: filter.per_page,
@@ -153,14 +207,14 @@ pub async fn list(
         order_by(filter.sort.as_deref()).unwrap_or_else(|| "created_at desc, id desc".into());
     with_db!(db, pool => {
         let mut count = QueryBuilder::new("select count(*) from rm_subscriptions");
-        push_filters!(count, filter, now);
+        push_filters!(count, filter, selected.as_ref(), now);
         let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
         let mut select = QueryBuilder::new(
             "select id, customer_email, customer_name, organization, plan, ",
         );
         crate::push_effective_status!(select, now);
         select.push(format!(" as status, {SUBSCRIPTION_COLUMNS_AFTER_STATUS} from rm_subscriptions"));
-        push_filters!(select, filter, now);
+        push_filters!(select, filter, selected.as_ref(), now);
         select.push(format!(" order by {order}"));
         select.push(" limit ").push_bind(i64::from(paging.per_page()));
         select.push(" offset ").push_bind(paging.offset());

@@ -3,9 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::license_key::LicenseKey;
-use flowlytix_aggregates::subscription::{DetailsChange, NewSubscription, PeriodChange};
+use flowlytix_aggregates::subscription::{DetailsChange, NewSubscription, Override, PeriodChange};
 use flowlytix_aggregates::{
-    DeviceId, Email, Plan, Subscription, SubscriptionAction, SubscriptionError, SubscriptionId,
+    Code, DeviceId, Email, Plan, PolicyId, ProductId, Subscription, SubscriptionAction,
+    SubscriptionError, SubscriptionId,
 };
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
@@ -43,17 +44,26 @@ pub struct RegenerateKeyRequest {
     pub deactivate_devices: bool,
 }
 
+/// A new subscription: of its own (`plan` and `max_devices` required), or following a
+/// `policy`, which then gives the plan, the device limit, the period, the trial and the
+/// entitlements; `max_devices`, `expires_at` and `trial_ends_at` sent with a policy
+/// override it for this one subscription, and `features` add to its entitlements.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSubscriptionRequest {
     pub customer_email: String,
     pub customer_name: String,
     pub organization: Option<String>,
-    pub plan: String,
-    pub max_devices: u32,
+    /// A policy id, or `<product code>/<policy code>`.
+    #[schema(max_length = 129)]
+    pub policy: Option<String>,
+    /// Required without a policy; with one it is the policy's code (and may be omitted).
+    pub plan: Option<String>,
+    /// Required without a policy.
+    pub max_devices: Option<u32>,
     /// Defaults to now.
     pub starts_at: Option<DateTime<Utc>>,
-    /// Omit for a perpetual license.
+    /// Omit for a perpetual license (or, with a policy, for the policy's duration).
     pub expires_at: Option<DateTime<Utc>>,
     /// When set, the subscription is `trialing` until then.
     pub trial_ends_at: Option<DateTime<Utc>>,
@@ -69,6 +79,12 @@ pub struct CreateSubscriptionRequest {
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSubscriptionRequest {
+    /// Follow this policy (an id or `<product code>/<policy code>`), every field from it;
+    /// `null`: follow none, keeping the values in force as its own. Fields sent with it
+    /// override the new policy.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 129)]
+    pub policy: Option<Option<String>>,
     pub plan: Option<String>,
     pub max_devices: Option<u32>,
     /// Devices to deactivate so that a lower `max_devices` fits.
@@ -139,22 +155,61 @@ impl SubscriptionAdmin {
         check_features(&request.features)?;
         check_metadata(&request.metadata)?;
         let key = new_license_key();
+        let policy_id = request.policy.as_deref().map(policy_id).transpose()?;
+        let (plan, max_devices, overrides) = match policy_id {
+            None => (
+                parse_plan(request.plan.as_deref().ok_or_else(|| {
+                    ManageError::Invalid("plan: required without a policy".into())
+                })?)?,
+                request.max_devices.ok_or_else(|| {
+                    ManageError::Invalid("max_devices: required without a policy".into())
+                })?,
+                vec![],
+            ),
+            Some(id) => {
+                let policy_code = self
+                    .commands
+                    .policies()
+                    .book()
+                    .get(id)
+                    .map(|t| t.code.clone());
+                // The plan of a follower is its policy's code: another one would be dropped.
+                if let (Some(plan), Some(code)) = (&request.plan, &policy_code) {
+                    if plan != code.as_str() {
+                        return Err(ManageError::Invalid(
+                            "plan: with a policy, the plan is the policy's code".into(),
+                        ));
+                    }
+                }
+                let plan =
+                    policy_code.map_or_else(|| parse_plan("custom"), |c| Ok(Plan::from(&c)))?;
+                let overrides = [
+                    (request.max_devices.is_some(), Override::MaxDevices),
+                    (request.expires_at.is_some(), Override::ExpiresAt),
+                    (request.trial_ends_at.is_some(), Override::TrialEndsAt),
+                ]
+                .into_iter()
+                .filter_map(|(sent, field)| sent.then_some(field))
+                .collect();
+                (plan, request.max_devices.unwrap_or(1), overrides)
+            }
+        };
         let new = NewSubscription {
             subscription_id,
             customer_email: parse_email(&request.customer_email)?,
             customer_name: request.customer_name,
             organization: request.organization,
-            plan: parse_plan(&request.plan)?,
+            plan,
             starts_at: request.starts_at.unwrap_or(metadata.occurred_at),
             expires_at: request.expires_at,
             trial_ends_at: request.trial_ends_at,
-            max_devices: request.max_devices,
+            max_devices,
             features: request.features,
             metadata: request.metadata,
             key_hash: sha256_hex(key.expose()),
             key_prefix: key.display_prefix(),
-            policy_id: None,
-            overrides: vec![],
+            policy_id,
+            overrides,
         };
         let committed = self
             .commands
@@ -236,6 +291,22 @@ impl SubscriptionAdmin {
         })
     }
 
+    /// Adds entitlements of its own (on top of its policy's), or removes them.
+    pub async fn change_entitlements(
+        &self,
+        id: SubscriptionId,
+        codes: Vec<Code>,
+        attach: bool,
+        metadata: EventMetadata,
+    ) -> Result<Committed<Subscription>, ManageError> {
+        let action = if attach {
+            SubscriptionAction::AttachEntitlements { codes }
+        } else {
+            SubscriptionAction::DetachEntitlements { codes }
+        };
+        Ok(self.commands.run(id, vec![action], metadata, None).await?)
+    }
+
     /// A live subscription and its version, now or as it was at `as_of`.
     pub async fn subscription(
         &self,
@@ -251,6 +322,31 @@ impl SubscriptionAdmin {
         }
         Ok((subscription, version))
     }
+}
+
+/// A policy named by its id or by `<product code>/<policy code>` (ids derive from codes).
+pub fn policy_id(raw: &str) -> Result<PolicyId, ManageError> {
+    if let Ok(id) = Uuid::parse_str(raw) {
+        return Ok(PolicyId(id));
+    }
+    let invalid =
+        || ManageError::Invalid("policy: a policy id or <product code>/<policy code>".into());
+    let (product, policy) = raw.split_once('/').ok_or_else(invalid)?;
+    let product = Code::parse(product).map_err(|_| invalid())?;
+    let policy = Code::parse(policy).map_err(|_| invalid())?;
+    Ok(PolicyId::for_code(ProductId::for_code(&product), &policy))
+}
+
+/// Entitlement codes from a request.
+pub fn entitlement_codes(raw: &[String]) -> Result<Vec<Code>, ManageError> {
+    if raw.is_empty() || raw.len() > MAX_FEATURES {
+        return Err(ManageError::Invalid(format!(
+            "codes: 1 to {MAX_FEATURES} entitlement codes"
+        )));
+    }
+    raw.iter()
+        .map(|code| Code::parse(code).map_err(|e| ManageError::Invalid(format!("codes: {e}"))))
+        .collect()
 }
 
 fn parse_email(raw: &str) -> Result<Email, ManageError> {
@@ -289,6 +385,14 @@ fn update_actions(
     request: UpdateSubscriptionRequest,
 ) -> Result<Vec<SubscriptionAction>, ManageError> {
     let mut actions = Vec::new();
+    // The policy first: what else the request sets then overrides the new policy.
+    if let Some(policy) = request.policy {
+        actions.push(SubscriptionAction::FollowPolicy {
+            policy_id: policy.as_deref().map(policy_id).transpose()?,
+            overrides: vec![],
+            features: None,
+        });
+    }
     let details = DetailsChange {
         customer_email: request
             .customer_email

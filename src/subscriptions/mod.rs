@@ -16,8 +16,9 @@ use flowlytix_projections::Db;
 
 pub use devices::DeviceFound;
 pub use manage::{
-    CreateSubscriptionRequest, Created, ManageError, RegenerateKeyRequest, StatusChange,
-    UpdateSubscriptionRequest, MAX_FEATURES, MAX_METADATA_BYTES,
+    entitlement_codes, policy_id, CreateSubscriptionRequest, Created, ManageError,
+    RegenerateKeyRequest, StatusChange, UpdateSubscriptionRequest, MAX_FEATURES,
+    MAX_METADATA_BYTES,
 };
 
 use crate::catalogue::Policies;

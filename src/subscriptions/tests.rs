@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::{ManageError, RegenerateKeyRequest, StatusChange, UpdateSubscriptionRequest};
 use crate::crypto::sha256_hex;
+use crate::licensing::Scope;
 use crate::licensing::{Credential, ValidationCode};
 use crate::store::{EventMetadata, ExecuteError};
 use crate::test_support::{device, fingerprint, metadata, services, sqlite, subscription_request};
@@ -59,7 +60,7 @@ async fn malformed_input_is_refused_before_any_command() {
     let s = services().await;
     for request in [
         crate::subscriptions::CreateSubscriptionRequest {
-            plan: "Not A Plan".into(),
+            plan: Some("Not A Plan".into()),
             ..subscription_request(1)
         },
         crate::subscriptions::CreateSubscriptionRequest {
@@ -168,6 +169,7 @@ async fn lowering_the_limit_below_the_active_devices_must_name_whom_to_deactivat
             key.clone(),
             fingerprint("laptop"),
             device("laptop"),
+            &Scope::default(),
             metadata(),
         )
         .await
@@ -177,6 +179,7 @@ async fn lowering_the_limit_below_the_active_devices_must_name_whom_to_deactivat
             key.clone(),
             fingerprint("desktop"),
             device("desktop"),
+            &Scope::default(),
             metadata(),
         )
         .await
@@ -210,10 +213,12 @@ async fn lowering_the_limit_below_the_active_devices_must_name_whom_to_deactivat
         .update(id, lower(vec![laptop.device_id]), None, metadata())
         .await
         .unwrap();
+    let no_scope = Scope::default();
     let validate = |raw: &'static str| {
         s.licensing.validate(
             Credential::LicenseKey(key.clone()),
             fingerprint(raw),
+            &no_scope,
             Utc::now(),
         )
     };
@@ -290,6 +295,7 @@ async fn an_admin_finds_renames_and_deactivates_a_device_by_its_id() {
             key.clone(),
             fingerprint("laptop"),
             device("laptop"),
+            &Scope::default(),
             metadata(),
         )
         .await
@@ -331,6 +337,7 @@ async fn an_admin_finds_renames_and_deactivates_a_device_by_its_id() {
         .validate(
             Credential::Token(issued.token),
             fingerprint("laptop"),
+            &Scope::default(),
             Utc::now(),
         )
         .await

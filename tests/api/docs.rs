@@ -166,6 +166,8 @@ async fn openapi_json_lists_exactly_the_routes_the_server_has() {
         "/api/v1/subscriptions/{id}",
         "/api/v1/subscriptions/{id}/license-key",
         "/api/v1/subscriptions/{id}/events",
+        "/api/v1/subscriptions/{id}/entitlements",
+        "/api/v1/subscriptions/{id}/entitlements/{code}",
         "/api/v1/devices",
         "/api/v1/devices/{id}",
         "/api/v1/analytics/dashboard",

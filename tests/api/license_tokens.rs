@@ -212,6 +212,9 @@ async fn a_license_token_verifies_with_the_published_keys_and_carries_every_clai
         "max_devices",
         "license_expires_at",
         "license_key_ref",
+        // Added with policies: the entitlements in force (`prd`, `pol` and
+        // `grace_until` only when there is one).
+        "ent",
     ];
     let mut keys: Vec<&str> = claims
         .as_object()

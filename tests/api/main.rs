@@ -30,6 +30,7 @@ mod panel;
 mod panel_inputs;
 mod panel_webhooks;
 mod poison;
+mod policies;
 mod protocol;
 mod read_models;
 mod read_side;

@@ -22,7 +22,10 @@ pub use commands::{
 pub use device::DeviceInfo;
 pub use error::SubscriptionError;
 pub use events::{DeactivationReason, SubscriptionEvent};
-pub use policy::{effective_entitlements, effective_max_devices, grace_until, in_grace, Override};
+pub use policy::{
+    effective_entitlements, effective_max_devices, grace_until, in_grace, EffectiveTerms, Override,
+    OwnTerms,
+};
 
 use serde::{Deserialize, Serialize};
 

@@ -118,3 +118,61 @@ impl SubscriptionState {
         )
     }
 }
+
+/// What a license grants once its policy's current terms are applied: what validation,
+/// tokens and every representation show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EffectiveTerms {
+    /// The policy's code for a subscription that follows one, else its own plan.
+    pub plan: String,
+    pub max_devices: u32,
+    /// The policy's entitlements and the subscription's own, sorted, each once.
+    pub entitlements: Vec<String>,
+    pub product_code: Option<String>,
+    pub policy_code: Option<String>,
+    /// Until when an expired period still validates (only with a policy that gives grace).
+    pub grace_until: Option<DateTime<Utc>>,
+}
+
+/// A subscription's own values, as both its state and a cached license hold them.
+pub struct OwnTerms<'a> {
+    pub plan: &'a str,
+    pub max_devices: u32,
+    pub features: &'a [String],
+    pub overrides: &'a [Override],
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl EffectiveTerms {
+    pub fn of(own: OwnTerms<'_>, policy: Option<&PolicyTerms>) -> Self {
+        Self {
+            plan: policy.map_or_else(|| own.plan.to_owned(), |t| t.code.as_str().to_owned()),
+            max_devices: effective_max_devices(own.max_devices, own.overrides, policy),
+            entitlements: effective_entitlements(own.features, policy),
+            product_code: policy.map(|t| t.product_code.as_str().to_owned()),
+            policy_code: policy.map(|t| t.code.as_str().to_owned()),
+            grace_until: grace_until(own.expires_at, policy),
+        }
+    }
+}
+
+impl SubscriptionState {
+    /// Its terms under the policies' current terms (a followed policy missing from the book
+    /// counts as none: its own values).
+    pub fn effective(&self, policies: &PolicyBook) -> EffectiveTerms {
+        let policy = self
+            .policy_id
+            .and_then(|id| policies.get(id))
+            .map(|terms| terms.as_ref());
+        EffectiveTerms::of(
+            OwnTerms {
+                plan: self.plan.as_str(),
+                max_devices: self.max_devices,
+                features: &self.features,
+                overrides: &self.overrides,
+                expires_at: self.expires_at,
+            },
+            policy,
+        )
+    }
+}

@@ -24,8 +24,9 @@ async fn an_existing_deployment_upgraded_to_webhooks_keeps_projecting_and_delive
         "drop table rm_webhook_endpoints",
         "delete from projection_versions where projector = 'webhooks'",
         "delete from projector_checkpoints where projector = 'webhooks'",
-        // And what came after it (0012 altered webhook_deliveries, dropped above).
-        "delete from _sqlx_migrations where version >= 11",
+        // And what came after it (0012 altered webhook_deliveries, dropped above), up to
+        // the catalogue (0016 on), whose tables stay.
+        "delete from _sqlx_migrations where version >= 11 and version < 16",
     ] {
         flowlytix_projections::with_db!(&before.db, pool => {
             sqlx::query(statement).execute(pool).await.unwrap();
