@@ -914,10 +914,12 @@ fn follow_policy(
     }
     let features = features.unwrap_or_else(|| state.features.clone());
     let plan = terms.map_or_else(|| state.plan.clone(), |t| Plan::from(&t.code));
+    // The limit in force, not the stored one: a follower's own value lies unused while its
+    // policy sets the limit, and a policy change does not rewrite it.
     let unchanged = policy_id == state.policy_id
         && overrides == state.overrides
         && features == state.features
-        && max_devices == state.max_devices;
+        && max_devices == current_limit;
     if unchanged {
         return Ok(vec![]);
     }
