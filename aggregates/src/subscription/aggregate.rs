@@ -1008,7 +1008,11 @@ fn own_features(
 ) -> Vec<SubscriptionEvent> {
     features.sort();
     features.dedup();
-    if features == state.features {
+    // Its own as created or updated may be in any order: the same codes are no change.
+    let mut current = state.features.clone();
+    current.sort();
+    current.dedup();
+    if features == current {
         return vec![];
     }
     vec![SubscriptionEvent::SubscriptionDetailsUpdated {
