@@ -967,8 +967,11 @@ fn record_deadlines(
     if now < ends_at {
         // The nearest reminder that has come, unless one as near was recorded already.
         reminder_days.sort_unstable();
+        // A reminder that would start before the calendar does has simply come.
         let due = reminder_days.into_iter().find(|days| {
-            ends_at - chrono::TimeDelta::days(i64::from(*days)) <= now
+            ends_at
+                .checked_sub_signed(chrono::TimeDelta::days(i64::from(*days)))
+                .is_none_or(|start| start <= now)
                 && notices.reminded_days.is_none_or(|done| *days < done)
         });
         if let Some(days_before) = due {
