@@ -46,8 +46,12 @@ pub(crate) fn check_name(name: &str) -> Result<(), CatalogueError> {
 }
 
 pub(crate) fn check_url(url: &str) -> Result<(), CatalogueError> {
-    let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
-    if !scheme_ok || url.len() > MAX_URL_LEN || url.chars().any(|c| c.is_whitespace()) {
+    // A scheme, then a host: `https://` alone or `https:///path` names no server.
+    let after_scheme = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let has_host = after_scheme.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+    if !has_host || url.len() > MAX_URL_LEN || url.chars().any(|c| c.is_whitespace()) {
         return Err(CatalogueError::InvalidUrl);
     }
     Ok(())

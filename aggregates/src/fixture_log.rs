@@ -84,3 +84,69 @@ fn a_snapshot_of_an_earlier_build_reads_and_writes_back_the_same() {
     assert_eq!(read, first, "the snapshot is the folded log");
     assert_eq!(serde_json::to_value(&read).expect("serializes"), stored);
 }
+
+/// The log predates policies: its subscriptions fold to ones of their own, whose direct
+/// changes (the log has a device limit and a period changed) record no overrides, and which
+/// decide without any policy in the command.
+#[test]
+fn a_log_from_before_policies_folds_to_subscriptions_of_their_own() {
+    use crate::{
+        DeviceDetails, DeviceInfo, SubscriptionAction, SubscriptionCommand, SubscriptionError,
+        SubscriptionEvent,
+    };
+
+    let subscriptions = folded_subscriptions();
+    for (id, subscription) in &subscriptions {
+        let state = subscription.state().expect("created");
+        assert_eq!(state.policy_id, None, "{id}");
+        assert!(state.overrides.is_empty(), "{id}");
+        assert_eq!(state.deadline_notices, None, "{id}");
+    }
+    let (_, canceled) = &subscriptions[0];
+    let state = canceled.state().expect("created");
+    assert_eq!(state.max_devices_under(None), 5);
+    let deadlines = |at| {
+        SubscriptionCommand::new(
+            at,
+            SubscriptionAction::RecordDeadlines {
+                reminder_days: vec![7, 1],
+            },
+        )
+    };
+    // Canceled: no deadline notices, and no policy is asked for.
+    let after_its_end = state.expires_at.expect("it has an end") + chrono::Duration::days(1);
+    assert_eq!(canceled.decide(deadlines(after_its_end)), Ok(vec![]));
+    // Before its cancelation it activated devices, and still does, with no policy version.
+    let mut active = Subscription::default();
+    for stored in stored_log()
+        .iter()
+        .filter(|e| e.aggregate_id == subscriptions[0].0)
+        .take_while(|e| e.event_type != "SubscriptionCanceled")
+    {
+        fold(&mut active, stored);
+    }
+    let at = after_its_end - chrono::Duration::days(30);
+    let device = DeviceDetails {
+        device_id: crate::DeviceId(uuid::Uuid::from_u128(1)),
+        fingerprint_hash: crate::Sha256Hex::parse(&"f".repeat(64)).expect("a hash"),
+        info: DeviceInfo::default(),
+    };
+    let activation =
+        SubscriptionCommand::new(at, SubscriptionAction::ActivateDevice(device.clone()));
+    assert_eq!(
+        active.decide(activation),
+        Ok(vec![SubscriptionEvent::DeviceActivated {
+            device_id: device.device_id,
+            fingerprint_hash: device.fingerprint_hash,
+            info: DeviceInfo::default(),
+            active_devices: 1,
+            at,
+            policy_version: None,
+        }])
+    );
+    let (_, deleted) = &subscriptions[1];
+    assert_eq!(
+        deleted.decide(deadlines(after_its_end)),
+        Err(SubscriptionError::Deleted)
+    );
+}

@@ -914,10 +914,12 @@ fn follow_policy(
     }
     let features = features.unwrap_or_else(|| state.features.clone());
     let plan = terms.map_or_else(|| state.plan.clone(), |t| Plan::from(&t.code));
+    // The limit in force, not the stored one: a follower's own value lies unused while its
+    // policy sets the limit, and a policy change does not rewrite it.
     let unchanged = policy_id == state.policy_id
         && overrides == state.overrides
         && features == state.features
-        && max_devices == state.max_devices;
+        && max_devices == current_limit;
     if unchanged {
         return Ok(vec![]);
     }
@@ -965,8 +967,11 @@ fn record_deadlines(
     if now < ends_at {
         // The nearest reminder that has come, unless one as near was recorded already.
         reminder_days.sort_unstable();
+        // A reminder that would start before the calendar does has simply come.
         let due = reminder_days.into_iter().find(|days| {
-            ends_at - chrono::TimeDelta::days(i64::from(*days)) <= now
+            ends_at
+                .checked_sub_signed(chrono::TimeDelta::days(i64::from(*days)))
+                .is_none_or(|start| start <= now)
                 && notices.reminded_days.is_none_or(|done| *days < done)
         });
         if let Some(days_before) = due {
@@ -1006,7 +1011,11 @@ fn own_features(
 ) -> Vec<SubscriptionEvent> {
     features.sort();
     features.dedup();
-    if features == state.features {
+    // Its own as created or updated may be in any order: the same codes are no change.
+    let mut current = state.features.clone();
+    current.sort();
+    current.dedup();
+    if features == current {
         return vec![];
     }
     vec![SubscriptionEvent::SubscriptionDetailsUpdated {

@@ -9,6 +9,8 @@ mod error;
 mod events;
 mod policy;
 #[cfg(test)]
+mod policy_tests;
+#[cfg(test)]
 mod tests;
 
 pub use aggregate::{
