@@ -912,7 +912,14 @@ fn follow_policy(
             must_deactivate: active - max_devices,
         });
     }
-    let features = features.unwrap_or_else(|| state.features.clone());
+    let features = features.map_or_else(
+        || state.features.clone(),
+        |mut features| {
+            features.sort();
+            features.dedup();
+            features
+        },
+    );
     let plan = terms.map_or_else(|| state.plan.clone(), |t| Plan::from(&t.code));
     // The limit in force, not the stored one: a follower's own value lies unused while its
     // policy sets the limit, and a policy change does not rewrite it.

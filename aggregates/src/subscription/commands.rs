@@ -105,8 +105,11 @@ pub enum SubscriptionAction {
         presented: PresentedToken,
     },
     /// Makes the subscription follow a policy (`None`: none, its own values from now on).
-    /// `overrides` names the fields it keeps as its own; every other field follows the
-    /// policy. `features` replaces its own entitlements (on top of the policy's).
+    /// `overrides` names the fields it keeps as its own; the device limit and the
+    /// entitlements follow the policy otherwise. Its period stays as it is: a policy's
+    /// `duration` and `trial_duration` shape new periods (creation, the first activation),
+    /// never one already running. `features` replaces its own entitlements (on top of the
+    /// policy's).
     FollowPolicy {
         policy_id: Option<PolicyId>,
         overrides: Vec<Override>,
