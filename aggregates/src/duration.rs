@@ -69,6 +69,15 @@ impl IsoDuration {
     }
 }
 
+impl IsoDuration {
+    /// The earliest start that `after` takes past `end` (the calendar's inverse, near
+    /// enough for a search bound: `after(before(end)) >= end` to within a month's slack).
+    pub fn before(&self, end: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        end.checked_sub_signed(TimeDelta::seconds(self.seconds))?
+            .checked_sub_months(Months::new(self.months))
+    }
+}
+
 impl TryFrom<String> for IsoDuration {
     type Error = ValueError;
     fn try_from(value: String) -> Result<Self, Self::Error> {

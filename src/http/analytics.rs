@@ -45,6 +45,14 @@ pub struct Dashboard {
     pub subscriptions_by_status: Counts,
     #[schema(value_type = Object)]
     pub subscriptions_by_plan: Counts,
+    /// By product code (`custom`: following no policy).
+    #[schema(value_type = Object)]
+    pub subscriptions_by_product: Counts,
+    /// By `<product code>/<policy code>` (`custom`: following no policy).
+    #[schema(value_type = Object)]
+    pub subscriptions_by_policy: Counts,
+    /// Expired, but within their policy's grace (counted as `expired` by status too).
+    pub subscriptions_in_grace: i64,
     #[schema(value_type = Object)]
     pub active_devices_by_platform: Counts,
     /// Per day: activations, deactivations, subscriptions_created, subscriptions_canceled,
@@ -60,6 +68,14 @@ pub struct SubscriptionAnalytics {
     pub by_status: Counts,
     #[schema(value_type = Object)]
     pub by_plan: Counts,
+    /// By product code (`custom`: following no policy).
+    #[schema(value_type = Object)]
+    pub by_product: Counts,
+    /// By `<product code>/<policy code>` (`custom`: following no policy).
+    #[schema(value_type = Object)]
+    pub by_policy: Counts,
+    /// Expired, but within their policy's grace.
+    pub in_grace: i64,
     /// Per day: subscriptions_created, subscriptions_canceled, subscriptions_expired.
     pub daily: Vec<DailyCounts>,
 }
@@ -95,6 +111,8 @@ async fn dashboard(
     let (from, to) = days(&range)?;
     let by_status = queries::subscriptions_by_status(&app.db).await?;
     let by_platform = queries::active_devices_by(&app.db, DeviceColumn::Platform).await?;
+    let policies = app.policies.book();
+    let (by_product, by_policy) = queries::subscriptions_by_policy(&app.db, &policies).await?;
     Ok(Json(Dashboard {
         from,
         to,
@@ -102,6 +120,9 @@ async fn dashboard(
         active_devices_total: by_platform.values().sum(),
         subscriptions_by_status: by_status,
         subscriptions_by_plan: queries::subscriptions_by_plan(&app.db).await?,
+        subscriptions_by_product: by_product,
+        subscriptions_by_policy: by_policy,
+        subscriptions_in_grace: queries::subscriptions_in_grace(&app.db, &policies).await?,
         active_devices_by_platform: by_platform,
         daily: queries::daily(
             &app.db,
@@ -128,11 +149,16 @@ async fn subscription_analytics(
     ApiQuery(range): ApiQuery<Range>,
 ) -> Result<Json<SubscriptionAnalytics>, ApiError> {
     let (from, to) = days(&range)?;
+    let policies = app.policies.book();
+    let (by_product, by_policy) = queries::subscriptions_by_policy(&app.db, &policies).await?;
     Ok(Json(SubscriptionAnalytics {
         from,
         to,
         by_status: queries::subscriptions_by_status(&app.db).await?,
         by_plan: queries::subscriptions_by_plan(&app.db).await?,
+        by_product,
+        by_policy,
+        in_grace: queries::subscriptions_in_grace(&app.db, &policies).await?,
         daily: queries::daily(
             &app.db,
             &[

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use flowlytix_aggregates::values::{is_supported_day, EARLIEST_DAY};
+use flowlytix_aggregates::policy::ExpirationStrategy;
+use flowlytix_aggregates::{PolicyBook, PolicyId};
+use uuid::Uuid;
 use flowlytix_projections::{with_db, Db};
 use serde::{Deserialize, Serialize};
 use sqlx::QueryBuilder;
@@ -121,6 +124,69 @@ pub async fn subscriptions_by_plan(db: &Db) -> Result<Counts, sqlx::Error> {
         "select plan, count(*) from rm_subscriptions where deleted_at is null group by 1",
     )
     .await
+}
+
+/// Live subscriptions by the policy they follow, labelled `<product code>/<policy code>`
+/// (`custom` for none), and by product (`custom` likewise). Policies are in memory: the
+/// query groups by id and the labels come from `policies`.
+pub async fn subscriptions_by_policy(
+    db: &Db,
+    policies: &PolicyBook,
+) -> Result<(Counts, Counts), sqlx::Error> {
+    let rows: Vec<(Option<Uuid>, i64)> = with_db!(db, pool => {
+        sqlx::query_as(
+            "select policy_id, count(*) from rm_subscriptions where deleted_at is null group by 1",
+        )
+        .fetch_all(pool)
+        .await?
+    });
+    let mut by_policy = Counts::new();
+    let mut by_product = Counts::new();
+    for (id, count) in rows {
+        let terms = id.and_then(|id| policies.get(PolicyId(id)));
+        let (product, policy) = match terms {
+            Some(terms) => (
+                terms.product_code.to_string(),
+                format!("{}/{}", terms.product_code, terms.code),
+            ),
+            None => ("custom".to_owned(), "custom".to_owned()),
+        };
+        *by_policy.entry(policy).or_default() += count;
+        *by_product.entry(product).or_default() += count;
+    }
+    Ok((by_product, by_policy))
+}
+
+/// Live subscriptions whose period has ended but whose policy's grace has not (they count
+/// as `expired` by status too).
+pub async fn subscriptions_in_grace(db: &Db, policies: &PolicyBook) -> Result<i64, sqlx::Error> {
+    let now = Utc::now();
+    let mut total = 0;
+    for terms in policies.iter() {
+        let gives_grace = terms.settings.expiration_strategy == ExpirationStrategy::AllowGrace;
+        let Some(grace) = terms.settings.grace_period.as_ref().filter(|_| gives_grace) else {
+            continue;
+        };
+        // Ended by now, and not so long ago that the grace ran out.
+        let Some(earliest) = grace.before(now) else {
+            continue;
+        };
+        let count: i64 = with_db!(db, pool => {
+            sqlx::query_scalar(
+                "select count(*) from rm_subscriptions
+                 where deleted_at is null and policy_id = $1
+                   and status in ('trialing', 'active', 'past_due')
+                   and expires_at <= $2 and expires_at > $3",
+            )
+            .bind(terms.policy_id.as_uuid())
+            .bind(now)
+            .bind(earliest)
+            .fetch_one(pool)
+            .await?
+        });
+        total += count;
+    }
+    Ok(total)
 }
 
 pub async fn active_devices_by(db: &Db, column: DeviceColumn) -> Result<Counts, sqlx::Error> {

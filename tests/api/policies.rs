@@ -339,6 +339,11 @@ async fn an_expired_license_validates_within_its_policy_s_grace_and_not_after() 
     assert_eq!(row(&in_grace["id"])["in_grace"], true);
     assert_eq!(row(&past_grace["id"])["in_grace"], false);
     assert_eq!(row(&strict["id"])["in_grace"], false);
+    let dashboard = api.get("/api/v1/analytics/dashboard").await;
+    assert_eq!(dashboard["subscriptions_in_grace"], 1, "{dashboard}");
+    assert_eq!(dashboard["subscriptions_by_policy"]["app/pro"], 2);
+    assert_eq!(dashboard["subscriptions_by_policy"]["app/strict"], 1);
+    assert_eq!(dashboard["subscriptions_by_product"]["app"], 3);
 }
 
 async fn app_product_id(api: &ApiClient) -> Value {
