@@ -63,16 +63,20 @@ fn unstorable_body(error: storable::Unstorable) -> ApiError {
 /// panel's forms and the JSON API go through one door, so the panel can never store what
 /// the API refuses.
 pub fn form_fields<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let unreadable = |_| {
+    let unreadable = || {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "MALFORMED_FORM",
             "the form could not be read",
         )
     };
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes).map_err(unreadable)?;
-    storable::check_value(&storable::form_as_json(pairs)).map_err(unstorable_body)?;
-    serde_urlencoded::from_bytes(bytes).map_err(unreadable)
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(bytes).map_err(|_| unreadable())?;
+    let fields = storable::form_as_json(pairs);
+    storable::check_value(&fields).map_err(unstorable_body)?;
+    // Read from the checked fields, where a repeated field (the ticked boxes of a group) is
+    // a list: a field sent once is a string, and a text field sent twice is still refused.
+    serde_json::from_value(fields).map_err(|_| unreadable())
 }
 
 /// An optional body: absent (no content type and nothing sent) is `None`; anything sent is

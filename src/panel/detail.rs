@@ -2,8 +2,6 @@
 //! after a write), its devices, the edit form, its history, and its state as of any past
 //! instant. Its action buttons lead to `actions`.
 
-use std::collections::HashMap;
-
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, State};
@@ -15,7 +13,9 @@ use flowlytix_eventstore::log::aggregate_history;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::actors::{self, ActorShown};
 use super::error::PanelError;
+use super::events::actor_of;
 use super::forms::{self, PageQuery};
 use super::layout::Layout;
 use super::session::{Reader, WriteForm};
@@ -85,7 +85,7 @@ impl EditForm {
 
 pub struct HistoryItem {
     pub event_type: String,
-    pub actor: String,
+    pub actor: ActorShown,
     pub at: String,
     /// The instant for the as-of view of the state this event left.
     pub at_param: String,
@@ -126,6 +126,14 @@ impl From<&DeviceView> for DeviceItem {
     }
 }
 
+/// A metadata value as shown: a string as it is, anything else as compact JSON.
+fn metadata_value(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
 fn moment(instant: DateTime<Utc>) -> String {
     instant.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
@@ -143,6 +151,8 @@ pub struct DetailPage {
     expires_at: String,
     trial_ends_at: String,
     created_at: String,
+    /// The subscription's metadata, key and value (text as it is, the rest as JSON).
+    metadata: Vec<(String, String)>,
     devices: Vec<DeviceItem>,
     history: Vec<HistoryItem>,
     /// Set when showing a past state: no write controls then.
@@ -229,6 +239,11 @@ async fn render(
         expires_at: never(view.expires_at, "never (perpetual)"),
         trial_ends_at: never(view.trial_ends_at, "no trial"),
         created_at: moment(view.created_at),
+        metadata: view
+            .metadata
+            .iter()
+            .map(|(key, value)| (key.clone(), metadata_value(value)))
+            .collect(),
         devices: view
             .devices
             .iter()
@@ -248,45 +263,41 @@ async fn render(
     })
 }
 
-/// The subscription's events, newest first, with the admins' emails for their ids.
+/// The subscription's events, newest first, with their actors by name.
 async fn history(app: &App, id: Uuid) -> Result<Vec<HistoryItem>, PanelError> {
     let mut connection = app.db.acquire().await?;
     let records = aggregate_history(connection.conn(), "Subscription", &id.to_string()).await?;
     drop(connection);
-    let mut emails: HashMap<String, String> = HashMap::new();
-    let mut items = Vec::with_capacity(records.len());
-    for record in records.into_iter().rev() {
-        let text = |name: &str| {
-            record.metadata[name]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let actor = text("actor");
-        if !emails.contains_key(&actor) {
-            let shown = admin_email(app, &actor)
-                .await
-                .unwrap_or_else(|| actor.clone());
-            emails.insert(actor.clone(), shown);
-        }
-        let at = text("occurred_at")
-            .parse::<DateTime<Utc>>()
-            .unwrap_or(record.recorded_at);
-        items.push(HistoryItem {
-            event_type: record.event_type,
-            actor: emails.get(&actor).cloned().unwrap_or(actor),
-            at: moment(at),
-            at_param: forms::instant_field(Some(at)),
-            ip: text("ip"),
-        });
-    }
+    let raw_actors: Vec<String> = records
+        .iter()
+        .rev()
+        .map(|record| actor_of(&record.metadata))
+        .collect();
+    let shown = actors::shown(&app.db, &raw_actors).await?;
+    let items = records
+        .into_iter()
+        .rev()
+        .zip(shown)
+        .map(|(record, actor)| {
+            let text = |name: &str| {
+                record.metadata[name]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let at = text("occurred_at")
+                .parse::<DateTime<Utc>>()
+                .unwrap_or(record.recorded_at);
+            HistoryItem {
+                event_type: record.event_type,
+                actor,
+                at: moment(at),
+                at_param: forms::instant_field(Some(at)),
+                ip: text("ip"),
+            }
+        })
+        .collect();
     Ok(items)
-}
-
-async fn admin_email(app: &App, actor: &str) -> Option<String> {
-    let id = Uuid::parse_str(actor).ok()?;
-    let (admin, _) = app.admins.load(&id.to_string()).await.ok()?;
-    admin.state().map(|a| a.email.to_string())
 }
 
 pub async fn page(

@@ -7,6 +7,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::actors::{self, ActorShown};
 use super::error::PanelError;
 use super::forms::{self, PageQuery};
 use super::layout::Layout;
@@ -50,7 +51,7 @@ pub struct EventItem {
     pub aggregate_id: String,
     pub is_subscription: bool,
     pub event_type: String,
-    pub actor: String,
+    pub actor: ActorShown,
     pub ip: String,
 }
 
@@ -84,9 +85,15 @@ pub async fn page(
         Err(FeedError::Database(error)) => return Err(error.into()),
     };
     let full = records.len() as i64 == PER_PAGE;
+    let raw_actors: Vec<String> = records
+        .iter()
+        .map(|record| actor_of(&record.metadata))
+        .collect();
+    let shown = actors::shown(&app.db, &raw_actors).await?;
     let items = records
         .into_iter()
-        .map(|record| {
+        .zip(shown)
+        .map(|(record, actor)| {
             let text = |name: &str| {
                 record.metadata[name]
                     .as_str()
@@ -103,7 +110,7 @@ pub async fn page(
                 aggregate_type: record.aggregate_type,
                 aggregate_id: record.aggregate_id,
                 event_type: record.event_type,
-                actor: text("actor"),
+                actor,
                 ip: text("ip"),
             }
         })
@@ -118,4 +125,9 @@ pub async fn page(
         next,
         error,
     })
+}
+
+/// The actor an event's metadata names, as recorded.
+pub fn actor_of(metadata: &serde_json::Value) -> String {
+    metadata["actor"].as_str().unwrap_or_default().to_owned()
 }

@@ -19,7 +19,7 @@ use crate::read;
 /// The most rows one CSV export holds.
 const EXPORT_LIMIT: u32 = 10_000;
 
-const HEADER: [&str; 15] = [
+const HEADER: [&str; 16] = [
     "id",
     "customer_email",
     "customer_name",
@@ -35,6 +35,7 @@ const HEADER: [&str; 15] = [
     "license_key_prefix",
     "created_at",
     "updated_at",
+    "metadata",
 ];
 
 /// The current filter as CSV, every page of it (up to [`EXPORT_LIMIT`] rows).
@@ -73,6 +74,8 @@ pub async fn export_csv(
                     row.license_key_prefix.clone().unwrap_or_default(),
                     time(Some(row.created_at)),
                     time(Some(row.updated_at)),
+                    // Compact JSON: one cell, defused like every other.
+                    serde_json::to_string(&row.metadata.0).unwrap_or_default(),
                 ],
             )?;
         }

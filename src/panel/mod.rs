@@ -5,6 +5,7 @@
 //! next to the form).
 
 mod actions;
+mod actors;
 mod assets;
 mod charts;
 mod dashboard;

@@ -16,7 +16,7 @@ use super::forms::{self, PageQuery};
 use super::layout::Layout;
 use super::login::NoFields;
 use super::session::{Reader, WriteForm, Writer};
-use super::webhooks::{event_types, reason_word, switch, types_shown, NewWebhookForm, SecretPage};
+use super::webhooks::{reason_word, switch, types_shown, NewWebhookForm, SecretPage};
 use crate::app::SharedApp;
 use crate::auth::browser_sessions::BrowserSession;
 use crate::http::extract::RequestContext;
@@ -103,7 +103,7 @@ async fn render(
         None => (
             NewWebhookForm {
                 url: settings.url.clone(),
-                event_types: settings.event_types.clone().unwrap_or_default().join(", "),
+                event_types: settings.event_types.clone().unwrap_or_default(),
                 description: settings.description.clone().unwrap_or_default(),
             },
             None,
@@ -143,7 +143,7 @@ pub async fn save(
 ) -> Result<Response, PanelError> {
     let request = UpdateWebhookRequest {
         url: Some(fields.url.trim().to_owned()),
-        event_types: Some(event_types(&fields.event_types)),
+        event_types: Some(fields.chosen()),
         description: Some(forms::optional(&fields.description)),
         enabled: None,
     };

@@ -6,7 +6,7 @@ use askama_web::WebTemplate;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use flowlytix_aggregates::webhook_endpoint::DisableReason;
+use flowlytix_aggregates::webhook_endpoint::{DisableReason, EVENT_TYPES};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
@@ -109,15 +109,91 @@ pub async fn list(
     })
 }
 
-/// The new-endpoint form as typed.
+/// The new-endpoint form as typed (the edit form too).
 #[derive(Deserialize, Default)]
 pub struct NewWebhookForm {
     #[serde(default)]
     pub url: String,
-    #[serde(default)]
-    pub event_types: String,
+    /// The ticked boxes: the field repeats, once per box (each may also be a
+    /// comma-separated list, as the form's earlier text field took).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub event_types: Vec<String>,
     #[serde(default)]
     pub description: String,
+}
+
+impl NewWebhookForm {
+    /// The event types chosen: none is every event type (what the API's null means).
+    pub fn chosen(&self) -> Option<Vec<String>> {
+        let types: Vec<String> = self
+            .event_types
+            .iter()
+            .flat_map(|t| forms::list(t))
+            .collect();
+        (!types.is_empty()).then_some(types)
+    }
+
+    /// Every known event type as a checkbox, grouped by aggregate, ticked as in this form.
+    pub fn groups(&self) -> Vec<EventTypeGroup> {
+        let chosen = self.chosen().unwrap_or_default();
+        let mut groups: Vec<EventTypeGroup> = vec![];
+        for name in EVENT_TYPES {
+            let group = group_of(name);
+            let choice = EventTypeChoice {
+                name,
+                checked: chosen.iter().any(|c| c == name),
+            };
+            match groups.iter_mut().find(|g| g.name == group) {
+                Some(existing) => existing.types.push(choice),
+                None => groups.push(EventTypeGroup {
+                    name: group,
+                    types: vec![choice],
+                }),
+            }
+        }
+        groups
+    }
+}
+
+/// A field sent once is a string, sent more than once a list (see `form_fields`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
+}
+
+pub struct EventTypeGroup {
+    pub name: &'static str,
+    pub types: Vec<EventTypeChoice>,
+}
+
+pub struct EventTypeChoice {
+    pub name: &'static str,
+    pub checked: bool,
+}
+
+/// The aggregate whose events these are, as the form groups them; a type this does not
+/// know still gets a box, under `Other`.
+fn group_of(event_type: &str) -> &'static str {
+    let starts = |prefixes: &[&str]| prefixes.iter().any(|p| event_type.starts_with(p));
+    if starts(&["Subscription", "LicenseKey", "LicenseToken", "Device"]) {
+        "Subscription"
+    } else if starts(&["Product", "Entitlement", "Policy"]) {
+        "Product, Entitlement, Policy"
+    } else if starts(&["Admin"]) {
+        "AdminUser"
+    } else if starts(&["WebhookEndpoint"]) {
+        "WebhookEndpoint"
+    } else {
+        "Other"
+    }
 }
 
 #[derive(Template, WebTemplate)]
@@ -168,12 +244,6 @@ pub async fn new_form(
     })
 }
 
-/// Empty: every event type (what the API's null means).
-pub fn event_types(text: &str) -> Option<Vec<String>> {
-    let types = forms::list(text);
-    (!types.is_empty()).then_some(types)
-}
-
 pub async fn create(
     State(app): State<SharedApp>,
     context: RequestContext,
@@ -182,7 +252,7 @@ pub async fn create(
     let layout = Layout::signed_in(&app, &session, "webhooks").await;
     let request = CreateWebhookRequest {
         url: fields.url.trim().to_owned(),
-        event_types: event_types(&fields.event_types),
+        event_types: fields.chosen(),
         description: forms::optional(&fields.description),
         enabled: None,
     };
@@ -205,5 +275,46 @@ pub async fn create(
             };
             Ok((status, page).into_response())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_type_has_one_box_in_a_named_group() {
+        let form = NewWebhookForm {
+            event_types: vec![
+                "DeviceActivated".into(),
+                "PolicyCreated, AdminCreated".into(),
+            ],
+            ..NewWebhookForm::default()
+        };
+        let groups = form.groups();
+        let names: Vec<&str> = groups.iter().map(|g| g.name).collect();
+        assert_eq!(
+            names,
+            [
+                "Subscription",
+                "Product, Entitlement, Policy",
+                "AdminUser",
+                "WebhookEndpoint"
+            ]
+        );
+        let boxes: Vec<&EventTypeChoice> = groups.iter().flat_map(|g| &g.types).collect();
+        assert_eq!(boxes.len(), EVENT_TYPES.len());
+        let ticked: Vec<&str> = boxes.iter().filter(|b| b.checked).map(|b| b.name).collect();
+        assert_eq!(ticked, ["DeviceActivated", "PolicyCreated", "AdminCreated"]);
+    }
+
+    #[test]
+    fn no_box_ticked_is_every_event_type() {
+        assert_eq!(NewWebhookForm::default().chosen(), None);
+        let blank = NewWebhookForm {
+            event_types: vec![" ".into()],
+            ..NewWebhookForm::default()
+        };
+        assert_eq!(blank.chosen(), None);
     }
 }

@@ -1,6 +1,7 @@
 //! Queries over the read models (lists, analytics) and the event log (the global feed), and
 //! the bounded wait that lets a caller read what it just wrote.
 
+pub mod actors;
 pub mod analytics;
 pub mod consistency;
 pub mod devices;

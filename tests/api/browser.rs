@@ -518,3 +518,110 @@ async fn auditor_flow(b: &mut Browser, id: &str) {
         }
     }
 }
+
+#[tokio::test]
+async fn the_lists_read_as_cards_on_a_phone() {
+    if skip() {
+        return;
+    }
+    let app = spawn_app().await;
+    let created = app
+        .create_subscription(json!({
+            "customer_email": "maximilian.schwarzenegger-lindqvist@a-rather-long-company-domain.example.com",
+            "customer_name": "Maximilian Schwarzenegger-Lindqvist",
+            "organization": "Lindqvist & Partners GmbH", "plan": "enterprise", "max_devices": 25,
+        }))
+        .await;
+    app.activate(created["license_key"].as_str().unwrap(), "phone-check")
+        .await;
+    app.wait_for_read_models().await;
+    let mut browser = Browser::start(&app, "phone").await;
+    let outcome = AssertUnwindSafe(phone_flow(&mut browser))
+        .catch_unwind()
+        .await;
+    browser.finish(outcome).await;
+}
+
+/// Where the first row's cells with these captions sit, as `[caption, left, right, width]`
+/// of the viewport, and the viewport's width.
+async fn first_row_cells(b: &Browser, captions: &[&str]) -> (Vec<Value>, f64) {
+    let script = "const row = document.querySelector('table.cards tbody tr'); \
+        return [arguments[0].map(label => { \
+          const cell = row.querySelector(`td[data-label=\"${label}\"]`); \
+          const r = cell.getBoundingClientRect(); \
+          return [label, r.left, r.right, r.width]; }), \
+          document.documentElement.clientWidth];";
+    let answer = b
+        .client
+        .execute(script, vec![json!(captions)])
+        .await
+        .unwrap();
+    let cells = answer[0].as_array().unwrap().clone();
+    (cells, answer[1].as_f64().unwrap())
+}
+
+async fn phone_flow(b: &mut Browser) {
+    sign_in(b, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    b.client.set_window_size(375, 900).await.unwrap();
+    b.goto("/admin/subscriptions").await;
+    b.screenshot("subscriptions-375px").await;
+    assert_fits_the_width(b).await;
+    let (cells, width) = first_row_cells(b, &["Status", "Devices"]).await;
+    for cell in &cells {
+        let (left, right) = (cell[1].as_f64().unwrap(), cell[2].as_f64().unwrap());
+        assert!(
+            left >= 0.0 && right <= width && cell[3].as_f64().unwrap() > 0.0,
+            "{cell} lies within the {width} px viewport"
+        );
+    }
+    assert!(b.text_of("table.cards tbody tr").await.contains("active"));
+    // The email is whole on its own line: it breaks (if at all) only where it must, so its
+    // link is no wider than the card and the name below it stays on one line.
+    let name_lines = b
+        .client
+        .execute(
+            "const s = document.querySelector('table.cards tbody tr td .muted'); \
+             return s.getClientRects().length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(name_lines, json!(1));
+
+    // The other lists read the same way.
+    for (path, captions) in [
+        ("/admin/devices", vec!["Status", "Subscription"]),
+        ("/admin/events", vec!["Time (UTC)", "Actor"]),
+    ] {
+        b.goto(path).await;
+        b.screenshot(path.trim_start_matches("/admin/")).await;
+        assert_fits_the_width(b).await;
+        let (cells, width) = first_row_cells(b, &captions).await;
+        for cell in &cells {
+            assert!(
+                cell[1].as_f64().unwrap() >= 0.0 && cell[2].as_f64().unwrap() <= width,
+                "{path}: {cell} lies within the {width} px viewport"
+            );
+        }
+    }
+
+    // At 1440 px the subscriptions are still a table, with its header.
+    b.client.set_window_size(1440, 1000).await.unwrap();
+    b.goto("/admin/subscriptions").await;
+    let header = b
+        .client
+        .find(Locator::Css("table.cards thead"))
+        .await
+        .unwrap();
+    assert!(header.is_displayed().await.unwrap());
+    assert_eq!(
+        b.client
+            .execute(
+                "return getComputedStyle(document.querySelector('table.cards tbody tr')).display",
+                vec![]
+            )
+            .await
+            .unwrap(),
+        json!("table-row")
+    );
+}
