@@ -3,6 +3,7 @@
 
 pub mod analytics;
 pub mod consistency;
+pub mod deadlines;
 pub mod devices;
 pub mod feed;
 pub mod licenses;
