@@ -22,6 +22,7 @@ use crate::licensing::{LicenseCache, Licensing};
 use crate::read::progress::EventCount;
 use crate::store::publisher::{Publisher, PublisherStatus};
 use crate::store::{self, Db, Executor, Lookup};
+use crate::subscriptions::deadlines::DeadlineScheduler;
 use crate::subscriptions::{SubscriptionAdmin, SubscriptionCommands};
 use crate::webhooks::dispatcher::Dispatcher;
 use crate::webhooks::Webhooks;
@@ -231,6 +232,14 @@ impl App {
         );
         self.background
             .spawn_joined(publisher.run(self.background.signal()));
+        // Joined: a pass stops between commands, before the pool closes.
+        let deadlines = DeadlineScheduler::new(
+            self.subscriptions.shared_commands(),
+            self.db.clone(),
+            self.config.deadlines.clone(),
+        );
+        self.background
+            .spawn_joined(deadlines.run(self.background.signal()));
         self.background
             .spawn(crate::monitoring::run_upkeep(self.background.signal()));
         self.background.spawn(

@@ -99,7 +99,22 @@ pub struct Config {
     /// Where 5xx answers and panics are reported (`SENTRY_DSN`); checked to be a DSN.
     pub sentry_dsn: Option<SecretString>,
     pub webhooks: WebhookSettings,
+    pub deadlines: DeadlineSettings,
 }
+
+/// When deadline notices are recorded (`EXPIRY_*`).
+#[derive(Debug, Clone)]
+pub struct DeadlineSettings {
+    /// How often the leader looks for due notices (`EXPIRY_SCAN_INTERVAL`).
+    pub scan_interval: Duration,
+    /// Days before a deadline that a reminder is due, longest first
+    /// (`EXPIRY_REMINDER_DAYS`); empty for none.
+    pub reminder_days: Vec<u32>,
+}
+
+pub const DEFAULT_REMINDER_DAYS: &str = "7,1";
+/// The longest reminder: ten years ahead is not a reminder any more.
+const MAX_REMINDER_DAYS: u32 = 3650;
 
 /// How webhooks are delivered (`WEBHOOK_*`).
 #[derive(Debug, Clone)]
@@ -310,6 +325,18 @@ impl Config {
                     false,
                 )?,
             },
+            deadlines: DeadlineSettings {
+                scan_interval: parse_wait(
+                    "EXPIRY_SCAN_INTERVAL",
+                    &var("EXPIRY_SCAN_INTERVAL").unwrap_or_else(|| "60s".into()),
+                )?,
+                // The one setting where empty is not unset: it turns reminders off.
+                reminder_days: parse_reminder_days(
+                    lookup("EXPIRY_REMINDER_DAYS")
+                        .as_deref()
+                        .map_or(DEFAULT_REMINDER_DAYS, str::trim),
+                )?,
+            },
         };
         if let Some(algorithm) = var("ALGORITHM").filter(|a| a != "EdDSA") {
             // The seed signed admin tokens with HS256; this server signs every token with
@@ -473,6 +500,30 @@ fn parse_wait(name: &'static str, value: &str) -> Result<Duration, ConfigError> 
     Ok(wait)
 }
 
+/// `EXPIRY_REMINDER_DAYS`: comma-separated whole days (1 to 3650), longest first and each
+/// once; empty or `none` for no reminders.
+fn parse_reminder_days(value: &str) -> Result<Vec<u32>, ConfigError> {
+    if value.is_empty() || value.eq_ignore_ascii_case("none") {
+        return Ok(vec![]);
+    }
+    let mut days = value
+        .split(',')
+        .map(|day| match day.trim().parse::<u32>() {
+            Ok(n) if (1..=MAX_REMINDER_DAYS).contains(&n) => Ok(n),
+            _ => Err(ConfigError::Invalid {
+                name: "EXPIRY_REMINDER_DAYS",
+                reason: format!(
+                    "{day:?} is not a whole number of days from 1 to {MAX_REMINDER_DAYS} \
+                     (use e.g. 7,1; empty for no reminders)"
+                ),
+            }),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    days.sort_unstable_by(|a, b| b.cmp(a));
+    days.dedup();
+    Ok(days)
+}
+
 /// `LICENSE_TOKEN_TTL`: seconds, or a number with `s`, `m`, `h` or `d`. Default 7 days: how
 /// long a client app keeps working offline on its last token.
 fn parse_duration(name: &'static str, value: Option<String>) -> Result<Duration, ConfigError> {
@@ -603,6 +654,37 @@ mod tests {
         assert!(!c.enable_analytics && !c.enable_device_tracking);
         for bad in ["5x", "0s", "31d", "1s,,2s", "-1s"] {
             assert!(config(&[("WEBHOOK_RETRY_SCHEDULE", bad)]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn deadline_settings_default_to_a_minute_and_reminders_7_and_1_days_before() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.deadlines.scan_interval, Duration::from_secs(60));
+        assert_eq!(c.deadlines.reminder_days, [7, 1]);
+        let c = config(&[
+            ("EXPIRY_SCAN_INTERVAL", "250ms"),
+            ("EXPIRY_REMINDER_DAYS", " 1, 30,7,7 "),
+        ])
+        .unwrap();
+        assert_eq!(c.deadlines.scan_interval, Duration::from_millis(250));
+        assert_eq!(c.deadlines.reminder_days, [30, 7, 1]);
+        for off in ["", "  ", "none"] {
+            let c = config(&[("EXPIRY_REMINDER_DAYS", off)]).unwrap();
+            assert!(c.deadlines.reminder_days.is_empty(), "{off:?}");
+        }
+        for (name, value) in [
+            ("EXPIRY_REMINDER_DAYS", "7,,1"),
+            ("EXPIRY_REMINDER_DAYS", "0"),
+            ("EXPIRY_REMINDER_DAYS", "-1"),
+            ("EXPIRY_REMINDER_DAYS", "1.5"),
+            ("EXPIRY_REMINDER_DAYS", "7d"),
+            ("EXPIRY_REMINDER_DAYS", "3651"),
+            ("EXPIRY_SCAN_INTERVAL", "0s"),
+            ("EXPIRY_SCAN_INTERVAL", "often"),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err().to_string();
+            assert!(error.contains(name), "{value}: {error}");
         }
     }
 

@@ -137,6 +137,8 @@ pub struct SubscriptionsModel {
     devices: HashMap<Uuid, DeviceRecord>,
     /// Subscriptions deleted here, whose devices not in `devices` must be flagged too.
     deleted: BTreeSet<Uuid>,
+    /// Deadline notices, in order, written after the rows (see [`NoticeCopy`]).
+    notices: Vec<(Uuid, NoticeCopy)>,
 }
 
 impl SubscriptionsModel {
@@ -264,10 +266,14 @@ impl SubscriptionsModel {
                 row.overrides = Json(override_names(overrides));
             }
             SubscriptionPeriodStarted { expires_at, .. } => row.expires_at = Some(*expires_at),
-            // Notices: the status in force is computed from the period when read.
+            // Notices: the status in force is computed from the period when read; what
+            // was noticed is kept apart (see `NoticeCopy`).
             SubscriptionExpiringSoon { .. }
             | SubscriptionExpired { .. }
-            | SubscriptionGraceEnded { .. } => {}
+            | SubscriptionGraceEnded { .. } => {
+                self.notices
+                    .extend(NoticeCopy::of(event).map(|notice| (id, notice)));
+            }
             SubscriptionPlanChanged { plan, .. } => row.plan = plan.as_str().to_owned(),
             SubscriptionDeviceLimitChanged { max_devices, .. } => {
                 row.max_devices = *max_devices as i32;
@@ -436,6 +442,7 @@ impl SubscriptionsModel {
         for chunk in devices.chunks(ROWS_PER_STATEMENT) {
             upsert_devices(db.reborrow(), chunk).await?;
         }
+        save_notices(db.reborrow(), &self.notices).await?;
         if !self.deleted.is_empty() {
             with_conn!(db, c => {
                 let mut query = QueryBuilder::new(
@@ -504,6 +511,7 @@ impl SubscriptionsModel {
             copy.end_row().await?;
         }
         copy.finish().await?;
+        save_notices(Conn::Postgres(&mut *conn), &self.notices).await?;
         // Every device of a deleted subscription is held (and flagged) here: a replay folds
         // whole histories, so there is nothing left to flag in the table.
         Ok(())
@@ -614,6 +622,87 @@ async fn upsert_devices(db: Conn<'_>, rows: &[DeviceRecord]) -> Result<(), sqlx:
         });
         query.push(&conflict);
         query.build().execute(&mut *c).await?;
+    });
+    Ok(())
+}
+
+/// A deadline notice as its event carries it, for the `notice_*` columns of
+/// `rm_subscriptions` (migration 0017): each notice with the deadline it was for, which is
+/// what lets the deadline scheduler find what is still due (`src/read/deadlines.rs`). Kept
+/// outside [`SubscriptionRecord`]: nothing lists or shows them, and the row upserts leave
+/// these columns alone.
+#[derive(Debug, Clone)]
+enum NoticeCopy {
+    Reminded {
+        deadline: DateTime<Utc>,
+        days_before: u32,
+    },
+    Expired {
+        deadline: DateTime<Utc>,
+        grace_until: Option<DateTime<Utc>>,
+    },
+    GraceEnded {
+        deadline: DateTime<Utc>,
+    },
+}
+
+impl NoticeCopy {
+    fn of(event: &SubscriptionEvent) -> Option<Self> {
+        use SubscriptionEvent::*;
+        match event {
+            SubscriptionExpiringSoon {
+                expires_at,
+                days_before,
+                ..
+            } => Some(Self::Reminded {
+                deadline: *expires_at,
+                days_before: *days_before,
+            }),
+            SubscriptionExpired {
+                expires_at,
+                grace_until,
+                ..
+            } => Some(Self::Expired {
+                deadline: *expires_at,
+                grace_until: *grace_until,
+            }),
+            SubscriptionGraceEnded { expires_at, .. } => Some(Self::GraceEnded {
+                deadline: *expires_at,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// One update per notice, in order: notices are a few per subscription and deadline, far
+/// fewer than the events that upsert rows. A notice for a row that does not exist changes
+/// nothing.
+async fn save_notices(db: Conn<'_>, notices: &[(Uuid, NoticeCopy)]) -> Result<(), sqlx::Error> {
+    if notices.is_empty() {
+        return Ok(());
+    }
+    with_conn!(db, c => {
+        for (id, notice) in notices {
+            let query = match notice {
+                NoticeCopy::Reminded { deadline, days_before } => sqlx::query(
+                    "update rm_subscriptions set notice_reminded_for = $1, \
+                     notice_reminded_days = $2 where id = $3",
+                )
+                .bind(*deadline)
+                .bind(i64::from(*days_before)),
+                NoticeCopy::Expired { deadline, grace_until } => sqlx::query(
+                    "update rm_subscriptions set notice_expired_for = $1, \
+                     notice_grace_until = $2 where id = $3",
+                )
+                .bind(*deadline)
+                .bind(*grace_until),
+                NoticeCopy::GraceEnded { deadline } => sqlx::query(
+                    "update rm_subscriptions set notice_grace_ended_for = $1 where id = $2",
+                )
+                .bind(*deadline),
+            };
+            query.bind(*id).execute(&mut *c).await?;
+        }
     });
     Ok(())
 }

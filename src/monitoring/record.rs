@@ -39,6 +39,15 @@ pub const BUILD_INFO: &str = "flowlytix_build_info";
 pub const WEBHOOK_ATTEMPTS: &str = "flowlytix_webhook_delivery_attempts_total";
 pub const WEBHOOK_ATTEMPT_DURATION: &str = "flowlytix_webhook_delivery_duration_seconds";
 pub const WEBHOOK_AUTO_DISABLED: &str = "flowlytix_webhook_endpoints_auto_disabled_total";
+pub const DEADLINE_NOTICES: &str = "flowlytix_deadline_notices_total";
+pub const DEADLINE_SCAN_ERRORS: &str = "flowlytix_deadline_scan_errors_total";
+
+/// The deadline notices, by the event type that records each.
+pub const DEADLINE_NOTICE_TYPES: &[&str] = &[
+    "SubscriptionExpiringSoon",
+    "SubscriptionExpired",
+    "SubscriptionGraceEnded",
+];
 
 /// What became of a webhook attempt: `delivered`, `retry` (failed, tried again later) or
 /// `given_up` (failed, the retry schedule ran out).
@@ -152,6 +161,14 @@ pub(super) fn describe() {
         WEBHOOK_AUTO_DISABLED,
         "Webhook endpoints this instance disabled because their deliveries kept failing"
     );
+    describe_counter!(
+        DEADLINE_NOTICES,
+        "Deadline notices this instance recorded, by type (the event type)"
+    );
+    describe_counter!(
+        DEADLINE_SCAN_ERRORS,
+        "Deadline passes that failed or left a subscription undecided (it is tried again)"
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the labels say which build this is");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "git_commit" => env!("FLOWLYTIX_GIT_COMMIT")).set(1.0);
     // Series that should read 0 rather than be missing until their first occurrence.
@@ -162,8 +179,12 @@ pub(super) fn describe() {
         LICENSE_CACHE_HITS,
         LICENSE_CACHE_MISSES,
         WEBHOOK_AUTO_DISABLED,
+        DEADLINE_SCAN_ERRORS,
     ] {
         counter!(name).absolute(0);
+    }
+    for notice in DEADLINE_NOTICE_TYPES {
+        counter!(DEADLINE_NOTICES, "type" => *notice).absolute(0);
     }
     for outcome in WEBHOOK_OUTCOMES {
         counter!(WEBHOOK_ATTEMPTS, "outcome" => *outcome).absolute(0);
@@ -316,4 +337,13 @@ pub fn webhook_attempt(outcome: &'static str, took: Duration) {
 
 pub fn webhook_endpoint_auto_disabled() {
     counter!(WEBHOOK_AUTO_DISABLED).increment(1);
+}
+
+/// A deadline notice recorded: `notice` is its event type.
+pub fn deadline_notice(notice: String) {
+    counter!(DEADLINE_NOTICES, "type" => notice).increment(1);
+}
+
+pub fn deadline_scan_failed() {
+    counter!(DEADLINE_SCAN_ERRORS).increment(1);
 }

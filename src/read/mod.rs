@@ -4,6 +4,7 @@
 pub mod actors;
 pub mod analytics;
 pub mod consistency;
+pub mod deadlines;
 pub mod devices;
 pub mod feed;
 pub mod licenses;

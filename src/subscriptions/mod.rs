@@ -1,6 +1,9 @@
 //! Subscriptions: the one way their commands run, and the admin operations behind
 //! `/api/v1/subscriptions` and `/api/v1/devices` (the HTTP handlers only parse and respond).
 
+#[cfg(test)]
+mod deadline_tests;
+pub mod deadlines;
 mod devices;
 mod manage;
 #[cfg(test)]
@@ -40,6 +43,11 @@ impl SubscriptionAdmin {
     /// The commands themselves, for callers that build their own action lists.
     pub fn commands(&self) -> &SubscriptionCommands {
         &self.commands
+    }
+
+    /// The same commands, for a service of its own (the deadline scheduler).
+    pub fn shared_commands(&self) -> Arc<SubscriptionCommands> {
+        self.commands.clone()
     }
 }
 

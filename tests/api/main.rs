@@ -12,6 +12,7 @@ mod browser;
 mod client_addresses;
 mod command_line;
 mod concurrency;
+mod deadlines;
 mod deleted_subscriptions;
 mod devices;
 mod docs;
