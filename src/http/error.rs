@@ -21,6 +21,9 @@ pub struct ApiError {
     pub detail: String,
     /// Logged with the response; never part of it.
     internal: Option<String>,
+    /// Members the problem adds for this code (RFC 9457 extensions), e.g. the unknown
+    /// entitlements of `UNKNOWN_ENTITLEMENT`.
+    extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 /// RFC 9457 problem details, plus the stable machine-readable `code`.
@@ -41,7 +44,16 @@ impl ApiError {
             code,
             detail: detail.into(),
             internal: None,
+            extensions: serde_json::Map::new(),
         }
+    }
+
+    /// This problem with one more member (never one of the standard ones).
+    pub fn with(mut self, name: &str, value: serde_json::Value) -> Self {
+        if !matches!(name, "type" | "title" | "status" | "detail" | "code") {
+            self.extensions.insert(name.to_owned(), value);
+        }
+        self
     }
 
     pub fn validation(detail: impl Into<String>) -> Self {
@@ -71,6 +83,7 @@ impl ApiError {
             code: "INTERNAL_ERROR",
             detail: "the server could not complete the request; it has been logged".into(),
             internal: Some(cause.to_string()),
+            extensions: serde_json::Map::new(),
         }
     }
 
@@ -80,6 +93,7 @@ impl ApiError {
             code: "SERVICE_UNAVAILABLE",
             detail: "a backing service is unavailable; try again shortly".into(),
             internal: Some(cause.to_string()),
+            extensions: serde_json::Map::new(),
         }
     }
 }
@@ -96,7 +110,13 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             code: self.code.to_owned(),
         };
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let body = match serde_json::to_value(&problem) {
+            Ok(serde_json::Value::Object(mut members)) => {
+                members.extend(self.extensions);
+                serde_json::to_vec(&members).unwrap_or_default()
+            }
+            _ => serde_json::to_vec(&problem).unwrap_or_default(),
+        };
         (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],

@@ -2,6 +2,7 @@
 //! the bounded wait that lets a caller read what it just wrote.
 
 pub mod analytics;
+pub mod catalogue;
 pub mod consistency;
 pub mod devices;
 pub mod feed;
