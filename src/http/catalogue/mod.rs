@@ -32,7 +32,10 @@ pub fn router() -> OpenApiRouter<SharedApp> {
         .routes(routes!(create_product, list_products))
         .routes(routes!(create_entitlement, list_entitlements))
         .routes(routes!(create_policy, list_policies))
-        // Only the creations above take an `Idempotency-Key`; GETs pass through untouched.
+        .routes(routes!(archive_policy))
+        .routes(routes!(unarchive_policy))
+        .routes(routes!(attach_entitlements))
+        // Only the POSTs above take an `Idempotency-Key`; GETs pass through untouched.
         .route_layer(from_fn(idempotency::admin_keys))
         .routes(routes!(get_product, update_product, delete_product))
         .routes(routes!(
@@ -41,9 +44,6 @@ pub fn router() -> OpenApiRouter<SharedApp> {
             delete_entitlement
         ))
         .routes(routes!(get_policy, update_policy))
-        .routes(routes!(archive_policy))
-        .routes(routes!(unarchive_policy))
-        .routes(routes!(attach_entitlements))
         .routes(routes!(detach_entitlement))
 }
 

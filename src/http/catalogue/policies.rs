@@ -242,7 +242,7 @@ pub(super) async fn update_policy(
 
 /// Archive a policy: no new subscription may follow it; those that do keep following it.
 #[utoipa::path(post, path = "/api/v1/policies/{id}/archive", tag = "catalogue", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path), IdempotencyKeyHeader),
     responses((status = 200, body = PolicyView),
         (status = 404, body = Problem, description = "POLICY_NOT_FOUND"),
         (status = 409, body = Problem, description = "CONCURRENT_MODIFICATION")))]
@@ -262,7 +262,7 @@ pub(super) async fn archive_policy(
 
 /// Unarchive a policy: new subscriptions may follow it again.
 #[utoipa::path(post, path = "/api/v1/policies/{id}/unarchive", tag = "catalogue", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path), IdempotencyKeyHeader),
     responses((status = 200, body = PolicyView),
         (status = 404, body = Problem, description = "POLICY_NOT_FOUND"),
         (status = 409, body = Problem, description = "CONCURRENT_MODIFICATION")))]
@@ -282,7 +282,7 @@ pub(super) async fn unarchive_policy(
 
 /// Attach existing entitlements to a policy (those already attached stay as they are).
 #[utoipa::path(post, path = "/api/v1/policies/{id}/entitlements", tag = "catalogue", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = AttachEntitlementsRequest,
+    params(("id" = Uuid, Path), IdempotencyKeyHeader), request_body = AttachEntitlementsRequest,
     responses((status = 200, body = PolicyView),
         (status = 404, body = Problem, description = "POLICY_NOT_FOUND"),
         (status = 409, body = Problem, description = "CONCURRENT_MODIFICATION"),
