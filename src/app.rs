@@ -12,7 +12,7 @@ use crate::auth::{AdminAuth, SignInThrottle};
 use crate::background::BackgroundTasks;
 use crate::bus::jetstream::{run_projector, BatchSettings, JetStreamSettings};
 use crate::bus::{EventBus, InProcessBus, JetStreamBus};
-use crate::catalogue::{follow_policy_changes, Policies};
+use crate::catalogue::{follow_policy_changes, Catalogue, Policies};
 use crate::config::Config;
 use crate::idempotency::IdempotencyKeys;
 use crate::keys::{IfMissing, JwtKeys, KeyError};
@@ -40,6 +40,8 @@ pub struct App {
     pub webhooks: Arc<Webhooks>,
     /// Every policy's terms, kept current on every instance.
     pub policies: Arc<Policies>,
+    /// What admins do to products, entitlements and policies.
+    pub catalogue: Catalogue,
     pub lookup: Lookup,
     pub admin_auth: AdminAuth,
     /// The admin panel's sessions (cookies), riding on `admin_auth`'s.
@@ -180,6 +182,7 @@ impl App {
                 &server_secret,
                 config.webhooks.clone(),
             )),
+            catalogue: Catalogue::new(db.clone(), policies.clone()),
             policies,
             lookup,
             browser_sessions: BrowserSessions::new(db.clone(), config.access_token_ttl),

@@ -7,6 +7,7 @@
 //! versions and the checkpoint commit together in the caller's transaction.
 
 pub mod analytics;
+pub mod catalogue;
 mod copy;
 mod projector;
 pub mod replay;
@@ -25,6 +26,7 @@ pub fn all_projectors() -> Vec<Box<dyn Projector>> {
     vec![
         Box::new(subscriptions::SubscriptionsProjector),
         Box::new(analytics::AnalyticsProjector),
+        Box::new(catalogue::CatalogueProjector),
     ]
 }
 

@@ -23,6 +23,7 @@ use sqlx::PgConnection;
 
 use crate::all_projectors;
 use crate::analytics::DailyCounts;
+use crate::catalogue::{CatalogueEvent, CatalogueModel};
 use crate::copy::CopyIn;
 use crate::projector::{
     project_batch, record_dead_letter, reset_read_models, set_events_applied, write_versions,
@@ -70,6 +71,7 @@ type AggregateKey = (String, String);
 struct Rebuilt {
     subscriptions: SubscriptionsModel,
     analytics: DailyCounts,
+    catalogue: CatalogueModel,
     versions: HashMap<AggregateKey, i64>,
     /// Events that could not be folded: their positions, and why.
     parked: Vec<(i64, String)>,
@@ -88,6 +90,12 @@ impl Rebuilt {
         } = row;
         let subscription = (aggregate_type == Subscription::TYPE)
             .then(|| uuid::Uuid::parse_str(&aggregate_id).ok());
+        let row_kind = (subscription.is_none()).then(|| {
+            (
+                aggregate_type.clone(),
+                uuid::Uuid::parse_str(&aggregate_id).ok(),
+            )
+        });
         // The row's names become the key (no copy per event).
         let version = self.versions.entry((aggregate_type, aggregate_id));
         let expected = match &version {
@@ -105,7 +113,7 @@ impl Rebuilt {
         *version.or_insert(0) = sequence;
         self.events += 1;
         let Some(id) = subscription else {
-            return Ok(());
+            return self.fold_catalogue(row_kind, global_position, sequence, &payload);
         };
         // Straight from the stored text to the typed event: the hot path of a replay.
         match serde_json::from_str::<SubscriptionEvent>(&payload) {
@@ -116,6 +124,27 @@ impl Rebuilt {
                 self.analytics.apply(&event);
             }
             Err(error) => self.parked.push((global_position, error.to_string())),
+        }
+        Ok(())
+    }
+}
+
+impl Rebuilt {
+    /// Folds a catalogue aggregate's event (others but subscriptions' have no read model).
+    fn fold_catalogue(
+        &mut self,
+        kind: Option<(String, Option<uuid::Uuid>)>,
+        global_position: i64,
+        sequence: i64,
+        payload: &str,
+    ) -> Result<(), ProjectionError> {
+        let Some((aggregate_type, Some(id))) = kind else {
+            return Ok(());
+        };
+        match CatalogueEvent::parse(&aggregate_type, payload) {
+            Some(Ok(event)) => self.catalogue.apply(id, sequence, event),
+            Some(Err(error)) => self.parked.push((global_position, error.to_string())),
+            None => {}
         }
         Ok(())
     }
@@ -165,6 +194,7 @@ pub async fn replay(
     let Rebuilt {
         subscriptions,
         analytics,
+        catalogue,
         versions,
         parked,
         events,
@@ -188,6 +218,7 @@ pub async fn replay(
         }
     }
     analytics.save(tx.conn()).await?;
+    catalogue.save(tx.conn()).await?;
     let mut unfolded = Vec::with_capacity(parked.len());
     for (position, error) in &parked {
         if let Some(stored) = stored_event_at(tx.conn(), *position).await? {
@@ -284,7 +315,7 @@ async fn hold_back_projector_writes(db: Conn<'_>) -> Result<(), sqlx::Error> {
         with_conn!(db, c => {
             sqlx::query(
                 "lock table projection_versions, rm_subscriptions, rm_devices, rm_daily_counts,
-                     dead_letters, projector_checkpoints in share row exclusive mode",
+                     rm_products, rm_entitlements, rm_policies, dead_letters, projector_checkpoints in share row exclusive mode",
             )
             .execute(&mut *c)
             .await?;

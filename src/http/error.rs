@@ -21,7 +21,8 @@ pub struct ApiError {
     pub detail: String,
     /// Logged with the response; never part of it.
     internal: Option<String>,
-    /// Problem-type specific members (RFC 9457 §3.2), e.g. `missing_entitlements`.
+    /// Members the problem adds for this code (RFC 9457 extensions), e.g. the unknown
+    /// entitlements of `UNKNOWN_ENTITLEMENT`.
     extensions: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -47,9 +48,11 @@ impl ApiError {
         }
     }
 
-    /// The problem with one more member of its own.
-    pub fn with(mut self, member: &str, value: impl Into<serde_json::Value>) -> Self {
-        self.extensions.insert(member.to_owned(), value.into());
+    /// This problem with one more member (never one of the standard ones).
+    pub fn with(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        if !matches!(name, "type" | "title" | "status" | "detail" | "code") {
+            self.extensions.insert(name.to_owned(), value.into());
+        }
         self
     }
 
@@ -107,13 +110,13 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             code: self.code.to_owned(),
         };
-        let mut body = serde_json::to_value(&problem).unwrap_or_default();
-        if let Some(members) = body.as_object_mut() {
-            for (name, value) in self.extensions {
-                members.entry(name).or_insert(value);
+        let body = match serde_json::to_value(&problem) {
+            Ok(serde_json::Value::Object(mut members)) => {
+                members.extend(self.extensions);
+                serde_json::to_vec(&members).unwrap_or_default()
             }
-        }
-        let body = serde_json::to_vec(&body).unwrap_or_default();
+            _ => serde_json::to_vec(&problem).unwrap_or_default(),
+        };
         (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],

@@ -4,6 +4,7 @@ pub mod access;
 pub mod access_log;
 mod analytics;
 mod auth;
+mod catalogue;
 pub mod client_origin;
 pub mod connections;
 mod devices;
@@ -66,6 +67,7 @@ pub fn router(app: SharedApp) -> Router {
         .merge(analytics::router(app.config.enable_analytics))
         .merge(events::router())
         .merge(webhooks::router())
+        .merge(catalogue::router())
         .merge(health::router())
         .merge(metrics::router())
         .split_for_parts();

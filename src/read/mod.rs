@@ -3,6 +3,7 @@
 
 pub mod actors;
 pub mod analytics;
+pub mod catalogue;
 pub mod consistency;
 pub mod deadlines;
 pub mod devices;

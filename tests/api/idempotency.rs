@@ -499,6 +499,12 @@ async fn the_document_describes_the_header_and_cors_allows_it() {
         "/api/v1/webhooks",
         "/api/v1/webhooks/{id}/secret",
         "/api/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+        "/api/v1/products",
+        "/api/v1/entitlements",
+        "/api/v1/policies",
+        "/api/v1/policies/{id}/archive",
+        "/api/v1/policies/{id}/unarchive",
+        "/api/v1/policies/{id}/entitlements",
     ] {
         assert!(writing_posts.iter().any(|p| p == expected), "{expected}");
     }

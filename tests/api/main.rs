@@ -9,6 +9,7 @@ mod access_log;
 mod admin_auth;
 mod bad_input;
 mod browser;
+mod catalogue;
 mod client_addresses;
 mod command_line;
 mod concurrency;

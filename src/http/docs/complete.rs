@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use crate::http::{idempotency, storable, subscriptions};
 use crate::licensing::MAX_FINGERPRINT_LEN;
 use crate::subscriptions::MAX_FEATURES;
+use flowlytix_aggregates::catalogue::MAX_ENTITLEMENTS;
 use flowlytix_aggregates::subscription::{MAX_DEVICE_LIMIT, MAX_TEXT_LEN};
 use utoipa::openapi::OpenApi as OpenApiDocument;
 
@@ -305,7 +306,11 @@ fn field_rules(name: &str) -> Option<Value> {
             "maxLength": 254,
             "pattern": format!("^[{WHITE_SPACE}]*[^@\\x00-\\x1f\\x7f-\\x9f{WHITE_SPACE}]+@[^@.\\x00-\\x1f\\x7f-\\x9f{WHITE_SPACE}][^@\\x00-\\x1f\\x7f-\\x9f{WHITE_SPACE}]*\\.[^@\\x00-\\x1f\\x7f-\\x9f{WHITE_SPACE}]*[^@.\\x00-\\x1f\\x7f-\\x9f{WHITE_SPACE}][{WHITE_SPACE}]*$"),
         }),
-        "plan" => slug,
+        "plan" | "code" => slug,
+        // Catalogue codes (entitlements of a policy, codes to attach).
+        "entitlements" | "codes" => {
+            json!({"maxItems": MAX_ENTITLEMENTS, "items": {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"}})
+        }
         "features" => {
             json!({"maxItems": MAX_FEATURES, "items": {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"}})
         }

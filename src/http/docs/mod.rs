@@ -32,6 +32,7 @@ pub use complete::complete;
         (name = "analytics", description = "Admin: counts now and per day"),
         (name = "events", description = "Auditors: the global event feed"),
         (name = "webhooks", description = "Admin: signed webhooks fed by the event stream"),
+        (name = "catalogue", description = "Admin: products, entitlements and the policies subscriptions follow"),
         (name = "ops", description = "Health"),
     )
 )]

@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::helpers::{ApiClient, NatsNames};
 
-const PROJECTORS: [&str; 2] = ["subscriptions", "analytics"];
+const PROJECTORS: [&str; 3] = ["subscriptions", "analytics", "catalogue"];
 
 /// Transactions held open stall every publisher of the PostgreSQL cluster (the xmin horizon
 /// is cluster-wide): the tests that hold one, and the test that measures propagation time,

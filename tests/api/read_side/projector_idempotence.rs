@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use flowlytix_projections::analytics::AnalyticsProjector;
+use flowlytix_projections::catalogue::CatalogueProjector;
 use flowlytix_projections::subscriptions::SubscriptionsProjector;
 use flowlytix_projections::{project, EventRecord, Outcome, Projector};
 use serde_json::json;
@@ -164,9 +165,10 @@ async fn two_simultaneous_deliveries_of_a_first_event_apply_it_once() {
         metadata: json!({}),
         recorded_at: now,
     };
-    let projectors: [Arc<dyn Projector>; 2] = [
+    let projectors: [Arc<dyn Projector>; 3] = [
         Arc::new(SubscriptionsProjector),
         Arc::new(AnalyticsProjector),
+        Arc::new(CatalogueProjector),
     ];
     for projector in projectors {
         let mut first = pool.begin().await.unwrap();
