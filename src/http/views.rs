@@ -90,11 +90,7 @@ impl SubscriptionView {
             product_code: terms.product_code,
             policy_code: terms.policy_code,
             entitlements: terms.entitlements,
-            overrides: state
-                .overrides
-                .iter()
-                .map(|o| o.as_str().to_owned())
-                .collect(),
+            overrides: override_names(&state.overrides),
             in_grace,
             grace_until: terms.grace_until,
             version,
@@ -109,6 +105,13 @@ impl SubscriptionView {
             position: None,
         }
     }
+}
+
+/// The names of overridden fields, sorted by name (as the read model keeps them).
+fn override_names(overrides: &[Override]) -> Vec<String> {
+    let mut names: Vec<String> = overrides.iter().map(|o| o.as_str().to_owned()).collect();
+    names.sort();
+    names
 }
 
 impl SubscriptionView {

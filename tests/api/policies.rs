@@ -262,7 +262,7 @@ async fn a_policy_change_applies_at_once_to_every_follower_without_an_override()
         .iter()
         .find(|e| e["event_type"] == "DeviceActivated")
         .unwrap();
-    assert_eq!(activated["payload"]["DeviceActivated"]["policy_version"], 1);
+    assert_eq!(activated["payload"]["policy_version"], 1, "{activated}");
 }
 
 #[tokio::test]
@@ -450,6 +450,10 @@ async fn scoped_validation_refuses_another_product_policy_or_missing_entitlement
     assert_eq!(missing["missing_entitlements"], json!(["admin"]));
     // A license of its own is for no product.
     let custom_key = custom["license_key"].as_str().unwrap();
+    licensing
+        .activate(custom_key, "laptop")
+        .await
+        .expect_status(StatusCode::CREATED);
     let verdict = validate(custom_key, json!({"product": "app"})).await;
     assert_eq!(verdict["code"], "PRODUCT_SCOPE_MISMATCH");
 
@@ -471,7 +475,11 @@ async fn scoped_validation_refuses_another_product_policy_or_missing_entitlement
 async fn tokens_carry_the_product_policy_and_entitlements_beside_every_old_claim() {
     let app = spawn_app().await;
     let api = app.api();
-    catalogue(&api, json!({"token_ttl": "PT1H"})).await;
+    catalogue(
+        &api,
+        json!({"token_ttl": "PT1H", "expiration_strategy": "restrict", "grace_period": null}),
+    )
+    .await;
     let subscription = follower(&api, "app/pro", json!({"features": ["admin"]})).await;
     let issued = api
         .licensing()
