@@ -1,7 +1,7 @@
 //! Deadline notices: the scheduler records `SubscriptionExpiringSoon` and
 //! `SubscriptionExpired` once each, on one instance or two, after a restart too, and they
-//! reach the history and webhooks. (`SubscriptionGraceEnded` needs a policy with grace: see
-//! `src/subscriptions/deadline_tests.rs` until the catalogue has its HTTP API.)
+//! reach the history and webhooks; with a policy that gives grace, `SubscriptionGraceEnded`
+//! follows once the grace is over.
 
 use std::time::Duration;
 
@@ -254,4 +254,66 @@ async fn two_instances_record_each_notice_once() {
     .await;
     let items = wait_for_event(&second_api, &after, "SubscriptionExpired").await;
     assert_eq!(of_type(&items, "SubscriptionExpired").len(), 1);
+}
+
+/// A policy with two seconds of grace: the expiry says until when, and the end of grace is
+/// recorded once, after it.
+#[tokio::test]
+async fn grace_ends_with_its_own_notice() {
+    let app = spawn_app_with(FAST).await;
+    let api = app.api();
+    let product = created(
+        &api,
+        "/api/v1/products",
+        json!({"name": "App", "code": "app"}),
+    )
+    .await;
+    created(
+        &api,
+        "/api/v1/policies",
+        json!({"product_id": product["id"], "name": "Short", "code": "short", "max_devices": 1,
+               "expiration_strategy": "allow_grace", "grace_period": "PT2S"}),
+    )
+    .await;
+    let body = api
+        .create(
+            json!({"customer_email": "grace@example.com", "customer_name": "Grace",
+                       "policy": "app/short", "expires_at": in_seconds(1)}),
+        )
+        .await;
+    let id = body["id"].as_str().unwrap();
+
+    let items = wait_for_event(&api, id, "SubscriptionGraceEnded").await;
+    let expired = of_type(&items, "SubscriptionExpired");
+    assert_eq!(expired.len(), 1, "{items:#?}");
+    assert!(
+        !expired[0]["payload"]["grace_until"].is_null(),
+        "{:?}",
+        expired[0]
+    );
+    let grace_ended = of_type(&items, "SubscriptionGraceEnded");
+    assert_eq!(grace_ended.len(), 1);
+    assert!(
+        grace_ended[0]["position"].as_i64() > expired[0]["position"].as_i64(),
+        "grace ends after the expiry"
+    );
+    // Nothing more is due: a few more passes record nothing.
+    let count = history(&api, id).await.len();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(history(&api, id).await.len(), count);
+}
+
+async fn created(api: &ApiClient, path: &str, body: Value) -> Value {
+    let response = api
+        .admin(Method::POST, path)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        reqwest::StatusCode::CREATED,
+        "POST {path}"
+    );
+    response.json().await.unwrap()
 }
