@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::keys::{absolute, IfMissing, JwtKeys, KeyError};
 use crate::store::{self, EventMetadata};
 
+mod adopt_plans;
 mod backup;
 
 /// Why a command failed.
@@ -36,6 +37,8 @@ pub enum CliError {
     Replay(#[source] flowlytix_projections::ProjectionError),
     #[error(transparent)]
     Backup(#[from] backup::BackupError),
+    #[error(transparent)]
+    Adopt(#[from] adopt_plans::AdoptError),
     #[error("the two passwords differ; nothing was changed")]
     PasswordsDiffer,
     #[error(transparent)]
@@ -72,6 +75,11 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Licensing policies.
+    Policies {
+        #[command(subcommand)]
+        command: PoliciesCommand,
     },
     /// Copy the embedded store to FILE while the server serves: a consistent snapshot,
     /// events and read models together (SQLite's VACUUM INTO). On PostgreSQL use pg_dump
@@ -122,6 +130,21 @@ pub enum AdminCommand {
 pub enum EventsCommand {
     /// Write every event, in commit order, as JSON lines to standard output.
     Export,
+}
+
+#[derive(Subcommand)]
+pub enum PoliciesCommand {
+    /// Make every subscription of its own follow a policy: one policy per distinct plan,
+    /// under product PRODUCT (created if missing), by appending events. Without --apply it
+    /// only says what it would do. Running it again adopts nothing twice.
+    AdoptPlans {
+        /// The product code the new policies belong to.
+        #[arg(long, default_value = "default")]
+        product: String,
+        /// Do it (the default is a dry run).
+        #[arg(long)]
+        apply: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -191,6 +214,25 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
                 keys.kid,
                 keys.public_pem.trim_end()
             ));
+            Ok(())
+        }
+        Command::Policies {
+            command: PoliciesCommand::AdoptPlans { product, apply },
+        } => {
+            let app = crate::App::start_for_maintenance(config).await?;
+            let adopted = adopt_plans::adopt_plans(&app, &product, apply).await?;
+            for line in &adopted.lines {
+                report(line);
+            }
+            if apply {
+                report(format_args!(
+                    "adopted {} subscription(s); {} changed meanwhile and were left as they are (run it again)",
+                    adopted.subscriptions - adopted.skipped,
+                    adopted.skipped
+                ));
+            } else if adopted.subscriptions > 0 {
+                report("dry run: nothing was written; run again with --apply to do it");
+            }
             Ok(())
         }
         Command::Backup { file } => {

@@ -40,6 +40,26 @@ impl Policies {
             .unwrap_or_default()
     }
 
+    /// The book, with any of `ids` this instance has not heard of read first (a policy made
+    /// by a command-line run on the embedded store, or announced while the notices were
+    /// down). Costs nothing when it has them all, as it normally does.
+    pub async fn covering(&self, ids: impl IntoIterator<Item = PolicyId>) -> PolicyBook {
+        let book = self.book();
+        let missing: Vec<PolicyId> = ids
+            .into_iter()
+            .filter(|id| book.get(*id).is_none())
+            .collect();
+        if missing.is_empty() {
+            return book;
+        }
+        for id in missing {
+            if let Err(error) = self.reload(id).await {
+                tracing::warn!(policy = %id, %error, "cannot read a policy a subscription follows");
+            }
+        }
+        self.book()
+    }
+
     /// Reads every policy from the store (at start, and after notices may have been missed).
     pub async fn load_all(&self) -> Result<usize, ExecuteError<CatalogueError>> {
         let ids = self

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::subscription::SubscriptionState;
-use flowlytix_aggregates::{Subscription, SubscriptionId};
+use flowlytix_aggregates::{PolicyId, Subscription, SubscriptionId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -101,7 +101,7 @@ async fn change_entitlements(
         .await?;
     Ok(subscription_response(
         StatusCode::OK,
-        committed_view(app, &committed, now)?,
+        committed_view(app, &committed, now).await?,
     ))
 }
 
@@ -156,7 +156,7 @@ fn subscription_response(status: StatusCode, view: SubscriptionView) -> Response
     response
 }
 
-fn committed_view(
+async fn committed_view(
     app: &App,
     committed: &Committed<Subscription>,
     now: DateTime<Utc>,
@@ -165,7 +165,8 @@ fn committed_view(
         .aggregate
         .state()
         .ok_or_else(|| ApiError::internal("a committed subscription has no state"))?;
-    let mut view = SubscriptionView::new(state, committed.version, now, &app.policies.book());
+    let policies = app.policies.covering(state.policy_id).await;
+    let mut view = SubscriptionView::new(state, committed.version, now, &policies);
     view.position = Some(committed.position);
     Ok(view)
 }
@@ -191,7 +192,7 @@ async fn create_subscription(
         }
         None => app.subscriptions.create(body, metadata).await?,
     };
-    let mut view = committed_view(&app, &created.committed, now)?;
+    let mut view = committed_view(&app, &created.committed, now).await?;
     view.license_key = Some(created.license_key.expose().to_owned());
     let location = format!("/api/v1/subscriptions/{}", view.id);
     let mut response = subscription_response(StatusCode::CREATED, view);
@@ -225,7 +226,7 @@ async fn get_subscription(
             state,
             version,
             as_of.unwrap_or_else(Utc::now),
-            &app.policies.book(),
+            &app.policies.covering(state.policy_id).await,
         ),
     ))
 }
@@ -256,8 +257,11 @@ async fn list_subscriptions(
         ));
     }
     let consistent = wait_for_position(&app.db, "subscriptions", filter.min_position).await?;
-    let policies = app.policies.book();
-    let (rows, total) = read::subscriptions::list(&app.db, &filter, &policies).await?;
+    let (rows, total) = read::subscriptions::list(&app.db, &filter, &app.policies.book()).await?;
+    let policies = app
+        .policies
+        .covering(rows.iter().filter_map(|row| row.policy_id.map(PolicyId)))
+        .await;
     let now = Utc::now();
     let paging = read::Paging {
         page: filter.page,
@@ -298,7 +302,7 @@ async fn update_subscription(
         .await?;
     Ok(subscription_response(
         StatusCode::OK,
-        committed_view(&app, &committed, now)?,
+        committed_view(&app, &committed, now).await?,
     ))
 }
 
@@ -349,7 +353,7 @@ async fn regenerate_license_key(
         .subscriptions
         .regenerate_license_key(SubscriptionId(id), request, metadata)
         .await?;
-    let mut view = committed_view(&app, &created.committed, now)?;
+    let mut view = committed_view(&app, &created.committed, now).await?;
     view.license_key = Some(created.license_key.expose().to_owned());
     Ok(subscription_response(StatusCode::OK, view))
 }

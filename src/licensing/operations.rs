@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::license_key::LicenseKey;
 use flowlytix_aggregates::subscription::EffectiveTerms;
+use flowlytix_aggregates::PolicyTerms;
 use flowlytix_aggregates::{
     DeactivationReason, DeviceDetails, DeviceId, DeviceInfo, Sha256Hex, Subscription,
     SubscriptionAction, SubscriptionError, SubscriptionEvent, SubscriptionId,
@@ -206,8 +207,8 @@ impl Licensing {
             .filter(|l| !l.deleted)
             .filter(|l| l.license_key.as_ref().map(|k| &k.key_hash) == Some(key_hash))
             .ok_or(LicensingError::LicenseNotFound)?;
-        let book = self.commands.policies().book();
-        let terms = license.effective(license.policy(&book).map(|p| p.as_ref()));
+        let policy = self.policy_of(&license).await;
+        let terms = license.effective(policy.as_deref());
         match scope.mismatch(&terms) {
             None => Ok(()),
             Some((code, missing_entitlements)) => Err(LicensingError::OutOfScope {
@@ -265,11 +266,14 @@ impl Licensing {
             key_hash.is_none()
                 || license.license_key.as_ref().map(|k| &k.key_hash) == key_hash.as_ref()
         };
-        // Policies are all in memory: judging by the current terms costs no read.
-        let book = self.commands.policies().book();
         if let Some(cached) = self.cache.fresh(subscription_id, false) {
-            let policy = cached.policy(&book);
-            let verdict = judge(Some(&cached).filter(|l| names(l)), policy, &device, now);
+            let policy = self.policy_of(&cached).await;
+            let verdict = judge(
+                Some(&cached).filter(|l| names(l)),
+                policy.as_ref(),
+                &device,
+                now,
+            );
             if verdict.code == ValidationCode::Valid
                 || self.cache.fresh(subscription_id, true).is_some()
             {
@@ -277,13 +281,26 @@ impl Licensing {
             }
         }
         let license = self.license_from_store(subscription_id).await?;
-        let policy = license.as_ref().and_then(|l| l.policy(&book));
+        let policy = match &license {
+            Some(license) => self.policy_of(license).await,
+            None => None,
+        };
         Ok(judge(
             license.as_ref().filter(|l| names(l)),
-            policy,
+            policy.as_ref(),
             &device,
             now,
         ))
+    }
+
+    /// The terms of the policy `license` follows. Policies are all in memory, so this costs
+    /// no read, unless this instance has not heard of that policy (made by a command-line
+    /// run on the embedded store, or announced while the notices were down): then it is
+    /// read once.
+    async fn policy_of(&self, license: &LicenseSnapshot) -> Option<Arc<PolicyTerms>> {
+        let id = license.policy_id?;
+        let book = self.commands.policies().covering([id]).await;
+        book.get(id).cloned()
     }
 
     /// The license as the write side has it now, remembered for the next validation.

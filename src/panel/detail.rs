@@ -220,7 +220,7 @@ async fn render(
         state,
         version,
         as_of.unwrap_or_else(Utc::now),
-        &app.policies.book(),
+        &app.policies.covering(state.policy_id).await,
     );
     let history = history(app, id).await?;
     let status = view.status.as_str();

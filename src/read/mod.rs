@@ -2,6 +2,7 @@
 //! the bounded wait that lets a caller read what it just wrote.
 
 pub mod actors;
+pub mod adoption;
 pub mod analytics;
 pub mod catalogue;
 pub mod consistency;

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::{
-    Subscription, SubscriptionAction, SubscriptionCommand, SubscriptionError, SubscriptionId,
+    PolicyBook, Subscription, SubscriptionAction, SubscriptionCommand, SubscriptionError,
+    SubscriptionId,
 };
 use flowlytix_projections::Db;
 
@@ -48,6 +49,15 @@ impl SubscriptionAdmin {
     /// The same commands, for a service of its own (the deadline scheduler).
     pub fn shared_commands(&self) -> Arc<SubscriptionCommands> {
         self.commands.clone()
+    }
+}
+
+fn reload_failed(
+    error: ExecuteError<flowlytix_aggregates::CatalogueError>,
+) -> ExecuteError<SubscriptionError> {
+    match error {
+        ExecuteError::Store(error) => ExecuteError::Store(error),
+        other => ExecuteError::Store(Box::new(std::io::Error::other(other.to_string()))),
     }
 }
 
@@ -103,15 +113,38 @@ impl SubscriptionCommands {
     > {
         let at = metadata.occurred_at;
         let era = self.licenses.era();
-        let policies = self.policies.book();
-        let commands = actions
-            .into_iter()
-            .map(|action| SubscriptionCommand::new(at, action).with_policies(policies.clone()))
-            .collect();
-        let committed = self
+        let commands = |policies: PolicyBook| -> Vec<SubscriptionCommand> {
+            actions
+                .iter()
+                .cloned()
+                .map(|action| SubscriptionCommand::new(at, action).with_policies(policies.clone()))
+                .collect()
+        };
+        let first = self
             .executor
-            .execute(&id.to_string(), commands, metadata, expected_version)
-            .await?;
+            .execute(
+                &id.to_string(),
+                commands(self.policies.book()),
+                metadata.clone(),
+                expected_version,
+            )
+            .await;
+        let committed = match first {
+            // A policy this instance has not heard of (made by a command-line run, or
+            // announced while its notices were down): read them all again, decide again.
+            Err(ExecuteError::Domain(SubscriptionError::PolicyNotFound)) => {
+                self.policies.load_all().await.map_err(reload_failed)?;
+                self.executor
+                    .execute(
+                        &id.to_string(),
+                        commands(self.policies.book()),
+                        metadata,
+                        expected_version,
+                    )
+                    .await?
+            }
+            other => other?,
+        };
         let license = committed.aggregate.state().map(|state| {
             self.licenses
                 .remember(LicenseSnapshot::from_state(state, committed.version), era)

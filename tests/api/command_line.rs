@@ -389,3 +389,95 @@ async fn a_backup_taken_under_write_load_holds_every_acknowledged_subscription()
     );
     assert_eq!(api.get(&sample).await, served);
 }
+
+/// `flowlytix policies adopt-plans`: a dry run writes nothing; `--apply` gives each plan a
+/// policy that its subscriptions follow, with what every license grants unchanged; a
+/// second run adopts nothing.
+#[tokio::test]
+async fn adopt_plans_moves_plan_slugs_onto_policies_dry_run_first_and_once() {
+    let app = spawn_app().await;
+    let api = app.api();
+    let (pro_a, key_a) = api.create_simple(1, "pro", 3).await;
+    let (_pro_b, _) = api.create_simple(2, "pro", 3).await;
+    let (pro_c, _) = api.create_simple(3, "pro", 5).await;
+    let (team, _) = api.create_simple(4, "team", 10).await;
+    // A third entitlement on one subscription only: it stays that subscription's own.
+    api.put(&pro_c, json!({"features": ["export", "admin"]}))
+        .await;
+    api.licensing()
+        .activate(&key_a, "laptop")
+        .await
+        .expect_status(StatusCode::CREATED);
+    app.wait_for_read_models().await;
+    let env = server_env(&app.database_url, &app.key_dir, None);
+    let dir = empty_dir();
+
+    let events = app.event_count().await;
+    let dry = flowlytix(
+        &dir,
+        &env,
+        &["policies", "adopt-plans", "--product", "desk"],
+        "",
+    )
+    .await;
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let said = stdout(&dry);
+    assert!(said.contains("would make 3 subscription(s) on plan \"pro\" follow policy desk/pro (max_devices 3, entitlements [export]); 1 keep their own device limit, 1 their own extra entitlements"), "{said}");
+    assert!(said.contains("dry run: nothing was written"), "{said}");
+    assert_eq!(app.event_count().await, events, "a dry run writes nothing");
+
+    let applied = flowlytix(
+        &dir,
+        &env,
+        &["policies", "adopt-plans", "--product", "desk", "--apply"],
+        "",
+    )
+    .await;
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    assert!(
+        stdout(&applied).contains("adopted 4 subscription(s); 0 changed meanwhile"),
+        "{}",
+        stdout(&applied)
+    );
+    for (id, limit, entitlements, overrides) in [
+        (&pro_a, 3, json!(["export"]), json!([])),
+        (
+            &pro_c,
+            5,
+            json!(["admin", "export"]),
+            json!(["max_devices"]),
+        ),
+        (&team, 10, json!(["export"]), json!([])),
+    ] {
+        let view = api.get(&format!("/api/v1/subscriptions/{id}")).await;
+        assert_eq!(view["product_code"], "desk", "{view}");
+        assert_eq!(view["max_devices"], limit, "{view}");
+        assert_eq!(view["entitlements"], entitlements, "{view}");
+        assert_eq!(view["overrides"], overrides, "{view}");
+    }
+    // The running server still validates the adopted license, granting what it did. On
+    // PostgreSQL it hears of the change at once; an embedded server trusts the license it
+    // cached for up to a minute after another process wrote to its file (the command line
+    // is such a process), so only the terms, which are the same, are checked there.
+    let verdict = api.licensing().verdict(&key_a, "laptop").await;
+    assert_eq!(verdict["valid"], true, "{verdict}");
+    assert_eq!(verdict["license"]["entitlements"], json!(["export"]));
+    if backend() == Backend::Postgres {
+        assert_eq!(verdict["license"]["policy_code"], "pro", "{verdict}");
+    }
+
+    app.wait_for_read_models().await;
+    let again = flowlytix(
+        &dir,
+        &env,
+        &["policies", "adopt-plans", "--product", "desk", "--apply"],
+        "",
+    )
+    .await;
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains("nothing to adopt"),
+        "{}",
+        stdout(&again)
+    );
+}
