@@ -27,7 +27,8 @@ pub struct SubscriptionFilter {
     pub product: Option<String>,
     /// Only subscriptions following this policy: its id, its code, or
     /// `<product code>/<policy code>`.
-    #[param(max_length = 129)]
+    #[serde(default, deserialize_with = "policy_name")]
+    #[param(value_type = Option<String>, min_length = 1, max_length = 129)]
     pub policy: Option<String>,
     /// Matches email, name or organization (case-insensitive substring).
     pub q: Option<String>,
@@ -76,6 +77,18 @@ fn plan_slug<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D
             .map(|plan| Some(plan.as_str().to_owned()))
             .map_err(serde::de::Error::custom),
         None => Ok(None),
+    }
+}
+
+/// A policy filter is at most a `<product code>/<policy code>` long: anything longer could
+/// never match.
+fn policy_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let raw = Option::<String>::deserialize(d)?;
+    match raw {
+        Some(raw) if raw.is_empty() || raw.chars().count() > 129 => Err(serde::de::Error::custom(
+            "policy: a policy id, code or <product code>/<policy code> (1 to 129 characters)",
+        )),
+        other => Ok(other),
     }
 }
 
