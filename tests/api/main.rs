@@ -22,6 +22,7 @@ mod effective_status;
 mod end_to_end;
 mod error_reports;
 mod event_log;
+mod fixture_log;
 mod idempotency;
 mod key_regeneration;
 mod license_tokens;
