@@ -29,7 +29,12 @@ pub async fn phases(ctx: &Ctx<'_>, seeded: &Seeded) -> Result<Vec<Phase>, BoxErr
             ("POST validate, access log off", "validate_access_log_off"),
         ),
     ] {
-        let mut server = start_server(ctx, setting).await?;
+        let mut server = start_server(
+            ctx,
+            &format!("access-log-{setting}"),
+            &[("ACCESS_LOG", setting)],
+        )
+        .await?;
         let args = crate::Args {
             server_pid: server.id(),
             ..ctx.args.clone()
@@ -60,30 +65,37 @@ pub async fn phases(ctx: &Ctx<'_>, seeded: &Seeded) -> Result<Vec<Phase>, BoxErr
     Ok(measured)
 }
 
-struct Server {
-    child: tokio::process::Child,
-    port: u16,
+pub struct Server {
+    pub child: tokio::process::Child,
+    pub port: u16,
 }
 
 impl Server {
-    fn id(&self) -> Option<u32> {
+    pub fn id(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// Stops it and waits for it to end.
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
     }
 }
 
-/// `flowlytix serve` on a free port with `ACCESS_LOG=<setting>`; returns once `/livez`
-/// answers.
-async fn start_server(ctx: &Ctx<'_>, setting: &str) -> Result<Server, BoxError> {
+/// `flowlytix serve` on a free port with this process's environment and `env` on top, in a
+/// directory of its own named after `label`; returns once `/livez` answers.
+pub async fn start_server(
+    ctx: &Ctx<'_>,
+    label: &str,
+    env: &[(&str, &str)],
+) -> Result<Server, BoxError> {
     let bin = crate::replay::server_bin(ctx.args)?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     // A directory of its own, as scripts/bench gives the measured server: no `.env` of the
     // checkout is read.
-    let dir = std::env::temp_dir().join(format!(
-        "flowlytix-bench-access-log-{setting}-{}",
-        ctx.bench.run_id
-    ));
+    let dir = std::env::temp_dir().join(format!("flowlytix-bench-{label}-{}", ctx.bench.run_id));
     std::fs::create_dir_all(&dir)?;
     let log_path = dir.join("server.log");
     let log = std::fs::File::create(&log_path)?;
@@ -92,7 +104,7 @@ async fn start_server(ctx: &Ctx<'_>, setting: &str) -> Result<Server, BoxError> 
         .current_dir(&dir)
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
-        .env("ACCESS_LOG", setting)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -105,7 +117,7 @@ async fn start_server(ctx: &Ctx<'_>, setting: &str) -> Result<Server, BoxError> 
         let live = ctx.bench.client.get(&url).send().await;
         if live.is_ok_and(|r| r.status().is_success()) {
             println!(
-                "  server with ACCESS_LOG={setting} on port {port}, its log in {}",
+                "  server ({label}) on port {port}, its log in {}",
                 log_path.display()
             );
             return Ok(Server { child, port });
@@ -113,7 +125,7 @@ async fn start_server(ctx: &Ctx<'_>, setting: &str) -> Result<Server, BoxError> 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Err(format!(
-        "the server with ACCESS_LOG={setting} did not come up; see {}",
+        "the server ({label}) did not come up; see {}",
         log_path.display()
     )
     .into())

@@ -12,7 +12,7 @@ use chrono::Utc;
 use flowlytix_aggregates::license_key::LicenseKey;
 use flowlytix_aggregates::subscription::NewSubscription;
 use flowlytix_aggregates::{
-    DeviceDetails, DeviceId, DeviceInfo, Email, Plan, SubscriptionAction, SubscriptionId,
+    DeviceDetails, DeviceId, DeviceInfo, Email, Plan, PolicyId, SubscriptionAction, SubscriptionId,
 };
 use flowlytix_server::crypto::{new_license_key, sha256_hex};
 use flowlytix_server::licensing::fingerprint_hash;
@@ -22,7 +22,7 @@ use flowlytix_server::{App, Config, SharedApp};
 use futures::StreamExt;
 use uuid::Uuid;
 
-use crate::seed::{fingerprint, SeededLicense};
+use crate::seed::{fingerprint_labeled, SeededLicense};
 use crate::{Args, BoxError};
 
 /// The server's application, in this process.
@@ -99,10 +99,16 @@ pub fn metadata() -> EventMetadata {
 /// `LicenseKeyIssued`, then `DeviceActivated` and `LicenseTokenIssued` per device), in one
 /// transaction instead of one per request: a quarter of the commits and no key lookups,
 /// which is what makes 100 000 subscriptions fit in a few minutes.
+///
+/// `label` tells this set's customers and fingerprints from another set's (`s` for the
+/// validate set); with `follow`, every subscription follows that policy, as one created
+/// with `policy` and no overrides does (see `subscriptions::create`).
 pub async fn licenses(
     app: &App,
     args: &Args,
     run_id: &str,
+    label: &str,
+    follow: Option<&Follow>,
 ) -> Result<Vec<SeededLicense>, BoxError> {
     let devices = args.devices_per_subscription;
     let done = AtomicUsize::new(0);
@@ -113,7 +119,7 @@ pub async fn licenses(
             .map(|i| {
                 let done = &done;
                 async move {
-                    let license = seed_license(app, run_id, i, devices).await;
+                    let license = seed_license(app, run_id, label, follow, i, devices).await;
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                     if n % tenth == 0 {
                         println!(
@@ -130,37 +136,56 @@ pub async fn licenses(
     results.into_iter().collect()
 }
 
+/// The policy seeded subscriptions follow: its id, and its code (a follower's plan).
+pub struct Follow {
+    pub policy_id: PolicyId,
+    pub plan: Plan,
+}
+
 /// One seeded subscription with its devices, in one command.
 async fn seed_license(
     app: &App,
     run_id: &str,
+    label: &str,
+    follow: Option<&Follow>,
     i: usize,
     devices: u32,
 ) -> Result<SeededLicense, BoxError> {
     let key = new_license_key();
     let id = SubscriptionId(Uuid::new_v4());
     let now = Utc::now();
+    // A follower's plan is its policy's code and its device limit, period and entitlements
+    // are the policy's: it sets none of its own (the 1 is what `create` records then).
+    let (plan, max_devices, features, policy_id) = match follow {
+        None => (
+            Plan::parse("pro")?,
+            devices,
+            vec!["export".into(), "sync".into()],
+            None,
+        ),
+        Some(follow) => (follow.plan.clone(), 1, vec![], Some(follow.policy_id)),
+    };
     let mut actions = Vec::with_capacity(1 + 2 * devices as usize);
     actions.push(SubscriptionAction::CreateSubscription(NewSubscription {
         subscription_id: id,
-        customer_email: Email::parse(&format!("bench-{run_id}-s{i}@example.com"))?,
-        customer_name: format!("Bench s{i}"),
+        customer_email: Email::parse(&format!("bench-{run_id}-{label}{i}@example.com"))?,
+        customer_name: format!("Bench {label}{i}"),
         organization: None,
-        plan: Plan::parse("pro")?,
+        plan,
         starts_at: now,
         expires_at: None,
         trial_ends_at: None,
-        max_devices: devices,
-        features: vec!["export".into(), "sync".into()],
+        max_devices,
+        features,
         metadata: serde_json::Map::new(),
         key_hash: sha256_hex(key.expose()),
         key_prefix: key.display_prefix(),
-        policy_id: None,
+        policy_id,
         overrides: vec![],
     }));
     let mut fingerprints = Vec::with_capacity(devices as usize);
     for d in 0..devices {
-        let fingerprint = fingerprint(run_id, i, d);
+        let fingerprint = fingerprint_labeled(run_id, label, i, d);
         let hash = fingerprint_hash(&fingerprint)?;
         actions.push(SubscriptionAction::ActivateDevice(DeviceDetails {
             device_id: DeviceId(Uuid::new_v4()),

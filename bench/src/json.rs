@@ -4,6 +4,7 @@ use serde_json::{json, Map, Value};
 
 use crate::machine::mb;
 use crate::measure::Phase;
+use crate::policy::Propagation;
 use crate::report::Report;
 
 fn phase(p: &Phase) -> Value {
@@ -60,6 +61,33 @@ fn headline(report: &Report) -> Value {
         "projection_lag_p50_ms": report.lag.as_ref().map(|l| l.p50_ms()),
         "projection_lag_p99_ms": report.lag.as_ref().map(|l| l.p99_ms()),
         "long_history_over_fresh": ratio("activate_fresh_history", "activate_long_history"),
+        "validate_second_over_livez_second": ratio("validate_second", "livez_second"),
+        "validate_policy_over_livez_second": ratio("validate_policy", "livez_second"),
+        "validate_second_server_cpu_us": report.phase("validate_second").and_then(Phase::server_cpu_us),
+        "validate_policy_server_cpu_us": report.phase("validate_policy").and_then(Phase::server_cpu_us),
+        "policy_propagation_ms": report.propagation.as_ref().and_then(|p| p.visible_ms()).filter(|ms| !ms.is_empty()).map(|ms| json!({
+            "min": ms.first(),
+            "median": ms[ms.len() / 2],
+            "max": ms.last(),
+        })),
+    })
+}
+
+fn propagation(p: &Propagation) -> Value {
+    json!({
+        "followers": p.followers,
+        "observer": p.observer,
+        "changes": p.changes.iter().map(|c| json!({
+            "action": c.action,
+            "expected": c.expected,
+            "command_ms": c.command_ms,
+            "visible_ms": c.visible_ms,
+            "visible_after_return_ms": c.visible_after_return_ms,
+            "validations": c.polls,
+            "events_appended": c.events_appended,
+            "events_before": c.events_before,
+            "events_after": c.events_after,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -102,6 +130,7 @@ pub fn render(report: &Report) -> Value {
             }),
             Err(error) => json!({"error": error}),
         }),
+        "policy_propagation": report.propagation.as_ref().map(propagation),
         "server_memory_mb": {
             "rss_after_seed": report.memory_after_seed.map(|m| mb(m.rss)),
             "rss_end": report.memory_end.map(|m| mb(m.rss)),

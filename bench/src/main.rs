@@ -21,7 +21,12 @@
 //!   event log: `store::Lookup::subscription_by_key_hash`; the read model:
 //!   `read::licenses::subscription_id_by_key_hash`), and a single-row insert into a scratch
 //!   table (dropped at the end) through sqlx;
-//! - `replay`: the server binary's `flowlytix replay` on the same database, online (`replay`).
+//! - `replay`: the server binary's `flowlytix replay` on the same database, online (`replay`);
+//! - after all of these, on a set of their own (a policy made for the run and
+//!   `--subscriptions` subscriptions that follow it) and on a second server started for them
+//!   (`policy`): `validate-policy`, validation of the followers' licenses beside `/livez` and
+//!   the plain validate set on that server, and `policy-propagation`, the time a policy change
+//!   takes to reach another instance's validation.
 //!
 //! With `--server-pid` it adds the server's CPU time per request and its memory (RSS once
 //! the seeding is projected, and at the end). `--json FILE` writes every figure, with the
@@ -51,6 +56,7 @@ mod lag;
 mod machine;
 mod measure;
 mod phases;
+mod policy;
 mod replay;
 mod report;
 mod seed;
@@ -136,6 +142,9 @@ pub struct Args {
     /// How long the replay may take before it is stopped and the run fails.
     #[arg(long, default_value_t = 1800)]
     replay_timeout_secs: u64,
+    /// Policy changes the policy-propagation phase makes (detach and attach in turn).
+    #[arg(long, default_value_t = 5)]
+    propagation_changes: usize,
     /// Also write every figure, machine-readably, to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -144,7 +153,7 @@ pub struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "livez,validate,access-log,activate,activate-history,db-select-events,db-select-rm,db-insert,replay"
+        default_value = "livez,validate,access-log,activate,activate-history,db-select-events,db-select-rm,db-insert,replay,validate-policy,policy-propagation"
     )]
     phases: Vec<PhaseKind>,
 }
@@ -163,8 +172,16 @@ pub enum PhaseKind {
     DbSelectEvents,
     DbSelectRm,
     DbInsert,
-    /// `flowlytix replay` on the server's database, while the server runs (last).
+    /// `flowlytix replay` on the server's database, while the server runs (last of the
+    /// phases on the validate set).
     Replay,
+    /// Validation of subscriptions that follow a policy, beside `/livez` and the plain
+    /// validate set, on a second server (after every phase above, on a set of its own;
+    /// needs the in-process application).
+    ValidatePolicy,
+    /// A policy change's time to reach another instance's validation (the second server's
+    /// on PostgreSQL, the writer's own on the embedded store).
+    PolicyPropagation,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,8 +281,14 @@ async fn run(args: Args) -> Result<(), BoxError> {
 
     // The in-process application seeds in direct mode and makes the long history.
     let in_process = if args.seed_mode == SeedMode::Direct
-        || args.phases.contains(&PhaseKind::ActivateHistory)
-    {
+        || args.phases.iter().any(|p| {
+            matches!(
+                p,
+                PhaseKind::ActivateHistory
+                    | PhaseKind::ValidatePolicy
+                    | PhaseKind::PolicyPropagation
+            )
+        }) {
         Some(direct::InProcess::start(&args.database_url, &bench.run_id).await?)
     } else {
         None
@@ -297,7 +320,9 @@ async fn seed_and_measure(
 ) -> Result<Report, BoxError> {
     let started = Instant::now();
     let licenses = match in_process.filter(|_| args.seed_mode == SeedMode::Direct) {
-        Some(in_process) => direct::licenses(&in_process.app, args, &bench.run_id).await?,
+        Some(in_process) => {
+            direct::licenses(&in_process.app, args, &bench.run_id, "s", None).await?
+        }
         None => seed::licenses_over_http(bench, args).await?,
     };
     let seeded_in = started.elapsed();
@@ -319,7 +344,6 @@ async fn seed_and_measure(
     let mut report = measure_all(&ctx, &seeded, in_process, run).await?;
     report.memory_after_seed = memory_after_seed;
     report.seed_catch_up_secs = seed_catch_up_secs;
-    report.memory_end = args.server_pid.and_then(machine::memory);
     Ok(report)
 }
 
@@ -411,6 +435,16 @@ async fn measure_all(
             }
         }
     }
+    // The measured server's memory at the end of the phases on the validate set (before
+    // the policy phases' seeding adds to its read models).
+    let memory_end = ctx.args.server_pid.and_then(machine::memory);
+    let mut propagation = None;
+    if wants(PhaseKind::ValidatePolicy) || wants(PhaseKind::PolicyPropagation) {
+        let in_process = in_process.ok_or("the policy phases need the in-process application")?;
+        let figures = policy::phases(ctx, seeded, &in_process.app).await?;
+        phases.extend(figures.phases);
+        propagation = figures.propagation;
+    }
     Ok(Report {
         run,
         phases,
@@ -418,8 +452,9 @@ async fn measure_all(
         catch_up_secs,
         memory_after_seed: None,
         seed_catch_up_secs: None,
-        memory_end: None,
+        memory_end,
         history_events,
         replay,
+        propagation,
     })
 }

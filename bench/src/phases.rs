@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use flowlytix_server::read::licenses::subscription_id_by_key_hash;
 use flowlytix_server::store::Lookup;
 use reqwest::StatusCode;
@@ -27,10 +28,20 @@ pub async fn livez(ctx: &Ctx<'_>) -> Result<Phase, BoxError> {
 }
 
 pub async fn validate(ctx: &Ctx<'_>, seeded: &Seeded) -> Result<Phase, BoxError> {
+    validate_set(ctx, "POST validate", "validate", &seeded.validate_bodies).await
+}
+
+/// `POST /api/v1/licensing/validate` with random bodies of `all` (a seeded set's, a
+/// subscription's devices at a time, in seeding order; `--validate-subscriptions` limits it
+/// to the first subscriptions), each answer checked to be valid.
+pub async fn validate_set(
+    ctx: &Ctx<'_>,
+    name: &'static str,
+    key: &'static str,
+    all: &[Bytes],
+) -> Result<Phase, BoxError> {
     let client = ctx.bench.client.clone();
     let url = Arc::new(format!("{}/api/v1/licensing/validate", ctx.bench.base));
-    // Bodies come a subscription's devices at a time, in seeding order.
-    let all = &seeded.validate_bodies;
     let limit = match ctx.args.validate_subscriptions {
         0 => all.len(),
         n => all
@@ -38,7 +49,7 @@ pub async fn validate(ctx: &Ctx<'_>, seeded: &Seeded) -> Result<Phase, BoxError>
             .min(n * ctx.args.devices_per_subscription as usize),
     };
     let bodies = Arc::new(all[..limit].to_vec());
-    phase("POST validate", "validate", ctx, move |worker, i| {
+    phase(name, key, ctx, move |worker, i| {
         let body = bodies[pick(bodies.len(), worker, i)].clone();
         let request = client
             .post(url.as_str())

@@ -3,6 +3,7 @@
 use crate::lag::LagFigures;
 use crate::machine::{mb, Memory};
 use crate::measure::Phase;
+use crate::policy::Propagation;
 use crate::replay::ReplayFigures;
 
 /// What the run was: when, where, against what, with which settings.
@@ -38,6 +39,8 @@ pub struct Report {
     pub history_events: Option<HistoryEvents>,
     /// The replay's figures, or why it failed.
     pub replay: Option<Result<ReplayFigures, String>>,
+    /// How long policy changes took to reach validation.
+    pub propagation: Option<Propagation>,
 }
 
 fn us(value: Option<f64>) -> String {
@@ -75,6 +78,21 @@ impl Report {
             "validate / livez, access log off",
             "validate_access_log_off",
             "livez_access_log_off",
+        ),
+        (
+            "validate / livez, second server",
+            "validate_second",
+            "livez_second",
+        ),
+        (
+            "validate-policy / livez, second server",
+            "validate_policy",
+            "livez_second",
+        ),
+        (
+            "validate-policy / validate, second server",
+            "validate_policy",
+            "validate_second",
         ),
         ("activate / livez", "activate", "livez"),
         (
@@ -175,6 +193,34 @@ impl Report {
                 replay.wall_events_per_second(),
                 replay.wall_secs
             );
+        }
+        if let Some(propagation) = &self.propagation {
+            println!();
+            println!(
+                "policy change -> validation ({} followers, seen by {})",
+                propagation.followers, propagation.observer
+            );
+            for c in &propagation.changes {
+                println!(
+                    "  {:<7} {:>3} event(s) (events {} -> {}), command {:.1} ms, seen {} ms after its start ({} ms after its return)",
+                    c.action,
+                    c.events_appended,
+                    c.events_before,
+                    c.events_after,
+                    c.command_ms,
+                    us(c.visible_ms),
+                    us(c.visible_after_return_ms)
+                );
+            }
+            match propagation.visible_ms() {
+                Some(ms) if !ms.is_empty() => println!(
+                    "  min / median / max {:.1} / {:.1} / {:.1} ms",
+                    ms[0],
+                    ms[ms.len() / 2],
+                    ms[ms.len() - 1]
+                ),
+                _ => println!("  a change was NOT seen within the limit"),
+            }
         }
         if let Some(after_seed) = self.memory_after_seed {
             println!();

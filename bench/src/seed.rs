@@ -30,7 +30,12 @@ pub struct Seeded {
 pub type SeededLicense = (String, Vec<String>);
 
 pub fn fingerprint(run_id: &str, subscription: usize, device: u32) -> String {
-    format!("bench-{run_id}-s{subscription}-d{device}")
+    fingerprint_labeled(run_id, "s", subscription, device)
+}
+
+/// A device's fingerprint in the seeded set `label` (`s`: the validate set).
+pub fn fingerprint_labeled(run_id: &str, label: &str, subscription: usize, device: u32) -> String {
+    format!("bench-{run_id}-{label}{subscription}-d{device}")
 }
 
 /// Seeds the validate set through the API, one request at a time per worker.
