@@ -45,7 +45,9 @@ impl EventCount {
                              from events
                              where (tx_id, global_position) > ($1::text::xid8, $2)
                                and tx_id < horizon.xmin
-                             order by tx_id desc, global_position desc
+                             -- events.tx_id: the bare name would be the text column above,
+                             -- which sorts 99999 after 100000.
+                             order by events.tx_id desc, global_position desc
                              limit 1
                          ) newly on true",
                 )
