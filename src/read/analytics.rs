@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use flowlytix_aggregates::values::{is_supported_day, EARLIEST_DAY};
 use flowlytix_aggregates::policy::ExpirationStrategy;
+use flowlytix_aggregates::values::{is_supported_day, EARLIEST_DAY};
 use flowlytix_aggregates::{PolicyBook, PolicyId};
-use uuid::Uuid;
 use flowlytix_projections::{with_db, Db};
 use serde::{Deserialize, Serialize};
 use sqlx::QueryBuilder;
 use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
