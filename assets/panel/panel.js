@@ -16,3 +16,17 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 });
+document.addEventListener("DOMContentLoaded", () => {
+  // A policy select: mark the chosen policy's row in its table of terms.
+  for (const select of document.querySelectorAll("select[data-terms]")) {
+    const table = document.getElementById(select.dataset.terms);
+    if (!table) continue;
+    const mark = () => {
+      for (const row of table.querySelectorAll("tr[data-policy]")) {
+        row.classList.toggle("chosen", row.dataset.policy === select.value);
+      }
+    };
+    select.addEventListener("change", mark);
+    mark();
+  }
+});

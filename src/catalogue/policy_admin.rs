@@ -216,6 +216,37 @@ with_later_fields! {
     }
 }
 
+impl CreatePolicyRequest {
+    /// A request with the required fields and none of the later-issue ones (the panel's
+    /// form sets the optional fields after).
+    pub fn new(product_id: Uuid, name: String, code: String, max_devices: u32) -> Self {
+        Self {
+            product_id,
+            name,
+            code,
+            max_devices,
+            duration: None,
+            trial_duration: None,
+            expiration_basis: None,
+            expiration_strategy: None,
+            grace_period: None,
+            token_ttl: None,
+            entitlements: None,
+            metadata: None,
+            license_model: None,
+            require_heartbeat: None,
+            heartbeat_duration: None,
+            heartbeat_cull: None,
+            resurrection_window: None,
+            max_deactivations: None,
+            deactivation_window: None,
+            max_borrow: None,
+            max_checkouts: None,
+            checkout_window: None,
+        }
+    }
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachEntitlementsRequest {

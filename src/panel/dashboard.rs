@@ -1,4 +1,4 @@
-//! `/admin`: counts by status and plan, active devices, daily activations and new
+//! `/admin`: counts by status, plan and policy (and of those in grace), active devices, daily activations and new
 //! subscriptions as SVG charts over a chosen range, what expires in the next 30 days, and
 //! the read side's health (the figures `/health` reports).
 
@@ -46,6 +46,10 @@ pub struct DashboardPage {
     active_devices: i64,
     by_status: Counts,
     by_plan: Counts,
+    /// `<product>/<policy>` (or `custom`) → live subscriptions following it.
+    by_policy: Counts,
+    /// Expired by their period but still valid within their policy's grace.
+    in_grace: i64,
     /// Off (`ENABLE_ANALYTICS=false`): the page says so instead of drawing charts.
     analytics_enabled: bool,
     charts: Vec<Chart>,
@@ -98,6 +102,9 @@ pub async fn page(
             .collect()
     };
     let by_status = queries::subscriptions_by_status(&app.db).await?;
+    let book = app.policies.book();
+    let (_, by_policy) = queries::subscriptions_by_policy(&app.db, &book).await?;
+    let in_grace = queries::subscriptions_in_grace(&app.db, &book).await?;
     let devices = queries::devices_by_status(&app.db).await?;
     let status = if range_error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
@@ -127,6 +134,8 @@ pub async fn page(
         active_devices: devices.get("active").copied().unwrap_or(0),
         by_status,
         by_plan: queries::subscriptions_by_plan(&app.db).await?,
+        by_policy,
+        in_grace,
         analytics_enabled,
         charts: if !analytics_enabled {
             Vec::new()
@@ -172,12 +181,13 @@ async fn expiring_soon(app: &App) -> Result<Vec<Row>, PanelError> {
         per_page: Some(read::MAX_PER_PAGE),
         min_position: None,
     };
-    let (rows, _) = read::subscriptions::list(&app.db, &filter, &app.policies.book()).await?;
+    let book = app.policies.book();
+    let (rows, _) = read::subscriptions::list(&app.db, &filter, &book).await?;
     Ok(rows
         .iter()
         .filter(|row| row.expires_at.is_some_and(|t| t > now))
         .take(20)
-        .map(Row::from)
+        .map(|row| Row::new(row, &book, now))
         .collect())
 }
 

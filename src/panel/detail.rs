@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::actors::{self, ActorShown};
 use super::error::PanelError;
 use super::events::actor_of;
+use super::following::{self, PolicyShown};
 use super::forms::{self, PageQuery};
 use super::layout::Layout;
 use super::session::{Reader, WriteForm};
@@ -51,7 +52,9 @@ pub struct EditForm {
 }
 
 impl EditForm {
-    fn of(view: &SubscriptionView) -> Self {
+    /// `own_features`: the entitlements it has besides its policy's (all of them without
+    /// one), so that saving the form unchanged keeps the policy's as the policy's.
+    fn of(view: &SubscriptionView, own_features: Vec<String>) -> Self {
         Self {
             version: view.version.to_string(),
             customer_email: view.customer_email.clone(),
@@ -62,7 +65,7 @@ impl EditForm {
             starts_at: forms::instant_field(Some(view.starts_at)),
             expires_at: forms::instant_field(view.expires_at),
             trial_ends_at: forms::instant_field(view.trial_ends_at),
-            features: view.features.join(", "),
+            features: own_features.join(", "),
         }
     }
 
@@ -145,8 +148,9 @@ pub struct DetailPage {
     id: String,
     title: String,
     view: SubscriptionView,
+    /// Its policy, its own values beside the policy's, its grace, its entitlements.
+    policy: PolicyShown,
     organization: String,
-    features: String,
     starts_at: String,
     expires_at: String,
     trial_ends_at: String,
@@ -216,12 +220,15 @@ async fn render(
     let state = subscription
         .live()
         .ok_or_else(|| PanelError::NotFound("No such subscription.".into()))?;
-    let view = SubscriptionView::new(
-        state,
-        version,
-        as_of.unwrap_or_else(Utc::now),
-        &app.policies.covering(state.policy_id).await,
-    );
+    let book = app.policies.covering(state.policy_id).await;
+    let view = SubscriptionView::new(state, version, as_of.unwrap_or_else(Utc::now), &book);
+    let policy = following::shown(&view, &book);
+    let own_features = policy
+        .entitlements
+        .iter()
+        .filter(|e| e.own || policy.following.is_none())
+        .map(|e| e.code.clone())
+        .collect();
     let history = history(app, id).await?;
     let status = view.status.as_str();
     let never = |t: Option<DateTime<Utc>>, none: &str| t.map_or(none.to_owned(), moment);
@@ -233,8 +240,8 @@ async fn render(
         } else {
             view.customer_name.clone()
         },
+        policy,
         organization: view.organization.clone().unwrap_or_default(),
-        features: view.features.join(", "),
         starts_at: moment(view.starts_at),
         expires_at: never(view.expires_at, "never (perpetual)"),
         trial_ends_at: never(view.trial_ends_at, "no trial"),
@@ -254,7 +261,9 @@ async fn render(
         as_of: as_of.map(moment),
         as_of_text: shown.as_of_text,
         as_of_error,
-        edit: shown.edit.unwrap_or_else(|| EditForm::of(&view)),
+        edit: shown
+            .edit
+            .unwrap_or_else(|| EditForm::of(&view, own_features)),
         error: shown.error,
         can_suspend: !matches!(status, "suspended" | "canceled"),
         can_resume: matches!(status, "suspended" | "past_due"),

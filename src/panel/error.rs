@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::layout::Layout;
+use crate::catalogue::CatalogueFailure;
 use crate::http::error::ApiError;
 use crate::subscriptions::ManageError;
 use crate::webhooks::WebhookError;
@@ -92,6 +93,12 @@ impl PanelError {
 
 impl From<ManageError> for PanelError {
     fn from(error: ManageError) -> Self {
+        Self::Api(error.into())
+    }
+}
+
+impl From<CatalogueFailure> for PanelError {
+    fn from(error: CatalogueFailure) -> Self {
         Self::Api(error.into())
     }
 }

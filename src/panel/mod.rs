@@ -7,16 +7,24 @@
 mod actions;
 mod actors;
 mod assets;
+mod catalogue;
 mod charts;
 mod dashboard;
 mod detail;
 mod devices;
+mod entitlements;
 mod error;
 mod events;
 mod export;
+mod following;
 mod forms;
 mod layout;
 mod login;
+mod new_subscription;
+mod policies;
+mod policy_detail;
+mod product_detail;
+mod products;
 mod session;
 mod subscriptions;
 mod webhook_detail;
@@ -53,7 +61,7 @@ pub fn router(sign_in_limit: Option<Limit>) -> Router<SharedApp> {
         .route("/admin/subscriptions/export.csv", get(export::export_csv))
         .route(
             "/admin/subscriptions/new",
-            get(subscriptions::new_form).post(subscriptions::create),
+            get(new_subscription::new_form).post(new_subscription::create),
         )
         .route(
             "/admin/subscriptions/{id}",
@@ -87,6 +95,41 @@ pub fn router(sign_in_limit: Option<Limit>) -> Router<SharedApp> {
         .route(
             "/admin/webhooks/{id}/deliveries/{delivery_id}/redeliver",
             post(webhook_detail::redeliver),
+        )
+        .route("/admin/products", get(products::list))
+        .route(
+            "/admin/products/new",
+            get(products::new_form).post(products::create),
+        )
+        .route(
+            "/admin/products/{id}",
+            get(product_detail::page).post(product_detail::save),
+        )
+        .route(
+            "/admin/products/{id}/delete",
+            get(product_detail::confirm_delete).post(product_detail::delete),
+        )
+        .route(
+            "/admin/entitlements",
+            get(entitlements::list).post(entitlements::create),
+        )
+        .route("/admin/entitlements/{id}", post(entitlements::rename))
+        .route(
+            "/admin/entitlements/{id}/delete",
+            get(entitlements::confirm_delete).post(entitlements::delete),
+        )
+        .route("/admin/policies", get(policies::list))
+        .route(
+            "/admin/policies/new",
+            get(policies::new_form).post(policies::create),
+        )
+        .route(
+            "/admin/policies/{id}",
+            get(policy_detail::page).post(policy_detail::save),
+        )
+        .route(
+            "/admin/policies/{id}/{action}",
+            get(policy_detail::confirm).post(policy_detail::act),
         )
         .merge(sign_in)
         // Pages may hold what only a signed-in admin may see: never kept by a cache.

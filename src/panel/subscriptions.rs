@@ -1,26 +1,22 @@
 //! `/admin/subscriptions`: the list (search, filters, sort, paging; its CSV export is in
-//! `export`), and the new-subscription form whose answer shows the full license key once.
+//! `export`, the new-subscription form in `new_subscription`).
 
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use flowlytix_aggregates::{Plan, SubscriptionError, SubscriptionId};
+use chrono::{DateTime, Utc};
+use flowlytix_aggregates::{Plan, PolicyBook};
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::error::PanelError;
 use super::forms::{self, PageQuery};
 use super::layout::Layout;
-use super::session::{Reader, WriteForm, Writer};
+use super::session::Reader;
 use crate::app::SharedApp;
-use crate::http::extract::RequestContext;
+use crate::http::views::SubscriptionView;
 use crate::read;
 use crate::read::consistency::wait_for_position;
 use crate::read::subscriptions::{StatusFilter, SubscriptionFilter, SubscriptionRecord};
-use crate::store::ExecuteError;
-use crate::subscriptions::{CreateSubscriptionRequest, ManageError};
 
 const PER_PAGE: u32 = 25;
 
@@ -51,6 +47,12 @@ pub struct ListQuery {
     pub status: String,
     #[serde(default)]
     pub plan: String,
+    /// A product code: subscriptions following its policies.
+    #[serde(default)]
+    pub product: String,
+    /// `<product code>/<policy code>`.
+    #[serde(default)]
+    pub policy: String,
     #[serde(default)]
     pub sort: String,
     pub page: Option<u32>,
@@ -67,8 +69,10 @@ impl ListQuery {
             plan: Plan::parse(self.plan.trim())
                 .ok()
                 .map(|p| p.as_str().to_owned()),
-            product: None,
-            policy: None,
+            product: Plan::parse(self.product.trim())
+                .ok()
+                .map(|p| p.as_str().to_owned()),
+            policy: forms::optional(&self.policy),
             q: forms::optional(&self.q),
             expiring_before: None,
             sort: SORTS
@@ -87,6 +91,8 @@ impl ListQuery {
             ("q", self.q.clone()),
             ("status", self.status.clone()),
             ("plan", self.plan.clone()),
+            ("product", self.product.clone()),
+            ("policy", self.policy.clone()),
             ("sort", self.sort.clone()),
             ("page", page.to_string()),
         ];
@@ -102,25 +108,31 @@ pub struct Row {
     pub organization: String,
     pub plan: String,
     pub status: String,
+    /// Expired, but still valid within its policy's grace.
+    pub in_grace: bool,
     pub devices: String,
     pub expires_at: String,
     pub created_at: String,
 }
 
-impl From<&SubscriptionRecord> for Row {
-    fn from(row: &SubscriptionRecord) -> Self {
+impl Row {
+    /// A list row under the policies' current terms (its plan and device limit those in
+    /// force).
+    pub fn new(row: &SubscriptionRecord, policies: &PolicyBook, now: DateTime<Utc>) -> Self {
+        let view = SubscriptionView::from_record(row.clone(), policies, now);
         Self {
-            id: row.id.to_string(),
-            customer_email: row.customer_email.clone(),
-            customer_name: row.customer_name.clone(),
-            organization: row.organization.clone().unwrap_or_default(),
-            plan: row.plan.clone(),
-            status: row.status.clone(),
-            devices: format!("{} / {}", row.active_devices, row.max_devices),
-            expires_at: row
+            id: view.id.to_string(),
+            customer_email: view.customer_email,
+            customer_name: view.customer_name,
+            organization: view.organization.unwrap_or_default(),
+            plan: view.plan,
+            status: view.status,
+            in_grace: view.in_grace,
+            devices: format!("{} / {}", view.active_devices, view.max_devices),
+            expires_at: view
                 .expires_at
                 .map_or("never".into(), |t| t.format("%Y-%m-%d").to_string()),
-            created_at: row.created_at.format("%Y-%m-%d").to_string(),
+            created_at: view.created_at.format("%Y-%m-%d").to_string(),
         }
     }
 }
@@ -132,6 +144,9 @@ pub struct ListPage {
     query: ListQuery,
     statuses: [&'static str; 6],
     plans: Vec<String>,
+    /// The product codes and `<product>/<policy>` codes to filter by.
+    products: Vec<String>,
+    policies: Vec<String>,
     sorts: [(&'static str, &'static str); 6],
     rows: Vec<Row>,
     total: i64,
@@ -151,9 +166,21 @@ pub async fn list(
 ) -> Result<ListPage, PanelError> {
     let consistent = wait_for_position(&app.db, "subscriptions", query.min_position).await?;
     let page = query.page.unwrap_or(1).max(1);
+    let book = app.policies.book();
     let (rows, total) =
-        read::subscriptions::list(&app.db, &query.filter(page, PER_PAGE), &app.policies.book())
-            .await?;
+        read::subscriptions::list(&app.db, &query.filter(page, PER_PAGE), &book).await?;
+    let mut policies: Vec<String> = book
+        .iter()
+        .map(|terms| format!("{}/{}", terms.product_code, terms.code))
+        .collect();
+    policies.sort();
+    let mut products: Vec<String> = book
+        .iter()
+        .map(|terms| terms.product_code.to_string())
+        .collect();
+    products.sort();
+    products.dedup();
+    let now = Utc::now();
     let plans = read::analytics::subscriptions_by_plan(&app.db)
         .await?
         .into_keys()
@@ -163,8 +190,10 @@ pub async fn list(
         layout: Layout::signed_in(&app, &session, "subscriptions").await,
         statuses: STATUSES,
         plans,
+        products,
+        policies,
         sorts: SORTS,
-        rows: rows.iter().map(Row::from).collect(),
+        rows: rows.iter().map(|row| Row::new(row, &book, now)).collect(),
         total,
         first: if rows.is_empty() { first } else { first + 1 },
         last: first + rows.len() as i64,
@@ -174,135 +203,4 @@ pub async fn list(
         query,
         consistent,
     })
-}
-
-/// The new-subscription form as typed.
-#[derive(Deserialize, Default)]
-pub struct NewSubscriptionForm {
-    /// Chosen when the form is shown: the same form sent twice (a reload of the answer)
-    /// names the same subscription, which the event store refuses to create again.
-    #[serde(default)]
-    pub subscription_id: String,
-    #[serde(default)]
-    pub customer_email: String,
-    #[serde(default)]
-    pub customer_name: String,
-    #[serde(default)]
-    pub organization: String,
-    #[serde(default)]
-    pub plan: String,
-    #[serde(default)]
-    pub max_devices: String,
-    #[serde(default)]
-    pub expires_at: String,
-    #[serde(default)]
-    pub trial_ends_at: String,
-    #[serde(default)]
-    pub features: String,
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "panel/new_subscription.html")]
-pub struct NewPage {
-    layout: Layout,
-    form: NewSubscriptionForm,
-    error: Option<String>,
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "panel/license_key.html")]
-pub struct KeyPage {
-    pub layout: Layout,
-    pub heading: &'static str,
-    pub subscription_id: String,
-    pub customer: String,
-    pub license_key: String,
-    /// The write's position, so that the list linked from here already shows it.
-    pub position: i64,
-}
-
-pub async fn new_form(
-    State(app): State<SharedApp>,
-    Writer(session): Writer,
-) -> Result<NewPage, PanelError> {
-    Ok(NewPage {
-        layout: Layout::signed_in(&app, &session, "subscriptions").await,
-        form: NewSubscriptionForm {
-            subscription_id: Uuid::new_v4().to_string(),
-            plan: "standard".into(),
-            max_devices: "3".into(),
-            ..NewSubscriptionForm::default()
-        },
-        error: None,
-    })
-}
-
-fn create_request(form: &NewSubscriptionForm) -> Result<CreateSubscriptionRequest, String> {
-    Ok(CreateSubscriptionRequest {
-        customer_email: form.customer_email.trim().to_owned(),
-        customer_name: form.customer_name.trim().to_owned(),
-        organization: forms::optional(&form.organization),
-        policy: None,
-        plan: Some(form.plan.trim().to_owned()),
-        max_devices: Some(forms::count("Max devices", &form.max_devices)?),
-        starts_at: None,
-        expires_at: forms::instant("Expires at", &form.expires_at)?,
-        trial_ends_at: forms::instant("Trial ends at", &form.trial_ends_at)?,
-        features: forms::list(&form.features),
-        metadata: serde_json::Map::new(),
-    })
-}
-
-pub async fn create(
-    State(app): State<SharedApp>,
-    context: RequestContext,
-    WriteForm { session, fields }: WriteForm<NewSubscriptionForm>,
-) -> Result<Response, PanelError> {
-    let layout = Layout::signed_in(&app, &session, "subscriptions").await;
-    let refused = |layout, form, message: String, status| {
-        let page = NewPage {
-            layout,
-            form,
-            error: Some(message),
-        };
-        Ok((status, page).into_response())
-    };
-    let request = match create_request(&fields) {
-        Ok(request) => request,
-        Err(message) => return refused(layout, fields, message, StatusCode::UNPROCESSABLE_ENTITY),
-    };
-    let metadata = context.metadata(session.admin.admin_id.to_string());
-    let id = Uuid::parse_str(fields.subscription_id.trim()).unwrap_or_else(|_| Uuid::new_v4());
-    match app
-        .subscriptions
-        .create_with_id(SubscriptionId(id), request, metadata)
-        .await
-    {
-        Ok(created) => {
-            let state = created.committed.aggregate.state();
-            let page = KeyPage {
-                layout,
-                heading: "Subscription created",
-                subscription_id: state.map(|s| s.id.to_string()).unwrap_or_default(),
-                customer: fields.customer_email.clone(),
-                license_key: created.license_key.expose().to_owned(),
-                position: created.committed.position,
-            };
-            Ok((StatusCode::CREATED, page).into_response())
-        }
-        Err(ManageError::Command(ExecuteError::Domain(SubscriptionError::AlreadyExists))) => {
-            let message = "This form was already sent and its subscription created; its \
-                 license key was shown then and is not shown again. Find it in the list."
-                .to_owned();
-            refused(layout, fields, message, StatusCode::CONFLICT)
-        }
-        Err(error) => {
-            let error = PanelError::from(error);
-            let (status, message) = error.message();
-            if status.is_server_error() {
-                return Err(error);
-            }
-            refused(layout, fields, message, status)
-        }
-    }
 }

@@ -116,7 +116,7 @@ pub struct NewWebhookForm {
     pub url: String,
     /// The ticked boxes: the field repeats, once per box (each may also be a
     /// comma-separated list, as the form's earlier text field took).
-    #[serde(default, deserialize_with = "one_or_many")]
+    #[serde(default, deserialize_with = "forms::one_or_many")]
     pub event_types: Vec<String>,
     #[serde(default)]
     pub description: String,
@@ -153,20 +153,6 @@ impl NewWebhookForm {
         }
         groups
     }
-}
-
-/// A field sent once is a string, sent more than once a list (see `form_fields`).
-fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(one) => vec![one],
-        OneOrMany::Many(many) => many,
-    })
 }
 
 pub struct EventTypeGroup {

@@ -625,3 +625,90 @@ async fn phone_flow(b: &mut Browser) {
         json!("table-row")
     );
 }
+
+#[tokio::test]
+async fn an_admin_makes_a_policy_and_a_subscription_that_follows_it_in_the_browser() {
+    if skip() {
+        return;
+    }
+    let app = spawn_app().await;
+    let mut browser = Browser::start(&app, "catalogue").await;
+    let outcome = AssertUnwindSafe(catalogue_flow(&mut browser))
+        .catch_unwind()
+        .await;
+    browser.finish(outcome).await;
+}
+
+async fn element(b: &Browser, id: &str) -> fantoccini::elements::Element {
+    b.client.find(Locator::Id(id)).await.unwrap()
+}
+
+async fn catalogue_flow(b: &mut Browser) {
+    sign_in(b, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    b.click_link("Products").await;
+    assert_eq!(b.h1().await, "Products");
+    b.click_link("New product").await;
+    b.fill("name", "Desk App").await;
+    b.fill("code", "desk").await;
+    b.click_button("Create product").await;
+    assert_eq!(b.h1().await, "Products");
+    b.click_link("Entitlements").await;
+    b.fill("code", "export").await;
+    b.fill("name", "Export to PDF").await;
+    b.click_button("Add entitlement").await;
+    assert_eq!(b.h1().await, "Entitlements");
+    b.click_link("Policies").await;
+    b.click_link("New policy").await;
+    element(b, "product")
+        .await
+        .select_by_index(1)
+        .await
+        .unwrap();
+    b.fill("name", "Pro yearly").await;
+    b.fill("code", "pro").await;
+    b.fill("max_devices", "5").await;
+    b.fill("duration", "P1Y").await;
+    element(b, "expiration_strategy")
+        .await
+        .select_by_value("allow_grace")
+        .await
+        .unwrap();
+    b.fill("grace_period", "P7D").await;
+    element(b, "entitlement-export")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.screenshot("new-policy").await;
+    b.click_button("Create policy").await;
+    assert_eq!(b.h1().await, "Policies");
+    assert!(b.text_of("table.cards tbody").await.contains("desk/pro"));
+    assert_fits_the_width(b).await;
+    b.screenshot("policies").await;
+    b.click_link("Subscriptions").await;
+    b.click_link("New subscription").await;
+    b.fill("customer_email", "follower@example.com").await;
+    b.fill("customer_name", "Policy Follower").await;
+    element(b, "policy")
+        .await
+        .select_by_value("desk/pro")
+        .await
+        .unwrap();
+    // The script marks the chosen policy's terms.
+    assert_eq!(
+        b.count(Locator::Css("tr.chosen[data-policy='desk/pro']"))
+            .await,
+        1
+    );
+    b.screenshot("new-subscription-with-policy").await;
+    b.click_button("Create subscription").await;
+    b.click_link("Open the subscription").await;
+    assert_eq!(b.h1().await, "Policy Follower");
+    let fields = b.text_of("dl.fields").await;
+    assert!(fields.contains("desk/pro — Pro yearly"), "{fields}");
+    assert!(
+        fields.contains("0 of 5") && fields.contains("export"),
+        "{fields}"
+    );
+    b.screenshot("follower").await;
+}

@@ -30,6 +30,7 @@ mod logs;
 mod long_history;
 mod metrics;
 mod panel;
+mod panel_catalogue;
 mod panel_details;
 mod panel_inputs;
 mod panel_webhooks;

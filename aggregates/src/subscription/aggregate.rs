@@ -516,11 +516,11 @@ impl Subscription {
             CreateSubscription(_) => unreachable!("handled above"),
             ChangePlan { plan } => {
                 state.ensure_not_canceled()?;
-                if state.policy_id.is_some() {
-                    return Err(SubscriptionError::PlanFollowsPolicy);
-                }
                 if plan == state.plan {
                     vec![]
+                } else if state.policy_id.is_some() {
+                    // Its plan is its policy's code: the same one sent back changes nothing.
+                    return Err(SubscriptionError::PlanFollowsPolicy);
                 } else {
                     vec![E::SubscriptionPlanChanged {
                         previous_plan: state.plan.clone(),
