@@ -123,6 +123,13 @@ async fn a_subscription_takes_its_terms_from_its_policy() {
         "P1Y from creation"
     );
 
+    // The plan and limit sent back unchanged (as the panel's edit form does) change nothing
+    // and override nothing.
+    let id = subscription["id"].as_str().unwrap();
+    let saved = api.put(id, json!({"plan": "pro", "max_devices": 3})).await;
+    assert_eq!(saved["overrides"], json!([]));
+    assert_eq!(saved["version"], subscription["version"]);
+
     // By id too, and the list shows the same terms.
     let by_id = follower(&api, policy["id"].as_str().unwrap(), json!({})).await;
     assert_eq!(by_id["policy_code"], "pro");
