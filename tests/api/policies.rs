@@ -276,11 +276,11 @@ async fn a_policy_change_applies_at_once_to_every_follower_without_an_override()
 async fn an_expired_license_validates_within_its_policy_s_grace_and_not_after() {
     let app = spawn_app().await;
     let api = app.api();
-    catalogue(&api, json!({})).await;
+    let pro = catalogue(&api, json!({})).await;
     created(
         &api,
         "/api/v1/policies",
-        json!({"product_id": app_product_id(&api).await, "name": "Strict", "code": "strict",
+        json!({"product_id": pro["product_id"], "name": "Strict", "code": "strict",
                "max_devices": 2, "expiration_strategy": "restrict"}),
     )
     .await;
@@ -351,17 +351,6 @@ async fn an_expired_license_validates_within_its_policy_s_grace_and_not_after() 
     assert_eq!(dashboard["subscriptions_by_policy"]["app/pro"], 2);
     assert_eq!(dashboard["subscriptions_by_policy"]["app/strict"], 1);
     assert_eq!(dashboard["subscriptions_by_product"]["app"], 3);
-}
-
-async fn app_product_id(api: &ApiClient) -> Value {
-    let products = api.get("/api/v1/products").await;
-    products["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["code"] == "app")
-        .map(|p| p["id"].clone())
-        .unwrap()
 }
 
 #[tokio::test]
