@@ -23,11 +23,7 @@ async fn expect(request: RequestBuilder, status: StatusCode) -> Value {
 }
 
 async fn post(app: &TestApp, path: &str, body: Value) -> Value {
-    expect(
-        app.admin(Method::POST, path).json(&body),
-        StatusCode::CREATED,
-    )
-    .await
+    app.api().create_at(path, body).await
 }
 
 async fn product(app: &TestApp, code: &str) -> Value {

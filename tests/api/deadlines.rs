@@ -262,14 +262,10 @@ async fn two_instances_record_each_notice_once() {
 async fn grace_ends_with_its_own_notice() {
     let app = spawn_app_with(FAST).await;
     let api = app.api();
-    let product = created(
-        &api,
-        "/api/v1/products",
-        json!({"name": "App", "code": "app"}),
-    )
-    .await;
-    created(
-        &api,
+    let product = api
+        .create_at("/api/v1/products", json!({"name": "App", "code": "app"}))
+        .await;
+    api.create_at(
         "/api/v1/policies",
         json!({"product_id": product["id"], "name": "Short", "code": "short", "max_devices": 1,
                "expiration_strategy": "allow_grace", "grace_period": "PT2S"}),
@@ -301,19 +297,4 @@ async fn grace_ends_with_its_own_notice() {
     let count = history(&api, id).await.len();
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(history(&api, id).await.len(), count);
-}
-
-async fn created(api: &ApiClient, path: &str, body: Value) -> Value {
-    let response = api
-        .admin(Method::POST, path)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.status(),
-        reqwest::StatusCode::CREATED,
-        "POST {path}"
-    );
-    response.json().await.unwrap()
 }

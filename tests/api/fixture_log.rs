@@ -484,20 +484,6 @@ async fn a_log_written_before_policies_gives_today_s_answers_after_a_replay() {
     assert_eq!(listed["items"][0]["version"], 21);
 }
 
-/// POSTs `body` to `path` as the admin; asserts 201 and returns the body.
-async fn created(app: &TestApp, path: &str, body: Value) -> Value {
-    let response = app
-        .admin(Method::POST, path)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, StatusCode::CREATED, "POST {path}: {body}");
-    body
-}
-
 /// What the lists answer: subscriptions, devices and the catalogue.
 async fn lists(app: &TestApp) -> Vec<Vec<Value>> {
     let api = app.api();
@@ -521,26 +507,22 @@ async fn a_log_written_before_policies_takes_a_catalogue_and_replays_to_the_same
 
     // The catalogue, made through the API on the old store.
     for code in ["export", "sync", "reports"] {
-        created(
-            &app,
-            "/api/v1/entitlements",
-            json!({"code": code, "name": code}),
+        app.api()
+            .create_at("/api/v1/entitlements", json!({"code": code, "name": code}))
+            .await;
+    }
+    let product = app
+        .api()
+        .create_at("/api/v1/products", json!({"name": "Desk", "code": "desk"}))
+        .await;
+    let policy = app
+        .api()
+        .create_at(
+            "/api/v1/policies",
+            json!({"product_id": product["id"], "name": "Team", "code": "team", "max_devices": 4,
+               "duration": "P1Y", "entitlements": ["export", "reports", "sync"]}),
         )
         .await;
-    }
-    let product = created(
-        &app,
-        "/api/v1/products",
-        json!({"name": "Desk", "code": "desk"}),
-    )
-    .await;
-    let policy = created(
-        &app,
-        "/api/v1/policies",
-        json!({"product_id": product["id"], "name": "Team", "code": "team", "max_devices": 4,
-               "duration": "P1Y", "entitlements": ["export", "reports", "sync"]}),
-    )
-    .await;
 
     // The fixture's subscriptions cannot follow it: canceled is final, deleted is gone.
     assert_refused(

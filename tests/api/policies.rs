@@ -10,36 +10,15 @@ use serde_json::{json, Value};
 
 use crate::helpers::{count_events_of_type, spawn_app, ApiClient, TestApp};
 
-/// POSTs `body` to `path` as the admin; asserts 201 and returns the body.
-async fn created(api: &ApiClient, path: &str, body: Value) -> Value {
-    let response = api
-        .admin(Method::POST, path)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, StatusCode::CREATED, "POST {path}: {body}");
-    body
-}
-
 /// A product `app`, entitlements `export`, `sync` and `admin`, and a policy `app/pro`:
 /// yearly, 3 seats, export and sync, 14 days of grace, with `settings` on top.
 async fn catalogue(api: &ApiClient, settings: Value) -> Value {
-    let product = created(
-        api,
-        "/api/v1/products",
-        json!({"name": "App", "code": "app"}),
-    )
-    .await;
-    for code in ["export", "sync", "admin"] {
-        created(
-            api,
-            "/api/v1/entitlements",
-            json!({"code": code, "name": code}),
-        )
+    let product = api
+        .create_at("/api/v1/products", json!({"name": "App", "code": "app"}))
         .await;
+    for code in ["export", "sync", "admin"] {
+        api.create_at("/api/v1/entitlements", json!({"code": code, "name": code}))
+            .await;
     }
     let mut policy = json!({
         "product_id": product["id"],
@@ -54,7 +33,7 @@ async fn catalogue(api: &ApiClient, settings: Value) -> Value {
     for (field, value) in settings.as_object().unwrap() {
         policy[field] = value.clone();
     }
-    created(api, "/api/v1/policies", policy).await
+    api.create_at("/api/v1/policies", policy).await
 }
 
 async fn follower(api: &ApiClient, policy: &str, extra: Value) -> Value {
@@ -277,8 +256,7 @@ async fn an_expired_license_validates_within_its_policy_s_grace_and_not_after() 
     let app = spawn_app().await;
     let api = app.api();
     let pro = catalogue(&api, json!({})).await;
-    created(
-        &api,
+    api.create_at(
         "/api/v1/policies",
         json!({"product_id": pro["product_id"], "name": "Strict", "code": "strict",
                "max_devices": 2, "expiration_strategy": "restrict"}),

@@ -83,6 +83,23 @@ impl ApiClient {
         expect_status(response, StatusCode::CREATED, "create").await
     }
 
+    /// `POST path` as the admin (a catalogue item, a subscription, a webhook...); asserts
+    /// 201 and returns the body.
+    pub async fn create_at(&self, path: &str, body: Value) -> Value {
+        let response = self
+            .admin(Method::POST, path)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        expect_status(
+            response,
+            StatusCode::CREATED,
+            &format!("POST {path} {body}"),
+        )
+        .await
+    }
+
     /// A subscription with `max_devices`, on `plan`, for a customer numbered `n`; returns
     /// its id and license key.
     pub async fn create_simple(&self, n: usize, plan: &str, max_devices: u32) -> (String, String) {
