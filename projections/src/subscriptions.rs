@@ -238,7 +238,7 @@ impl SubscriptionsModel {
                     deleted_at: None,
                     version,
                     policy_id: policy_id.map(|id| id.as_uuid()),
-                    overrides: Json(override_names(overrides)),
+                    overrides: Json(Override::names(overrides)),
                 },
             );
             return;
@@ -263,7 +263,7 @@ impl SubscriptionsModel {
                 row.plan = plan.as_str().to_owned();
                 row.max_devices = *max_devices as i32;
                 row.features = Json(features.clone());
-                row.overrides = Json(override_names(overrides));
+                row.overrides = Json(Override::names(overrides));
             }
             SubscriptionPeriodStarted { expires_at, .. } => row.expires_at = Some(*expires_at),
             // Notices: the status in force is computed from the period when read; what
@@ -538,13 +538,6 @@ fn set_all_but_id(columns: &str) -> String {
         .map(|c| format!("{c} = excluded.{c}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The names of the overridden fields, sorted (as `mark_overridden` keeps them).
-fn override_names(overrides: &[Override]) -> Vec<String> {
-    let mut names: Vec<String> = overrides.iter().map(|o| o.as_str().to_owned()).collect();
-    names.sort();
-    names
 }
 
 fn mark_overridden(row: &mut SubscriptionRecord, field: Override) {

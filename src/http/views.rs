@@ -90,7 +90,7 @@ impl SubscriptionView {
             product_code: terms.product_code,
             policy_code: terms.policy_code,
             entitlements: terms.entitlements,
-            overrides: override_names(&state.overrides),
+            overrides: Override::names(&state.overrides),
             in_grace,
             grace_until: terms.grace_until,
             version,
@@ -107,13 +107,6 @@ impl SubscriptionView {
     }
 }
 
-/// The names of overridden fields, sorted by name (as the read model keeps them).
-fn override_names(overrides: &[Override]) -> Vec<String> {
-    let mut names: Vec<String> = overrides.iter().map(|o| o.as_str().to_owned()).collect();
-    names.sort();
-    names
-}
-
 impl SubscriptionView {
     /// A list's row (its `status` already the one in force at `now`) under the policies'
     /// current terms.
@@ -122,7 +115,7 @@ impl SubscriptionView {
             .overrides
             .0
             .iter()
-            .filter_map(|name| serde_json::from_value(Value::String(name.clone())).ok())
+            .filter_map(|name| Override::from_name(name))
             .collect();
         let policy = row
             .policy_id

@@ -5,9 +5,7 @@ use flowlytix_aggregates::subscription::{
     effective_status, in_grace, Device, EffectiveTerms, LicenseKeyState, Override, OwnTerms,
     SubscriptionState,
 };
-use flowlytix_aggregates::{
-    DeviceId, PolicyBook, PolicyId, PolicyTerms, Sha256Hex, Status, SubscriptionId,
-};
+use flowlytix_aggregates::{DeviceId, PolicyId, PolicyTerms, Sha256Hex, Status, SubscriptionId};
 
 /// The parts of a subscription that validation needs.
 #[derive(Debug, Clone)]
@@ -95,11 +93,6 @@ impl LicenseSnapshot {
 
     pub fn status_at(&self, now: DateTime<Utc>) -> Status {
         effective_status(self.status, self.expires_at, self.trial_ends_at, now)
-    }
-
-    /// The terms of the policy it follows, as `policies` has them.
-    pub fn policy<'a>(&self, policies: &'a PolicyBook) -> Option<&'a std::sync::Arc<PolicyTerms>> {
-        policies.get(self.policy_id?)
     }
 
     /// What it grants under `policy` (the one it follows, or none).

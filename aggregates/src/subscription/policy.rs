@@ -26,6 +26,21 @@ impl Override {
             Self::TrialEndsAt => "trial_ends_at",
         }
     }
+
+    /// The field `name` names, as `as_str` writes it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::MaxDevices, Self::ExpiresAt, Self::TrialEndsAt]
+            .into_iter()
+            .find(|field| field.as_str() == name)
+    }
+
+    /// The names of `overrides`, sorted by name: how the read model and every answer list
+    /// them.
+    pub fn names(overrides: &[Self]) -> Vec<String> {
+        let mut names: Vec<String> = overrides.iter().map(|o| o.as_str().to_owned()).collect();
+        names.sort();
+        names
+    }
 }
 
 /// The device limit in force: the policy's unless the subscription has its own.
