@@ -16,6 +16,7 @@ use crate::catalogue::{follow_policy_changes, Catalogue, Policies};
 use crate::config::Config;
 use crate::idempotency::IdempotencyKeys;
 use crate::keys::{IfMissing, JwtKeys, KeyError};
+use crate::leases::{Culler, LeaseClock};
 use crate::licensing::freshness::follow_license_changes;
 use crate::licensing::token::LicenseTokens;
 use crate::licensing::{LicenseCache, Licensing};
@@ -152,10 +153,12 @@ impl App {
         let policies = Arc::new(Policies::new(db.clone(), lookup.clone()));
         let count = policies.load_all().await.map_err(StartError::Policies)?;
         tracing::debug!(policies = count, "policies loaded");
+        let lease_clock = Arc::new(LeaseClock::new(db.clone()));
         let commands = Arc::new(SubscriptionCommands::new(
             db.clone(),
             licenses.clone(),
             policies.clone(),
+            lease_clock,
         ));
         let license_tokens = LicenseTokens::new(
             Arc::new(license_keys),
@@ -238,11 +241,16 @@ impl App {
         // Joined: a pass stops between commands, before the pool closes.
         let deadlines = DeadlineScheduler::new(
             self.subscriptions.shared_commands(),
-            self.db.clone(),
             self.config.deadlines.clone(),
         );
         self.background
-            .spawn_joined(deadlines.run(self.background.signal()));
+            .spawn_joined(deadlines.run(self.db.clone(), self.background.signal()));
+        let culler = Culler::new(
+            self.subscriptions.shared_commands(),
+            self.config.lease_scan_interval,
+        );
+        self.background
+            .spawn_joined(culler.run(self.db.clone(), self.background.signal()));
         self.background
             .spawn(crate::monitoring::run_upkeep(self.background.signal()));
         self.background.spawn(

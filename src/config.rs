@@ -100,6 +100,9 @@ pub struct Config {
     pub sentry_dsn: Option<SecretString>,
     pub webhooks: WebhookSettings,
     pub deadlines: DeadlineSettings,
+    /// How often the leader culls leases past their deadline (`LEASE_SCAN_INTERVAL`). A dead
+    /// lease is culled within this of its deadline (well inside the 30 s promised).
+    pub lease_scan_interval: Duration,
 }
 
 /// When deadline notices are recorded (`EXPIRY_*`).
@@ -337,6 +340,10 @@ impl Config {
                         .map_or(DEFAULT_REMINDER_DAYS, str::trim),
                 )?,
             },
+            lease_scan_interval: parse_wait(
+                "LEASE_SCAN_INTERVAL",
+                &var("LEASE_SCAN_INTERVAL").unwrap_or_else(|| "10s".into()),
+            )?,
         };
         if let Some(algorithm) = var("ALGORITHM").filter(|a| a != "EdDSA") {
             // The seed signed admin tokens with HS256; this server signs every token with

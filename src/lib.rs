@@ -12,6 +12,8 @@ pub mod crypto;
 pub mod http;
 pub mod idempotency;
 pub mod keys;
+pub mod leader;
+pub mod leases;
 pub mod licensing;
 pub mod monitoring;
 pub mod panel;

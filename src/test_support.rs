@@ -13,6 +13,7 @@ use serde_json::Map;
 use crate::catalogue::Policies;
 use crate::config::WebhookSettings;
 use crate::keys::JwtKeys;
+use crate::leases::LeaseClock;
 use crate::licensing::token::LicenseTokens;
 use crate::licensing::{fingerprint_hash, LicenseCache, Licensing};
 use crate::store::{self, Db, EventMetadata, Lookup};
@@ -76,6 +77,7 @@ pub async fn services() -> Services {
         db.clone(),
         licenses.clone(),
         policies,
+        Arc::new(LeaseClock::new(db.clone())),
     ));
     let keys = JwtKeys::derive_from_secret("service tests: license signing key", SERVER_SECRET);
     let tokens = LicenseTokens::new(Arc::new(keys), ISSUER.into(), TOKEN_TTL);

@@ -35,6 +35,12 @@ pub enum CatalogueError {
     InvalidGrace,
     #[error("at most {MAX_ENTITLEMENTS} entitlements")]
     TooManyEntitlements,
+    #[error("require_heartbeat needs heartbeat_duration, and heartbeat_duration, heartbeat_cull and resurrection_window need require_heartbeat")]
+    InvalidHeartbeat,
+    #[error("max_deactivations (1 to {MAX_DEVICE_LIMIT}) and deactivation_window go together")]
+    InvalidDeactivationLimit,
+    #[error("max_borrow needs a floating license_model with require_heartbeat")]
+    InvalidBorrow,
 }
 
 pub(crate) fn check_name(name: &str) -> Result<(), CatalogueError> {

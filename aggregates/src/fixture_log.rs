@@ -142,6 +142,7 @@ fn a_log_from_before_policies_folds_to_subscriptions_of_their_own() {
             active_devices: 1,
             at,
             policy_version: None,
+            lease: None,
         }])
     );
     let (_, deleted) = &subscriptions[1];

@@ -9,6 +9,7 @@
 pub mod analytics;
 pub mod catalogue;
 mod copy;
+pub mod leases;
 mod projector;
 pub mod replay;
 pub mod subscriptions;

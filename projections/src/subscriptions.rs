@@ -16,6 +16,7 @@ use sqlx::{FromRow, PgConnection, QueryBuilder};
 use uuid::Uuid;
 
 use crate::copy::CopyIn;
+use crate::leases::{self, LeaseChange};
 use crate::projector::{ApplyFuture, Due, Projector};
 use flowlytix_eventstore::with_conn;
 use flowlytix_eventstore::Conn;
@@ -139,6 +140,8 @@ pub struct SubscriptionsModel {
     deleted: BTreeSet<Uuid>,
     /// Deadline notices, in order, written after the rows (see [`NoticeCopy`]).
     notices: Vec<(Uuid, NoticeCopy)>,
+    /// What the events say about leases, in order, written after the rows.
+    leases: Vec<LeaseChange>,
 }
 
 impl SubscriptionsModel {
@@ -333,6 +336,9 @@ impl SubscriptionsModel {
             }
             SubscriptionDeleted { .. } => {
                 row.deleted_at = Some(at);
+                self.leases.push(LeaseChange::SubscriptionGone {
+                    subscription_id: id,
+                });
                 self.deleted.insert(id);
                 for device in self.devices.values_mut() {
                     if device.subscription_id == id {
@@ -358,9 +364,18 @@ impl SubscriptionsModel {
                 fingerprint_hash,
                 info,
                 active_devices,
+                lease,
                 ..
             } => {
                 row.active_devices = *active_devices as i32;
+                if let Some(lease) = lease {
+                    self.leases.push(LeaseChange::Taken {
+                        device_id: device_id.as_uuid(),
+                        subscription_id: id,
+                        taken_at: at,
+                        expires_at: lease.expires_at,
+                    });
+                }
                 let device =
                     self.devices
                         .entry(device_id.as_uuid())
@@ -393,6 +408,41 @@ impl SubscriptionsModel {
                 device.deactivated_at = None;
                 device.deactivation_reason = None;
             }
+            DeviceLeaseTaken {
+                device_id, lease, ..
+            } => {
+                self.leases.push(LeaseChange::Taken {
+                    device_id: device_id.as_uuid(),
+                    subscription_id: id,
+                    taken_at: at,
+                    expires_at: lease.expires_at,
+                });
+            }
+            DeviceRevived {
+                device_id,
+                lease,
+                active_devices,
+                ..
+            } => {
+                row.active_devices = *active_devices as i32;
+                if let Some(device) = self.devices.get_mut(&device_id.as_uuid()) {
+                    device.status = "active".into();
+                    device.deactivated_at = None;
+                    device.deactivation_reason = None;
+                }
+                self.leases.push(LeaseChange::Taken {
+                    device_id: device_id.as_uuid(),
+                    subscription_id: id,
+                    taken_at: at,
+                    expires_at: lease.expires_at,
+                });
+            }
+            DeviceLeaseExpired { device_id, .. } => {
+                self.leases.push(LeaseChange::Ended {
+                    device_id: device_id.as_uuid(),
+                    at,
+                });
+            }
             DeviceDeactivated {
                 device_id,
                 reason,
@@ -400,6 +450,10 @@ impl SubscriptionsModel {
                 ..
             } => {
                 row.active_devices = *active_devices as i32;
+                self.leases.push(LeaseChange::Ended {
+                    device_id: device_id.as_uuid(),
+                    at,
+                });
                 if let Some(device) = self.devices.get_mut(&device_id.as_uuid()) {
                     device.status = "inactive".into();
                     device.deactivated_at = Some(at);
@@ -443,6 +497,7 @@ impl SubscriptionsModel {
             upsert_devices(db.reborrow(), chunk).await?;
         }
         save_notices(db.reborrow(), &self.notices).await?;
+        leases::save_changes(db.reborrow(), &self.leases).await?;
         if !self.deleted.is_empty() {
             with_conn!(db, c => {
                 let mut query = QueryBuilder::new(
@@ -512,6 +567,7 @@ impl SubscriptionsModel {
         }
         copy.finish().await?;
         save_notices(Conn::Postgres(&mut *conn), &self.notices).await?;
+        leases::save_changes(Conn::Postgres(&mut *conn), &self.leases).await?;
         // Every device of a deleted subscription is held (and flagged) here: a replay folds
         // whole histories, so there is nothing left to flag in the table.
         Ok(())

@@ -2,7 +2,9 @@
 //! unarchive (never delete), read. Every command goes through [`Policies::run`], so that
 //! this instance's validation sees the change at once.
 
-use flowlytix_aggregates::policy::{ExpirationBasis, ExpirationStrategy, PolicyChange};
+use flowlytix_aggregates::policy::{
+    ExpirationBasis, ExpirationStrategy, HeartbeatCull, LicenseModel, PolicyChange,
+};
 use flowlytix_aggregates::{
     Code, IsoDuration, Policy, PolicyCommand, PolicyId, PolicySettings, ProductId,
 };
@@ -49,33 +51,48 @@ impl From<Strategy> for ExpirationStrategy {
     }
 }
 
-/// The policy fields of later issues (licence models, heartbeats, deactivation limits,
-/// borrowing, checkouts), in the order the contract lists them: refused with 422
-/// `UNSUPPORTED_FIELD` rather than ignored, so that nobody believes they took effect.
-pub const LATER_FIELDS: [&str; 10] = [
-    "license_model",
-    "require_heartbeat",
-    "heartbeat_duration",
-    "heartbeat_cull",
-    "resurrection_window",
-    "max_deactivations",
-    "deactivation_window",
-    "max_borrow",
-    "max_checkouts",
-    "checkout_window",
-];
+/// How seats are counted (default `node_locked`).
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Model {
+    NodeLocked,
+    Floating,
+}
+
+/// What becomes of a device whose heartbeat stopped (default `deactivate`).
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Cull {
+    Deactivate,
+    Keep,
+}
+
+impl From<Model> for LicenseModel {
+    fn from(model: Model) -> Self {
+        match model {
+            Model::NodeLocked => Self::NodeLocked,
+            Model::Floating => Self::Floating,
+        }
+    }
+}
+
+impl From<Cull> for HeartbeatCull {
+    fn from(cull: Cull) -> Self {
+        match cull {
+            Cull::Deactivate => Self::Deactivate,
+            Cull::Keep => Self::Keep,
+        }
+    }
+}
+
+/// The policy fields of a later issue (check-out files), in the order the contract lists
+/// them: refused with 422 `UNSUPPORTED_FIELD` rather than ignored, so that nobody believes
+/// they took effect.
+pub const LATER_FIELDS: [&str; 2] = ["max_checkouts", "checkout_window"];
 
 /// The later-issue fields a body named (present, even as `null`); any of them is refused.
 /// They are not in the document: the server does not accept them yet.
 pub struct LaterFields {
-    license_model: Option<Option<Value>>,
-    require_heartbeat: Option<Option<Value>>,
-    heartbeat_duration: Option<Option<Value>>,
-    heartbeat_cull: Option<Option<Value>>,
-    resurrection_window: Option<Option<Value>>,
-    max_deactivations: Option<Option<Value>>,
-    deactivation_window: Option<Option<Value>>,
-    max_borrow: Option<Option<Value>>,
     max_checkouts: Option<Option<Value>>,
     checkout_window: Option<Option<Value>>,
 }
@@ -83,18 +100,7 @@ pub struct LaterFields {
 impl LaterFields {
     /// The first later-issue field the body named.
     fn first_present(&self) -> Option<&'static str> {
-        let sent = [
-            self.license_model.is_some(),
-            self.require_heartbeat.is_some(),
-            self.heartbeat_duration.is_some(),
-            self.heartbeat_cull.is_some(),
-            self.resurrection_window.is_some(),
-            self.max_deactivations.is_some(),
-            self.deactivation_window.is_some(),
-            self.max_borrow.is_some(),
-            self.max_checkouts.is_some(),
-            self.checkout_window.is_some(),
-        ];
+        let sent = [self.max_checkouts.is_some(), self.checkout_window.is_some()];
         LATER_FIELDS
             .iter()
             .zip(sent)
@@ -117,22 +123,6 @@ macro_rules! with_later_fields {
         pub struct $name {
             $($body)*
             #[serde(default, deserialize_with = "present")] #[schema(ignore)]
-            license_model: Option<Option<Value>>,
-            #[serde(default, deserialize_with = "present")] #[schema(ignore)]
-            require_heartbeat: Option<Option<Value>>,
-            #[serde(default, deserialize_with = "present")] #[schema(ignore)]
-            heartbeat_duration: Option<Option<Value>>,
-            #[serde(default, deserialize_with = "present")] #[schema(ignore)]
-            heartbeat_cull: Option<Option<Value>>,
-            #[serde(default, deserialize_with = "present")] #[schema(ignore)]
-            resurrection_window: Option<Option<Value>>,
-            #[serde(default, deserialize_with = "present")] #[schema(ignore)]
-            max_deactivations: Option<Option<Value>>,
-            #[serde(default, deserialize_with = "present")] #[schema(ignore)]
-            deactivation_window: Option<Option<Value>>,
-            #[serde(default, deserialize_with = "present")] #[schema(ignore)]
-            max_borrow: Option<Option<Value>>,
-            #[serde(default, deserialize_with = "present")] #[schema(ignore)]
             max_checkouts: Option<Option<Value>>,
             #[serde(default, deserialize_with = "present")] #[schema(ignore)]
             checkout_window: Option<Option<Value>>,
@@ -141,14 +131,6 @@ macro_rules! with_later_fields {
         impl $name {
             fn later_fields(&mut self) -> LaterFields {
                 LaterFields {
-                    license_model: self.license_model.take(),
-                    require_heartbeat: self.require_heartbeat.take(),
-                    heartbeat_duration: self.heartbeat_duration.take(),
-                    heartbeat_cull: self.heartbeat_cull.take(),
-                    resurrection_window: self.resurrection_window.take(),
-                    max_deactivations: self.max_deactivations.take(),
-                    deactivation_window: self.deactivation_window.take(),
-                    max_borrow: self.max_borrow.take(),
                     max_checkouts: self.max_checkouts.take(),
                     checkout_window: self.checkout_window.take(),
                 }
@@ -159,9 +141,7 @@ macro_rules! with_later_fields {
 
 with_later_fields! {
     /// Durations are ISO 8601 (`P1Y`, `P14D`, `PT10M`; at least one second). The fields
-    /// of later issues (`license_model`, `require_heartbeat`, `heartbeat_duration`,
-    /// `heartbeat_cull`, `resurrection_window`, `max_deactivations`, `deactivation_window`,
-    /// `max_borrow`, `max_checkouts`, `checkout_window`) are refused with 422
+    /// of a later issue (`max_checkouts`, `checkout_window`) are refused with 422
     /// `UNSUPPORTED_FIELD`.
     #[derive(Deserialize, ToSchema)]
     #[serde(deny_unknown_fields)]
@@ -185,12 +165,29 @@ with_later_fields! {
         /// Codes of existing entitlements (at most 100).
         pub entitlements: Option<Vec<String>>,
         pub metadata: Option<Map<String, Value>>,
+        /// `floating`: `max_devices` counts live leases only.
+        pub license_model: Option<Model>,
+        /// Devices must send heartbeats; needs `heartbeat_duration`.
+        pub require_heartbeat: Option<bool>,
+        /// How long a lease lasts past a heartbeat (e.g. `PT10M`).
+        pub heartbeat_duration: Option<String>,
+        /// Needs `require_heartbeat`.
+        pub heartbeat_cull: Option<Cull>,
+        /// How long after its deadline a heartbeat may revive a dead device; needs
+        /// `require_heartbeat`.
+        pub resurrection_window: Option<String>,
+        /// Client deactivations allowed per `deactivation_window` (both or neither).
+        pub max_deactivations: Option<u32>,
+        pub deactivation_window: Option<String>,
+        /// How far ahead a heartbeat may borrow its seat; floating with heartbeats only.
+        pub max_borrow: Option<String>,
     }
 }
 
 with_later_fields! {
     /// Only the fields sent change; `null` clears `duration`, `trial_duration`,
-    /// `grace_period` and `token_ttl`. `entitlements` replaces the list (each must exist).
+    /// `grace_period`, `token_ttl`, `heartbeat_duration`, `resurrection_window`,
+    /// `max_deactivations`, `deactivation_window` and `max_borrow`. `entitlements` replaces the list (each must exist).
     /// `product_id` and `code` never change.
     #[derive(Deserialize, ToSchema, Default)]
     #[serde(deny_unknown_fields)]
@@ -213,6 +210,24 @@ with_later_fields! {
         pub token_ttl: Option<Option<String>>,
         pub entitlements: Option<Vec<String>>,
         pub metadata: Option<Map<String, Value>>,
+        pub license_model: Option<Model>,
+        pub require_heartbeat: Option<bool>,
+        #[serde(default, deserialize_with = "present")]
+        #[schema(value_type = Option<String>)]
+        pub heartbeat_duration: Option<Option<String>>,
+        pub heartbeat_cull: Option<Cull>,
+        #[serde(default, deserialize_with = "present")]
+        #[schema(value_type = Option<String>)]
+        pub resurrection_window: Option<Option<String>>,
+        #[serde(default, deserialize_with = "present")]
+        #[schema(value_type = Option<u32>)]
+        pub max_deactivations: Option<Option<u32>>,
+        #[serde(default, deserialize_with = "present")]
+        #[schema(value_type = Option<String>)]
+        pub deactivation_window: Option<Option<String>>,
+        #[serde(default, deserialize_with = "present")]
+        #[schema(value_type = Option<String>)]
+        pub max_borrow: Option<Option<String>>,
     }
 }
 
@@ -293,6 +308,23 @@ impl Catalogue {
             token_ttl: optional_duration("token_ttl", request.token_ttl.as_deref())?,
             entitlements,
             metadata: request.metadata.unwrap_or_default(),
+            license_model: request.license_model.map(Into::into).unwrap_or_default(),
+            require_heartbeat: request.require_heartbeat.unwrap_or_default(),
+            heartbeat_duration: optional_duration(
+                "heartbeat_duration",
+                request.heartbeat_duration.as_deref(),
+            )?,
+            heartbeat_cull: request.heartbeat_cull.map(Into::into).unwrap_or_default(),
+            resurrection_window: optional_duration(
+                "resurrection_window",
+                request.resurrection_window.as_deref(),
+            )?,
+            max_deactivations: request.max_deactivations,
+            deactivation_window: optional_duration(
+                "deactivation_window",
+                request.deactivation_window.as_deref(),
+            )?,
+            max_borrow: optional_duration("max_borrow", request.max_borrow.as_deref())?,
         };
         let product_id = ProductId(request.product_id);
         let product_code = match self.product(product_id).await {
@@ -337,6 +369,20 @@ impl Catalogue {
             token_ttl: changed_duration("token_ttl", request.token_ttl)?,
             entitlements,
             metadata: request.metadata,
+            license_model: request.license_model.map(Into::into),
+            require_heartbeat: request.require_heartbeat,
+            heartbeat_duration: changed_duration("heartbeat_duration", request.heartbeat_duration)?,
+            heartbeat_cull: request.heartbeat_cull.map(Into::into),
+            resurrection_window: changed_duration(
+                "resurrection_window",
+                request.resurrection_window,
+            )?,
+            max_deactivations: request.max_deactivations,
+            deactivation_window: changed_duration(
+                "deactivation_window",
+                request.deactivation_window,
+            )?,
+            max_borrow: changed_duration("max_borrow", request.max_borrow)?,
         };
         self.policy(id).await?;
         if let Some(codes) = &change.entitlements {

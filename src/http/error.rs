@@ -24,6 +24,8 @@ pub struct ApiError {
     /// Members the problem adds for this code (RFC 9457 extensions), e.g. the unknown
     /// entitlements of `UNKNOWN_ENTITLEMENT`.
     extensions: serde_json::Map<String, serde_json::Value>,
+    /// `Retry-After`, in whole seconds, when the refusal passes by itself.
+    retry_after: Option<u64>,
 }
 
 /// RFC 9457 problem details, plus the stable machine-readable `code`.
@@ -45,10 +47,17 @@ impl ApiError {
             detail: detail.into(),
             internal: None,
             extensions: serde_json::Map::new(),
+            retry_after: None,
         }
     }
 
     /// This problem with one more member (never one of the standard ones).
+    /// Tells the client it may try again in `seconds` (the `Retry-After` header).
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+
     pub fn with(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
         if !matches!(name, "type" | "title" | "status" | "detail" | "code") {
             self.extensions.insert(name.to_owned(), value.into());
@@ -84,6 +93,7 @@ impl ApiError {
             detail: "the server could not complete the request; it has been logged".into(),
             internal: Some(cause.to_string()),
             extensions: serde_json::Map::new(),
+            retry_after: None,
         }
     }
 
@@ -94,6 +104,7 @@ impl ApiError {
             detail: "a backing service is unavailable; try again shortly".into(),
             internal: Some(cause.to_string()),
             extensions: serde_json::Map::new(),
+            retry_after: None,
         }
     }
 }
@@ -117,12 +128,18 @@ impl IntoResponse for ApiError {
             }
             _ => serde_json::to_vec(&problem).unwrap_or_default(),
         };
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -207,7 +224,31 @@ impl From<SubscriptionError> for ApiError {
             E::LicenseSuspended => (StatusCode::FORBIDDEN, "LICENSE_SUSPENDED"),
             E::LicenseExpired => (StatusCode::FORBIDDEN, "LICENSE_EXPIRED"),
             E::LicenseCanceled => (StatusCode::FORBIDDEN, "LICENSE_CANCELED"),
-            E::DeviceLimitReached { .. } => (StatusCode::CONFLICT, "DEVICE_LIMIT_REACHED"),
+            E::DeviceLimitReached {
+                max_devices,
+                in_use,
+            } => {
+                return Self::new(StatusCode::CONFLICT, "DEVICE_LIMIT_REACHED", detail)
+                    .with("in_use", in_use)
+                    .with("max", max_devices);
+            }
+            E::DeactivationLimitReached { retry_at } => {
+                let wait = (retry_at - chrono::Utc::now()).num_milliseconds().max(0) as u64;
+                return Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "DEACTIVATION_LIMIT_REACHED",
+                    detail,
+                )
+                .with("retry_at", retry_at.to_rfc3339())
+                .retry_after(wait.div_ceil(1000));
+            }
+            E::HeartbeatDead => (StatusCode::GONE, "HEARTBEAT_DEAD"),
+            E::HeartbeatNotRequired => (StatusCode::CONFLICT, "HEARTBEAT_NOT_REQUIRED"),
+            E::BorrowNotAllowed => (StatusCode::UNPROCESSABLE_ENTITY, "BORROW_NOT_ALLOWED"),
+            E::InvalidBorrow { until } => {
+                return Self::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BORROW", detail)
+                    .with("max_borrow_until", until.to_rfc3339());
+            }
             E::DeviceLimitBelowActiveCount { .. } => {
                 (StatusCode::CONFLICT, "DEVICE_LIMIT_BELOW_ACTIVE_COUNT")
             }

@@ -31,6 +31,8 @@ pub fn router() -> OpenApiRouter<SharedApp> {
         .routes(routes!(activate))
         .routes(routes!(refresh))
         .routes(routes!(deactivate))
+        .routes(routes!(heartbeat))
+        .routes(routes!(checkin))
         .route_layer(from_fn(idempotency::license_keys))
         // Validation changes nothing: a repeat is already safe.
         .routes(routes!(validate))
@@ -177,7 +179,8 @@ pub struct ValidationResult {
     pub valid: bool,
     /// VALID, NOT_FOUND, SUSPENDED, EXPIRED, CANCELED, DEVICE_NOT_ACTIVATED,
     /// FINGERPRINT_MISMATCH, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_REVOKED,
-    /// PRODUCT_SCOPE_MISMATCH, POLICY_SCOPE_MISMATCH or ENTITLEMENTS_MISSING.
+    /// PRODUCT_SCOPE_MISMATCH, POLICY_SCOPE_MISMATCH, ENTITLEMENTS_MISSING or
+    /// HEARTBEAT_DEAD.
     pub code: &'static str,
     pub detail: String,
     pub license: Option<LicenseView>,
@@ -290,7 +293,7 @@ fn credential(license_key: Option<&str>, token: Option<String>) -> Result<Creden
     responses((status = 201, body = TokenIssuedView),
         (status = 404, body = Problem, description = "LICENSE_NOT_FOUND"),
         (status = 403, body = Problem, description = "LICENSE_SUSPENDED, LICENSE_EXPIRED, LICENSE_CANCELED, PRODUCT_SCOPE_MISMATCH, POLICY_SCOPE_MISMATCH or ENTITLEMENTS_MISSING (with `missing_entitlements`)"),
-        (status = 409, body = Problem, description = "DEVICE_LIMIT_REACHED"),
+        (status = 409, body = Problem, description = "DEVICE_LIMIT_REACHED (with `in_use` and `max`)"),
         (status = 422, body = Problem, description = "LICENSE_KEY_MALFORMED or VALIDATION_FAILED")))]
 async fn activate(
     State(app): State<SharedApp>,
@@ -327,15 +330,7 @@ async fn validate(
     let fingerprint_hash = licensing::fingerprint_hash(&body.fingerprint)?;
     let credential = credential(body.license_key.as_deref(), body.token)?;
     let scope = scope(body.scope)?;
-    if body
-        .nonce
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > MAX_NONCE_LEN)
-    {
-        return Err(ApiError::validation(format!(
-            "nonce: at most {MAX_NONCE_LEN} characters"
-        )));
-    }
+    check_nonce(body.nonce.as_ref())?;
     let now = Utc::now();
     let verdict = app
         .licensing
@@ -364,12 +359,107 @@ async fn refresh(
     Ok(Json(TokenIssuedView::new(issued)))
 }
 
+/// `POST /api/v1/licensing/heartbeat`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// The device's license token.
+    pub token: String,
+    /// Keep the seat (offline) until then, within the policy's `max_borrow`.
+    pub borrow_until: Option<DateTime<Utc>>,
+    #[schema(max_length = 256)]
+    pub nonce: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HeartbeatView {
+    /// The lease's new deadline: beat again before it.
+    pub lease_expires_at: DateTime<Utc>,
+    /// Set while the seat is borrowed.
+    pub borrowed_until: Option<DateTime<Utc>>,
+    /// A fresh license token, never lasting past the lease.
+    pub token: String,
+    pub token_expires_at: DateTime<Utc>,
+    /// The request's nonce, when it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+/// `POST /api/v1/licensing/checkin`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckinRequest {
+    /// The device's license token.
+    pub token: String,
+}
+
+fn check_nonce(nonce: Option<&String>) -> Result<(), ApiError> {
+    if nonce.is_some_and(|n| n.chars().count() > MAX_NONCE_LEN) {
+        return Err(ApiError::validation(format!(
+            "nonce: at most {MAX_NONCE_LEN} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Renew the lease of the device a token names (heartbeats are no events). A dead device is
+/// revived within its policy's `resurrection_window`, else refused.
+#[utoipa::path(post, path = "/api/v1/licensing/heartbeat", tag = "licensing", params(IdempotencyKeyHeader), request_body = HeartbeatRequest,
+    responses((status = 200, body = HeartbeatView),
+        (status = 401, body = Problem, description = "TOKEN_INVALID, TOKEN_EXPIRED or TOKEN_REVOKED"),
+        (status = 403, body = Problem, description = "LICENSE_SUSPENDED, LICENSE_EXPIRED or LICENSE_CANCELED"),
+        (status = 404, body = Problem, description = "LICENSE_NOT_FOUND or DEVICE_NOT_ACTIVATED"),
+        (status = 409, body = Problem, description = "HEARTBEAT_NOT_REQUIRED (the policy has no heartbeats) or DEVICE_LIMIT_REACHED (a revival into a full pool, with `in_use` and `max`)"),
+        (status = 410, body = Problem, description = "HEARTBEAT_DEAD: the lease's deadline passed and the resurrection window (if any) is over"),
+        (status = 422, body = Problem, description = "BORROW_NOT_ALLOWED, INVALID_BORROW (with `max_borrow_until`) or VALIDATION_FAILED")))]
+async fn heartbeat(
+    State(app): State<SharedApp>,
+    context: RequestContext,
+    ApiJson(body): ApiJson<HeartbeatRequest>,
+) -> Result<Json<HeartbeatView>, ApiError> {
+    check_nonce(body.nonce.as_ref())?;
+    let answer = app
+        .licensing
+        .heartbeat(
+            &body.token,
+            body.borrow_until,
+            client_metadata(&app, &context),
+        )
+        .await?;
+    Ok(Json(HeartbeatView {
+        lease_expires_at: answer.lease_expires_at,
+        borrowed_until: answer.borrowed_until,
+        token: answer.token,
+        token_expires_at: answer.token_expires_at,
+        nonce: body.nonce,
+    }))
+}
+
+/// Give the device's seat back at once: a floating seat is released (not counted as a
+/// deactivation); a node-locked device is deactivated, within the policy's churn limit.
+#[utoipa::path(post, path = "/api/v1/licensing/checkin", tag = "licensing", params(IdempotencyKeyHeader), request_body = CheckinRequest,
+    responses((status = 204),
+        (status = 401, body = Problem, description = "TOKEN_INVALID, TOKEN_EXPIRED or TOKEN_REVOKED"),
+        (status = 404, body = Problem, description = "LICENSE_NOT_FOUND"),
+        (status = 429, body = Problem, description = "DEACTIVATION_LIMIT_REACHED (node-locked, past the churn limit; with `Retry-After` and `retry_at`)")))]
+async fn checkin(
+    State(app): State<SharedApp>,
+    context: RequestContext,
+    ApiJson(body): ApiJson<CheckinRequest>,
+) -> Result<StatusCode, ApiError> {
+    app.licensing
+        .checkin(&body.token, client_metadata(&app, &context))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Free a device's slot. The credential is the license key or the device's license token.
 #[utoipa::path(post, path = "/api/v1/licensing/deactivate", tag = "licensing", params(IdempotencyKeyHeader), request_body = CredentialRequest,
     responses((status = 204),
         (status = 401, body = Problem, description = "TOKEN_INVALID or TOKEN_EXPIRED"),
         (status = 403, body = Problem, description = "FINGERPRINT_MISMATCH"),
-        (status = 404, body = Problem, description = "LICENSE_NOT_FOUND or DEVICE_NOT_ACTIVATED")))]
+        (status = 404, body = Problem, description = "LICENSE_NOT_FOUND or DEVICE_NOT_ACTIVATED"),
+        (status = 429, body = Problem, description = "DEACTIVATION_LIMIT_REACHED (past the policy's churn limit; with `Retry-After` and `retry_at`)")))]
 async fn deactivate(
     State(app): State<SharedApp>,
     context: RequestContext,

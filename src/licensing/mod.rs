@@ -4,6 +4,7 @@
 
 mod cache;
 pub mod freshness;
+mod lease;
 mod operations;
 mod snapshot;
 #[cfg(test)]
@@ -12,6 +13,7 @@ pub mod token;
 pub mod verdict;
 
 pub use cache::LicenseCache;
+pub use lease::HeartbeatAnswer;
 pub use operations::{
     fingerprint_hash, Credential, Licensing, LicensingError, TokenIssued, MAX_FINGERPRINT_LEN,
 };

@@ -98,16 +98,16 @@ pub fn fingerprint_hash(raw: &str) -> Result<Sha256Hex, LicensingError> {
     Ok(sha256_hex(raw))
 }
 
-fn license_actor(id: SubscriptionId) -> String {
+pub(super) fn license_actor(id: SubscriptionId) -> String {
     format!("license:{id}")
 }
 
 /// Client-app licensing: the subscription commands it runs, the key lookup, the token
 /// signer and the validation cache, and nothing else.
 pub struct Licensing {
-    commands: Arc<SubscriptionCommands>,
+    pub(super) commands: Arc<SubscriptionCommands>,
     lookup: Lookup,
-    tokens: LicenseTokens,
+    pub(super) tokens: LicenseTokens,
     cache: Arc<LicenseCache>,
 }
 
@@ -129,6 +129,11 @@ impl Licensing {
     /// The token signer (the public key endpoints show its keys).
     pub fn tokens(&self) -> &LicenseTokens {
         &self.tokens
+    }
+
+    /// The cached license, while it is trusted.
+    pub(super) fn cached(&self, id: SubscriptionId) -> Option<Arc<LicenseSnapshot>> {
+        self.cache.fresh(id, false)
     }
 
     /// The validation cache (the change follower keeps it fresh).
@@ -239,6 +244,18 @@ impl Licensing {
         fingerprint_hash: Sha256Hex,
         now: DateTime<Utc>,
     ) -> Result<Verdict, LicensingError> {
+        let verdict = self
+            .judge_by_events(credential, fingerprint_hash, now)
+            .await?;
+        self.judge_lease(verdict, now).await
+    }
+
+    async fn judge_by_events(
+        &self,
+        credential: Credential,
+        fingerprint_hash: Sha256Hex,
+        now: DateTime<Utc>,
+    ) -> Result<Verdict, LicensingError> {
         let (subscription_id, key_hash, device) = match credential {
             Credential::LicenseKey(key) => {
                 let key_hash = sha256_hex(key.expose());
@@ -297,14 +314,14 @@ impl Licensing {
     /// no read, unless this instance has not heard of that policy (made by a command-line
     /// run on the embedded store, or announced while the notices were down): then it is
     /// read once.
-    async fn policy_of(&self, license: &LicenseSnapshot) -> Option<Arc<PolicyTerms>> {
+    pub(super) async fn policy_of(&self, license: &LicenseSnapshot) -> Option<Arc<PolicyTerms>> {
         let id = license.policy_id?;
         let book = self.commands.policies().covering([id]).await;
         book.get(id).cloned()
     }
 
     /// The license as the write side has it now, remembered for the next validation.
-    async fn license_from_store(
+    pub(super) async fn license_from_store(
         &self,
         id: SubscriptionId,
     ) -> Result<Option<Arc<LicenseSnapshot>>, LicensingError> {

@@ -2,9 +2,10 @@
 
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::subscription::{
-    effective_status, in_grace, Device, EffectiveTerms, LicenseKeyState, Override, OwnTerms,
+    effective_status, in_grace, Device, EffectiveTerms, Lease, LicenseKeyState, Override, OwnTerms,
     SubscriptionState,
 };
+use flowlytix_aggregates::DeactivationReason;
 use flowlytix_aggregates::{DeviceId, PolicyId, PolicyTerms, Sha256Hex, Status, SubscriptionId};
 
 /// The parts of a subscription that validation needs.
@@ -22,6 +23,9 @@ pub struct LicenseSnapshot {
     pub trial_ends_at: Option<DateTime<Utc>>,
     pub deleted: bool,
     pub active_devices: Vec<ActiveDevice>,
+    /// Devices culled for a stopped heartbeat whose fingerprint has no active device since,
+    /// the latest few: validation tells them `HEARTBEAT_DEAD` rather than "not activated".
+    pub culled_devices: Vec<ActiveDevice>,
     /// The policy it follows; its terms are looked up when judged, so a policy change
     /// applies at once without touching any cached license.
     pub policy_id: Option<PolicyId>,
@@ -41,6 +45,8 @@ pub struct ActiveDevice {
     pub platform: Option<Box<str>>,
     pub activated_at: DateTime<Utc>,
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// Its lease, as the events say (heartbeats move the deadline on in the lease table).
+    pub lease: Option<Lease>,
 }
 
 /// A device fingerprint's SHA-256, as bytes (its hex text is twice as long, on the heap).
@@ -65,8 +71,30 @@ impl ActiveDevice {
             platform: device.info.platform.as_deref().map(Box::from),
             activated_at: device.activated_at,
             last_seen_at: device.last_seen_at,
+            lease: device.lease.clone(),
         }
     }
+}
+
+/// How many culled devices a license remembers for validation's sake.
+const CULLED_REMEMBERED: usize = 16;
+
+fn culled_devices(state: &SubscriptionState) -> Vec<ActiveDevice> {
+    let mut culled: Vec<ActiveDevice> = state
+        .devices
+        .iter()
+        .rev()
+        .filter(|d| d.deactivation_reason == Some(DeactivationReason::HeartbeatExpired))
+        .filter(|d| {
+            state
+                .active_device_with_fingerprint(&d.fingerprint_hash)
+                .is_none()
+        })
+        .take(CULLED_REMEMBERED)
+        .map(|d| ActiveDevice::of(d))
+        .collect();
+    culled.reverse();
+    culled
 }
 
 impl LicenseSnapshot {
@@ -86,6 +114,7 @@ impl LicenseSnapshot {
                 .active_devices()
                 .map(|d| ActiveDevice::of(d))
                 .collect(),
+            culled_devices: culled_devices(state),
             policy_id: state.policy_id,
             overrides: state.overrides.clone(),
         }

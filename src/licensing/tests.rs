@@ -190,7 +190,7 @@ async fn a_device_beyond_the_limit_is_refused_until_a_slot_is_freed() {
         matches!(
             error,
             LicensingError::Command(ExecuteError::Domain(
-                SubscriptionError::DeviceLimitReached { max_devices: 1 }
+                SubscriptionError::DeviceLimitReached { max_devices: 1, .. }
             ))
         ),
         "{error:?}"

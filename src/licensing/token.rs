@@ -133,6 +133,37 @@ impl LicenseTokens {
         Ok(self.keys.sign(&claims)?)
     }
 
+    /// A new token for the device `previous` was issued to, stating what the license grants
+    /// now: what a heartbeat answers, without an event (the heartbeat is none).
+    pub fn reissue(
+        &self,
+        previous: &LicenseClaims,
+        terms: &EffectiveTerms,
+        license_expires_at: Option<DateTime<Utc>>,
+        issued_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let claims = LicenseClaims {
+            iss: self.issuer.clone(),
+            aud: LICENSE_AUDIENCE.into(),
+            iat: issued_at.timestamp(),
+            nbf: issued_at.timestamp(),
+            exp: expires_at.timestamp(),
+            jti: Uuid::new_v4(),
+            plan: terms.plan.clone(),
+            features: terms.entitlements.clone(),
+            max_devices: terms.max_devices,
+            license_expires_at: license_expires_at
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            prd: terms.product_code.clone(),
+            pol: terms.policy_code.clone(),
+            ent: terms.entitlements.clone(),
+            grace_until: terms.grace_until.map(|t| t.timestamp()),
+            ..previous.clone()
+        };
+        Ok(self.keys.sign(&claims)?)
+    }
+
     /// Verifies signature, key id, audience, issuer and time claims. Only EdDSA is accepted:
     /// `alg: none` and HMAC tokens made with the public key fail here.
     pub fn verify(&self, token: &str) -> Result<LicenseClaims, TokenError> {

@@ -31,6 +31,8 @@ pub enum ValidationCode {
     PolicyScopeMismatch,
     /// The client asked for entitlements this license does not grant.
     EntitlementsMissing,
+    /// The device's lease passed its deadline without a heartbeat.
+    HeartbeatDead,
 }
 
 impl ValidationCode {
@@ -49,6 +51,7 @@ impl ValidationCode {
             Self::ProductScopeMismatch => "PRODUCT_SCOPE_MISMATCH",
             Self::PolicyScopeMismatch => "POLICY_SCOPE_MISMATCH",
             Self::EntitlementsMissing => "ENTITLEMENTS_MISSING",
+            Self::HeartbeatDead => "HEARTBEAT_DEAD",
         }
     }
 
@@ -70,6 +73,7 @@ impl ValidationCode {
             Self::ProductScopeMismatch => "the license is not for this product",
             Self::PolicyScopeMismatch => "the license does not follow this policy",
             Self::EntitlementsMissing => "the license does not grant every entitlement asked for",
+            Self::HeartbeatDead => "the device's heartbeat stopped: its lease is dead",
         }
     }
 }
@@ -236,15 +240,20 @@ pub fn judge(
         Status::Canceled => ValidationCode::Canceled,
         Status::Trialing | Status::Active | Status::PastDue => {
             let fingerprint = Fingerprint::of(&device.fingerprint_hash);
-            let active = license.active_devices.iter().find(|d| {
+            let asking = |d: &&ActiveDevice| {
                 d.fingerprint == fingerprint
                     && device.token.as_ref().is_none_or(|t| d.id == t.device_id)
-            });
+            };
+            let active = license.active_devices.iter().find(asking);
+            let culled = active.is_none() && license.culled_devices.iter().any(|d| asking(&d));
+            // A lease recorded as expired is dead; one whose deadline merely passed is
+            // judged by the caller, who can read the heartbeats since.
+            let expired = active.is_some_and(|d| d.lease.as_ref().is_some_and(|l| l.expired));
             return Verdict {
-                code: if active.is_some() {
-                    ValidationCode::Valid
-                } else {
-                    ValidationCode::DeviceNotActivated
+                code: match active {
+                    _ if culled || expired => ValidationCode::HeartbeatDead,
+                    Some(_) => ValidationCode::Valid,
+                    None => ValidationCode::DeviceNotActivated,
                 },
                 license: Some(license.clone()),
                 device: active.cloned(),
@@ -305,6 +314,7 @@ mod tests {
             deactivated_at: None,
             deactivation_reason: None,
             last_seen_at: None,
+            lease: None,
         })
     }
 
@@ -325,6 +335,7 @@ mod tests {
             trial_ends_at: None,
             deleted: false,
             active_devices: devices,
+            culled_devices: vec![],
             policy_id: None,
             overrides: vec![],
         }

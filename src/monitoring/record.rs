@@ -41,6 +41,8 @@ pub const WEBHOOK_ATTEMPT_DURATION: &str = "flowlytix_webhook_delivery_duration_
 pub const WEBHOOK_AUTO_DISABLED: &str = "flowlytix_webhook_endpoints_auto_disabled_total";
 pub const DEADLINE_NOTICES: &str = "flowlytix_deadline_notices_total";
 pub const DEADLINE_SCAN_ERRORS: &str = "flowlytix_deadline_scan_errors_total";
+pub const LEASE_EXPIRIES: &str = "flowlytix_lease_expiries_total";
+pub const HEARTBEATS: &str = "flowlytix_license_heartbeats_total";
 
 /// The deadline notices, by the event type that records each.
 pub const DEADLINE_NOTICE_TYPES: &[&str] = &[
@@ -168,6 +170,14 @@ pub(super) fn describe() {
     describe_counter!(
         DEADLINE_SCAN_ERRORS,
         "Deadline passes that failed or left a subscription undecided (it is tried again)"
+    );
+    describe_counter!(
+        LEASE_EXPIRIES,
+        "Lease expiries this instance recorded (culled, or expired to free a seat)"
+    );
+    describe_counter!(
+        HEARTBEATS,
+        "License heartbeats, by outcome: renewed (no event), revived, dead, refused"
     );
     describe_gauge!(BUILD_INFO, "Always 1; the labels say which build this is");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "git_commit" => env!("FLOWLYTIX_GIT_COMMIT")).set(1.0);
@@ -346,4 +356,13 @@ pub fn deadline_notice(notice: String) {
 
 pub fn deadline_scan_failed() {
     counter!(DEADLINE_SCAN_ERRORS).increment(1);
+}
+
+pub fn lease_expired() {
+    counter!(LEASE_EXPIRIES).increment(1);
+}
+
+/// One heartbeat: `renewed`, `revived`, `dead` or `refused`.
+pub fn heartbeat(outcome: &'static str) {
+    counter!(HEARTBEATS, "outcome" => outcome).increment(1);
 }

@@ -30,6 +30,7 @@ const WEBHOOK_PENDING: &str = "flowlytix_webhook_deliveries_pending";
 const WEBHOOK_DUE: &str = "flowlytix_webhook_deliveries_due";
 const WEBHOOK_FAILING: &str = "flowlytix_webhook_endpoints_failing";
 const WEBHOOK_DISABLED: &str = "flowlytix_webhook_endpoints_disabled_failing";
+const LEASES_LIVE: &str = "flowlytix_leases_live";
 
 /// How long one scrape may wait for the database or NATS.
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
@@ -91,6 +92,10 @@ pub(super) fn describe() {
     describe_gauge!(
         WEBHOOK_DISABLED,
         "Webhook endpoints the server disabled because their deliveries kept failing"
+    );
+    describe_gauge!(
+        LEASES_LIVE,
+        "Device leases the events hold live, all instances (past their deadline until culled)"
     );
     describe_counter!(
         SCRAPE_ERRORS,
@@ -164,5 +169,8 @@ async fn pipeline(db: &Db, event_count: &EventCount, analytics: bool) -> Result<
     gauge!(WEBHOOK_DUE).set(queue.due as f64);
     gauge!(WEBHOOK_FAILING).set(queue.failing_endpoints as f64);
     gauge!(WEBHOOK_DISABLED).set(queue.auto_disabled_endpoints as f64);
+    let mut connection = db.acquire().await?;
+    let live = flowlytix_projections::leases::live_count(connection.conn()).await?;
+    gauge!(LEASES_LIVE).set(live as f64);
     Ok(())
 }

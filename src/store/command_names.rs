@@ -36,6 +36,9 @@ impl CommandName for SubscriptionCommand {
             SubscriptionAction::RecordDeadlines { .. } => "RecordDeadlines",
             SubscriptionAction::AttachEntitlements { .. } => "AttachEntitlements",
             SubscriptionAction::DetachEntitlements { .. } => "DetachEntitlements",
+            SubscriptionAction::ExpireLeases => "ExpireLeases",
+            SubscriptionAction::Heartbeat { .. } => "Heartbeat",
+            SubscriptionAction::CheckIn { .. } => "CheckIn",
         })
     }
 }

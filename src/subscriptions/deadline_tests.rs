@@ -28,7 +28,6 @@ fn days(n: i64) -> TimeDelta {
 fn scheduler(services: &Services, reminder_days: Vec<u32>) -> DeadlineScheduler {
     DeadlineScheduler::new(
         services.subscriptions.shared_commands(),
-        services.store.db.clone(),
         DeadlineSettings {
             scan_interval: Duration::from_secs(60),
             reminder_days,
@@ -96,6 +95,7 @@ async fn subscription(
                         token_ttl: None,
                         entitlements: vec![],
                         metadata: Map::new(),
+                        ..PolicySettings::default()
                     },
                     at: start,
                 }],

@@ -7,10 +7,8 @@
 //!   pass's instant. The aggregate records what is due and not yet recorded for the deadline
 //!   in force, so a second run records nothing, and the event store's optimistic lock makes
 //!   two concurrent runs record it once: exactly once, whoever runs it.
-//! - **One leader.** On PostgreSQL only the instance holding an advisory lock (on a
-//!   connection of its own, which the pass's queries also use) runs passes; if it dies, its
-//!   connection closes and another instance takes over within a second. The embedded server
-//!   is alone and always leads.
+//! - **One leader** (`crate::leader`): on PostgreSQL only the instance holding the
+//!   scheduler's advisory lock runs passes; the embedded server always leads.
 //! - **Cheap passes.** The candidates come from the read model (`crate::read::deadlines`):
 //!   the `subscriptions` projector copies each notice, with the deadline it was for, into
 //!   `rm_subscriptions`, and partial indexes hold only the subscriptions still waiting for
@@ -38,11 +36,11 @@ use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use flowlytix_aggregates::{SubscriptionAction, SubscriptionId};
 use flowlytix_projections::{Conn, Db};
-use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 
 use super::SubscriptionCommands;
 use crate::config::DeadlineSettings;
+use crate::leader::{self, Duty, PassFuture};
 use crate::monitoring::record;
 use crate::read::deadlines::{due, DueWindow};
 use crate::store::{EventMetadata, ExecuteError};
@@ -50,13 +48,13 @@ use crate::store::{EventMetadata, ExecuteError};
 /// Any fixed number, distinct from the publisher's: the advisory lock that elects the
 /// instance recording deadline notices.
 const SCHEDULER_LOCK: i64 = 0x0066_6c6f_7764_6c6e;
-/// How often a follower tries to take the lock.
-const FOLLOWER_RETRY: Duration = Duration::from_secs(1);
 
 pub struct DeadlineScheduler {
     commands: Arc<SubscriptionCommands>,
-    db: Db,
     settings: DeadlineSettings,
+    /// The instant up to which the last complete pass found every due reminder (see
+    /// [`DueWindow`]); a new leader starts without.
+    covered: Option<DateTime<Utc>>,
 }
 
 /// What one pass came to.
@@ -71,94 +69,53 @@ pub struct Pass {
     pub complete: bool,
 }
 
+impl Duty for DeadlineScheduler {
+    fn name(&self) -> &'static str {
+        "deadline notices"
+    }
+
+    fn lock(&self) -> i64 {
+        SCHEDULER_LOCK
+    }
+
+    fn interval(&self) -> Duration {
+        self.settings.scan_interval
+    }
+
+    fn elected(&mut self) {
+        self.covered = None;
+    }
+
+    fn pass<'a>(
+        &'a mut self,
+        db: Conn<'a>,
+        now: DateTime<Utc>,
+        shutdown: &'a watch::Receiver<bool>,
+    ) -> PassFuture<'a> {
+        Box::pin(async move {
+            let pass = DeadlineScheduler::pass(self, db, now, self.covered, shutdown).await?;
+            if pass.complete {
+                self.covered = Some(now);
+            } else {
+                record::deadline_scan_failed();
+            }
+            Ok(())
+        })
+    }
+}
+
 impl DeadlineScheduler {
-    pub fn new(commands: Arc<SubscriptionCommands>, db: Db, settings: DeadlineSettings) -> Self {
+    pub fn new(commands: Arc<SubscriptionCommands>, settings: DeadlineSettings) -> Self {
         Self {
             commands,
-            db,
             settings,
+            covered: None,
         }
     }
 
     /// Leads when elected, until `shutdown` flips.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        while !*shutdown.borrow() {
-            if let Err(error) = self.lead_if_elected(shutdown.clone()).await {
-                record::deadline_scan_failed();
-                tracing::warn!(error = %crate::telemetry::error_chain(&error), "deadline scheduler stopped; will try again");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(FOLLOWER_RETRY.min(self.settings.scan_interval)) => {}
-                _ = shutdown.changed() => break,
-            }
-        }
-    }
-
-    /// Returns `Ok` when another instance leads (or at shutdown), `Err` when leadership
-    /// was lost.
-    async fn lead_if_elected(&self, shutdown: watch::Receiver<bool>) -> Result<(), sqlx::Error> {
-        match &self.db {
-            Db::Postgres(pool) => self.lead_on_postgres(pool, shutdown).await,
-            Db::Sqlite(_) => self.lead(None, shutdown).await,
-        }
-    }
-
-    async fn lead_on_postgres(
-        &self,
-        pool: &PgPool,
-        shutdown: watch::Receiver<bool>,
-    ) -> Result<(), sqlx::Error> {
-        let mut lock_connection = pool.acquire().await?.detach();
-        let elected: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
-            .bind(SCHEDULER_LOCK)
-            .fetch_one(&mut lock_connection)
-            .await?;
-        if !elected {
-            let _ = lock_connection.close().await;
-            return Ok(());
-        }
-        tracing::info!("this instance now records deadline notices");
-        let result = self.lead(Some(&mut lock_connection), shutdown).await;
-        let _ = lock_connection.close().await;
-        result
-    }
-
-    /// A pass at once (a new leader catches up), then one every `EXPIRY_SCAN_INTERVAL`.
-    async fn lead(
-        &self,
-        mut lock: Option<&mut PgConnection>,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> Result<(), sqlx::Error> {
-        let mut covered = None;
-        let mut ticks = tokio::time::interval(self.settings.scan_interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                _ = shutdown.changed() => {}
-            }
-            if *shutdown.borrow() {
-                return Ok(());
-            }
-            let now = Utc::now();
-            let pass = match lock.as_deref_mut() {
-                // The lock's own connection: a lost lock fails the pass.
-                Some(connection) => {
-                    self.pass(Conn::Postgres(connection), now, covered, &shutdown)
-                        .await?
-                }
-                None => {
-                    let mut connection = self.db.acquire().await?;
-                    self.pass(connection.conn(), now, covered, &shutdown)
-                        .await?
-                }
-            };
-            if pass.complete {
-                covered = Some(now);
-            } else {
-                record::deadline_scan_failed();
-            }
-        }
+    pub async fn run(self, db: Db, shutdown: watch::Receiver<bool>) {
+        leader::run(self, db, shutdown).await
     }
 
     /// Finds what may be due at `now` and records it. `covered`: see [`DueWindow`].

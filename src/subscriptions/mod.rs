@@ -26,8 +26,10 @@ pub use manage::{
 };
 
 use crate::catalogue::Policies;
+use crate::leases::LeaseClock;
 use crate::licensing::{LicenseCache, LicenseSnapshot};
 use crate::store::{Committed, EventMetadata, ExecuteError, Executor, Lookup};
+use flowlytix_aggregates::subscription::LeaseRenewals;
 
 /// The admin operations on subscriptions and their devices (`manage`, `devices`): they run
 /// subscription commands and find a device's subscription, nothing more.
@@ -69,20 +71,48 @@ pub struct SubscriptionCommands {
     executor: Executor<Subscription>,
     licenses: Arc<LicenseCache>,
     policies: Arc<Policies>,
+    leases: Arc<LeaseClock>,
 }
 
 impl SubscriptionCommands {
-    pub fn new(db: Db, licenses: Arc<LicenseCache>, policies: Arc<Policies>) -> Self {
+    pub fn new(
+        db: Db,
+        licenses: Arc<LicenseCache>,
+        policies: Arc<Policies>,
+        leases: Arc<LeaseClock>,
+    ) -> Self {
         Self {
             executor: Executor::new(db),
             licenses,
             policies,
+            leases,
         }
     }
 
     /// The policies commands decide with (and validation judges by).
     pub fn policies(&self) -> &Arc<Policies> {
         &self.policies
+    }
+
+    /// The lease renewals commands decide with.
+    pub fn leases(&self) -> &Arc<LeaseClock> {
+        &self.leases
+    }
+
+    /// The renewals of the subscription's leases, read only while some policy has leases:
+    /// a server that uses none pays no read per command.
+    async fn renewals(
+        &self,
+        id: SubscriptionId,
+        book: &PolicyBook,
+    ) -> Result<LeaseRenewals, ExecuteError<SubscriptionError>> {
+        if !book.iter().any(|terms| terms.settings.leases()) {
+            return Ok(LeaseRenewals::default());
+        }
+        self.leases
+            .renewals(id)
+            .await
+            .map_err(|error| ExecuteError::Store(Box::new(error)))
     }
 
     pub async fn run(
@@ -113,18 +143,24 @@ impl SubscriptionCommands {
     > {
         let at = metadata.occurred_at;
         let era = self.licenses.era();
-        let commands = |policies: PolicyBook| -> Vec<SubscriptionCommand> {
+        let commands = |policies: PolicyBook, leases: LeaseRenewals| -> Vec<SubscriptionCommand> {
             actions
                 .iter()
                 .cloned()
-                .map(|action| SubscriptionCommand::new(at, action).with_policies(policies.clone()))
+                .map(|action| {
+                    SubscriptionCommand::new(at, action)
+                        .with_policies(policies.clone())
+                        .with_leases(leases.clone())
+                })
                 .collect()
         };
+        let book = self.policies.book();
+        let renewals = self.renewals(id, &book).await?;
         let first = self
             .executor
             .execute(
                 &id.to_string(),
-                commands(self.policies.book()),
+                commands(book, renewals.clone()),
                 metadata.clone(),
                 expected_version,
             )
@@ -137,7 +173,7 @@ impl SubscriptionCommands {
                 self.executor
                     .execute(
                         &id.to_string(),
-                        commands(self.policies.book()),
+                        commands(self.policies.book(), renewals),
                         metadata,
                         expected_version,
                     )

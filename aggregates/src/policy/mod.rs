@@ -9,8 +9,8 @@ mod terms;
 mod tests;
 
 pub use terms::{
-    sorted_codes, ExpirationBasis, ExpirationStrategy, PolicyBook, PolicyChange, PolicySettings,
-    PolicyTerms,
+    sorted_codes, ExpirationBasis, ExpirationStrategy, HeartbeatCull, LicenseModel, PolicyBook,
+    PolicyChange, PolicySettings, PolicyTerms,
 };
 
 use chrono::{DateTime, Utc};
@@ -142,7 +142,32 @@ fn check_settings(settings: &PolicySettings) -> Result<(), CatalogueError> {
     if settings.entitlements.len() > MAX_ENTITLEMENTS {
         return Err(CatalogueError::TooManyEntitlements);
     }
+    check_lease_settings(settings)?;
     check_metadata(&settings.metadata)
+}
+
+/// Heartbeat settings come with `require_heartbeat` (and it with a duration); a churn limit
+/// is a count and a window together; borrowing is for floating seats that beat.
+fn check_lease_settings(settings: &PolicySettings) -> Result<(), CatalogueError> {
+    let beats = settings.require_heartbeat;
+    let heartbeat_ok = beats == settings.heartbeat_duration.is_some()
+        && (beats || settings.resurrection_window.is_none())
+        && (beats || settings.heartbeat_cull == HeartbeatCull::default());
+    if !heartbeat_ok {
+        return Err(CatalogueError::InvalidHeartbeat);
+    }
+    let churn_ok = settings.max_deactivations.is_some() == settings.deactivation_window.is_some()
+        && settings
+            .max_deactivations
+            .is_none_or(|max| (1..=MAX_DEVICE_LIMIT).contains(&max));
+    if !churn_ok {
+        return Err(CatalogueError::InvalidDeactivationLimit);
+    }
+    if settings.max_borrow.is_some() && !(beats && settings.license_model == LicenseModel::Floating)
+    {
+        return Err(CatalogueError::InvalidBorrow);
+    }
+    Ok(())
 }
 
 impl Policy {

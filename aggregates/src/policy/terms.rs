@@ -32,8 +32,32 @@ pub enum ExpirationStrategy {
     AllowGrace,
 }
 
-/// Everything an admin sets on a policy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// How a policy's subscriptions count their seats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LicenseModel {
+    /// A seat per active device, held until the device is deactivated.
+    #[default]
+    NodeLocked,
+    /// A seat per live lease: a device whose lease expired or was checked in holds none.
+    Floating,
+}
+
+/// What becomes of a device whose heartbeat stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeartbeatCull {
+    /// Deactivated (reason `heartbeat_expired`): its seat is free.
+    #[default]
+    Deactivate,
+    /// Kept, dead: a node-locked seat stays taken until the device is revived or
+    /// deactivated; a floating one is free.
+    Keep,
+}
+
+/// Everything an admin sets on a policy. (The default, a nameless policy of no seats, is
+/// no valid policy: only a base to fill in.)
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PolicySettings {
     pub name: String,
     pub max_devices: u32,
@@ -56,6 +80,32 @@ pub struct PolicySettings {
     pub entitlements: Vec<Code>,
     #[serde(default)]
     pub metadata: Map<String, Value>,
+    // The lease settings below are left out of events while they have their default, so
+    // that policies which use none of them are recorded as before they existed.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub license_model: LicenseModel,
+    /// Devices hold a lease that lasts `heartbeat_duration` past their last heartbeat.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub require_heartbeat: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_duration: Option<IsoDuration>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub heartbeat_cull: HeartbeatCull,
+    /// How long after its deadline a dead device may still be revived by a heartbeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resurrection_window: Option<IsoDuration>,
+    /// Client deactivations allowed per `deactivation_window` (admins are not limited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_deactivations: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivation_window: Option<IsoDuration>,
+    /// How far ahead a heartbeat may borrow its seat (`borrow_until`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_borrow: Option<IsoDuration>,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// A change to some settings: `None` keeps a setting; for the optional ones `Some(None)`
@@ -72,6 +122,14 @@ pub struct PolicyChange {
     pub token_ttl: Option<Option<IsoDuration>>,
     pub entitlements: Option<Vec<Code>>,
     pub metadata: Option<Map<String, Value>>,
+    pub license_model: Option<LicenseModel>,
+    pub require_heartbeat: Option<bool>,
+    pub heartbeat_duration: Option<Option<IsoDuration>>,
+    pub heartbeat_cull: Option<HeartbeatCull>,
+    pub resurrection_window: Option<Option<IsoDuration>>,
+    pub max_deactivations: Option<Option<u32>>,
+    pub deactivation_window: Option<Option<IsoDuration>>,
+    pub max_borrow: Option<Option<IsoDuration>>,
 }
 
 impl PolicySettings {
@@ -94,7 +152,37 @@ impl PolicySettings {
                 .map(sorted_codes)
                 .unwrap_or(current.entitlements),
             metadata: change.metadata.unwrap_or(current.metadata),
+            license_model: change.license_model.unwrap_or(current.license_model),
+            require_heartbeat: change
+                .require_heartbeat
+                .unwrap_or(current.require_heartbeat),
+            heartbeat_duration: change
+                .heartbeat_duration
+                .unwrap_or(current.heartbeat_duration),
+            heartbeat_cull: change.heartbeat_cull.unwrap_or(current.heartbeat_cull),
+            resurrection_window: change
+                .resurrection_window
+                .unwrap_or(current.resurrection_window),
+            max_deactivations: change
+                .max_deactivations
+                .unwrap_or(current.max_deactivations),
+            deactivation_window: change
+                .deactivation_window
+                .unwrap_or(current.deactivation_window),
+            max_borrow: change.max_borrow.unwrap_or(current.max_borrow),
         }
+    }
+
+    /// How long a lease lasts past a heartbeat, when devices must beat.
+    pub fn lease_duration(&self) -> Option<&IsoDuration> {
+        self.heartbeat_duration
+            .as_ref()
+            .filter(|_| self.require_heartbeat)
+    }
+
+    /// Whether devices under these settings hold leases (that expire, or are checked in).
+    pub fn leases(&self) -> bool {
+        self.require_heartbeat || self.license_model == LicenseModel::Floating
     }
 
     /// The last instant a subscription that expires at `expires_at` still validates:

@@ -50,6 +50,7 @@ fn settings() -> PolicySettings {
         token_ttl: Some(iso("PT1H")),
         entitlements: codes(&["export", "sync"]),
         metadata: Map::new(),
+        ..PolicySettings::default()
     }
 }
 
@@ -645,6 +646,7 @@ fn settings_events_are_stored_flat_and_read_back_with_defaults() {
                 token_ttl: None,
                 entitlements: vec![],
                 metadata: Map::new(),
+                ..PolicySettings::default()
             },
             at: t0(),
         }

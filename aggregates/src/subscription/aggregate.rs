@@ -9,13 +9,14 @@ use serde_json::{Map, Value};
 use super::commands::{
     DetailsChange, DeviceDetails, NewSubscription, PeriodChange, PresentedToken,
 };
+use super::lease::{self, ensure_churn_allowed, ensure_seat_free, license_model, Draft};
 use super::policy::effective_max_devices;
 use super::{
     DeactivationReason, Status, SubscriptionAction, SubscriptionCommand, SubscriptionError,
     SubscriptionEvent,
 };
-use super::{DeviceInfo, Override};
-use crate::policy::{ExpirationBasis, PolicyBook, PolicyTerms};
+use super::{DeviceInfo, Lease, LeaseGrant, LeaseRenewals, Override};
+use crate::policy::{ExpirationBasis, LicenseModel, PolicyBook, PolicyTerms};
 use crate::values::PolicyId;
 use crate::values::{is_supported_instant, DeviceId, Email, Plan, Sha256Hex, SubscriptionId};
 
@@ -139,9 +140,17 @@ pub struct Device {
     pub deactivation_reason: Option<DeactivationReason>,
     /// Last time the device obtained a license token.
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// Its lease, under a policy with heartbeats or floating seats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
 }
 
 impl Subscription {
+    /// A subscription in this state (a draft of the events a command decides).
+    pub(super) fn of(state: SubscriptionState) -> Self {
+        Self { state: Some(state) }
+    }
+
     /// The subscription's state, unless it was never created. Deleted ones are included.
     pub fn state(&self) -> Option<&SubscriptionState> {
         self.state.as_ref()
@@ -433,9 +442,15 @@ impl Aggregate for Subscription {
                 fingerprint_hash,
                 info,
                 at,
+                lease,
                 ..
             } => {
                 let notes = state.device(device_id).and_then(|d| d.notes.clone());
+                let lease = lease.map(|grant| Lease {
+                    expires_at: grant.expires_at,
+                    taken_at: at,
+                    expired: false,
+                });
                 state.devices.retain(|d| d.id != device_id);
                 state.devices.push(Arc::new(Device {
                     id: device_id,
@@ -447,7 +462,44 @@ impl Aggregate for Subscription {
                     deactivated_at: None,
                     deactivation_reason: None,
                     last_seen_at: Some(at),
+                    lease,
                 }));
+            }
+            DeviceLeaseTaken {
+                device_id,
+                lease,
+                at,
+            }
+            | DeviceRevived {
+                device_id,
+                lease,
+                at,
+                ..
+            } => {
+                if let Some(device) = state.devices.iter_mut().find(|d| d.id == device_id) {
+                    let device = Arc::make_mut(device);
+                    device.active = true;
+                    device.deactivated_at = None;
+                    device.deactivation_reason = None;
+                    device.lease = Some(Lease {
+                        expires_at: lease.expires_at,
+                        taken_at: at,
+                        expired: false,
+                    });
+                }
+            }
+            DeviceLeaseExpired {
+                device_id,
+                lease_expires_at,
+                ..
+            } => {
+                if let Some(device) = state.devices.iter_mut().find(|d| d.id == device_id) {
+                    let device = Arc::make_mut(device);
+                    if let Some(lease) = device.lease.as_mut() {
+                        lease.expires_at = Some(lease_expires_at);
+                        lease.expired = true;
+                    }
+                }
             }
             DeviceDeactivated {
                 device_id,
@@ -499,6 +551,7 @@ impl Subscription {
             at,
             action,
             policies,
+            leases,
         } = command;
         if let SubscriptionAction::CreateSubscription(new) = action {
             return match self.state {
@@ -606,10 +659,13 @@ impl Subscription {
                 }
             }
             ActivateDevice(device) => {
-                activate_device(state, state.policy_terms(&policies)?, device, at)?
+                activate_device(state, state.policy_terms(&policies)?, &leases, device, at)?
             }
             DeactivateDevice { device_id, reason } => {
                 state.active_device(device_id)?;
+                if reason == DeactivationReason::Client {
+                    ensure_churn_allowed(state, state.policy_terms(&policies)?, at)?;
+                }
                 vec![E::DeviceDeactivated {
                     device_id,
                     reason,
@@ -624,6 +680,9 @@ impl Subscription {
                 let device = state
                     .active_device_with_fingerprint(&fingerprint_hash)
                     .ok_or(SubscriptionError::DeviceNotActivated)?;
+                if reason == DeactivationReason::Client {
+                    ensure_churn_allowed(state, state.policy_terms(&policies)?, at)?;
+                }
                 vec![E::DeviceDeactivated {
                     device_id: device.id,
                     reason,
@@ -664,8 +723,12 @@ impl Subscription {
                 let device = state
                     .active_device_with_fingerprint(&fingerprint_hash)
                     .ok_or(SubscriptionError::DeviceNotActivated)?;
+                if device.lease_dead_at(&leases, at) {
+                    return Err(SubscriptionError::HeartbeatDead);
+                }
+                let lease_end = device.lease_deadline(&leases);
                 vec![token_issued(
-                    state, policy, device, token_id, expires_at, at,
+                    state, policy, device, token_id, expires_at, lease_end, at,
                 )]
             }
             VerifyLicenseToken { presented } => {
@@ -694,36 +757,80 @@ impl Subscription {
                     .collect();
                 own_features(state, features, at)
             }
+            ExpireLeases => {
+                let mut draft = Draft::new(state);
+                lease::expire_dead_leases(&mut draft, state.policy_terms(&policies)?, &leases, at);
+                draft.events
+            }
+            Heartbeat {
+                presented,
+                borrow_until,
+            } => {
+                let policy = state.policy_terms(&policies)?;
+                state.ensure_usable(at, policy)?;
+                lease::heartbeat(state, policy, &leases, &presented, borrow_until, at)?
+            }
+            CheckIn { presented } => check_in(state, &policies, &leases, &presented, at)?,
         })
     }
 }
 
-/// A token for `device` (for as long as its policy's `token_ttl` says, when it sets one),
-/// never outliving the license it stands for, nor its grace.
+/// A token for `device`, until [`token_expiry`].
 fn token_issued(
     state: &SubscriptionState,
     policy: Option<&PolicyTerms>,
     device: &Device,
     token_id: uuid::Uuid,
     expires_at: DateTime<Utc>,
+    lease_end: Option<DateTime<Utc>>,
     at: DateTime<Utc>,
 ) -> SubscriptionEvent {
-    let expires_at = policy
-        .and_then(|terms| terms.settings.token_ttl.as_ref())
-        .and_then(|ttl| ttl.after(at))
-        .unwrap_or(expires_at);
     let license_end = state.grace_until_under(policy).or(state.expires_at);
-    let expires_at = license_end.map_or(expires_at, |end| end.min(expires_at));
-    // While trialing, the license ends with the trial (see `status_at`).
-    let expires_at = match state.trial_ends_at {
-        Some(end) if state.status == Status::Trialing => end.min(expires_at),
-        _ => expires_at,
-    };
+    let trial_end = state
+        .trial_ends_at
+        .filter(|_| state.status == Status::Trialing);
     SubscriptionEvent::LicenseTokenIssued {
         device_id: device.id,
         token_id,
-        expires_at,
+        expires_at: token_expiry(expires_at, policy, license_end, trial_end, lease_end, at),
         at,
+    }
+}
+
+/// When a token issued at `at` expires: after `requested` (or its policy's `token_ttl`),
+/// but never after the license it stands for (`license_end`: its grace, else its period),
+/// nor the trial it is in (`trial_end`), nor the device's lease (`lease_end`, which a
+/// borrow extends).
+pub fn token_expiry(
+    requested: DateTime<Utc>,
+    policy: Option<&PolicyTerms>,
+    license_end: Option<DateTime<Utc>>,
+    trial_end: Option<DateTime<Utc>>,
+    lease_end: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let expires_at = policy
+        .and_then(|terms| terms.settings.token_ttl.as_ref())
+        .and_then(|ttl| ttl.after(at))
+        .unwrap_or(requested);
+    [license_end, trial_end, lease_end]
+        .into_iter()
+        .flatten()
+        .fold(expires_at, DateTime::min)
+}
+
+/// Refuses a token issued under a key that has since been regenerated.
+pub(super) fn ensure_key_admits(
+    state: &SubscriptionState,
+    presented: &PresentedToken,
+) -> Result<(), SubscriptionError> {
+    let key_current = state.license_key.as_ref().is_some_and(|key| {
+        key.admits_token(presented.license_key_ref.as_deref(), presented.issued_at)
+    });
+    if key_current {
+        Ok(())
+    } else {
+        Err(SubscriptionError::TokenRevoked)
     }
 }
 
@@ -734,12 +841,7 @@ fn ensure_token_stands(
     state: &SubscriptionState,
     presented: &PresentedToken,
 ) -> Result<(), SubscriptionError> {
-    let key_current = state.license_key.as_ref().is_some_and(|key| {
-        key.admits_token(presented.license_key_ref.as_deref(), presented.issued_at)
-    });
-    if !key_current {
-        return Err(SubscriptionError::TokenRevoked);
-    }
+    ensure_key_admits(state, presented)?;
     match state.device(presented.device_id) {
         Some(device) if device.active => Ok(()),
         _ => Err(SubscriptionError::DeviceNotActivated),
@@ -1146,39 +1248,100 @@ fn update_details(
     }])
 }
 
+/// Activates a new fingerprint when a seat is free (expiring dead leases first, so that a
+/// dead seat never blocks a live device). An active fingerprint changes nothing, unless its
+/// lease has died: then the key revives it, seat permitting.
 fn activate_device(
     state: &SubscriptionState,
     policy: Option<&PolicyTerms>,
+    leases: &LeaseRenewals,
     device: DeviceDetails,
     at: DateTime<Utc>,
 ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
     state.ensure_usable(at, policy)?;
-    if state
-        .active_device_with_fingerprint(&device.fingerprint_hash)
-        .is_some()
-    {
-        return Ok(vec![]);
-    }
-    let active = state.active_device_count();
     let max_devices = state.max_devices_under(policy);
-    if active >= max_devices {
-        return Err(SubscriptionError::DeviceLimitReached { max_devices });
+    let model = license_model(policy);
+    let lease_end = policy
+        .and_then(|terms| terms.settings.lease_duration())
+        .and_then(|duration| duration.after(at));
+    let leased = policy.is_some_and(|terms| terms.settings.leases());
+    let mut draft = Draft::new(state);
+    if let Some(known) = state.active_device_with_fingerprint(&device.fingerprint_hash) {
+        if !known.lease_dead_at(leases, at) {
+            return Ok(vec![]);
+        }
+        let device_id = known.id;
+        lease::expire_dead_leases(&mut draft, policy, leases, at);
+        ensure_seat_free(&mut draft, policy, leases, max_devices, at)?;
+        // Culled just now (`heartbeat_cull: deactivate`): it comes back as a new device.
+        if draft.state().device(device_id).is_some_and(|d| d.active) {
+            let active_devices = draft.active_after_reviving(device_id);
+            draft.push(model, |seats_in_use| SubscriptionEvent::DeviceRevived {
+                device_id,
+                lease: LeaseGrant {
+                    expires_at: lease_end,
+                    seats_in_use,
+                },
+                active_devices,
+                at,
+            });
+            return Ok(draft.events);
+        }
     }
+    ensure_seat_free(&mut draft, policy, leases, max_devices, at)?;
     for text in device.info.fields() {
         check_optional_text(text)?;
     }
-    let period_started = first_activation_period(state, policy, at);
+    if let Some(started) = first_activation_period(state, policy, at) {
+        draft.push_event(started);
+    }
+    let active_devices = draft.state().active_device_count() + 1;
     // A fingerprint that comes back after a deactivation is a new device with a new id, so
     // that the tokens of the deactivated one stay dead (the old device keeps its history).
-    let activated = SubscriptionEvent::DeviceActivated {
+    draft.push(model, |seats_in_use| SubscriptionEvent::DeviceActivated {
         device_id: device.device_id,
-        fingerprint_hash: device.fingerprint_hash,
-        info: device.info,
-        active_devices: active + 1,
+        fingerprint_hash: device.fingerprint_hash.clone(),
+        info: device.info.clone(),
+        active_devices,
         at,
         policy_version: policy.map(|terms| terms.version),
+        lease: leased.then_some(LeaseGrant {
+            expires_at: lease_end,
+            seats_in_use,
+        }),
+    });
+    Ok(draft.events)
+}
+
+/// The device the token names gives its seat back (see `SubscriptionAction::CheckIn`).
+/// Checking in a device that no longer holds a seat changes nothing.
+fn check_in(
+    state: &SubscriptionState,
+    policies: &PolicyBook,
+    leases: &LeaseRenewals,
+    presented: &PresentedToken,
+    at: DateTime<Utc>,
+) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
+    ensure_key_admits(state, presented)?;
+    let policy = state.policy_terms(policies)?;
+    let Some(device) = state.device(presented.device_id).filter(|d| d.active) else {
+        return Ok(vec![]);
     };
-    Ok(period_started.into_iter().chain([activated]).collect())
+    let reason = if license_model(policy) == LicenseModel::Floating {
+        if device.lease_dead_at(leases, at) {
+            return Ok(vec![]);
+        }
+        DeactivationReason::CheckedIn
+    } else {
+        ensure_churn_allowed(state, policy, at)?;
+        DeactivationReason::Client
+    };
+    Ok(vec![SubscriptionEvent::DeviceDeactivated {
+        device_id: device.id,
+        reason,
+        active_devices: state.active_device_count() - 1,
+        at,
+    }])
 }
 
 /// The period a policy starts at the first activation, unless the subscription has an end

@@ -3,8 +3,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::Override;
 use super::{DeactivationReason, DeviceInfo};
+use super::{LeaseRenewals, Override};
 use crate::policy::PolicyBook;
 use crate::values::{Code, DeviceId, Email, Plan, PolicyId, Sha256Hex, SubscriptionId};
 
@@ -18,6 +18,9 @@ pub struct SubscriptionCommand {
     pub action: SubscriptionAction,
     #[serde(skip)]
     pub policies: PolicyBook,
+    /// The heartbeats of its leases since their last events, as the caller read them.
+    #[serde(skip)]
+    pub leases: LeaseRenewals,
 }
 
 impl SubscriptionCommand {
@@ -26,12 +29,18 @@ impl SubscriptionCommand {
             at,
             action,
             policies: PolicyBook::default(),
+            leases: LeaseRenewals::default(),
         }
     }
 
     /// The command, deciding with these policies' terms.
     pub fn with_policies(self, policies: PolicyBook) -> Self {
         Self { policies, ..self }
+    }
+
+    /// The command, deciding with these lease renewals.
+    pub fn with_leases(self, leases: LeaseRenewals) -> Self {
+        Self { leases, ..self }
     }
 }
 
@@ -128,6 +137,20 @@ pub enum SubscriptionAction {
     },
     DetachEntitlements {
         codes: Vec<Code>,
+    },
+    /// Records the expiry of every lease whose deadline has passed (the culler runs it).
+    ExpireLeases,
+    /// A heartbeat the lease table could not renew: starts, revives or refuses the lease
+    /// of the device the token names (see `lease::heartbeat`). `borrow_until` keeps the
+    /// seat until then.
+    Heartbeat {
+        presented: PresentedToken,
+        borrow_until: Option<DateTime<Utc>>,
+    },
+    /// The device the token names gives its seat back: a floating seat is released (not a
+    /// churn), a node-locked device is deactivated as a client deactivation.
+    CheckIn {
+        presented: PresentedToken,
     },
 }
 

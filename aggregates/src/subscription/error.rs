@@ -1,3 +1,5 @@
+use chrono::{DateTime, Utc};
+
 use super::Status;
 use crate::values::DeviceId;
 
@@ -31,7 +33,7 @@ pub enum SubscriptionError {
     #[error("the license is canceled")]
     LicenseCanceled,
     #[error("all {max_devices} device slots are in use")]
-    DeviceLimitReached { max_devices: u32 },
+    DeviceLimitReached { max_devices: u32, in_use: u32 },
     #[error("{active} devices are active; name {must_deactivate} of them to deactivate to go down to {requested}")]
     DeviceLimitBelowActiveCount {
         active: u32,
@@ -52,6 +54,16 @@ pub enum SubscriptionError {
     PolicyNotFound,
     #[error("the policy is archived: no new subscription may follow it")]
     PolicyArchived,
+    #[error("the device's heartbeat stopped: its lease is dead")]
+    HeartbeatDead,
+    #[error("the license's policy does not require heartbeats")]
+    HeartbeatNotRequired,
+    #[error("the license's policy does not allow borrowing")]
+    BorrowNotAllowed,
+    #[error("borrow_until must be in the future and no later than {until}")]
+    InvalidBorrow { until: DateTime<Utc> },
+    #[error("too many deactivations recently; the next is allowed at {retry_at}")]
+    DeactivationLimitReached { retry_at: DateTime<Utc> },
     #[error("the plan of a subscription that follows a policy is the policy's code; change its policy instead")]
     PlanFollowsPolicy,
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{DeviceInfo, Override, Status};
+use super::{DeviceInfo, LeaseGrant, Override, Status};
 use crate::values::{DeviceId, Email, Plan, PolicyId, Sha256Hex, SubscriptionId};
 
 /// Every change to a subscription. Events are kept forever and never hold a secret: license
@@ -147,6 +147,34 @@ pub enum SubscriptionEvent {
         /// The version of the policy whose device limit admitted it, when it follows one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         policy_version: Option<u64>,
+        /// The lease it took, under a policy with heartbeats or floating seats.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<LeaseGrant>,
+    },
+    /// An active device without a lease took one: its first heartbeat under a policy that
+    /// began requiring heartbeats after it was activated.
+    DeviceLeaseTaken {
+        device_id: DeviceId,
+        lease: LeaseGrant,
+        at: DateTime<Utc>,
+    },
+    /// The lease's deadline passed without a heartbeat: the device is dead. Recorded once,
+    /// by whichever comes first: the culler, or a command that needed the seat.
+    DeviceLeaseExpired {
+        device_id: DeviceId,
+        lease_expires_at: DateTime<Utc>,
+        /// `None` when it never beat after its lease was taken.
+        last_heartbeat_at: Option<DateTime<Utc>>,
+        seats_in_use: u32,
+        at: DateTime<Utc>,
+    },
+    /// A dead device holds a live lease again, under the same id: a heartbeat within the
+    /// resurrection window, or the device's activation with the license key.
+    DeviceRevived {
+        device_id: DeviceId,
+        lease: LeaseGrant,
+        active_devices: u32,
+        at: DateTime<Utc>,
     },
     DeviceDeactivated {
         device_id: DeviceId,
@@ -185,6 +213,8 @@ pub enum DeactivationReason {
     Admin,
     LimitReduced,
     HeartbeatExpired,
+    /// A floating seat given back by its device (`checkin`).
+    CheckedIn,
 }
 
 impl SubscriptionEvent {
@@ -210,6 +240,9 @@ impl SubscriptionEvent {
             | LicenseKeyIssued { at, .. }
             | LicenseKeyRegenerated { at, .. }
             | DeviceActivated { at, .. }
+            | DeviceLeaseTaken { at, .. }
+            | DeviceLeaseExpired { at, .. }
+            | DeviceRevived { at, .. }
             | DeviceDeactivated { at, .. }
             | DeviceUpdated { at, .. }
             | LicenseTokenIssued { at, .. } => *at,
@@ -239,6 +272,9 @@ impl DomainEvent for SubscriptionEvent {
             LicenseKeyIssued { .. } => "LicenseKeyIssued",
             LicenseKeyRegenerated { .. } => "LicenseKeyRegenerated",
             DeviceActivated { .. } => "DeviceActivated",
+            DeviceLeaseTaken { .. } => "DeviceLeaseTaken",
+            DeviceLeaseExpired { .. } => "DeviceLeaseExpired",
+            DeviceRevived { .. } => "DeviceRevived",
             DeviceDeactivated { .. } => "DeviceDeactivated",
             DeviceUpdated { .. } => "DeviceUpdated",
             LicenseTokenIssued { .. } => "LicenseTokenIssued",

@@ -7,6 +7,9 @@ mod commands;
 mod device;
 mod error;
 mod events;
+mod lease;
+#[cfg(test)]
+mod lease_tests;
 mod policy;
 #[cfg(test)]
 mod policy_tests;
@@ -14,8 +17,8 @@ mod policy_tests;
 mod tests;
 
 pub use aggregate::{
-    effective_status, DeadlineNotices, Device, LicenseKeyState, Subscription, SubscriptionState,
-    MAX_DEVICE_LIMIT, MAX_TEXT_LEN,
+    effective_status, token_expiry, DeadlineNotices, Device, LicenseKeyState, Subscription,
+    SubscriptionState, MAX_DEVICE_LIMIT, MAX_TEXT_LEN,
 };
 pub use commands::{
     DetailsChange, DeviceDetails, NewSubscription, PeriodChange, PresentedToken,
@@ -24,6 +27,7 @@ pub use commands::{
 pub use device::DeviceInfo;
 pub use error::SubscriptionError;
 pub use events::{DeactivationReason, SubscriptionEvent};
+pub use lease::{lease_end, license_model, Lease, LeaseGrant, LeaseRenewals, Renewal};
 pub use policy::{
     effective_entitlements, effective_max_devices, grace_until, in_grace, EffectiveTerms, Override,
     OwnTerms,

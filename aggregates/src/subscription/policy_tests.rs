@@ -99,6 +99,7 @@ fn pro_settings() -> PolicySettings {
         token_ttl: None,
         entitlements: codes(&["export", "sync"]),
         metadata: Map::new(),
+        ..PolicySettings::default()
     }
 }
 
@@ -115,6 +116,7 @@ fn team_settings() -> PolicySettings {
         token_ttl: None,
         entitlements: codes(&["audit"]),
         metadata: Map::new(),
+        ..PolicySettings::default()
     }
 }
 
@@ -342,6 +344,7 @@ fn activated(
         active_devices,
         at,
         policy_version: version,
+        lease: None,
     }
 }
 
@@ -587,7 +590,10 @@ fn activation_records_the_version_of_the_policy_that_admitted_the_device() {
 fn activation_stops_at_the_policy_device_limit() {
     given(following_pro_with_two_devices())
         .when(cmd(activate(PHONE)))
-        .then_expect_error(Error::DeviceLimitReached { max_devices: 2 });
+        .then_expect_error(Error::DeviceLimitReached {
+            max_devices: 2,
+            in_use: 2,
+        });
 }
 
 #[test]
@@ -609,7 +615,10 @@ fn a_policy_that_lowers_its_limit_admits_no_more_devices_but_keeps_the_active_on
     };
     given(following_pro_with_two_devices())
         .when(cmd_with(book_v2(lowered.clone()), now(), activate(PHONE)))
-        .then_expect_error(Error::DeviceLimitReached { max_devices: 1 });
+        .then_expect_error(Error::DeviceLimitReached {
+            max_devices: 1,
+            in_use: 2,
+        });
     // An active device re-activating is still nothing new.
     given(following_pro_with_two_devices())
         .when(cmd_with(book_v2(lowered), now(), activate(LAPTOP)))
@@ -633,7 +642,10 @@ fn an_overridden_device_limit_survives_a_policy_change() {
     };
     given(and(created, vec![activated(LAPTOP, 1, t0(), Some(1))]))
         .when(cmd_with(book_v2(raised), now(), activate(DESKTOP)))
-        .then_expect_error(Error::DeviceLimitReached { max_devices: 1 });
+        .then_expect_error(Error::DeviceLimitReached {
+            max_devices: 1,
+            in_use: 1,
+        });
 }
 
 #[test]
@@ -873,7 +885,10 @@ fn a_device_limit_set_directly_is_kept_through_policy_changes() {
     };
     given(changed)
         .when(cmd_with(book_v2(raised), now(), activate(DESKTOP)))
-        .then_expect_error(Error::DeviceLimitReached { max_devices: 1 });
+        .then_expect_error(Error::DeviceLimitReached {
+            max_devices: 1,
+            in_use: 1,
+        });
 }
 
 #[test]

@@ -158,6 +158,7 @@ fn activated_at(n: u128, active_devices: u32, at: DateTime<Utc>) -> Subscription
         active_devices,
         at,
         policy_version: None,
+        lease: None,
     }
 }
 
@@ -549,7 +550,10 @@ fn activation_beyond_max_devices_is_device_limit_reached() {
         activated(DESKTOP, 2),
     ]))
     .when(cmd(activate(PHONE)))
-    .then_expect_error(Error::DeviceLimitReached { max_devices: 2 });
+    .then_expect_error(Error::DeviceLimitReached {
+        max_devices: 2,
+        in_use: 2,
+    });
 }
 
 #[test]
@@ -583,6 +587,7 @@ fn a_deactivated_fingerprint_reactivates_as_a_new_device() {
         active_devices: 1,
         at: now(),
         policy_version: None,
+        lease: None,
     }]);
 }
 
@@ -632,6 +637,7 @@ fn activation_carries_the_device_details() {
             active_devices: 1,
             at: now(),
             policy_version: None,
+            lease: None,
         }]);
 }
 
@@ -1506,6 +1512,7 @@ fn a_token_of_a_deactivated_device_is_dead_after_its_fingerprint_returned() {
             active_devices: 1,
             at: t0(),
             policy_version: None,
+            lease: None,
         },
     ]))
     .when(cmd(verify_token(LAPTOP, Some(key_hash(1)), t0())))
@@ -1732,6 +1739,7 @@ fn issue_license_token_names_the_device_its_fingerprint_activated() {
             active_devices: 1,
             at: t0(),
             policy_version: None,
+            lease: None,
         },
     ]))
     .when(cmd(issue_token(DESKTOP)))

@@ -97,6 +97,9 @@ fn refused(item: Item, error: CatalogueError) -> ApiError {
         E::MetadataTooLarge => unprocessable("METADATA_TOO_LARGE"),
         E::InvalidDeviceLimit => unprocessable("INVALID_DEVICE_LIMIT"),
         E::InvalidGrace => unprocessable("INVALID_GRACE"),
+        E::InvalidHeartbeat => unprocessable("INVALID_HEARTBEAT"),
+        E::InvalidDeactivationLimit => unprocessable("INVALID_DEACTIVATION_LIMIT"),
+        E::InvalidBorrow => unprocessable("INVALID_BORROW"),
         E::TooManyEntitlements => unprocessable("TOO_MANY_ENTITLEMENTS"),
     }
 }

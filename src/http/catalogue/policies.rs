@@ -4,7 +4,9 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use flowlytix_aggregates::policy::{ExpirationBasis, ExpirationStrategy, PolicyState};
+use flowlytix_aggregates::policy::{
+    ExpirationBasis, ExpirationStrategy, HeartbeatCull, LicenseModel, PolicyState,
+};
 use flowlytix_aggregates::{Policy, PolicyId, PolicySettings};
 use flowlytix_projections::catalogue::PolicyRecord;
 use serde::Serialize;
@@ -44,6 +46,16 @@ pub struct PolicyView {
     /// Entitlement codes, sorted.
     pub entitlements: Vec<String>,
     pub metadata: Map<String, Value>,
+    /// `node_locked` or `floating` (`max_devices` counts live leases).
+    pub license_model: String,
+    pub require_heartbeat: bool,
+    pub heartbeat_duration: Option<String>,
+    /// `deactivate` or `keep`.
+    pub heartbeat_cull: String,
+    pub resurrection_window: Option<String>,
+    pub max_deactivations: Option<u32>,
+    pub deactivation_window: Option<String>,
+    pub max_borrow: Option<String>,
     /// No new subscription may follow an archived policy.
     pub archived: bool,
     pub created_at: DateTime<Utc>,
@@ -98,6 +110,22 @@ impl From<Described> for PolicyView {
                 .map(ToString::to_string)
                 .collect(),
             metadata: settings.metadata,
+            license_model: match settings.license_model {
+                LicenseModel::NodeLocked => "node_locked",
+                LicenseModel::Floating => "floating",
+            }
+            .to_owned(),
+            require_heartbeat: settings.require_heartbeat,
+            heartbeat_duration: text(settings.heartbeat_duration),
+            heartbeat_cull: match settings.heartbeat_cull {
+                HeartbeatCull::Deactivate => "deactivate",
+                HeartbeatCull::Keep => "keep",
+            }
+            .to_owned(),
+            resurrection_window: text(settings.resurrection_window),
+            max_deactivations: settings.max_deactivations,
+            deactivation_window: text(settings.deactivation_window),
+            max_borrow: text(settings.max_borrow),
             archived: policy.archived,
             created_at: policy.created_at,
             updated_at: policy.updated_at,
@@ -165,7 +193,7 @@ pub struct PolicyPage {
     params(IdempotencyKeyHeader), request_body = CreatePolicyRequest,
     responses((status = 201, body = PolicyView),
         (status = 409, body = Problem, description = "POLICY_EXISTS: the product has a policy with this code"),
-        (status = 422, body = Problem, description = "PRODUCT_NOT_FOUND (product_id names no live product), UNKNOWN_ENTITLEMENT (with `unknown_entitlements`), UNSUPPORTED_FIELD (with `field`), INVALID_CODE, INVALID_DURATION, INVALID_NAME, INVALID_DEVICE_LIMIT, INVALID_GRACE, TOO_MANY_ENTITLEMENTS or METADATA_TOO_LARGE")))]
+        (status = 422, body = Problem, description = "PRODUCT_NOT_FOUND (product_id names no live product), UNKNOWN_ENTITLEMENT (with `unknown_entitlements`), UNSUPPORTED_FIELD (with `field`), INVALID_CODE, INVALID_DURATION, INVALID_NAME, INVALID_DEVICE_LIMIT, INVALID_GRACE, INVALID_HEARTBEAT, INVALID_DEACTIVATION_LIMIT, INVALID_BORROW, TOO_MANY_ENTITLEMENTS or METADATA_TOO_LARGE")))]
 pub(super) async fn create_policy(
     State(app): State<SharedApp>,
     RequireAdmin(admin): RequireAdmin,
@@ -224,7 +252,7 @@ pub(super) async fn get_policy(
     responses((status = 200, body = PolicyView),
         (status = 404, body = Problem, description = "POLICY_NOT_FOUND"),
         (status = 409, body = Problem, description = "CONCURRENT_MODIFICATION"),
-        (status = 422, body = Problem, description = "UNKNOWN_ENTITLEMENT (with `unknown_entitlements`), UNSUPPORTED_FIELD (with `field`), INVALID_CODE, INVALID_DURATION, INVALID_NAME, INVALID_DEVICE_LIMIT, INVALID_GRACE, TOO_MANY_ENTITLEMENTS or METADATA_TOO_LARGE")))]
+        (status = 422, body = Problem, description = "UNKNOWN_ENTITLEMENT (with `unknown_entitlements`), UNSUPPORTED_FIELD (with `field`), INVALID_CODE, INVALID_DURATION, INVALID_NAME, INVALID_DEVICE_LIMIT, INVALID_GRACE, INVALID_HEARTBEAT, INVALID_DEACTIVATION_LIMIT, INVALID_BORROW, TOO_MANY_ENTITLEMENTS or METADATA_TOO_LARGE")))]
 pub(super) async fn update_policy(
     State(app): State<SharedApp>,
     RequireAdmin(admin): RequireAdmin,

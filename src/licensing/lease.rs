@@ -1,0 +1,246 @@
+//! Heartbeats and check-ins: the lease half of licensing. A heartbeat is a renewal in the
+//! lease table and a token signed on the spot, no event; only when the table cannot renew the
+//! lease (it died, or the projector has not written it yet) does it run a command, which
+//! revives the device within its policy's resurrection window, or refuses.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use flowlytix_aggregates::subscription::{lease_end, token_expiry, PresentedToken};
+use flowlytix_aggregates::{
+    DeviceId, PolicyTerms, Status, SubscriptionAction, SubscriptionError, SubscriptionId,
+};
+
+use super::operations::license_actor;
+use super::token::LicenseClaims;
+use super::verdict::{ValidationCode, Verdict};
+use super::{LicenseSnapshot, Licensing, LicensingError};
+use crate::monitoring::record;
+use crate::store::{EventMetadata, ExecuteError};
+
+/// What a heartbeat answers.
+pub struct HeartbeatAnswer {
+    pub lease_expires_at: DateTime<Utc>,
+    pub borrowed_until: Option<DateTime<Utc>>,
+    pub token: String,
+    pub token_expires_at: DateTime<Utc>,
+}
+
+fn refused(error: SubscriptionError) -> LicensingError {
+    LicensingError::Command(ExecuteError::Domain(error))
+}
+
+impl Licensing {
+    /// A valid verdict on a device whose lease deadline (as the events gave it) has passed
+    /// stands only if a heartbeat since moved the deadline on.
+    pub(super) async fn judge_lease(
+        &self,
+        mut verdict: Verdict,
+        now: DateTime<Utc>,
+    ) -> Result<Verdict, LicensingError> {
+        let deadline = verdict
+            .device
+            .as_ref()
+            .filter(|_| verdict.is_valid())
+            .and_then(|device| Some((device.id, device.lease.as_ref()?.expires_at?)));
+        if let Some((device, deadline)) = deadline {
+            if !self.commands.leases().alive(device, deadline, now).await? {
+                verdict.code = ValidationCode::HeartbeatDead;
+            }
+        }
+        Ok(verdict)
+    }
+
+    /// Renews the lease of the device the token names (to `borrow_until` when it borrows)
+    /// and answers a fresh token that lasts no longer than the lease.
+    pub async fn heartbeat(
+        &self,
+        token: &str,
+        borrow_until: Option<DateTime<Utc>>,
+        metadata: EventMetadata,
+    ) -> Result<HeartbeatAnswer, LicensingError> {
+        let claims = self.tokens.verify(token)?;
+        let answer = self.beat(&claims, borrow_until, metadata).await;
+        record::heartbeat(match &answer {
+            Ok((_, true)) => "revived",
+            Ok((_, false)) => "renewed",
+            Err(LicensingError::Command(ExecuteError::Domain(
+                SubscriptionError::HeartbeatDead,
+            ))) => "dead",
+            Err(_) => "refused",
+        });
+        answer.map(|(answer, _)| answer)
+    }
+
+    /// The answer, and whether the device was revived.
+    async fn beat(
+        &self,
+        claims: &LicenseClaims,
+        borrow_until: Option<DateTime<Utc>>,
+        metadata: EventMetadata,
+    ) -> Result<(HeartbeatAnswer, bool), LicensingError> {
+        let now = metadata.occurred_at;
+        let subscription_id = SubscriptionId(claims.sid);
+        let device_id = DeviceId(claims.sub);
+        let presented = claims.presented();
+        let license = self.current_license(subscription_id).await?;
+        let policy = self.policy_of(&license).await;
+        let terms = policy
+            .as_deref()
+            .ok_or(refused(SubscriptionError::HeartbeatNotRequired))?;
+        let duration = terms
+            .settings
+            .lease_duration()
+            .ok_or(refused(SubscriptionError::HeartbeatNotRequired))?;
+        let deadline = lease_end(terms, borrow_until, duration.after(now), now).map_err(refused)?;
+        let clock = self.commands.leases();
+        // The table renews a live lease of an active device in place: no event, no load.
+        let known = stands(&license, &presented, now, terms)?;
+        let renewed = if known {
+            clock.renew(device_id, now, deadline, borrow_until).await?
+        } else {
+            None
+        };
+        let (license, row, revived) = match renewed {
+            Some(row) => (license, row, false),
+            None => {
+                let actions = vec![SubscriptionAction::Heartbeat {
+                    presented,
+                    borrow_until,
+                }];
+                let metadata = EventMetadata {
+                    actor: license_actor(subscription_id),
+                    ..metadata
+                };
+                let (committed, license) = self
+                    .commands
+                    .run_remembering(subscription_id, actions, metadata, None)
+                    .await?;
+                let state = committed
+                    .aggregate
+                    .live()
+                    .ok_or(LicensingError::LicenseNotFound)?;
+                let lease = state
+                    .device(device_id)
+                    .and_then(|d| d.lease.clone())
+                    .ok_or(refused(SubscriptionError::HeartbeatDead))?;
+                clock.take(device_id, subscription_id, &lease).await?;
+                let row = clock
+                    .renew(device_id, now, deadline, borrow_until)
+                    .await?
+                    .ok_or(refused(SubscriptionError::HeartbeatDead))?;
+                let license = license.ok_or(LicensingError::LicenseNotFound)?;
+                (license, row, !committed.events.is_empty())
+            }
+        };
+        let lease_expires_at = row.expires_at.unwrap_or(deadline);
+        let token_expires_at = self.token_expiry(&license, terms, lease_expires_at, now);
+        let effective = license.effective(Some(terms));
+        let token = self
+            .tokens
+            .reissue(
+                claims,
+                &effective,
+                license.expires_at,
+                now,
+                token_expires_at,
+            )
+            .map_err(LicensingError::Signing)?;
+        Ok((
+            HeartbeatAnswer {
+                lease_expires_at,
+                borrowed_until: row.borrowed_until,
+                token,
+                token_expires_at,
+            },
+            revived,
+        ))
+    }
+
+    /// A heartbeat's token lasts as a refreshed one would, and never past the lease.
+    fn token_expiry(
+        &self,
+        license: &LicenseSnapshot,
+        terms: &PolicyTerms,
+        lease_end: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> DateTime<Utc> {
+        let effective = license.effective(Some(terms));
+        let license_end = effective.grace_until.or(license.expires_at);
+        let trial_end = license
+            .trial_ends_at
+            .filter(|_| license.status == Status::Trialing);
+        token_expiry(
+            self.tokens.requested_expiry(now),
+            Some(terms),
+            license_end,
+            trial_end,
+            Some(lease_end),
+            now,
+        )
+    }
+
+    /// The license as validation has it (cached, else read from the store).
+    async fn current_license(
+        &self,
+        id: SubscriptionId,
+    ) -> Result<Arc<LicenseSnapshot>, LicensingError> {
+        let license = match self.cached(id) {
+            Some(license) => Some(license),
+            None => self.license_from_store(id).await?,
+        };
+        license
+            .filter(|l| !l.deleted)
+            .ok_or(LicensingError::LicenseNotFound)
+    }
+
+    /// Gives the seat of the device the token names back at once: a floating seat is
+    /// released; a node-locked device is deactivated as a client deactivation would be
+    /// (within the churn limit).
+    pub async fn checkin(
+        &self,
+        token: &str,
+        metadata: EventMetadata,
+    ) -> Result<(), LicensingError> {
+        let claims = self.tokens.verify(token)?;
+        let subscription_id = SubscriptionId(claims.sid);
+        let actions = vec![SubscriptionAction::CheckIn {
+            presented: claims.presented(),
+        }];
+        let metadata = EventMetadata {
+            actor: license_actor(subscription_id),
+            ..metadata
+        };
+        self.commands
+            .run(subscription_id, actions, metadata, None)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Whether the token's device may renew in place: the token's key is current, the license
+/// is usable (or in grace) and the device is one of its active devices. Otherwise the
+/// command decides (and says why not).
+fn stands(
+    license: &LicenseSnapshot,
+    presented: &PresentedToken,
+    now: DateTime<Utc>,
+    terms: &PolicyTerms,
+) -> Result<bool, LicensingError> {
+    let key_current = license.license_key.as_ref().is_some_and(|key| {
+        key.admits_token(presented.license_key_ref.as_deref(), presented.issued_at)
+    });
+    if !key_current {
+        return Err(LicensingError::TokenRevoked);
+    }
+    let usable = license.in_grace_at(now, Some(terms))
+        || matches!(
+            license.status_at(now),
+            Status::Trialing | Status::Active | Status::PastDue
+        );
+    Ok(usable
+        && license
+            .active_devices
+            .iter()
+            .any(|d| d.id == presented.device_id))
+}
