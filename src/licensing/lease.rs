@@ -12,7 +12,7 @@ use flowlytix_aggregates::{
 };
 
 use super::operations::license_actor;
-use super::token::LicenseClaims;
+use super::token::{LicenseClaims, TokenError};
 use super::verdict::{ValidationCode, Verdict};
 use super::{LicenseSnapshot, Licensing, LicensingError};
 use crate::monitoring::record;
@@ -59,8 +59,13 @@ impl Licensing {
         borrow_until: Option<DateTime<Utc>>,
         metadata: EventMetadata,
     ) -> Result<HeartbeatAnswer, LicensingError> {
-        let claims = self.tokens.verify(token)?;
-        let answer = self.beat(&claims, borrow_until, metadata).await;
+        // The token expires with the lease: an expired one still names the device, which only
+        // a revival (through the aggregate) may bring back.
+        let (claims, expired) = match self.tokens.verify(token) {
+            Err(TokenError::Expired) => (self.tokens.verify_expired(token)?, true),
+            verified => (verified?, false),
+        };
+        let answer = self.beat(&claims, expired, borrow_until, metadata).await;
         record::heartbeat(match &answer {
             Ok((_, true)) => "revived",
             Ok((_, false)) => "renewed",
@@ -76,6 +81,7 @@ impl Licensing {
     async fn beat(
         &self,
         claims: &LicenseClaims,
+        token_expired: bool,
         borrow_until: Option<DateTime<Utc>>,
         metadata: EventMetadata,
     ) -> Result<(HeartbeatAnswer, bool), LicensingError> {
@@ -95,7 +101,7 @@ impl Licensing {
         let deadline = lease_end(terms, borrow_until, duration.after(now), now).map_err(refused)?;
         let clock = self.commands.leases();
         // The table renews a live lease of an active device in place: no event, no load.
-        let known = stands(&license, &presented, now, terms)?;
+        let known = !token_expired && stands(&license, &presented, now, terms)?;
         let renewed = if known {
             clock.renew(device_id, now, deadline, borrow_until).await?
         } else {
@@ -116,6 +122,10 @@ impl Licensing {
                     .commands
                     .run_remembering(subscription_id, actions, metadata, None)
                     .await?;
+                if token_expired && committed.events.is_empty() {
+                    // Its lease lives on (renewed with a newer token): this one is just old.
+                    return Err(TokenError::Expired.into());
+                }
                 let state = committed
                     .aggregate
                     .live()

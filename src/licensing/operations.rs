@@ -244,16 +244,28 @@ impl Licensing {
         fingerprint_hash: Sha256Hex,
         now: DateTime<Utc>,
     ) -> Result<Verdict, LicensingError> {
+        // An expired token of a leased device is judged on: its lease may be dead, which
+        // says more than "expired" (the token expires with the lease).
+        let expired = matches!(&credential, Credential::Token(token)
+            if self.tokens.verify(token) == Err(TokenError::Expired));
         let verdict = self
-            .judge_by_events(credential, fingerprint_hash, now)
+            .judge_by_events(credential, fingerprint_hash, expired, now)
             .await?;
-        self.judge_lease(verdict, now).await
+        let verdict = self.judge_lease(verdict, now).await?;
+        Ok(match verdict.code {
+            ValidationCode::HeartbeatDead if expired => Verdict::refused(verdict.code),
+            _ if expired => Verdict::refused(ValidationCode::TokenExpired),
+            _ => verdict,
+        })
     }
 
+    /// The verdict the license's events give; `expired`: the credential is a token found
+    /// expired, judged on as if it were not (the caller refuses it unless its lease is dead).
     async fn judge_by_events(
         &self,
         credential: Credential,
         fingerprint_hash: Sha256Hex,
+        expired: bool,
         now: DateTime<Utc>,
     ) -> Result<Verdict, LicensingError> {
         let (subscription_id, key_hash, device) = match credential {
@@ -271,7 +283,11 @@ impl Licensing {
                 (id, Some(key_hash), device)
             }
             Credential::Token(token) => {
-                let verified = self.tokens.verify(&token);
+                let verified = if expired {
+                    self.tokens.verify_expired(&token)
+                } else {
+                    self.tokens.verify(&token)
+                };
                 match token_claim(verified, &fingerprint_hash) {
                     Ok((id, device)) => (id, None, device),
                     Err(code) => return Ok(Verdict::refused(code)),

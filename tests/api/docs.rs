@@ -160,6 +160,8 @@ async fn openapi_json_lists_exactly_the_routes_the_server_has() {
         "/api/v1/licensing/validate",
         "/api/v1/licensing/refresh",
         "/api/v1/licensing/deactivate",
+        "/api/v1/licensing/heartbeat",
+        "/api/v1/licensing/checkin",
         "/api/v1/licensing/public-key",
         "/.well-known/jwks.json",
         "/api/v1/subscriptions",
