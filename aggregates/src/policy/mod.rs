@@ -4,6 +4,8 @@
 //! subscription: they read the policy's terms when they decide and when they validate.
 //! Policies are archived (no new subscription may follow one), never deleted.
 
+#[cfg(test)]
+mod lease_settings_tests;
 mod terms;
 #[cfg(test)]
 mod tests;

@@ -9,11 +9,11 @@ use super::*;
 use crate::catalogue::{MAX_ENTITLEMENTS, MAX_METADATA_BYTES};
 use crate::duration::IsoDuration;
 
-fn t0() -> DateTime<Utc> {
+pub(super) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap()
 }
 
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     t0() + Duration::days(1)
 }
 
@@ -25,20 +25,20 @@ fn codes(raw: &[&str]) -> Vec<Code> {
     raw.iter().map(|c| code(c)).collect()
 }
 
-fn iso(raw: &str) -> IsoDuration {
+pub(super) fn iso(raw: &str) -> IsoDuration {
     IsoDuration::parse(raw).unwrap()
 }
 
-fn product_id() -> ProductId {
+pub(super) fn product_id() -> ProductId {
     ProductId::for_code(&code("desktop-app"))
 }
 
-fn policy_id() -> PolicyId {
+pub(super) fn policy_id() -> PolicyId {
     PolicyId::for_code(product_id(), &code("pro"))
 }
 
 /// "Pro": 3 devices, a year from creation, 14 days of grace, export and sync.
-fn settings() -> PolicySettings {
+pub(super) fn settings() -> PolicySettings {
     PolicySettings {
         name: "Pro".to_owned(),
         max_devices: 3,
@@ -54,7 +54,7 @@ fn settings() -> PolicySettings {
     }
 }
 
-fn create(settings: PolicySettings) -> PolicyCommand {
+pub(super) fn create(settings: PolicySettings) -> PolicyCommand {
     PolicyCommand::Create {
         product_id: product_id(),
         product_code: code("desktop-app"),
@@ -64,7 +64,7 @@ fn create(settings: PolicySettings) -> PolicyCommand {
     }
 }
 
-fn created_with(settings: PolicySettings) -> PolicyEvent {
+pub(super) fn created_with(settings: PolicySettings) -> PolicyEvent {
     PolicyEvent::PolicyCreated {
         policy_id: policy_id(),
         product_id: product_id(),
@@ -75,7 +75,7 @@ fn created_with(settings: PolicySettings) -> PolicyEvent {
     }
 }
 
-fn created() -> Vec<PolicyEvent> {
+pub(super) fn created() -> Vec<PolicyEvent> {
     vec![created_with(settings())]
 }
 
@@ -86,11 +86,11 @@ fn archived() -> Vec<PolicyEvent> {
     ]
 }
 
-fn given(events: Vec<PolicyEvent>) -> AggregateTestExecutor<Policy> {
+pub(super) fn given(events: Vec<PolicyEvent>) -> AggregateTestExecutor<Policy> {
     TestFramework::<Policy>::with(()).given(events)
 }
 
-fn update(change: PolicyChange) -> PolicyCommand {
+pub(super) fn update(change: PolicyChange) -> PolicyCommand {
     PolicyCommand::Update { change, at: now() }
 }
 

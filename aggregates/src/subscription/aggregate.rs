@@ -1272,9 +1272,12 @@ fn activate_device(
         }
         let device_id = known.id;
         lease::expire_dead_leases(&mut draft, policy, leases, at);
-        ensure_seat_free(&mut draft, policy, leases, max_devices, at)?;
         // Culled just now (`heartbeat_cull: deactivate`): it comes back as a new device.
         if draft.state().device(device_id).is_some_and(|d| d.active) {
+            // Kept dead on a node-locked pool, it still holds its seat.
+            if !draft.holds_seat(device_id, model) {
+                ensure_seat_free(&mut draft, policy, leases, max_devices, at)?;
+            }
             let active_devices = draft.active_after_reviving(device_id);
             draft.push(model, |seats_in_use| SubscriptionEvent::DeviceRevived {
                 device_id,

@@ -134,6 +134,14 @@ impl Draft {
         self.events.push(event);
     }
 
+    /// Whether `device` holds a seat as the draft stands: a dead node-locked device kept
+    /// under `heartbeat_cull: keep` does, so reviving it takes no other.
+    pub fn holds_seat(&self, device: DeviceId, model: LicenseModel) -> bool {
+        self.state()
+            .device(device)
+            .is_some_and(|d| d.holds_seat(model))
+    }
+
     /// The active devices once `device` holds a live lease again (a culled one counts anew).
     pub fn active_after_reviving(&self, device: DeviceId) -> u32 {
         let culled = self.state().device(device).is_some_and(|d| !d.active);
@@ -284,8 +292,10 @@ pub(super) fn heartbeat(
     }
     let mut draft = Draft::new(state);
     expire_dead_leases(&mut draft, policy, renewals, at);
-    let max_devices = state.max_devices_under(policy);
-    ensure_seat_free(&mut draft, policy, renewals, max_devices, at)?;
+    if !draft.holds_seat(device_id, model) {
+        let max_devices = state.max_devices_under(policy);
+        ensure_seat_free(&mut draft, policy, renewals, max_devices, at)?;
+    }
     let active_devices = draft.active_after_reviving(device_id);
     draft.push(model, |seats_in_use| SubscriptionEvent::DeviceRevived {
         device_id,

@@ -3,11 +3,15 @@
 //! and device limit atomically.
 
 mod aggregate;
+#[cfg(test)]
+mod churn_tests;
 mod commands;
 mod device;
 mod error;
 mod events;
 mod lease;
+#[cfg(test)]
+mod lease_fixtures;
 #[cfg(test)]
 mod lease_tests;
 mod policy;
