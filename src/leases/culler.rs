@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use flowlytix_aggregates::subscription::watches_deadlines;
 use flowlytix_aggregates::{
-    DeviceId, Subscription, SubscriptionAction, SubscriptionEvent, SubscriptionId,
+    DeviceId, PolicyBook, Subscription, SubscriptionAction, SubscriptionEvent, SubscriptionId,
 };
 use flowlytix_projections::leases::{self, LeaseChange};
 use flowlytix_projections::{Conn, Db};
@@ -83,7 +84,8 @@ impl Culler {
                             expired += 1;
                         }
                     }
-                    settled.extend(not_live(&committed.aggregate, &devices));
+                    let book = self.commands.policies().book();
+                    settled.extend(not_watched(&committed.aggregate, &book, &devices));
                 }
                 // Deleted since (the projector ends its leases), or a policy this instance
                 // does not know: found again next pass, never blocking the others.
@@ -103,17 +105,25 @@ impl Culler {
     }
 }
 
-/// The lease rows among `devices` whose lease the subscription no longer holds live.
-fn not_live(subscription: &Subscription, devices: &[Uuid]) -> Vec<LeaseChange> {
+/// The lease rows among `devices` the culler need not read again: the subscription no
+/// longer holds their lease live, or its policy no longer watches deadlines (the leases then
+/// live on, and the rows would be found due at every pass).
+fn not_watched(
+    subscription: &Subscription,
+    book: &PolicyBook,
+    devices: &[Uuid],
+) -> Vec<LeaseChange> {
     let Some(state) = subscription.state() else {
         return Vec::new();
     };
+    let policy = state.policy_terms(book).ok().flatten();
+    let watched = watches_deadlines(policy);
     devices
         .iter()
         .filter_map(|id| {
             let device = state.device(DeviceId(*id))?;
             let lease = device.lease.as_ref()?;
-            let ended = lease.expired || !device.active;
+            let ended = lease.expired || !device.active || !watched;
             ended.then_some(LeaseChange::Ended {
                 device_id: *id,
                 at: lease.taken_at,

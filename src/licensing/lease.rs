@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use flowlytix_aggregates::subscription::{lease_end, token_expiry, PresentedToken};
+use flowlytix_aggregates::subscription::{
+    lease_end, token_expiry, watches_deadlines, PresentedToken,
+};
 use flowlytix_aggregates::{
     DeviceId, PolicyTerms, Status, SubscriptionAction, SubscriptionError, SubscriptionId,
 };
@@ -41,7 +43,7 @@ impl Licensing {
         let deadline = verdict
             .device
             .as_ref()
-            .filter(|_| verdict.is_valid())
+            .filter(|_| verdict.is_valid() && watches_deadlines(verdict.policy.as_deref()))
             .and_then(|device| Some((device.id, device.lease.as_ref()?.expires_at?)));
         if let Some((device, deadline)) = deadline {
             if !self.commands.leases().alive(device, deadline, now).await? {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use flowlytix_aggregates::subscription::{EffectiveTerms, PresentedToken};
+use flowlytix_aggregates::subscription::{watches_deadlines, EffectiveTerms, PresentedToken};
 use flowlytix_aggregates::{PolicyTerms, Sha256Hex, Status, SubscriptionId};
 
 use super::snapshot::Fingerprint;
@@ -248,7 +248,8 @@ pub fn judge(
             let culled = active.is_none() && license.culled_devices.iter().any(|d| asking(&d));
             // A lease recorded as expired is dead; one whose deadline merely passed is
             // judged by the caller, who can read the heartbeats since.
-            let expired = active.is_some_and(|d| d.lease.as_ref().is_some_and(|l| l.expired));
+            let expired = watches_deadlines(terms)
+                && active.is_some_and(|d| d.lease.as_ref().is_some_and(|l| l.expired));
             return Verdict {
                 code: match active {
                     _ if culled || expired => ValidationCode::HeartbeatDead,

@@ -723,10 +723,10 @@ impl Subscription {
                 let device = state
                     .active_device_with_fingerprint(&fingerprint_hash)
                     .ok_or(SubscriptionError::DeviceNotActivated)?;
-                if device.lease_dead_at(&leases, at) {
+                if device.lease_dead_at(policy, &leases, at) {
                     return Err(SubscriptionError::HeartbeatDead);
                 }
-                let lease_end = device.lease_deadline(&leases);
+                let lease_end = device.lease_deadline(policy, &leases);
                 vec![token_issued(
                     state, policy, device, token_id, expires_at, lease_end, at,
                 )]
@@ -1267,7 +1267,7 @@ fn activate_device(
     let leased = policy.is_some_and(|terms| terms.settings.leases());
     let mut draft = Draft::new(state);
     if let Some(known) = state.active_device_with_fingerprint(&device.fingerprint_hash) {
-        if !known.lease_dead_at(leases, at) {
+        if !known.lease_dead_at(policy, leases, at) {
             return Ok(vec![]);
         }
         let device_id = known.id;
@@ -1331,7 +1331,7 @@ fn check_in(
         return Ok(vec![]);
     };
     let reason = if license_model(policy) == LicenseModel::Floating {
-        if device.lease_dead_at(leases, at) {
+        if device.lease_dead_at(policy, leases, at) {
             return Ok(vec![]);
         }
         DeactivationReason::CheckedIn

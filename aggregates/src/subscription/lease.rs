@@ -67,10 +67,22 @@ impl LeaseRenewals {
     }
 }
 
+/// Whether `policy` watches leases' deadlines: only one that requires heartbeats does. A
+/// policy that stops requiring them lets every lease live on, rather than have them all die
+/// at their last deadline.
+pub fn watches_deadlines(policy: Option<&PolicyTerms>) -> bool {
+    policy.is_some_and(|terms| terms.settings.lease_duration().is_some())
+}
+
 impl Device {
-    /// The lease's deadline in force: the later of the last event's and the last heartbeat's.
-    pub fn lease_deadline(&self, renewals: &LeaseRenewals) -> Option<DateTime<Utc>> {
-        let lease = self.lease.as_ref()?;
+    /// The lease's deadline in force under `policy`: the later of the last event's and the
+    /// last heartbeat's; none when the policy does not watch deadlines.
+    pub fn lease_deadline(
+        &self,
+        policy: Option<&PolicyTerms>,
+        renewals: &LeaseRenewals,
+    ) -> Option<DateTime<Utc>> {
+        let lease = self.lease.as_ref().filter(|_| watches_deadlines(policy))?;
         let renewed = renewals.get(self.id).map(|r| r.expires_at);
         lease
             .expires_at
@@ -78,12 +90,21 @@ impl Device {
             .filter(|_| lease.expires_at.is_some())
     }
 
-    /// Whether the device's lease is dead at `at`: recorded as expired, or past its deadline.
-    pub fn lease_dead_at(&self, renewals: &LeaseRenewals, at: DateTime<Utc>) -> bool {
+    /// Whether the device's lease is dead at `at` under `policy`: recorded as expired, or
+    /// past its deadline.
+    pub fn lease_dead_at(
+        &self,
+        policy: Option<&PolicyTerms>,
+        renewals: &LeaseRenewals,
+        at: DateTime<Utc>,
+    ) -> bool {
         match &self.lease {
             None => false,
+            Some(_) if !watches_deadlines(policy) => false,
             Some(lease) if lease.expired => true,
-            Some(_) => self.lease_deadline(renewals).is_some_and(|end| end <= at),
+            Some(_) => self
+                .lease_deadline(policy, renewals)
+                .is_some_and(|end| end <= at),
         }
     }
 
@@ -172,7 +193,9 @@ pub(super) fn expire_dead_leases(
         .active_devices()
         .filter(|d| d.lease.as_ref().is_some_and(|l| !l.expired))
         .filter_map(|d| {
-            let deadline = d.lease_deadline(renewals).filter(|end| *end <= at)?;
+            let deadline = d
+                .lease_deadline(policy, renewals)
+                .filter(|end| *end <= at)?;
             let beat = renewals.get(d.id).map(|r| r.last_heartbeat_at);
             Some((d.id, deadline, beat))
         })
@@ -265,12 +288,12 @@ pub(super) fn heartbeat(
     if !device.active && !culled {
         return Err(SubscriptionError::DeviceNotActivated);
     }
-    if !device.lease_dead_at(renewals, at) {
+    if !device.lease_dead_at(policy, renewals, at) {
         return Ok(vec![]);
     }
     // Dead: revived only within the resurrection window after its deadline.
     let died_at = device
-        .lease_deadline(renewals)
+        .lease_deadline(policy, renewals)
         .or(lease.expires_at)
         .unwrap_or(lease.taken_at);
     let revivable = terms

@@ -265,6 +265,22 @@ fn expire_leases_records_exactly_the_live_leases_past_their_deadline() {
 }
 
 #[test]
+fn a_policy_that_stops_requiring_heartbeats_lets_every_lease_live_on() {
+    // The leases were taken under heartbeats; the policy no longer asks for them.
+    given(two_beating())
+        .when(cmd(floating(), hour(5), A::ExpireLeases))
+        .then_expect_events(vec![]);
+    given(two_beating())
+        .when(cmd(floating(), hour(5), issue_token_until(LAPTOP, hour(6))))
+        .then_expect_events(vec![E::LicenseTokenIssued {
+            device_id: device_id(LAPTOP),
+            token_id: uuid::Uuid::from_u128(0x70c3),
+            expires_at: hour(6),
+            at: hour(5),
+        }]);
+}
+
+#[test]
 fn a_lease_is_dead_from_its_deadline_on() {
     given(two_beating())
         .when(cmd(

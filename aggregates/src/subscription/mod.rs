@@ -31,7 +31,9 @@ pub use commands::{
 pub use device::DeviceInfo;
 pub use error::SubscriptionError;
 pub use events::{DeactivationReason, SubscriptionEvent};
-pub use lease::{lease_end, license_model, Lease, LeaseGrant, LeaseRenewals, Renewal};
+pub use lease::{
+    lease_end, license_model, watches_deadlines, Lease, LeaseGrant, LeaseRenewals, Renewal,
+};
 pub use policy::{
     effective_entitlements, effective_max_devices, grace_until, in_grace, EffectiveTerms, Override,
     OwnTerms,
