@@ -139,6 +139,8 @@ fn complete_operation(path: &str, method: &str, operation: &mut Value) {
             "/api/v1/licensing/activate"
                 | "/api/v1/licensing/refresh"
                 | "/api/v1/licensing/deactivate"
+                | "/api/v1/licensing/heartbeat"
+                | "/api/v1/licensing/checkin"
         );
     if writes && command {
         added.push((
@@ -174,7 +176,23 @@ fn complete_operation(path: &str, method: &str, operation: &mut Value) {
         }
     }
     for (status, response) in added {
-        responses.entry(status).or_insert(response);
+        match responses.get_mut(status) {
+            // An operation's own 429 (a limit of its own, such as the churn limit) keeps its
+            // words and gains the rate limit's, and its Retry-After.
+            Some(own) if status == "429" => {
+                let description = format!(
+                    "{}; {}",
+                    own["description"].as_str().unwrap_or(""),
+                    response["description"].as_str().unwrap_or("")
+                );
+                own["description"] = json!(description);
+                own["headers"] = response["headers"].clone();
+            }
+            Some(_) => {}
+            None => {
+                responses.insert(status.into(), response);
+            }
+        }
     }
     let idempotent = parameters
         .iter()
