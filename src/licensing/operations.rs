@@ -76,6 +76,13 @@ impl From<ExecuteError<SubscriptionError>> for LicensingError {
     }
 }
 
+/// A credential as validation judges it: a key, or a token's verified claims (those of an
+/// expired token too, judged on to tell a dead lease from a plain expiry).
+enum Presented {
+    Key(LicenseKey),
+    Token(Result<super::token::LicenseClaims, TokenError>),
+}
+
 /// A signed license token and the license it was issued under.
 pub struct TokenIssued {
     pub token: String,
@@ -246,10 +253,19 @@ impl Licensing {
     ) -> Result<Verdict, LicensingError> {
         // An expired token of a leased device is judged on: its lease may be dead, which
         // says more than "expired" (the token expires with the lease).
-        let expired = matches!(&credential, Credential::Token(token)
-            if self.tokens.verify(token) == Err(TokenError::Expired));
+        let mut expired = false;
+        let presented = match credential {
+            Credential::LicenseKey(key) => Presented::Key(key),
+            Credential::Token(token) => Presented::Token(match self.tokens.verify(&token) {
+                Err(TokenError::Expired) => {
+                    expired = true;
+                    self.tokens.verify_expired(&token)
+                }
+                verified => verified,
+            }),
+        };
         let verdict = self
-            .judge_by_events(credential, fingerprint_hash, expired, now)
+            .judge_by_events(presented, fingerprint_hash, now)
             .await?;
         let verdict = self.judge_lease(verdict, now).await?;
         Ok(match verdict.code {
@@ -259,17 +275,15 @@ impl Licensing {
         })
     }
 
-    /// The verdict the license's events give; `expired`: the credential is a token found
-    /// expired, judged on as if it were not (the caller refuses it unless its lease is dead).
+    /// The verdict the license's events give.
     async fn judge_by_events(
         &self,
-        credential: Credential,
+        presented: Presented,
         fingerprint_hash: Sha256Hex,
-        expired: bool,
         now: DateTime<Utc>,
     ) -> Result<Verdict, LicensingError> {
-        let (subscription_id, key_hash, device) = match credential {
-            Credential::LicenseKey(key) => {
+        let (subscription_id, key_hash, device) = match presented {
+            Presented::Key(key) => {
                 let key_hash = sha256_hex(key.expose());
                 let device = DeviceClaim {
                     fingerprint_hash,
@@ -282,17 +296,10 @@ impl Licensing {
                 };
                 (id, Some(key_hash), device)
             }
-            Credential::Token(token) => {
-                let verified = if expired {
-                    self.tokens.verify_expired(&token)
-                } else {
-                    self.tokens.verify(&token)
-                };
-                match token_claim(verified, &fingerprint_hash) {
-                    Ok((id, device)) => (id, None, device),
-                    Err(code) => return Ok(Verdict::refused(code)),
-                }
-            }
+            Presented::Token(verified) => match token_claim(verified, &fingerprint_hash) {
+                Ok((id, device)) => (id, None, device),
+                Err(code) => return Ok(Verdict::refused(code)),
+            },
         };
         // A superseded key names its subscription still, but no license.
         let names = |license: &LicenseSnapshot| {
