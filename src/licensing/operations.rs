@@ -80,7 +80,7 @@ impl From<ExecuteError<SubscriptionError>> for LicensingError {
 /// expired token too, judged on to tell a dead lease from a plain expiry).
 enum Presented {
     Key(LicenseKey),
-    Token(Result<super::token::LicenseClaims, TokenError>),
+    Token(Result<Box<super::token::LicenseClaims>, TokenError>),
 }
 
 /// A signed license token and the license it was issued under.
@@ -256,13 +256,16 @@ impl Licensing {
         let mut expired = false;
         let presented = match credential {
             Credential::LicenseKey(key) => Presented::Key(key),
-            Credential::Token(token) => Presented::Token(match self.tokens.verify(&token) {
-                Err(TokenError::Expired) => {
-                    expired = true;
-                    self.tokens.verify_expired(&token)
+            Credential::Token(token) => Presented::Token(
+                match self.tokens.verify(&token) {
+                    Err(TokenError::Expired) => {
+                        expired = true;
+                        self.tokens.verify_expired(&token)
+                    }
+                    verified => verified,
                 }
-                verified => verified,
-            }),
+                .map(Box::new),
+            ),
         };
         let verdict = self
             .judge_by_events(presented, fingerprint_hash, now)
