@@ -299,10 +299,12 @@ impl Licensing {
                 };
                 (id, Some(key_hash), device)
             }
-            Presented::Token(verified) => match token_claim(verified, &fingerprint_hash) {
-                Ok((id, device)) => (id, None, device),
-                Err(code) => return Ok(Verdict::refused(code)),
-            },
+            Presented::Token(verified) => {
+                match token_claim(verified.map(|claims| *claims), &fingerprint_hash) {
+                    Ok((id, device)) => (id, None, device),
+                    Err(code) => return Ok(Verdict::refused(code)),
+                }
+            }
         };
         // A superseded key names its subscription still, but no license.
         let names = |license: &LicenseSnapshot| {
