@@ -14,8 +14,8 @@ mod products;
 pub use entitlements::{CreateEntitlementRequest, UpdateEntitlementRequest};
 pub use policies::{follow_policy_changes, Policies};
 pub use policy_admin::{
-    AttachEntitlementsRequest, Basis, CreatePolicyRequest, Strategy, UpdatePolicyRequest,
-    LATER_FIELDS,
+    AttachEntitlementsRequest, Basis, CreatePolicyRequest, Cull, Model, Strategy,
+    UpdatePolicyRequest, LATER_FIELDS,
 };
 pub use products::{CreateProductRequest, UpdateProductRequest};
 

@@ -7,7 +7,9 @@ use askama_web::WebTemplate;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use flowlytix_aggregates::policy::{ExpirationBasis, ExpirationStrategy};
+use flowlytix_aggregates::policy::{
+    ExpirationBasis, ExpirationStrategy, HeartbeatCull, LicenseModel,
+};
 use flowlytix_aggregates::PolicySettings;
 use flowlytix_projections::catalogue::{EntitlementRecord, ProductRecord};
 use serde::Deserialize;
@@ -21,7 +23,7 @@ use super::products::all;
 use super::session::{Reader, WriteForm, Writer};
 use crate::app::{App, SharedApp};
 use crate::auth::browser_sessions::BrowserSession;
-use crate::catalogue::{Basis, CreatePolicyRequest, Strategy, UpdatePolicyRequest};
+use crate::catalogue::{Basis, CreatePolicyRequest, Cull, Model, Strategy, UpdatePolicyRequest};
 use crate::http::extract::RequestContext;
 use crate::read;
 use crate::read::catalogue::PolicyQuery;
@@ -149,6 +151,21 @@ pub struct PolicyForm {
     pub grace_period: String,
     #[serde(default)]
     pub token_ttl: String,
+    #[serde(default)]
+    pub license_model: String,
+    /// Empty: no heartbeats (`require_heartbeat` follows it).
+    #[serde(default)]
+    pub heartbeat_duration: String,
+    #[serde(default)]
+    pub heartbeat_cull: String,
+    #[serde(default)]
+    pub resurrection_window: String,
+    #[serde(default)]
+    pub max_deactivations: String,
+    #[serde(default)]
+    pub deactivation_window: String,
+    #[serde(default)]
+    pub max_borrow: String,
     /// The ticked boxes: the field repeats, once per box.
     #[serde(default, deserialize_with = "forms::one_or_many")]
     pub entitlements: Vec<String>,
@@ -184,6 +201,24 @@ impl PolicyForm {
             .into(),
             grace_period: text(settings.grace_period.as_ref()),
             token_ttl: text(settings.token_ttl.as_ref()),
+            license_model: match settings.license_model {
+                LicenseModel::NodeLocked => "node_locked",
+                LicenseModel::Floating => "floating",
+            }
+            .into(),
+            heartbeat_duration: text(settings.lease_duration()),
+            heartbeat_cull: match settings.heartbeat_cull {
+                HeartbeatCull::Deactivate => "deactivate",
+                HeartbeatCull::Keep => "keep",
+            }
+            .into(),
+            resurrection_window: text(settings.resurrection_window.as_ref()),
+            max_deactivations: settings
+                .max_deactivations
+                .map(|max| max.to_string())
+                .unwrap_or_default(),
+            deactivation_window: text(settings.deactivation_window.as_ref()),
+            max_borrow: text(settings.max_borrow.as_ref()),
             entitlements: settings
                 .entitlements
                 .iter()
@@ -220,6 +255,37 @@ impl PolicyForm {
         }
     }
 
+    fn model(&self) -> Result<Model, String> {
+        match self.license_model.as_str() {
+            "" | "node_locked" => Ok(Model::NodeLocked),
+            "floating" => Ok(Model::Floating),
+            _ => Err("License model: node-locked or floating".into()),
+        }
+    }
+
+    fn cull(&self) -> Result<Cull, String> {
+        match self.heartbeat_cull.as_str() {
+            "" | "deactivate" => Ok(Cull::Deactivate),
+            "keep" => Ok(Cull::Keep),
+            _ => Err("Dead devices: deactivate or keep".into()),
+        }
+    }
+
+    fn max_deactivations(&self) -> Result<Option<u32>, String> {
+        match self.max_deactivations.trim() {
+            "" => Ok(None),
+            raw => forms::count("Max deactivations", raw).map(Some),
+        }
+    }
+
+    /// The heartbeat settings the form gives: heartbeats are required when a duration is
+    /// set, and the dead-device choice only counts then.
+    fn heartbeats(&self) -> Result<(bool, Option<String>, Option<Cull>), String> {
+        let duration = forms::optional(&self.heartbeat_duration);
+        let cull = duration.is_some().then(|| self.cull()).transpose()?;
+        Ok((duration.is_some(), duration, cull))
+    }
+
     pub fn create_request(&self) -> Result<CreatePolicyRequest, String> {
         let product = Uuid::parse_str(self.product.trim())
             .map_err(|_| "Product: choose the product the policy belongs to".to_owned())?;
@@ -236,6 +302,15 @@ impl PolicyForm {
         request.grace_period = forms::optional(&self.grace_period);
         request.token_ttl = forms::optional(&self.token_ttl);
         request.entitlements = Some(self.entitlements.clone());
+        let (beats, duration, cull) = self.heartbeats()?;
+        request.license_model = Some(self.model()?);
+        request.require_heartbeat = Some(beats);
+        request.heartbeat_duration = duration;
+        request.heartbeat_cull = cull;
+        request.resurrection_window = forms::optional(&self.resurrection_window);
+        request.max_deactivations = self.max_deactivations()?;
+        request.deactivation_window = forms::optional(&self.deactivation_window);
+        request.max_borrow = forms::optional(&self.max_borrow);
         Ok(request)
     }
 
@@ -251,6 +326,15 @@ impl PolicyForm {
         request.grace_period = Some(forms::optional(&self.grace_period));
         request.token_ttl = Some(forms::optional(&self.token_ttl));
         request.entitlements = Some(self.entitlements.clone());
+        let (beats, duration, cull) = self.heartbeats()?;
+        request.license_model = Some(self.model()?);
+        request.require_heartbeat = Some(beats);
+        request.heartbeat_duration = Some(duration);
+        request.heartbeat_cull = Some(cull.unwrap_or(Cull::Deactivate));
+        request.resurrection_window = Some(forms::optional(&self.resurrection_window));
+        request.max_deactivations = Some(self.max_deactivations()?);
+        request.deactivation_window = Some(forms::optional(&self.deactivation_window));
+        request.max_borrow = Some(forms::optional(&self.max_borrow));
         Ok(request)
     }
 }

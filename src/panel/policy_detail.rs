@@ -7,8 +7,8 @@ use askama_web::WebTemplate;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use flowlytix_aggregates::policy::{ExpirationBasis, PolicyState};
-use flowlytix_aggregates::PolicyId;
+use flowlytix_aggregates::policy::{ExpirationBasis, HeartbeatCull, LicenseModel, PolicyState};
+use flowlytix_aggregates::{PolicyId, PolicySettings};
 use flowlytix_projections::catalogue::EntitlementRecord;
 use uuid::Uuid;
 
@@ -34,6 +34,7 @@ pub struct DetailPage {
     trial_duration: String,
     expiration_basis: &'static str,
     token_ttl: String,
+    leases: LeaseTerms,
     /// Its entitlements: code and name (a deleted one by its code alone).
     entitlements: Vec<(String, String)>,
     subscriptions: i64,
@@ -43,6 +44,48 @@ pub struct DetailPage {
     form: PolicyForm,
     choices: Vec<Choice>,
     error: Option<String>,
+}
+
+/// A policy's seat and heartbeat settings, in words.
+struct LeaseTerms {
+    model: &'static str,
+    heartbeats: String,
+    churn: String,
+    borrow: String,
+}
+
+impl LeaseTerms {
+    fn of(settings: &PolicySettings) -> Self {
+        let heartbeats = match settings.lease_duration() {
+            None => "not required".to_owned(),
+            Some(every) => {
+                let cull = match settings.heartbeat_cull {
+                    HeartbeatCull::Deactivate => "deactivated",
+                    HeartbeatCull::Keep => "kept",
+                };
+                let revive = duration(settings.resurrection_window.as_ref(), "");
+                let revive = if revive.is_empty() {
+                    "no revival".to_owned()
+                } else {
+                    format!("revived within {revive}")
+                };
+                format!("every {every}; dead devices {cull}, {revive}")
+            }
+        };
+        let churn = match (settings.max_deactivations, &settings.deactivation_window) {
+            (Some(max), Some(window)) => format!("{max} per {window}"),
+            _ => "none".to_owned(),
+        };
+        Self {
+            model: match settings.license_model {
+                LicenseModel::NodeLocked => "node-locked",
+                LicenseModel::Floating => "floating: max devices counts live leases",
+            },
+            heartbeats,
+            churn,
+            borrow: duration(settings.max_borrow.as_ref(), "not allowed"),
+        }
+    }
 }
 
 async fn load(app: &App, id: Uuid) -> Result<(PolicyState, u64), PanelError> {
@@ -95,6 +138,7 @@ async fn render(
             ExpirationBasis::FromFirstActivation => "from first activation",
         },
         token_ttl: duration(settings.token_ttl.as_ref(), "the server's default"),
+        leases: LeaseTerms::of(settings),
         entitlements: named(&codes, &catalogue),
         subscriptions: following
             .get(&format!("{}/{}", policy.product_code, policy.code))

@@ -248,6 +248,52 @@ async fn an_editable_policy_and_product_and_a_subscription_in_grace() {
     assert_eq!(json["name"], "Pro monthly");
     assert_eq!(json["max_devices"], 4);
     assert_eq!(json["code"], "pro");
+    assert_eq!(json["license_model"], "node_locked");
+    assert_eq!(json["require_heartbeat"], false);
+    // Floating seats with heartbeats, a churn limit and borrowing, from the form; the page
+    // says them in words.
+    form.extend([
+        ("license_model", "floating"),
+        ("heartbeat_duration", "PT10M"),
+        ("heartbeat_cull", "keep"),
+        ("resurrection_window", "PT1H"),
+        ("max_deactivations", "3"),
+        ("deactivation_window", "P30D"),
+        ("max_borrow", "P7D"),
+    ]);
+    send(
+        &browser,
+        &format!("/admin/policies/{policy}"),
+        &form,
+        StatusCode::SEE_OTHER,
+    )
+    .await;
+    let json = app.api().get(&format!("/api/v1/policies/{policy}")).await;
+    assert_eq!(json["license_model"], "floating");
+    assert_eq!(json["require_heartbeat"], true);
+    assert_eq!(json["heartbeat_duration"], "PT10M");
+    assert_eq!(json["heartbeat_cull"], "keep");
+    assert_eq!(json["resurrection_window"], "PT1H");
+    assert_eq!(json["max_deactivations"], 3);
+    assert_eq!(json["deactivation_window"], "P30D");
+    assert_eq!(json["max_borrow"], "P7D");
+    let page = browser.page(&format!("/admin/policies/{policy}")).await;
+    assert!(page.contains("floating: max devices counts live leases"), "{page}");
+    assert!(page.contains("every PT10M; dead devices kept, revived within PT1H"));
+    assert!(page.contains("3 per P30D"));
+    // A churn limit without its window is refused beside the form, nothing written.
+    let before = app.event_count().await;
+    form.retain(|(name, _)| *name != "deactivation_window");
+    form.push(("deactivation_window", ""));
+    let html = send(
+        &browser,
+        &format!("/admin/policies/{policy}"),
+        &form,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(html.contains("role=\"alert\""), "{html}");
+    assert_eq!(app.event_count().await, before);
     // The product's name and URL change; its code does not.
     let product = id_of(&app, "/api/v1/products", "desk").await;
     send(
