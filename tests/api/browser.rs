@@ -674,17 +674,39 @@ async fn catalogue_flow(b: &mut Browser) {
         .await
         .unwrap();
     b.fill("grace_period", "P7D").await;
+    element(b, "license_model")
+        .await
+        .select_by_value("floating")
+        .await
+        .unwrap();
+    b.fill("heartbeat_duration", "PT10M").await;
     element(b, "entitlement-export")
         .await
         .click()
         .await
         .unwrap();
     b.screenshot("new-policy").await;
+    b.client.set_window_size(375, 900).await.unwrap();
+    assert_fits_the_width(b).await;
+    b.screenshot("new-policy-375px").await;
+    b.client.set_window_size(1440, 1000).await.unwrap();
     b.click_button("Create policy").await;
     assert_eq!(b.h1().await, "Policies");
     assert!(b.text_of("table.cards tbody").await.contains("desk/pro"));
     assert_fits_the_width(b).await;
     b.screenshot("policies").await;
+    b.click_link("desk/pro").await;
+    let fields = b.text_of("dl.fields").await;
+    assert!(
+        fields.contains("floating: max devices counts live leases")
+            && fields.contains("every PT10M"),
+        "{fields}"
+    );
+    b.screenshot("policy-floating").await;
+    b.client.set_window_size(375, 900).await.unwrap();
+    assert_fits_the_width(b).await;
+    b.screenshot("policy-floating-375px").await;
+    b.client.set_window_size(1440, 1000).await.unwrap();
     b.click_link("Subscriptions").await;
     b.click_link("New subscription").await;
     b.fill("customer_email", "follower@example.com").await;
