@@ -11,7 +11,7 @@ use crate::panel::Browser;
 
 /// A product `app` and one policy per `(code, settings)`, 3 seats unless set; returns the
 /// policies' ids in order.
-async fn policies(api: &ApiClient, policies: &[(&str, Value)]) -> Vec<String> {
+pub async fn policies(api: &ApiClient, policies: &[(&str, Value)]) -> Vec<String> {
     let product = api
         .create_at("/api/v1/products", json!({"name": "App", "code": "app"}))
         .await;
@@ -29,7 +29,7 @@ async fn policies(api: &ApiClient, policies: &[(&str, Value)]) -> Vec<String> {
 }
 
 /// A subscription following `policy`: its id and license key.
-async fn follower(api: &ApiClient, policy: &str, n: usize) -> (String, String) {
+pub async fn follower(api: &ApiClient, policy: &str, n: usize) -> (String, String) {
     let created = api
         .create(json!({"customer_email": format!("seat{n}@example.com"),
             "customer_name": format!("Seat {n}"), "policy": policy}))
@@ -41,7 +41,7 @@ async fn follower(api: &ApiClient, policy: &str, n: usize) -> (String, String) {
 }
 
 /// Activates `fingerprint`: its device id and token.
-async fn activate(api: &ApiClient, key: &str, fingerprint: &str) -> (String, String) {
+pub async fn activate(api: &ApiClient, key: &str, fingerprint: &str) -> (String, String) {
     let answer = api
         .licensing()
         .activate(key, fingerprint)
