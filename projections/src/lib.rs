@@ -12,6 +12,7 @@ mod copy;
 pub mod leases;
 mod projector;
 pub mod replay;
+pub mod seats;
 pub mod subscriptions;
 pub mod webhooks;
 

@@ -314,7 +314,7 @@ async fn hold_back_projector_writes(db: Conn<'_>) -> Result<(), sqlx::Error> {
     if db.dialect() == Dialect::Postgres {
         with_conn!(db, c => {
             sqlx::query(
-                "lock table projection_versions, rm_subscriptions, rm_devices, rm_daily_counts,
+                "lock table projection_versions, rm_subscriptions, rm_devices, rm_policy_seats, rm_daily_counts,
                      rm_products, rm_entitlements, rm_policies, dead_letters, projector_checkpoints in share row exclusive mode",
             )
             .execute(&mut *c)

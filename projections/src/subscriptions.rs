@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::copy::CopyIn;
 use crate::leases::{self, LeaseChange};
 use crate::projector::{ApplyFuture, Due, Projector};
+use crate::seats::SeatChanges;
 use flowlytix_eventstore::with_conn;
 use flowlytix_eventstore::Conn;
 
@@ -29,7 +30,7 @@ impl Projector for SubscriptionsProjector {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["rm_subscriptions", "rm_devices"]
+        &["rm_subscriptions", "rm_devices", "rm_policy_seats"]
     }
 
     fn apply_batch<'a>(&'a self, mut db: Conn<'a>, events: &'a [Due<'a>]) -> ApplyFuture<'a> {
@@ -82,6 +83,9 @@ pub struct SubscriptionRecord {
     pub policy_id: Option<Uuid>,
     /// The fields it sets itself while following a policy (`max_devices`, ...).
     pub overrides: Json<Vec<String>>,
+    /// Seats its devices hold, as the last event that counted them said (a floating pool
+    /// counts live leases, a node-locked one active devices).
+    pub seats_in_use: i32,
 }
 
 /// The columns of a [`SubscriptionRecord`] after `status`: a list computes the status as of
@@ -90,7 +94,7 @@ macro_rules! subscription_columns_after_status {
     () => {
         "max_devices, active_devices, features, metadata, starts_at, expires_at, \
          trial_ends_at, license_key_hash, license_key_prefix, created_at, updated_at, \
-         canceled_at, deleted_at, version, policy_id, overrides"
+         canceled_at, deleted_at, version, policy_id, overrides, seats_in_use"
     };
 }
 
@@ -120,15 +124,18 @@ pub struct DeviceRecord {
     pub deactivation_reason: Option<String>,
     pub last_seen_at: Option<DateTime<Utc>>,
     pub subscription_deleted: bool,
+    /// Whether it holds one of its subscription's seats: an active device does, unless its
+    /// lease expired in a floating pool.
+    pub holds_seat: bool,
 }
 
 /// The columns of a [`DeviceRecord`], the one row type of `rm_devices`.
 pub const DEVICE_COLUMNS: &str = "id, subscription_id, fingerprint_hash, name, platform, \
      os_version, app_version, hostname, notes, status, activated_at, deactivated_at, \
-     deactivation_reason, last_seen_at, subscription_deleted";
+     deactivation_reason, last_seen_at, subscription_deleted, holds_seat";
 
 /// Rows per multi-row statement: well under both backends' bound-parameter limits
-/// (PostgreSQL 65,535; SQLite 32,766) at 20 columns.
+/// (PostgreSQL 65,535; SQLite 32,766) at 23 columns.
 const ROWS_PER_STATEMENT: usize = 1000;
 
 /// The rows a batch (or a replay) has touched, as they will be written.
@@ -142,6 +149,8 @@ pub struct SubscriptionsModel {
     notices: Vec<(Uuid, NoticeCopy)>,
     /// What the events say about leases, in order, written after the rows.
     leases: Vec<LeaseChange>,
+    /// Seats taken and given back under policies, in order, written after the rows.
+    seats: SeatChanges,
 }
 
 impl SubscriptionsModel {
@@ -242,6 +251,7 @@ impl SubscriptionsModel {
                     version,
                     policy_id: policy_id.map(|id| id.as_uuid()),
                     overrides: Json(Override::names(overrides)),
+                    seats_in_use: 0,
                 },
             );
             return;
@@ -262,7 +272,18 @@ impl SubscriptionsModel {
                 overrides,
                 ..
             } => {
-                row.policy_id = policy_id.map(|id| id.as_uuid());
+                let (before, after) = (row.policy_id, policy_id.map(|id| id.as_uuid()));
+                if before != after {
+                    // Its seats move with it.
+                    let seats = row.seats_in_use;
+                    if let Some(before) = before {
+                        self.seats.record(before, at, -seats);
+                    }
+                    if let Some(after) = after {
+                        self.seats.record(after, at, seats);
+                    }
+                }
+                row.policy_id = after;
                 row.plan = plan.as_str().to_owned();
                 row.max_devices = *max_devices as i32;
                 row.features = Json(features.clone());
@@ -335,6 +356,7 @@ impl SubscriptionsModel {
                 row.canceled_at = Some(at);
             }
             SubscriptionDeleted { .. } => {
+                set_seats(row, &mut self.seats, at, 0);
                 row.deleted_at = Some(at);
                 self.leases.push(LeaseChange::SubscriptionGone {
                     subscription_id: id,
@@ -368,6 +390,9 @@ impl SubscriptionsModel {
                 ..
             } => {
                 row.active_devices = *active_devices as i32;
+                // Without a lease every active device holds a seat.
+                let seats = lease.map_or(*active_devices, |l| l.seats_in_use);
+                set_seats(row, &mut self.seats, at, seats as i32);
                 if let Some(lease) = lease {
                     self.leases.push(LeaseChange::Taken {
                         device_id: device_id.as_uuid(),
@@ -395,6 +420,7 @@ impl SubscriptionsModel {
                             deactivation_reason: None,
                             last_seen_at: None,
                             subscription_deleted: false,
+                            holds_seat: false,
                         });
                 // A returning device keeps its row (and notes).
                 device.name = info.name.clone();
@@ -407,10 +433,15 @@ impl SubscriptionsModel {
                 device.last_seen_at = Some(at);
                 device.deactivated_at = None;
                 device.deactivation_reason = None;
+                device.holds_seat = true;
             }
             DeviceLeaseTaken {
                 device_id, lease, ..
             } => {
+                set_seats(row, &mut self.seats, at, lease.seats_in_use as i32);
+                if let Some(device) = self.devices.get_mut(&device_id.as_uuid()) {
+                    device.holds_seat = true;
+                }
                 self.leases.push(LeaseChange::Taken {
                     device_id: device_id.as_uuid(),
                     subscription_id: id,
@@ -425,10 +456,12 @@ impl SubscriptionsModel {
                 ..
             } => {
                 row.active_devices = *active_devices as i32;
+                set_seats(row, &mut self.seats, at, lease.seats_in_use as i32);
                 if let Some(device) = self.devices.get_mut(&device_id.as_uuid()) {
                     device.status = "active".into();
                     device.deactivated_at = None;
                     device.deactivation_reason = None;
+                    device.holds_seat = true;
                 }
                 self.leases.push(LeaseChange::Taken {
                     device_id: device_id.as_uuid(),
@@ -437,7 +470,18 @@ impl SubscriptionsModel {
                     expires_at: lease.expires_at,
                 });
             }
-            DeviceLeaseExpired { device_id, .. } => {
+            DeviceLeaseExpired {
+                device_id,
+                seats_in_use,
+                ..
+            } => {
+                // A floating pool takes the seat back (its count drops); a node-locked one
+                // leaves it with the device (its count stays).
+                let gave_back = (*seats_in_use as i32) < row.seats_in_use;
+                if let Some(device) = self.devices.get_mut(&device_id.as_uuid()) {
+                    device.holds_seat &= !gave_back;
+                }
+                set_seats(row, &mut self.seats, at, *seats_in_use as i32);
                 self.leases.push(LeaseChange::Ended {
                     device_id: device_id.as_uuid(),
                     at,
@@ -455,6 +499,11 @@ impl SubscriptionsModel {
                     at,
                 });
                 if let Some(device) = self.devices.get_mut(&device_id.as_uuid()) {
+                    if device.holds_seat {
+                        let seats = (row.seats_in_use - 1).max(0);
+                        set_seats(row, &mut self.seats, at, seats);
+                    }
+                    device.holds_seat = false;
                     device.status = "inactive".into();
                     device.deactivated_at = Some(at);
                     device.deactivation_reason = serde_json::to_value(reason)
@@ -498,6 +547,7 @@ impl SubscriptionsModel {
         }
         save_notices(db.reborrow(), &self.notices).await?;
         leases::save_changes(db.reborrow(), &self.leases).await?;
+        self.seats.save(db.reborrow()).await?;
         if !self.deleted.is_empty() {
             with_conn!(db, c => {
                 let mut query = QueryBuilder::new(
@@ -542,7 +592,8 @@ impl SubscriptionsModel {
                 .field(r.deleted_at)
                 .field(r.version)
                 .field(r.policy_id)
-                .field(&r.overrides);
+                .field(&r.overrides)
+                .field(r.seats_in_use);
             copy.end_row().await?;
         }
         copy.finish().await?;
@@ -562,12 +613,15 @@ impl SubscriptionsModel {
                 .field(r.deactivated_at)
                 .field(&r.deactivation_reason)
                 .field(r.last_seen_at)
-                .field(r.subscription_deleted);
+                .field(r.subscription_deleted)
+                .field(r.holds_seat);
             copy.end_row().await?;
         }
         copy.finish().await?;
         save_notices(Conn::Postgres(&mut *conn), &self.notices).await?;
         leases::save_changes(Conn::Postgres(&mut *conn), &self.leases).await?;
+        // A few rows per policy and day: no need for COPY.
+        self.seats.save(Conn::Postgres(&mut *conn)).await?;
         // Every device of a deleted subscription is held (and flagged) here: a replay folds
         // whole histories, so there is nothing left to flag in the table.
         Ok(())
@@ -578,6 +632,9 @@ fn device_of(event: &SubscriptionEvent) -> Option<Uuid> {
     use SubscriptionEvent::*;
     match event {
         DeviceActivated { device_id, .. }
+        | DeviceLeaseTaken { device_id, .. }
+        | DeviceLeaseExpired { device_id, .. }
+        | DeviceRevived { device_id, .. }
         | DeviceDeactivated { device_id, .. }
         | DeviceUpdated { device_id, .. }
         | LicenseTokenIssued { device_id, .. } => Some(device_id.as_uuid()),
@@ -594,6 +651,17 @@ fn set_all_but_id(columns: &str) -> String {
         .map(|c| format!("{c} = excluded.{c}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Sets the seats a subscription holds, recording the change under its policy (a deleted
+/// subscription holds none, and counts under no policy any more).
+fn set_seats(row: &mut SubscriptionRecord, seats: &mut SeatChanges, at: DateTime<Utc>, held: i32) {
+    if row.deleted_at.is_none() {
+        if let Some(policy) = row.policy_id {
+            seats.record(policy, at, held - row.seats_in_use);
+        }
+    }
+    row.seats_in_use = held;
 }
 
 fn mark_overridden(row: &mut SubscriptionRecord, field: Override) {
@@ -637,7 +705,8 @@ async fn upsert_subscriptions(
                 .push_bind(r.deleted_at)
                 .push_bind(r.version)
                 .push_bind(r.policy_id)
-                .push_bind(&r.overrides);
+                .push_bind(&r.overrides)
+                .push_bind(r.seats_in_use);
         });
         query.push(&conflict);
         query.build().execute(&mut *c).await?;
@@ -667,7 +736,8 @@ async fn upsert_devices(db: Conn<'_>, rows: &[DeviceRecord]) -> Result<(), sqlx:
                 .push_bind(r.deactivated_at)
                 .push_bind(&r.deactivation_reason)
                 .push_bind(r.last_seen_at)
-                .push_bind(r.subscription_deleted);
+                .push_bind(r.subscription_deleted)
+                .push_bind(r.holds_seat);
         });
         query.push(&conflict);
         query.build().execute(&mut *c).await?;

@@ -12,7 +12,9 @@ use super::access::RequireReader;
 use super::error::{ApiError, Problem};
 use super::extract::ApiQuery;
 use crate::app::SharedApp;
-use crate::read::analytics::{self as queries, Counts, DailyCounts, DeviceColumn, Range};
+use crate::read::analytics::{
+    self as queries, Counts, DailyCounts, DeviceColumn, PolicySeats, Range,
+};
 
 /// With `enabled` false (`ENABLE_ANALYTICS=false`) every route answers 404
 /// `ANALYTICS_DISABLED`: no projector keeps the figures, so none are served stale.
@@ -58,6 +60,8 @@ pub struct Dashboard {
     /// Per day: activations, deactivations, subscriptions_created, subscriptions_canceled,
     /// subscriptions_expired.
     pub daily: Vec<DailyCounts>,
+    /// Per floating policy: seats held now, and each day's peak (empty without one).
+    pub floating_seats: Vec<PolicySeats>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -94,6 +98,8 @@ pub struct DeviceAnalytics {
     pub by_app_version: Counts,
     /// Per day: activations, deactivations.
     pub daily: Vec<DailyCounts>,
+    /// Per floating policy: seats held now, and each day's peak (empty without one).
+    pub floating_seats: Vec<PolicySeats>,
 }
 
 fn days(range: &Range) -> Result<(NaiveDate, NaiveDate), ApiError> {
@@ -137,6 +143,7 @@ async fn dashboard(
             to,
         )
         .await?,
+        floating_seats: queries::floating_seats(&app.db, &policies, from, to).await?,
     }))
 }
 
@@ -173,7 +180,8 @@ async fn subscription_analytics(
     }))
 }
 
-/// Devices by status, platform and app version now; activations and deactivations per day.
+/// Devices by status, platform and app version now; activations and deactivations per day;
+/// floating seats per policy, now and each day's peak.
 #[utoipa::path(get, path = "/api/v1/analytics/devices", tag = "analytics", security(("bearer" = [])),
     params(Range), responses((status = 200, body = DeviceAnalytics), (status = 422, body = Problem)))]
 async fn device_analytics(
@@ -189,5 +197,6 @@ async fn device_analytics(
         by_platform: queries::active_devices_by(&app.db, DeviceColumn::Platform).await?,
         by_app_version: queries::active_devices_by(&app.db, DeviceColumn::AppVersion).await?,
         daily: queries::daily(&app.db, &["activations", "deactivations"], from, to).await?,
+        floating_seats: queries::floating_seats(&app.db, &app.policies.book(), from, to).await?,
     }))
 }

@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use chrono::Utc;
 use flowlytix_aggregates::DeviceId;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -14,10 +15,11 @@ use super::access::{RequireAdmin, RequireReader};
 use super::error::{ApiError, Problem};
 use super::extract::{with_consistency, ApiJson, ApiPath, ApiQuery, RequestContext};
 use super::views::{DevicePage, DeviceView};
-use crate::app::SharedApp;
+use crate::app::{App, SharedApp};
 use crate::read;
 use crate::read::consistency::wait_for_position;
 use crate::read::devices::DeviceFilter;
+use crate::read::leases::DeviceLeases;
 use crate::subscriptions::DeviceFound;
 
 pub fn router() -> OpenApiRouter<SharedApp> {
@@ -33,11 +35,12 @@ pub struct UpdateDeviceRequest {
     pub notes: Option<String>,
 }
 
-/// A device as a response, with the position of the command that produced it.
-fn device_view(found: DeviceFound) -> Json<DeviceView> {
-    let mut view = DeviceView::new(&found.subscription, &found.device);
+/// A device as a response, with its lease and the position of the command that produced it.
+async fn device_view(app: &App, found: DeviceFound) -> Result<Json<DeviceView>, ApiError> {
+    let leases = DeviceLeases::of(&app.db, &[found.device.id.as_uuid()]).await?;
+    let mut view = DeviceView::new(&found.subscription, &found.device, &leases, Utc::now());
     view.position = found.position;
-    Json(view)
+    Ok(Json(view))
 }
 
 /// List devices (from the read model), filtered and paged. With `min_position`, waits (up
@@ -51,12 +54,18 @@ async fn list_devices(
 ) -> Result<Response, ApiError> {
     let consistent = wait_for_position(&app.db, "subscriptions", filter.min_position).await?;
     let (rows, total) = read::devices::list(&app.db, &filter).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+    let leases = DeviceLeases::of(&app.db, &ids).await?;
+    let now = Utc::now();
     let paging = read::Paging {
         page: filter.page,
         per_page: filter.per_page,
     };
     let page = DevicePage {
-        items: rows.into_iter().map(DeviceView::from).collect(),
+        items: rows
+            .into_iter()
+            .map(|row| DeviceView::from_record(row, &leases, now))
+            .collect(),
         total,
         page: paging.page(),
         per_page: paging.per_page(),
@@ -72,7 +81,7 @@ async fn get_device(
     RequireReader(_reader): RequireReader,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<DeviceView>, ApiError> {
-    Ok(device_view(app.subscriptions.device(DeviceId(id)).await?))
+    device_view(&app, app.subscriptions.device(DeviceId(id)).await?).await
 }
 
 /// Rename a device or note something about it.
@@ -91,7 +100,7 @@ async fn update_device(
         .subscriptions
         .update_device(DeviceId(id), body.name, body.notes, metadata)
         .await?;
-    Ok(device_view(found))
+    device_view(&app, found).await
 }
 
 /// Deactivate a device, freeing its slot. Its tokens stop validating online at once.
@@ -105,9 +114,9 @@ async fn deactivate_device(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<DeviceView>, ApiError> {
     let metadata = context.metadata(admin.admin_id.to_string());
-    Ok(device_view(
-        app.subscriptions
-            .deactivate_device(DeviceId(id), metadata)
-            .await?,
-    ))
+    let found = app
+        .subscriptions
+        .deactivate_device(DeviceId(id), metadata)
+        .await?;
+    device_view(&app, found).await
 }

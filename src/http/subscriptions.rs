@@ -23,6 +23,7 @@ use crate::app::{App, SharedApp};
 use crate::idempotency::IdempotentRequest;
 use crate::read;
 use crate::read::consistency::wait_for_position;
+use crate::read::leases::DeviceLeases;
 use crate::read::subscriptions::SubscriptionFilter;
 use flowlytix_eventstore::log::aggregate_history;
 use flowlytix_eventstore::EventRecord;
@@ -166,7 +167,8 @@ async fn committed_view(
         .state()
         .ok_or_else(|| ApiError::internal("a committed subscription has no state"))?;
     let policies = app.policies.covering(state.policy_id).await;
-    let mut view = SubscriptionView::new(state, committed.version, now, &policies);
+    let leases = DeviceLeases::of_subscription(&app.db, state).await?;
+    let mut view = SubscriptionView::new(state, committed.version, now, &policies, &leases);
     view.position = Some(committed.position);
     Ok(view)
 }
@@ -220,6 +222,11 @@ async fn get_subscription(
     let state = subscription
         .live()
         .ok_or_else(|| ApiError::internal("a found subscription has no state"))?;
+    // The lease table holds only the present: a past state is judged by its events alone.
+    let leases = match as_of {
+        Some(_) => DeviceLeases::none(),
+        None => DeviceLeases::of_subscription(&app.db, state).await?,
+    };
     Ok(subscription_response(
         StatusCode::OK,
         SubscriptionView::new(
@@ -227,6 +234,7 @@ async fn get_subscription(
             version,
             as_of.unwrap_or_else(Utc::now),
             &app.policies.covering(state.policy_id).await,
+            &leases,
         ),
     ))
 }

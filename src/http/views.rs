@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::licensing::{ActiveDevice, LicenseSnapshot};
 use crate::read::devices::DeviceRecord;
+use crate::read::leases::{DeviceFacts, DeviceLeases, DeviceState};
 use crate::read::subscriptions::SubscriptionRecord;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -59,12 +60,14 @@ pub struct SubscriptionView {
 }
 
 impl SubscriptionView {
-    /// The subscription under the policies' current terms.
+    /// The subscription under the policies' current terms, its devices with `leases` (the
+    /// rows of `device_leases`, or none for a past state).
     pub fn new(
         state: &SubscriptionState,
         version: u64,
         now: DateTime<Utc>,
         policies: &PolicyBook,
+        leases: &DeviceLeases,
     ) -> Self {
         let terms = state.effective(policies);
         let policy = state.policy_id.and_then(|id| policies.get(id));
@@ -98,7 +101,7 @@ impl SubscriptionView {
                 state
                     .devices
                     .iter()
-                    .map(|d| DeviceView::new(state, d))
+                    .map(|d| DeviceView::new(state, d, leases, now))
                     .collect(),
             ),
             license_key: None,
@@ -183,15 +186,45 @@ pub struct DeviceView {
     pub status: &'static str,
     pub activated_at: DateTime<Utc>,
     pub deactivated_at: Option<DateTime<Utc>>,
-    /// client, admin, limit_reduced or heartbeat_expired.
+    /// client, admin, limit_reduced, heartbeat_expired or checked_in.
     pub deactivation_reason: Option<String>,
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// The last heartbeat, under a policy that requires them (null before the first).
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// The lease's deadline in force: a heartbeat or a borrow moves it on; past it, the
+    /// device is dead. Null without a lease, or for a floating seat without heartbeats.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Until when the device may stay offline on a borrowed lease (as last set).
+    pub borrowed_until: Option<DateTime<Utc>>,
+    /// `live`, `dead` (its lease ran out; a culled device too) or `borrowed`; null for a
+    /// device deactivated otherwise.
+    #[schema(nullable)]
+    pub state: Option<DeviceState>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<i64>,
 }
 
 impl DeviceView {
-    pub fn new(subscription: &SubscriptionState, device: &Device) -> Self {
+    /// A device as its subscription's events left it, with its lease row from `leases`.
+    pub fn new(
+        subscription: &SubscriptionState,
+        device: &Device,
+        leases: &DeviceLeases,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let deactivation_reason = device
+            .deactivation_reason
+            .and_then(|r| serde_json::to_value(r).ok())
+            .and_then(|v| v.as_str().map(str::to_owned));
+        let lease = leases.shown(
+            device.id.as_uuid(),
+            DeviceFacts {
+                active: device.active,
+                deactivation_reason: deactivation_reason.as_deref(),
+                recorded: device.lease.as_ref(),
+            },
+            now,
+        );
         Self {
             id: device.id.as_uuid(),
             subscription_id: subscription.id.as_uuid(),
@@ -205,18 +238,28 @@ impl DeviceView {
             status: if device.active { "active" } else { "inactive" },
             activated_at: device.activated_at,
             deactivated_at: device.deactivated_at,
-            deactivation_reason: device
-                .deactivation_reason
-                .and_then(|r| serde_json::to_value(r).ok())
-                .and_then(|v| v.as_str().map(str::to_owned)),
+            deactivation_reason,
             last_seen_at: device.last_seen_at,
+            last_heartbeat_at: lease.last_heartbeat_at,
+            lease_expires_at: lease.lease_expires_at,
+            borrowed_until: lease.borrowed_until,
+            state: lease.state,
             position: None,
         }
     }
-}
 
-impl From<DeviceRecord> for DeviceView {
-    fn from(row: DeviceRecord) -> Self {
+    /// A device list's row, with its lease row from `leases`.
+    pub fn from_record(row: DeviceRecord, leases: &DeviceLeases, now: DateTime<Utc>) -> Self {
+        let active = row.status == "active";
+        let lease = leases.shown(
+            row.id,
+            DeviceFacts {
+                active,
+                deactivation_reason: row.deactivation_reason.as_deref(),
+                recorded: None,
+            },
+            now,
+        );
         Self {
             id: row.id,
             subscription_id: row.subscription_id,
@@ -227,15 +270,15 @@ impl From<DeviceRecord> for DeviceView {
             app_version: row.app_version,
             hostname: row.hostname,
             notes: row.notes,
-            status: if row.status == "active" {
-                "active"
-            } else {
-                "inactive"
-            },
+            status: if active { "active" } else { "inactive" },
             activated_at: row.activated_at,
             deactivated_at: row.deactivated_at,
             deactivation_reason: row.deactivation_reason,
             last_seen_at: row.last_seen_at,
+            last_heartbeat_at: lease.last_heartbeat_at,
+            lease_expires_at: lease.lease_expires_at,
+            borrowed_until: lease.borrowed_until,
+            state: lease.state,
             position: None,
         }
     }

@@ -1,6 +1,7 @@
-//! `/admin`: counts by status, plan and policy (and of those in grace), active devices, daily activations and new
-//! subscriptions as SVG charts over a chosen range, what expires in the next 30 days, and
-//! the read side's health (the figures `/health` reports).
+//! `/admin`: counts by status, plan and policy (and of those in grace), active devices,
+//! floating seats per policy (now, today's peak and the last 7 days'), daily activations and
+//! new subscriptions as SVG charts over a chosen range, what expires in the next 30 days,
+//! and the read side's health (the figures `/health` reports).
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -29,6 +30,19 @@ pub struct RangeQuery {
     to: String,
 }
 
+/// A floating policy's seats: held now, today's peak, and each of the last 7 days' peaks.
+pub struct FloatingSeats {
+    pub policy_id: String,
+    pub policy: String,
+    pub in_use: i64,
+    pub peak_today: i64,
+    /// Oldest first, today last: (`YYYY-MM-DD`, peak).
+    pub last_days: Vec<(String, i64)>,
+}
+
+/// Days of peaks the dashboard shows, today included.
+const SEAT_DAYS: i64 = 7;
+
 pub struct ProjectorLag {
     pub name: String,
     pub lag: i64,
@@ -50,6 +64,8 @@ pub struct DashboardPage {
     by_policy: Counts,
     /// Expired by their period but still valid within their policy's grace.
     in_grace: i64,
+    /// Only when some policy is floating.
+    floating_seats: Vec<FloatingSeats>,
     /// Off (`ENABLE_ANALYTICS=false`): the page says so instead of drawing charts.
     analytics_enabled: bool,
     charts: Vec<Chart>,
@@ -106,6 +122,22 @@ pub async fn page(
     let (_, by_policy) = queries::subscriptions_by_policy(&app.db, &book).await?;
     let in_grace = queries::subscriptions_in_grace(&app.db, &book).await?;
     let devices = queries::devices_by_status(&app.db).await?;
+    let floating_seats =
+        queries::floating_seats(&app.db, &book, today - Duration::days(SEAT_DAYS - 1), today)
+            .await?
+            .into_iter()
+            .map(|seats| FloatingSeats {
+                policy_id: seats.policy_id.to_string(),
+                peak_today: seats.daily.last().map_or(seats.in_use, |d| d.peak),
+                last_days: seats
+                    .daily
+                    .iter()
+                    .map(|d| (d.day.to_string(), d.peak))
+                    .collect(),
+                policy: seats.policy,
+                in_use: seats.in_use,
+            })
+            .collect();
     let status = if range_error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -136,6 +168,7 @@ pub async fn page(
         by_plan: queries::subscriptions_by_plan(&app.db).await?,
         by_policy,
         in_grace,
+        floating_seats,
         analytics_enabled,
         charts: if !analytics_enabled {
             Vec::new()

@@ -24,6 +24,7 @@ use crate::app::{App, SharedApp};
 use crate::auth::browser_sessions::BrowserSession;
 use crate::http::extract::RequestContext;
 use crate::http::views::{DeviceView, SubscriptionView};
+use crate::read::leases::DeviceLeases;
 use crate::subscriptions::{ManageError, UpdateSubscriptionRequest};
 
 /// What the edit form holds, as typed.
@@ -104,6 +105,10 @@ pub struct DeviceItem {
     pub status: &'static str,
     pub activated_at: String,
     pub last_seen_at: String,
+    pub last_heartbeat_at: String,
+    pub lease_expires_at: String,
+    /// live, dead or borrowed (empty for a device deactivated otherwise).
+    pub state: &'static str,
 }
 
 impl From<&DeviceView> for DeviceItem {
@@ -125,6 +130,9 @@ impl From<&DeviceView> for DeviceItem {
             status: device.status,
             activated_at: moment(device.activated_at),
             last_seen_at: device.last_seen_at.map(moment).unwrap_or_default(),
+            last_heartbeat_at: device.last_heartbeat_at.map(moment).unwrap_or_default(),
+            lease_expires_at: device.lease_expires_at.map(moment).unwrap_or_default(),
+            state: device.state.map_or("", |s| s.as_str()),
         }
     }
 }
@@ -221,7 +229,13 @@ async fn render(
         .live()
         .ok_or_else(|| PanelError::NotFound("No such subscription.".into()))?;
     let book = app.policies.covering(state.policy_id).await;
-    let view = SubscriptionView::new(state, version, as_of.unwrap_or_else(Utc::now), &book);
+    // The lease table holds only the present: a past state is judged by its events alone.
+    let leases = match as_of {
+        Some(_) => DeviceLeases::none(),
+        None => DeviceLeases::of_subscription(&app.db, state).await?,
+    };
+    let now = as_of.unwrap_or_else(Utc::now);
+    let view = SubscriptionView::new(state, version, now, &book, &leases);
     let policy = following::shown(&view, &book);
     let own_features = policy
         .entitlements

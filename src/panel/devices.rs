@@ -4,15 +4,19 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::State;
+use chrono::Utc;
 use serde::Deserialize;
+use uuid::Uuid;
 
 use super::error::PanelError;
 use super::forms::{self, PageQuery};
 use super::layout::Layout;
 use super::session::Reader;
 use crate::app::SharedApp;
+use crate::http::views::DeviceView;
 use crate::read;
-use crate::read::devices::{DeviceFilter, DeviceRecord, DeviceStatusFilter};
+use crate::read::devices::{DeviceFilter, DeviceStatusFilter};
+use crate::read::leases::DeviceLeases;
 
 const PER_PAGE: u32 = 50;
 
@@ -44,30 +48,37 @@ pub struct DeviceItem {
     pub name: String,
     pub platform: String,
     pub app_version: String,
-    pub status: String,
+    pub status: &'static str,
     pub subscription_id: String,
     pub activated_at: String,
     pub last_seen_at: String,
+    pub last_heartbeat_at: String,
+    pub lease_expires_at: String,
+    /// live, dead or borrowed (empty for a device deactivated otherwise).
+    pub state: &'static str,
 }
 
-impl From<DeviceRecord> for DeviceItem {
-    fn from(row: DeviceRecord) -> Self {
-        let day = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M").to_string();
+impl From<DeviceView> for DeviceItem {
+    fn from(device: DeviceView) -> Self {
+        let minute = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M").to_string();
         Self {
-            name: row
+            name: device
                 .name
-                .or(row.hostname)
+                .or(device.hostname)
                 .unwrap_or_else(|| "unnamed device".into()),
-            platform: [row.platform, row.os_version]
+            platform: [device.platform, device.os_version]
                 .into_iter()
                 .flatten()
                 .collect::<Vec<_>>()
                 .join(" "),
-            app_version: row.app_version.unwrap_or_default(),
-            status: row.status,
-            subscription_id: row.subscription_id.to_string(),
-            activated_at: day(row.activated_at),
-            last_seen_at: row.last_seen_at.map(day).unwrap_or_default(),
+            app_version: device.app_version.unwrap_or_default(),
+            status: device.status,
+            subscription_id: device.subscription_id.to_string(),
+            activated_at: minute(device.activated_at),
+            last_seen_at: device.last_seen_at.map(minute).unwrap_or_default(),
+            last_heartbeat_at: device.last_heartbeat_at.map(minute).unwrap_or_default(),
+            lease_expires_at: device.lease_expires_at.map(minute).unwrap_or_default(),
+            state: device.state.map_or("", |s| s.as_str()),
         }
     }
 }
@@ -104,10 +115,16 @@ pub async fn page(
         min_position: None,
     };
     let (rows, total) = read::devices::list(&app.db, &filter).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+    let leases = DeviceLeases::of(&app.db, &ids).await?;
+    let now = Utc::now();
     let shown = i64::from(page - 1) * i64::from(PER_PAGE) + rows.len() as i64;
     Ok(DevicesPage {
         layout: Layout::signed_in(&app, &session, "devices").await,
-        rows: rows.into_iter().map(DeviceItem::from).collect(),
+        rows: rows
+            .into_iter()
+            .map(|row| DeviceItem::from(DeviceView::from_record(row, &leases, now)))
+            .collect(),
         total,
         previous: (page > 1).then(|| query.at_page(page - 1)),
         next: (shown < total).then(|| query.at_page(page + 1)),

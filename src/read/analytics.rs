@@ -1,10 +1,11 @@
-//! Analytics: current counts grouped from the read models, and daily counts over a range
-//! from `rm_daily_counts` (plus expirations, which happen by time, from expires_at).
+//! Analytics: current counts grouped from the read models, daily counts over a range from
+//! `rm_daily_counts` (plus expirations, which happen by time, from expires_at), and floating
+//! seats per policy and day from `rm_policy_seats`.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use flowlytix_aggregates::policy::ExpirationStrategy;
+use flowlytix_aggregates::policy::{ExpirationStrategy, LicenseModel};
 use flowlytix_aggregates::values::{is_supported_day, EARLIEST_DAY};
 use flowlytix_aggregates::{PolicyBook, PolicyId};
 use flowlytix_projections::{with_db, Db};
@@ -283,4 +284,144 @@ pub async fn daily(
         .into_iter()
         .map(|(day, counts)| DailyCounts { day, counts })
         .collect())
+}
+
+/// The seats of a floating policy: held now, and day by day.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicySeats {
+    pub policy_id: Uuid,
+    /// `<product code>/<policy code>`.
+    pub policy: String,
+    /// Seats held now (live leases of its subscriptions).
+    pub in_use: i64,
+    /// Every day of the range, oldest first.
+    pub daily: Vec<SeatDay>,
+}
+
+/// One day's seats under a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SeatDay {
+    pub day: NaiveDate,
+    /// The most seats held at once that day.
+    pub peak: i64,
+    /// Held at the end of the day (today: now).
+    pub in_use: i64,
+}
+
+/// The seats of every floating policy from `from` to `to` inclusive, by policy label; empty
+/// when no policy is floating.
+pub async fn floating_seats(
+    db: &Db,
+    policies: &PolicyBook,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<PolicySeats>, sqlx::Error> {
+    let mut floating: Vec<(Uuid, String)> = policies
+        .iter()
+        .filter(|terms| terms.settings.license_model == LicenseModel::Floating)
+        .map(|terms| {
+            let label = format!("{}/{}", terms.product_code, terms.code);
+            (terms.policy_id.as_uuid(), label)
+        })
+        .collect();
+    if floating.is_empty() {
+        return Ok(Vec::new());
+    }
+    floating.sort_by(|a, b| a.1.cmp(&b.1));
+    // The range's rows, and the last row before it (the first days may have none of their
+    // own: they held what it ended with).
+    let rows: Vec<(Uuid, NaiveDate, i32, i32)> = with_db!(db, pool => {
+        sqlx::query_as(
+            "select policy_id, day, in_use, peak from rm_policy_seats s
+             where (day >= $1 and day <= $2)
+                or day = (select max(day) from rm_policy_seats t
+                          where t.policy_id = s.policy_id and t.day < $1)
+             order by day",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(pool)
+        .await?
+    });
+    let now: Vec<(Uuid, i32)> = with_db!(db, pool => {
+        sqlx::query_as(
+            "select policy_id, in_use from rm_policy_seats s
+             where day = (select max(day) from rm_policy_seats t where t.policy_id = s.policy_id)",
+        )
+        .fetch_all(pool)
+        .await?
+    });
+    Ok(floating
+        .into_iter()
+        .map(|(policy_id, policy)| {
+            let own: Vec<(NaiveDate, i64, i64)> = rows
+                .iter()
+                .filter(|row| row.0 == policy_id)
+                .map(|row| (row.1, i64::from(row.3), i64::from(row.2)))
+                .collect();
+            PolicySeats {
+                policy_id,
+                policy,
+                in_use: now
+                    .iter()
+                    .find(|row| row.0 == policy_id)
+                    .map_or(0, |row| i64::from(row.1)),
+                daily: seat_days(&own, from, to),
+            }
+        })
+        .collect())
+}
+
+/// Every day from `from` to `to`, from the rows `(day, peak, in_use)` in day order: a day
+/// without a row held what the one before it ended with.
+fn seat_days(rows: &[(NaiveDate, i64, i64)], from: NaiveDate, to: NaiveDate) -> Vec<SeatDay> {
+    let mut rows = rows.iter().peekable();
+    let mut carried = 0;
+    from.iter_days()
+        .take_while(|day| *day <= to)
+        .map(|day| {
+            let mut shown = SeatDay {
+                day,
+                peak: carried,
+                in_use: carried,
+            };
+            while let Some((row_day, peak, in_use)) = rows.next_if(|row| row.0 <= day) {
+                carried = *in_use;
+                shown = if *row_day == day {
+                    SeatDay {
+                        day,
+                        peak: *peak,
+                        in_use: *in_use,
+                    }
+                } else {
+                    SeatDay {
+                        day,
+                        peak: *in_use,
+                        in_use: *in_use,
+                    }
+                };
+            }
+            shown
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod seat_tests {
+    use super::*;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 12, d).unwrap()
+    }
+
+    #[test]
+    fn days_without_a_row_hold_what_the_last_row_ended_with() {
+        let rows = [(day(1), 5, 2), (day(3), 4, 4)];
+        let shown: Vec<(u32, i64, i64)> = seat_days(&rows, day(2), day(5))
+            .iter()
+            .map(|d| (chrono::Datelike::day(&d.day), d.peak, d.in_use))
+            .collect();
+        assert_eq!(shown, vec![(2, 2, 2), (3, 4, 4), (4, 4, 4), (5, 4, 4)]);
+        assert!(seat_days(&[], day(1), day(2)).iter().all(|d| d.peak == 0));
+    }
 }

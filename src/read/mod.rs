@@ -9,6 +9,7 @@ pub mod consistency;
 pub mod deadlines;
 pub mod devices;
 pub mod feed;
+pub mod leases;
 pub mod licenses;
 pub mod progress;
 pub mod subscriptions;

@@ -734,3 +734,99 @@ async fn catalogue_flow(b: &mut Browser) {
     );
     b.screenshot("follower").await;
 }
+
+#[tokio::test]
+async fn leases_and_floating_seats_read_well_at_both_widths() {
+    if skip() {
+        return;
+    }
+    let app = spawn_app().await;
+    let api = app.api();
+    let ids = crate::lease_views::policies(
+        &api,
+        &[
+            (
+                "float",
+                json!({"license_model": "floating", "require_heartbeat": true,
+                    "heartbeat_duration": "PT1H", "max_borrow": "P7D", "max_devices": 5}),
+            ),
+            (
+                "beat",
+                json!({"require_heartbeat": true, "heartbeat_duration": "PT1S",
+                    "heartbeat_cull": "keep"}),
+            ),
+        ],
+    )
+    .await;
+    let (id, key) = crate::lease_views::follower(&api, &ids[0], 1).await;
+    let (_, token) = crate::lease_views::activate(&api, &key, "borrowing-laptop").await;
+    let until = (Utc::now() + chrono::Duration::days(3)).to_rfc3339();
+    app.api()
+        .licensing()
+        .post("heartbeat", &json!({"token": token, "borrow_until": until}))
+        .await
+        .expect_status(reqwest::StatusCode::OK);
+    let (_, token) = crate::lease_views::activate(&api, &key, "office-desktop").await;
+    app.api()
+        .licensing()
+        .post("heartbeat", &json!({"token": token}))
+        .await
+        .expect_status(reqwest::StatusCode::OK);
+    let (_, beat_key) = crate::lease_views::follower(&api, &ids[1], 2).await;
+    crate::lease_views::activate(&api, &beat_key, "silent-workstation").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.wait_for_read_models().await;
+    let mut browser = Browser::start(&app, "leases").await;
+    let outcome = AssertUnwindSafe(leases_flow(&mut browser, &id))
+        .catch_unwind()
+        .await;
+    browser.finish(outcome).await;
+}
+
+async fn leases_flow(b: &mut Browser, id: &str) {
+    sign_in(b, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let subscription = format!("/admin/subscriptions/{id}");
+    for (width, suffix) in [(1440, "1440px"), (375, "375px")] {
+        b.client.set_window_size(width, 1000).await.unwrap();
+        b.goto("/admin/devices").await;
+        let rows = b.text_of("table.cards tbody").await;
+        for state in ["live", "borrowed", "dead"] {
+            assert!(
+                rows.contains(state),
+                "the devices list shows {state}: {rows}"
+            );
+        }
+        b.screenshot(&format!("devices-{suffix}")).await;
+        assert_fits_the_width(b).await;
+        let (cells, viewport) =
+            first_row_cells(b, &["Last heartbeat", "Lease deadline", "State"]).await;
+        for cell in &cells {
+            assert!(
+                cell[1].as_f64().unwrap() >= 0.0 && cell[2].as_f64().unwrap() <= viewport,
+                "{cell} lies within the {viewport} px viewport"
+            );
+        }
+        b.goto(&subscription).await;
+        assert!(b.text_of("#devices-heading").await.contains("Devices"));
+        scroll_to(b, "devices-heading").await;
+        b.screenshot(&format!("subscription-{suffix}")).await;
+        assert_fits_the_width(b).await;
+        b.goto("/admin").await;
+        let seats = b.text_of("table.seats tbody").await;
+        assert!(seats.contains("app/float"), "{seats}");
+        scroll_to(b, "seats-heading").await;
+        b.screenshot(&format!("dashboard-{suffix}")).await;
+        assert_fits_the_width(b).await;
+    }
+}
+
+/// Scrolls the element with this id to the top of the window (for a screenshot of it).
+async fn scroll_to(b: &Browser, id: &str) {
+    b.client
+        .execute(
+            "document.getElementById(arguments[0]).scrollIntoView()",
+            vec![json!(id)],
+        )
+        .await
+        .unwrap();
+}

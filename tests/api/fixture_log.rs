@@ -65,7 +65,7 @@ fn text<'a>(row: &'a Value, field: &str) -> &'a str {
 /// overridden, no grace. Its devices in activation order (sequences 3 and 5), with the
 /// rename and notes of 8, the last token of each (4, 6, 7) and their deactivations (9, 10).
 fn canceled_as_the_events_describe_it() -> Value {
-    json!({
+    let mut subscription = json!({
         "id": CANCELED,
         "customer_email": "a@example.com",
         "customer_name": "Ann B",
@@ -124,7 +124,19 @@ fn canceled_as_the_events_describe_it() -> Value {
                 "last_seen_at": "2026-12-07T05:17:23.232336772Z",
             },
         ],
-    })
+    });
+    // Under no lease, and deactivated otherwise than by one: no lease fields, no state.
+    for device in subscription["devices"].as_array_mut().unwrap() {
+        for field in [
+            "last_heartbeat_at",
+            "lease_expires_at",
+            "borrowed_until",
+            "state",
+        ] {
+            device[field] = Value::Null;
+        }
+    }
+    subscription
 }
 
 /// The instants of a representation as PostgreSQL keeps them (microseconds): the events carry

@@ -25,6 +25,7 @@ mod event_log;
 mod fixture_log;
 mod idempotency;
 mod key_regeneration;
+mod lease_views;
 mod leases;
 mod license_tokens;
 mod logs;
