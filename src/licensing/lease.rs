@@ -13,7 +13,6 @@ use flowlytix_aggregates::{
     DeviceId, PolicyTerms, Status, SubscriptionAction, SubscriptionError, SubscriptionId,
 };
 
-use super::operations::license_actor;
 use super::token::{LicenseClaims, TokenError};
 use super::verdict::{ValidationCode, Verdict};
 use super::{LicenseSnapshot, Licensing, LicensingError};
@@ -116,13 +115,8 @@ impl Licensing {
                     presented,
                     borrow_until,
                 }];
-                let metadata = EventMetadata {
-                    actor: license_actor(subscription_id),
-                    ..metadata
-                };
                 let (committed, license) = self
-                    .commands
-                    .run_remembering(subscription_id, actions, metadata, None)
+                    .run_as_license(subscription_id, actions, metadata)
                     .await?;
                 if token_expired && committed.events.is_empty() {
                     // Its lease lives on (renewed with a newer token): this one is just old.
@@ -219,12 +213,7 @@ impl Licensing {
         let actions = vec![SubscriptionAction::CheckIn {
             presented: claims.presented(),
         }];
-        let metadata = EventMetadata {
-            actor: license_actor(subscription_id),
-            ..metadata
-        };
-        self.commands
-            .run(subscription_id, actions, metadata, None)
+        self.run_as_license(subscription_id, actions, metadata)
             .await?;
         Ok(())
     }

@@ -105,7 +105,7 @@ pub fn fingerprint_hash(raw: &str) -> Result<Sha256Hex, LicensingError> {
     Ok(sha256_hex(raw))
 }
 
-pub(super) fn license_actor(id: SubscriptionId) -> String {
+fn license_actor(id: SubscriptionId) -> String {
     format!("license:{id}")
 }
 
@@ -192,13 +192,8 @@ impl Licensing {
                 expires_at: self.tokens.requested_expiry(now),
             },
         ];
-        let metadata = EventMetadata {
-            actor: license_actor(subscription_id),
-            ..metadata
-        };
         let committed = self
-            .commands
-            .run_remembering(subscription_id, actions, metadata, None)
+            .run_as_license(subscription_id, actions, metadata)
             .await?;
         self.sign_issued_token(committed)
     }
@@ -396,13 +391,8 @@ impl Licensing {
                 expires_at: self.tokens.requested_expiry(metadata.occurred_at),
             },
         ];
-        let metadata = EventMetadata {
-            actor: license_actor(subscription_id),
-            ..metadata
-        };
         let committed = self
-            .commands
-            .run_remembering(subscription_id, actions, metadata, None)
+            .run_as_license(subscription_id, actions, metadata)
             .await?;
         self.sign_issued_token(committed)
     }
@@ -440,14 +430,29 @@ impl Licensing {
                 reason: DeactivationReason::Client,
             }])
             .collect();
+        self.run_as_license(subscription_id, actions, metadata)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs a client's command list: the license is the actor, and the license it wrote
+    /// through to the cache comes back with what was committed.
+    pub(super) async fn run_as_license(
+        &self,
+        id: SubscriptionId,
+        actions: Vec<SubscriptionAction>,
+        metadata: EventMetadata,
+    ) -> Result<
+        (Committed<Subscription>, Option<Arc<LicenseSnapshot>>),
+        ExecuteError<SubscriptionError>,
+    > {
         let metadata = EventMetadata {
-            actor: license_actor(subscription_id),
+            actor: license_actor(id),
             ..metadata
         };
         self.commands
-            .run(subscription_id, actions, metadata, None)
-            .await?;
-        Ok(())
+            .run_remembering(id, actions, metadata, None)
+            .await
     }
 
     /// Signs the token recorded by the `LicenseTokenIssued` event of a committed command.

@@ -73,6 +73,23 @@ pub enum TokenError {
     Expired,
 }
 
+/// Whom a token is for: the device, its subscription, its fingerprint, the key it is under.
+struct Holder {
+    device: Uuid,
+    subscription: Uuid,
+    fingerprint: String,
+    license_key_ref: Option<String>,
+}
+
+/// What a token states, and when.
+struct Stated<'a> {
+    terms: &'a EffectiveTerms,
+    license_expires_at: Option<DateTime<Utc>>,
+    token_id: Uuid,
+    issued_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
 #[derive(Clone)]
 pub struct LicenseTokens {
     keys: Arc<JwtKeys>,
@@ -105,32 +122,23 @@ impl LicenseTokens {
         issued_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<String, jsonwebtoken::errors::Error> {
-        let claims = LicenseClaims {
-            iss: self.issuer.clone(),
-            aud: LICENSE_AUDIENCE.into(),
-            sub: device.id.as_uuid(),
-            iat: issued_at.timestamp(),
-            nbf: issued_at.timestamp(),
-            exp: expires_at.timestamp(),
-            jti: token_id,
-            sid: subscription.id.as_uuid(),
-            fpr: device.fingerprint_hash.as_str().to_owned(),
-            plan: terms.plan.clone(),
-            features: terms.entitlements.clone(),
-            max_devices: terms.max_devices,
-            license_expires_at: subscription
-                .expires_at
-                .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        let holder = Holder {
+            device: device.id.as_uuid(),
+            subscription: subscription.id.as_uuid(),
+            fingerprint: device.fingerprint_hash.as_str().to_owned(),
             license_key_ref: subscription
                 .license_key
                 .as_ref()
                 .map(|key| key.token_ref().to_owned()),
-            prd: terms.product_code.clone(),
-            pol: terms.policy_code.clone(),
-            ent: terms.entitlements.clone(),
-            grace_until: terms.grace_until.map(|t| t.timestamp()),
         };
-        Ok(self.keys.sign(&claims)?)
+        let stated = Stated {
+            terms,
+            license_expires_at: subscription.expires_at,
+            token_id,
+            issued_at,
+            expires_at,
+        };
+        Ok(self.keys.sign(&self.claims(holder, stated))?)
     }
 
     /// A new token for the device `previous` was issued to, stating what the license grants
@@ -143,25 +151,46 @@ impl LicenseTokens {
         issued_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<String, jsonwebtoken::errors::Error> {
-        let claims = LicenseClaims {
+        let holder = Holder {
+            device: previous.sub,
+            subscription: previous.sid,
+            fingerprint: previous.fpr.clone(),
+            license_key_ref: previous.license_key_ref.clone(),
+        };
+        let stated = Stated {
+            terms,
+            license_expires_at,
+            token_id: Uuid::new_v4(),
+            issued_at,
+            expires_at,
+        };
+        Ok(self.keys.sign(&self.claims(holder, stated))?)
+    }
+
+    fn claims(&self, holder: Holder, stated: Stated<'_>) -> LicenseClaims {
+        let terms = stated.terms;
+        LicenseClaims {
             iss: self.issuer.clone(),
             aud: LICENSE_AUDIENCE.into(),
-            iat: issued_at.timestamp(),
-            nbf: issued_at.timestamp(),
-            exp: expires_at.timestamp(),
-            jti: Uuid::new_v4(),
+            sub: holder.device,
+            iat: stated.issued_at.timestamp(),
+            nbf: stated.issued_at.timestamp(),
+            exp: stated.expires_at.timestamp(),
+            jti: stated.token_id,
+            sid: holder.subscription,
+            fpr: holder.fingerprint,
             plan: terms.plan.clone(),
             features: terms.entitlements.clone(),
             max_devices: terms.max_devices,
-            license_expires_at: license_expires_at
+            license_expires_at: stated
+                .license_expires_at
                 .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            license_key_ref: holder.license_key_ref,
             prd: terms.product_code.clone(),
             pol: terms.policy_code.clone(),
             ent: terms.entitlements.clone(),
             grace_until: terms.grace_until.map(|t| t.timestamp()),
-            ..previous.clone()
-        };
-        Ok(self.keys.sign(&claims)?)
+        }
     }
 
     /// Verifies signature, key id, audience, issuer and time claims. Only EdDSA is accepted:

@@ -278,7 +278,10 @@ async fn an_editable_policy_and_product_and_a_subscription_in_grace() {
     assert_eq!(json["deactivation_window"], "P30D");
     assert_eq!(json["max_borrow"], "P7D");
     let page = browser.page(&format!("/admin/policies/{policy}")).await;
-    assert!(page.contains("floating: max devices counts live leases"), "{page}");
+    assert!(
+        page.contains("floating: max devices counts live leases"),
+        "{page}"
+    );
     assert!(page.contains("every PT10M; dead devices kept, revived within PT1H"));
     assert!(page.contains("3 per P30D"));
     // A churn limit without its window is refused beside the form, nothing written.
