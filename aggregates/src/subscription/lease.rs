@@ -257,7 +257,7 @@ pub(super) fn heartbeat(
     borrow_until: Option<DateTime<Utc>>,
     at: DateTime<Utc>,
 ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
-    super::aggregate::ensure_key_admits(state, presented)?;
+    super::state::ensure_key_admits(state, presented)?;
     let device = state
         .device(presented.device_id)
         .ok_or(SubscriptionError::DeviceNotActivated)?;

@@ -17,13 +17,11 @@ mod lease_tests;
 mod policy;
 #[cfg(test)]
 mod policy_tests;
+mod state;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{
-    effective_status, token_expiry, DeadlineNotices, Device, LicenseKeyState, Subscription,
-    SubscriptionState, MAX_DEVICE_LIMIT, MAX_TEXT_LEN,
-};
+pub use aggregate::{token_expiry, MAX_DEVICE_LIMIT, MAX_TEXT_LEN};
 pub use commands::{
     DetailsChange, DeviceDetails, NewSubscription, PeriodChange, PresentedToken,
     SubscriptionAction, SubscriptionCommand,
@@ -37,6 +35,9 @@ pub use lease::{
 pub use policy::{
     effective_entitlements, effective_max_devices, grace_until, in_grace, EffectiveTerms, Override,
     OwnTerms,
+};
+pub use state::{
+    effective_status, DeadlineNotices, Device, LicenseKeyState, Subscription, SubscriptionState,
 };
 
 use serde::{Deserialize, Serialize};
