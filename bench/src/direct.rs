@@ -15,7 +15,7 @@ use flowlytix_aggregates::{
     DeviceDetails, DeviceId, DeviceInfo, Email, Plan, PolicyId, SubscriptionAction, SubscriptionId,
 };
 use flowlytix_server::crypto::{new_license_key, sha256_hex};
-use flowlytix_server::licensing::fingerprint_hash;
+use flowlytix_server::licensing::{fingerprint_hash, TokenIssued};
 use flowlytix_server::store::EventMetadata;
 use flowlytix_server::subscriptions::CreateSubscriptionRequest;
 use flowlytix_server::{App, Config, SharedApp};
@@ -142,8 +142,9 @@ pub struct Follow {
     pub plan: Plan,
 }
 
-/// One seeded subscription with its devices, in one command.
-async fn seed_license(
+/// One seeded subscription with its devices, in one command (with `devices` 0, the
+/// subscription alone).
+pub async fn seed_license(
     app: &App,
     run_id: &str,
     label: &str,
@@ -255,9 +256,19 @@ pub async fn license(
     Ok((key, fingerprints, id))
 }
 
-/// `Licensing::activate`, as `POST /api/v1/licensing/activate` calls it.
+/// `Licensing::activate`, as `POST /api/v1/licensing/activate` calls it: the event's
+/// position.
 pub async fn activate(app: &App, key: &str, fingerprint: &str) -> Result<i64, BoxError> {
-    let issued = app
+    Ok(activate_issued(app, key, fingerprint).await?.position)
+}
+
+/// `Licensing::activate`: what it issued (the device and its signed token).
+pub async fn activate_issued(
+    app: &App,
+    key: &str,
+    fingerprint: &str,
+) -> Result<TokenIssued, BoxError> {
+    Ok(app
         .licensing
         .activate(
             LicenseKey::parse(key)?,
@@ -270,6 +281,5 @@ pub async fn activate(app: &App, key: &str, fingerprint: &str) -> Result<i64, Bo
             &flowlytix_server::licensing::Scope::default(),
             metadata(),
         )
-        .await?;
-    Ok(issued.position)
+        .await?)
 }

@@ -26,7 +26,13 @@
 //!   `--subscriptions` subscriptions that follow it) and on a second server started for them
 //!   (`policy`): `validate-policy`, validation of the followers' licenses beside `/livez` and
 //!   the plain validate set on that server, and `policy-propagation`, the time a policy change
-//!   takes to reach another instance's validation.
+//!   takes to reach another instance's validation;
+//! - last, on a set of their own (a policy with heartbeats every ten minutes and
+//!   `--heartbeat-subscriptions` subscriptions that follow it, one device each) and on the
+//!   measured server (`heartbeat`): `heartbeat`, `POST /api/v1/licensing/heartbeat` beside
+//!   `validate` by the same devices' tokens, with the events table counted around it; and
+//!   `lease-culler`, the culler's query and one pass at `--culler-leases` live leases of
+//!   which `--culler-due` are due (`culler`).
 //!
 //! With `--server-pid` it adds the server's CPU time per request and its memory (RSS once
 //! the seeding is projected, and at the end). `--json FILE` writes every figure, with the
@@ -49,7 +55,9 @@
 mod access_log;
 mod api;
 mod baseline;
+mod culler;
 mod direct;
+mod heartbeat;
 mod history;
 mod json;
 mod lag;
@@ -145,6 +153,17 @@ pub struct Args {
     /// Policy changes the policy-propagation phase makes (detach and attach in turn).
     #[arg(long, default_value_t = 5)]
     propagation_changes: usize,
+    /// Subscriptions (one device each) the heartbeat phases beat, at most `--subscriptions`.
+    /// Their leases last ten minutes from their seeding: the set must be measured within
+    /// them.
+    #[arg(long, default_value_t = 10_000)]
+    heartbeat_subscriptions: usize,
+    /// Live leases when the lease-culler phase sweeps (rows inserted up to this number).
+    #[arg(long, default_value_t = 100_000)]
+    culler_leases: usize,
+    /// Of them, leases past their deadline (real subscriptions, one device each).
+    #[arg(long, default_value_t = 100)]
+    culler_due: usize,
     /// Also write every figure, machine-readably, to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -153,7 +172,7 @@ pub struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "livez,validate,access-log,activate,activate-history,db-select-events,db-select-rm,db-insert,replay,validate-policy,policy-propagation"
+        default_value = "livez,validate,access-log,activate,activate-history,db-select-events,db-select-rm,db-insert,replay,validate-policy,policy-propagation,heartbeat,lease-culler"
     )]
     phases: Vec<PhaseKind>,
 }
@@ -182,6 +201,13 @@ pub enum PhaseKind {
     /// A policy change's time to reach another instance's validation (the second server's
     /// on PostgreSQL, the writer's own on the embedded store).
     PolicyPropagation,
+    /// Heartbeats beside validation by token of the same devices, on the measured server,
+    /// with the events table counted around them (last, on a set of its own; needs the
+    /// in-process application).
+    Heartbeat,
+    /// The lease culler's query and one pass over `--culler-leases` live leases of which
+    /// `--culler-due` are due (needs the in-process application).
+    LeaseCuller,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -274,6 +300,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
             "history_events": args.history_events,
             "validate_subscriptions": args.validate_subscriptions,
             "lag_sample_ms": args.lag_sample_ms,
+            "heartbeat_subscriptions": args.heartbeat_subscriptions.min(args.subscriptions),
+            "culler_leases": args.culler_leases,
+            "culler_due": args.culler_due,
             "phases": args.phases.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>(),
         }),
         seed: serde_json::Value::Null,
@@ -287,6 +316,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 PhaseKind::ActivateHistory
                     | PhaseKind::ValidatePolicy
                     | PhaseKind::PolicyPropagation
+                    | PhaseKind::Heartbeat
+                    | PhaseKind::LeaseCuller
             )
         }) {
         Some(direct::InProcess::start(&args.database_url, &bench.run_id).await?)
@@ -445,6 +476,15 @@ async fn measure_all(
         phases.extend(figures.phases);
         propagation = figures.propagation;
     }
+    let mut heartbeat = None;
+    let mut culler = None;
+    if wants(PhaseKind::Heartbeat) || wants(PhaseKind::LeaseCuller) {
+        let in_process = in_process.ok_or("the lease phases need the in-process application")?;
+        let figures = heartbeat::phases(ctx, &in_process.app).await?;
+        phases.extend(figures.phases);
+        heartbeat = figures.heartbeat;
+        culler = figures.culler;
+    }
     Ok(Report {
         run,
         phases,
@@ -456,5 +496,7 @@ async fn measure_all(
         history_events,
         replay,
         propagation,
+        heartbeat,
+        culler,
     })
 }

@@ -1,5 +1,7 @@
 //! What a run found, printed as tables.
 
+use crate::culler::CullerFigures;
+use crate::heartbeat::HeartbeatFigures;
 use crate::lag::LagFigures;
 use crate::machine::{mb, Memory};
 use crate::measure::Phase;
@@ -41,6 +43,10 @@ pub struct Report {
     pub replay: Option<Result<ReplayFigures, String>>,
     /// How long policy changes took to reach validation.
     pub propagation: Option<Propagation>,
+    /// The heartbeat set, and the events table around its heartbeat phase.
+    pub heartbeat: Option<HeartbeatFigures>,
+    /// The culler's sweep.
+    pub culler: Option<CullerFigures>,
 }
 
 fn us(value: Option<f64>) -> String {
@@ -93,6 +99,11 @@ impl Report {
             "validate-policy / validate, second server",
             "validate_policy",
             "validate_second",
+        ),
+        (
+            "heartbeat / validate by token, same devices",
+            "heartbeat",
+            "validate_heartbeat_set",
         ),
         ("activate / livez", "activate", "livez"),
         (
@@ -221,6 +232,43 @@ impl Report {
                 ),
                 _ => println!("  a change was NOT seen within the limit"),
             }
+        }
+        if let Some(heartbeat) = &self.heartbeat {
+            println!();
+            let cpu = self.phase("heartbeat").and_then(Phase::server_cpu_us).zip(
+                self.phase("validate_heartbeat_set")
+                    .and_then(Phase::server_cpu_us),
+            );
+            println!(
+                "heartbeats ({} devices; each sends {})",
+                heartbeat.devices, heartbeat.token_choice
+            );
+            println!(
+                "  heartbeat / validate by token: {:.3} (target >= 0.8); server CPU per heartbeat / per validate: {} (target <= 1.5)",
+                self.ratio("heartbeat", "validate_heartbeat_set"),
+                cpu.map_or_else(
+                    || "-".to_owned(),
+                    |(h, v)| format!("{h:.1} / {v:.1} us = {:.2}", h / v)
+                )
+            );
+            println!(
+                "  events table before / after the heartbeat phase: {} / {}",
+                heartbeat.events_before, heartbeat.events_after
+            );
+        }
+        if let Some(culler) = &self.culler {
+            println!();
+            println!(
+                "lease culler at {} live leases: due query {:.2} ms median (min {:.2}, max {:.2}), {} of {} due found; one pass {:.1} ms, {} expired",
+                culler.live_leases,
+                culler.query_ms(0.5),
+                culler.query_ms(0.0),
+                culler.query_ms(1.0),
+                culler.due,
+                culler.due_expected,
+                culler.pass_ms,
+                culler.pass_expired
+            );
         }
         if let Some(after_seed) = self.memory_after_seed {
             println!();
