@@ -100,6 +100,7 @@ impl Culler {
         // Rows the events already ended, which the projector may not have reached: ended here
         // too, so that the next pass does not read them again (the same change the projector
         // makes, so whichever comes second changes nothing).
+        // Rare (rows the projector has not reached yet): SQLite's busy handler will do.
         leases::save_changes(db, &settled).await?;
         Ok(expired)
     }

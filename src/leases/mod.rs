@@ -72,6 +72,9 @@ impl LeaseClock {
         deadline: DateTime<Utc>,
         borrowed_until: Option<DateTime<Utc>>,
     ) -> Result<Option<LeaseRow>, sqlx::Error> {
+        // On SQLite, in turn with this process's other writers, rather than in SQLite's busy
+        // handler (see `Db::writer_turn`).
+        let _turn = self.db.writer_turn().await;
         let mut connection = self.db.acquire().await?;
         let row = leases::renew(
             connection.conn(),
@@ -94,6 +97,7 @@ impl LeaseClock {
         subscription: SubscriptionId,
         lease: &Lease,
     ) -> Result<(), sqlx::Error> {
+        let _turn = self.db.writer_turn().await;
         let mut connection = self.db.acquire().await?;
         leases::take(
             connection.conn(),
