@@ -13,7 +13,7 @@ use flowlytix_aggregates::{
     DeviceId, PolicyTerms, Status, SubscriptionAction, SubscriptionError, SubscriptionId,
 };
 
-use super::token::{LicenseClaims, TokenError};
+use super::token::{presented, LicenseClaims, TokenError};
 use super::verdict::{ValidationCode, Verdict};
 use super::{LicenseSnapshot, Licensing, LicensingError};
 use crate::monitoring::record;
@@ -89,7 +89,7 @@ impl Licensing {
         let now = metadata.occurred_at;
         let subscription_id = SubscriptionId(claims.sid);
         let device_id = DeviceId(claims.sub);
-        let presented = claims.presented();
+        let presented = presented(claims);
         let license = self.current_license(subscription_id).await?;
         let policy = self.policy_of(&license).await;
         let terms = policy
@@ -211,7 +211,7 @@ impl Licensing {
         let claims = self.tokens.verify(token)?;
         let subscription_id = SubscriptionId(claims.sid);
         let actions = vec![SubscriptionAction::CheckIn {
-            presented: claims.presented(),
+            presented: presented(&claims),
         }];
         self.run_as_license(subscription_id, actions, metadata)
             .await?;

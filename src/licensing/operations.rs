@@ -14,7 +14,7 @@ use flowlytix_aggregates::{
 };
 use uuid::Uuid;
 
-use super::token::{LicenseTokens, TokenError};
+use super::token::{presented, LicenseTokens, TokenError};
 use super::verdict::{judge, token_claim, DeviceClaim, Scope, ValidationCode, Verdict};
 use super::{LicenseCache, LicenseSnapshot};
 use crate::crypto::sha256_hex;
@@ -383,7 +383,7 @@ impl Licensing {
         let subscription_id = SubscriptionId(claims.sid);
         let actions = vec![
             SubscriptionAction::VerifyLicenseToken {
-                presented: claims.presented(),
+                presented: presented(&claims),
             },
             SubscriptionAction::IssueLicenseToken {
                 fingerprint_hash,
@@ -414,7 +414,7 @@ impl Licensing {
                 if claims.fpr != fingerprint_hash.as_str() {
                     return Err(LicensingError::FingerprintMismatch);
                 }
-                let presented = claims.presented();
+                let presented = presented(&claims);
                 (
                     SubscriptionId(claims.sid),
                     Some(SubscriptionAction::VerifyLicenseToken { presented }),

@@ -10,58 +10,18 @@ use flowlytix_aggregates::subscription::{
 use flowlytix_aggregates::DeviceId;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::keys::JwtKeys;
 
-pub const LICENSE_AUDIENCE: &str = "flowlytix-license";
+pub use flowlytix_client::{LicenseClaims, LICENSE_AUDIENCE};
 
-/// The claims of a license token. `sub` is the device id, `sid` the subscription id and `fpr`
-/// the SHA-256 of the device fingerprint, so an app can check the token is its own.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LicenseClaims {
-    pub iss: String,
-    pub aud: String,
-    pub sub: Uuid,
-    pub iat: i64,
-    pub nbf: i64,
-    pub exp: i64,
-    pub jti: Uuid,
-    pub sid: Uuid,
-    pub fpr: String,
-    pub plan: String,
-    pub features: Vec<String>,
-    pub max_devices: u32,
-    pub license_expires_at: Option<String>,
-    /// The first digits of the hash of the license key the token was issued under: after a
-    /// regeneration, tokens naming the old key are revoked. Absent on tokens issued before
-    /// the claim existed (their `iat` decides instead).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub license_key_ref: Option<String>,
-    /// The product's code, for a license that follows a policy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prd: Option<String>,
-    /// The policy's code, for a license that follows one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pol: Option<String>,
-    /// The entitlement codes in force (the same as `features`), so an app can gate
-    /// features offline.
-    #[serde(default)]
-    pub ent: Vec<String>,
-    /// Seconds since the epoch: until when an expired license still works in grace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grace_until: Option<i64>,
-}
-
-impl LicenseClaims {
-    /// What the token says of where it came from, for the subscription to judge.
-    pub fn presented(&self) -> PresentedToken {
-        PresentedToken {
-            device_id: DeviceId(self.sub),
-            license_key_ref: self.license_key_ref.clone(),
-            issued_at: DateTime::from_timestamp(self.iat, 0).unwrap_or_default(),
-        }
+/// What a token says of where it came from, for the subscription to judge.
+pub fn presented(claims: &LicenseClaims) -> PresentedToken {
+    PresentedToken {
+        device_id: DeviceId(claims.sub),
+        license_key_ref: claims.license_key_ref.clone(),
+        issued_at: DateTime::from_timestamp(claims.iat, 0).unwrap_or_default(),
     }
 }
 

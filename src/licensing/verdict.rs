@@ -8,7 +8,7 @@ use flowlytix_aggregates::subscription::{watches_deadlines, EffectiveTerms, Pres
 use flowlytix_aggregates::{PolicyTerms, Sha256Hex, Status, SubscriptionId};
 
 use super::snapshot::Fingerprint;
-use super::token::{LicenseClaims, TokenError};
+use super::token::{presented, LicenseClaims, TokenError};
 use super::{ActiveDevice, LicenseSnapshot};
 
 /// The stable codes of `POST /api/v1/licensing/validate`.
@@ -198,7 +198,7 @@ pub fn token_claim(
         SubscriptionId(claims.sid),
         DeviceClaim {
             fingerprint_hash: fingerprint_hash.clone(),
-            token: Some(claims.presented()),
+            token: Some(presented(&claims)),
         },
     ))
 }

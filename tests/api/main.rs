@@ -11,6 +11,7 @@ mod bad_input;
 mod browser;
 mod catalogue;
 mod client_addresses;
+mod client_offline;
 mod command_line;
 mod concurrency;
 mod deadlines;
