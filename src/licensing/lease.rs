@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use flowlytix_aggregates::subscription::{
-    lease_end, token_expiry, watches_deadlines, PresentedToken,
+    lease_end, token_expiry, watches_deadlines, EffectiveTerms,
 };
 use flowlytix_aggregates::{
-    DeviceId, PolicyTerms, Status, SubscriptionAction, SubscriptionError, SubscriptionId,
+    DeviceId, PolicyTerms, Sha256Hex, Status, SubscriptionAction, SubscriptionError, SubscriptionId,
 };
 
 use super::token::{presented, LicenseClaims, TokenError};
-use super::verdict::{ValidationCode, Verdict};
+use super::verdict::{judge, DeviceClaim, ValidationCode, Verdict};
 use super::{LicenseSnapshot, Licensing, LicensingError};
 use crate::monitoring::record;
 use crate::store::{EventMetadata, ExecuteError};
@@ -101,8 +101,19 @@ impl Licensing {
             .ok_or(refused(SubscriptionError::HeartbeatNotRequired))?;
         let deadline = lease_end(terms, borrow_until, duration.after(now), now).map_err(refused)?;
         let clock = self.commands.leases();
-        // The table renews a live lease of an active device in place: no event, no load.
-        let known = !token_expired && stands(&license, &presented, now, terms)?;
+        // The table renews the lease in place (no event, no load) when the license, as
+        // validation judges it, is valid on this very device; otherwise the command decides
+        // (and says why not).
+        let fingerprint_hash = Sha256Hex::parse(&claims.fpr).map_err(|_| TokenError::Invalid)?;
+        let asking = DeviceClaim {
+            fingerprint_hash,
+            token: Some(presented.clone()),
+        };
+        let verdict = judge(Some(&license), policy.as_ref(), &asking, now);
+        if verdict.code == ValidationCode::TokenRevoked {
+            return Err(LicensingError::TokenRevoked);
+        }
+        let known = !token_expired && verdict.is_valid();
         let renewed = if known {
             clock.renew(device_id, now, deadline, borrow_until).await?
         } else {
@@ -140,8 +151,9 @@ impl Licensing {
             }
         };
         let lease_expires_at = row.expires_at.unwrap_or(deadline);
-        let token_expires_at = self.token_expiry(&license, terms, lease_expires_at, now);
         let effective = license.effective(Some(terms));
+        let token_expires_at =
+            self.token_expiry(&license, &effective, terms, lease_expires_at, now);
         let token = self
             .tokens
             .reissue(
@@ -167,11 +179,11 @@ impl Licensing {
     fn token_expiry(
         &self,
         license: &LicenseSnapshot,
+        effective: &EffectiveTerms,
         terms: &PolicyTerms,
         lease_end: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> DateTime<Utc> {
-        let effective = license.effective(Some(terms));
         let license_end = effective.grace_until.or(license.expires_at);
         let trial_end = license
             .trial_ends_at
@@ -217,31 +229,4 @@ impl Licensing {
             .await?;
         Ok(())
     }
-}
-
-/// Whether the token's device may renew in place: the token's key is current, the license
-/// is usable (or in grace) and the device is one of its active devices. Otherwise the
-/// command decides (and says why not).
-fn stands(
-    license: &LicenseSnapshot,
-    presented: &PresentedToken,
-    now: DateTime<Utc>,
-    terms: &PolicyTerms,
-) -> Result<bool, LicensingError> {
-    let key_current = license.license_key.as_ref().is_some_and(|key| {
-        key.admits_token(presented.license_key_ref.as_deref(), presented.issued_at)
-    });
-    if !key_current {
-        return Err(LicensingError::TokenRevoked);
-    }
-    let usable = license.in_grace_at(now, Some(terms))
-        || matches!(
-            license.status_at(now),
-            Status::Trialing | Status::Active | Status::PastDue
-        );
-    Ok(usable
-        && license
-            .active_devices
-            .iter()
-            .any(|d| d.id == presented.device_id))
 }

@@ -61,10 +61,6 @@ impl LeaseRenewals {
     pub fn get(&self, device: DeviceId) -> Option<&Renewal> {
         self.0.get(&device)
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// Whether `policy` watches leases' deadlines: only one that requires heartbeats does. A
