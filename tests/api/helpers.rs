@@ -20,6 +20,7 @@
 
 mod app;
 mod capture;
+mod catalogue;
 mod client;
 mod database;
 mod licensing;
@@ -34,6 +35,7 @@ mod settings;
 pub use self::{
     app::{count_events_of_type, spawn_app, spawn_app_with, start_app, TestApp},
     capture::{captured_logs, spans_of_trace},
+    catalogue::{product_with_policies, with_fields},
     client::{health_at, login_at, read_models_converged, wait_for_read_models_at, ApiClient},
     database::{backend, fresh_database, fresh_database_url, skip_unless_postgres, Backend},
     licensing::{Answer, Licensing},

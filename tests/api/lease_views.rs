@@ -6,26 +6,16 @@ use chrono::{DateTime, Duration, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{ApiClient, TestApp};
+use crate::helpers::{product_with_policies, ApiClient, TestApp};
 use crate::panel::Browser;
 
-/// A product `app` and one policy per `(code, settings)`, 3 seats unless set; returns the
-/// policies' ids in order.
+/// A product `app` and one policy per `(code, settings)`; returns their ids in order.
 pub async fn policies(api: &ApiClient, policies: &[(&str, Value)]) -> Vec<String> {
-    let product = api
-        .create_at("/api/v1/products", json!({"name": "App", "code": "app"}))
-        .await;
-    let mut ids = Vec::new();
-    for (code, settings) in policies {
-        let mut policy = json!({"product_id": product["id"], "name": code, "code": code,
-            "max_devices": 3});
-        for (field, value) in settings.as_object().unwrap() {
-            policy[field] = value.clone();
-        }
-        let created = api.create_at("/api/v1/policies", policy).await;
-        ids.push(created["id"].as_str().unwrap().to_owned());
-    }
-    ids
+    product_with_policies(api, policies)
+        .await
+        .iter()
+        .map(|policy| policy["id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// A subscription following `policy`: its id and license key.

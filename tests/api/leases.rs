@@ -14,7 +14,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    count_events_of_type, server_env, spawn_app_with, ApiClient, ServerProcess, TestApp,
+    count_events_of_type, product_with_policies, server_env, spawn_app_with, with_fields,
+    ApiClient, ServerProcess, TestApp,
 };
 
 /// The culler passes often enough for a test to see a `PT1S` lease culled within a second.
@@ -26,19 +27,10 @@ async fn spawn() -> TestApp {
 
 /// A product `app` and a policy `app/seats` with `settings` on top of 2 seats, perpetual.
 async fn policy(api: &ApiClient, settings: Value) -> Value {
-    let product = api
-        .create_at("/api/v1/products", json!({"name": "App", "code": "app"}))
-        .await;
-    let mut policy = json!({
-        "product_id": product["id"],
-        "name": "Seats",
-        "code": "seats",
-        "max_devices": 2,
-    });
-    for (field, value) in settings.as_object().unwrap() {
-        policy[field] = value.clone();
-    }
-    api.create_at("/api/v1/policies", policy).await
+    let settings = with_fields(json!({"max_devices": 2}), &settings);
+    product_with_policies(api, &[("seats", settings)])
+        .await
+        .remove(0)
 }
 
 /// A subscription following `app/seats`; its license key.
@@ -466,11 +458,10 @@ async fn heartbeats_answer_for_policies_without_them_and_lease_settings_are_chec
         ),
         (json!({"license_model": "metered"}), "INVALID_BODY"),
     ] {
-        let mut body =
-            json!({"product_id": product["id"], "name": "P", "code": "p", "max_devices": 1});
-        for (field, value) in settings.as_object().unwrap() {
-            body[field] = value.clone();
-        }
+        let body = with_fields(
+            json!({"product_id": product["id"], "name": "P", "code": "p", "max_devices": 1}),
+            &settings,
+        );
         let response = app
             .admin(Method::POST, "/api/v1/policies")
             .json(&body)

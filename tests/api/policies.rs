@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Months, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{count_events_of_type, spawn_app, ApiClient, TestApp};
+use crate::helpers::{count_events_of_type, spawn_app, with_fields, ApiClient, TestApp};
 
 /// A product `app`, entitlements `export`, `sync` and `admin`, and a policy `app/pro`:
 /// yearly, 3 seats, export and sync, 14 days of grace, with `settings` on top.
@@ -20,7 +20,7 @@ async fn catalogue(api: &ApiClient, settings: Value) -> Value {
         api.create_at("/api/v1/entitlements", json!({"code": code, "name": code}))
             .await;
     }
-    let mut policy = json!({
+    let policy = json!({
         "product_id": product["id"],
         "name": "Pro",
         "code": "pro",
@@ -30,22 +30,17 @@ async fn catalogue(api: &ApiClient, settings: Value) -> Value {
         "grace_period": "P14D",
         "entitlements": ["export", "sync"],
     });
-    for (field, value) in settings.as_object().unwrap() {
-        policy[field] = value.clone();
-    }
-    api.create_at("/api/v1/policies", policy).await
+    api.create_at("/api/v1/policies", with_fields(policy, &settings))
+        .await
 }
 
 async fn follower(api: &ApiClient, policy: &str, extra: Value) -> Value {
-    let mut body = json!({
+    let body = json!({
         "customer_email": "ann@example.com",
         "customer_name": "Ann Example",
         "policy": policy,
     });
-    for (field, value) in extra.as_object().unwrap() {
-        body[field] = value.clone();
-    }
-    api.create(body).await
+    api.create(with_fields(body, &extra)).await
 }
 
 fn instant(value: &Value) -> DateTime<Utc> {
